@@ -1,0 +1,464 @@
+//! Webhook signature verification over the exact raw request bytes, for every provider.
+//!
+//! Everything here works on `&[u8]`, never on a decoded string: a correctly signed body that
+//! is not valid UTF-8 verifies. A route may have several secrets (rotation) and a header may
+//! carry several signatures; the delivery is valid when any pair matches. Comparisons are
+//! constant-time. The result says why a delivery failed with a stable [`FailureReason`] code
+//! and a hint for the person reading the log.
+//!
+//! ```
+//! use std::time::Duration;
+//! use outworx_hooks::security::{self, FailureReason};
+//! use outworx_hooks::testing::Signer;
+//! use outworx_hooks::security::Provider;
+//!
+//! let body = br#"{"id":"evt_1","type":"charge.succeeded"}"#;
+//! let signed = Signer::new(Provider::Stripe, "whsec_test").at(1_700_000_000).sign(body).unwrap();
+//!
+//! let ok = security::verify_at("stripe", &signed.headers, body, &["whsec_test"],
+//!                              Duration::from_secs(300), 1_700_000_010);
+//! assert!(ok.valid);
+//!
+//! let tampered = security::verify_at("stripe", &signed.headers, b"{}", &["whsec_test"],
+//!                                    Duration::from_secs(300), 1_700_000_010);
+//! assert_eq!(tampered.reason, Some(FailureReason::HmacMismatch));
+//! ```
+
+mod keys;
+mod provider;
+mod reserialized;
+pub(crate) mod scheme;
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::HeaderMap;
+
+pub use keys::SecretError;
+pub(crate) use keys::{Key, b64, parse_key};
+pub(crate) use provider::KeyKind;
+pub use provider::{Provider, UnknownProvider};
+use scheme::Failure;
+
+/// The replay window used when none is configured: 300 seconds either way.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// Why a delivery failed verification. Serializes to the stable codes shared with the
+/// Python package and the Outworx API.
+///
+/// ```
+/// use outworx_hooks::security::FailureReason;
+/// assert_eq!(FailureReason::TimestampDrift.as_str(), "timestamp_drift");
+/// assert_eq!(serde_json::to_string(&FailureReason::ParsedBody).unwrap(), "\"parsed_body\"");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FailureReason {
+    /// A header (or in-body field) the scheme needs is absent or empty, or the URL is unknown.
+    MissingHeader,
+    /// A header is present but cannot be parsed.
+    MalformedHeader,
+    /// The signature matches but the signed timestamp is outside the tolerance.
+    TimestampDrift,
+    /// No configured secret produces the signature.
+    HmacMismatch,
+    /// The signature matches a re-serialization of the body: it was parsed and re-encoded
+    /// before verification.
+    ParsedBody,
+    /// The provider name is not one this SDK knows.
+    UnsupportedProvider,
+    /// A custom verifier returned an error or panicked.
+    VerifierThrew,
+}
+
+impl FailureReason {
+    /// The stable code string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::MissingHeader => "missing_header",
+            FailureReason::MalformedHeader => "malformed_header",
+            FailureReason::TimestampDrift => "timestamp_drift",
+            FailureReason::HmacMismatch => "hmac_mismatch",
+            FailureReason::ParsedBody => "parsed_body",
+            FailureReason::UnsupportedProvider => "unsupported_provider",
+            FailureReason::VerifierThrew => "verifier_threw",
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The verdict on one delivery: whether it is valid and, when it is not, why.
+///
+/// Serializes as `{"valid": .., "reason": .., "hint": ..}` (absent values as `null`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SignatureResult {
+    /// Whether the signature is valid (and fresh, where the scheme is timestamped).
+    pub valid: bool,
+    /// The stable failure code; `None` when valid.
+    pub reason: Option<FailureReason>,
+    /// A sentence for the human reading the log; never contains a secret.
+    pub hint: Option<String>,
+}
+
+impl SignatureResult {
+    /// A valid verdict.
+    pub fn ok() -> Self {
+        SignatureResult {
+            valid: true,
+            reason: None,
+            hint: None,
+        }
+    }
+
+    /// An invalid verdict with its reason and hint.
+    pub fn fail(reason: FailureReason, hint: impl Into<String>) -> Self {
+        SignatureResult {
+            valid: false,
+            reason: Some(reason),
+            hint: Some(hint.into()),
+        }
+    }
+}
+
+impl From<Failure> for SignatureResult {
+    fn from(f: Failure) -> Self {
+        SignatureResult::fail(f.reason, f.hint)
+    }
+}
+
+/// One received request as verification sees it: headers, raw body, and for the schemes
+/// that sign it (Twilio, Square, HubSpot) the method and full public URL.
+///
+/// ```
+/// use outworx_hooks::security::Delivery;
+/// let headers = http::HeaderMap::new();
+/// let d = Delivery::new(&headers, b"Digits=1234")
+///     .with_url("https://example.com/twilio")
+///     .with_method("POST");
+/// assert_eq!(d.url, Some("https://example.com/twilio"));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// The request headers.
+    pub headers: &'a HeaderMap,
+    /// The body exactly as received.
+    pub body: &'a [u8],
+    /// The HTTP method, `POST` unless set.
+    pub method: &'a str,
+    /// The full URL the provider sent the request to, as the provider saw it.
+    pub url: Option<&'a str>,
+}
+
+impl<'a> Delivery<'a> {
+    /// A `POST` delivery without a URL.
+    pub fn new(headers: &'a HeaderMap, body: &'a [u8]) -> Self {
+        Delivery {
+            headers,
+            body,
+            method: "POST",
+            url: None,
+        }
+    }
+
+    /// Sets the public URL the provider posted to.
+    pub fn with_url(mut self, url: &'a str) -> Self {
+        self.url = Some(url);
+        self
+    }
+
+    /// Sets the HTTP method.
+    pub fn with_method(mut self, method: &'a str) -> Self {
+        self.method = method;
+        self
+    }
+}
+
+/// A provider with its secrets parsed once, ready to verify many deliveries.
+///
+/// Building it is where a malformed or missing secret is found (a configuration fault:
+/// the receiving pipeline answers 5xx for it, never 401).
+///
+/// ```
+/// use outworx_hooks::security::{Delivery, Provider, Verifier};
+/// use outworx_hooks::testing::Signer;
+///
+/// // Rotation: the new secret first, the old one still accepted.
+/// let verifier = Verifier::new(Provider::Github, &["new-secret", "old-secret"]).unwrap();
+/// let signed = Signer::new(Provider::Github, "old-secret").sign(&b"{}"[..]).unwrap();
+/// assert!(verifier.verify(&Delivery::new(&signed.headers, &signed.body)).valid);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    provider: Provider,
+    keys: Vec<Key>,
+    tolerance: Duration,
+}
+
+impl Verifier {
+    /// Parses `secrets` for `provider`. Every secret must be usable.
+    pub fn new<S: AsRef<str>>(provider: Provider, secrets: &[S]) -> Result<Self, SecretError> {
+        if secrets.is_empty() {
+            return Err(SecretError::Missing(provider));
+        }
+        let keys = secrets
+            .iter()
+            .map(|s| parse_key(provider, s.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Verifier {
+            provider,
+            keys,
+            tolerance: DEFAULT_TOLERANCE,
+        })
+    }
+
+    /// Sets the replay window (default [`DEFAULT_TOLERANCE`]).
+    pub fn with_tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// The provider this verifier checks.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// The replay window.
+    pub fn tolerance(&self) -> Duration {
+        self.tolerance
+    }
+
+    /// Verifies a delivery against the system clock.
+    pub fn verify(&self, delivery: &Delivery<'_>) -> SignatureResult {
+        self.verify_at(delivery, now_unix())
+    }
+
+    /// Verifies a delivery as if the time were `now_unix` (seconds since 1970).
+    pub fn verify_at(&self, delivery: &Delivery<'_>, now_unix: i64) -> SignatureResult {
+        run(
+            self.provider,
+            delivery,
+            &self.keys,
+            self.tolerance,
+            now_unix,
+        )
+    }
+}
+
+fn run(
+    provider: Provider,
+    d: &Delivery<'_>,
+    keys: &[Key],
+    tolerance: Duration,
+    now: i64,
+) -> SignatureResult {
+    let spec = provider.spec();
+    let check = |d: &Delivery<'_>| spec.scheme.check(spec.name, d, keys, tolerance, now);
+    match check(d) {
+        Ok(()) => SignatureResult::ok(),
+        Err(f) if f.reason == FailureReason::HmacMismatch && spec.scheme.signs_body() => {
+            let original = reserialized::find_original(d.body, |candidate| {
+                let alt = Delivery {
+                    body: candidate,
+                    ..*d
+                };
+                !matches!(check(&alt), Err(ref e) if e.reason == FailureReason::HmacMismatch)
+            });
+            match original {
+                Some(style) => SignatureResult::fail(
+                    FailureReason::ParsedBody,
+                    format!(
+                        "the signature matches this JSON body re-encoded with {style}: the request \
+                         was parsed and serialized again before verification; verify the raw \
+                         request bytes exactly as received"
+                    ),
+                ),
+                None => f.into(),
+            }
+        }
+        Err(f) => f.into(),
+    }
+}
+
+/// Seconds since 1970 by the system clock (0 if the clock is before 1970).
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Verifies a delivery for the provider named `provider` against any of `secrets`.
+///
+/// Unknown provider names give [`FailureReason::UnsupportedProvider`]; secrets that cannot
+/// be used for the provider are skipped (the hint says so). Providers that sign the URL
+/// (Twilio, Square, HubSpot) need [`Verifier`] with [`Delivery::with_url`].
+///
+/// ```
+/// use std::time::Duration;
+/// let headers = http::HeaderMap::new();
+/// let r = outworx_hooks::security::verify("github", &headers, b"{}", &["s"], Duration::from_secs(300));
+/// assert_eq!(r.reason.unwrap().as_str(), "missing_header");
+/// ```
+pub fn verify<S: AsRef<str>>(
+    provider: &str,
+    headers: &HeaderMap,
+    raw_body: &[u8],
+    secrets: &[S],
+    tolerance: Duration,
+) -> SignatureResult {
+    verify_at(provider, headers, raw_body, secrets, tolerance, now_unix())
+}
+
+/// [`verify`] as if the time were `now_unix`: for tests and for replaying captured requests.
+///
+/// ```
+/// use std::time::Duration;
+/// let r = outworx_hooks::security::verify_at("nope", &http::HeaderMap::new(), b"", &["s"],
+///                                            Duration::from_secs(300), 0);
+/// assert_eq!(r.reason.unwrap().as_str(), "unsupported_provider");
+/// ```
+pub fn verify_at<S: AsRef<str>>(
+    provider: &str,
+    headers: &HeaderMap,
+    raw_body: &[u8],
+    secrets: &[S],
+    tolerance: Duration,
+    now_unix: i64,
+) -> SignatureResult {
+    let provider = match provider.parse::<Provider>() {
+        Ok(p) => p,
+        Err(e) => return SignatureResult::fail(FailureReason::UnsupportedProvider, e.to_string()),
+    };
+    verify_delivery_at(
+        provider,
+        &Delivery::new(headers, raw_body),
+        secrets,
+        tolerance,
+        now_unix,
+    )
+}
+
+/// Verifies a [`Delivery`] (which may carry the URL and method) against any of `secrets`,
+/// skipping unusable secrets as [`verify`] does.
+pub fn verify_delivery_at<S: AsRef<str>>(
+    provider: Provider,
+    delivery: &Delivery<'_>,
+    secrets: &[S],
+    tolerance: Duration,
+    now_unix: i64,
+) -> SignatureResult {
+    let mut keys = Vec::with_capacity(secrets.len());
+    let mut first_error = None;
+    for secret in secrets {
+        match parse_key(provider, secret.as_ref()) {
+            Ok(k) => keys.push(k),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if keys.is_empty() {
+        let why = first_error.unwrap_or(SecretError::Missing(provider));
+        return SignatureResult::fail(
+            FailureReason::HmacMismatch,
+            format!("no usable secret, so nothing can match: {why}"),
+        );
+    }
+    run(provider, delivery, &keys, tolerance, now_unix)
+}
+
+fn one(provider: Provider, delivery: Delivery<'_>, secret: &str) -> SignatureResult {
+    verify_delivery_at(
+        provider,
+        &delivery,
+        &[secret],
+        DEFAULT_TOLERANCE,
+        now_unix(),
+    )
+}
+
+macro_rules! per_provider {
+    (body: $( $p:ident => $short:ident, $detailed:ident; )+) => { $(
+        #[doc = concat!("Whether a `", stringify!($p), "` delivery is validly signed with `secret`")]
+        #[doc = "(default tolerance, system clock). See the `_detailed` form for the reason."]
+        ///
+        /// ```
+        /// use outworx_hooks::{security::{self, Provider}, testing::{Signer, TestKeys}};
+        #[doc = concat!("let keys = TestKeys::for_provider(Provider::", stringify!($p), ");")]
+        #[doc = concat!("let signed = Signer::new(Provider::", stringify!($p), ", &keys.signing)")]
+        ///     .sign(&br#"{"id":"evt_1","type":"test"}"#[..]).unwrap();
+        #[doc = concat!("assert!(security::", stringify!($short), "(&signed.headers, &signed.body, &keys.verifying));")]
+        #[doc = concat!("assert!(!security::", stringify!($short), "(&signed.headers, b\"{}\", &keys.verifying));")]
+        /// ```
+        pub fn $short(headers: &HeaderMap, raw_body: &[u8], secret: &str) -> bool {
+            $detailed(headers, raw_body, secret).valid
+        }
+
+        #[doc = concat!("Verifies a `", stringify!($p), "` delivery with `secret` and says why it failed.")]
+        pub fn $detailed(headers: &HeaderMap, raw_body: &[u8], secret: &str) -> SignatureResult {
+            one(Provider::$p, Delivery::new(headers, raw_body), secret)
+        }
+    )+ };
+    (url: $( $p:ident => $short:ident, $detailed:ident; )+) => { $(
+        #[doc = concat!("Whether a `", stringify!($p), "` delivery to the public `url` is validly signed")]
+        #[doc = "with `secret` (a `POST`; default tolerance, system clock)."]
+        ///
+        /// ```
+        /// use outworx_hooks::{security::{self, Provider}, testing::{Signer, TestKeys}};
+        #[doc = concat!("let keys = TestKeys::for_provider(Provider::", stringify!($p), ");")]
+        #[doc = concat!("let signed = Signer::new(Provider::", stringify!($p), ", &keys.signing)")]
+        ///     .url("https://example.com/hooks").sign(&b"Digits=1234"[..]).unwrap();
+        /// let url = signed.url.as_deref().unwrap();
+        #[doc = concat!("assert!(security::", stringify!($short), "(url, &signed.headers, &signed.body, &keys.verifying));")]
+        /// ```
+        pub fn $short(url: &str, headers: &HeaderMap, raw_body: &[u8], secret: &str) -> bool {
+            $detailed(url, headers, raw_body, secret).valid
+        }
+
+        #[doc = concat!("Verifies a `", stringify!($p), "` `POST` to `url` with `secret` and says why it failed.")]
+        pub fn $detailed(url: &str, headers: &HeaderMap, raw_body: &[u8], secret: &str) -> SignatureResult {
+            one(Provider::$p, Delivery::new(headers, raw_body).with_url(url), secret)
+        }
+    )+ };
+}
+
+per_provider! { body:
+    Stripe => verify_stripe_signature, verify_stripe_signature_detailed;
+    Github => verify_github_signature, verify_github_signature_detailed;
+    Shopify => verify_shopify_signature, verify_shopify_signature_detailed;
+    Svix => verify_svix_signature, verify_svix_signature_detailed;
+    Clerk => verify_clerk_signature, verify_clerk_signature_detailed;
+    Slack => verify_slack_signature, verify_slack_signature_detailed;
+    Standard => verify_standard_signature, verify_standard_signature_detailed;
+    Paddle => verify_paddle_signature, verify_paddle_signature_detailed;
+    Calendly => verify_calendly_signature, verify_calendly_signature_detailed;
+    Zoom => verify_zoom_signature, verify_zoom_signature_detailed;
+    Discord => verify_discord_signature, verify_discord_signature_detailed;
+    Sendgrid => verify_sendgrid_signature, verify_sendgrid_signature_detailed;
+    Gitlab => verify_gitlab_signature, verify_gitlab_signature_detailed;
+    Bitbucket => verify_bitbucket_signature, verify_bitbucket_signature_detailed;
+    Intercom => verify_intercom_signature, verify_intercom_signature_detailed;
+    Vercel => verify_vercel_signature, verify_vercel_signature_detailed;
+    Typeform => verify_typeform_signature, verify_typeform_signature_detailed;
+    Linear => verify_linear_signature, verify_linear_signature_detailed;
+    Lemonsqueezy => verify_lemonsqueezy_signature, verify_lemonsqueezy_signature_detailed;
+    Razorpay => verify_razorpay_signature, verify_razorpay_signature_detailed;
+    Twitch => verify_twitch_signature, verify_twitch_signature_detailed;
+    Mailgun => verify_mailgun_signature, verify_mailgun_signature_detailed;
+    Resend => verify_resend_signature, verify_resend_signature_detailed;
+    Meta => verify_meta_signature, verify_meta_signature_detailed;
+}
+
+per_provider! { url:
+    Twilio => verify_twilio_signature, verify_twilio_signature_detailed;
+    Square => verify_square_signature, verify_square_signature_detailed;
+    Hubspot => verify_hubspot_signature, verify_hubspot_signature_detailed;
+}
+
+#[cfg(test)]
+mod vectors;
