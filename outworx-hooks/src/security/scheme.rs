@@ -166,7 +166,7 @@ impl Sig {
         s.len = match encoding {
             Encoding::Hex => {
                 let n = text.len() / 2;
-                if text.len() % 2 != 0 || n == 0 {
+                if !text.len().is_multiple_of(2) || n == 0 {
                     return None;
                 }
                 hex::decode_to_slice(text, s.buf.get_mut(..n)?).ok()?;
