@@ -1,5 +1,16 @@
 //! Procedural macros of [`outworx-hooks`](https://docs.rs/outworx-hooks).
 //!
-//! Do not depend on this crate directly: `outworx-hooks` re-exports what it holds and pins
-//! it to the exact same version. The `#[webhook]` attribute lands here (issue 3); until then
-//! the crate is an empty shell that keeps the workspace layout of shared/DESIGN.md.
+//! Do not depend on this crate directly: `outworx-hooks` re-exports `#[webhook]` and pins
+//! this crate to its exact version.
+
+use proc_macro::TokenStream;
+
+mod webhook;
+
+/// Turns an async axum handler into a verified, deduplicated, reported webhook receiver.
+///
+/// See the `outworx_hooks` crate documentation for the grammar and examples.
+#[proc_macro_attribute]
+pub fn webhook(args: TokenStream, item: TokenStream) -> TokenStream {
+    webhook::expand(args.into(), item.into()).into()
+}

@@ -1,22 +1,63 @@
 //! Receive webhooks in axum services, correct to the byte.
 //!
-//! `outworx-hooks` verifies each delivery's signature over the exact raw request bytes, for
-//! every major provider ([`security`]), and signs test deliveries the same way ([`testing`]).
-//! The `#[webhook]` attribute, idempotency stores and delivery reporting build on this core;
-//! see the README for the whole picture.
+//! One attribute on a handler verifies the provider's signature over the exact raw bytes,
+//! answers retried duplicates with the first response, hands the handler a [`Track`] to mark
+//! the event processed or failed, and reports every delivery.
 //!
 //! ```
-//! use std::time::Duration;
-//! use outworx_hooks::security::{self, Provider};
-//! use outworx_hooks::testing::Signer;
+//! use axum::{Json, Router, routing::post};
+//! use outworx_hooks::{Track, webhook};
+//! use serde::Deserialize;
 //!
-//! let body = br#"{"id":"evt_1"}"#;
-//! let signed = Signer::new(Provider::Github, "s3cret").sign(&body[..]).unwrap();
-//! let verdict = security::verify("github", &signed.headers, body, &["s3cret"], Duration::from_secs(300));
-//! assert!(verdict.valid);
+//! #[derive(Deserialize)]
+//! struct Event { id: String, r#type: String }
+//!
+//! #[webhook(provider = "stripe", secret = "whsec_test", idempotency = body.id, require_processed)]
+//! async fn stripe(track: Track, Json(event): Json<Event>) -> &'static str {
+//!     if event.r#type == "charge.succeeded" {
+//!         track.processed();
+//!     }
+//!     "ok"
+//! }
+//!
+//! let app: Router = Router::new().route("/webhooks/stripe", post(stripe));
 //! ```
+//!
+//! The building blocks are public too: [`security`] verifies signatures for every provider,
+//! [`testing`] signs test deliveries, [`store`] holds idempotency keys.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod envelope;
+pub mod event;
+mod pipeline;
+mod report;
 pub mod security;
+pub mod store;
 pub mod testing;
+mod track;
+
+pub use outworx_hooks_macros::webhook;
+pub use report::{
+    Config, ConfigError, Guard, SecretProblem, Sink, Subscription, TracingSink, init, subscribe,
+};
+pub use store::MemoryStore;
+pub use track::{Track, TrackRejection};
+
+/// What generated code needs; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::envelope;
+    pub use crate::pipeline::{
+        CustomVerifier, IntoKey, IntoSecret, IntoVerdict, Route, RouteRef, SecretSource, Verdict,
+        Verified, receive,
+    };
+    pub use crate::security::{Delivery, Provider};
+    pub use crate::store::BoxFuture;
+    pub use {axum, bytes, http, inventory, serde_json};
+
+    /// The idempotency key (or event type) of a field value.
+    pub fn key<K: IntoKey>(k: K) -> Option<String> {
+        k.into_key()
+    }
+}

@@ -210,6 +210,73 @@ impl Provider {
     }
 }
 
+/// Where a provider puts its natural idempotency key and its event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Defaults {
+    pub(crate) key: Option<crate::pipeline::Source>,
+    pub(crate) event_type: Option<crate::pipeline::Source>,
+}
+
+impl Provider {
+    /// The provider's natural idempotency key and event type (bare `idempotency`).
+    pub(crate) fn defaults(self) -> Defaults {
+        use crate::pipeline::Source::{Body, Header};
+        let (key, event_type) = match self {
+            Provider::Stripe => (Some(Body(&["id"])), Some(Body(&["type"]))),
+            Provider::Github => (
+                Some(Header("x-github-delivery")),
+                Some(Header("x-github-event")),
+            ),
+            Provider::Shopify => (
+                Some(Header("x-shopify-webhook-id")),
+                Some(Header("x-shopify-topic")),
+            ),
+            Provider::Svix | Provider::Clerk | Provider::Resend => {
+                (Some(Header("svix-id")), Some(Body(&["type"])))
+            }
+            Provider::Standard => (Some(Header("webhook-id")), Some(Body(&["type"]))),
+            Provider::Slack => (Some(Body(&["event_id"])), Some(Body(&["type"]))),
+            Provider::Paddle => (Some(Body(&["event_id"])), Some(Body(&["event_type"]))),
+            Provider::Calendly => (None, Some(Body(&["event"]))),
+            Provider::Zoom => (None, Some(Body(&["event"]))),
+            Provider::Twilio => (Some(Header("i-twilio-idempotency-token")), None),
+            Provider::Square => (Some(Body(&["event_id"])), Some(Body(&["type"]))),
+            Provider::Hubspot => (None, None),
+            Provider::Discord => (Some(Body(&["id"])), Some(Body(&["type"]))),
+            Provider::Sendgrid => (None, None),
+            Provider::Gitlab => (
+                Some(Header("x-gitlab-event-uuid")),
+                Some(Header("x-gitlab-event")),
+            ),
+            Provider::Bitbucket => (Some(Header("x-request-uuid")), Some(Header("x-event-key"))),
+            Provider::Intercom => (Some(Body(&["id"])), Some(Body(&["topic"]))),
+            Provider::Vercel => (Some(Body(&["id"])), Some(Body(&["type"]))),
+            Provider::Typeform => (Some(Body(&["event_id"])), Some(Body(&["event_type"]))),
+            Provider::Linear => (
+                Some(Header("linear-delivery")),
+                Some(Header("linear-event")),
+            ),
+            Provider::Lemonsqueezy => (None, Some(Header("x-event-name"))),
+            Provider::Razorpay => (Some(Header("x-razorpay-event-id")), Some(Body(&["event"]))),
+            Provider::Twitch => (
+                Some(Header("twitch-eventsub-message-id")),
+                Some(Header("twitch-eventsub-subscription-type")),
+            ),
+            Provider::Mailgun => (
+                Some(Body(&["event-data", "id"])),
+                Some(Body(&["event-data", "event"])),
+            ),
+            Provider::Meta => (None, Some(Body(&["object"]))),
+        };
+        Defaults { key, event_type }
+    }
+
+    /// Whether the provider has a natural idempotency key (so bare `idempotency` works).
+    pub fn has_natural_key(self) -> bool {
+        self.defaults().key.is_some()
+    }
+}
+
 /// Levenshtein distance over bytes; names are short ASCII, so the quadratic table is fine.
 fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b) = (a.as_bytes(), b.as_bytes());

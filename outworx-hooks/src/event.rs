@@ -1,0 +1,206 @@
+//! The delivery event, in the wire format of the Outworx ingest API.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use http::HeaderMap;
+use serde::Serialize;
+
+use crate::security::FailureReason;
+
+/// What became of the event after the handler ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingStatus {
+    /// The handler called `Track::processed`.
+    Completed,
+    /// The handler called `Track::failed`.
+    Failed,
+    /// The route requires a mark, the handler answered 2xx and never marked.
+    SilentDrop,
+}
+
+/// One delivery, as reported: the field names are those of the Outworx ingest API, and
+/// absent values are omitted from the JSON, never `null`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct DeliveryEvent {
+    /// Provider name (`"stripe"`), or `"custom"` for a custom verifier.
+    pub provider: String,
+    /// The HTTP status answered.
+    pub status_code: u16,
+    /// Whether the status is 2xx.
+    pub success: bool,
+    /// Time from the first byte read to the response, in milliseconds.
+    pub duration_ms: u64,
+    /// The raw body length in bytes.
+    pub payload_size: usize,
+    /// When the delivery arrived, ISO 8601 UTC.
+    pub timestamp: String,
+    /// The provider's event type (`charge.succeeded`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    /// Request headers, sensitive ones as `[REDACTED]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_headers: Option<BTreeMap<String, String>>,
+    /// The request body (only with `capture_body`), cut at 64 KiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
+    /// The response body (only with `capture_body`), cut at 64 KiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
+    /// The signature verdict, when one was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_valid: Option<bool>,
+    /// Why the signature failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_failure_reason: Option<FailureReason>,
+    /// A configuration fault, a panic or a body the handler could not read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// Route metadata, the mark's metadata, `duplicate`, `idempotency_error`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The request path (and query).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_url: Option<String>,
+    /// What the handler said about the event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processing_status: Option<ProcessingStatus>,
+    /// When the handler marked it, ISO 8601 UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processing_marked_at: Option<String>,
+    /// The reason given to `Track::failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processing_failure_reason: Option<String>,
+    /// The handler (function name) that received it: for in-process subscribers and logs.
+    #[serde(skip)]
+    pub handler: &'static str,
+    /// The signature hint, for logs; not sent (it can be long), reason codes are.
+    #[serde(skip)]
+    pub signature_hint: Option<String>,
+}
+
+impl DeliveryEvent {
+    /// The `metadata` value under `key`, if any.
+    pub fn meta(&self, key: &str) -> Option<&serde_json::Value> {
+        self.metadata.as_ref()?.get(key)
+    }
+}
+
+/// Headers whose values are never reported.
+pub(crate) const REDACTED_HEADERS: &[&str] = &[
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "x-auth-token",
+    "proxy-authorization",
+];
+
+pub(crate) const REDACTED: &str = "[REDACTED]";
+
+/// Captured bodies are cut at this many bytes.
+pub(crate) const BODY_CAPTURE_LIMIT: usize = 64 * 1024;
+
+pub(crate) fn redact_headers(headers: &HeaderMap, extra: &[&str]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (name, value) in headers {
+        let n = name.as_str();
+        let v = if REDACTED_HEADERS.contains(&n) || extra.iter().any(|e| e.eq_ignore_ascii_case(n))
+        {
+            REDACTED.to_owned()
+        } else {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
+        };
+        out.entry(n.to_owned())
+            .and_modify(|prev: &mut String| {
+                prev.push_str(", ");
+                prev.push_str(&v);
+            })
+            .or_insert(v);
+    }
+    out
+}
+
+pub(crate) fn capture(body: &[u8]) -> String {
+    if body.len() <= BODY_CAPTURE_LIMIT {
+        return String::from_utf8_lossy(body).into_owned();
+    }
+    let mut s = String::from_utf8_lossy(&body[..BODY_CAPTURE_LIMIT]).into_owned();
+    s.push_str("...[truncated]");
+    s
+}
+
+/// ISO 8601 / RFC 3339 in UTC with milliseconds.
+pub(crate) fn iso8601(t: SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&fmt).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_fields_are_omitted() {
+        let e = DeliveryEvent {
+            provider: "stripe".into(),
+            status_code: 200,
+            success: true,
+            duration_ms: 3,
+            payload_size: 10,
+            timestamp: iso8601(SystemTime::UNIX_EPOCH),
+            event_type: None,
+            request_headers: None,
+            request_body: None,
+            response_body: None,
+            signature_valid: Some(true),
+            signature_failure_reason: None,
+            error_message: None,
+            metadata: None,
+            source_url: None,
+            processing_status: Some(ProcessingStatus::SilentDrop),
+            processing_marked_at: None,
+            processing_failure_reason: None,
+            handler: "h",
+            signature_hint: Some("x".into()),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "provider": "stripe", "status_code": 200, "success": true, "duration_ms": 3,
+                "payload_size": 10, "timestamp": "1970-01-01T00:00:00.000Z",
+                "signature_valid": true, "processing_status": "silent_drop"
+            })
+        );
+    }
+
+    #[test]
+    fn sensitive_headers_are_redacted() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer secret".parse().unwrap());
+        h.insert("x-custom-token", "t".parse().unwrap());
+        h.insert("stripe-signature", "t=1,v1=ab".parse().unwrap());
+        h.append("x-many", "a".parse().unwrap());
+        h.append("x-many", "b".parse().unwrap());
+        let r = redact_headers(&h, &["X-Custom-Token"]);
+        assert_eq!(r["authorization"], REDACTED);
+        assert_eq!(r["x-custom-token"], REDACTED);
+        assert_eq!(r["stripe-signature"], "t=1,v1=ab");
+        assert_eq!(r["x-many"], "a, b");
+    }
+
+    #[test]
+    fn captured_bodies_are_cut() {
+        assert_eq!(capture(b"abc"), "abc");
+        let big = vec![b'a'; BODY_CAPTURE_LIMIT + 10];
+        let c = capture(&big);
+        assert!(c.ends_with("...[truncated]"));
+        assert_eq!(c.len(), BODY_CAPTURE_LIMIT + "...[truncated]".len());
+    }
+}

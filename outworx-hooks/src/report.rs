@@ -1,0 +1,327 @@
+//! Where delivery events go, and the process-wide configuration (`init`).
+
+use std::sync::{Arc, OnceLock, RwLock};
+
+use tokio::sync::broadcast;
+
+use crate::event::DeliveryEvent;
+use crate::store::{BoxFuture, MemoryStore, Store};
+
+/// A destination for delivery events. `send` is called on the request path and must not
+/// block: queue, count, or drop.
+pub trait Sink: Send + Sync + 'static {
+    /// Takes one event.
+    fn send(&self, event: &Arc<DeliveryEvent>);
+
+    /// Delivers whatever is queued; called by [`Guard::shutdown`].
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// The embedded default sink: one structured `tracing` event at INFO per delivery.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingSink;
+
+impl Sink for TracingSink {
+    fn send(&self, e: &Arc<DeliveryEvent>) {
+        tracing::info!(
+            target: "outworx_hooks::delivery",
+            handler = e.handler,
+            provider = %e.provider,
+            status = e.status_code,
+            duration_ms = e.duration_ms,
+            payload_size = e.payload_size,
+            event_type = e.event_type.as_deref().unwrap_or(""),
+            signature_valid = ?e.signature_valid,
+            signature_failure_reason = e.signature_failure_reason.map(|r| r.as_str()).unwrap_or(""),
+            signature_hint = e.signature_hint.as_deref().unwrap_or(""),
+            processing_status = ?e.processing_status,
+            duplicate = e.meta("duplicate").is_some(),
+            error = e.error_message.as_deref().unwrap_or(""),
+            "webhook delivery"
+        );
+    }
+}
+
+/// Events of every delivery in this process, as they happen (see [`subscribe`]).
+#[derive(Debug)]
+pub struct Subscription {
+    rx: broadcast::Receiver<Arc<DeliveryEvent>>,
+}
+
+impl Subscription {
+    /// The next event; `None` never happens while the process lives. A subscriber that falls
+    /// more than 1,024 events behind skips the oldest.
+    pub async fn recv(&mut self) -> Option<Arc<DeliveryEvent>> {
+        loop {
+            match self.rx.recv().await {
+                Ok(e) => return Some(e),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+fn events() -> &'static broadcast::Sender<Arc<DeliveryEvent>> {
+    static EVENTS: OnceLock<broadcast::Sender<Arc<DeliveryEvent>>> = OnceLock::new();
+    EVENTS.get_or_init(|| broadcast::channel(1024).0)
+}
+
+/// Subscribes to the events of every delivery handled in this process from now on.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let mut events = outworx_hooks::subscribe();
+/// // ... deliveries happen ...
+/// # drop(events);
+/// # });
+/// ```
+pub fn subscribe() -> Subscription {
+    Subscription {
+        rx: events().subscribe(),
+    }
+}
+
+pub(crate) struct Runtime {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) sinks: Vec<Arc<dyn Sink>>,
+    pub(crate) debug: bool,
+}
+
+impl Runtime {
+    fn embedded() -> Runtime {
+        Runtime {
+            store: Arc::new(MemoryStore::new()),
+            sinks: vec![Arc::new(TracingSink)],
+            debug: false,
+        }
+    }
+
+    pub(crate) fn emit(&self, event: DeliveryEvent) {
+        if self.debug
+            && let Some(hint) = &event.signature_hint
+        {
+            tracing::warn!(handler = event.handler, reason = ?event.signature_failure_reason, "{hint}");
+        }
+        let event = Arc::new(event);
+        for sink in &self.sinks {
+            sink.send(&event);
+        }
+        // No subscriber is the common case; that is not an error.
+        let _ = events().send(event);
+    }
+}
+
+static RUNTIME: RwLock<Option<Arc<Runtime>>> = RwLock::new(None);
+
+pub(crate) fn runtime() -> Arc<Runtime> {
+    if let Some(rt) = RUNTIME.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        return rt.clone();
+    }
+    let mut slot = RUNTIME.write().unwrap_or_else(|p| p.into_inner());
+    slot.get_or_insert_with(|| Arc::new(Runtime::embedded()))
+        .clone()
+}
+
+/// Process-wide configuration, read by [`init`].
+///
+/// ```
+/// use outworx_hooks::{Config, MemoryStore};
+/// let config = Config::new().store(MemoryStore::with_max_entries(10_000)).debug(true);
+/// ```
+pub struct Config {
+    api_key: Option<String>,
+    endpoint: Option<String>,
+    debug: bool,
+    store: Option<Arc<dyn Store>>,
+    sinks: Vec<Arc<dyn Sink>>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("api_key", &self.api_key.as_ref().map(|_| "[REDACTED]"))
+            .field("endpoint", &self.endpoint)
+            .field("debug", &self.debug)
+            .field("sinks", &self.sinks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new()
+    }
+}
+
+impl Config {
+    /// The embedded defaults: no API key (no network), the memory store, the tracing sink.
+    pub fn new() -> Self {
+        Config {
+            api_key: None,
+            endpoint: None,
+            debug: false,
+            store: None,
+            sinks: Vec::new(),
+        }
+    }
+
+    /// Reads `OUTWORX_HOOKS_API_KEY`, `OUTWORX_HOOKS_ENDPOINT` and `OUTWORX_HOOKS_DEBUG`
+    /// (`1`/`true`); [`init`] validates the result.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Config {
+            api_key: var("OUTWORX_HOOKS_API_KEY"),
+            endpoint: var("OUTWORX_HOOKS_ENDPOINT"),
+            debug: var("OUTWORX_HOOKS_DEBUG")
+                .is_some_and(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "yes")),
+            store: None,
+            sinks: Vec::new(),
+        }
+    }
+
+    /// The Outworx API key (`ohk_` + 32 lowercase hex).
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// The ingest endpoint events are posted to.
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// Logs signature hints and more detail.
+    pub fn debug(mut self, debug: bool) -> Self {
+        self.debug = debug;
+        self
+    }
+
+    /// The idempotency store (default: [`MemoryStore`]).
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Adds a sink; with none added, events go to the tracing sink.
+    pub fn sink(mut self, sink: impl Sink) -> Self {
+        self.sinks.push(Arc::new(sink));
+        self
+    }
+}
+
+/// A `#[webhook]` route whose secret cannot be read or used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretProblem {
+    /// The handler function's name.
+    pub handler: &'static str,
+    /// Where the handler is: `file:line`.
+    pub location: String,
+    /// What is wrong (never the secret's value).
+    pub problem: String,
+}
+
+/// Why [`init`] refused the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The API key does not have the `ohk_` + 32 lowercase hex form.
+    #[error("OUTWORX_HOOKS_API_KEY must be `ohk_` followed by 32 lowercase hex characters")]
+    InvalidApiKey,
+    /// Some routes cannot verify: their secrets are unset or unusable.
+    #[error("{} webhook route(s) cannot verify deliveries:{}", .0.len(), .0.iter().map(|p| format!("\n  - handler `{}` ({}): {}", p.handler, p.location, p.problem)).collect::<String>())]
+    Secrets(Vec<SecretProblem>),
+}
+
+/// Returned by [`init`]: call [`Guard::shutdown`] before exit so queued events are delivered.
+///
+/// With axum's graceful shutdown:
+///
+/// ```no_run
+/// # async fn run(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+/// let guard = outworx_hooks::init(outworx_hooks::Config::from_env())?;
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+/// axum::serve(listener, app)
+///     .with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; })
+///     .await?;
+/// guard.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "keep the guard and call `shutdown().await` before exit, or queued events are lost"]
+pub struct Guard {
+    _private: (),
+}
+
+impl Guard {
+    /// Flushes every sink.
+    pub async fn shutdown(self) {
+        let rt = runtime();
+        for sink in &rt.sinks {
+            sink.flush().await;
+        }
+    }
+}
+
+pub(crate) fn valid_api_key(key: &str) -> bool {
+    key.len() == 36
+        && key.starts_with("ohk_")
+        && key[4..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Validates `config`, checks that every `#[webhook]` route in the binary can read and use its
+/// secret, and installs the configuration for every delivery from now on.
+///
+/// ```
+/// let guard = outworx_hooks::init(outworx_hooks::Config::new());
+/// # let _ = guard;
+/// ```
+pub fn init(config: Config) -> Result<Guard, ConfigError> {
+    if let Some(key) = &config.api_key
+        && !valid_api_key(key.trim())
+    {
+        return Err(ConfigError::InvalidApiKey);
+    }
+    let problems = crate::pipeline::check_all_routes();
+    if !problems.is_empty() {
+        return Err(ConfigError::Secrets(problems));
+    }
+    let mut sinks = config.sinks;
+    if sinks.is_empty() {
+        sinks.push(Arc::new(TracingSink));
+    }
+    let rt = Runtime {
+        store: config.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+        sinks,
+        debug: config.debug,
+    };
+    *RUNTIME.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(rt));
+    Ok(Guard { _private: () })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_key_form() {
+        assert!(valid_api_key("ohk_0123456789abcdef0123456789abcdef"));
+        assert!(!valid_api_key("ohk_0123456789ABCDEF0123456789abcdef"));
+        assert!(!valid_api_key("ohk_0123"));
+        assert!(!valid_api_key("sk_0123456789abcdef0123456789abcdef0"));
+        let err = init(Config::new().api_key("nope")).unwrap_err();
+        assert_eq!(err, ConfigError::InvalidApiKey);
+        assert!(!err.to_string().contains("nope"));
+    }
+
+    #[test]
+    fn debug_of_config_redacts_the_key() {
+        let c = Config::new().api_key("ohk_0123456789abcdef0123456789abcdef");
+        assert!(!format!("{c:?}").contains("0123456789"));
+    }
+}
