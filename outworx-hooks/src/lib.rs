@@ -50,7 +50,7 @@ pub mod __private {
     pub use crate::envelope;
     pub use crate::pipeline::{
         CustomVerifier, IntoKey, IntoSecret, IntoVerdict, Route, RouteRef, SecretSource, Verdict,
-        Verified, receive,
+        Verified, WithState, receive,
     };
     pub use crate::security::{Delivery, Provider};
     pub use crate::store::BoxFuture;

@@ -261,6 +261,19 @@ impl Route {
     }
 }
 
+/// The request together with the router's state: the one extractor of a `#[webhook]`
+/// handler, so the user's own extractors can run later with the same state.
+#[derive(Debug)]
+pub struct WithState<S>(pub Request, pub S);
+
+impl<S: Clone + Send + Sync> axum::extract::FromRequest<S> for WithState<S> {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(WithState(req, state.clone()))
+    }
+}
+
 /// Registers a route so [`crate::init`] can check its secrets.
 #[derive(Debug)]
 pub struct RouteRef(pub &'static Route);

@@ -1,6 +1,7 @@
-//! Generation: the handler becomes a unit struct implementing axum's `Handler`; the body of
-//! `call` hands the request to the runtime pipeline and runs the user's function, renamed,
-//! with its own extractors over the verified bytes.
+//! Generation: the handler stays a function of the same name, generic over the router state,
+//! taking the request with its state; it hands the request to the runtime pipeline and runs
+//! the user's function (nested inside, renamed) with its own extractors over the verified
+//! bytes. A function, unlike a unit struct, can be shadowed by a `let` of the same name.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -174,10 +175,10 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
     } else {
         quote!(let _ = (&mut __parts, __bytes, &__state);)
     };
-    let (impl_generics, marker) = if needs_m {
-        (quote!(<__S, __M>), quote!((#p::axum::http::Method, __M)))
+    let generics = if needs_m {
+        quote!(<__S, __M>)
     } else {
-        (quote!(<__S>), quote!((#p::axum::http::Method,)))
+        quote!(<__S>)
     };
     let ret_span = match &func.sig.output {
         syn::ReturnType::Type(_, t) => t.span(),
@@ -195,45 +196,39 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
     inner_fn.vis = syn::Visibility::Inherited;
     inner_fn.attrs = other_attrs.into_iter().cloned().collect();
 
+    let route_static = format_ident!("__OUTWORX_ROUTE_{}", name);
     quote! {
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        static #route_static: #p::Route = #route;
+
+        #p::inventory::submit! { #p::RouteRef(&#route_static) }
+
         #(#docs)*
-        #[allow(non_camel_case_types)]
-        #[derive(Clone, Copy, Debug)]
-        #vis struct #name;
-
-        const _: () = {
-            static __OUTWORX_ROUTE: #p::Route = #route;
-
-            #p::inventory::submit! { #p::RouteRef(&__OUTWORX_ROUTE) }
-
+        #vis fn #name #generics(__outworx_req: #p::WithState<__S>) -> #p::BoxFuture<'static, #p::axum::response::Response>
+        where
+            __S: ::core::clone::Clone + ::core::marker::Send + ::core::marker::Sync + 'static,
+            #(#bounds)*
+        {
             #[allow(clippy::too_many_arguments)]
             #inner_fn
 
-            impl #impl_generics #p::axum::handler::Handler<#marker, __S> for #name
-            where
-                __S: ::core::clone::Clone + ::core::marker::Send + ::core::marker::Sync + 'static,
-                #(#bounds)*
-            {
-                type Future = #p::BoxFuture<'static, #p::axum::response::Response>;
-
-                fn call(self, __req: #p::axum::extract::Request, __state: __S) -> Self::Future {
-                    ::std::boxed::Box::pin(async move {
-                        let __v = match #p::receive(&__OUTWORX_ROUTE, __req).await {
-                            ::core::result::Result::Ok(v) => v,
-                            ::core::result::Result::Err(resp) => return resp,
-                        };
-                        #body_prelude
-                        #defaults
-                        let __outworx_key: ::core::option::Option<::std::string::String> = #key;
-                        let __outworx_type: ::core::option::Option<::std::string::String> = #event_type;
-                        __v.finish(__outworx_key, __outworx_type, move |mut __parts: #p::http::request::Parts, __bytes: #p::bytes::Bytes| async move {
-                            #unused
-                            #(#extract)*
-                            #respond
-                        }).await
-                    })
-                }
-            }
-        };
+            let #p::WithState(__req, __state) = __outworx_req;
+            ::std::boxed::Box::pin(async move {
+                let __v = match #p::receive(&#route_static, __req).await {
+                    ::core::result::Result::Ok(v) => v,
+                    ::core::result::Result::Err(resp) => return resp,
+                };
+                #body_prelude
+                #defaults
+                let __outworx_key: ::core::option::Option<::std::string::String> = #key;
+                let __outworx_type: ::core::option::Option<::std::string::String> = #event_type;
+                __v.finish(__outworx_key, __outworx_type, move |mut __parts: #p::http::request::Parts, __bytes: #p::bytes::Bytes| async move {
+                    #unused
+                    #(#extract)*
+                    #respond
+                }).await
+            })
+        }
     }
 }
