@@ -151,6 +151,16 @@ async fn natural_key_hook(body: Bytes) -> &'static str {
     "ok"
 }
 
+/// `body["key"]` on `serde_json::Value`, and an `Extension` beside it.
+#[webhook(provider = "stripe", secret = "whsec_attribute_tests", idempotency = body["id"], event_type = body["kind"])]
+async fn value_key_hook(
+    axum::Extension(tag): axum::Extension<&'static str>,
+    Json(v): Json<Value>,
+) -> String {
+    ran("value", v["id"].as_str().unwrap_or(""));
+    tag.to_owned()
+}
+
 fn token_verifier(d: &Delivery<'_>) -> bool {
     d.headers.get("x-token").is_some_and(|v| v == "letmein")
 }
@@ -216,6 +226,8 @@ fn app() -> Router {
         .route("/twitch", post(twitch_hook))
         .route("/discord", post(discord_hook))
         .route("/plain", post(plain_track))
+        .route("/value", post(value_key_hook))
+        .layer(axum::Extension("tagged"))
         .with_state(AppState { name: "app-state" })
 }
 
@@ -891,4 +903,21 @@ async fn in_process_oneshot_works_too() {
     let resp = app().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(runs("stripe", "evt_oneshot"), 1);
+}
+
+#[tokio::test]
+async fn index_keys_on_json_values_and_extensions() {
+    let base = serve().await;
+    let mut sub = outworx_hooks::subscribe();
+    let body = r#"{"id":"evt_value","kind":"order.paid"}"#;
+    for _ in 0..2 {
+        let s = Signer::new(Provider::Stripe, STRIPE_SECRET)
+            .sign(body)
+            .unwrap();
+        let r = post_signed(&base, "/value?case=index_keys", &s).await;
+        assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "tagged"));
+    }
+    assert_eq!(runs("value", "evt_value"), 1);
+    let e = next_event(&mut sub, "/value?case=index_keys").await;
+    assert_eq!(e.event_type.as_deref(), Some("order.paid"));
 }
