@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use crate::event::{self, DeliveryEvent, ProcessingStatus};
 use crate::report::{Runtime, SecretProblem, runtime};
 use crate::security::{Delivery, FailureReason, Provider, SignatureResult, Verifier};
-use crate::store::{CachedResponse, MAX_CACHED_BODY, Reservation, ReservationToken};
+use crate::store::{CachedResponse, MAX_CACHED_BODY, Reservation, ReservationToken, clamp_ttl};
 use crate::track::{Outcome, Track};
 
 /// Where a route's secret comes from.
@@ -776,8 +776,9 @@ impl Verified {
         let mut extra = serde_json::Map::new();
         let key = key.map(|k| format!("{}:{}:{k}", route.provider_name(), route.handler));
         let mut token: Option<ReservationToken> = None;
+        let ttl = clamp_ttl(route.ttl);
         if let Some(k) = &key {
-            match self.rt.store.reserve(k, route.ttl).await {
+            match self.rt.store.reserve(k, ttl).await {
                 Ok(Reservation::New(t)) => token = Some(t),
                 Ok(Reservation::Duplicate(cached)) => {
                     let resp = replay(&cached);
@@ -799,6 +800,21 @@ impl Verified {
                     e.metadata
                         .get_or_insert_with(Default::default)
                         .insert("in_flight".into(), true.into());
+                    self.rt.emit(e);
+                    return resp;
+                }
+                Err(err) if self.rt.fail_closed => {
+                    tracing::warn!(handler = route.handler, "{err}; answering 503 (fail closed)");
+                    let resp = (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [(header::RETRY_AFTER, "30")],
+                        "the idempotency store is unavailable; retry later",
+                    )
+                        .into_response();
+                    let mut e = self.event(503, event_type);
+                    e.metadata
+                        .get_or_insert_with(Default::default)
+                        .insert("idempotency_error".into(), err.to_string().into());
                     self.rt.emit(e);
                     return resp;
                 }
@@ -850,7 +866,7 @@ impl Verified {
                         .map(str::to_owned),
                     body: (resp_body.len() <= MAX_CACHED_BODY).then(|| resp_body.clone()),
                 };
-                self.rt.store.complete(k, t, cached, route.ttl).await
+                self.rt.store.complete(k, t, cached, ttl).await
             } else {
                 self.rt.store.release(k, t).await
             };

@@ -88,6 +88,7 @@ pub(crate) struct Runtime {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) sinks: Vec<Arc<dyn Sink>>,
     pub(crate) debug: bool,
+    pub(crate) fail_closed: bool,
 }
 
 impl Runtime {
@@ -96,6 +97,7 @@ impl Runtime {
             store: Arc::new(MemoryStore::new()),
             sinks: vec![Arc::new(TracingSink)],
             debug: false,
+            fail_closed: false,
         }
     }
 
@@ -137,6 +139,7 @@ pub struct Config {
     debug: bool,
     store: Option<Arc<dyn Store>>,
     sinks: Vec<Arc<dyn Sink>>,
+    fail_closed: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -165,6 +168,7 @@ impl Config {
             debug: false,
             store: None,
             sinks: Vec::new(),
+            fail_closed: false,
         }
     }
 
@@ -179,6 +183,7 @@ impl Config {
                 .is_some_and(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "yes")),
             store: None,
             sinks: Vec::new(),
+            fail_closed: false,
         }
     }
 
@@ -203,6 +208,14 @@ impl Config {
     /// The idempotency store (default: [`MemoryStore`]).
     pub fn store(mut self, store: impl Store) -> Self {
         self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// What a store error does: by default the delivery is handled without deduplication
+    /// (fail open: a warning, and `metadata.idempotency_error` on the event); with
+    /// `fail_closed(true)` it is answered 503 so the provider retries later.
+    pub fn fail_closed(mut self, on: bool) -> Self {
+        self.fail_closed = on;
         self
     }
 
@@ -299,6 +312,7 @@ pub fn init(config: Config) -> Result<Guard, ConfigError> {
         store: config.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
         sinks,
         debug: config.debug,
+        fail_closed: config.fail_closed,
     };
     *RUNTIME.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(rt));
     Ok(Guard { _private: () })

@@ -1,0 +1,167 @@
+//! Idempotency stores: where the first response to a delivery is kept so retries replay it.
+//!
+//! Every store answers [`Store::reserve`] atomically with new / duplicate (with the cached
+//! response) / in flight, keeps a completed response for the TTL, and frees a key on
+//! [`Store::release`]. A reservation that was never completed within [`STALE_RESERVATION`]
+//! (its instance died) is taken over; the old owner's late `complete`/`release` carries a
+//! stale [`ReservationToken`] and changes nothing.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
+
+/// A boxed, `Send` future: what store methods return, so stores can be `dyn`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The response kept for a completed delivery, replayed to its retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// The `content-type` header, if any.
+    pub content_type: Option<String>,
+    /// The body; `None` when it was larger than [`MAX_CACHED_BODY`] (status-only replay).
+    pub body: Option<Bytes>,
+}
+
+/// Response bodies larger than this are stored as status only.
+pub const MAX_CACHED_BODY: usize = 64 * 1024;
+
+/// Proof of a reservation: only its holder may complete or release the key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReservationToken(pub String);
+
+/// The answer to [`Store::reserve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// The key was free (or its reservation was stale): run the handler.
+    New(ReservationToken),
+    /// The key was completed: replay this response.
+    Duplicate(CachedResponse),
+    /// Another delivery with this key is being handled right now.
+    InFlight,
+}
+
+/// A store that could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("idempotency store error: {0}")]
+pub struct StoreError(pub String);
+
+/// A reservation older than this that was never completed is taken over (its owner died).
+pub const STALE_RESERVATION: Duration = Duration::from_secs(30);
+
+/// Where idempotency keys live. Every method is atomic per key.
+pub trait Store: Send + Sync + 'static {
+    /// Reserves `key` for `ttl`, or reports it completed or in flight.
+    fn reserve<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Reservation, StoreError>>;
+
+    /// Stores the response of a 2xx run under `key`, if `token` still holds the reservation.
+    fn complete<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a ReservationToken,
+        response: CachedResponse,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Frees `key` after a non-2xx, an error or a panic, if `token` still holds it.
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a ReservationToken,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// The TTL stores are used with: the route's TTL clamped to 60 s ..= 7 days.
+pub fn clamp_ttl(ttl: Duration) -> Duration {
+    ttl.clamp(Duration::from_secs(60), Duration::from_secs(604_800))
+}
+
+/// A source of time, injectable so expiry and takeover are tested without waiting.
+pub trait Clock: Send + Sync + 'static {
+    /// Now.
+    fn now(&self) -> Instant;
+}
+
+/// The system's monotonic clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// A clock that moves only when told to: for tests.
+///
+/// ```
+/// use std::time::Duration;
+/// use outworx_hooks::store::{Clock, ManualClock};
+/// let clock = ManualClock::new();
+/// let t0 = clock.now();
+/// clock.advance(Duration::from_secs(31));
+/// assert_eq!(clock.now() - t0, Duration::from_secs(31));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    base: Instant,
+    offset_ms: Arc<AtomicU64>,
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        ManualClock::new()
+    }
+}
+
+impl ManualClock {
+    /// A clock at the current instant.
+    pub fn new() -> Self {
+        ManualClock {
+            base: Instant::now(),
+            offset_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.offset_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        self.base + Duration::from_millis(self.offset_ms.load(Ordering::SeqCst))
+    }
+}
+
+/// A token unique across processes: time, process id and a counter.
+pub(crate) fn new_token() -> ReservationToken {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    ReservationToken(format!(
+        "{nanos:x}-{:x}-{:x}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
