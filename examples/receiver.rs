@@ -4,7 +4,8 @@
 //! `STRIPE_WEBHOOK_SECRET`, `GITHUB_WEBHOOK_SECRET`, `SHOPIFY_WEBHOOK_SECRET`,
 //! `SVIX_WEBHOOK_SECRET`, `CLERK_WEBHOOK_SECRET`, `SLACK_SIGNING_SECRET`,
 //! `STANDARD_WEBHOOK_SECRET` (`PORT`, default 3000). `outworx_hooks::init` refuses to start
-//! and names every route whose secret is missing.
+//! and names every route whose secret is missing. `OUTWORX_HOOKS_REDIS_URL` switches the
+//! idempotency store from memory to Redis, shared by every instance.
 //!
 //! Every route dedupes on its provider's natural key and requires a processing mark. The
 //! Stripe route marks only `payment_intent.succeeded` and `charge.succeeded` processed, so
@@ -13,6 +14,7 @@
 use axum::body::Bytes;
 use axum::routing::post;
 use axum::{Json, Router};
+use outworx_hooks::store::RedisStore;
 use outworx_hooks::{Config, Track, webhook};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -84,13 +86,21 @@ pub fn app() -> Router {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let guard = match outworx_hooks::init(Config::from_env()) {
+    let mut config = Config::from_env();
+    let store = match std::env::var("OUTWORX_HOOKS_REDIS_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            config = config.store(RedisStore::connect(&url).await?);
+            "redis"
+        }
+        _ => "memory",
+    };
+    let guard = match outworx_hooks::init(config) {
         Ok(guard) => guard,
         Err(e) => {
             eprintln!("error: {e}");
@@ -100,7 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
     let listener = tokio::net::TcpListener::bind(format!("0.0.0.0:{port}")).await?;
     println!(
-        "receiving on http://{}/webhooks/{{stripe,github,shopify,svix,clerk,slack,standard}}",
+        "receiving on http://{}/webhooks/{{stripe,github,shopify,svix,clerk,slack,standard}} ({store} store)",
         listener.local_addr()?
     );
     axum::serve(listener, app())

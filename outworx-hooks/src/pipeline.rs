@@ -804,7 +804,10 @@ impl Verified {
                     return resp;
                 }
                 Err(err) if self.rt.fail_closed => {
-                    tracing::warn!(handler = route.handler, "{err}; answering 503 (fail closed)");
+                    tracing::warn!(
+                        handler = route.handler,
+                        "{err}; answering 503 (fail closed)"
+                    );
                     let resp = (
                         StatusCode::SERVICE_UNAVAILABLE,
                         [(header::RETRY_AFTER, "30")],

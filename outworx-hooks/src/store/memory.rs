@@ -13,7 +13,10 @@ use super::{
 
 #[derive(Debug, Clone)]
 enum State {
-    InFlight { token: ReservationToken, since: Instant },
+    InFlight {
+        token: ReservationToken,
+        since: Instant,
+    },
     Done(CachedResponse),
 }
 
@@ -29,7 +32,12 @@ struct Slot {
 struct SlotExpiry;
 
 impl moka::Expiry<String, Slot> for SlotExpiry {
-    fn expire_after_create(&self, _key: &String, slot: &Slot, _at: std::time::Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        slot: &Slot,
+        _at: std::time::Instant,
+    ) -> Option<Duration> {
         Some(slot.ttl)
     }
 
@@ -255,7 +263,10 @@ mod tests {
         s.release("k", &old).await.unwrap();
         assert_eq!(s.reserve("k", TTL).await.unwrap(), Reservation::InFlight);
         s.complete("k", &new, ok(), TTL).await.unwrap();
-        assert_eq!(s.reserve("k", TTL).await.unwrap(), Reservation::Duplicate(ok()));
+        assert_eq!(
+            s.reserve("k", TTL).await.unwrap(),
+            Reservation::Duplicate(ok())
+        );
     }
 
     #[tokio::test]
@@ -265,7 +276,10 @@ mod tests {
         let t = new_token_of(s.reserve("k", TTL).await.unwrap());
         s.complete("k", &t, ok(), TTL).await.unwrap();
         clock.advance(TTL - Duration::from_secs(1));
-        assert_eq!(s.reserve("k", TTL).await.unwrap(), Reservation::Duplicate(ok()));
+        assert_eq!(
+            s.reserve("k", TTL).await.unwrap(),
+            Reservation::Duplicate(ok())
+        );
         clock.advance(Duration::from_secs(2));
         new_token_of(s.reserve("k", TTL).await.unwrap());
     }
