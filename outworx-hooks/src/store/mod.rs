@@ -15,10 +15,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 mod memory;
+#[cfg(feature = "outworx-api")]
+mod outworx_api;
 #[cfg(feature = "redis")]
 mod redis;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "outworx-api")]
+pub use outworx_api::OutworxApiStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 

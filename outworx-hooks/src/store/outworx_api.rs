@@ -1,0 +1,204 @@
+//! `OutworxApiStore`: idempotency through the Outworx HTTP API (hosted, or `outworx serve`).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    BoxFuture, CachedResponse, Reservation, ReservationToken, Store, StoreError, new_token,
+};
+
+/// The default time one API call may take before the store reports an error (and the
+/// pipeline fails open).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Idempotency through the Outworx API (feature `outworx-api`).
+///
+/// `POST {base}/api/sdk/idempotency/check` with `{"key", "ttl_seconds", "token"}` answers
+/// `{"status": "new" | "duplicate", "cached_status_code", "cached_body",
+/// "cached_content_type"}`; a `duplicate` with no cached status is a delivery still in flight
+/// (a server may also answer `"in_flight"`). `POST {base}/api/sdk/idempotency/complete` with
+/// `{"key", "token", "status_code", "body", "content_type", "ttl_seconds"}` stores the
+/// response; with `{"key", "token", "release": true}` it frees the key. Bodies travel base64
+/// in `body` / `cached_body`. Every call is async with a timeout; any failure is a
+/// [`StoreError`], which the pipeline answers by failing open (or 503 when configured).
+///
+/// ```no_run
+/// use outworx_hooks::{Config, store::OutworxApiStore};
+/// let store = OutworxApiStore::new("http://127.0.0.1:8787", "ohk_0123456789abcdef0123456789abcdef");
+/// let _guard = outworx_hooks::init(Config::from_env().store(store));
+/// ```
+#[derive(Clone)]
+pub struct OutworxApiStore {
+    client: reqwest::Client,
+    base: String,
+    api_key: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for OutworxApiStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutworxApiStore")
+            .field("base", &self.base)
+            .field("api_key", &"[REDACTED]")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+#[derive(Serialize)]
+struct Check<'a> {
+    key: &'a str,
+    ttl_seconds: u64,
+    token: &'a str,
+}
+
+#[derive(Deserialize)]
+struct CheckAnswer {
+    status: String,
+    cached_status_code: Option<u16>,
+    cached_body: Option<String>,
+    cached_content_type: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Complete<'a> {
+    key: &'a str,
+    token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    release: bool,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("outworx api: {e}"))
+}
+
+impl OutworxApiStore {
+    /// A store speaking to the API at `base` (`https://api.example` or `http://127.0.0.1:8787`).
+    pub fn new(base: impl Into<String>, api_key: impl Into<String>) -> Self {
+        OutworxApiStore {
+            client: reqwest::Client::new(),
+            base: base.into().trim_end_matches('/').to_owned(),
+            api_key: api_key.into(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// How long one call may take (default 2 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    async fn post<B: Serialize, A: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<A, StoreError> {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.api_key)
+            .timeout(self.timeout)
+            .json(body)
+            .send()
+            .await
+            .map_err(err)?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(err(format!("{path} answered {status}")));
+        }
+        resp.json().await.map_err(err)
+    }
+}
+
+impl Store for OutworxApiStore {
+    fn reserve<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Reservation, StoreError>> {
+        Box::pin(async move {
+            let token = new_token();
+            let answer: CheckAnswer = self
+                .post(
+                    "/api/sdk/idempotency/check",
+                    &Check {
+                        key,
+                        ttl_seconds: ttl.as_secs(),
+                        token: &token.0,
+                    },
+                )
+                .await?;
+            match (answer.status.as_str(), answer.cached_status_code) {
+                ("new", _) => Ok(Reservation::New(token)),
+                ("duplicate", Some(status)) => Ok(Reservation::Duplicate(CachedResponse {
+                    status,
+                    content_type: answer.cached_content_type,
+                    body: match answer.cached_body {
+                        Some(b) => Some(crate::security::b64().decode(b).map_err(err)?.into()),
+                        None => None,
+                    },
+                })),
+                ("duplicate" | "in_flight", None) | ("in_flight", _) => Ok(Reservation::InFlight),
+                (other, _) => Err(err(format!("unknown check status `{other}`"))),
+            }
+        })
+    }
+
+    fn complete<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a ReservationToken,
+        response: CachedResponse,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let body = Complete {
+                key,
+                token: &token.0,
+                status_code: Some(response.status),
+                body: response
+                    .body
+                    .as_ref()
+                    .map(|b| crate::security::b64().encode(b)),
+                content_type: response.content_type.as_deref(),
+                ttl_seconds: Some(ttl.as_secs()),
+                release: false,
+            };
+            self.post::<_, serde_json::Value>("/api/sdk/idempotency/complete", &body)
+                .await
+                .map(drop)
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a ReservationToken,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let body = Complete {
+                key,
+                token: &token.0,
+                status_code: None,
+                body: None,
+                content_type: None,
+                ttl_seconds: None,
+                release: true,
+            };
+            self.post::<_, serde_json::Value>("/api/sdk/idempotency/complete", &body)
+                .await
+                .map(drop)
+        })
+    }
+}
