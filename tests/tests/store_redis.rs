@@ -141,12 +141,28 @@ async fn pipeline_on_redis_and_round_trips_per_delivery() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_down_fails_open_by_default() {
+async fn errors_while_redis_is_down_and_reconnects_when_it_is_back() {
     let redis = common::Redis::start();
+    let port = redis.port;
     let store = RedisStore::connect(&redis.url).await.unwrap();
+    token(store.reserve("before", TTL).await.unwrap());
     drop(redis); // the server goes away
     let r = store.reserve("k", TTL).await;
     assert!(r.is_err(), "{r:?}");
+    let _back = common::Redis::start_on(port);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.reserve("after", TTL).await {
+            Ok(r) => {
+                token(r);
+                break;
+            }
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "no reconnection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 /// Two receiver processes (the example receiver as is) sharing one Redis: 200 concurrent

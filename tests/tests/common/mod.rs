@@ -27,6 +27,11 @@ impl Redis {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        Redis::start_on(port)
+    }
+
+    /// A server on `port` (to restart one where a client expects it).
+    pub fn start_on(port: u16) -> Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
