@@ -41,6 +41,8 @@ pub use outworx_hooks_macros::webhook;
 pub use report::{
     Config, ConfigError, Guard, SecretProblem, Sink, Subscription, TracingSink, init, subscribe,
 };
+#[cfg(feature = "outworx-api")]
+pub use report::{OnError, OutworxSink, OutworxSinkOptions, ReportError};
 pub use store::MemoryStore;
 pub use track::{Track, TrackRejection};
 

@@ -1,8 +1,18 @@
 //! Where delivery events go, and the process-wide configuration (`init`).
 
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use futures_util::Stream;
 use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+
+#[cfg(feature = "outworx-api")]
+mod outworx;
+#[cfg(feature = "outworx-api")]
+pub use outworx::{OnError, OutworxSink, OutworxSinkOptions, ReportError};
 
 use crate::event::DeliveryEvent;
 use crate::store::{BoxFuture, MemoryStore, Store};
@@ -44,23 +54,39 @@ impl Sink for TracingSink {
     }
 }
 
-/// Events of every delivery in this process, as they happen (see [`subscribe`]).
-#[derive(Debug)]
+/// Events of every delivery in this process, as they happen (see [`subscribe`]): a
+/// [`Stream`] of events, or [`Subscription::recv`] one at a time. A subscriber that falls
+/// more than 1,024 events behind skips the oldest.
 pub struct Subscription {
-    rx: broadcast::Receiver<Arc<DeliveryEvent>>,
+    inner: BroadcastStream<Arc<DeliveryEvent>>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Subscription")
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Arc<DeliveryEvent>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            match Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Ready(Some(Ok(e))) => return Poll::Ready(Some(e)),
+                // Lagged: skip what was missed, keep going.
+                Poll::Ready(Some(Err(_))) => continue,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
 }
 
 impl Subscription {
-    /// The next event; `None` never happens while the process lives. A subscriber that falls
-    /// more than 1,024 events behind skips the oldest.
+    /// The next event.
     pub async fn recv(&mut self) -> Option<Arc<DeliveryEvent>> {
-        loop {
-            match self.rx.recv().await {
-                Ok(e) => return Some(e),
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+        futures_util::StreamExt::next(self).await
     }
 }
 
@@ -80,7 +106,7 @@ fn events() -> &'static broadcast::Sender<Arc<DeliveryEvent>> {
 /// ```
 pub fn subscribe() -> Subscription {
     Subscription {
-        rx: events().subscribe(),
+        inner: BroadcastStream::new(events().subscribe()),
     }
 }
 
@@ -140,7 +166,13 @@ pub struct Config {
     store: Option<Arc<dyn Store>>,
     sinks: Vec<Arc<dyn Sink>>,
     fail_closed: bool,
+    timeout: Duration,
+    queue_capacity: usize,
+    on_error: Option<ErrorCallback>,
 }
+
+/// The callback of [`Config::on_error`].
+type ErrorCallback = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -169,6 +201,9 @@ impl Config {
             store: None,
             sinks: Vec::new(),
             fail_closed: false,
+            timeout: Duration::from_secs(5),
+            queue_capacity: 10_000,
+            on_error: None,
         }
     }
 
@@ -181,9 +216,7 @@ impl Config {
             endpoint: var("OUTWORX_HOOKS_ENDPOINT"),
             debug: var("OUTWORX_HOOKS_DEBUG")
                 .is_some_and(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "yes")),
-            store: None,
-            sinks: Vec::new(),
-            fail_closed: false,
+            ..Config::new()
         }
     }
 
@@ -193,7 +226,8 @@ impl Config {
         self
     }
 
-    /// The ingest endpoint events are posted to.
+    /// The ingest URL events are posted to (`https://.../api/ingest`); required with an API
+    /// key. `POST /api/sdk/verify` is called beside it, once.
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(url.into());
         self
@@ -216,6 +250,25 @@ impl Config {
     /// `fail_closed(true)` it is answered 503 so the provider retries later.
     pub fn fail_closed(mut self, on: bool) -> Self {
         self.fail_closed = on;
+        self
+    }
+
+    /// How long one request to the ingest may take (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How many events may wait to be sent (default 10,000); past it new events are dropped
+    /// and counted ([`Guard::dropped_events`]).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// Called with a message whenever sending a batch fails (each attempt).
+    pub fn on_error(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_error = Some(Arc::new(f));
         self
     }
 
@@ -244,6 +297,17 @@ pub enum ConfigError {
     /// The API key does not have the `ohk_` + 32 lowercase hex form.
     #[error("OUTWORX_HOOKS_API_KEY must be `ohk_` followed by 32 lowercase hex characters")]
     InvalidApiKey,
+    /// An API key was given without the ingest endpoint.
+    #[error("OUTWORX_HOOKS_ENDPOINT (Config::endpoint) is required with an API key")]
+    MissingEndpoint,
+    /// Reporting to Outworx needs the `outworx-api` feature.
+    #[error(
+        "an API key is set, but reporting to Outworx needs the `outworx-api` feature of outworx-hooks"
+    )]
+    FeatureDisabled,
+    /// `init` with an API key must run inside a tokio runtime (it starts the reporter task).
+    #[error("outworx_hooks::init must be called inside a tokio runtime when an API key is set")]
+    NoRuntime,
     /// Some routes cannot verify: their secrets are unset or unusable.
     #[error("{} webhook route(s) cannot verify deliveries:{}", .0.len(), .0.iter().map(|p| format!("\n  - handler `{}` ({}): {}", p.handler, p.location, p.problem)).collect::<String>())]
     Secrets(Vec<SecretProblem>),
@@ -263,19 +327,37 @@ pub enum ConfigError {
 /// guard.shutdown().await;
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 #[must_use = "keep the guard and call `shutdown().await` before exit, or queued events are lost"]
 pub struct Guard {
-    _private: (),
+    sinks: Vec<Arc<dyn Sink>>,
+    #[cfg(feature = "outworx-api")]
+    outworx: Option<OutworxSink>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("sinks", &self.sinks.len())
+            .field("dropped_events", &self.dropped_events())
+            .finish()
+    }
 }
 
 impl Guard {
-    /// Flushes every sink.
+    /// Flushes every sink (the Outworx sink gives up after 10 s).
     pub async fn shutdown(self) {
-        let rt = runtime();
-        for sink in &rt.sinks {
+        for sink in &self.sinks {
             sink.flush().await;
         }
+    }
+
+    /// Events the Outworx sink dropped (queue full, or the key refused); 0 without one.
+    pub fn dropped_events(&self) -> u64 {
+        #[cfg(feature = "outworx-api")]
+        if let Some(s) = &self.outworx {
+            return s.dropped();
+        }
+        0
     }
 }
 
@@ -305,9 +387,41 @@ pub fn init(config: Config) -> Result<Guard, ConfigError> {
         return Err(ConfigError::Secrets(problems));
     }
     let mut sinks = config.sinks;
-    if sinks.is_empty() {
+    #[cfg(feature = "outworx-api")]
+    let mut outworx = None;
+    if let Some(key) = config.api_key {
+        let endpoint = config.endpoint.ok_or(ConfigError::MissingEndpoint)?;
+        #[cfg(feature = "outworx-api")]
+        {
+            let mut options = OutworxSinkOptions::new(endpoint, key.trim());
+            options.timeout = config.timeout;
+            options.capacity = config.queue_capacity;
+            if let Some(cb) = config.on_error {
+                options.on_error = Some(Arc::new(move |e: &ReportError| cb(&e.to_string())));
+            }
+            let sink = OutworxSink::spawn(options).ok_or(ConfigError::NoRuntime)?;
+            sinks.insert(0, Arc::new(sink.clone()));
+            outworx = Some(sink);
+        }
+        #[cfg(not(feature = "outworx-api"))]
+        {
+            let _ = (
+                endpoint,
+                key,
+                config.on_error,
+                config.timeout,
+                config.queue_capacity,
+            );
+            return Err(ConfigError::FeatureDisabled);
+        }
+    } else if sinks.is_empty() {
         sinks.push(Arc::new(TracingSink));
     }
+    let guard = Guard {
+        sinks: sinks.clone(),
+        #[cfg(feature = "outworx-api")]
+        outworx,
+    };
     let rt = Runtime {
         store: config.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
         sinks,
@@ -315,7 +429,7 @@ pub fn init(config: Config) -> Result<Guard, ConfigError> {
         fail_closed: config.fail_closed,
     };
     *RUNTIME.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(rt));
-    Ok(Guard { _private: () })
+    Ok(guard)
 }
 
 #[cfg(test)]
@@ -331,6 +445,20 @@ mod tests {
         let err = init(Config::new().api_key("nope")).unwrap_err();
         assert_eq!(err, ConfigError::InvalidApiKey);
         assert!(!err.to_string().contains("nope"));
+    }
+
+    #[cfg(feature = "outworx-api")]
+    #[test]
+    fn reporting_needs_a_runtime_and_an_endpoint() {
+        let key = "ohk_0123456789abcdef0123456789abcdef";
+        let c = Config::new()
+            .api_key(key)
+            .endpoint("http://127.0.0.1:9/api/ingest");
+        assert_eq!(init(c).unwrap_err(), ConfigError::NoRuntime);
+        assert_eq!(
+            init(Config::new().api_key(key)).unwrap_err(),
+            ConfigError::MissingEndpoint
+        );
     }
 
     #[test]

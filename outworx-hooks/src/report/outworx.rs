@@ -1,0 +1,607 @@
+//! `OutworxSink`: delivery events to the Outworx ingest API, batched, never blocking.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::Sink;
+use crate::event::DeliveryEvent;
+use crate::store::BoxFuture;
+
+/// Why one batch could not be delivered (given to the `on_error` callback).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReportError {
+    /// The ingest endpoint could not be reached, or did not answer in time.
+    #[error("ingest unreachable: {0}")]
+    Network(String),
+    /// The ingest answered with this status.
+    #[error("ingest answered HTTP {0}")]
+    Status(u16),
+    /// The API key was refused (401/403): sending stopped.
+    #[error("the API key was refused (HTTP {0}); delivery reporting stopped")]
+    Unauthorized(u16),
+}
+
+/// A callback for reporting failures.
+pub type OnError = Arc<dyn Fn(&ReportError) + Send + Sync>;
+
+/// How the Outworx sink batches and retries.
+#[derive(Clone)]
+pub struct OutworxSinkOptions {
+    /// The ingest URL events are posted to (`http://127.0.0.1:8787/api/ingest`).
+    pub endpoint: String,
+    /// The API key, sent as `Authorization: Bearer`.
+    pub api_key: String,
+    /// How long one request may take.
+    pub timeout: Duration,
+    /// Events queued at most; past it the newest is dropped and counted.
+    pub capacity: usize,
+    /// Events per batch at most.
+    pub batch_size: usize,
+    /// How long a batch waits for more events.
+    pub linger: Duration,
+    /// The longest pause between retries.
+    pub max_backoff: Duration,
+    /// Called on every failed attempt.
+    pub on_error: Option<OnError>,
+}
+
+impl std::fmt::Debug for OutworxSinkOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutworxSinkOptions")
+            .field("endpoint", &self.endpoint)
+            .field("api_key", &"[REDACTED]")
+            .field("timeout", &self.timeout)
+            .field("capacity", &self.capacity)
+            .field("batch_size", &self.batch_size)
+            .field("linger", &self.linger)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutworxSinkOptions {
+    /// The defaults: 5 s timeout, 10,000 queued, 100 per batch, 100 ms linger, 10 s backoff cap.
+    pub fn new(endpoint: impl Into<String>, api_key: impl Into<String>) -> Self {
+        OutworxSinkOptions {
+            endpoint: endpoint.into(),
+            api_key: api_key.into(),
+            timeout: Duration::from_secs(5),
+            capacity: 10_000,
+            batch_size: 100,
+            linger: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            on_error: None,
+        }
+    }
+
+    /// `POST /api/sdk/verify` lives beside the ingest path: `{base}/api/sdk/verify`.
+    fn verify_url(&self) -> String {
+        let base = self
+            .endpoint
+            .trim_end_matches('/')
+            .trim_end_matches("/api/ingest")
+            .to_owned();
+        format!("{base}/api/sdk/verify")
+    }
+}
+
+struct Shared {
+    dropped: AtomicU64,
+    sent: AtomicU64,
+    stopped: AtomicBool,
+    warned_full: AtomicBool,
+}
+
+/// Sends delivery events to the Outworx ingest API (feature `outworx-api`).
+///
+/// `send` never waits: events go into a bounded queue (a full queue drops the newest event and
+/// counts it). A background task batches them (up to 100 events or 100 ms), posts
+/// `{"events": [..]}` with `Authorization: Bearer <key>`, retries network errors and 5xx with
+/// exponential backoff and jitter, and stops for good after a 401 or 403 (one warning). It
+/// calls `POST /api/sdk/verify` once when it starts.
+#[derive(Clone)]
+pub struct OutworxSink {
+    tx: mpsc::Sender<Arc<DeliveryEvent>>,
+    flush: mpsc::UnboundedSender<oneshot::Sender<()>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for OutworxSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutworxSink")
+            .field("sent", &self.sent())
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutworxSink {
+    /// Starts the sink's task on the current tokio runtime (`None` outside one).
+    pub fn spawn(options: OutworxSinkOptions) -> Option<Self> {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let (tx, rx) = mpsc::channel(options.capacity.max(1));
+        let (flush, flush_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            dropped: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+            warned_full: AtomicBool::new(false),
+        });
+        let worker = Worker {
+            client: reqwest::Client::new(),
+            options,
+            shared: shared.clone(),
+        };
+        handle.spawn(worker.run(rx, flush_rx));
+        Some(OutworxSink { tx, flush, shared })
+    }
+
+    /// Events dropped: queue full, or sending stopped after a refused key.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Events the ingest accepted.
+    pub fn sent(&self) -> u64 {
+        self.shared.sent.load(Ordering::Relaxed)
+    }
+
+    /// Whether sending stopped after the API key was refused.
+    pub fn stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::Relaxed)
+    }
+}
+
+impl Sink for OutworxSink {
+    fn send(&self, event: &Arc<DeliveryEvent>) {
+        if self.stopped() {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.tx.try_send(event.clone()).is_err() {
+            let n = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if !self.shared.warned_full.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    dropped = n,
+                    "the delivery event queue is full; dropping new events"
+                );
+            }
+        }
+    }
+
+    /// Delivers what is queued; gives up after 10 s so shutdown never hangs on a dead ingest.
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let (ack, done) = oneshot::channel();
+            if self.flush.send(ack).is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
+            }
+            let dropped = self.dropped();
+            if dropped > 0 {
+                tracing::warn!(dropped, "delivery events were dropped");
+            }
+        })
+    }
+}
+
+struct Worker {
+    client: reqwest::Client,
+    options: OutworxSinkOptions,
+    shared: Arc<Shared>,
+}
+
+enum Outcome {
+    Sent,
+    Retry(ReportError),
+    Stop(ReportError),
+    Drop(ReportError),
+}
+
+fn jitter(max_ms: u64) -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    u64::from(nanos) % max_ms.max(1)
+}
+
+impl Worker {
+    async fn run(
+        self,
+        mut rx: mpsc::Receiver<Arc<DeliveryEvent>>,
+        mut flush_rx: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
+    ) {
+        self.verify_key().await;
+        let size = self.options.batch_size.max(1);
+        loop {
+            let mut batch = Vec::with_capacity(size);
+            let mut ack = None;
+            tokio::select! {
+                a = flush_rx.recv() => match a {
+                    Some(a) => ack = Some(a),
+                    None => return,
+                },
+                n = rx.recv_many(&mut batch, size) => if n == 0 { return },
+            }
+            // Linger for a fuller batch, unless a flush asks for everything now.
+            if ack.is_none() {
+                let deadline = tokio::time::Instant::now() + self.options.linger;
+                while batch.len() < size {
+                    let room = size - batch.len();
+                    tokio::select! {
+                        a = flush_rx.recv() => {
+                            ack = a;
+                            break;
+                        }
+                        more = tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)) => {
+                            if !matches!(more, Ok(n) if n > 0) { break; }
+                        }
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                self.deliver(std::mem::take(&mut batch)).await;
+            }
+            if let Some(ack) = ack {
+                // Drain what is queued now, without waiting for more.
+                loop {
+                    while batch.len() < size {
+                        match rx.try_recv() {
+                            Ok(e) => batch.push(e),
+                            Err(_) => break,
+                        }
+                    }
+                    if batch.is_empty() {
+                        break;
+                    }
+                    self.deliver(std::mem::take(&mut batch)).await;
+                }
+                let _ = ack.send(());
+            }
+        }
+    }
+
+    fn fail(&self, e: &ReportError) {
+        if let Some(cb) = &self.options.on_error {
+            cb(e);
+        }
+    }
+
+    async fn verify_key(&self) {
+        let resp = self
+            .client
+            .post(self.options.verify_url())
+            .bearer_auth(&self.options.api_key)
+            .timeout(self.options.timeout)
+            .json(&serde_json::json!({}))
+            .send()
+            .await;
+        if let Ok(r) = resp
+            && matches!(r.status().as_u16(), 401 | 403)
+        {
+            self.stop(r.status().as_u16());
+        }
+    }
+
+    fn stop(&self, status: u16) {
+        if !self.shared.stopped.swap(true, Ordering::Relaxed) {
+            let e = ReportError::Unauthorized(status);
+            tracing::warn!("{e}: check OUTWORX_HOOKS_API_KEY");
+            self.fail(&e);
+        }
+    }
+
+    async fn post(&self, batch: &[Arc<DeliveryEvent>]) -> Outcome {
+        let events: Vec<&DeliveryEvent> = batch.iter().map(|e| &**e).collect();
+        let resp = self
+            .client
+            .post(&self.options.endpoint)
+            .bearer_auth(&self.options.api_key)
+            .timeout(self.options.timeout)
+            .json(&serde_json::json!({ "events": events }))
+            .send()
+            .await;
+        match resp {
+            Err(e) => Outcome::Retry(ReportError::Network(e.without_url().to_string())),
+            Ok(r) => match r.status().as_u16() {
+                200..=299 => Outcome::Sent,
+                s @ (401 | 403) => Outcome::Stop(ReportError::Unauthorized(s)),
+                s @ (408 | 429 | 500..=599) => Outcome::Retry(ReportError::Status(s)),
+                s => Outcome::Drop(ReportError::Status(s)),
+            },
+        }
+    }
+
+    async fn deliver(&self, batch: Vec<Arc<DeliveryEvent>>) {
+        let n = batch.len() as u64;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if self.shared.stopped.load(Ordering::Relaxed) {
+                self.shared.dropped.fetch_add(n, Ordering::Relaxed);
+                return;
+            }
+            match self.post(&batch).await {
+                Outcome::Sent => {
+                    self.shared.sent.fetch_add(n, Ordering::Relaxed);
+                    return;
+                }
+                Outcome::Stop(e) => {
+                    if let ReportError::Unauthorized(s) = e {
+                        self.stop(s);
+                    }
+                    self.shared.dropped.fetch_add(n, Ordering::Relaxed);
+                    return;
+                }
+                Outcome::Drop(e) => {
+                    // A 4xx other than auth: the batch will never be accepted as it is.
+                    tracing::warn!("{e}; {n} delivery events dropped");
+                    self.fail(&e);
+                    self.shared.dropped.fetch_add(n, Ordering::Relaxed);
+                    return;
+                }
+                Outcome::Retry(e) => {
+                    tracing::debug!("{e}; retrying in about {backoff:?}");
+                    self.fail(&e);
+                    let ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
+                    tokio::time::sleep(Duration::from_millis(ms / 2 + jitter(ms / 2 + 1))).await;
+                    backoff = (backoff * 2).min(self.options.max_backoff);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::post;
+    use std::sync::Mutex;
+
+    const KEY: &str = "ohk_0123456789abcdef0123456789abcdef";
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mode {
+        Ok,
+        Unavailable,
+        Unauthorized,
+        BlackHole,
+    }
+
+    #[derive(Default)]
+    struct Ingest {
+        batches: Vec<serde_json::Value>,
+        auth: Vec<String>,
+        verify_calls: usize,
+        attempts: usize,
+    }
+
+    #[derive(Clone)]
+    struct Fake {
+        mode: Arc<Mutex<Mode>>,
+        seen: Arc<Mutex<Ingest>>,
+    }
+
+    impl Fake {
+        fn set(&self, m: Mode) {
+            *self.mode.lock().unwrap() = m;
+        }
+        fn events(&self) -> usize {
+            let seen = self.seen.lock().unwrap();
+            seen.batches
+                .iter()
+                .map(|b| b["events"].as_array().map_or(0, Vec::len))
+                .sum()
+        }
+    }
+
+    async fn ingest(State(f): State<Fake>, h: HeaderMap, body: axum::body::Bytes) -> StatusCode {
+        let mode = *f.mode.lock().unwrap();
+        {
+            let mut seen = f.seen.lock().unwrap();
+            seen.attempts += 1;
+            seen.auth.push(
+                h.get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .into(),
+            );
+        }
+        match mode {
+            Mode::BlackHole => std::future::pending().await,
+            Mode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Mode::Unauthorized => StatusCode::UNAUTHORIZED,
+            Mode::Ok => {
+                let v = serde_json::from_slice(&body).unwrap_or_default();
+                f.seen.lock().unwrap().batches.push(v);
+                StatusCode::OK
+            }
+        }
+    }
+
+    async fn verify(State(f): State<Fake>) -> StatusCode {
+        f.seen.lock().unwrap().verify_calls += 1;
+        if *f.mode.lock().unwrap() == Mode::Unauthorized {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::OK
+        }
+    }
+
+    async fn fake(mode: Mode) -> (Fake, String) {
+        let f = Fake {
+            mode: Arc::new(Mutex::new(mode)),
+            seen: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .route("/api/ingest", post(ingest))
+            .route("/api/sdk/verify", post(verify))
+            .with_state(f.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/ingest", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (f, url)
+    }
+
+    fn event(i: usize) -> Arc<DeliveryEvent> {
+        Arc::new(DeliveryEvent {
+            provider: "stripe".into(),
+            status_code: 200,
+            success: true,
+            duration_ms: 1,
+            payload_size: i,
+            timestamp: crate::event::iso8601(SystemTime::now()),
+            event_type: Some("charge.succeeded".into()),
+            request_headers: None,
+            request_body: None,
+            response_body: None,
+            signature_valid: Some(true),
+            signature_failure_reason: None,
+            error_message: None,
+            metadata: None,
+            source_url: None,
+            processing_status: None,
+            processing_marked_at: None,
+            processing_failure_reason: None,
+            handler: "test",
+            signature_hint: None,
+        })
+    }
+
+    async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_of_at_most_100_with_the_bearer_key_and_one_verify_call() {
+        let (f, url) = fake(Mode::Ok).await;
+        let sink = OutworxSink::spawn(OutworxSinkOptions::new(url, KEY)).unwrap();
+        for i in 0..250 {
+            sink.send(&event(i));
+        }
+        eventually("all 250 events", || f.events() == 250).await;
+        let seen = f.seen.lock().unwrap();
+        assert!(seen.batches.len() >= 3, "{} batches", seen.batches.len());
+        assert!(
+            seen.batches
+                .iter()
+                .all(|b| b["events"].as_array().unwrap().len() <= 100)
+        );
+        assert!(seen.auth.iter().all(|a| a == &format!("Bearer {KEY}")));
+        assert_eq!(seen.verify_calls, 1);
+        let first = &seen.batches[0]["events"][0];
+        assert_eq!(first["provider"], "stripe");
+        assert!(
+            first.get("request_body").is_none(),
+            "absent values are omitted"
+        );
+        assert_eq!(sink.sent(), 250);
+    }
+
+    #[tokio::test]
+    async fn an_outage_followed_by_recovery_loses_nothing_within_capacity() {
+        let (f, url) = fake(Mode::Unavailable).await;
+        let errors = Arc::new(AtomicU64::new(0));
+        let mut opts = OutworxSinkOptions::new(url, KEY);
+        opts.max_backoff = Duration::from_millis(400);
+        let counter = errors.clone();
+        opts.on_error = Some(Arc::new(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }));
+        let sink = OutworxSink::spawn(opts).unwrap();
+        for i in 0..500 {
+            sink.send(&event(i));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(f.events(), 0);
+        assert!(
+            errors.load(Ordering::Relaxed) >= 2,
+            "on_error sees each failed attempt"
+        );
+        f.set(Mode::Ok);
+        eventually("recovery", || f.events() == 500).await;
+        assert_eq!(sink.dropped(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_refused_key_stops_sending_for_good() {
+        let (f, url) = fake(Mode::Ok).await;
+        let sink = OutworxSink::spawn(OutworxSinkOptions::new(url, KEY)).unwrap();
+        sink.send(&event(0));
+        eventually("the first batch", || f.events() == 1).await;
+        f.set(Mode::Unauthorized);
+        sink.send(&event(1));
+        eventually("stopped", || sink.stopped()).await;
+        let attempts = f.seen.lock().unwrap().attempts;
+        f.set(Mode::Ok);
+        for i in 0..10 {
+            sink.send(&event(i));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            f.seen.lock().unwrap().attempts,
+            attempts,
+            "nothing more was sent"
+        );
+        assert_eq!(sink.dropped(), 11);
+    }
+
+    #[tokio::test]
+    async fn a_key_refused_at_verify_sends_nothing() {
+        let (f, url) = fake(Mode::Unauthorized).await;
+        let sink = OutworxSink::spawn(OutworxSinkOptions::new(url, KEY)).unwrap();
+        eventually("stopped at verify", || sink.stopped()).await;
+        sink.send(&event(0));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(f.seen.lock().unwrap().attempts, 0);
+    }
+
+    #[tokio::test]
+    async fn a_black_hole_ingest_never_blocks_send_and_a_full_queue_drops_the_newest() {
+        let (f, url) = fake(Mode::BlackHole).await;
+        let mut opts = OutworxSinkOptions::new(url, KEY);
+        opts.capacity = 100;
+        let sink = OutworxSink::spawn(opts).unwrap();
+        sink.send(&event(0));
+        eventually("the first batch is stuck at the ingest", || {
+            f.seen.lock().unwrap().attempts == 1
+        })
+        .await;
+        // The ingest never answers; every send still returns at once.
+        for i in 0..1000 {
+            sink.send(&event(i));
+        }
+        assert_eq!(sink.dropped(), 900, "100 queued, the newest 900 dropped");
+        assert_eq!(f.events(), 0);
+    }
+
+    #[tokio::test]
+    async fn flush_delivers_what_is_queued() {
+        let (f, url) = fake(Mode::Ok).await;
+        let mut opts = OutworxSinkOptions::new(url, KEY);
+        opts.linger = Duration::from_secs(60);
+        opts.batch_size = 1000;
+        let sink = OutworxSink::spawn(opts).unwrap();
+        for i in 0..42 {
+            sink.send(&event(i));
+        }
+        sink.flush().await;
+        assert_eq!(f.events(), 42);
+        sink.flush().await; // an empty flush returns at once
+    }
+
+    #[test]
+    fn outside_a_runtime_the_sink_cannot_start() {
+        assert!(OutworxSink::spawn(OutworxSinkOptions::new("http://x/api/ingest", KEY)).is_none());
+    }
+}
