@@ -141,6 +141,33 @@ pub(crate) fn iso8601(t: SystemTime) -> String {
     t.format(&fmt).unwrap_or_default()
 }
 
+/// A minimal valid event for tests in this crate.
+#[cfg(test)]
+pub(crate) fn sample() -> DeliveryEvent {
+    DeliveryEvent {
+        provider: "stripe".into(),
+        status_code: 200,
+        success: true,
+        duration_ms: 3,
+        payload_size: 10,
+        timestamp: iso8601(SystemTime::UNIX_EPOCH),
+        event_type: None,
+        request_headers: None,
+        request_body: None,
+        response_body: None,
+        signature_valid: Some(true),
+        signature_failure_reason: None,
+        error_message: None,
+        metadata: None,
+        source_url: None,
+        processing_status: None,
+        processing_marked_at: None,
+        processing_failure_reason: None,
+        handler: "test",
+        signature_hint: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,26 +175,9 @@ mod tests {
     #[test]
     fn absent_fields_are_omitted() {
         let e = DeliveryEvent {
-            provider: "stripe".into(),
-            status_code: 200,
-            success: true,
-            duration_ms: 3,
-            payload_size: 10,
-            timestamp: iso8601(SystemTime::UNIX_EPOCH),
-            event_type: None,
-            request_headers: None,
-            request_body: None,
-            response_body: None,
-            signature_valid: Some(true),
-            signature_failure_reason: None,
-            error_message: None,
-            metadata: None,
-            source_url: None,
             processing_status: Some(ProcessingStatus::SilentDrop),
-            processing_marked_at: None,
-            processing_failure_reason: None,
-            handler: "h",
             signature_hint: Some("x".into()),
+            ..sample()
         };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(

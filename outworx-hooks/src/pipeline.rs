@@ -365,10 +365,14 @@ pub async fn receive(route: &'static Route, req: Request) -> Result<Verified, Re
         }
     };
 
-    let url = v.parts.uri.to_string();
-    let delivery = Delivery::new(&v.parts.headers, &v.body)
-        .with_method(v.parts.method.as_str())
-        .with_url(&url);
+    // Only URL-signing schemes (and custom verifiers) need the public URL.
+    let url = (route.custom.is_some() || route.provider.is_some_and(Provider::signs_url))
+        .then(|| public_url(&v.parts));
+    let mut delivery =
+        Delivery::new(&v.parts.headers, &v.body).with_method(v.parts.method.as_str());
+    if let Some(url) = &url {
+        delivery = delivery.with_url(url);
+    }
     let verdict = match (&resolved.verifier, route.custom) {
         (Some(verifier), _) => verifier.verify(&delivery),
         (None, Some(custom)) => run_custom(custom, &delivery),
@@ -391,6 +395,31 @@ pub async fn receive(route: &'static Route, req: Request) -> Result<Verified, Re
         return Err(v.answer(resp, Some(kind.to_owned())));
     }
     Ok(v)
+}
+
+/// The URL the provider sent the request to, as it saw it: a server sees only the path, so
+/// the scheme and host come from `X-Forwarded-Proto` / `X-Forwarded-Host` (a proxy in front),
+/// else the `Host` header, and the scheme defaults to `https` (providers post to public
+/// HTTPS endpoints).
+pub(crate) fn public_url(parts: &Parts) -> String {
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let scheme = header("x-forwarded-proto")
+        .or(parts.uri.scheme_str())
+        .unwrap_or("https");
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("localhost");
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("{scheme}://{host}{path}")
 }
 
 /// Whether a body error is axum's length limit (the body was larger than allowed).
@@ -950,6 +979,33 @@ mod tests {
         assert_eq!(a, None);
         let [a, _] = skim(br#"{"id":{"nested":1}}"#, [Some(&["id"]), None]);
         assert_eq!(a, None);
+    }
+
+    #[test]
+    fn public_urls_come_from_forwarded_headers_or_the_host() {
+        let parts = |uri: &str, headers: &[(&str, &str)]| {
+            let mut b = http::Request::builder().uri(uri);
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            b.body(()).unwrap().into_parts().0
+        };
+        let p = parts("/twilio?x=1", &[("host", "hooks.example.com")]);
+        assert_eq!(public_url(&p), "https://hooks.example.com/twilio?x=1");
+        let p = parts(
+            "/t",
+            &[
+                ("host", "10.0.0.5:3000"),
+                ("x-forwarded-proto", "https, http"),
+                ("x-forwarded-host", "api.example.com"),
+            ],
+        );
+        assert_eq!(public_url(&p), "https://api.example.com/t");
+        let p = parts(
+            "/t",
+            &[("host", "127.0.0.1:8080"), ("x-forwarded-proto", "http")],
+        );
+        assert_eq!(public_url(&p), "http://127.0.0.1:8080/t");
     }
 
     #[test]

@@ -203,6 +203,11 @@ async fn discord_hook() -> &'static str {
     "interaction"
 }
 
+#[webhook(provider = "twilio", secret = "twilio_auth_token", idempotency)]
+async fn twilio_hook(body: String) -> String {
+    body
+}
+
 async fn plain_track(track: Track) -> &'static str {
     track.processed();
     "unreachable"
@@ -227,6 +232,7 @@ fn app() -> Router {
         .route("/discord", post(discord_hook))
         .route("/plain", post(plain_track))
         .route("/value", post(value_key_hook))
+        .route("/twilio", post(twilio_hook))
         .layer(axum::Extension("tagged"))
         .with_state(AppState { name: "app-state" })
 }
@@ -920,4 +926,49 @@ async fn index_keys_on_json_values_and_extensions() {
     assert_eq!(runs("value", "evt_value"), 1);
     let e = next_event(&mut sub, "/value?case=index_keys").await;
     assert_eq!(e.event_type.as_deref(), Some("order.paid"));
+}
+
+/// Twilio signs the full public URL; the pipeline rebuilds it from the Host header (https by
+/// default) or the X-Forwarded-* headers of a proxy in front.
+#[tokio::test]
+async fn url_signing_providers_verify_against_the_public_url() {
+    let base = serve().await;
+    let host = base.trim_start_matches("http://");
+    let form = "From=%2B15551234567&Body=hello&MessageSid=SM1";
+    let signed = Signer::new(Provider::Twilio, "twilio_auth_token")
+        .url(format!("https://{host}/twilio?case=url"))
+        .sign(form)
+        .unwrap();
+    let r = post_signed(&base, "/twilio?case=url", &signed).await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, form));
+
+    // Behind a proxy: the URL Twilio used is the proxy's.
+    let mut proxied = Signer::new(Provider::Twilio, "twilio_auth_token")
+        .url("https://hooks.example.com/twilio?case=proxied")
+        .sign(form)
+        .unwrap();
+    proxied
+        .headers
+        .insert("x-forwarded-host", "hooks.example.com".parse().unwrap());
+    proxied
+        .headers
+        .insert("x-forwarded-proto", "https".parse().unwrap());
+    assert_eq!(
+        post_signed(&base, "/twilio?case=proxied", &proxied)
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // Signed for another URL: rejected.
+    let other = Signer::new(Provider::Twilio, "twilio_auth_token")
+        .url("https://evil.example.com/twilio?case=other")
+        .sign(form)
+        .unwrap();
+    assert_eq!(
+        post_signed(&base, "/twilio?case=other", &other)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -448,26 +448,9 @@ mod tests {
 
     fn event(i: usize) -> Arc<DeliveryEvent> {
         Arc::new(DeliveryEvent {
-            provider: "stripe".into(),
-            status_code: 200,
-            success: true,
-            duration_ms: 1,
             payload_size: i,
-            timestamp: crate::event::iso8601(SystemTime::now()),
             event_type: Some("charge.succeeded".into()),
-            request_headers: None,
-            request_body: None,
-            response_body: None,
-            signature_valid: Some(true),
-            signature_failure_reason: None,
-            error_message: None,
-            metadata: None,
-            source_url: None,
-            processing_status: None,
-            processing_marked_at: None,
-            processing_failure_reason: None,
-            handler: "test",
-            signature_hint: None,
+            ..crate::event::sample()
         })
     }
 
