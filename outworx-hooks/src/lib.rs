@@ -30,6 +30,7 @@
 
 pub mod envelope;
 pub mod event;
+mod layer;
 mod pipeline;
 mod report;
 pub mod security;
@@ -37,6 +38,7 @@ pub mod store;
 pub mod testing;
 mod track;
 
+pub use layer::{KeyFn, OutworxHooksLayer, OutworxHooksService, TrackOptions};
 pub use outworx_hooks_macros::webhook;
 pub use report::{
     Config, ConfigError, Guard, SecretProblem, Sink, Subscription, TracingSink, init, subscribe,

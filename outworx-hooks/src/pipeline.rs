@@ -91,6 +91,35 @@ impl<E: std::fmt::Display> IntoVerdict for Result<bool, E> {
 /// A custom verifier: the raw delivery in, a verdict out.
 pub type CustomVerifier = fn(&Delivery<'_>) -> Verdict;
 
+/// A run-time verifier over the raw bytes and headers.
+pub(crate) type SyncVerifyFn =
+    dyn Fn(&[u8], &http::HeaderMap) -> Result<bool, String> + Send + Sync;
+
+/// An async run-time verifier; the future owns its copies of the bytes and headers.
+pub(crate) type AsyncVerifyFn = dyn Fn(Bytes, http::HeaderMap) -> crate::store::BoxFuture<'static, Result<bool, String>>
+    + Send
+    + Sync;
+
+/// A custom verifier set at run time (the layer's): a closure over the raw bytes and headers.
+#[derive(Clone)]
+pub(crate) enum DynVerifier {
+    Sync(Arc<SyncVerifyFn>),
+    Async(Arc<AsyncVerifyFn>),
+}
+
+impl std::fmt::Debug for DynVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DynVerifier::Sync(_) => "DynVerifier::Sync",
+            DynVerifier::Async(_) => "DynVerifier::Async",
+        })
+    }
+}
+
+/// A handler's failure that is not a panic (an inner service's error), carried to the event.
+#[derive(Debug, Clone)]
+pub(crate) struct HandlerError(pub(crate) String);
+
 /// Where a provider default (key or event type) is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Source {
@@ -107,6 +136,7 @@ pub struct Route {
     provider: Option<Provider>,
     secrets: &'static [SecretSource],
     custom: Option<CustomVerifier>,
+    dyn_verifier: Option<DynVerifier>,
     tolerance: Duration,
     ttl: Duration,
     require_processed: bool,
@@ -138,6 +168,7 @@ impl Route {
             provider: None,
             secrets: &[],
             custom: None,
+            dyn_verifier: None,
             tolerance: Duration::from_secs(300),
             ttl: Duration::from_secs(86_400),
             require_processed: false,
@@ -165,6 +196,17 @@ impl Route {
         self.custom = Some(v);
         self
     }
+    /// Sets a run-time custom verifier (the layer's).
+    pub(crate) fn dyn_verifier(mut self, v: DynVerifier) -> Self {
+        self.dyn_verifier = Some(v);
+        self
+    }
+
+    /// Whether a custom verifier (of either kind) decides instead of the provider scheme.
+    fn has_custom(&self) -> bool {
+        self.custom.is_some() || self.dyn_verifier.is_some()
+    }
+
     /// Sets the replay window in seconds.
     pub const fn tolerance_secs(mut self, s: u64) -> Self {
         self.tolerance = Duration::from_secs(s);
@@ -227,7 +269,7 @@ impl Route {
     }
 
     fn build(&self) -> Result<Resolved, String> {
-        if self.custom.is_some() && self.secrets.is_empty() {
+        if self.has_custom() && self.secrets.is_empty() {
             return Ok(Resolved {
                 verifier: None,
                 first_secret: None,
@@ -254,6 +296,11 @@ impl Route {
         }
         let built = self.build()?;
         Ok(self.resolved.get_or_init(|| built))
+    }
+
+    /// Resolves the secrets now: `Err` says what is wrong (never the secret).
+    pub(crate) fn check(&self) -> Result<(), String> {
+        self.resolved().map(drop)
     }
 
     fn location(&self) -> String {
@@ -366,17 +413,22 @@ pub async fn receive(route: &'static Route, req: Request) -> Result<Verified, Re
     };
 
     // Only URL-signing schemes (and custom verifiers) need the public URL.
-    let url = (route.custom.is_some() || route.provider.is_some_and(Provider::signs_url))
+    let url = (route.has_custom() || route.provider.is_some_and(Provider::signs_url))
         .then(|| public_url(&v.parts));
     let mut delivery =
         Delivery::new(&v.parts.headers, &v.body).with_method(v.parts.method.as_str());
     if let Some(url) = &url {
         delivery = delivery.with_url(url);
     }
-    let verdict = match (&resolved.verifier, route.custom) {
-        (Some(verifier), _) => verifier.verify(&delivery),
-        (None, Some(custom)) => run_custom(custom, &delivery),
-        (None, None) => SignatureResult::fail(FailureReason::UnsupportedProvider, "no verifier"),
+    let verdict = match (&resolved.verifier, route.custom, &route.dyn_verifier) {
+        (Some(verifier), _, _) => verifier.verify(&delivery),
+        (None, Some(custom), _) => run_custom(custom, &delivery),
+        (None, None, Some(dynamic)) => {
+            run_dyn(dynamic, v.body.clone(), v.parts.headers.clone()).await
+        }
+        (None, None, None) => {
+            SignatureResult::fail(FailureReason::UnsupportedProvider, "no verifier")
+        }
     };
     let valid = verdict.valid;
     v.signature = Some(verdict);
@@ -439,7 +491,17 @@ fn too_large(limit: usize) -> String {
 }
 
 fn run_custom(custom: CustomVerifier, d: &Delivery<'_>) -> SignatureResult {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| custom(d))) {
+    run_custom_outcome(std::panic::catch_unwind(AssertUnwindSafe(|| custom(d))))
+}
+
+fn verdict_of(
+    outcome: Result<Result<bool, String>, Box<dyn std::any::Any + Send>>,
+) -> SignatureResult {
+    run_custom_outcome(outcome.map(|r| r.into_verdict()))
+}
+
+fn run_custom_outcome(outcome: Result<Verdict, Box<dyn std::any::Any + Send>>) -> SignatureResult {
+    match outcome {
         Ok(Verdict::Decided(true)) => SignatureResult::ok(),
         Ok(Verdict::Decided(false)) => SignatureResult::fail(
             FailureReason::HmacMismatch,
@@ -453,6 +515,21 @@ fn run_custom(custom: CustomVerifier, d: &Delivery<'_>) -> SignatureResult {
             FailureReason::VerifierThrew,
             format!("the custom verifier panicked: {}", panic_message(&*panic)),
         ),
+    }
+}
+
+async fn run_dyn(v: &DynVerifier, body: Bytes, headers: http::HeaderMap) -> SignatureResult {
+    match v {
+        DynVerifier::Sync(f) => verdict_of(std::panic::catch_unwind(AssertUnwindSafe(|| {
+            f(&body, &headers)
+        }))),
+        DynVerifier::Async(f) => {
+            let fut = std::panic::catch_unwind(AssertUnwindSafe(|| f(body, headers)));
+            match fut {
+                Ok(fut) => verdict_of(AssertUnwindSafe(fut).catch_unwind().await),
+                Err(panic) => verdict_of(Err(panic)),
+            }
+        }
     }
 }
 
@@ -681,6 +758,11 @@ impl Verified {
         &self.body
     }
 
+    /// The request line and headers.
+    pub fn parts(&self) -> &Parts {
+        &self.parts
+    }
+
     /// A request header as text.
     pub fn header(&self, name: &str) -> Option<String> {
         self.parts
@@ -870,8 +952,9 @@ impl Verified {
         let (status, headers, resp_body, panic) = match outcome {
             Ok(resp) => {
                 let (rparts, rbody) = resp.into_parts();
+                let failure = rparts.extensions.get::<HandlerError>().map(|e| e.0.clone());
                 match axum::body::to_bytes(rbody, usize::MAX).await {
-                    Ok(b) => (rparts.status, rparts.headers, b, None),
+                    Ok(b) => (rparts.status, rparts.headers, b, failure),
                     Err(e) => (
                         StatusCode::INTERNAL_SERVER_ERROR,
                         http::HeaderMap::new(),

@@ -1,0 +1,258 @@
+//! `TrackOptions`: the run-time configuration of one layer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http::request::Parts;
+
+use crate::pipeline::{DynVerifier, Route, SecretSource};
+use crate::security::Provider;
+use crate::store::BoxFuture;
+
+/// The idempotency-key closure: request parts, the parsed JSON body (if it is JSON) and the
+/// headers in; `None` skips deduplication for that delivery.
+pub type KeyFn =
+    Arc<dyn Fn(&Parts, Option<&serde_json::Value>, &HeaderMap) -> Option<String> + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) enum EventType {
+    Header(String),
+    /// A dotted path into the JSON body: `data.object.type`.
+    Field(Vec<String>),
+}
+
+/// Everything one [`crate::OutworxHooksLayer`] needs, as the Python package's `TrackOptions`.
+///
+/// ```
+/// use std::time::Duration;
+/// use outworx_hooks::TrackOptions;
+/// use outworx_hooks::security::Provider;
+///
+/// let options = TrackOptions::new(Provider::Stripe)
+///     .secret_env("STRIPE_WEBHOOK_SECRET")
+///     .secret("whsec_old")                       // rotation: any may match
+///     .idempotency_key(|_parts, body, _headers| body?["id"].as_str().map(str::to_owned))
+///     .event_type_field("type")
+///     .ttl(Duration::from_secs(3 * 86_400))
+///     .require_processing_mark(true)
+///     .capture_body(true)
+///     .metadata("team", "billing");
+/// ```
+#[derive(Clone)]
+pub struct TrackOptions {
+    pub(crate) name: String,
+    pub(crate) provider: Option<Provider>,
+    pub(crate) secrets: Vec<SecretSource>,
+    pub(crate) verifier: Option<DynVerifier>,
+    pub(crate) event_type: Option<EventType>,
+    pub(crate) key: Option<KeyFn>,
+    pub(crate) natural_key: bool,
+    pub(crate) capture_body: bool,
+    pub(crate) capture_headers: bool,
+    pub(crate) metadata: Vec<(&'static str, &'static str)>,
+    pub(crate) reject_invalid: bool,
+    pub(crate) tolerance: Duration,
+    pub(crate) ttl: Duration,
+    pub(crate) require_mark: bool,
+    pub(crate) max_body: usize,
+}
+
+impl std::fmt::Debug for TrackOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackOptions")
+            .field("name", &self.name)
+            .field("provider", &self.provider)
+            .field("secrets", &self.secrets.len())
+            .field("require_processing_mark", &self.require_mark)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Strings the layer keeps for the life of the process (layers are built once, at start).
+fn leak(s: impl Into<String>) -> &'static str {
+    Box::leak(s.into().into_boxed_str())
+}
+
+impl TrackOptions {
+    /// Options for `provider`'s signature scheme; add its secret with [`TrackOptions::secret`]
+    /// or [`TrackOptions::secret_env`].
+    pub fn new(provider: Provider) -> Self {
+        let mut o = TrackOptions::base();
+        o.name = format!("layer:{provider}");
+        o.provider = Some(provider);
+        o
+    }
+
+    /// Options for a custom verifier instead of a provider scheme (see [`TrackOptions::verifier`]).
+    pub fn custom(
+        verifier: impl Fn(&[u8], &HeaderMap) -> Result<bool, String> + Send + Sync + 'static,
+    ) -> Self {
+        let mut o = TrackOptions::base();
+        o.name = "layer:custom".into();
+        o.verifier(verifier)
+    }
+
+    fn base() -> Self {
+        TrackOptions {
+            name: String::new(),
+            provider: None,
+            secrets: Vec::new(),
+            verifier: None,
+            event_type: None,
+            key: None,
+            natural_key: false,
+            capture_body: false,
+            capture_headers: true,
+            metadata: Vec::new(),
+            reject_invalid: true,
+            tolerance: Duration::from_secs(300),
+            ttl: Duration::from_secs(86_400),
+            require_mark: false,
+            max_body: crate::pipeline::DEFAULT_MAX_BODY,
+        }
+    }
+
+    /// The name events carry as their handler (default `layer:<provider>`); it also namespaces
+    /// idempotency keys.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Adds a literal secret (several: rotation, any may match).
+    pub fn secret(mut self, secret: impl Into<String>) -> Self {
+        self.secrets.push(SecretSource::Literal(leak(secret)));
+        self
+    }
+
+    /// Adds a secret read from the environment variable `var` (once, at the first delivery).
+    pub fn secret_env(mut self, var: impl Into<String>) -> Self {
+        self.secrets.push(SecretSource::Env(leak(var)));
+        self
+    }
+
+    /// A custom verifier over the raw bytes and headers; `Err` or a panic is `verifier_threw`.
+    pub fn verifier(
+        mut self,
+        f: impl Fn(&[u8], &HeaderMap) -> Result<bool, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.verifier = Some(DynVerifier::Sync(Arc::new(f)));
+        self
+    }
+
+    /// An async custom verifier over the raw bytes and headers.
+    pub fn verifier_async<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Bytes, HeaderMap) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<bool, String>> + Send + 'static,
+    {
+        self.verifier = Some(DynVerifier::Async(Arc::new(
+            move |b, h| -> BoxFuture<'static, _> { Box::pin(f(b, h)) },
+        )));
+        self
+    }
+
+    /// The event type from a header.
+    pub fn event_type_header(mut self, name: impl Into<String>) -> Self {
+        self.event_type = Some(EventType::Header(name.into().to_ascii_lowercase()));
+        self
+    }
+
+    /// The event type from a JSON body field, as a dotted path (`type`, `data.object.type`).
+    pub fn event_type_field(mut self, path: &str) -> Self {
+        self.event_type = Some(EventType::Field(
+            path.split('.').map(str::to_owned).collect(),
+        ));
+        self
+    }
+
+    /// The idempotency key: a closure over the request parts, the parsed JSON body (if any)
+    /// and the headers; `None` skips deduplication for that delivery.
+    pub fn idempotency_key(
+        mut self,
+        f: impl Fn(&Parts, Option<&serde_json::Value>, &HeaderMap) -> Option<String>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.key = Some(Arc::new(f));
+        self
+    }
+
+    /// Deduplicates on the provider's natural key (Stripe body id, GitHub delivery header, ...).
+    pub fn natural_idempotency_key(mut self) -> Self {
+        self.natural_key = true;
+        self
+    }
+
+    /// Captures request and response bodies in events (cut at 64 KiB).
+    pub fn capture_body(mut self, on: bool) -> Self {
+        self.capture_body = on;
+        self
+    }
+
+    /// Captures request headers in events (default on; sensitive ones redacted).
+    pub fn capture_headers(mut self, on: bool) -> Self {
+        self.capture_headers = on;
+        self
+    }
+
+    /// Adds static metadata to every event.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.push((leak(key), leak(value)));
+        self
+    }
+
+    /// Whether invalid signatures get 401 (default) or pass through, reported.
+    pub fn reject_invalid_signatures(mut self, on: bool) -> Self {
+        self.reject_invalid = on;
+        self
+    }
+
+    /// The replay window (default 300 s).
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// How long a completed delivery is remembered (default 24 h; clamped to 60 s ..= 7 days).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Reports a 2xx without a `Track` mark as a silent drop.
+    pub fn require_processing_mark(mut self, on: bool) -> Self {
+        self.require_mark = on;
+        self
+    }
+
+    /// The largest body accepted (default 2 MiB; 413 beyond).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// The pipeline route these options describe, kept for the life of the process.
+    pub(crate) fn route(&self) -> &'static Route {
+        let mut r = Route::new(leak(self.name.clone()), "(OutworxHooksLayer)", 0)
+            .secrets(Box::leak(self.secrets.clone().into_boxed_slice()))
+            .tolerance_secs(self.tolerance.as_secs())
+            .ttl_secs(self.ttl.as_secs())
+            .require_processed(self.require_mark)
+            .reject_invalid(self.reject_invalid)
+            .capture_body(self.capture_body)
+            .capture_headers(self.capture_headers)
+            .metadata(Box::leak(self.metadata.clone().into_boxed_slice()))
+            .max_body(self.max_body);
+        if let Some(p) = self.provider {
+            r = r.provider(p);
+        }
+        if let Some(v) = &self.verifier {
+            r = r.dyn_verifier(v.clone());
+        }
+        Box::leak(Box::new(r))
+    }
+}
