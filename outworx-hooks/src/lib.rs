@@ -41,7 +41,8 @@ mod track;
 pub use layer::{KeyFn, OutworxHooksLayer, OutworxHooksService, TrackOptions};
 pub use outworx_hooks_macros::webhook;
 pub use report::{
-    Config, ConfigError, Guard, SecretProblem, Sink, Subscription, TracingSink, init, subscribe,
+    Config, ConfigError, DEFAULT_ENDPOINT, Guard, SecretProblem, Sink, Subscription, TracingSink,
+    init, subscribe,
 };
 #[cfg(feature = "outworx-api")]
 pub use report::{OnError, OutworxSink, OutworxSinkOptions, ReportError};

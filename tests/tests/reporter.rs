@@ -76,8 +76,8 @@ async fn deliveries_are_reported_in_the_wire_format_and_never_wait_on_the_ingest
 
     // The configuration is checked.
     assert_eq!(
-        outworx_hooks::init(Config::new().api_key(KEY)).unwrap_err(),
-        outworx_hooks::ConfigError::MissingEndpoint
+        outworx_hooks::init(Config::new().api_key("ohk_short")).unwrap_err(),
+        outworx_hooks::ConfigError::InvalidApiKey
     );
 
     let i = Ingest::default();

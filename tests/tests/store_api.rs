@@ -41,6 +41,10 @@ async fn check(
         );
     }
     let key = req["key"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        req["ttl"].is_u64(),
+        "the check carries the TTL as `ttl`, as the Python package does"
+    );
     let mut db = db.lock().unwrap();
     let answer = match db.get(&key) {
         None => {
@@ -76,8 +80,8 @@ async fn complete(
         } else {
             let cached = json!({
                 "status": "duplicate",
-                "cached_status_code": req["status_code"],
-                "cached_body": req["body"],
+                "cached_status_code": req["response_status_code"],
+                "cached_body": req["response_body"],
                 "cached_content_type": req["content_type"],
             });
             db.insert(key.to_owned(), Entry::Done(cached));

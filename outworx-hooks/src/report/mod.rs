@@ -226,8 +226,8 @@ impl Config {
         self
     }
 
-    /// The ingest URL events are posted to (`https://.../api/ingest`); required with an API
-    /// key. `POST /api/sdk/verify` is called beside it, once.
+    /// The ingest URL events are posted to (default [`DEFAULT_ENDPOINT`], as the Python
+    /// package); `POST /api/sdk/verify` is called beside it, once.
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(url.into());
         self
@@ -279,6 +279,9 @@ impl Config {
     }
 }
 
+/// The hosted Outworx ingest endpoint, used with an API key when no endpoint is configured.
+pub const DEFAULT_ENDPOINT: &str = "https://hooks.outworx.io/api/ingest";
+
 /// A `#[webhook]` route whose secret cannot be read or used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretProblem {
@@ -297,9 +300,6 @@ pub enum ConfigError {
     /// The API key does not have the `ohk_` + 32 lowercase hex form.
     #[error("OUTWORX_HOOKS_API_KEY must be `ohk_` followed by 32 lowercase hex characters")]
     InvalidApiKey,
-    /// An API key was given without the ingest endpoint.
-    #[error("OUTWORX_HOOKS_ENDPOINT (Config::endpoint) is required with an API key")]
-    MissingEndpoint,
     /// Reporting to Outworx needs the `outworx-api` feature.
     #[error(
         "an API key is set, but reporting to Outworx needs the `outworx-api` feature of outworx-hooks"
@@ -390,7 +390,9 @@ pub fn init(config: Config) -> Result<Guard, ConfigError> {
     #[cfg(feature = "outworx-api")]
     let mut outworx = None;
     if let Some(key) = config.api_key {
-        let endpoint = config.endpoint.ok_or(ConfigError::MissingEndpoint)?;
+        let endpoint = config
+            .endpoint
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
         #[cfg(feature = "outworx-api")]
         {
             let mut options = OutworxSinkOptions::new(endpoint, key.trim());
@@ -449,15 +451,16 @@ mod tests {
 
     #[cfg(feature = "outworx-api")]
     #[test]
-    fn reporting_needs_a_runtime_and_an_endpoint() {
+    fn reporting_needs_a_runtime() {
         let key = "ohk_0123456789abcdef0123456789abcdef";
         let c = Config::new()
             .api_key(key)
             .endpoint("http://127.0.0.1:9/api/ingest");
         assert_eq!(init(c).unwrap_err(), ConfigError::NoRuntime);
+        // Without an endpoint, the hosted default applies (the Python package's).
         assert_eq!(
             init(Config::new().api_key(key)).unwrap_err(),
-            ConfigError::MissingEndpoint
+            ConfigError::NoRuntime
         );
     }
 

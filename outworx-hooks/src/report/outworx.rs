@@ -77,14 +77,21 @@ impl OutworxSinkOptions {
         }
     }
 
-    /// `POST /api/sdk/verify` lives beside the ingest path: `{base}/api/sdk/verify`.
+    /// `POST /api/sdk/verify` beside the ingest path (`.../api/ingest` becomes
+    /// `.../api/sdk/verify`), else at the endpoint's origin, as the Python package derives it.
     fn verify_url(&self) -> String {
-        let base = self
-            .endpoint
-            .trim_end_matches('/')
-            .trim_end_matches("/api/ingest")
-            .to_owned();
-        format!("{base}/api/sdk/verify")
+        let endpoint = self.endpoint.trim_end_matches('/');
+        if let Some(base) = endpoint.strip_suffix("/api/ingest") {
+            return format!("{base}/api/sdk/verify");
+        }
+        match endpoint.parse::<http::Uri>() {
+            Ok(u) if u.scheme().is_some() && u.authority().is_some() => format!(
+                "{}://{}/api/sdk/verify",
+                u.scheme_str().unwrap_or("https"),
+                u.authority().map_or("", |a| a.as_str())
+            ),
+            _ => format!("{endpoint}/api/sdk/verify"),
+        }
     }
 }
 
@@ -581,6 +588,23 @@ mod tests {
         sink.flush().await;
         assert_eq!(f.events(), 42);
         sink.flush().await; // an empty flush returns at once
+    }
+
+    #[test]
+    fn the_verify_url_is_derived_as_the_python_package_does() {
+        let url = |e: &str| OutworxSinkOptions::new(e, KEY).verify_url();
+        assert_eq!(
+            url("https://hooks.outworx.io/api/ingest"),
+            "https://hooks.outworx.io/api/sdk/verify"
+        );
+        assert_eq!(
+            url("http://127.0.0.1:8787/base/api/ingest/"),
+            "http://127.0.0.1:8787/base/api/sdk/verify"
+        );
+        assert_eq!(
+            url("http://127.0.0.1:8787/events"),
+            "http://127.0.0.1:8787/api/sdk/verify"
+        );
     }
 
     #[test]

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -15,13 +14,17 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Idempotency through the Outworx API (feature `outworx-api`).
 ///
-/// `POST {base}/api/sdk/idempotency/check` with `{"key", "ttl_seconds", "token"}` answers
-/// `{"status": "new" | "duplicate", "cached_status_code", "cached_body",
-/// "cached_content_type"}`; a `duplicate` with no cached status is a delivery still in flight
-/// (a server may also answer `"in_flight"`). `POST {base}/api/sdk/idempotency/complete` with
-/// `{"key", "token", "status_code", "body", "content_type", "ttl_seconds"}` stores the
-/// response; with `{"key", "token", "release": true}` it frees the key. Bodies travel base64
-/// in `body` / `cached_body`. Every call is async with a timeout; any failure is a
+/// The requests are those of the Python package 1.5: `POST {base}/api/sdk/idempotency/check`
+/// with `{"key", "ttl"}` answers `{"status": "new" | "duplicate", "cached_status_code",
+/// "cached_body"}`, and `POST {base}/api/sdk/idempotency/complete` with `{"key",
+/// "response_status_code", "response_body"}` stores the response (the body as text; a body
+/// that is not UTF-8 is stored lossily). Additive fields a server may use and others ignore:
+/// `token` (the reservation, so a late owner cannot overwrite a takeover), `content_type`, and
+/// `{"key", "token", "release": true}` on `/complete` to free a key after a failure.
+///
+/// A `duplicate` without a cached status is read as a delivery still **in flight** (409, the
+/// provider retries later) where the Python package would answer an empty 200 and lose the
+/// event if the first run then fails. Every call is async with a timeout; any failure is a
 /// [`StoreError`], which the pipeline answers by failing open (or 503 when configured).
 ///
 /// ```no_run
@@ -50,7 +53,7 @@ impl std::fmt::Debug for OutworxApiStore {
 #[derive(Serialize)]
 struct Check<'a> {
     key: &'a str,
-    ttl_seconds: u64,
+    ttl: u64,
     token: &'a str,
 }
 
@@ -67,13 +70,13 @@ struct Complete<'a> {
     key: &'a str,
     token: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    status_code: Option<u16>,
+    response_status_code: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<String>,
+    response_body: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content_type: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    ttl_seconds: Option<u64>,
+    ttl: Option<u64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     release: bool,
 }
@@ -83,11 +86,14 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl OutworxApiStore {
-    /// A store speaking to the API at `base` (`https://api.example` or `http://127.0.0.1:8787`).
+    /// A store speaking to the API at `base` (`http://127.0.0.1:8787`), or beside the ingest
+    /// endpoint when given one (`https://hooks.outworx.io/api/ingest`).
     pub fn new(base: impl Into<String>, api_key: impl Into<String>) -> Self {
+        let base = base.into();
+        let base = base.trim_end_matches('/');
         OutworxApiStore {
             client: reqwest::Client::new(),
-            base: base.into().trim_end_matches('/').to_owned(),
+            base: base.strip_suffix("/api/ingest").unwrap_or(base).to_owned(),
             api_key: api_key.into(),
             timeout: DEFAULT_TIMEOUT,
         }
@@ -134,7 +140,7 @@ impl Store for OutworxApiStore {
                     "/api/sdk/idempotency/check",
                     &Check {
                         key,
-                        ttl_seconds: ttl.as_secs(),
+                        ttl: ttl.as_secs(),
                         token: &token.0,
                     },
                 )
@@ -144,10 +150,7 @@ impl Store for OutworxApiStore {
                 ("duplicate", Some(status)) => Ok(Reservation::Duplicate(CachedResponse {
                     status,
                     content_type: answer.cached_content_type,
-                    body: match answer.cached_body {
-                        Some(b) => Some(crate::security::b64().decode(b).map_err(err)?.into()),
-                        None => None,
-                    },
+                    body: answer.cached_body.map(bytes::Bytes::from),
                 })),
                 ("duplicate" | "in_flight", None) | ("in_flight", _) => Ok(Reservation::InFlight),
                 (other, _) => Err(err(format!("unknown check status `{other}`"))),
@@ -166,13 +169,13 @@ impl Store for OutworxApiStore {
             let body = Complete {
                 key,
                 token: &token.0,
-                status_code: Some(response.status),
-                body: response
+                response_status_code: Some(response.status),
+                response_body: response
                     .body
                     .as_ref()
-                    .map(|b| crate::security::b64().encode(b)),
+                    .map(|b| String::from_utf8_lossy(b).into_owned()),
                 content_type: response.content_type.as_deref(),
-                ttl_seconds: Some(ttl.as_secs()),
+                ttl: Some(ttl.as_secs()),
                 release: false,
             };
             self.post::<_, serde_json::Value>("/api/sdk/idempotency/complete", &body)
@@ -190,10 +193,10 @@ impl Store for OutworxApiStore {
             let body = Complete {
                 key,
                 token: &token.0,
-                status_code: None,
-                body: None,
+                response_status_code: None,
+                response_body: None,
                 content_type: None,
-                ttl_seconds: None,
+                ttl: None,
                 release: true,
             };
             self.post::<_, serde_json::Value>("/api/sdk/idempotency/complete", &body)
