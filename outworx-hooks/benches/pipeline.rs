@@ -1,0 +1,97 @@
+//! Per-delivery cost of the whole pipeline, in process: the same handler in bare axum and
+//! under `#[webhook]` (verification, idempotency on the memory store, `require_processed`,
+//! the embedded reporter), each request a fresh signed ~1.7 KB Stripe event with a unique id.
+//!
+//! Run: `cargo bench -p outworx-hooks --bench pipeline`
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::post;
+use axum::{Json, Router};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use outworx_hooks::security::Provider;
+use outworx_hooks::testing::Signer;
+use outworx_hooks::{Track, webhook};
+use serde::Deserialize;
+use tower::ServiceExt as _;
+
+const SECRET: &str = "whsec_bench_secret";
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Event {
+    id: String,
+    r#type: String,
+    data: serde_json::Value,
+}
+
+async fn bare(Json(event): Json<Event>) -> &'static str {
+    std::hint::black_box(&event);
+    "ok"
+}
+
+#[webhook(provider = "stripe", secret = "whsec_bench_secret", idempotency = body.id, require_processed)]
+async fn hooked(track: Track, Json(event): Json<Event>) -> &'static str {
+    std::hint::black_box(&event);
+    track.processed();
+    "ok"
+}
+
+/// A Stripe-style event of about 1.7 KB with a unique id.
+fn body(n: u64) -> String {
+    let filler = "x".repeat(1400);
+    serde_json::json!({
+        "id": format!("evt_{n:020}"), "object": "event", "type": "payment_intent.succeeded",
+        "api_version": "2024-06-20", "created": 1_700_000_000,
+        "data": { "object": { "id": "pi_3Nq", "amount": 2000, "currency": "eur", "description": filler } }
+    })
+    .to_string()
+}
+
+fn pipeline(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let app = Router::new()
+        .route("/bare", post(bare))
+        .route("/hooked", post(hooked));
+    let next = AtomicU64::new(0);
+    let request = |path: &str| {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        Signer::new(Provider::Stripe, SECRET)
+            .request(path, body(n))
+            .expect("sign")
+            .map(Body::from)
+    };
+    assert!(body(0).len() > 1600 && body(0).len() < 1800);
+
+    let mut group = c.benchmark_group("pipeline_1.7KB");
+    group.bench_function("bare_axum", |b| {
+        b.iter_batched(
+            || request("/bare"),
+            |req| rt.block_on(app.clone().oneshot(req)),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("webhook_attribute", |b| {
+        b.iter_batched(
+            || request("/hooked"),
+            |req| rt.block_on(app.clone().oneshot(req)),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(30);
+    targets = pipeline
+}
+criterion_main!(benches);
