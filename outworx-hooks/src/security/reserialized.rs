@@ -6,8 +6,9 @@
 //! provably re-serialized, and the reason is `parsed_body` rather than `hmac_mismatch`.
 //! This runs only on the failure path and only for bodies up to [`MAX_BODY`].
 
-/// Bodies larger than this are not re-tried: it bounds the work an invalid delivery costs.
-pub(crate) const MAX_BODY: usize = 256 * 1024;
+/// Bodies larger than this are not re-tried: it bounds the work an invalid delivery can cause
+/// (at most a dozen re-encodings and HMACs of 64 KiB). Webhook JSON bodies are far smaller.
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Layout {

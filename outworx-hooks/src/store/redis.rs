@@ -60,7 +60,7 @@ return 0
 ";
 
 /// The default prefix of every key this store writes.
-pub const DEFAULT_PREFIX: &str = "outworx:idem:";
+pub(crate) const DEFAULT_PREFIX: &str = "outworx:idem:";
 
 /// An idempotency store in Redis, shared by many instances (feature `redis`).
 ///
@@ -119,7 +119,7 @@ impl RedisStore {
         })
     }
 
-    /// Prefixes every key (default [`DEFAULT_PREFIX`]).
+    /// Prefixes every key (default `"outworx:idem:"`).
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
