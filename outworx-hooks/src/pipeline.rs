@@ -837,6 +837,22 @@ impl Verified {
         resp
     }
 
+    /// An answer without running the handler, reported with one metadata flag.
+    fn flagged(
+        self,
+        resp: Response,
+        event_type: Option<String>,
+        flag: &str,
+        value: serde_json::Value,
+    ) -> Response {
+        let mut e = self.event(resp.status().as_u16(), event_type);
+        e.metadata
+            .get_or_insert_with(Default::default)
+            .insert(flag.into(), value);
+        self.rt.emit(e);
+        resp
+    }
+
     fn event(&self, status: u16, event_type: Option<String>) -> DeliveryEvent {
         let route = self.route;
         let sig = self.signature.as_ref();
@@ -892,13 +908,7 @@ impl Verified {
             match self.rt.store.reserve(k, ttl).await {
                 Ok(Reservation::New(t)) => token = Some(t),
                 Ok(Reservation::Duplicate(cached)) => {
-                    let resp = replay(&cached);
-                    let mut e = self.event(cached.status, event_type);
-                    e.metadata
-                        .get_or_insert_with(Default::default)
-                        .insert("duplicate".into(), true.into());
-                    self.rt.emit(e);
-                    return resp;
+                    return self.flagged(replay(&cached), event_type, "duplicate", true.into());
                 }
                 Ok(Reservation::InFlight) => {
                     let resp = (
@@ -907,12 +917,7 @@ impl Verified {
                         "this delivery is being processed; retry later",
                     )
                         .into_response();
-                    let mut e = self.event(409, event_type);
-                    e.metadata
-                        .get_or_insert_with(Default::default)
-                        .insert("in_flight".into(), true.into());
-                    self.rt.emit(e);
-                    return resp;
+                    return self.flagged(resp, event_type, "in_flight", true.into());
                 }
                 Err(err) if self.rt.fail_closed => {
                     tracing::warn!(
@@ -925,12 +930,8 @@ impl Verified {
                         "the idempotency store is unavailable; retry later",
                     )
                         .into_response();
-                    let mut e = self.event(503, event_type);
-                    e.metadata
-                        .get_or_insert_with(Default::default)
-                        .insert("idempotency_error".into(), err.to_string().into());
-                    self.rt.emit(e);
-                    return resp;
+                    let why = err.to_string().into();
+                    return self.flagged(resp, event_type, "idempotency_error", why);
                 }
                 Err(err) => {
                     // Fail open: the handler runs; the event says why dedup was skipped.
