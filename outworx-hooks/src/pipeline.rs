@@ -753,11 +753,6 @@ impl IntoKey for &serde_json::Value {
 }
 
 impl Verified {
-    /// The raw body.
-    pub fn body(&self) -> &Bytes {
-        &self.body
-    }
-
     /// The request line and headers.
     pub fn parts(&self) -> &Parts {
         &self.parts

@@ -346,6 +346,44 @@ mod tests {
         assert_eq!(Provider::from_name("STRIPE"), Some(Provider::Stripe));
     }
 
+    /// Must agree with the attribute's table (`outworx-hooks-macros/src/webhook/providers.rs`),
+    /// which decides at compile time whether bare `idempotency` is accepted.
+    #[test]
+    fn providers_without_a_natural_key_match_the_attribute() {
+        let without: Vec<_> = Provider::ALL
+            .iter()
+            .filter(|p| !p.has_natural_key())
+            .map(|p| p.name())
+            .collect();
+        assert_eq!(
+            without,
+            [
+                "calendly",
+                "zoom",
+                "hubspot",
+                "sendgrid",
+                "lemonsqueezy",
+                "meta"
+            ]
+        );
+        let macro_table = include_str!("../../../outworx-hooks-macros/src/webhook/providers.rs");
+        for p in Provider::ALL {
+            let row = macro_table
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("\"{}\" =>", p.name())))
+                .unwrap_or_else(|| panic!("{p} is missing from the attribute's table"));
+            let flag = if p.has_natural_key() {
+                ", true,"
+            } else {
+                ", false,"
+            };
+            assert!(
+                row.contains(flag),
+                "{p}: natural key differs in the attribute's table"
+            );
+        }
+    }
+
     #[test]
     fn only_url_schemes_need_the_url() {
         let needing: Vec<_> = Provider::ALL.iter().filter(|p| p.signs_url()).collect();
