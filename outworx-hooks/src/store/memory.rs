@@ -1,9 +1,8 @@
 //! `MemoryStore`: the embedded default, on a bounded, concurrent `moka` cache.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use moka::ops::compute::Op;
 use moka::sync::Cache;
 
 use super::{
@@ -20,43 +19,42 @@ enum State {
     Done(CachedResponse),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Slot {
     state: State,
     /// Logical expiry on the store's clock (what answers go by).
     expires: Instant,
+}
+
+/// A cache entry: the slot is shared, so completing or taking over a key is a lock on the
+/// entry, not a write to the cache; only new keys and releases write.
+#[derive(Clone)]
+struct Entry {
+    slot: Arc<Mutex<Slot>>,
     /// The TTL, for the cache's own eviction of the entry.
     ttl: Duration,
 }
 
-struct SlotExpiry;
+struct EntryExpiry;
 
-impl moka::Expiry<String, Slot> for SlotExpiry {
+impl moka::Expiry<String, Entry> for EntryExpiry {
     fn expire_after_create(
         &self,
         _key: &String,
-        slot: &Slot,
+        e: &Entry,
         _at: std::time::Instant,
     ) -> Option<Duration> {
-        Some(slot.ttl)
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &String,
-        slot: &Slot,
-        _at: std::time::Instant,
-        _left: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(slot.ttl)
+        // Room for the handler to run before the completed response's own TTL starts.
+        Some(e.ttl + STALE_RESERVATION)
     }
 }
 
 /// The embedded default store: in this process, concurrent, TTL-expiring and bounded.
 ///
-/// Built on [`moka`]'s cache: every operation is atomic per key, entries expire with their
-/// TTL, and past `max_entries` the least useful entries are evicted (under that pressure a
-/// retry of an evicted key runs the handler again; size the bound for your retry window).
+/// Built on [`moka`]'s cache: entries expire with their TTL, and past `max_entries` the least
+/// useful entries are evicted (under that pressure a retry of an evicted key runs the handler
+/// again; size the bound for your retry window). A new key is one insert; completing, replaying
+/// and taking over lock the key's own slot, so they never contend with other keys.
 ///
 /// ```
 /// use std::time::Duration;
@@ -73,7 +71,7 @@ impl moka::Expiry<String, Slot> for SlotExpiry {
 /// # });
 /// ```
 pub struct MemoryStore {
-    cache: Cache<String, Slot>,
+    cache: Cache<String, Entry>,
     clock: Arc<dyn Clock>,
 }
 
@@ -94,6 +92,11 @@ impl Default for MemoryStore {
 /// The default bound of [`MemoryStore::new`].
 pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
 
+fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
+    // A panic while holding the lock leaves plain data behind; keep serving.
+    slot.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl MemoryStore {
     /// A store holding at most 100,000 keys.
     pub fn new() -> Self {
@@ -105,7 +108,7 @@ impl MemoryStore {
         MemoryStore {
             cache: Cache::builder()
                 .max_capacity(max_entries.max(1))
-                .expire_after(SlotExpiry)
+                .expire_after(EntryExpiry)
                 .build(),
             clock: Arc::new(SystemClock),
         }
@@ -130,49 +133,47 @@ impl MemoryStore {
 
     fn reserve_now(&self, key: &str, ttl: Duration) -> Reservation {
         let now = self.clock.now();
-        let mut answer = None;
-        self.cache
-            .entry(key.to_owned())
-            .and_compute_with(|existing| {
-                if let Some(slot) = existing.map(|e| e.into_value())
-                    && slot.expires > now
+        let token = new_token();
+        let fresh = || State::InFlight {
+            token: token.clone(),
+            since: now,
+        };
+        // One insert for a new key; the slot decides everything else under its own lock.
+        let entry = self.cache.entry(key.to_owned()).or_insert_with(|| Entry {
+            slot: Arc::new(Mutex::new(Slot {
+                state: fresh(),
+                expires: now + ttl,
+            })),
+            ttl,
+        });
+        if entry.is_fresh() {
+            return Reservation::New(token);
+        }
+        let mut slot = lock(&entry.value().slot);
+        if slot.expires > now {
+            match &slot.state {
+                State::Done(resp) => return Reservation::Duplicate(resp.clone()),
+                State::InFlight { since, .. }
+                    if now.saturating_duration_since(*since) < STALE_RESERVATION =>
                 {
-                    match slot.state {
-                        State::Done(resp) => {
-                            answer = Some(Reservation::Duplicate(resp));
-                            return Op::Nop;
-                        }
-                        State::InFlight { since, .. }
-                            if now.saturating_duration_since(since) < STALE_RESERVATION =>
-                        {
-                            answer = Some(Reservation::InFlight);
-                            return Op::Nop;
-                        }
-                        State::InFlight { .. } => {} // its owner died: take it over
-                    }
+                    return Reservation::InFlight;
                 }
-                let token = new_token();
-                answer = Some(Reservation::New(token.clone()));
-                Op::Put(Slot {
-                    state: State::InFlight { token, since: now },
-                    expires: now + ttl,
-                    ttl,
-                })
-            });
-        // The closure always sets an answer; a fresh reservation is the safe reading otherwise.
-        answer.unwrap_or_else(|| Reservation::New(new_token()))
+                State::InFlight { .. } => {} // its owner died: take it over
+            }
+        }
+        *slot = Slot {
+            state: fresh(),
+            expires: now + ttl,
+        };
+        Reservation::New(token)
     }
 
-    /// Applies `then` to the slot if `token` still holds the reservation of `key`.
-    fn if_holder(&self, key: &str, token: &ReservationToken, then: impl FnOnce(Slot) -> Op<Slot>) {
-        self.cache
-            .entry(key.to_owned())
-            .and_compute_with(|existing| match existing.map(|e| e.into_value()) {
-                Some(slot) if matches!(&slot.state, State::InFlight { token: t, .. } if t == token) => {
-                    then(slot)
-                }
-                _ => Op::Nop,
-            });
+    /// The slot of `key` if `token` still holds its reservation.
+    fn held(&self, key: &str, token: &ReservationToken) -> Option<Arc<Mutex<Slot>>> {
+        let entry = self.cache.get(key)?;
+        let holds =
+            matches!(&lock(&entry.slot).state, State::InFlight { token: t, .. } if t == token);
+        holds.then_some(entry.slot)
     }
 }
 
@@ -193,14 +194,16 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let now = self.clock.now();
-            self.if_holder(key, token, |_| {
-                Op::Put(Slot {
-                    state: State::Done(response),
-                    expires: now + ttl,
-                    ttl,
-                })
-            });
+            if let Some(slot) = self.held(key, token) {
+                let mut slot = lock(&slot);
+                // Checked again under the lock: a takeover may have happened in between.
+                if matches!(&slot.state, State::InFlight { token: t, .. } if t == token) {
+                    *slot = Slot {
+                        state: State::Done(response),
+                        expires: self.clock.now() + ttl,
+                    };
+                }
+            }
             Ok(())
         })
     }
@@ -211,7 +214,13 @@ impl Store for MemoryStore {
         token: &'a ReservationToken,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.if_holder(key, token, |_| Op::Remove);
+            if let Some(slot) = self.held(key, token) {
+                let mut slot = lock(&slot);
+                if matches!(&slot.state, State::InFlight { token: t, .. } if t == token) {
+                    // Expired now: the next reserve starts afresh; the cache drops the entry later.
+                    slot.expires = self.clock.now();
+                }
+            }
             Ok(())
         })
     }
