@@ -168,12 +168,15 @@ impl MemoryStore {
         Reservation::New(token)
     }
 
-    /// The slot of `key` if `token` still holds its reservation.
-    fn held(&self, key: &str, token: &ReservationToken) -> Option<Arc<Mutex<Slot>>> {
-        let entry = self.cache.get(key)?;
-        let holds =
-            matches!(&lock(&entry.slot).state, State::InFlight { token: t, .. } if t == token);
-        holds.then_some(entry.slot)
+    /// Applies `change` to the slot of `key` while `token` holds its reservation, checked and
+    /// changed under one lock (so a takeover in between is seen).
+    fn if_holder(&self, key: &str, token: &ReservationToken, change: impl FnOnce(&mut Slot)) {
+        if let Some(entry) = self.cache.get(key) {
+            let mut slot = lock(&entry.slot);
+            if matches!(&slot.state, State::InFlight { token: t, .. } if t == token) {
+                change(&mut slot);
+            }
+        }
     }
 }
 
@@ -194,16 +197,13 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            if let Some(slot) = self.held(key, token) {
-                let mut slot = lock(&slot);
-                // Checked again under the lock: a takeover may have happened in between.
-                if matches!(&slot.state, State::InFlight { token: t, .. } if t == token) {
-                    *slot = Slot {
-                        state: State::Done(response),
-                        expires: self.clock.now() + ttl,
-                    };
-                }
-            }
+            let now = self.clock.now();
+            self.if_holder(key, token, |slot| {
+                *slot = Slot {
+                    state: State::Done(response),
+                    expires: now + ttl,
+                };
+            });
             Ok(())
         })
     }
@@ -214,13 +214,9 @@ impl Store for MemoryStore {
         token: &'a ReservationToken,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            if let Some(slot) = self.held(key, token) {
-                let mut slot = lock(&slot);
-                if matches!(&slot.state, State::InFlight { token: t, .. } if t == token) {
-                    // Expired now: the next reserve starts afresh; the cache drops the entry later.
-                    slot.expires = self.clock.now();
-                }
-            }
+            // Expired now: the next reserve starts afresh; the cache drops the entry later.
+            let now = self.clock.now();
+            self.if_holder(key, token, |slot| slot.expires = now);
             Ok(())
         })
     }
