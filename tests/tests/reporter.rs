@@ -1,6 +1,8 @@
 //! Delivery reporting end to end: real deliveries through `#[webhook]`, reported with `init`
 //! to a loopback ingest in the Outworx wire format; a black-hole ingest delays nothing.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -90,14 +92,8 @@ async fn deliveries_are_reported_in_the_wire_format_and_never_wait_on_the_ingest
     s.headers
         .insert("authorization", "Bearer users-own-token".parse().unwrap());
     s.headers.insert("x-github-event", "ping".parse().unwrap());
-    let r = client
-        .post(format!("{receiver}/hook?x=1"))
-        .headers(s.headers)
-        .body(s.body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let (status, _) = common::send(&client, &format!("{receiver}/hook?x=1"), &s).await;
+    assert_eq!(status, 200);
     guard.shutdown().await;
 
     let bodies = i.bodies.lock().unwrap().clone();
@@ -156,18 +152,46 @@ async fn deliveries_are_reported_in_the_wire_format_and_never_wait_on_the_ingest
             .id(format!("bh-{n}"))
             .sign("{}")
             .unwrap();
-        let r = client
-            .post(format!("{receiver}/hook"))
-            .headers(s.headers)
-            .body(s.body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        let (status, _) = common::send(&client, &format!("{receiver}/hook"), &s).await;
+        assert_eq!(status, 200);
     }
     assert!(
         hole.bodies.lock().unwrap().is_empty(),
         "the ingest has answered nothing"
     );
     assert_eq!(guard.dropped_events(), 0, "50 events fit in the queue");
+
+    // A sink of your own, and the in-process subscription read as a Stream.
+    struct Recording(Arc<Mutex<Vec<String>>>);
+    impl outworx_hooks::Sink for Recording {
+        fn send(&self, e: &Arc<outworx_hooks::event::DeliveryEvent>) {
+            self.0.lock().unwrap().push(e.handler.to_owned());
+        }
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let _guard = outworx_hooks::init(Config::new().sink(Recording(seen.clone()))).unwrap();
+    let mut stream = outworx_hooks::subscribe();
+    let s = Signer::new(Provider::Github, "reporter-secret")
+        .id("own-sink")
+        .sign("{}")
+        .unwrap();
+    let (status, _) = common::send(&client, &format!("{receiver}/hook?own"), &s).await;
+    assert_eq!(status, 200);
+    let e = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let e = futures_util::StreamExt::next(&mut stream)
+                .await
+                .expect("events");
+            if e.source_url.as_deref() == Some("/hook?own") {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(e.handler, "reported");
+    assert!(
+        seen.lock().unwrap().iter().any(|h| h == "reported"),
+        "the sink got the event"
+    );
 }

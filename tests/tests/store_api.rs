@@ -24,9 +24,21 @@ enum Entry {
 
 type Db = Arc<Mutex<HashMap<String, Entry>>>;
 
-fn authorized(h: &HeaderMap) -> bool {
-    h.get("authorization")
-        .is_some_and(|v| v == &*format!("Bearer {KEY}"))
+type Answer = (StatusCode, Json<Value>);
+
+/// `Err` with a 401 unless the request carries the Bearer key.
+fn authorized(h: &HeaderMap) -> Result<(), Answer> {
+    let ok = h
+        .get("authorization")
+        .is_some_and(|v| v == &*format!("Bearer {KEY}"));
+    if ok {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "bad key" })),
+        ))
+    }
 }
 
 async fn check(
@@ -34,11 +46,8 @@ async fn check(
     h: HeaderMap,
     Json(req): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
-    if !authorized(&h) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({ "error": "bad key" })),
-        );
+    if let Err(refused) = authorized(&h) {
+        return refused;
     }
     let key = req["key"].as_str().unwrap_or_default().to_owned();
     assert!(
@@ -65,11 +74,8 @@ async fn complete(
     h: HeaderMap,
     Json(req): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
-    if !authorized(&h) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({ "error": "bad key" })),
-        );
+    if let Err(refused) = authorized(&h) {
+        return refused;
     }
     let key = req["key"].as_str().unwrap_or_default();
     let mut db = db.lock().unwrap();
