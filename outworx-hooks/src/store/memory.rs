@@ -1,9 +1,10 @@
-//! `MemoryStore`: the embedded default, on a bounded, concurrent `moka` cache.
+//! `MemoryStore`: the embedded default, on sharded, insertion-ordered hash maps.
 
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use moka::sync::Cache;
+use hashlink::LinkedHashMap;
 
 use super::{
     BoxFuture, CachedResponse, Clock, Reservation, ReservationToken, STALE_RESERVATION, Store,
@@ -22,39 +23,36 @@ enum State {
 #[derive(Debug)]
 struct Slot {
     state: State,
-    /// Logical expiry on the store's clock (what answers go by).
+    /// Expiry on the store's clock: past it the key is as good as absent.
     expires: Instant,
 }
 
-/// A cache entry: the slot is shared, so completing or taking over a key is a lock on the
-/// entry, not a write to the cache; only new keys and releases write.
-#[derive(Clone)]
-struct Entry {
-    slot: Arc<Mutex<Slot>>,
-    /// The TTL, for the cache's own eviction of the entry.
-    ttl: Duration,
+/// One shard: keys in the order they were last reserved or completed, so the front is always
+/// the oldest entry (the first to expire for a common TTL, and the one evicted at the bound).
+struct Shard {
+    map: LinkedHashMap<Box<str>, Slot>,
+    capacity: usize,
 }
 
-struct EntryExpiry;
-
-impl moka::Expiry<String, Entry> for EntryExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &String,
-        e: &Entry,
-        _at: std::time::Instant,
-    ) -> Option<Duration> {
-        // Room for the handler to run before the completed response's own TTL starts.
-        Some(e.ttl + STALE_RESERVATION)
+impl Shard {
+    /// Drops expired entries from the front, then the oldest ones until one more fits.
+    fn make_room(&mut self, now: Instant) {
+        while let Some((_, front)) = self.map.front() {
+            if front.expires > now && self.map.len() < self.capacity {
+                break;
+            }
+            self.map.pop_front();
+        }
     }
 }
 
 /// The embedded default store: in this process, concurrent, TTL-expiring and bounded.
 ///
-/// Built on [`moka`]'s cache: entries expire with their TTL, and past `max_entries` the least
-/// useful entries are evicted (under that pressure a retry of an evicted key runs the handler
-/// again; size the bound for your retry window). A new key is one insert; completing, replaying
-/// and taking over lock the key's own slot, so they never contend with other keys.
+/// Keys are spread over independently locked shards, each an insertion-ordered hash map, so a
+/// new key is one hash-map insert under one uncontended lock. Entries expire with their TTL
+/// and are dropped as new keys arrive; past `max_entries` the **oldest** entries are evicted
+/// first: the ones least likely to be retried. Under that pressure a retry of an evicted key
+/// runs the handler again, so size the bound for your providers' retry window.
 ///
 /// ```
 /// use std::time::Duration;
@@ -71,14 +69,16 @@ impl moka::Expiry<String, Entry> for EntryExpiry {
 /// # });
 /// ```
 pub struct MemoryStore {
-    cache: Cache<String, Entry>,
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
     clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("entries", &self.cache.entry_count())
+            .field("entries", &self.len())
+            .field("shards", &self.shards.len())
             .finish_non_exhaustive()
     }
 }
@@ -92,9 +92,12 @@ impl Default for MemoryStore {
 /// The default bound of [`MemoryStore::new`].
 pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
 
-fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
+/// At most this many shards; small stores get fewer, so the bound stays exact.
+const MAX_SHARDS: u64 = 64;
+
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     // A panic while holding the lock leaves plain data behind; keep serving.
-    slot.lock().unwrap_or_else(|p| p.into_inner())
+    shard.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl MemoryStore {
@@ -103,13 +106,23 @@ impl MemoryStore {
         MemoryStore::with_max_entries(DEFAULT_MAX_ENTRIES)
     }
 
-    /// A store holding at most `max_entries` keys.
+    /// A store holding at most `max_entries` keys (at least one).
     pub fn with_max_entries(max_entries: u64) -> Self {
+        let max_entries = max_entries.max(1);
+        // One shard per 1,024 keys up to 64: the bound is split exactly among them.
+        let n = (max_entries / 1024).clamp(1, MAX_SHARDS);
+        let shards = (0..n)
+            .map(|i| {
+                let capacity = max_entries / n + u64::from(i < max_entries % n);
+                Mutex::new(Shard {
+                    map: LinkedHashMap::new(),
+                    capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
+                })
+            })
+            .collect();
         MemoryStore {
-            cache: Cache::builder()
-                .max_capacity(max_entries.max(1))
-                .expire_after(EntryExpiry)
-                .build(),
+            shards,
+            hasher: RandomState::new(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -120,10 +133,9 @@ impl MemoryStore {
         self
     }
 
-    /// How many keys are held (approximate while evictions are pending).
+    /// How many keys are held, expired ones not yet dropped included.
     pub fn len(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        self.shards.iter().map(|s| lock(s).map.len() as u64).sum()
     }
 
     /// Whether no key is held.
@@ -131,51 +143,54 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
+        let n = self.shards.len() as u64;
+        // Widening then narrowing: the index is below the shard count, so it fits.
+        let i = (self.hasher.hash_one(key) % n) as usize;
+        lock(&self.shards[i])
+    }
+
     fn reserve_now(&self, key: &str, ttl: Duration) -> Reservation {
         let now = self.clock.now();
+        let mut shard = self.shard(key);
         let token = new_token();
-        let fresh = || State::InFlight {
-            token: token.clone(),
-            since: now,
-        };
-        // One insert for a new key; the slot decides everything else under its own lock.
-        let entry = self.cache.entry(key.to_owned()).or_insert_with(|| Entry {
-            slot: Arc::new(Mutex::new(Slot {
-                state: fresh(),
-                expires: now + ttl,
-            })),
-            ttl,
-        });
-        if entry.is_fresh() {
-            return Reservation::New(token);
-        }
-        let mut slot = lock(&entry.value().slot);
-        if slot.expires > now {
-            match &slot.state {
-                State::Done(resp) => return Reservation::Duplicate(resp.clone()),
-                State::InFlight { since, .. }
-                    if now.saturating_duration_since(*since) < STALE_RESERVATION =>
-                {
-                    return Reservation::InFlight;
-                }
-                State::InFlight { .. } => {} // its owner died: take it over
-            }
-        }
-        *slot = Slot {
-            state: fresh(),
+        let fresh = Slot {
+            state: State::InFlight {
+                token: token.clone(),
+                since: now,
+            },
             expires: now + ttl,
         };
+        if let Some(slot) = shard.map.get_mut(key) {
+            if slot.expires > now {
+                match &slot.state {
+                    State::Done(resp) => return Reservation::Duplicate(resp.clone()),
+                    State::InFlight { since, .. }
+                        if now.saturating_duration_since(*since) < STALE_RESERVATION =>
+                    {
+                        return Reservation::InFlight;
+                    }
+                    State::InFlight { .. } => {} // its owner died: take it over
+                }
+            }
+            *slot = fresh;
+            shard.map.to_back(key);
+            return Reservation::New(token);
+        }
+        shard.make_room(now);
+        shard.map.insert(key.into(), fresh);
         Reservation::New(token)
     }
 
     /// Applies `change` to the slot of `key` while `token` holds its reservation, checked and
     /// changed under one lock (so a takeover in between is seen).
     fn if_holder(&self, key: &str, token: &ReservationToken, change: impl FnOnce(&mut Slot)) {
-        if let Some(entry) = self.cache.get(key) {
-            let mut slot = lock(&entry.slot);
-            if matches!(&slot.state, State::InFlight { token: t, .. } if t == token) {
-                change(&mut slot);
-            }
+        let mut shard = self.shard(key);
+        if let Some(slot) = shard.map.get_mut(key)
+            && matches!(&slot.state, State::InFlight { token: t, .. } if t == token)
+        {
+            change(slot);
+            shard.map.to_back(key);
         }
     }
 }
@@ -214,9 +229,12 @@ impl Store for MemoryStore {
         token: &'a ReservationToken,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            // Expired now: the next reserve starts afresh; the cache drops the entry later.
-            let now = self.clock.now();
-            self.if_holder(key, token, |slot| slot.expires = now);
+            let mut shard = self.shard(key);
+            if let Some(slot) = shard.map.get(key)
+                && matches!(&slot.state, State::InFlight { token: t, .. } if t == token)
+            {
+                shard.map.remove(key);
+            }
             Ok(())
         })
     }
@@ -296,6 +314,50 @@ mod tests {
             new_token_of(s.reserve(&format!("k{i}"), TTL).await.unwrap());
         }
         assert!(s.len() <= 100, "{} entries", s.len());
+    }
+
+    #[tokio::test]
+    async fn the_oldest_keys_are_evicted_first_and_the_bound_is_exact() {
+        for bound in [1, 7, 1024, 5000] {
+            let s = MemoryStore::with_max_entries(bound);
+            for i in 0..bound * 3 {
+                new_token_of(s.reserve(&format!("k{i}"), TTL).await.unwrap());
+                assert!(s.len() <= bound, "{} entries over {bound}", s.len());
+            }
+            // The newest key of its shard is always kept.
+            let last = format!("k{}", bound * 3 - 1);
+            assert_eq!(s.reserve(&last, TTL).await.unwrap(), Reservation::InFlight);
+        }
+        let s = MemoryStore::with_max_entries(3);
+        for k in ["a", "b", "c", "d"] {
+            new_token_of(s.reserve(k, TTL).await.unwrap());
+        }
+        assert_eq!(s.len(), 3);
+        new_token_of(s.reserve("a", TTL).await.unwrap()); // "a" was the oldest: gone
+        assert_eq!(s.reserve("c", TTL).await.unwrap(), Reservation::InFlight);
+    }
+
+    #[tokio::test]
+    async fn completing_a_key_renews_its_place_and_expired_keys_make_room() {
+        let clock = ManualClock::new();
+        let s = MemoryStore::with_max_entries(2).with_clock(clock.clone());
+        let a = new_token_of(s.reserve("a", TTL).await.unwrap());
+        new_token_of(s.reserve("b", TTL).await.unwrap());
+        s.complete("a", &a, ok(), TTL).await.unwrap(); // "a" is now the newest
+        new_token_of(s.reserve("c", TTL).await.unwrap()); // evicts "b"
+        assert_eq!(
+            s.reserve("a", TTL).await.unwrap(),
+            Reservation::Duplicate(ok())
+        );
+        new_token_of(s.reserve("b", TTL).await.unwrap());
+
+        let s = MemoryStore::with_max_entries(100).with_clock(clock.clone());
+        for i in 0..50 {
+            new_token_of(s.reserve(&format!("old{i}"), TTL).await.unwrap());
+        }
+        clock.advance(TTL + Duration::from_secs(1));
+        new_token_of(s.reserve("new", TTL).await.unwrap());
+        assert_eq!(s.len(), 1, "expired entries are dropped as new keys arrive");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
