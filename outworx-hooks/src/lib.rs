@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod capture;
 pub mod envelope;
 pub mod event;
 mod layer;

@@ -19,6 +19,7 @@ use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
 
+use crate::capture;
 use crate::event::{self, DeliveryEvent, ProcessingStatus};
 use crate::report::{Runtime, SecretProblem, runtime};
 use crate::security::{Delivery, FailureReason, Provider, SignatureResult, Verifier};
@@ -610,8 +611,16 @@ fn handshake(
     }
 }
 
+fn body_path(source: Option<Source>) -> Option<&'static [&'static str]> {
+    match source {
+        Some(Source::Body(p)) => Some(p),
+        _ => None,
+    }
+}
+
 /// The top-level (or nested) field at `path` as a string, read in one pass over the bytes
-/// without building the document (strings as they are, numbers and booleans as text).
+/// without building the document (strings as they are, numbers and booleans as text): for
+/// routes whose handler does not parse the body itself.
 pub(crate) fn skim(body: &[u8], paths: [Option<&[&str]>; 2]) -> [Option<String>; 2] {
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
@@ -785,23 +794,48 @@ impl Verified {
         key: bool,
         event_type: bool,
     ) -> (Option<String>, Option<String>) {
+        let (k, t) = self.default_sources(key, event_type);
+        let [bk, bt] = skim(&self.body, [body_path(k), body_path(t)]);
+        (self.resolve(k, bk), self.resolve(t, bt))
+    }
+
+    /// Parses the body as `T` (the handler's `Json<T>`) and reads the provider's natural key
+    /// and event type, as asked for, in a single pass over the bytes when they are top-level
+    /// fields (a second, borrowed pass otherwise).
+    pub fn json_and_defaults<T: DeserializeOwned>(
+        &self,
+        key: bool,
+        event_type: bool,
+    ) -> Result<(T, Option<String>, Option<String>), String> {
+        let (k, t) = self.default_sources(key, event_type);
+        let (pk, pt) = (body_path(k), body_path(t));
+        let top = |p: Option<&'static [&'static str]>| match p {
+            Some([one]) => Ok(Some(*one)),
+            Some(_) => Err(()),
+            None => Ok(None),
+        };
+        let (value, [bk, bt]) = match (top(pk), top(pt)) {
+            (Ok(a), Ok(b)) => capture::parse(&self.body, [a, b]).map_err(|e| e.to_string())?,
+            _ => (self.json()?, skim(&self.body, [pk, pt])),
+        };
+        Ok((value, self.resolve(k, bk), self.resolve(t, bt)))
+    }
+
+    fn default_sources(&self, key: bool, event_type: bool) -> (Option<Source>, Option<Source>) {
         let Some(p) = self.route.provider else {
             return (None, None);
         };
         let d = p.defaults();
         let pick = |want: bool, s: Option<Source>| if want { s } else { None };
-        let (k, t) = (pick(key, d.key), pick(event_type, d.event_type));
-        let path = |s: Option<Source>| match s {
-            Some(Source::Body(p)) => Some(p),
-            _ => None,
-        };
-        let [bk, bt] = skim(&self.body, [path(k), path(t)]);
-        let from = |s: Option<Source>, body: Option<String>| match s {
+        (pick(key, d.key), pick(event_type, d.event_type))
+    }
+
+    fn resolve(&self, source: Option<Source>, from_body: Option<String>) -> Option<String> {
+        match source {
             Some(Source::Header(h)) => self.header(h),
-            Some(Source::Body(_)) => body,
+            Some(Source::Body(_)) => from_body,
             None => None,
-        };
-        (from(k, bk), from(t, bt))
+        }
     }
 
     /// Answers a body the handler's type cannot read: a 500, so the provider retries after
@@ -939,8 +973,10 @@ impl Verified {
             }
         }
 
+        // The event's request side is taken now, so the request itself moves to the handler.
+        let mut e = self.event(0, event_type);
         let track = Track::detached();
-        let mut parts = self.parts.clone();
+        let mut parts = std::mem::replace(&mut self.parts, http::Request::new(()).into_parts().0);
         parts.extensions.insert(track.clone());
         let body = self.body.clone();
         let outcome = AssertUnwindSafe(call(parts, body)).catch_unwind().await;
@@ -987,7 +1023,9 @@ impl Verified {
             }
         }
 
-        let mut e = self.event(status.as_u16(), event_type);
+        e.status_code = status.as_u16();
+        e.success = status.is_success();
+        e.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         e.error_message = panic;
         e.response_body = route.capture_body.then(|| event::capture(&resp_body));
         match track.mark() {

@@ -109,7 +109,17 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
     } else {
         BodySource::Envelope
     };
+    let want_key = matches!(m.key, Some(Key::Default));
+    let want_type = m.event_type.is_none() && m.provider.is_some();
     let body_prelude = match (&m.json, uses_body_key, m.provider.and_then(|p| p.envelope)) {
+        // The handler's own parse also yields the provider defaults: one pass over the bytes.
+        (Some(t), _, _) if want_key || want_type => quote_spanned! {t.span()=>
+            let (__outworx_body, __outworx_dkey, __outworx_dtype): (#t, _, _) =
+                match __v.json_and_defaults::<#t>(#want_key, #want_type) {
+                    ::core::result::Result::Ok(b) => b,
+                    ::core::result::Result::Err(e) => return __v.reject_body(e),
+                };
+        },
         (Some(t), _, _) => quote_spanned! {t.span()=>
             let __outworx_body: #t = match __v.json::<#t>() {
                 ::core::result::Result::Ok(b) => b,
@@ -122,9 +132,7 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
         }
         _ => quote!(),
     };
-    let want_key = matches!(m.key, Some(Key::Default));
-    let want_type = m.event_type.is_none() && m.provider.is_some();
-    let defaults = if want_key || want_type {
+    let defaults = if (want_key || want_type) && m.json.is_none() {
         quote!(let (__outworx_dkey, __outworx_dtype) = __v.provider_defaults(#want_key, #want_type);)
     } else {
         quote!()

@@ -1,0 +1,349 @@
+//! Parsing a handler's `Json<T>` while picking top-level fields off the same pass.
+//!
+//! The pipeline needs the provider's event type (and sometimes its natural idempotency key)
+//! from the body. When the handler already parses the body as `T`, a second scan of the bytes
+//! just for those fields would double the JSON cost of a delivery. Instead `T` is deserialized
+//! through a thin wrapper around `serde_json`'s deserializer that watches the top-level
+//! object's keys and copies the scalar values of the wanted ones as they go past, whether `T`
+//! keeps those fields or skips them.
+
+use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, Visitor};
+
+/// Up to two wanted top-level fields, by name.
+pub(crate) type Wanted<'w> = [Option<&'w str>; 2];
+/// What was found for each wanted field.
+pub(crate) type Found = [Option<String>; 2];
+
+/// Parses `body` as `T` in one pass, returning the scalar values of the `wanted` top-level
+/// fields (strings as they are, numbers and booleans as text) alongside.
+pub(crate) fn parse<T: DeserializeOwned>(
+    body: &[u8],
+    wanted: Wanted<'_>,
+) -> Result<(T, Found), serde_json::Error> {
+    let mut found = Found::default();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = T::deserialize(Tap {
+        de: &mut de,
+        role: Role::Top(wanted),
+        found: &mut found,
+    })?;
+    de.end()?;
+    Ok((value, found))
+}
+
+/// What a [`Tap`] watches for.
+#[derive(Clone, Copy)]
+enum Role<'w> {
+    /// The document itself: if it is an object, watch its keys.
+    Top(Wanted<'w>),
+    /// The value of wanted field `i` (or an object key, into slot 0): copy it if it is a
+    /// scalar.
+    Value(usize),
+}
+
+/// A deserializer (or visitor) wrapper that forwards everything and records on the side.
+struct Tap<'f, 'w, D> {
+    de: D,
+    role: Role<'w>,
+    found: &'f mut Found,
+}
+
+/// The index of the wanted field a [`Role::Key`] saw, carried from key to value.
+struct KeyTap<'f, 'w> {
+    wanted: Wanted<'w>,
+    hit: &'f mut Option<usize>,
+}
+
+macro_rules! forward_deserialize {
+    ($($method:ident $(($($arg:ident: $ty:ty),*))?,)*) => {$(
+        fn $method<V: Visitor<'de>>(self, $($($arg: $ty,)*)? visitor: V) -> Result<V::Value, D::Error> {
+            let Tap { de, role, found } = self;
+            de.$method($($($arg,)*)? TapVisitor { inner: visitor, role, found })
+        }
+    )*};
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Tap<'_, '_, D> {
+    type Error = D::Error;
+
+    forward_deserialize! {
+        deserialize_any, deserialize_bool, deserialize_i8, deserialize_i16, deserialize_i32,
+        deserialize_i64, deserialize_i128, deserialize_u8, deserialize_u16, deserialize_u32,
+        deserialize_u64, deserialize_u128, deserialize_f32, deserialize_f64, deserialize_char,
+        deserialize_str, deserialize_string, deserialize_bytes, deserialize_byte_buf,
+        deserialize_option, deserialize_unit, deserialize_seq, deserialize_map,
+        deserialize_identifier,
+        deserialize_unit_struct(name: &'static str),
+        deserialize_newtype_struct(name: &'static str),
+        deserialize_tuple(len: usize),
+        deserialize_tuple_struct(name: &'static str, len: usize),
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]),
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]),
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        match self.role {
+            // `T` skips a wanted field: it still has to be seen to be copied.
+            Role::Value(_) => self.deserialize_any(visitor),
+            _ => self.de.deserialize_ignored_any(visitor),
+        }
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.de.is_human_readable()
+    }
+}
+
+/// The visitor side of a [`Tap`]: records, then hands the same call to `T`'s visitor.
+struct TapVisitor<'f, 'w, V> {
+    inner: V,
+    role: Role<'w>,
+    found: &'f mut Found,
+}
+
+impl<V> TapVisitor<'_, '_, V> {
+    fn record(&mut self, text: impl FnOnce() -> String) {
+        if let Role::Value(i) = self.role {
+            self.found[i] = Some(text());
+        }
+    }
+}
+
+macro_rules! forward_visit {
+    ($($method:ident($ty:ty) $record:expr,)*) => {$(
+        fn $method<E: de::Error>(mut self, v: $ty) -> Result<V::Value, E> {
+            #[allow(clippy::redundant_closure_call)]
+            self.record(|| ($record)(&v));
+            self.inner.$method(v)
+        }
+    )*};
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for TapVisitor<'_, '_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.expecting(f)
+    }
+
+    forward_visit! {
+        visit_bool(bool) |v: &bool| v.to_string(),
+        visit_i64(i64) |v: &i64| v.to_string(),
+        visit_i128(i128) |v: &i128| v.to_string(),
+        visit_u64(u64) |v: &u64| v.to_string(),
+        visit_u128(u128) |v: &u128| v.to_string(),
+        visit_f64(f64) |v: &f64| v.to_string(),
+        visit_str(&str) |v: &&str| (*v).to_owned(),
+        visit_borrowed_str(&'de str) |v: &&str| (*v).to_owned(),
+        visit_string(String) |v: &String| v.clone(),
+        visit_bytes(&[u8]) |_: &&[u8]| String::new(),
+        visit_borrowed_bytes(&'de [u8]) |_: &&[u8]| String::new(),
+        visit_byte_buf(Vec<u8>) |_: &Vec<u8>| String::new(),
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
+        self.inner.visit_unit()
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
+        self.inner.visit_none()
+    }
+
+    fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<V::Value, D2::Error> {
+        self.inner.visit_some(Tap {
+            de: d,
+            role: self.role,
+            found: self.found,
+        })
+    }
+
+    fn visit_newtype_struct<D2: Deserializer<'de>>(self, d: D2) -> Result<V::Value, D2::Error> {
+        self.inner.visit_newtype_struct(d)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        self.inner.visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        match self.role {
+            Role::Top(wanted) => self.inner.visit_map(TapMap {
+                map,
+                wanted,
+                hit: None,
+                found: self.found,
+            }),
+            _ => self.inner.visit_map(map),
+        }
+    }
+
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
+        self.inner.visit_enum(data)
+    }
+}
+
+/// The top-level object, handing each key and value to `T` through a [`Tap`].
+struct TapMap<'f, 'w, A> {
+    map: A,
+    wanted: Wanted<'w>,
+    hit: Option<usize>,
+    found: &'f mut Found,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for TapMap<'_, '_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        self.hit = None;
+        self.map.next_key_seed(KeySeed {
+            seed,
+            tap: KeyTap {
+                wanted: self.wanted,
+                hit: &mut self.hit,
+            },
+        })
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        match self.hit.take() {
+            Some(i) => self.map.next_value_seed(ValueSeed {
+                seed,
+                index: i,
+                found: self.found,
+            }),
+            None => self.map.next_value_seed(seed),
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.map.size_hint()
+    }
+}
+
+struct KeySeed<'f, 'w, K> {
+    seed: K,
+    tap: KeyTap<'f, 'w>,
+}
+
+impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, '_, K> {
+    type Value = K::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<K::Value, D::Error> {
+        // Keys are strings: note the key, then let `T` read it as it likes.
+        let mut key = Found::default();
+        let value = self.seed.deserialize(Tap {
+            de: d,
+            role: Role::Value(0),
+            found: &mut key,
+        })?;
+        if let Some(k) = &key[0] {
+            *self.tap.hit = self.tap.wanted.iter().position(|w| *w == Some(k.as_str()));
+        }
+        Ok(value)
+    }
+}
+
+struct ValueSeed<'f, S> {
+    seed: S,
+    index: usize,
+    found: &'f mut Found,
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for ValueSeed<'_, S> {
+    type Value = S::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+        self.seed.deserialize(Tap {
+            de: d,
+            role: Role::Value(self.index),
+            found: self.found,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Typed {
+        id: String,
+        data: serde_json::Value,
+    }
+
+    const BODY: &[u8] =
+        br#"{"id":"evt_1","data":{"type":"nested","id":"no"},"type":"charge.succeeded","n":5}"#;
+
+    #[test]
+    fn fields_the_type_keeps_and_skips_are_both_found() {
+        let (t, found): (Typed, _) = parse(BODY, [Some("id"), Some("type")]).unwrap();
+        assert_eq!(t.id, "evt_1");
+        assert_eq!(t.data["type"], "nested");
+        assert_eq!(
+            found,
+            [Some("evt_1".into()), Some("charge.succeeded".into())]
+        );
+        let (_, found): (Typed, _) = parse(BODY, [None, Some("n")]).unwrap();
+        assert_eq!(found, [None, Some("5".into())]);
+    }
+
+    #[test]
+    fn the_result_is_what_serde_json_gives_for_every_shape() {
+        let bodies: &[&[u8]] = &[
+            BODY,
+            br#"{"id":"a","data":null}"#,
+            br#"{"id":"\u00e9\n","data":[1,2,{"x":true}],"type":{"not":"scalar"}}"#,
+        ];
+        for body in bodies {
+            let (t, _): (Typed, _) = parse(body, [Some("id"), Some("type")]).unwrap();
+            assert_eq!(t, serde_json::from_slice::<Typed>(body).unwrap());
+            let (v, _): (serde_json::Value, _) = parse(body, [Some("type"), None]).unwrap();
+            assert_eq!(
+                v,
+                serde_json::from_slice::<serde_json::Value>(body).unwrap()
+            );
+            let (m, _): (BTreeMap<String, serde_json::Value>, _) =
+                parse(body, [Some("id"), None]).unwrap();
+            assert_eq!(m, serde_json::from_slice::<BTreeMap<_, _>>(body).unwrap());
+        }
+        let (_, found): (Typed, _) = parse(bodies[2], [Some("id"), Some("type")]).unwrap();
+        assert_eq!(found, [Some("é\n".into()), None], "objects are not scalars");
+    }
+
+    #[test]
+    fn errors_are_serde_jsons_own() {
+        for bad in [
+            &b"{"[..],
+            b"[]",
+            b"{\"id\":1,\"data\":0}",
+            b"{\"id\":\"a\",\"data\":0} x",
+        ] {
+            let ours = parse::<Typed>(bad, [Some("id"), None]).unwrap_err();
+            let theirs = serde_json::from_slice::<Typed>(bad).unwrap_err();
+            assert_eq!(ours.to_string(), theirs.to_string());
+        }
+    }
+
+    #[test]
+    fn flattened_and_optional_types_still_parse() {
+        #[derive(Deserialize)]
+        struct Flat {
+            #[serde(rename = "type")]
+            kind: Option<String>,
+            #[serde(flatten)]
+            rest: BTreeMap<String, serde_json::Value>,
+        }
+        let (f, found): (Flat, _) = parse(BODY, [Some("type"), Some("id")]).unwrap();
+        assert_eq!(f.kind.as_deref(), Some("charge.succeeded"));
+        assert_eq!(f.rest["id"], "evt_1");
+        assert_eq!(
+            found,
+            [Some("charge.succeeded".into()), Some("evt_1".into())]
+        );
+    }
+}
