@@ -133,12 +133,65 @@ pub(crate) fn capture(body: &[u8]) -> String {
 }
 
 /// ISO 8601 / RFC 3339 in UTC with milliseconds.
+///
+/// Written digit by digit: it runs for every delivery, and a general formatter costs more
+/// than the rest of the event.
 pub(crate) fn iso8601(t: SystemTime) -> String {
-    let t = time::OffsetDateTime::from(t);
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.format(&fmt).unwrap_or_default()
+    let ms: i64 = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => {
+            i64::try_from(e.duration().as_nanos().div_ceil(1_000_000)).map_or(i64::MIN, |m| -m)
+        }
+    };
+    let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (year, month, day) = civil_from_days(days);
+    let mut out = String::with_capacity(24);
+    match u32::try_from(year) {
+        Ok(y) if y <= 9999 => push_digits(&mut out, y, 4),
+        _ => out.push_str(&format!("{year:+07}")),
+    }
+    // Each part is below 1,000 by construction, so the narrowing is exact.
+    let part = |n: i64| u32::try_from(n).unwrap_or(0);
+    for (sep, n, width) in [
+        ('-', month, 2),
+        ('-', day, 2),
+        ('T', part(in_day / 3_600_000), 2),
+        (':', part(in_day / 60_000 % 60), 2),
+        (':', part(in_day / 1000 % 60), 2),
+        ('.', part(in_day % 1000), 3),
+    ] {
+        out.push(sep);
+        push_digits(&mut out, n, width);
+    }
+    out.push('Z');
+    out
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days.saturating_add(719_468);
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    // `month` is in 1..=12 and `day` in 1..=31.
+    (
+        year,
+        u32::try_from(month).unwrap_or(1),
+        u32::try_from(day).unwrap_or(1),
+    )
+}
+
+/// Pushes the last `width` decimal digits of `n`, zero-padded.
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    for i in (0..width).rev() {
+        let d = (n / 10u32.pow(i)) % 10;
+        out.push(char::from(b'0' + d as u8));
+    }
 }
 
 /// A minimal valid event for tests in this crate.
@@ -212,5 +265,28 @@ mod tests {
         let c = capture(&big);
         assert!(c.ends_with("...[truncated]"));
         assert_eq!(c.len(), BODY_CAPTURE_LIMIT + "...[truncated]".len());
+    }
+
+    #[test]
+    fn timestamps_match_a_general_rfc3339_formatter() {
+        let fmt = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        let mut secs: u64 = 0;
+        while secs < 253_000_000_000 {
+            for nanos in [0, 1_000_000, 999_999_999, 123_456_789] {
+                let d = std::time::Duration::new(secs, nanos);
+                for t in [SystemTime::UNIX_EPOCH + d, SystemTime::UNIX_EPOCH - d / 40] {
+                    let want = time::OffsetDateTime::from(t).format(&fmt).unwrap();
+                    assert_eq!(iso8601(t), want, "{t:?}");
+                }
+            }
+            secs = secs * 3 + 86_399;
+        }
+        for day in 0..800 {
+            let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(day * 86_400 * 37);
+            let want = time::OffsetDateTime::from(t).format(&fmt).unwrap();
+            assert_eq!(iso8601(t), want);
+        }
     }
 }

@@ -8,8 +8,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -159,13 +159,23 @@ impl Clock for ManualClock {
 
 /// A token unique across processes: time, process id and a counter.
 pub(crate) fn new_token() -> ReservationToken {
+    // Unique across processes (start time and pid) and within one (a counter); built without
+    // a formatter, as it runs for every new delivery.
+    static PREFIX: OnceLock<String> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    ReservationToken(format!(
-        "{nanos:x}-{:x}-{:x}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ))
+    let prefix = PREFIX.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{nanos:x}-{:x}-", std::process::id())
+    });
+    let mut token = String::with_capacity(prefix.len() + 16);
+    token.push_str(prefix);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        let d = ((n >> (i * 4)) & 0xf) as u8;
+        token.push(char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 }));
+    }
+    ReservationToken(token)
 }
