@@ -301,13 +301,18 @@ impl Worker {
     }
 
     async fn post(&self, batch: &[Arc<DeliveryEvent>]) -> Outcome {
-        let events: Vec<&DeliveryEvent> = batch.iter().map(|e| &**e).collect();
+        /// The wire body, serialized straight from the events (no intermediate document).
+        #[derive(serde::Serialize)]
+        struct Batch<'a> {
+            events: Vec<&'a DeliveryEvent>,
+        }
+        let events = batch.iter().map(|e| &**e).collect();
         let resp = self
             .client
             .post(&self.options.endpoint)
             .bearer_auth(&self.options.api_key)
             .timeout(self.options.timeout)
-            .json(&serde_json::json!({ "events": events }))
+            .json(&Batch { events })
             .send()
             .await;
         match resp {
