@@ -7,7 +7,11 @@
 //! keep-alive connections; the targets alternate within one run.
 //!
 //! Run: `cargo run --release --example loadbench -- [--seconds 10] [--connections 32]
-//! [--rounds 3] [--no-python]`
+//! [--rounds 3] [--no-python] [--memory 1000000]`
+//!
+//! Besides (a), (b) and (c) it measures (b) reporting to a black-hole ingest (accepts the
+//! connection, never answers) for the effect on p99, and with `--memory N` sends N more
+//! deliveries to (b) and reads its resident memory from `/proc`.
 //!
 //! Each server runs in its own process (this binary, re-executed), so the load generator does
 //! not share a runtime with the server it measures; on a 2-core machine they still share the
@@ -94,13 +98,46 @@ async fn serve(
     Ok(())
 }
 
+/// An ingest that accepts connections and never answers: the reporter's worst case.
+async fn black_hole() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind black hole");
+    let url = format!("http://{}/api/ingest", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    url
+}
+
+/// Resident and peak resident memory of a process, from `/proc/PID/status`.
+fn memory_of(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l[name.len()..].trim().to_owned())
+            .unwrap_or_else(|| "?".into())
+    };
+    format!(
+        "VmRSS {}, VmHWM (peak) {}",
+        field("VmRSS:"),
+        field("VmHWM:")
+    )
+}
+
 /// Accepts event batches like the Outworx ingest, and counts the events.
 async fn ingest_stand_in(events: Arc<AtomicU64>) -> String {
     let count = move |body: axum::body::Bytes| {
         let events = events.clone();
         async move {
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            let n = v["events"].as_array().map_or(0, Vec::len) as u64;
+            // A real ingest runs elsewhere; this one only counts (every event opens with
+            // its provider), so it takes as little of the shared CPU as it can.
+            let n = body.windows(12).filter(|w| w == b"{\"provider\":").count() as u64;
             events.fetch_add(n, Ordering::Relaxed);
             "{}"
         }
@@ -202,6 +239,17 @@ struct Result_ {
 
 /// Keeps `connections` requests in flight for `seconds`, each a fresh signed event.
 async fn load(url: &str, connections: u64, seconds: u64, ids: &Arc<AtomicU64>) -> Result_ {
+    load_until(url, connections, seconds, ids, u64::MAX).await
+}
+
+/// As [`load`], stopping early once the id counter reaches `limit`.
+async fn load_until(
+    url: &str,
+    connections: u64,
+    seconds: u64,
+    ids: &Arc<AtomicU64>,
+    limit: u64,
+) -> Result_ {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections as usize)
         .build()
@@ -216,6 +264,9 @@ async fn load(url: &str, connections: u64, seconds: u64, ids: &Arc<AtomicU64>) -
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline {
                     let n = ids.fetch_add(1, Ordering::Relaxed);
+                    if n >= limit {
+                        break;
+                    }
                     let Ok(s) = Signer::new(Provider::Stripe, SECRET).sign(body(n)) else {
                         continue;
                     };
@@ -266,11 +317,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let connections = arg("--connections", 32);
     let rounds = arg("--rounds", 3);
     let with_python = !args.iter().any(|a| a == "--no-python");
+    let memory_deliveries = arg("--memory", 0);
 
     let ingested = Arc::new(AtomicU64::new(0));
     let ingest = ingest_stand_in(ingested.clone()).await;
     let exe = std::env::current_exe()?;
-    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let (pa, pb, pc, pd) = (free_port(), free_port(), free_port(), free_port());
     let _a = Server(
         Command::new(&exe)
             .args(["serve-bare", &pa.to_string()])
@@ -279,6 +331,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _b = Server(
         Command::new(&exe)
             .args(["serve-hooked", &pb.to_string(), &ingest])
+            .spawn()?,
+    );
+    let _d = Server(
+        Command::new(&exe)
+            .args(["serve-hooked", &pd.to_string(), &black_hole().await])
             .spawn()?,
     );
     let mut targets = vec![("a: bare axum", pa), ("b: #[webhook]", pb)];
@@ -316,6 +373,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         None
     };
+    targets.push(("b: black-hole ingest", pd));
     for (_, port) in &targets {
         wait_ready(*port).await;
     }
@@ -350,12 +408,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if means.len() >= 2 {
         println!("\nb/a = {:.3} (target >= 0.95)", means[1] / means[0]);
     }
-    if means.len() >= 3 {
+    if with_python && means.len() >= 4 {
         println!("b/c = {:.1} (target >= 30)", means[1] / means[2]);
     }
     println!(
         "events reported to the ingest stand-in: {}",
         ingested.load(Ordering::Relaxed)
     );
+    if memory_deliveries > 0 {
+        let pid = _b.0.id();
+        println!("\nb before: {}", memory_of(pid));
+        let ids = Arc::new(AtomicU64::new(1 << 40));
+        let url = format!("http://127.0.0.1:{pb}/webhooks/stripe");
+        let started = Instant::now();
+        let limit = (1 << 40) + memory_deliveries;
+        let r = load_until(&url, connections, 3600, &ids, limit).await;
+        println!("errors during the run: {}", r.errors);
+        println!(
+            "b after {memory_deliveries} more deliveries ({:.0?}): {}",
+            started.elapsed(),
+            memory_of(pid)
+        );
+    }
     Ok(())
 }
