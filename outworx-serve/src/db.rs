@@ -1,0 +1,446 @@
+//! Storage: SQLite (a file, the default) or PostgreSQL, through `sqlx`'s `Any` driver with
+//! the same SQL for both; schema migrations are embedded and applied at start.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database could not be opened, migrated or queried.
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+}
+
+/// Which server the pool talks to (the SQL differs only in the schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Embedded migrations, in order, per backend.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    include_str!("../migrations/sqlite/0001_init.sql"),
+    include_str!("../migrations/postgres/0001_init.sql"),
+)];
+
+/// A reservation older than this without a completion is taken over (its owner died).
+pub const STALE_RESERVATION_MS: i64 = 30_000;
+
+/// The store of events and idempotency keys.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// What `/api/sdk/idempotency/check` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// The key is now reserved for the caller.
+    New,
+    /// Another delivery holds the key and has not completed it.
+    InFlight,
+    /// Completed before: the first response.
+    Duplicate {
+        /// Its status.
+        status: i64,
+        /// Its content type, when recorded.
+        content_type: Option<String>,
+        /// Its body, when recorded.
+        body: Option<String>,
+    },
+}
+
+/// A stored event row, for the query API.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Row id.
+    pub id: i64,
+    /// Milliseconds since 1970 when the ingest received it.
+    pub received_at: i64,
+    /// The event as reported.
+    pub event: serde_json::Value,
+}
+
+/// Filters of the event query API; all optional.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventFilter {
+    /// Provider name.
+    pub provider: Option<String>,
+    /// HTTP status the receiver answered.
+    pub status: Option<i64>,
+    /// `completed`, `failed` or `silent_drop`.
+    pub processing_status: Option<String>,
+    /// Only events whose `timestamp` is at or after this (RFC 3339).
+    pub since: Option<String>,
+    /// Only events whose `timestamp` is before this (RFC 3339).
+    pub until: Option<String>,
+    /// `true` or `false`: the signature verdict.
+    pub signature_valid: Option<bool>,
+    /// At most this many, newest first (default 100, at most 1,000).
+    pub limit: Option<i64>,
+    /// Only events with a row id below this (for paging).
+    pub before_id: Option<i64>,
+}
+
+/// Milliseconds since 1970 now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Db {
+    /// Opens (creating if needed) and migrates the database at `url`: `postgres://...` for
+    /// PostgreSQL, otherwise a SQLite file path (or `sqlite:` URL).
+    pub async fn open(url: &str) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else if url.starts_with("sqlite:") {
+            (Backend::Sqlite, url.to_owned())
+        } else {
+            (Backend::Sqlite, format!("sqlite://{url}?mode=rwc"))
+        };
+        // SQLite takes one writer at a time: one connection avoids busy errors.
+        let max = if backend == Backend::Sqlite { 1 } else { 8 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .connect(&url)
+            .await?;
+        let db = Db { pool, backend };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn migrate(&self) -> Result<(), DbError> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS outworx_migrations (version BIGINT PRIMARY KEY)")
+            .execute(&self.pool)
+            .await?;
+        for (version, sqlite, postgres) in MIGRATIONS {
+            let applied: Option<i64> =
+                sqlx::query("SELECT version FROM outworx_migrations WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
+            if applied.is_some() {
+                continue;
+            }
+            let sql = if self.backend == Backend::Sqlite {
+                sqlite
+            } else {
+                postgres
+            };
+            let mut tx = self.pool.begin().await?;
+            for statement in statements(sql) {
+                sqlx::query(&statement).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO outworx_migrations (version) VALUES ($1)")
+                .bind(*version)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(version, "applied migration");
+        }
+        Ok(())
+    }
+
+    /// Stores validated events of one batch in one transaction.
+    pub async fn insert_events(
+        &self,
+        project: &str,
+        events: &[(i64, serde_json::Value)],
+    ) -> Result<(), DbError> {
+        let received_at = now_ms();
+        let mut tx = self.pool.begin().await?;
+        for (occurred_at, e) in events {
+            let s = |k: &str| e.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+            sqlx::query(
+                "INSERT INTO events (project, received_at, occurred_at, provider, status_code, \
+                 processing_status, signature_valid, event_type, event) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(project)
+            .bind(received_at)
+            .bind(*occurred_at)
+            .bind(s("provider").unwrap_or_default())
+            .bind(e.get("status_code").and_then(|v| v.as_i64()).unwrap_or(0))
+            .bind(s("processing_status"))
+            .bind(
+                e.get("signature_valid")
+                    .and_then(|v| v.as_bool())
+                    .map(i64::from),
+            )
+            .bind(s("event_type"))
+            .bind(e.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Events of `project` matching `filter`, newest first.
+    pub async fn events(
+        &self,
+        project: &str,
+        filter: &EventFilter,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+    ) -> Result<Vec<StoredEvent>, DbError> {
+        // Every filter is bound; an absent one is a NULL that matches everything.
+        let rows = sqlx::query(
+            "SELECT id, received_at, event FROM events WHERE project = $1 \
+             AND ($2 IS NULL OR provider = $2) \
+             AND ($3 IS NULL OR status_code = $3) \
+             AND ($4 IS NULL OR processing_status = $4) \
+             AND ($5 IS NULL OR occurred_at >= $5) \
+             AND ($6 IS NULL OR occurred_at < $6) \
+             AND ($7 IS NULL OR signature_valid = $7) \
+             AND ($8 IS NULL OR id < $8) \
+             ORDER BY id DESC LIMIT $9",
+        )
+        .bind(project)
+        .bind(filter.provider.clone())
+        .bind(filter.status)
+        .bind(filter.processing_status.clone())
+        .bind(since_ms)
+        .bind(until_ms)
+        .bind(filter.signature_valid.map(i64::from))
+        .bind(filter.before_id)
+        .bind(filter.limit.unwrap_or(100).clamp(1, 1000))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    /// Reserves `key` for `ttl_ms`, or reports who has it.
+    pub async fn check(
+        &self,
+        project: &str,
+        key: &str,
+        token: Option<&str>,
+        ttl_ms: i64,
+    ) -> Result<Check, DbError> {
+        let now = now_ms();
+        // One statement decides: insert, or take over an expired key or a stale reservation.
+        let taken = sqlx::query(
+            "INSERT INTO idempotency (project, key, token, done, reserved_at, expires_at) \
+             VALUES ($1, $2, $3, 0, $4, $5) \
+             ON CONFLICT (project, key) DO UPDATE SET token = excluded.token, done = 0, \
+             reserved_at = excluded.reserved_at, expires_at = excluded.expires_at, \
+             status_code = NULL, content_type = NULL, body = NULL \
+             WHERE idempotency.expires_at <= $6 \
+             OR (idempotency.done = 0 AND idempotency.reserved_at <= $7)",
+        )
+        .bind(project)
+        .bind(key)
+        .bind(token)
+        .bind(now)
+        .bind(now.saturating_add(ttl_ms))
+        .bind(now)
+        .bind(now - STALE_RESERVATION_MS)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if taken > 0 {
+            return Ok(Check::New);
+        }
+        let row = sqlx::query(
+            "SELECT done, status_code, content_type, body FROM idempotency \
+             WHERE project = $1 AND key = $2",
+        )
+        .bind(project)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            // Released between the two statements: the caller may retry at once.
+            return Ok(Check::InFlight);
+        };
+        let done: i64 = row.try_get(0)?;
+        if done == 0 {
+            return Ok(Check::InFlight);
+        }
+        Ok(Check::Duplicate {
+            status: row.try_get::<Option<i64>, _>(1)?.unwrap_or(200),
+            content_type: row.try_get(2)?,
+            body: row.try_get(3)?,
+        })
+    }
+
+    /// Completes the reservation of `key` with its first response (only the holder of
+    /// `token` may, when a token is given).
+    pub async fn complete(
+        &self,
+        project: &str,
+        key: &str,
+        token: Option<&str>,
+        status: i64,
+        content_type: Option<&str>,
+        body: Option<&str>,
+    ) -> Result<bool, DbError> {
+        let n = sqlx::query(
+            "UPDATE idempotency SET done = 1, status_code = $1, content_type = $2, body = $3 \
+             WHERE project = $4 AND key = $5 AND done = 0 AND ($6 IS NULL OR token = $6)",
+        )
+        .bind(status)
+        .bind(content_type)
+        .bind(body)
+        .bind(project)
+        .bind(key)
+        .bind(token)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Frees the reservation of `key` so the next delivery runs (only the holder of
+    /// `token` may, when a token is given).
+    pub async fn release(
+        &self,
+        project: &str,
+        key: &str,
+        token: Option<&str>,
+    ) -> Result<bool, DbError> {
+        let n = sqlx::query(
+            "DELETE FROM idempotency WHERE project = $1 AND key = $2 AND done = 0 \
+             AND ($3 IS NULL OR token = $3)",
+        )
+        .bind(project)
+        .bind(key)
+        .bind(token)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Drops expired idempotency keys; returns how many.
+    pub async fn expire(&self) -> Result<u64, DbError> {
+        Ok(
+            sqlx::query("DELETE FROM idempotency WHERE expires_at <= $1")
+                .bind(now_ms())
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+}
+
+fn stored_event(row: &AnyRow) -> Result<StoredEvent, DbError> {
+    let text: String = row.try_get(2)?;
+    Ok(StoredEvent {
+        id: row.try_get(0)?,
+        received_at: row.try_get(1)?,
+        event: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+/// The statements of a migration file: split on `;` at line ends, comments dropped.
+fn statements(sql: &str) -> Vec<String> {
+    let body: String = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    body.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_split_into_statements() {
+        let s = statements(MIGRATIONS[0].1);
+        assert_eq!(s.len(), 4);
+        assert!(s[0].starts_with("CREATE TABLE events"));
+        assert!(statements(MIGRATIONS[0].2)[0].contains("BIGSERIAL"));
+    }
+
+    #[tokio::test]
+    async fn idempotency_on_sqlite() {
+        let dir = std::env::temp_dir().join(format!("outworx-serve-db-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Db::open(dir.join("t.db").to_str().unwrap()).await.unwrap();
+        exercise(&db).await;
+        // Reopening applies no migration twice.
+        drop(db);
+        Db::open(dir.join("t.db").to_str().unwrap()).await.unwrap();
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// The idempotency semantics, for any backend (also run against PostgreSQL by the
+    /// integration tests).
+    pub(crate) async fn exercise(db: &Db) {
+        let k = format!("k{}", now_ms());
+        assert_eq!(
+            db.check("p", &k, Some("t1"), 60_000).await.unwrap(),
+            Check::New
+        );
+        assert_eq!(
+            db.check("p", &k, Some("t2"), 60_000).await.unwrap(),
+            Check::InFlight
+        );
+        assert_eq!(
+            db.check("other", &k, None, 60_000).await.unwrap(),
+            Check::New
+        );
+        assert!(
+            !db.complete("p", &k, Some("t2"), 200, None, None)
+                .await
+                .unwrap()
+        );
+        assert!(!db.release("p", &k, Some("t2")).await.unwrap());
+        assert!(
+            db.complete(
+                "p",
+                &k,
+                Some("t1"),
+                201,
+                Some("application/json"),
+                Some("{}")
+            )
+            .await
+            .unwrap()
+        );
+        assert_eq!(
+            db.check("p", &k, None, 60_000).await.unwrap(),
+            Check::Duplicate {
+                status: 201,
+                content_type: Some("application/json".into()),
+                body: Some("{}".into())
+            }
+        );
+        let r = format!("r{}", now_ms());
+        assert_eq!(db.check("p", &r, None, 60_000).await.unwrap(), Check::New);
+        assert!(db.release("p", &r, None).await.unwrap());
+        assert_eq!(db.check("p", &r, None, 60_000).await.unwrap(), Check::New);
+        // A zero TTL expires at once: the next check reserves afresh.
+        let e = format!("e{}", now_ms());
+        assert_eq!(db.check("p", &e, None, 0).await.unwrap(), Check::New);
+        assert!(db.complete("p", &e, None, 200, None, None).await.unwrap());
+        assert_eq!(db.check("p", &e, None, 60_000).await.unwrap(), Check::New);
+    }
+}

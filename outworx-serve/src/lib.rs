@@ -1,0 +1,201 @@
+//! `outworx serve`: the self-hosted Outworx backend.
+//!
+//! One process speaks the HTTP API the SDKs and CLIs call, so `outworx-hooks` (Rust) and the
+//! Python package `outworx-hooks` both report to it, dedupe through it and tunnel through it:
+//!
+//! - `POST /api/ingest` (`{"events": [...]}`), `POST /api/sdk/verify`;
+//! - `POST /api/sdk/idempotency/check` and `/complete`;
+//! - `POST /api/forward/sessions`, `GET /api/forward/poll?session=`,
+//!   `POST /api/forward/responses`, `DELETE /api/forward/sessions/{id}`, and the public
+//!   ingress `/t/{slug}/...`;
+//! - `GET /api/events?provider=&status=&processing_status=&signature_valid=&since=&until=&limit=&before_id=`:
+//!   the stored events, newest first.
+//!
+//! Every `/api` call needs `Authorization: Bearer <api key>` with a configured key (401
+//! otherwise); events and idempotency keys are scoped by key. Storage is a SQLite file by
+//! default, or PostgreSQL with a `postgres://` URL; migrations are embedded and applied at
+//! start.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use outworx_serve::{ServeConfig, serve};
+//! let config = ServeConfig::new(vec!["ohk_0123456789abcdef0123456789abcdef".into()]);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8787").await?;
+//! serve(listener, "outworx.db", config).await?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod api;
+pub mod db;
+pub mod tunnel;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use db::{Db, DbError};
+
+/// Settings of a server.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Accepted API keys (`ohk_` + 32 lowercase hex each).
+    pub api_keys: Vec<String>,
+    /// The public base URL tunnels are reached at (default: the `Host` the CLI used).
+    pub public_url: Option<String>,
+    /// How long a public request is held for the local answer (default 30 s; then 504).
+    pub hold_timeout: Duration,
+    /// How long a tunnel session lives (default 24 h).
+    pub session_ttl: Duration,
+    /// How long a poll waits for a request (default 25 s).
+    pub poll_wait: Duration,
+    /// Most events in one ingest batch (default 1,000; more is a 413).
+    pub max_batch: usize,
+    /// Largest request body (default 10 MiB).
+    pub max_body: usize,
+}
+
+impl ServeConfig {
+    /// Defaults with these API keys.
+    pub fn new(api_keys: Vec<String>) -> Self {
+        ServeConfig {
+            api_keys,
+            public_url: None,
+            hold_timeout: Duration::from_secs(30),
+            session_ttl: Duration::from_secs(24 * 3600),
+            poll_wait: api::DEFAULT_POLL_WAIT,
+            max_batch: 1000,
+            max_body: 10 << 20,
+        }
+    }
+
+    /// Checks the keys: at least one, each `ohk_` + 32 lowercase hex.
+    pub fn check(&self) -> Result<(), ServeError> {
+        if self.api_keys.is_empty() {
+            return Err(ServeError::NoApiKey);
+        }
+        for k in &self.api_keys {
+            let ok = k.strip_prefix("ohk_").is_some_and(|h| {
+                h.len() == 32
+                    && h.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            });
+            if !ok {
+                return Err(ServeError::BadApiKey(project_hint(k)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A key's first characters, for an error message that must not echo the secret.
+fn project_hint(k: &str) -> String {
+    k.chars().take(4).collect::<String>() + "…"
+}
+
+/// Errors of starting or running a server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// No API key was given.
+    #[error("no API key: pass --api-key ohk_<32 hex> or set OUTWORX_SERVE_API_KEYS")]
+    NoApiKey,
+    /// A key is not `ohk_` + 32 lowercase hex.
+    #[error("API key {0} is not ohk_ followed by 32 lowercase hex digits")]
+    BadApiKey(String),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The listener failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The router over an opened database (for embedding the backend in another app or a test).
+pub fn router(db: Db, config: ServeConfig) -> axum::Router {
+    api::router(Arc::new(api::App {
+        db,
+        config,
+        tunnels: tunnel::Tunnels::default(),
+    }))
+}
+
+/// Opens `db_url`, then serves on `listener` until the process is stopped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    db_url: &str,
+    config: ServeConfig,
+) -> Result<(), ServeError> {
+    serve_until(listener, db_url, config, std::future::pending()).await
+}
+
+/// As [`serve`], stopping gracefully when `shutdown` completes.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    db_url: &str,
+    config: ServeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    config.check()?;
+    let db = Db::open(db_url).await?;
+    let sweeper = db.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = sweeper.expire().await {
+                tracing::warn!("expiring idempotency keys: {e}");
+            }
+        }
+    });
+    tracing::info!(addr = ?listener.local_addr().ok(), backend = ?db.backend(), "outworx serve listening");
+    axum::serve(listener, router(db, config))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_checked_without_echoing_them() {
+        assert!(matches!(
+            ServeConfig::new(vec![]).check(),
+            Err(ServeError::NoApiKey)
+        ));
+        let e = ServeConfig::new(vec!["ohk_secretsecret".into()])
+            .check()
+            .unwrap_err();
+        assert!(!e.to_string().contains("secretsecret"));
+        ServeConfig::new(vec!["ohk_0123456789abcdef0123456789abcdef".into()])
+            .check()
+            .unwrap();
+    }
+
+    #[test]
+    fn events_are_validated_field_by_field() {
+        let ok = serde_json::json!({"provider": "stripe", "status_code": 200, "success": true,
+            "duration_ms": 3, "payload_size": 10, "timestamp": "2026-11-23T10:00:00.123456Z",
+            "request_body": {"python": "sends dicts"}, "processing_status": "silent_drop"});
+        assert_eq!(api::validate(&ok).unwrap(), 1_795_428_000_123);
+        for (patch, why) in [
+            (serde_json::json!({"extra": 1}), "unknown field `extra`"),
+            (serde_json::json!({"status_code": 42}), "status_code"),
+            (serde_json::json!({"timestamp": "yesterday"}), "RFC 3339"),
+            (serde_json::json!({"provider": ""}), "provider"),
+            (
+                serde_json::json!({"processing_status": "done"}),
+                "processing_status",
+            ),
+        ] {
+            let mut e = ok.clone();
+            for (k, v) in patch.as_object().unwrap() {
+                e[k] = v.clone();
+            }
+            let err = api::validate(&e).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+        assert!(api::validate(&serde_json::json!([1])).is_err());
+    }
+}
