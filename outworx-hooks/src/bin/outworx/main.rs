@@ -1,7 +1,15 @@
 //! `outworx`: the command-line companion of outworx-hooks.
 //!
-//! `outworx verify` gives the verdict, reason and hint for one captured request.
-//! Exit codes: 0 valid, 1 invalid, 2 usage error.
+//! - `outworx verify` gives the verdict, reason and hint for one captured request
+//!   (exit codes: 0 valid, 1 invalid, 2 usage error);
+//! - `outworx trigger` sends a realistic, signed sample event to a URL;
+//! - `outworx forward` tunnels public requests to a local server;
+//! - `outworx serve` (feature `serve`) runs the self-hosted backend.
+
+mod forward;
+#[cfg(feature = "serve")]
+mod serve;
+mod trigger;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -22,6 +30,13 @@ struct Cli {
 enum Command {
     /// Verify one captured request: prints the verdict, the reason and a hint.
     Verify(VerifyArgs),
+    /// Send a realistic sample event for a provider, signed, to a URL.
+    Trigger(trigger::TriggerArgs),
+    /// Open a tunnel from a public URL to a local server.
+    Forward(forward::ForwardArgs),
+    /// Run the self-hosted Outworx backend (ingest, idempotency, forward relay, query API).
+    #[cfg(feature = "serve")]
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Args)]
@@ -75,6 +90,31 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Trigger(args) => run(trigger::run(args)),
+        Command::Forward(args) => run(forward::run(args)),
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => run(serve::run(args)),
+    }
+}
+
+/// Runs an async command: exit 0, or 2 with its error.
+fn run(command: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -1,0 +1,67 @@
+//! `outworx serve`: the self-hosted backend.
+
+use clap::Args;
+use outworx_serve::ServeConfig;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    listen: String,
+    /// SQLite file path, or a `postgres://` URL.
+    #[arg(long, default_value = "outworx.db")]
+    db: String,
+    /// An accepted API key (`ohk_` + 32 hex); repeatable. Also OUTWORX_SERVE_API_KEYS
+    /// (comma-separated).
+    #[arg(long = "api-key")]
+    api_keys: Vec<String>,
+    /// The public base URL tunnels are reached at (default: the host the CLI used).
+    #[arg(long)]
+    public_url: Option<String>,
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
+    let mut keys = args.api_keys;
+    if let Ok(env) = std::env::var("OUTWORX_SERVE_API_KEYS") {
+        keys.extend(
+            env.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    let mut config = ServeConfig::new(keys);
+    config.public_url = args.public_url;
+    config.check().map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // The one line scripts wait for.
+    println!(
+        "outworx serve listening on http://{addr} (db: {})",
+        redact_url(&args.db)
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    outworx_serve::serve_until(listener, &args.db, config, shutdown)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A database URL without its password, for the log.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].find(':') {
+            Some(c) => format!("{}:***{}", &url[..s + 3 + c], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
