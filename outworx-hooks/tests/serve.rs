@@ -1,0 +1,461 @@
+//! `outworx serve` end to end, on SQLite and on a real PostgreSQL server started here:
+//! our SDK reporting to it, idempotency through its API, the query API, bad input, and a full
+//! tunnel round trip through the real `outworx forward` binary to a local axum app.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{any, post};
+use futures_util::StreamExt as _;
+use outworx_hooks::security::Provider;
+use outworx_hooks::store::{CachedResponse, OutworxApiStore, Reservation, Store};
+use outworx_hooks::testing::Signer;
+use outworx_hooks::{OutworxSink, OutworxSinkOptions, Sink as _, Track, webhook};
+use serde_json::{Value, json};
+
+const KEY: &str = "ohk_0123456789abcdef0123456789abcdef";
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn start_serve(db: &str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = outworx_serve::ServeConfig::new(vec![KEY.into()]);
+    config.hold_timeout = Duration::from_secs(5);
+    config.poll_wait = Duration::from_secs(2);
+    let db = db.to_owned();
+    tokio::spawn(async move {
+        outworx_serve::serve(listener, &db, config).await.unwrap();
+    });
+    for _ in 0..100 {
+        if reqwest::get(format!("http://{addr}/healthz")).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    addr
+}
+
+#[webhook(provider = "stripe", secret = "whsec_serve_test", idempotency = body["id"], require_processed)]
+async fn stripe(track: Track, axum::Json(event): axum::Json<Value>) -> &'static str {
+    if event["type"] == "charge.succeeded" {
+        track.processed();
+    }
+    "ok"
+}
+
+async fn scenario(db: &str) {
+    let addr = start_serve(db).await;
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+
+    // Auth.
+    let r = http
+        .post(format!("{base}/api/sdk/verify"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .post(format!("{base}/api/sdk/verify"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Our SDK reports to it: real deliveries through #[webhook], their events to the sink.
+    let sink =
+        OutworxSink::spawn(OutworxSinkOptions::new(format!("{base}/api/ingest"), KEY)).unwrap();
+    let mut events = outworx_hooks::subscribe();
+    let app = Router::new().route("/stripe", post(stripe));
+    let local = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_addr = local.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(local, app).await });
+    let tag = format!("{}", outworx_serve::db::now_ms());
+    for (i, kind) in ["charge.succeeded", "customer.created", "charge.succeeded"]
+        .iter()
+        .enumerate()
+    {
+        let body = json!({"id": format!("evt_{tag}_{i}"), "type": kind}).to_string();
+        let s = Signer::new(Provider::Stripe, "whsec_serve_test")
+            .sign(body)
+            .unwrap();
+        let r = http
+            .post(format!("http://{app_addr}/stripe"))
+            .headers(s.headers)
+            .body(s.body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let e = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .unwrap()
+            .unwrap();
+        sink.send(&e);
+    }
+    sink.flush().await;
+    assert_eq!(sink.sent(), 3);
+    let q: Value = http
+        .get(format!(
+            "{base}/api/events?provider=stripe&processing_status=completed"
+        ))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(q["events"].as_array().unwrap().len(), 2, "{q}");
+    let q: Value = http
+        .get(format!(
+            "{base}/api/events?processing_status=silent_drop&limit=10"
+        ))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(q["events"][0]["event"]["event_type"], "customer.created");
+    let r = http
+        .get(format!("{base}/api/events?bogus=1"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let q: Value = http
+        .get(format!("{base}/api/events?since=2999-01-01T00:00:00Z"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(q["events"].as_array().unwrap().is_empty());
+
+    // Bad input: a reason, and the valid events of a batch are kept.
+    let r = http
+        .post(format!("{base}/api/ingest"))
+        .bearer_auth(KEY)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let good = json!({"provider": "github", "status_code": 500, "success": false, "duration_ms": 1,
+        "payload_size": 2, "timestamp": "2026-11-23T10:00:00Z"});
+    let r = http
+        .post(format!("{base}/api/ingest"))
+        .bearer_auth(KEY)
+        .json(&json!({"events": [good, {"provider": "github", "surprise": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["accepted"], 1);
+    assert!(
+        answer["rejected"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("surprise")
+    );
+    let q: Value = http
+        .get(format!("{base}/api/events?provider=github&status=500"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(q["events"].as_array().unwrap().len(), 1);
+    let big: Vec<Value> = (0..1001).map(|_| json!({})).collect();
+    let r = http
+        .post(format!("{base}/api/ingest"))
+        .bearer_auth(KEY)
+        .json(&json!({"events": big}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+
+    // Idempotency through the API, with our store.
+    let store = OutworxApiStore::new(format!("{base}/api/ingest"), KEY);
+    let ttl = Duration::from_secs(60);
+    let key = format!("stripe:h:{tag}");
+    let Reservation::New(token) = store.reserve(&key, ttl).await.unwrap() else {
+        panic!("not new")
+    };
+    assert_eq!(
+        store.reserve(&key, ttl).await.unwrap(),
+        Reservation::InFlight
+    );
+    let first = CachedResponse {
+        status: 201,
+        content_type: Some("application/json".into()),
+        body: Some(bytes::Bytes::from_static(b"{\"ok\":1}")),
+    };
+    store
+        .complete(&key, &token, first.clone(), ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.reserve(&key, ttl).await.unwrap(),
+        Reservation::Duplicate(first)
+    );
+    let other = format!("{key}-released");
+    let Reservation::New(t2) = store.reserve(&other, ttl).await.unwrap() else {
+        panic!()
+    };
+    store.release(&other, &t2).await.unwrap();
+    assert!(matches!(
+        store.reserve(&other, ttl).await.unwrap(),
+        Reservation::New(_)
+    ));
+
+    // The tunnel: public request → outworx forward → local app → back.
+    let local_app = Router::new().route(
+        "/{*path}",
+        any(|uri: axum::http::Uri, body: axum::body::Bytes| async move {
+            (
+                axum::http::StatusCode::CREATED,
+                [("x-local", "yes")],
+                [uri.to_string().as_bytes(), b"|", &body[..]].concat(),
+            )
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local_port = l.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(l, local_app).await });
+    let mut cli = Kill(
+        Command::new(env!("CARGO_BIN_EXE_outworx"))
+            .args([
+                "forward",
+                &local_port.to_string(),
+                "--endpoint",
+                &base,
+                "--api-key",
+                KEY,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = cli.0.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let ingress = loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Some(u) = line.split("Public URL:").nth(1) {
+            break u.trim().to_owned();
+        }
+    };
+    let body: Vec<u8> = vec![b'a', 0xff, 0xfe, b'z']; // not UTF-8: must arrive byte for byte
+    let r = http
+        .post(format!("{ingress}/hooks/stripe?x=1"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["x-local"], "yes");
+    let got = r.bytes().await.unwrap();
+    assert_eq!(
+        &got[..],
+        &[b"/hooks/stripe?x=1|".as_slice(), &body].concat()[..]
+    );
+    let log = loop {
+        let line = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if line.contains("POST /hooks/stripe") {
+            break line;
+        }
+    };
+    assert!(
+        log.contains("  201  "),
+        "one line per request with its status: {log}"
+    );
+    // Concurrent requests all come back.
+    let all = futures_util::future::join_all((0..8).map(|i| {
+        let http = http.clone();
+        let url = format!("{ingress}/n/{i}");
+        async move {
+            http.post(url)
+                .body("x")
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    for (i, text) in all.iter().enumerate() {
+        assert_eq!(text, &format!("/n/{i}|x"));
+    }
+    // Unknown tunnel.
+    let r = http.post(format!("{base}/t/nope/x")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    drop(cli);
+
+    // An unreachable local server is a 502 for the public caller.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut cli = Kill(
+        Command::new(env!("CARGO_BIN_EXE_outworx"))
+            .args([
+                "forward",
+                &format!("localhost:{closed}"),
+                "--endpoint",
+                &base,
+                "--api-key",
+                KEY,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(cli.0.stdout.take().unwrap()).lines();
+    let ingress = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("Public URL:").nth(1).map(|u| u.trim().to_owned()))
+        .unwrap();
+    std::thread::spawn(move || lines.for_each(drop)); // keep reading the log
+    let r = http
+        .post(format!("{ingress}/x"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_sqlite() {
+    let dir = std::env::temp_dir().join(format!("outworx-serve-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    scenario(dir.join("outworx.db").to_str().unwrap()).await;
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A throwaway PostgreSQL server on a free port (as the `postgres` user when run as root).
+struct Postgres {
+    server: Kill,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let bin = [
+            "/usr/lib/postgresql/17/bin",
+            "/usr/lib/postgresql/16/bin",
+            "/usr/lib/postgresql/15/bin",
+            "/usr/local/bin",
+        ]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|d| d.join("initdb").exists())
+        .expect("PostgreSQL is not installed (.ci/run installs it)");
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let dir = std::env::temp_dir().join(format!("outworx-pg-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout == b"0\n")
+            .unwrap_or(false);
+        let as_user = |program: std::path::PathBuf| {
+            if root {
+                let _ = Command::new("chown")
+                    .args(["-R", "postgres"])
+                    .arg(&dir)
+                    .status();
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(program);
+                c
+            } else {
+                Command::new(program)
+            }
+        };
+        let data = dir.join("data");
+        let ok = as_user(bin.join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "initdb failed");
+        let server = Kill(
+            as_user(bin.join("postgres"))
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-p",
+                    &port.to_string(),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-k",
+                ])
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        Postgres { server, dir, port }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self.server.0.kill();
+        let _ = self.server.0.wait();
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_postgres() {
+    let pg = Postgres::start();
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port);
+    for _ in 0..100 {
+        if outworx_serve::Db::open(&url).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    scenario(&url).await;
+}
