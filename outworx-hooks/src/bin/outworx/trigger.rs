@@ -15,7 +15,7 @@ pub struct TriggerArgs {
     #[arg(long, required_unless_present_any = ["print", "list"])]
     to: Option<String>,
     /// The signing secret (a test key pair is used for Ed25519/ECDSA providers when absent).
-    #[arg(long, default_value = "whsec_outworx_trigger_secret")]
+    #[arg(long, default_value = DEFAULT_SECRET)]
     secret: String,
     /// Print the signed headers and body instead of sending.
     #[arg(long)]
@@ -23,6 +23,13 @@ pub struct TriggerArgs {
     /// List the sample event types of the provider.
     #[arg(long)]
     list: bool,
+}
+
+const DEFAULT_SECRET: &str = "whsec_outworx_trigger_secret";
+
+fn say_stderr(s: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{s}");
 }
 
 /// The sample event types per provider; the first is the default.
@@ -180,7 +187,20 @@ pub async fn run(args: TriggerArgs) -> Result<(), String> {
         .to
         .clone()
         .unwrap_or_else(|| "http://localhost:3000/webhook".into());
-    let signed = Signer::new(provider, args.secret.clone())
+    // Ed25519 / ECDSA providers sign with a private key: without one, a test pair (printed).
+    let secret = if args.secret == DEFAULT_SECRET
+        && matches!(provider, Provider::Discord | Provider::Sendgrid)
+    {
+        let keys = outworx_hooks::testing::TestKeys::for_provider(provider);
+        say_stderr(&format!(
+            "using a test key pair; verify with the public key {}",
+            keys.verifying
+        ));
+        keys.signing
+    } else {
+        args.secret.clone()
+    };
+    let signed = Signer::new(provider, secret)
         .url(url.clone())
         .sign(body)
         .map_err(|e| e.to_string())?;
@@ -228,7 +248,13 @@ mod tests {
         for p in Provider::ALL {
             for kind in event_types(*p) {
                 let (body, _) = sample(*p, kind, 1);
-                Signer::new(*p, "whsec_dGVzdA==")
+                let secret = match p {
+                    Provider::Discord | Provider::Sendgrid => {
+                        outworx_hooks::testing::TestKeys::for_provider(*p).signing
+                    }
+                    _ => "whsec_dGVzdA==".into(),
+                };
+                Signer::new(*p, secret)
                     .url("https://example.com/hook")
                     .sign(body)
                     .unwrap_or_else(|e| panic!("{p:?} {kind}: {e}"));
