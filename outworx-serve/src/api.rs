@@ -62,26 +62,37 @@ fn db_error(e: crate::db::DbError) -> Response {
     )
 }
 
-/// The project of a request: a stable, non-secret id of its API key; 401 without a known key.
-fn project(app: &App, headers: &HeaderMap) -> Result<String, Response> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| {
-            error(
-                StatusCode::UNAUTHORIZED,
-                "missing Authorization: Bearer <api key>",
-            )
-        })?;
-    let known = app.config.api_keys.iter().fold(false, |hit, k| {
-        hit | bool::from(k.as_bytes().ct_eq(given.as_bytes()))
-    });
-    if !known {
-        return Err(error(StatusCode::UNAUTHORIZED, "unknown API key"));
+/// The project of a request: a stable, non-secret id of its API key. As an extractor it
+/// answers 401 without a known key, before the handler runs.
+struct Project(String);
+
+impl axum::extract::FromRequestParts<Arc<App>> for Project {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Response> {
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    "missing Authorization: Bearer <api key>",
+                )
+            })?;
+        let known = app.config.api_keys.iter().fold(false, |hit, k| {
+            hit | bool::from(k.as_bytes().ct_eq(given.as_bytes()))
+        });
+        if !known {
+            return Err(error(StatusCode::UNAUTHORIZED, "unknown API key"));
+        }
+        Ok(Project(project_id(given)))
     }
-    Ok(project_id(given))
 }
 
 /// A stable, non-secret id for an API key (events and keys are scoped by it).
@@ -95,11 +106,8 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
-async fn verify(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    match project(&app, &headers) {
-        Ok(p) => Json(json!({ "ok": true, "project": p })).into_response(),
-        Err(r) => r,
-    }
+async fn verify(Project(project): Project) -> Response {
+    Json(json!({ "ok": true, "project": project })).into_response()
 }
 
 /// The fields an event may carry (DESIGN's wire format).
@@ -193,11 +201,7 @@ pub(crate) fn validate(e: &Value) -> Result<i64, String> {
         .map_err(|_| "`timestamp` out of range".into())
 }
 
-async fn ingest(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    let project = match project(&app, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+async fn ingest(State(app): State<Arc<App>>, Project(project): Project, body: Bytes) -> Response {
     let batch: Value = match parse(&body) {
         Ok(v) => v,
         Err(r) => return r,
@@ -248,11 +252,7 @@ struct CheckRequest {
 /// Default and bounds of an idempotency key's TTL, seconds (as the SDKs clamp it).
 const DEFAULT_TTL: i64 = 86_400;
 
-async fn check(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    let project = match project(&app, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+async fn check(State(app): State<Arc<App>>, Project(project): Project, body: Bytes) -> Response {
     let req: CheckRequest = match parse(&body) {
         Ok(v) => v,
         Err(r) => return r,
@@ -298,11 +298,7 @@ struct CompleteRequest {
     release: bool,
 }
 
-async fn complete(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    let project = match project(&app, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+async fn complete(State(app): State<Arc<App>>, Project(project): Project, body: Bytes) -> Response {
     let req: CompleteRequest = match parse(&body) {
         Ok(v) => v,
         Err(r) => return r,
@@ -339,11 +335,12 @@ struct SessionRequest {
     destination_url: Option<String>,
 }
 
-async fn create_session(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    let project = match project(&app, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+async fn create_session(
+    State(app): State<Arc<App>>,
+    Project(project): Project,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let req: SessionRequest = if body.is_empty() {
         SessionRequest {
             destination_url: None,
@@ -387,13 +384,9 @@ fn public_base(config: &ServeConfig, headers: &HeaderMap) -> String {
 
 async fn close_session(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    Project(project): Project,
     Path(id): Path<String>,
 ) -> Response {
-    let project = match project(&app, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     match app.tunnels.close(&project, &id) {
         Ok(()) => Json(json!({ "ok": true })).into_response(),
         Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
@@ -407,13 +400,9 @@ struct PollQuery {
 
 async fn poll(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    Project(project): Project,
     Query(q): Query<PollQuery>,
 ) -> Response {
-    let project = match project(&app, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
     match app
         .tunnels
         .poll(&project, &q.session, app.config.poll_wait)
@@ -424,10 +413,7 @@ async fn poll(
     }
 }
 
-async fn respond(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = project(&app, &headers) {
-        return r;
-    }
+async fn respond(State(app): State<Arc<App>>, _: Project, body: Bytes) -> Response {
     let resp: LocalResponse = match parse(&body) {
         Ok(v) => v,
         Err(r) => return r,
@@ -556,11 +542,7 @@ fn local_response(r: LocalResponse) -> Response {
     resp
 }
 
-async fn events(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
-    let project = match project(&app, &headers) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+async fn events(State(app): State<Arc<App>>, Project(project): Project, uri: Uri) -> Response {
     let filter: EventFilter = match serde_urlencoded_query(uri.query().unwrap_or("")) {
         Ok(f) => f,
         Err(r) => return r,
