@@ -147,7 +147,7 @@ pub async fn serve_until(
             }
         }
     });
-    tracing::info!(addr = ?listener.local_addr().ok(), backend = ?db.backend(), "outworx serve listening");
+    tracing::info!(addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), backend = ?db.backend(), "outworx serve listening");
     axum::serve(listener, router(db, config))
         .with_graceful_shutdown(shutdown)
         .await?;
