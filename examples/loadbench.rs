@@ -174,39 +174,20 @@ async def stripe(request: Request):
     return {"received": True}
 "#;
 
-/// A virtualenv with the Python package 1.5, FastAPI and uvicorn, made once.
+/// The virtualenv with the Python package 1.5, FastAPI and uvicorn (pinned in
+/// `outworx-hooks/tests/python/requirements.txt`), made once by the same script the interop
+/// test uses.
 fn python_env() -> Option<std::path::PathBuf> {
-    let dir = std::env::current_dir().ok()?.join("target/loadbench-venv");
-    let python = dir.join("bin/python");
-    if !python.exists() {
-        eprintln!(
-            "creating {} (pip install outworx-hooks==1.5.0 fastapi uvicorn) ...",
-            dir.display()
-        );
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&dir)
-            .status()
-            .ok()?
-            .success()
-            && Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "-q",
-                    "outworx-hooks==1.5.0",
-                    "fastapi",
-                    "uvicorn",
-                ])
-                .status()
-                .ok()?
-                .success();
-        if !ok {
-            return None;
-        }
-    }
-    Some(python)
+    let root = std::env::current_dir().ok()?;
+    let out = Command::new("bash")
+        .arg(root.join("outworx-hooks/tests/python/venv.sh"))
+        .arg(root.join("target/python-1.5"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().into())
 }
 
 struct Server(Child);
