@@ -185,6 +185,30 @@ async fn scenario(db: &str) {
         .await
         .unwrap();
     assert_eq!(q["events"].as_array().unwrap().len(), 1);
+
+    // The dashboard's summary: one grouped count, on either backend.
+    let stats = |query: &'static str| {
+        http.get(format!("{base}/api/stats{query}"))
+            .bearer_auth(KEY)
+            .send()
+    };
+    let s: Value = stats("").await.unwrap().json().await.unwrap();
+    assert_eq!(
+        s,
+        json!({"total": 4, "by_provider": {"github": 1, "stripe": 3},
+            "by_status_class": {"2xx": 3, "5xx": 1},
+            "by_processing_status": {"completed": 2, "silent_drop": 1},
+            "signature_invalid": 0})
+    );
+    let s: Value = stats("?since=2999-01-01T00:00:00Z")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["total"], 0);
+    assert_eq!(stats("?bogus=1").await.unwrap().status(), 400);
+
     let big: Vec<Value> = (0..1001).map(|_| json!({})).collect();
     let r = http
         .post(format!("{base}/api/ingest"))

@@ -42,6 +42,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/forward/poll", get(poll))
         .route("/api/forward/responses", post(respond))
         .route("/api/events", get(events))
+        .route("/api/stats", get(stats))
         .route("/healthz", get(|| async { "ok" }))
         .route("/t/{slug}", any(ingress_root))
         .route("/t/{slug}/{*rest}", any(ingress))
@@ -543,26 +544,13 @@ fn local_response(r: LocalResponse) -> Response {
 }
 
 async fn events(State(app): State<Arc<App>>, Project(project): Project, uri: Uri) -> Response {
-    let filter: EventFilter = match serde_urlencoded_query(uri.query().unwrap_or("")) {
+    let filter: EventFilter = match strict_query(uri.query().unwrap_or("")) {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let ms = |s: &Option<String>, name: &str| -> Result<Option<i64>, Response> {
-        s.as_deref()
-            .map(|t| {
-                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                    .map(|t| {
-                        i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-                    })
-                    .map_err(|_| {
-                        error(StatusCode::BAD_REQUEST, format!("`{name}` is not RFC 3339"))
-                    })
-            })
-            .transpose()
-    };
-    let (since, until) = match (ms(&filter.since, "since"), ms(&filter.until, "until")) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (since, until) = match window(&filter.since, &filter.until) {
+        Ok(w) => w,
+        Err(r) => return r,
     };
     match app.db.events(&project, &filter, since, until).await {
         Ok(rows) => {
@@ -577,8 +565,53 @@ async fn events(State(app): State<Arc<App>>, Project(project): Project, uri: Uri
     }
 }
 
+/// The time window of `/api/stats`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// Counts of the project's events in a time window, for the dashboard's summary.
+async fn stats(State(app): State<Arc<App>>, Project(project): Project, uri: Uri) -> Response {
+    let q: StatsQuery = match strict_query(uri.query().unwrap_or("")) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let (since, until) = match window(&q.since, &q.until) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    match app.db.stats(&project, since, until).await {
+        Ok(stats) => Json(stats).into_response(),
+        Err(e) => db_error(e),
+    }
+}
+
+/// `since` / `until` (RFC 3339) as milliseconds since 1970; a 400 names the bad one.
+fn window(
+    since: &Option<String>,
+    until: &Option<String>,
+) -> Result<(Option<i64>, Option<i64>), Response> {
+    let ms = |s: &Option<String>, name: &str| {
+        s.as_deref()
+            .map(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .map(|t| {
+                        i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+                    })
+                    .map_err(|_| {
+                        error(StatusCode::BAD_REQUEST, format!("`{name}` is not RFC 3339"))
+                    })
+            })
+            .transpose()
+    };
+    Ok((ms(since, "since")?, ms(until, "until")?))
+}
+
 /// Parses the query string strictly (unknown parameters are a 400, not silently ignored).
-fn serde_urlencoded_query(q: &str) -> Result<EventFilter, Response> {
+fn strict_query<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, Response> {
     let pairs: serde_json::Map<String, Value> = form_urlencoded::parse(q.as_bytes())
         .map(|(k, v)| {
             let v = match k.as_ref() {

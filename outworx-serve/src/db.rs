@@ -1,6 +1,7 @@
 //! Storage: SQLite (a file, the default) or PostgreSQL, through `sqlx`'s `Any` driver with
 //! the same SQL for both; schema migrations are embedded and applied at start.
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -89,6 +90,22 @@ pub struct EventFilter {
     pub limit: Option<i64>,
     /// Only events with a row id below this (for paging).
     pub before_id: Option<i64>,
+}
+
+/// Counts of a project's events in a time window: the dashboard's summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// All events.
+    pub total: i64,
+    /// Per provider name.
+    pub by_provider: BTreeMap<String, i64>,
+    /// Per HTTP status class: `"2xx"`, `"4xx"`, `"5xx"`, ...
+    pub by_status_class: BTreeMap<String, i64>,
+    /// Per processing status (`completed`, `failed`, `silent_drop`); unmarked events are not
+    /// counted here.
+    pub by_processing_status: BTreeMap<String, i64>,
+    /// Events whose signature did not verify.
+    pub signature_invalid: i64,
 }
 
 /// Milliseconds since 1970 now.
@@ -227,6 +244,49 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(stored_event).collect()
+    }
+
+    /// Counts of `project`'s events whose `timestamp` is in `[since_ms, until_ms)`.
+    pub async fn stats(
+        &self,
+        project: &str,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+    ) -> Result<Stats, DbError> {
+        // One grouped scan; the few groups are folded here.
+        let rows = sqlx::query(
+            "SELECT provider, status_code / 100, processing_status, signature_valid, COUNT(*) \
+             FROM events WHERE project = $1 \
+             AND ($2 IS NULL OR occurred_at >= $2) \
+             AND ($3 IS NULL OR occurred_at < $3) \
+             GROUP BY provider, status_code / 100, processing_status, signature_valid",
+        )
+        .bind(project)
+        .bind(since_ms)
+        .bind(until_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut stats = Stats::default();
+        for row in &rows {
+            let provider: String = row.try_get(0)?;
+            let class: i64 = row.try_get(1)?;
+            let processing: Option<String> = row.try_get(2)?;
+            let signature_valid: Option<i64> = row.try_get(3)?;
+            let n: i64 = row.try_get(4)?;
+            stats.total += n;
+            *stats.by_provider.entry(provider).or_default() += n;
+            *stats
+                .by_status_class
+                .entry(format!("{class}xx"))
+                .or_default() += n;
+            if let Some(p) = processing {
+                *stats.by_processing_status.entry(p).or_default() += n;
+            }
+            if signature_valid == Some(0) {
+                stats.signature_invalid += n;
+            }
+        }
+        Ok(stats)
     }
 
     /// Reserves `key` for `ttl_ms`, or reports who has it.
@@ -391,8 +451,60 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
-    /// The idempotency semantics, for any backend (also run against PostgreSQL by the
-    /// integration tests).
+    #[tokio::test]
+    async fn stats_fold_the_groups() {
+        let dir = std::env::temp_dir().join(format!("outworx-serve-stats-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Db::open(dir.join("t.db").to_str().unwrap()).await.unwrap();
+        let ev = |provider: &str, status: i64, extra: serde_json::Value| {
+            let mut e = serde_json::json!({"provider": provider, "status_code": status});
+            for (k, v) in extra.as_object().unwrap() {
+                e[k] = v.clone();
+            }
+            e
+        };
+        db.insert_events(
+            "p",
+            &[
+                (1_000, ev("stripe", 200, serde_json::json!({"processing_status": "completed", "signature_valid": true}))),
+                (2_000, ev("stripe", 200, serde_json::json!({"processing_status": "silent_drop", "signature_valid": true}))),
+                (3_000, ev("stripe", 401, serde_json::json!({"signature_valid": false}))),
+                (4_000, ev("github", 500, serde_json::json!({"processing_status": "failed"}))),
+                (5_000, ev("github", 200, serde_json::json!({}))),
+            ],
+        )
+        .await
+        .unwrap();
+        db.insert_events(
+            "other",
+            &[(1_000, ev("stripe", 200, serde_json::json!({})))],
+        )
+        .await
+        .unwrap();
+
+        let all = db.stats("p", None, None).await.unwrap();
+        let map = |v: &[(&str, i64)]| v.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect();
+        assert_eq!(
+            all,
+            Stats {
+                total: 5,
+                by_provider: map(&[("github", 2), ("stripe", 3)]),
+                by_status_class: map(&[("2xx", 3), ("4xx", 1), ("5xx", 1)]),
+                by_processing_status: map(&[("completed", 1), ("failed", 1), ("silent_drop", 1)]),
+                signature_invalid: 1,
+            }
+        );
+        let window = db.stats("p", Some(2_000), Some(4_000)).await.unwrap();
+        assert_eq!((window.total, window.signature_invalid), (2, 1));
+        assert_eq!(
+            db.stats("nobody", None, None).await.unwrap(),
+            Stats::default()
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// The idempotency semantics (the integration tests check the same through the HTTP API
+    /// on PostgreSQL).
     pub(crate) async fn exercise(db: &Db) {
         let k = format!("k{}", now_ms());
         assert_eq!(
