@@ -44,6 +44,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/events", get(events))
         .route("/api/stats", get(stats))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::dashboard::routes())
         .route("/t/{slug}", any(ingress_root))
         .route("/t/{slug}/{*rest}", any(ingress))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))

@@ -9,7 +9,8 @@
 //!   `POST /api/forward/responses`, `DELETE /api/forward/sessions/{id}`, and the public
 //!   ingress `/t/{slug}/...`;
 //! - `GET /api/events?provider=&status=&processing_status=&signature_valid=&since=&until=&limit=&before_id=`:
-//!   the stored events, newest first.
+//!   the stored events, newest first; `GET /api/stats?since=&until=`: their counts;
+//! - `GET /dashboard/`: a page over those two (the API key is typed into it).
 //!
 //! Every `/api` call needs `Authorization: Bearer <api key>` with a configured key (401
 //! otherwise); events and idempotency keys are scoped by key. Storage is a SQLite file by
@@ -28,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod dashboard;
 pub mod db;
 pub mod tunnel;
 

@@ -53,6 +53,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         "outworx serve listening on http://{addr} (db: {})",
         redact_url(&args.db)
     );
+    println!("dashboard: http://{addr}/dashboard/");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
