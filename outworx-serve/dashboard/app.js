@@ -15,6 +15,7 @@
     rows: [],
     nextBefore: null,
     paged: false,
+    shown: null, // the row ids on screen
     seq: 0,
     timer: null,
   };
@@ -120,12 +121,15 @@
     const chosen = select.value;
     const names = new Set(Object.keys(s.by_provider || {}));
     if (chosen) names.add(chosen);
+    const wanted = ['', ...[...names].sort()];
+    // Rebuilt only when the list changes, so a live refresh does not close an open list.
+    if ([...select.options].map((o) => o.value).join('\n') === wanted.join('\n')) return;
     const option = (value, label) => {
       const o = el('option', label);
       o.value = value;
       return o;
     };
-    select.replaceChildren(option('', 'all'), ...[...names].sort().map((n) => option(n, n)));
+    select.replaceChildren(...wanted.map((n) => option(n, n || 'all')));
     select.value = chosen;
   }
 
@@ -158,6 +162,7 @@
   }
 
   function renderRows() {
+    state.shown = state.rows.map((r) => r.id).join();
     $('#events tbody').replaceChildren(...state.rows.map(row));
     $('#empty').hidden = state.rows.length > 0;
     $('#older').hidden = state.nextBefore === null;
@@ -236,7 +241,8 @@
       state.rows.push(...page.events);
       state.paged = more;
       state.nextBefore = page.events.length === PAGE ? page.next_before_id : null;
-      renderRows();
+      // A refresh that changed nothing leaves the table (and the reader's focus) alone.
+      if (state.rows.map((r) => r.id).join() !== state.shown) renderRows();
       setError('#board-error', '');
       document.body.dataset.loaded = String(seq);
     } catch (err) {
@@ -269,7 +275,9 @@
     clearInterval(state.timer);
     state.key = '';
     state.rows = [];
+    state.shown = null;
     sessionStorage.removeItem(KEY_STORE);
+    $('#filters').reset(); // the next project starts unfiltered
     $('#events tbody').replaceChildren();
     $('#board').hidden = true;
     $('#signout').hidden = true;

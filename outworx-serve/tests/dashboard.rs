@@ -14,6 +14,7 @@ use time::format_description::well_known::Rfc3339;
 
 const KEY: &str = "ohk_0123456789abcdef0123456789abcdef";
 const OTHER: &str = "ohk_fedcba9876543210fedcba9876543210";
+const EMPTY: &str = "ohk_00000000000000000000000000000001";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 struct Kill(Child);
@@ -192,6 +193,16 @@ impl Browser {
         }
     }
 
+    /// Waits until the table has `n` rows and `also` (JavaScript; may be empty) holds.
+    async fn wait_rows(&self, n: usize, also: &str, what: &str) {
+        let also = if also.is_empty() { "true" } else { also };
+        self.wait(
+            &format!("document.querySelectorAll('#events tbody tr').length === {n} && ({also})"),
+            what,
+        )
+        .await;
+    }
+
     async fn rows(&self) -> Vec<String> {
         let v = self
             .js("return [...document.querySelectorAll('#events tbody tr')].map(r => r.innerText.replace(/\\s+/g, ' ').trim());")
@@ -260,7 +271,7 @@ async fn the_dashboard_in_a_real_browser() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let db = dir.join("o.db").display().to_string();
-    let config = outworx_serve::ServeConfig::new(vec![KEY.into(), OTHER.into()]);
+    let config = outworx_serve::ServeConfig::new(vec![KEY.into(), OTHER.into(), EMPTY.into()]);
     tokio::spawn(async move { outworx_serve::serve(listener, &db, config).await.unwrap() });
     let base = format!("http://{addr}");
 
@@ -377,11 +388,7 @@ async fn the_dashboard_in_a_real_browser() {
 
     b.type_into("#key", KEY).await;
     b.click("#login-form button[type=submit]").await;
-    b.wait(
-        "document.querySelectorAll('#events tbody tr').length === 6",
-        "the last day's six deliveries",
-    )
-    .await;
+    b.wait_rows(6, "", "the last day's six deliveries").await;
 
     // The summary of the last 24 hours, and the providers to filter by (this project's only).
     for (stat, want) in [
@@ -436,11 +443,7 @@ async fn the_dashboard_in_a_real_browser() {
 
     // The cards filter.
     b.click("#card-silent").await;
-    b.wait(
-        "document.querySelectorAll('#events tbody tr').length === 1",
-        "only the silent drop",
-    )
-    .await;
+    b.wait_rows(1, "", "only the silent drop").await;
     assert!(b.rows().await[0].contains("invoice.paid"));
     assert_eq!(
         b.js("return document.querySelector('#f-processing').value;")
@@ -448,19 +451,23 @@ async fn the_dashboard_in_a_real_browser() {
         "silent_drop"
     );
     b.click("#card-signature").await;
-    b.wait("document.querySelectorAll('#events tbody tr').length === 1 && document.querySelector('#events tbody tr').innerText.includes('401')", "only the bad signature")
-        .await;
+    b.wait_rows(
+        1,
+        "document.querySelector('#events tbody tr').innerText.includes('401')",
+        "only the bad signature",
+    )
+    .await;
 
     // The selects and the status field.
     b.click("#clear").await;
-    b.wait(
-        "document.querySelectorAll('#events tbody tr').length === 6",
-        "all six again",
+    b.wait_rows(6, "", "all six again").await;
+    b.click("#f-provider option[value=\"github\"]").await;
+    b.wait_rows(
+        1,
+        "document.querySelector('#events tbody tr').innerText.includes('push')",
+        "github's one delivery",
     )
     .await;
-    b.click("#f-provider option[value=\"github\"]").await;
-    b.wait("document.querySelectorAll('#events tbody tr').length === 1 && document.querySelector('#events tbody tr').innerText.includes('push')", "github's one delivery")
-        .await;
     b.click("#clear").await;
     b.type_into("#f-status", "abc").await;
     b.click("#refresh").await;
@@ -471,12 +478,25 @@ async fn the_dashboard_in_a_real_browser() {
     .await;
     b.type_into("#f-status", "401").await;
     b.click("#refresh").await;
-    b.wait("document.querySelectorAll('#events tbody tr').length === 1 && document.querySelector('#board-error').textContent === ''", "the 401 only")
-        .await;
+    b.wait_rows(
+        1,
+        "document.querySelector('#board-error').textContent === ''",
+        "the 401 only",
+    )
+    .await;
+    b.type_into("#f-status", "404").await;
+    b.click("#refresh").await;
+    b.wait_rows(
+        0,
+        "!document.querySelector('#empty').hidden",
+        "the empty state",
+    )
+    .await;
     b.type_into("#f-status", "").await;
     b.click("#clear").await;
-    b.wait(
-        "document.querySelectorAll('#events tbody tr').length === 6",
+    b.wait_rows(
+        6,
+        "document.querySelector('#empty').hidden",
         "all six again",
     )
     .await;
@@ -525,8 +545,12 @@ async fn the_dashboard_in_a_real_browser() {
 
     // All time includes the week-old event.
     b.click("#f-window option[value=\"\"]").await;
-    b.wait("document.querySelectorAll('#events tbody tr').length === 7 && document.querySelector('[data-stat=total]').textContent === '7'", "all seven")
-        .await;
+    b.wait_rows(
+        7,
+        "document.querySelector('[data-stat=total]').textContent === '7'",
+        "all seven",
+    )
+    .await;
 
     // Live: a new delivery shows up without a click (the page polls every 5 s).
     ingest(
@@ -535,8 +559,12 @@ async fn the_dashboard_in_a_real_browser() {
         vec![event("slack", 200, 0, json!({"event_type": "app_mention"}))],
     )
     .await;
-    b.wait("document.querySelectorAll('#events tbody tr').length === 8 && document.querySelector('#events tbody tr').innerText.includes('app_mention')", "the live update")
-        .await;
+    b.wait_rows(
+        8,
+        "document.querySelector('#events tbody tr').innerText.includes('app_mention')",
+        "the live update",
+    )
+    .await;
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     b.screenshot(&shot).await;
 
@@ -546,11 +574,19 @@ async fn the_dashboard_in_a_real_browser() {
         .collect();
     ingest(addr, KEY, many).await;
     b.click("#refresh").await;
-    b.wait("document.querySelectorAll('#events tbody tr').length === 50 && !document.querySelector('#older').hidden", "the first page")
-        .await;
+    b.wait_rows(
+        50,
+        "!document.querySelector('#older').hidden",
+        "the first page",
+    )
+    .await;
     b.click("#older").await;
-    b.wait("document.querySelectorAll('#events tbody tr').length === 68 && document.querySelector('#older').hidden", "every delivery after paging")
-        .await;
+    b.wait_rows(
+        68,
+        "document.querySelector('#older').hidden",
+        "every delivery after paging",
+    )
+    .await;
 
     // The key lasts for the tab: a reload stays signed in; signing out forgets it.
     b.goto(&format!("{base}/dashboard/")).await;
@@ -564,6 +600,40 @@ async fn the_dashboard_in_a_real_browser() {
     .await;
     assert_eq!(b.js("return sessionStorage.length;").await, 0);
     assert_eq!(b.rows().await.len(), 0);
+
+    // Another project's key sees that project only.
+    b.type_into("#key", OTHER).await;
+    b.click("#login-form button[type=submit]").await;
+    b.wait_rows(
+        1,
+        "document.querySelector('#events tbody tr').innerText.includes('secret-project')",
+        "the other project's one delivery",
+    )
+    .await;
+    assert_eq!(
+        b.js("return document.querySelector('#f-window').value;")
+            .await,
+        "86400"
+    );
+
+    // A project with no deliveries says so.
+    b.click("#signout").await;
+    b.type_into("#key", EMPTY).await;
+    b.click("#login-form button[type=submit]").await;
+    b.wait_rows(
+        0,
+        "!document.querySelector('#board').hidden && !document.querySelector('#empty').hidden && document.querySelector('[data-stat=total]').textContent === '0'",
+        "the empty state",
+    )
+    .await;
+    // ...also on a fresh page load.
+    b.goto(&format!("{base}/dashboard/")).await;
+    b.wait_rows(
+        0,
+        "document.body.dataset.loaded && !document.querySelector('#empty').hidden",
+        "the empty state after a reload",
+    )
+    .await;
 
     b.quit().await;
     let _ = std::fs::remove_dir_all(dir);
