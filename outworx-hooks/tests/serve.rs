@@ -381,6 +381,26 @@ async fn scenario(db: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), 502);
+
+    // Retention: the sweeper's delete (by age, in batches) on this backend.
+    let db = outworx_serve::Db::open(db).await.unwrap();
+    assert_eq!(db.prune_events(0).await.unwrap(), 0);
+    assert!(
+        db.prune_events(outworx_serve::db::now_ms() + 1)
+            .await
+            .unwrap()
+            >= 4
+    );
+    let r: Value = http
+        .get(format!("{base}/api/stats"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["total"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,11 +25,22 @@ pub enum Backend {
 }
 
 /// Embedded migrations, in order, per backend.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    include_str!("../migrations/sqlite/0001_init.sql"),
-    include_str!("../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/sqlite/0001_init.sql"),
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        include_str!("../migrations/common/0002_sweep_indexes.sql"),
+        include_str!("../migrations/common/0002_sweep_indexes.sql"),
+    ),
+];
+
+/// Old events are deleted this many at a time, so a large backlog never holds the database
+/// (SQLite has one writer) for long.
+const PRUNE_BATCH: i64 = 5_000;
 
 /// A reservation older than this without a completion is taken over (its owner died).
 pub const STALE_RESERVATION_MS: i64 = 30_000;
@@ -402,6 +413,33 @@ impl Db {
                 .rows_affected(),
         )
     }
+
+    /// Deletes the events received before `before_ms` (milliseconds since 1970), in batches;
+    /// returns how many.
+    pub async fn prune_events(&self, before_ms: i64) -> Result<u64, DbError> {
+        self.prune_events_by(before_ms, PRUNE_BATCH).await
+    }
+
+    async fn prune_events_by(&self, before_ms: i64, batch: i64) -> Result<u64, DbError> {
+        let mut total = 0;
+        loop {
+            let n = sqlx::query(
+                "DELETE FROM events WHERE id IN \
+                 (SELECT id FROM events WHERE received_at < $1 LIMIT $2)",
+            )
+            .bind(before_ms)
+            .bind(batch)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            total += n;
+            if n < u64::try_from(batch).unwrap_or(u64::MAX) {
+                return Ok(total);
+            }
+            // Let the ingest in between batches.
+            tokio::task::yield_now().await;
+        }
+    }
 }
 
 fn stored_event(row: &AnyRow) -> Result<StoredEvent, DbError> {
@@ -448,6 +486,27 @@ mod tests {
         // Reopening applies no migration twice.
         drop(db);
         Db::open(dir.join("t.db").to_str().unwrap()).await.unwrap();
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn old_events_are_pruned_in_batches() {
+        let dir = std::env::temp_dir().join(format!("outworx-serve-prune-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Db::open(dir.join("t.db").to_str().unwrap()).await.unwrap();
+        let events: Vec<_> = (0..7)
+            .map(|i| {
+                (
+                    i,
+                    serde_json::json!({"provider": "stripe", "status_code": 200}),
+                )
+            })
+            .collect();
+        db.insert_events("p", &events).await.unwrap();
+        assert_eq!(db.prune_events_by(0, 3).await.unwrap(), 0);
+        // 7 rows in batches of 3: 3 + 3 + 1.
+        assert_eq!(db.prune_events_by(now_ms() + 1, 3).await.unwrap(), 7);
+        assert_eq!(db.stats("p", None, None).await.unwrap().total, 0);
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -55,6 +55,9 @@ pub struct ServeConfig {
     pub max_batch: usize,
     /// Largest request body (default 10 MiB).
     pub max_body: usize,
+    /// How long events are kept (default 30 days; `None` keeps them forever). Older ones are
+    /// deleted once a minute, with expired idempotency keys.
+    pub retention: Option<Duration>,
 }
 
 impl ServeConfig {
@@ -68,6 +71,7 @@ impl ServeConfig {
             poll_wait: api::DEFAULT_POLL_WAIT,
             max_batch: 1000,
             max_body: 10 << 20,
+            retention: Some(Duration::from_secs(30 * 86_400)),
         }
     }
 
@@ -140,12 +144,24 @@ pub async fn serve_until(
     config.check()?;
     let db = Db::open(db_url).await?;
     let sweeper = db.clone();
+    let retention = config.retention;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
             if let Err(e) = sweeper.expire().await {
                 tracing::warn!("expiring idempotency keys: {e}");
+            }
+            if let Some(keep) = retention {
+                let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+                match sweeper
+                    .prune_events(db::now_ms().saturating_sub(keep))
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "deleted events past retention"),
+                    Err(e) => tracing::warn!("deleting old events: {e}"),
+                }
             }
         }
     });

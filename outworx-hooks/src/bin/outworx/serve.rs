@@ -18,6 +18,9 @@ pub struct ServeArgs {
     /// The public base URL tunnels are reached at (default: the host the CLI used).
     #[arg(long)]
     public_url: Option<String>,
+    /// Days to keep events (0 keeps them forever).
+    #[arg(long, default_value_t = 30)]
+    retention_days: u64,
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
@@ -43,6 +46,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     }
     let mut config = ServeConfig::new(keys);
     config.public_url = args.public_url;
+    config.retention = (args.retention_days > 0)
+        .then(|| std::time::Duration::from_secs(args.retention_days.saturating_mul(86_400)));
     config.check().map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
