@@ -46,6 +46,32 @@ const PRUNE_BATCH: i64 = 5_000;
 pub const STALE_RESERVATION_MS: i64 = 30_000;
 
 /// The store of events and idempotency keys.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), outworx_serve::DbError> {
+/// use outworx_serve::db::{Check, Db, EventFilter, now_ms};
+/// # let path = std::env::temp_dir().join(format!("outworx-doc-{}.db", std::process::id()));
+/// let db = Db::open(path.to_str().unwrap()).await?; // or "postgres://user@host/db"
+///
+/// // Events are stored per project (the API key's id), then queried and counted.
+/// let event = serde_json::json!({"provider": "stripe", "status_code": 200,
+///     "processing_status": "silent_drop"});
+/// db.insert_events("project", &[(now_ms(), event)]).await?;
+/// let silent = EventFilter { processing_status: Some("silent_drop".into()), ..Default::default() };
+/// assert_eq!(db.events("project", &silent, None, None).await?.len(), 1);
+/// assert_eq!(db.stats("project", None, None).await?.by_processing_status["silent_drop"], 1);
+///
+/// // Idempotency: the first check reserves the key, a completed key replays its response.
+/// assert_eq!(db.check("project", "evt_1", None, 60_000).await?, Check::New);
+/// db.complete("project", "evt_1", None, 200, None, Some("ok")).await?;
+/// assert!(matches!(db.check("project", "evt_1", None, 60_000).await?, Check::Duplicate { status: 200, .. }));
+///
+/// // Retention: events received before a time are deleted.
+/// assert_eq!(db.prune_events(now_ms() + 1).await?, 1);
+/// # drop(db); std::fs::remove_file(path).ok();
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,

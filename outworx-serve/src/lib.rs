@@ -117,6 +117,18 @@ pub enum ServeError {
 }
 
 /// The router over an opened database (for embedding the backend in another app or a test).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use outworx_serve::{Db, ServeConfig};
+/// let config = ServeConfig::new(vec!["ohk_0123456789abcdef0123456789abcdef".into()]);
+/// config.check()?;
+/// let app = axum::Router::new()
+///     .route("/ready", axum::routing::get(|| async { "ok" }))
+///     .merge(outworx_serve::router(Db::open("outworx.db").await?, config));
+/// axum::serve(tokio::net::TcpListener::bind("127.0.0.1:8787").await?, app).await?;
+/// # Ok(()) }
+/// ```
 pub fn router(db: Db, config: ServeConfig) -> axum::Router {
     api::router(Arc::new(api::App {
         db,
