@@ -440,6 +440,23 @@ impl Db {
         )
     }
 
+    /// The periodic clean-up [`serve`](crate::serve) runs once a minute: expired idempotency
+    /// keys, and events older than `retention` (`None` keeps them). Failures are logged, and
+    /// the next sweep tries again.
+    pub async fn sweep(&self, retention: Option<std::time::Duration>) {
+        if let Err(e) = self.expire().await {
+            tracing::warn!("expiring idempotency keys: {e}");
+        }
+        if let Some(keep) = retention {
+            let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+            match self.prune_events(now_ms().saturating_sub(keep)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "deleted events past retention"),
+                Err(e) => tracing::warn!("deleting old events: {e}"),
+            }
+        }
+    }
+
     /// Deletes the events received before `before_ms` (milliseconds since 1970), in batches;
     /// returns how many.
     pub async fn prune_events(&self, before_ms: i64) -> Result<u64, DbError> {
@@ -532,6 +549,15 @@ mod tests {
         assert_eq!(db.prune_events_by(0, 3).await.unwrap(), 0);
         // 7 rows in batches of 3: 3 + 3 + 1.
         assert_eq!(db.prune_events_by(now_ms() + 1, 3).await.unwrap(), 7);
+        assert_eq!(db.stats("p", None, None).await.unwrap().total, 0);
+        // The sweep keeps what is inside the retention, and everything without one.
+        db.insert_events("p", &events).await.unwrap();
+        db.sweep(None).await;
+        db.sweep(Some(std::time::Duration::from_secs(3600))).await;
+        assert_eq!(db.stats("p", None, None).await.unwrap().total, 7);
+        // received_at is in milliseconds: let one pass so "now minus zero" covers them.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        db.sweep(Some(std::time::Duration::ZERO)).await;
         assert_eq!(db.stats("p", None, None).await.unwrap().total, 0);
         std::fs::remove_dir_all(dir).ok();
     }

@@ -117,6 +117,8 @@ pub enum ServeError {
 }
 
 /// The router over an opened database (for embedding the backend in another app or a test).
+/// [`serve`] also sweeps the database once a minute; an embedding app calls [`Db::sweep`]
+/// itself.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -157,30 +159,19 @@ pub async fn serve_until(
     let db = Db::open(db_url).await?;
     let sweeper = db.clone();
     let retention = config.retention;
-    tokio::spawn(async move {
+    let sweeping = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
-            if let Err(e) = sweeper.expire().await {
-                tracing::warn!("expiring idempotency keys: {e}");
-            }
-            if let Some(keep) = retention {
-                let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
-                match sweeper
-                    .prune_events(db::now_ms().saturating_sub(keep))
-                    .await
-                {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(events = n, "deleted events past retention"),
-                    Err(e) => tracing::warn!("deleting old events: {e}"),
-                }
-            }
+            sweeper.sweep(retention).await;
         }
     });
     tracing::info!(addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), backend = ?db.backend(), "outworx serve listening");
-    axum::serve(listener, router(db, config))
+    let served = axum::serve(listener, router(db, config))
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    sweeping.abort();
+    served?;
     Ok(())
 }
 
