@@ -2,7 +2,9 @@
 //! under `#[webhook]` (verification, idempotency on the memory store, `require_processed`,
 //! the embedded reporter), each request a fresh signed ~1.7 KB Stripe event with a unique id.
 //!
-//! Run: `cargo bench -p outworx-hooks --bench pipeline`
+//! Run: `cargo bench -p outworx-hooks --bench pipeline`; with `BENCH_STORE_ENTRIES=N` the
+//! memory store is bounded at N entries instead of the default 100,000 (how much of the cost is
+//! the store's memory footprint: cache misses once it is full).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -55,6 +57,16 @@ fn pipeline(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
+    let _guard = std::env::var("BENCH_STORE_ENTRIES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .map(|n| {
+            let store = outworx_hooks::MemoryStore::with_max_entries(n);
+            rt.block_on(async {
+                outworx_hooks::init(outworx_hooks::Config::default().store(store))
+            })
+            .expect("init")
+        });
     let app = Router::new()
         .route("/bare", post(bare))
         .route("/hooked", post(hooked));
