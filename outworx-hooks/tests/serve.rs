@@ -53,6 +53,18 @@ async fn stripe(track: Track, axum::Json(event): axum::Json<Value>) -> &'static 
     "ok"
 }
 
+/// `GET url` with the API key, as JSON.
+async fn get_json(http: &reqwest::Client, url: String) -> Value {
+    http.get(url)
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn scenario(db: &str) {
     let addr = start_serve(db).await;
     let base = format!("http://{addr}");
@@ -106,29 +118,17 @@ async fn scenario(db: &str) {
     }
     sink.flush().await;
     assert_eq!(sink.sent(), 3);
-    let q: Value = http
-        .get(format!(
-            "{base}/api/events?provider=stripe&processing_status=completed"
-        ))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let q = get_json(
+        &http,
+        format!("{base}/api/events?provider=stripe&processing_status=completed"),
+    )
+    .await;
     assert_eq!(q["events"].as_array().unwrap().len(), 2, "{q}");
-    let q: Value = http
-        .get(format!(
-            "{base}/api/events?processing_status=silent_drop&limit=10"
-        ))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let q = get_json(
+        &http,
+        format!("{base}/api/events?processing_status=silent_drop&limit=10"),
+    )
+    .await;
     assert_eq!(q["events"][0]["event"]["event_type"], "customer.created");
     let r = http
         .get(format!("{base}/api/events?bogus=1"))
@@ -137,15 +137,11 @@ async fn scenario(db: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let q: Value = http
-        .get(format!("{base}/api/events?since=2999-01-01T00:00:00Z"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let q = get_json(
+        &http,
+        format!("{base}/api/events?since=2999-01-01T00:00:00Z"),
+    )
+    .await;
     assert!(q["events"].as_array().unwrap().is_empty());
 
     // Bad input: a reason, and the valid events of a batch are kept.
@@ -175,24 +171,15 @@ async fn scenario(db: &str) {
             .unwrap()
             .contains("surprise")
     );
-    let q: Value = http
-        .get(format!("{base}/api/events?provider=github&status=500"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let q = get_json(
+        &http,
+        format!("{base}/api/events?provider=github&status=500"),
+    )
+    .await;
     assert_eq!(q["events"].as_array().unwrap().len(), 1);
 
     // The dashboard's summary: one grouped count, on either backend.
-    let stats = |query: &'static str| {
-        http.get(format!("{base}/api/stats{query}"))
-            .bearer_auth(KEY)
-            .send()
-    };
-    let s: Value = stats("").await.unwrap().json().await.unwrap();
+    let s = get_json(&http, format!("{base}/api/stats")).await;
     assert_eq!(
         s,
         json!({"total": 4, "by_provider": {"github": 1, "stripe": 3},
@@ -200,14 +187,19 @@ async fn scenario(db: &str) {
             "by_processing_status": {"completed": 2, "silent_drop": 1},
             "signature_invalid": 0})
     );
-    let s: Value = stats("?since=2999-01-01T00:00:00Z")
-        .await
-        .unwrap()
-        .json()
+    let s = get_json(
+        &http,
+        format!("{base}/api/stats?since=2999-01-01T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(s["total"], 0);
+    let r = http
+        .get(format!("{base}/api/stats?bogus=1"))
+        .bearer_auth(KEY)
+        .send()
         .await
         .unwrap();
-    assert_eq!(s["total"], 0);
-    assert_eq!(stats("?bogus=1").await.unwrap().status(), 400);
+    assert_eq!(r.status(), 400);
 
     let big: Vec<Value> = (0..1001).map(|_| json!({})).collect();
     let r = http
@@ -391,15 +383,7 @@ async fn scenario(db: &str) {
             .unwrap()
             >= 4
     );
-    let r: Value = http
-        .get(format!("{base}/api/stats"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = get_json(&http, format!("{base}/api/stats")).await;
     assert_eq!(r["total"], 0);
 }
 

@@ -520,11 +520,17 @@ mod tests {
         assert!(statements(MIGRATIONS[0].2)[0].contains("BIGSERIAL"));
     }
 
-    #[tokio::test]
-    async fn idempotency_on_sqlite() {
-        let dir = std::env::temp_dir().join(format!("outworx-serve-db-{}", std::process::id()));
+    /// A fresh SQLite database in a directory of its own (removed by the test).
+    async fn temp_db(tag: &str) -> (Db, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("outworx-serve-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let db = Db::open(dir.join("t.db").to_str().unwrap()).await.unwrap();
+        (db, dir)
+    }
+
+    #[tokio::test]
+    async fn idempotency_on_sqlite() {
+        let (db, dir) = temp_db("db").await;
         exercise(&db).await;
         // Reopening applies no migration twice.
         drop(db);
@@ -534,9 +540,7 @@ mod tests {
 
     #[tokio::test]
     async fn old_events_are_pruned_in_batches() {
-        let dir = std::env::temp_dir().join(format!("outworx-serve-prune-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = Db::open(dir.join("t.db").to_str().unwrap()).await.unwrap();
+        let (db, dir) = temp_db("prune").await;
         let events: Vec<_> = (0..7)
             .map(|i| {
                 (
@@ -564,9 +568,7 @@ mod tests {
 
     #[tokio::test]
     async fn stats_fold_the_groups() {
-        let dir = std::env::temp_dir().join(format!("outworx-serve-stats-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = Db::open(dir.join("t.db").to_str().unwrap()).await.unwrap();
+        let (db, dir) = temp_db("stats").await;
         let ev = |provider: &str, status: i64, extra: serde_json::Value| {
             let mut e = serde_json::json!({"provider": provider, "status_code": status});
             for (k, v) in extra.as_object().unwrap() {
