@@ -273,6 +273,7 @@
 
   function signOut(message) {
     clearInterval(state.timer);
+    state.seq += 1; // an answer still on its way belongs to the old key: drop it
     state.key = '';
     state.rows = [];
     state.shown = null;
