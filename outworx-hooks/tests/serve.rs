@@ -65,6 +65,38 @@ async fn get_json(http: &reqwest::Client, url: String) -> Value {
         .unwrap()
 }
 
+/// Runs the real `outworx forward` to `target` through the server at `base`: the process, the
+/// public URL it printed, and the rest of its output line by line.
+async fn forward(
+    target: &str,
+    base: &str,
+) -> (Kill, String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let mut cli = Kill(
+        Command::new(env!("CARGO_BIN_EXE_outworx"))
+            .args(["forward", target, "--endpoint", base, "--api-key", KEY])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = cli.0.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // Reading goes on to the end, so the CLI never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Some(u) = line.split("Public URL:").nth(1) {
+            return (cli, u.trim().to_owned(), rx);
+        }
+    }
+}
+
 async fn scenario(db: &str) {
     let addr = start_serve(db).await;
     let base = format!("http://{addr}");
@@ -259,36 +291,7 @@ async fn scenario(db: &str) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let local_port = l.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(l, local_app).await });
-    let mut cli = Kill(
-        Command::new(env!("CARGO_BIN_EXE_outworx"))
-            .args([
-                "forward",
-                &local_port.to_string(),
-                "--endpoint",
-                &base,
-                "--api-key",
-                KEY,
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = cli.0.stdout.take().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let ingress = loop {
-        let line = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        if let Some(u) = line.split("Public URL:").nth(1) {
-            break u.trim().to_owned();
-        }
-    };
+    let (cli, ingress, mut rx) = forward(&local_port.to_string(), &base).await;
     let body: Vec<u8> = vec![b'a', 0xff, 0xfe, b'z']; // not UTF-8: must arrive byte for byte
     let r = http
         .post(format!("{ingress}/hooks/stripe?x=1"))
@@ -345,27 +348,7 @@ async fn scenario(db: &str) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut cli = Kill(
-        Command::new(env!("CARGO_BIN_EXE_outworx"))
-            .args([
-                "forward",
-                &format!("localhost:{closed}"),
-                "--endpoint",
-                &base,
-                "--api-key",
-                KEY,
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(cli.0.stdout.take().unwrap()).lines();
-    let ingress = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.split("Public URL:").nth(1).map(|u| u.trim().to_owned()))
-        .unwrap();
-    std::thread::spawn(move || lines.for_each(drop)); // keep reading the log
+    let (_cli, ingress, _log) = forward(&format!("localhost:{closed}"), &base).await;
     let r = http
         .post(format!("{ingress}/x"))
         .body("{}")
