@@ -1,4 +1,10 @@
-//! Parsing a handler's `Json<T>` while picking top-level fields off the same pass.
+//! Reading fields out of JSON bodies without building the document: a handler's `Json<T>`
+//! parse that picks top-level fields off the same pass ([`parse`]), a one-pass reader of a few
+//! fields for routes that do not parse the body ([`skim`]), and [`Scalar`] for the small
+//! values verification and handshakes read.
+//!
+//! None of them builds a `serde_json::Value`: a hostile body (a long array, deep nesting)
+//! costs its length in time and little memory, never a tree many times its size.
 //!
 //! The pipeline needs the provider's event type (and sometimes its natural idempotency key)
 //! from the body. When the handler already parses the body as `T`, a second scan of the bytes
@@ -264,6 +270,158 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for ValueSeed<'_, S> {
     }
 }
 
+/// The top-level (or nested) field at `path` as a string, read in one pass over the bytes
+/// without building the document (strings as they are, numbers and booleans as text): for
+/// routes whose handler does not parse the body itself.
+pub(crate) fn skim(body: &[u8], paths: [Option<&[&str]>; 2]) -> [Option<String>; 2] {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+    struct Seek<'p> {
+        wanted: Vec<(usize, &'p [&'p str])>,
+    }
+    type Found = Vec<(usize, String)>;
+
+    impl<'de> DeserializeSeed<'de> for Seek<'_> {
+        type Value = Found;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Found, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Seek<'_> {
+        type Value = Found;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_str<E>(self, s: &str) -> Result<Found, E> {
+            Ok(self.hits(s.to_owned()))
+        }
+        fn visit_u64<E>(self, n: u64) -> Result<Found, E> {
+            Ok(self.hits(n.to_string()))
+        }
+        fn visit_i64<E>(self, n: i64) -> Result<Found, E> {
+            Ok(self.hits(n.to_string()))
+        }
+        fn visit_f64<E>(self, n: f64) -> Result<Found, E> {
+            Ok(self.hits(n.to_string()))
+        }
+        fn visit_bool<E>(self, b: bool) -> Result<Found, E> {
+            Ok(self.hits(b.to_string()))
+        }
+        fn visit_unit<E>(self) -> Result<Found, E> {
+            Ok(Vec::new())
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Found, A::Error> {
+            while a.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Vec::new())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Found, A::Error> {
+            let mut found = Vec::new();
+            while let Some(key) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                let next: Vec<_> = self
+                    .wanted
+                    .iter()
+                    .filter(|(_, p)| p.first() == Some(&&*key))
+                    .map(|(i, p)| (*i, &p[1..]))
+                    .collect();
+                if next.is_empty() {
+                    m.next_value::<IgnoredAny>()?;
+                } else {
+                    found.extend(m.next_value_seed(Seek { wanted: next })?);
+                }
+            }
+            Ok(found)
+        }
+    }
+
+    impl Seek<'_> {
+        fn hits(&self, value: String) -> Found {
+            self.wanted
+                .iter()
+                .filter(|(_, p)| p.is_empty())
+                .map(|(i, _)| (*i, value.clone()))
+                .collect()
+        }
+    }
+
+    let wanted: Vec<_> = paths
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.map(|p| (i, p)))
+        .collect();
+    let mut out = [None, None];
+    if wanted.is_empty() {
+        return out;
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    if let Ok(found) = (Seek { wanted }).deserialize(&mut de) {
+        for (i, v) in found {
+            out[i] = Some(v);
+        }
+    }
+    out
+}
+
+/// A JSON scalar read as it passes; objects and arrays are skipped without being built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Scalar {
+    /// A string.
+    Str(String),
+    /// An integer (or a float, as text), or a boolean, as text.
+    Num(String),
+    /// `null`, an object or an array.
+    Other,
+}
+
+impl Scalar {
+    /// The value as text, when it is a string or a number.
+    pub(crate) fn text(&self) -> Option<&str> {
+        match self {
+            Scalar::Str(s) | Scalar::Num(s) => Some(s),
+            Scalar::Other => None,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(s.to_owned()))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Num(n.to_string()))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Num(n.to_string()))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Num(n.to_string()))
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Num(b.to_string()))
+            }
+            fn visit_unit<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
+                while a.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Scalar, A::Error> {
+                while m.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +502,40 @@ mod tests {
         assert_eq!(
             found,
             [Some("charge.succeeded".into()), Some("evt_1".into())]
+        );
+    }
+
+    #[test]
+    fn skim_reads_nested_and_top_level_fields_in_one_pass() {
+        let body =
+            br#"{"type":"charge.succeeded","data":{"object":{"id":"ch_1","n":5}},"id":"evt_1"}"#;
+        let [a, b] = skim(body, [Some(&["id"]), Some(&["data", "object", "n"])]);
+        assert_eq!((a.as_deref(), b.as_deref()), (Some("evt_1"), Some("5")));
+        let [a, b] = skim(body, [Some(&["missing"]), None]);
+        assert_eq!((a, b), (None, None));
+        let [a, _] = skim(b"not json", [Some(&["id"]), None]);
+        assert_eq!(a, None);
+        let [a, _] = skim(br#"{"id":{"nested":1}}"#, [Some(&["id"]), None]);
+        assert_eq!(a, None);
+    }
+
+    #[test]
+    fn scalars_read_strings_and_numbers_and_skip_the_rest() {
+        let s: Vec<Scalar> =
+            serde_json::from_str(r#"["a", 1, -2, 1.5, true, null, {"x": [1]}, [[]]]"#).unwrap();
+        let texts: Vec<_> = s.iter().map(Scalar::text).collect();
+        assert_eq!(
+            texts,
+            [
+                Some("a"),
+                Some("1"),
+                Some("-2"),
+                Some("1.5"),
+                Some("true"),
+                None,
+                None,
+                None
+            ]
         );
     }
 }

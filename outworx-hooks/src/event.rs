@@ -88,8 +88,8 @@ impl DeliveryEvent {
     }
 }
 
-/// Headers whose values are never reported.
-pub(crate) const REDACTED_HEADERS: &[&str] = &[
+/// Credential headers whose values are never reported, whatever the provider.
+const CREDENTIAL_HEADERS: &[&str] = &[
     "authorization",
     "cookie",
     "set-cookie",
@@ -103,12 +103,35 @@ pub(crate) const REDACTED: &str = "[REDACTED]";
 /// Captured bodies are cut at this many bytes.
 pub(crate) const BODY_CAPTURE_LIMIT: usize = 64 * 1024;
 
+/// Every provider's signature and shared-token headers, sorted: a signature without a signed
+/// timestamp is replay material, and GitLab's token is the secret itself. They are redacted on
+/// every route, so a route that receives another provider's headers (behind a shared proxy, or
+/// with a custom verifier) reports none of them either.
+fn provider_secret_headers() -> &'static [&'static str] {
+    static HEADERS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    HEADERS.get_or_init(|| {
+        let mut all: Vec<&'static str> = crate::security::Provider::ALL
+            .iter()
+            .flat_map(|p| p.secret_headers().iter().copied())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    })
+}
+
+/// Whether a header's value is never reported, on any route.
+pub(crate) fn always_redacted(name: &str) -> bool {
+    CREDENTIAL_HEADERS.contains(&name) || provider_secret_headers().binary_search(&name).is_ok()
+}
+
+/// The headers as reported: values of credential and signature headers, and of the route's
+/// own `redact` list (any case), are `[REDACTED]`.
 pub(crate) fn redact_headers(headers: &HeaderMap, extra: &[&str]) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (name, value) in headers {
         let n = name.as_str();
-        let v = if REDACTED_HEADERS.contains(&n) || extra.iter().any(|e| e.eq_ignore_ascii_case(n))
-        {
+        let v = if always_redacted(n) || extra.iter().any(|e| e.eq_ignore_ascii_case(n)) {
             REDACTED.to_owned()
         } else {
             String::from_utf8_lossy(value.as_bytes()).into_owned()
@@ -119,6 +142,30 @@ pub(crate) fn redact_headers(headers: &HeaderMap, extra: &[&str]) -> BTreeMap<St
                 prev.push_str(&v);
             })
             .or_insert(v);
+    }
+    out
+}
+
+/// The request's path, and its query with every value redacted (a custom verifier's token, or
+/// anything else a sender put there, must not reach a report).
+pub(crate) fn source_url(uri: &http::Uri) -> String {
+    let path = uri.path();
+    let Some(query) = uri.query().filter(|q| !q.is_empty()) else {
+        return path.to_owned();
+    };
+    let mut out = String::with_capacity(path.len() + query.len() + 16);
+    out.push_str(path);
+    for (i, pair) in query.split('&').enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        match pair.split_once('=') {
+            Some((name, _)) => {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(REDACTED);
+            }
+            // A bare item may be a token itself.
+            None => out.push_str(REDACTED),
+        }
     }
     out
 }
@@ -249,13 +296,45 @@ mod tests {
         h.insert("authorization", "Bearer secret".parse().unwrap());
         h.insert("x-custom-token", "t".parse().unwrap());
         h.insert("stripe-signature", "t=1,v1=ab".parse().unwrap());
+        h.insert("x-gitlab-token", "the-secret-itself".parse().unwrap());
+        h.insert("x-github-delivery", "d-1".parse().unwrap());
         h.append("x-many", "a".parse().unwrap());
         h.append("x-many", "b".parse().unwrap());
         let r = redact_headers(&h, &["X-Custom-Token"]);
         assert_eq!(r["authorization"], REDACTED);
         assert_eq!(r["x-custom-token"], REDACTED);
-        assert_eq!(r["stripe-signature"], "t=1,v1=ab");
+        assert_eq!(r["stripe-signature"], REDACTED);
+        assert_eq!(r["x-gitlab-token"], REDACTED);
+        assert_eq!(r["x-github-delivery"], "d-1");
         assert_eq!(r["x-many"], "a, b");
+    }
+
+    #[test]
+    fn every_providers_signature_and_token_headers_are_always_redacted() {
+        for p in crate::security::Provider::ALL {
+            for h in p.secret_headers() {
+                assert!(always_redacted(h), "{p}: {h}");
+            }
+        }
+        for h in [
+            "x-hub-signature-256",
+            "x-shopify-hmac-sha256",
+            "svix-signature",
+        ] {
+            assert!(always_redacted(h), "{h}");
+        }
+        assert!(!always_redacted("content-type"));
+    }
+
+    #[test]
+    fn source_urls_keep_the_path_and_the_query_names_only() {
+        let url = |u: &str| source_url(&u.parse::<http::Uri>().unwrap());
+        assert_eq!(url("/hooks/a"), "/hooks/a");
+        assert_eq!(
+            url("/hooks/a?token=s3cret&flag&x=1"),
+            "/hooks/a?token=[REDACTED]&[REDACTED]&x=[REDACTED]"
+        );
+        assert_eq!(url("/hooks/a?"), "/hooks/a");
     }
 
     #[test]

@@ -32,6 +32,7 @@ mod capture;
 pub mod envelope;
 pub mod event;
 mod layer;
+mod peer;
 mod pipeline;
 mod report;
 pub mod security;
@@ -55,8 +56,8 @@ pub use track::{Track, TrackRejection};
 pub mod __private {
     pub use crate::envelope;
     pub use crate::pipeline::{
-        CustomVerifier, IntoKey, IntoSecret, IntoVerdict, Route, RouteRef, SecretSource, Verdict,
-        Verified, WithState, receive,
+        CustomVerifier, IntoKey, IntoSecret, IntoVerdict, IpSource, KeyOrigin, Route, RouteRef,
+        SecretSource, Verdict, Verified, WithState, receive,
     };
     pub use crate::security::{Delivery, Provider};
     pub use crate::store::BoxFuture;

@@ -40,12 +40,34 @@ pub(crate) enum Outcome {
 #[derive(Debug, Clone, Default)]
 pub struct Track {
     mark: Arc<OnceLock<Mark>>,
+    signature_valid: Option<bool>,
 }
 
 impl Track {
     /// A `Track` not attached to any delivery: for unit-testing code that takes one.
     pub fn detached() -> Self {
         Track::default()
+    }
+
+    /// The `Track` of a delivery whose signature verdict is `valid`.
+    pub(crate) fn for_delivery(valid: bool) -> Self {
+        Track {
+            mark: Arc::default(),
+            signature_valid: Some(valid),
+        }
+    }
+
+    /// Whether the delivery's signature verified: always `Some(true)` under the default
+    /// `reject_invalid`, since invalid deliveries are answered 401 before the handler runs.
+    /// With `reject_invalid = false` a handler also sees forged deliveries, and must check
+    /// this before trusting the body. `None` for a [`Track::detached`].
+    ///
+    /// ```
+    /// use outworx_hooks::Track;
+    /// assert_eq!(Track::detached().signature_valid(), None);
+    /// ```
+    pub fn signature_valid(&self) -> Option<bool> {
+        self.signature_valid
     }
 
     fn set(&self, outcome: Outcome, metadata: Option<serde_json::Value>) {

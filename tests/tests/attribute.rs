@@ -251,10 +251,18 @@ struct Reply {
     body: String,
 }
 
+/// The test case a request belongs to: its `case` query value (the whole path without one).
+/// Reports redact query values, so requests carry it in an `x-test-case` header too.
+fn case_of(path: &str) -> &str {
+    path.split_once("case=")
+        .map_or(path, |(_, c)| c.split('&').next().unwrap_or(c))
+}
+
 async fn post_signed(base: &str, path: &str, signed: &Signed) -> Reply {
     let resp = reqwest::Client::new()
         .post(format!("{base}{path}"))
         .headers(signed.headers.clone())
+        .header("x-test-case", case_of(path))
         .body(signed.body.clone())
         .send()
         .await
@@ -273,13 +281,20 @@ fn stripe(id: &str, kind: &str) -> Signed {
         .unwrap()
 }
 
-/// The next event for the request `url` (a path with a query unique to the test, so events
+/// The next event for the request `url` (a path with a `case` unique to the test, so events
 /// of tests running at the same time are skipped).
 async fn next_event(sub: &mut outworx_hooks::Subscription, url: &str) -> Arc<DeliveryEvent> {
+    let path = url.split('?').next().unwrap_or(url);
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let e = sub.recv().await.expect("events");
-            if e.source_url.as_deref() == Some(url) {
+            let case = e
+                .request_headers
+                .as_ref()
+                .and_then(|h| h.get("x-test-case"))
+                .map(String::as_str);
+            let same_path = e.source_url.as_deref().and_then(|u| u.split('?').next());
+            if same_path == Some(path) && case == Some(case_of(url)) {
                 return e;
             }
         }
@@ -313,13 +328,11 @@ async fn valid_delivery_runs_the_handler_and_reports_it() {
     assert_eq!(e.processing_status, Some(ProcessingStatus::Completed));
     assert!(e.processing_marked_at.is_some());
     assert_eq!(e.meta("charge"), Some(&json!("ch_1")));
-    assert_eq!(
-        e.source_url.as_deref(),
-        Some("/stripe?case=valid_delivery_runs_the_handler_and_reports_it")
-    );
+    // Query values and signature headers are never reported.
+    assert_eq!(e.source_url.as_deref(), Some("/stripe?case=[REDACTED]"));
     assert!(e.payload_size > 0);
     let headers = e.request_headers.as_ref().unwrap();
-    assert!(headers.contains_key("stripe-signature"));
+    assert_eq!(headers["stripe-signature"], "[REDACTED]");
 }
 
 #[tokio::test]
@@ -596,13 +609,19 @@ async fn missing_secret_at_request_time_is_a_500_never_a_401() {
     )
     .await;
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(r.body.contains("OUTWORX_TEST_SECRET_THAT_IS_NEVER_SET"));
+    // The sender learns nothing of the configuration; the event and the log say what it is.
+    assert!(!r.body.contains("OUTWORX_TEST_SECRET"), "{}", r.body);
+    assert!(r.body.contains("misconfigured"), "{}", r.body);
     let e = next_event(
         &mut sub,
         "/unset?case=missing_secret_at_request_time_is_a_500_never_a_401",
     )
     .await;
-    assert!(e.error_message.as_deref().unwrap().contains("is not set"));
+    let why = e.error_message.as_deref().unwrap();
+    assert!(
+        why.contains("OUTWORX_TEST_SECRET_THAT_IS_NEVER_SET is not set"),
+        "{why}"
+    );
     assert_eq!(e.signature_valid, None);
 }
 
@@ -777,6 +796,7 @@ async fn custom_verifiers_decide_and_their_panics_are_verifier_threw() {
     assert_eq!(no.status(), StatusCode::UNAUTHORIZED);
     let boom = client
         .post(format!("{base}/custom-panics"))
+        .header("x-test-case", "/custom-panics")
         .send()
         .await
         .unwrap();
@@ -942,7 +962,9 @@ async fn url_signing_providers_verify_against_the_public_url() {
     let r = post_signed(&base, "/twilio?case=url", &signed).await;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, form));
 
-    // Behind a proxy: the URL Twilio used is the proxy's.
+    // X-Forwarded-* from a peer that is not a trusted proxy are ignored: a sender cannot
+    // choose the URL that is verified (`tests/proxies.rs` covers trusted proxies).
+    let mut sub = outworx_hooks::subscribe();
     let mut proxied = Signer::new(Provider::Twilio, "twilio_auth_token")
         .url("https://hooks.example.com/twilio?case=proxied")
         .sign(form)
@@ -957,8 +979,11 @@ async fn url_signing_providers_verify_against_the_public_url() {
         post_signed(&base, "/twilio?case=proxied", &proxied)
             .await
             .status,
-        StatusCode::OK
+        StatusCode::UNAUTHORIZED
     );
+    let e = next_event(&mut sub, "/twilio?case=proxied").await;
+    let hint = e.signature_hint.as_deref().unwrap_or_default();
+    assert!(hint.contains("Config::trusted_proxies"), "{hint}");
 
     // Signed for another URL: rejected.
     let other = Signer::new(Provider::Twilio, "twilio_auth_token")

@@ -20,6 +20,8 @@ mod kw {
     syn::custom_keyword!(metadata);
     syn::custom_keyword!(verifier);
     syn::custom_keyword!(max_body);
+    syn::custom_keyword!(redact);
+    syn::custom_keyword!(allow_ips);
 }
 
 /// One `key` or `key = value` of the attribute, with the span of its key.
@@ -41,6 +43,18 @@ pub(crate) enum Value {
     Key(Expr),
     Path(syn::Path),
     Metadata(Vec<(Ident, LitStr)>),
+    /// `["a", "b"]`.
+    Strings(Vec<LitStr>),
+    /// Any other expression (`env("VAR")` where a list may also go).
+    Expr(Expr),
+}
+
+/// `["a", "b"]` as string literals.
+fn strings(input: ParseStream<'_>) -> syn::Result<Vec<LitStr>> {
+    let content;
+    bracketed!(content in input);
+    let list = Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?;
+    Ok(list.into_iter().collect())
 }
 
 pub(crate) struct Args {
@@ -146,6 +160,16 @@ impl Parse for Arg {
                 parenthesized!(content in i);
                 let pairs = Punctuated::<MetaPair, Token![,]>::parse_terminated(&content)?;
                 Value::Metadata(pairs.into_iter().map(|p| (p.key, p.value)).collect())
+            })
+        } else if look.peek(kw::redact) {
+            assigned!(kw::redact, "redact", |i| Value::Strings(strings(i)?))
+        } else if look.peek(kw::allow_ips) {
+            assigned!(kw::allow_ips, "allow_ips", |i| {
+                if i.peek(syn::token::Bracket) {
+                    Value::Strings(strings(i)?)
+                } else {
+                    Value::Expr(i.parse()?)
+                }
             })
         } else if look.peek(kw::verifier) {
             assigned!(kw::verifier, "verifier", |i| Value::Path(i.parse()?))

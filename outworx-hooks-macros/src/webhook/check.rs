@@ -50,6 +50,14 @@ pub(crate) struct Param {
     pub(crate) ty: Type,
 }
 
+/// Where `allow_ips` comes from.
+pub(crate) enum AllowIps {
+    /// Literal CIDRs, each checked here.
+    List(Vec<LitStr>),
+    /// A comma-separated environment variable, read at run time.
+    Env(LitStr),
+}
+
 pub(crate) struct Model {
     pub(crate) provider: Option<&'static Known>,
     pub(crate) secrets: Vec<Secret>,
@@ -65,6 +73,8 @@ pub(crate) struct Model {
     pub(crate) metadata: Vec<(String, LitStr)>,
     pub(crate) verifier: Option<syn::Path>,
     pub(crate) max_body: Option<u64>,
+    pub(crate) redact: Vec<String>,
+    pub(crate) allow_ips: Option<AllowIps>,
     pub(crate) krate: Option<syn::Path>,
     pub(crate) params: Vec<Param>,
     /// `T` of a last `Json<T>` parameter: parsed once, shared by keys and the handler.
@@ -190,6 +200,66 @@ fn key_expr(e: &Expr, what: &str, cx: &mut Ctxt) -> Option<Key> {
     None
 }
 
+/// `redact = [..]`: header names, lowercased.
+fn redact(list: &[LitStr], cx: &mut Ctxt) -> Vec<String> {
+    let mut out = Vec::new();
+    for lit in list {
+        let name = lit.value();
+        if valid_header_name(&name) {
+            out.push(name.to_ascii_lowercase());
+        } else {
+            cx.error(
+                lit.span(),
+                format!(
+                    "`{name}` is not a valid HTTP header name: use letters, digits and `-`, \
+                     e.g. redact = [\"x-hook-secret\"]"
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// Checks one `allow_ips` entry: an address, or an address and a prefix length that fits it.
+fn cidr(text: &str) -> Result<(), String> {
+    use std::net::IpAddr;
+    let bad = || {
+        format!(
+            "`{text}` is not an IP address or CIDR: write e.g. \"192.0.2.0/24\", \
+             \"2001:db8::/32\" or \"203.0.113.7\""
+        )
+    };
+    let (addr, prefix) = match text.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (text, None),
+    };
+    let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    match prefix.map(str::parse::<u8>) {
+        None => Ok(()),
+        Some(Ok(p)) if p <= max => Ok(()),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// The `"VAR"` of `env("VAR")`.
+fn env_var_of(e: &Expr) -> Option<LitStr> {
+    let Expr::Call(call) = e else { return None };
+    let Expr::Path(f) = &*call.func else {
+        return None;
+    };
+    if !f.path.is_ident("env") {
+        return None;
+    }
+    match call.args.iter().collect::<Vec<_>>().as_slice() {
+        [Expr::Lit(l)] => match &l.lit {
+            Lit::Str(s) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn secret(e: &Expr, cx: &mut Ctxt) -> Option<Secret> {
     const FORMS: &str = "a secret is env(\"VAR\"), \"literal\", path::to::fn, or a list of them: [env(\"NEW\"), env(\"OLD\")]";
     match e {
@@ -289,6 +359,8 @@ pub(crate) fn check(args: Args, func: &ItemFn) -> Result<Model, syn::Error> {
         metadata: Vec::new(),
         verifier: None,
         max_body: None,
+        redact: Vec::new(),
+        allow_ips: None,
         krate: None,
         params: Vec::new(),
         json: None,
@@ -382,6 +454,29 @@ pub(crate) fn check(args: Args, func: &ItemFn) -> Result<Model, syn::Error> {
             ("metadata", Value::Metadata(pairs)) => {
                 m.metadata = pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
             }
+            ("redact", Value::Strings(list)) => m.redact = redact(&list, &mut cx),
+            ("allow_ips", Value::Strings(list)) => {
+                if list.is_empty() {
+                    cx.error(
+                        span,
+                        "`allow_ips = []` allows no source: list at least one CIDR",
+                    );
+                }
+                for lit in &list {
+                    if let Err(why) = cidr(&lit.value()) {
+                        cx.error(lit.span(), why);
+                    }
+                }
+                m.allow_ips = Some(AllowIps::List(list));
+            }
+            ("allow_ips", Value::Expr(e)) => match env_var_of(&e) {
+                Some(var) if valid_env_name(&var.value()) => m.allow_ips = Some(AllowIps::Env(var)),
+                _ => cx.error(
+                    e.span(),
+                    "allow_ips takes a list of CIDRs, [\"192.0.2.0/24\", \"2001:db8::/32\"], or \
+                     env(\"VAR\") holding them comma-separated",
+                ),
+            },
             ("verifier", Value::Path(p)) => m.verifier = Some(p),
             ("crate", Value::Path(p)) => m.krate = Some(p),
             (other, _) => cx.error(span, format!("`{other}` does not take this form")),
@@ -455,6 +550,7 @@ pub(crate) fn check(args: Args, func: &ItemFn) -> Result<Model, syn::Error> {
             (Some((name, span)), _) => {
                 let mut scan = Scan {
                     binding: name,
+                    aliases: Vec::new(),
                     marked: false,
                     handed: false,
                 };
@@ -510,9 +606,12 @@ pub(crate) fn check(args: Args, func: &ItemFn) -> Result<Model, syn::Error> {
     cx.finish().map(|()| m)
 }
 
-/// Finds `binding.processed(..)` / `.failed(..)` calls, or the binding handed on.
+/// Finds `binding.processed(..)` / `.failed(..)` calls, or the binding handed on, following
+/// simple `let` aliases (`let t = &track;`, `let t = track.clone();`): an alias that is
+/// marked or handed on counts, one that is only bound does not.
 struct Scan<'a> {
     binding: &'a Ident,
+    aliases: Vec<Ident>,
     marked: bool,
     handed: bool,
 }
@@ -520,17 +619,50 @@ struct Scan<'a> {
 const MARKS: [&str; 4] = ["processed", "processed_with", "failed", "failed_with"];
 
 impl Scan<'_> {
+    fn is_name(&self, path: &syn::ExprPath) -> bool {
+        path.qself.is_none()
+            && (path.path.is_ident(self.binding)
+                || self.aliases.iter().any(|a| path.path.is_ident(a)))
+    }
+
     fn is_binding(&self, e: &Expr) -> bool {
         match e {
-            Expr::Path(p) => p.qself.is_none() && p.path.is_ident(self.binding),
+            Expr::Path(p) => self.is_name(p),
             Expr::Paren(p) => self.is_binding(&p.expr),
             Expr::Reference(r) => self.is_binding(&r.expr),
             _ => false,
         }
     }
+
+    /// Whether `e` is the binding itself, a reference to it, or a clone of it.
+    fn is_alias_of_binding(&self, e: &Expr) -> bool {
+        match e {
+            Expr::MethodCall(call) => {
+                call.method == "clone" && call.args.is_empty() && self.is_binding(&call.receiver)
+            }
+            other => self.is_binding(other),
+        }
+    }
 }
 
 impl<'ast> Visit<'ast> for Scan<'_> {
+    fn visit_local(&mut self, local: &'ast syn::Local) {
+        let pat = match &local.pat {
+            Pat::Type(t) => &*t.pat,
+            other => other,
+        };
+        if let (Pat::Ident(p), Some(init)) = (pat, &local.init)
+            && p.subpat.is_none()
+            && init.diverge.is_none()
+            && self.is_alias_of_binding(&init.expr)
+        {
+            // Only bound so far: it counts once it is marked or handed on.
+            self.aliases.push(p.ident.clone());
+            return;
+        }
+        syn::visit::visit_local(self, local);
+    }
+
     fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
         if self.is_binding(&call.receiver) {
             let method = call.method.to_string();
@@ -549,8 +681,8 @@ impl<'ast> Visit<'ast> for Scan<'_> {
     }
 
     fn visit_expr_path(&mut self, p: &'ast syn::ExprPath) {
-        // Any other use of the binding moves or lends it on: an argument, a field, a `let`.
-        if p.qself.is_none() && p.path.is_ident(self.binding) {
+        // Any other use of the binding moves or lends it on: an argument, a field, a return.
+        if self.is_name(p) {
             self.handed = true;
         }
     }

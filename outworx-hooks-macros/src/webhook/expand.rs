@@ -8,7 +8,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, ItemFn};
 
-use super::check::{Key, Model, Secret};
+use super::check::{AllowIps, Key, Model, Secret};
 
 fn key_tokens(
     key: Option<&Key>,
@@ -61,7 +61,9 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
     let line = quote_spanned!(name.span()=> ::core::line!());
 
     // The static route.
-    let mut route = quote!(#p::Route::new(#name_str, ::core::file!(), #line));
+    let mut route = quote!(
+        #p::Route::new(#name_str, ::core::file!(), #line).module(::core::module_path!())
+    );
     if let Some(prov) = m.provider {
         let v = format_ident!("{}", prov.variant);
         route.extend(quote!(.provider(#p::Provider::#v)));
@@ -98,6 +100,17 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
     if !m.metadata.is_empty() {
         let pairs = m.metadata.iter().map(|(k, v)| quote!((#k, #v)));
         route.extend(quote!(.metadata(&[#(#pairs),*])));
+    }
+    if !m.redact.is_empty() {
+        let names = &m.redact;
+        route.extend(quote!(.redact(&[#(#names),*])));
+    }
+    match &m.allow_ips {
+        Some(AllowIps::List(list)) => {
+            route.extend(quote!(.allow_ips(#p::IpSource::List(&[#(#list),*]))));
+        }
+        Some(AllowIps::Env(var)) => route.extend(quote!(.allow_ips(#p::IpSource::Env(#var)))),
+        None => {}
     }
 
     // Body and keys.
@@ -138,6 +151,11 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
         quote!()
     };
     let key = key_tokens(m.key.as_ref(), &quote!(__outworx_dkey), &krate, source);
+    let origin = if want_key {
+        quote!(#p::KeyOrigin::Natural)
+    } else {
+        quote!(#p::KeyOrigin::Given)
+    };
     let event_type = if m.event_type.is_none() && m.provider.is_some() {
         quote!(__outworx_dtype)
     } else {
@@ -231,7 +249,7 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
                 #defaults
                 let __outworx_key: ::core::option::Option<::std::string::String> = #key;
                 let __outworx_type: ::core::option::Option<::std::string::String> = #event_type;
-                __v.finish(__outworx_key, __outworx_type, move |mut __parts: #p::http::request::Parts, __bytes: #p::bytes::Bytes| async move {
+                __v.finish(__outworx_key, #origin, __outworx_type, move |mut __parts: #p::http::request::Parts, __bytes: #p::bytes::Bytes| async move {
                     #unused
                     #(#extract)*
                     #respond

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http::request::Parts;
 
-use crate::pipeline::{DynVerifier, Route, SecretSource};
+use crate::pipeline::{DynVerifier, IpSource, Route, SecretSource};
 use crate::security::Provider;
 use crate::store::BoxFuture;
 
@@ -57,6 +57,8 @@ pub struct TrackOptions {
     pub(crate) ttl: Duration,
     pub(crate) require_mark: bool,
     pub(crate) max_body: usize,
+    pub(crate) redact: Vec<&'static str>,
+    pub(crate) allow_ips: Option<IpSource>,
 }
 
 impl std::fmt::Debug for TrackOptions {
@@ -111,11 +113,15 @@ impl TrackOptions {
             ttl: Duration::from_secs(86_400),
             require_mark: false,
             max_body: crate::pipeline::DEFAULT_MAX_BODY,
+            redact: Vec::new(),
+            allow_ips: None,
         }
     }
 
-    /// The name events carry as their handler (default `layer:<provider>`); it also namespaces
-    /// idempotency keys.
+    /// The name events carry as their handler (default `layer:<provider>`). With the path the
+    /// layer guards (axum's matched path, else the request path) it namespaces idempotency
+    /// keys: two layers on two endpoints never answer each other's deliveries, even when the
+    /// provider sends both the same event id, as Stripe does.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
@@ -235,6 +241,34 @@ impl TrackOptions {
         self
     }
 
+    /// Headers whose values are never reported, beyond the credential headers and every
+    /// provider's signature headers, which are always redacted.
+    pub fn redact<S: AsRef<str>>(mut self, headers: impl IntoIterator<Item = S>) -> Self {
+        self.redact.extend(
+            headers
+                .into_iter()
+                .map(|h| leak(h.as_ref().trim().to_ascii_lowercase())),
+        );
+        self
+    }
+
+    /// Only these sources may deliver: CIDRs or addresses (`"192.0.2.0/24"`, `"::1"`); any
+    /// other gets 403, reported with its address. The address is the peer's, or behind
+    /// [`crate::Config::trusted_proxies`] the forwarded client's; serve the app with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`. [`crate::OutworxHooksLayer::check`]
+    /// reports a malformed entry.
+    pub fn allow_ips<S: AsRef<str>>(mut self, cidrs: impl IntoIterator<Item = S>) -> Self {
+        let list: Vec<&'static str> = cidrs.into_iter().map(|c| leak(c.as_ref())).collect();
+        self.allow_ips = Some(IpSource::List(Box::leak(list.into_boxed_slice())));
+        self
+    }
+
+    /// As [`TrackOptions::allow_ips`], from a comma-separated environment variable read once.
+    pub fn allow_ips_env(mut self, var: impl Into<String>) -> Self {
+        self.allow_ips = Some(IpSource::Env(leak(var)));
+        self
+    }
+
     /// The pipeline route these options describe, kept for the life of the process.
     pub(crate) fn route(&self) -> &'static Route {
         let mut r = Route::new(leak(self.name.clone()), "(OutworxHooksLayer)", 0)
@@ -246,7 +280,12 @@ impl TrackOptions {
             .capture_body(self.capture_body)
             .capture_headers(self.capture_headers)
             .metadata(Box::leak(self.metadata.clone().into_boxed_slice()))
-            .max_body(self.max_body);
+            .max_body(self.max_body)
+            .redact(Box::leak(self.redact.clone().into_boxed_slice()))
+            .namespace_by_path(true);
+        if let Some(allow) = self.allow_ips {
+            r = r.allow_ips(allow);
+        }
         if let Some(p) = self.provider {
             r = r.provider(p);
         }

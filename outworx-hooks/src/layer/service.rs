@@ -12,7 +12,7 @@ use tower::Service;
 
 use super::OutworxHooksLayer;
 use super::options::EventType;
-use crate::pipeline::{HandlerError, Verified, receive};
+use crate::pipeline::{HandlerError, KeyOrigin, Verified, receive};
 use crate::store::BoxFuture;
 
 /// The service [`OutworxHooksLayer`] wraps around `S`.
@@ -76,8 +76,14 @@ where
                 Err(resp) => return Ok(resp),
             };
             let (key, event_type) = layer.keys(&v);
+            let o = &layer.options;
+            let origin = if o.key.is_none() && o.natural_key {
+                KeyOrigin::Natural
+            } else {
+                KeyOrigin::Given
+            };
             let resp = v
-                .finish(key, event_type, move |parts, bytes| async move {
+                .finish(key, origin, event_type, move |parts, bytes| async move {
                     let mut inner = inner;
                     let req = Request::from_parts(parts, Body::from(bytes));
                     let ready = std::future::poll_fn(|cx| inner.poll_ready(cx)).await;

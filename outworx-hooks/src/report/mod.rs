@@ -115,6 +115,23 @@ pub(crate) struct Runtime {
     pub(crate) sinks: Vec<Arc<dyn Sink>>,
     pub(crate) debug: bool,
     pub(crate) fail_closed: bool,
+    /// This service's name, escaped as a key component: the first part of every idempotency
+    /// key, so services sharing one store never meet.
+    pub(crate) service: String,
+    /// The public base URL URL-signing providers post to, when configured.
+    pub(crate) public_url: Option<String>,
+    /// Proxies whose `X-Forwarded-*` headers are believed.
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// The default service name: the executable's file name, so every instance of one service
+/// agrees on it and two services do not.
+fn default_service() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "service".to_owned())
 }
 
 impl Runtime {
@@ -124,6 +141,9 @@ impl Runtime {
             sinks: vec![Arc::new(TracingSink)],
             debug: false,
             fail_closed: false,
+            service: crate::pipeline::escape_component(&default_service()),
+            public_url: None,
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -169,6 +189,9 @@ pub struct Config {
     timeout: Duration,
     queue_capacity: usize,
     on_error: Option<ErrorCallback>,
+    service: Option<String>,
+    public_url: Option<String>,
+    trusted_proxies: Vec<String>,
 }
 
 /// The callback of [`Config::on_error`].
@@ -181,6 +204,9 @@ impl std::fmt::Debug for Config {
             .field("endpoint", &self.endpoint)
             .field("debug", &self.debug)
             .field("sinks", &self.sinks.len())
+            .field("service", &self.service)
+            .field("public_url", &self.public_url)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
@@ -204,6 +230,9 @@ impl Config {
             timeout: Duration::from_secs(5),
             queue_capacity: 10_000,
             on_error: None,
+            service: None,
+            public_url: None,
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -277,6 +306,38 @@ impl Config {
         self.sinks.push(Arc::new(sink));
         self
     }
+
+    /// This service's name (default: the executable's file name). It begins every
+    /// idempotency key, so two services sharing one Redis or one Outworx project never answer
+    /// each other's deliveries as duplicates, while every instance of one service shares its
+    /// keys. Set it when instances run under different executable names.
+    pub fn service(mut self, name: impl Into<String>) -> Self {
+        self.service = Some(name.into());
+        self
+    }
+
+    /// The public base URL providers post to (`https://hooks.example.com`): Twilio, Square and
+    /// HubSpot sign the full URL, and behind a proxy the server cannot see it. The request's
+    /// path and query are appended.
+    pub fn public_url(mut self, base: impl Into<String>) -> Self {
+        self.public_url = Some(base.into());
+        self
+    }
+
+    /// Proxies (CIDRs or addresses) whose `X-Forwarded-For`, `X-Forwarded-Host` and
+    /// `X-Forwarded-Proto` are believed; from anyone else those headers are ignored. The peer
+    /// address comes from axum's `ConnectInfo<SocketAddr>`, so serve the app with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`. [`init`] refuses a malformed one.
+    ///
+    /// ```
+    /// let config = outworx_hooks::Config::new().trusted_proxies(["10.0.0.0/8", "::1"]);
+    /// assert!(outworx_hooks::init(config).is_ok());
+    /// ```
+    pub fn trusted_proxies<S: Into<String>>(mut self, cidrs: impl IntoIterator<Item = S>) -> Self {
+        self.trusted_proxies
+            .extend(cidrs.into_iter().map(Into::into));
+        self
+    }
 }
 
 /// The hosted Outworx ingest endpoint, used with an API key when no endpoint is configured.
@@ -308,6 +369,12 @@ pub enum ConfigError {
     /// `init` with an API key must run inside a tokio runtime (it starts the reporter task).
     #[error("outworx_hooks::init must be called inside a tokio runtime when an API key is set")]
     NoRuntime,
+    /// A trusted proxy is not an IP address or CIDR.
+    #[error("Config::trusted_proxies: {0}")]
+    TrustedProxy(String),
+    /// The public URL is not an absolute `http(s)://` URL.
+    #[error("Config::public_url must be an absolute http:// or https:// URL")]
+    PublicUrl,
     /// Some routes cannot verify: their secrets are unset or unusable.
     #[error("{} webhook route(s) cannot verify deliveries:{}", .0.len(), .0.iter().map(|p| format!("\n  - handler `{}` ({}): {}", p.handler, p.location, p.problem)).collect::<String>())]
     Secrets(Vec<SecretProblem>),
@@ -382,6 +449,18 @@ pub fn init(config: Config) -> Result<Guard, ConfigError> {
     {
         return Err(ConfigError::InvalidApiKey);
     }
+    let trusted_proxies =
+        crate::peer::parse_cidrs(config.trusted_proxies.iter().map(String::as_str))
+            .map_err(ConfigError::TrustedProxy)?;
+    let public_url = match config.public_url {
+        Some(u)
+            if !(u.starts_with("https://") || u.starts_with("http://"))
+                || u.parse::<http::Uri>().is_err() =>
+        {
+            return Err(ConfigError::PublicUrl);
+        }
+        other => other,
+    };
     let problems = crate::pipeline::check_all_routes();
     if !problems.is_empty() {
         return Err(ConfigError::Secrets(problems));
@@ -429,6 +508,9 @@ pub fn init(config: Config) -> Result<Guard, ConfigError> {
         sinks,
         debug: config.debug,
         fail_closed: config.fail_closed,
+        service: crate::pipeline::escape_component(&config.service.unwrap_or_else(default_service)),
+        public_url,
+        trusted_proxies,
     };
     *RUNTIME.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(rt));
     Ok(guard)
@@ -462,6 +544,14 @@ mod tests {
             init(Config::new().api_key(key)).unwrap_err(),
             ConfigError::NoRuntime
         );
+    }
+
+    #[test]
+    fn proxies_and_public_urls_are_checked() {
+        let e = init(Config::new().trusted_proxies(["10.0.0.0/99"])).unwrap_err();
+        assert!(matches!(e, ConfigError::TrustedProxy(ref m) if m.contains("10.0.0.0/99")));
+        let e = init(Config::new().public_url("hooks.example.com")).unwrap_err();
+        assert_eq!(e, ConfigError::PublicUrl);
     }
 
     #[test]

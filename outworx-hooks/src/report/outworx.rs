@@ -41,6 +41,9 @@ pub struct OutworxSinkOptions {
     pub capacity: usize,
     /// Events per batch at most.
     pub batch_size: usize,
+    /// Serialized bytes per batch at most (one larger event still goes alone). An ingest
+    /// that answers 413 anyway gets the batch again in halves, down to single events.
+    pub max_batch_bytes: usize,
     /// How long a batch waits for more events.
     pub linger: Duration,
     /// The longest pause between retries.
@@ -57,13 +60,15 @@ impl std::fmt::Debug for OutworxSinkOptions {
             .field("timeout", &self.timeout)
             .field("capacity", &self.capacity)
             .field("batch_size", &self.batch_size)
+            .field("max_batch_bytes", &self.max_batch_bytes)
             .field("linger", &self.linger)
             .finish_non_exhaustive()
     }
 }
 
 impl OutworxSinkOptions {
-    /// The defaults: 5 s timeout, 10,000 queued, 100 per batch, 100 ms linger, 10 s backoff cap.
+    /// The defaults: 5 s timeout, 10,000 queued, 100 events or 512 KiB per batch, 100 ms
+    /// linger, 10 s backoff cap.
     pub fn new(endpoint: impl Into<String>, api_key: impl Into<String>) -> Self {
         OutworxSinkOptions {
             endpoint: endpoint.into(),
@@ -71,6 +76,7 @@ impl OutworxSinkOptions {
             timeout: Duration::from_secs(5),
             capacity: 10_000,
             batch_size: 100,
+            max_batch_bytes: 512 * 1024,
             linger: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
             on_error: None,
@@ -105,10 +111,11 @@ struct Shared {
 /// Sends delivery events to the Outworx ingest API (feature `outworx-api`).
 ///
 /// `send` never waits: events go into a bounded queue (a full queue drops the newest event and
-/// counts it). A background task batches them (up to 100 events or 100 ms), posts
+/// counts it). A background task batches them (up to 100 events, 512 KiB or 100 ms), posts
 /// `{"events": [..]}` with `Authorization: Bearer <key>`, retries network errors and 5xx with
-/// exponential backoff and jitter, and stops for good after a 401 or 403 (one warning). It
-/// calls `POST /api/sdk/verify` once when it starts.
+/// exponential backoff and jitter, sends a batch the ingest finds too large (413) again in
+/// halves, and stops for good after a 401 or 403 (one warning). It calls
+/// `POST /api/sdk/verify` once when it starts.
 #[derive(Clone)]
 pub struct OutworxSink {
     tx: mpsc::Sender<Arc<DeliveryEvent>>,
@@ -205,6 +212,7 @@ enum Outcome {
     Retry(ReportError),
     Stop(ReportError),
     Drop(ReportError),
+    TooLarge,
 }
 
 fn jitter(max_ms: u64) -> u64 {
@@ -300,25 +308,32 @@ impl Worker {
         }
     }
 
-    async fn post(&self, batch: &[Arc<DeliveryEvent>]) -> Outcome {
-        /// The wire body, serialized straight from the events (no intermediate document).
-        #[derive(serde::Serialize)]
-        struct Batch<'a> {
-            events: Vec<&'a DeliveryEvent>,
+    async fn post(&self, events: &[Vec<u8>]) -> Outcome {
+        // The wire body, `{"events": [..]}`, from the events serialized once each.
+        let len = events.iter().map(|e| e.len() + 1).sum::<usize>() + 12;
+        let mut body = Vec::with_capacity(len);
+        body.extend_from_slice(b"{\"events\":[");
+        for (i, e) in events.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(e);
         }
-        let events = batch.iter().map(|e| &**e).collect();
+        body.extend_from_slice(b"]}");
         let resp = self
             .client
             .post(&self.options.endpoint)
             .bearer_auth(&self.options.api_key)
             .timeout(self.options.timeout)
-            .json(&Batch { events })
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .send()
             .await;
         match resp {
             Err(e) => Outcome::Retry(ReportError::Network(e.without_url().to_string())),
             Ok(r) => match r.status().as_u16() {
                 200..=299 => Outcome::Sent,
+                413 => Outcome::TooLarge,
                 s @ (401 | 403) => Outcome::Stop(ReportError::Unauthorized(s)),
                 s @ (408 | 429 | 500..=599) => Outcome::Retry(ReportError::Status(s)),
                 s => Outcome::Drop(ReportError::Status(s)),
@@ -326,32 +341,84 @@ impl Worker {
         }
     }
 
+    /// Serializes the events and sends them in requests of at most `max_batch_bytes` each (an
+    /// event larger than that alone); a request the ingest refuses as too large is sent again
+    /// in halves, and a single event it refuses is dropped and counted.
     async fn deliver(&self, batch: Vec<Arc<DeliveryEvent>>) {
-        let n = batch.len() as u64;
+        let mut encoded = Vec::with_capacity(batch.len());
+        for e in &batch {
+            match serde_json::to_vec(&**e) {
+                Ok(bytes) => encoded.push(bytes),
+                Err(err) => {
+                    tracing::warn!("a delivery event could not be serialized: {err}");
+                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        drop(batch);
+        let mut pending = std::collections::VecDeque::new();
+        let mut chunk: Vec<Vec<u8>> = Vec::new();
+        let mut size = 0;
+        for e in encoded {
+            if !chunk.is_empty() && size + e.len() + 1 > self.options.max_batch_bytes {
+                pending.push_back(std::mem::take(&mut chunk));
+                size = 0;
+            }
+            size += e.len() + 1;
+            chunk.push(e);
+        }
+        if !chunk.is_empty() {
+            pending.push_back(chunk);
+        }
+        while let Some(mut chunk) = pending.pop_front() {
+            if !self.deliver_chunk(&chunk).await {
+                continue;
+            }
+            if chunk.len() == 1 {
+                let e = ReportError::Status(413);
+                tracing::warn!(
+                    bytes = chunk[0].len(),
+                    "{e} for a single delivery event; it is dropped"
+                );
+                self.fail(&e);
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let back = chunk.split_off(chunk.len() / 2);
+            pending.push_front(back);
+            pending.push_front(chunk);
+        }
+    }
+
+    /// Sends one request's events, retrying as needed; `true` when the ingest found it too
+    /// large (the caller splits it), `false` once it is sent or given up on.
+    async fn deliver_chunk(&self, events: &[Vec<u8>]) -> bool {
+        let n = events.len() as u64;
         let mut backoff = Duration::from_millis(100);
         loop {
             if self.shared.stopped.load(Ordering::Relaxed) {
                 self.shared.dropped.fetch_add(n, Ordering::Relaxed);
-                return;
+                return false;
             }
-            match self.post(&batch).await {
+            match self.post(events).await {
                 Outcome::Sent => {
                     self.shared.sent.fetch_add(n, Ordering::Relaxed);
-                    return;
+                    return false;
                 }
+                Outcome::TooLarge => return true,
                 Outcome::Stop(e) => {
                     if let ReportError::Unauthorized(s) = e {
                         self.stop(s);
                     }
                     self.shared.dropped.fetch_add(n, Ordering::Relaxed);
-                    return;
+                    return false;
                 }
                 Outcome::Drop(e) => {
                     // A 4xx other than auth: the batch will never be accepted as it is.
                     tracing::warn!("{e}; {n} delivery events dropped");
                     self.fail(&e);
                     self.shared.dropped.fetch_add(n, Ordering::Relaxed);
-                    return;
+                    return false;
                 }
                 Outcome::Retry(e) => {
                     tracing::debug!("{e}; retrying in about {backoff:?}");
@@ -444,6 +511,11 @@ mod tests {
     }
 
     async fn fake(mode: Mode) -> (Fake, String) {
+        fake_limited(mode, 2 << 20).await
+    }
+
+    /// An ingest that answers 413 to bodies over `limit` bytes.
+    async fn fake_limited(mode: Mode, limit: usize) -> (Fake, String) {
         let f = Fake {
             mode: Arc::new(Mutex::new(mode)),
             seen: Arc::default(),
@@ -451,6 +523,7 @@ mod tests {
         let app = axum::Router::new()
             .route("/api/ingest", post(ingest))
             .route("/api/sdk/verify", post(verify))
+            .layer(axum::extract::DefaultBodyLimit::max(limit))
             .with_state(f.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/api/ingest", listener.local_addr().unwrap());
@@ -593,6 +666,43 @@ mod tests {
         sink.flush().await;
         assert_eq!(f.events(), 42);
         sink.flush().await; // an empty flush returns at once
+    }
+
+    fn captured(i: usize, bytes: usize) -> Arc<DeliveryEvent> {
+        Arc::new(DeliveryEvent {
+            payload_size: i,
+            request_body: Some("b".repeat(bytes)),
+            ..crate::event::sample()
+        })
+    }
+
+    #[tokio::test]
+    async fn batches_are_capped_in_bytes_so_captured_bodies_fit_the_ingest() {
+        // 100 events of 60 KiB: one batch of 100 would be 6 MiB against a 1 MiB ingest.
+        let (f, url) = fake_limited(Mode::Ok, 1 << 20).await;
+        let sink = OutworxSink::spawn(OutworxSinkOptions::new(url, KEY)).unwrap();
+        for i in 0..100 {
+            sink.send(&captured(i, 60 * 1024));
+        }
+        eventually("all 100 events", || f.events() == 100).await;
+        assert_eq!(sink.dropped(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_413_splits_the_batch_until_it_fits_and_drops_only_an_event_too_large_alone() {
+        let (f, url) = fake_limited(Mode::Ok, 200 * 1024).await;
+        let mut opts = OutworxSinkOptions::new(url, KEY);
+        opts.max_batch_bytes = 100 << 20; // the ingest's limit is what stops it here
+        opts.linger = Duration::from_millis(300);
+        let sink = OutworxSink::spawn(opts).unwrap();
+        for i in 0..40 {
+            sink.send(&captured(i, 30 * 1024));
+        }
+        sink.send(&captured(99, 300 * 1024)); // larger than the ingest takes, even alone
+        sink.flush().await;
+        eventually("the 40 that fit", || f.events() == 40).await;
+        assert_eq!(sink.dropped(), 1);
+        assert_eq!(sink.sent(), 40);
     }
 
     #[test]

@@ -275,6 +275,21 @@ impl Provider {
     pub fn has_natural_key(self) -> bool {
         self.defaults().key.is_some()
     }
+
+    /// Whether the natural key is a header the signature does not cover (GitHub, Shopify,
+    /// GitLab, Bitbucket, Linear, Razorpay, Twilio): a captured delivery could be replayed with
+    /// a new id in it, so the pipeline also deduplicates on a digest of the signed body.
+    pub(crate) fn natural_key_is_unsigned(self) -> bool {
+        match self.defaults().key {
+            Some(crate::pipeline::Source::Header(h)) => !self.spec().scheme.signs_header(h),
+            _ => false,
+        }
+    }
+
+    /// The headers that carry this provider's signature or shared credential: never reported.
+    pub(crate) fn secret_headers(self) -> &'static [&'static str] {
+        self.spec().scheme.secret_headers()
+    }
 }
 
 /// Levenshtein distance over bytes; names are short ASCII, so the quadratic table is fine.

@@ -89,6 +89,9 @@ pub(crate) enum Scheme {
 pub(crate) struct Failure {
     pub(crate) reason: FailureReason,
     pub(crate) hint: String,
+    /// Whether a signature was compared and did not match, so a re-serialized body could
+    /// explain it (an unreadable signature can match no body).
+    pub(crate) compared: bool,
 }
 
 impl Failure {
@@ -96,7 +99,17 @@ impl Failure {
         Failure {
             reason,
             hint: hint.into(),
+            compared: false,
         }
+    }
+
+    /// The header's structure parses, but its signature value cannot be decoded: like the
+    /// providers' own SDKs, a mismatch (it can match nothing), not a malformed header.
+    fn unreadable(header: &str, why: &str) -> Self {
+        Failure::new(
+            FailureReason::HmacMismatch,
+            format!("the signature in `{header}` cannot match: {why}"),
+        )
     }
 
     fn missing(header: &str) -> Self {
@@ -125,15 +138,18 @@ impl Failure {
 
     fn mismatch(keys: &[Key]) -> Self {
         let n = keys.len();
-        Failure::new(
-            FailureReason::HmacMismatch,
-            format!(
-                "the signature does not match the body under any of the {n} configured secret{}: \
+        Failure {
+            compared: true,
+            ..Failure::new(
+                FailureReason::HmacMismatch,
+                format!(
+                    "the signature does not match the body under any of the {n} configured secret{}: \
                  check that the secret is this endpoint's signing secret and that the body is \
                  verified exactly as received",
-                if n == 1 { "" } else { "s" }
-            ),
-        )
+                    if n == 1 { "" } else { "s" }
+                ),
+            )
+        }
     }
 }
 
@@ -200,8 +216,18 @@ pub(crate) fn mac(algo: Algo, key: &[u8], parts: &[&[u8]]) -> Sig {
     }
 }
 
+/// Constant-time equality of a computed MAC and a received one. The early length check leaks
+/// nothing: a MAC's length is fixed by its algorithm, which is public.
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     !a.is_empty() && a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Constant-time equality of a received value and a secret of any length (a shared token):
+/// their SHA-256 digests are compared, so neither the time nor an early return tells the
+/// secret's length.
+fn ct_eq_secret(received: &[u8], secret: &[u8]) -> bool {
+    let (a, b) = (Sha256::digest(received), Sha256::digest(secret));
+    !secret.is_empty() && bool::from(a.ct_eq(&b))
 }
 
 /// Whether any HMAC key, over `parts`, equals any candidate signature.
@@ -442,16 +468,12 @@ fn mailgun_fields(body: &[u8]) -> Option<MailgunFields> {
         }
         #[derive(serde::Deserialize)]
         struct Fields {
-            timestamp: serde_json::Value,
+            timestamp: crate::capture::Scalar,
             token: String,
             signature: String,
         }
         let fields = serde_json::from_slice::<Envelope>(body).ok()?.signature?;
-        let timestamp = match fields.timestamp {
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Number(n) => n.to_string(),
-            _ => return None,
-        };
+        let timestamp = fields.timestamp.text()?.to_owned();
         return Some(MailgunFields {
             timestamp,
             token: fields.token,
@@ -474,15 +496,56 @@ fn mailgun_fields(body: &[u8]) -> Option<MailgunFields> {
     })
 }
 
+/// A top-level integer field of a JSON body, read in one pass without building the document.
 fn body_number_field(body: &[u8], field: &str) -> Option<i128> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    value.get(field)?.as_i64().map(i128::from)
+    let [value, _] = crate::capture::skim(body, [Some(&[field]), None]);
+    value?.parse::<i64>().ok().map(i128::from)
 }
 
 impl Scheme {
     /// Whether a re-serialized body can explain a mismatch (the body bytes are signed as a whole).
     pub(crate) fn signs_body(&self) -> bool {
         !matches!(self, Scheme::Token { .. } | Scheme::Mailgun)
+    }
+
+    /// Whether the header `name` is part of the signed message.
+    pub(crate) fn signs_header(&self, name: &str) -> bool {
+        match self {
+            Scheme::Standard { .. } => name.ends_with("-id") || name.ends_with("-timestamp"),
+            Scheme::Twitch => matches!(
+                name,
+                "twitch-eventsub-message-id" | "twitch-eventsub-message-timestamp"
+            ),
+            Scheme::VersionedTimestamp {
+                timestamp_header, ..
+            } => name == *timestamp_header,
+            Scheme::HubSpotV3 => name == "x-hubspot-request-timestamp",
+            Scheme::Discord => name == "x-signature-timestamp",
+            Scheme::SendGrid => name == "x-twilio-email-event-webhook-timestamp",
+            _ => false,
+        }
+    }
+
+    /// The headers that carry a signature or a shared credential in this scheme.
+    pub(crate) fn secret_headers(&'static self) -> &'static [&'static str] {
+        match self {
+            Scheme::BodyHmac { header, .. } | Scheme::HeaderTimestamped { header, .. } => {
+                std::slice::from_ref(header)
+            }
+            Scheme::VersionedTimestamp {
+                signature_header, ..
+            } => std::slice::from_ref(signature_header),
+            Scheme::Token { header } => std::slice::from_ref(header),
+            Scheme::Standard { .. } => &["svix-signature", "webhook-signature"],
+            Scheme::Twitch => &["twitch-eventsub-message-signature"],
+            Scheme::Twilio => &["x-twilio-signature"],
+            Scheme::Square => &["x-square-hmacsha256-signature", "x-square-signature"],
+            Scheme::HubSpotV3 => &["x-hubspot-signature-v3", "x-hubspot-signature"],
+            Scheme::Discord => &["x-signature-ed25519"],
+            Scheme::SendGrid => &["x-twilio-email-event-webhook-signature"],
+            // Mailgun signs in the body, which is reported only with `capture_body`.
+            Scheme::Mailgun => &[],
+        }
     }
 
     pub(crate) fn check(
@@ -505,9 +568,8 @@ impl Scheme {
                 let text = strip_prefix_ignore_case(raw, prefix).ok_or_else(|| {
                     Failure::malformed(name, &format!("it does not start with `{prefix}`"))
                 })?;
-                let sig = Sig::decode(encoding, text).ok_or_else(|| {
-                    Failure::malformed(name, &format!("the signature is not {encoding:?}"))
-                })?;
+                let sig = Sig::decode(encoding, text)
+                    .ok_or_else(|| Failure::unreadable(name, &format!("it is not {encoding:?}")))?;
                 if !any_hmac(keys, algo, &[d.body], &[sig]) {
                     return Err(Failure::mismatch(keys));
                 }
@@ -526,6 +588,7 @@ impl Scheme {
                 let raw = header(d, name)?;
                 let mut ts = None;
                 let mut sigs = Vec::new();
+                let mut entries = 0usize;
                 let mut other_entries = false;
                 for item in raw.split(char::from(separator)) {
                     let Some((k, v)) = item.trim().split_once('=') else {
@@ -535,6 +598,7 @@ impl Scheme {
                         ts = Some(v);
                     } else if k == signature_key {
                         // An entry that is not hex can never match; the others may still.
+                        entries += 1;
                         sigs.extend(Sig::decode(Encoding::Hex, v));
                     } else {
                         other_entries = true;
@@ -544,6 +608,12 @@ impl Scheme {
                     Failure::malformed(name, &format!("it has no `{timestamp_key}=` timestamp"))
                 })?;
                 let ts = parse_unix(name, ts_text)?;
+                if entries > 0 && sigs.is_empty() {
+                    return Err(Failure::unreadable(
+                        name,
+                        &format!("no `{signature_key}=` value is a hex signature"),
+                    ));
+                }
                 if sigs.is_empty() {
                     let why = if other_entries {
                         format!(
@@ -571,9 +641,8 @@ impl Scheme {
                 let text = raw.strip_prefix("v0=").ok_or_else(|| {
                     Failure::malformed(signature_header, "it does not start with `v0=`")
                 })?;
-                let sig = Sig::decode(Encoding::Hex, text).ok_or_else(|| {
-                    Failure::malformed(signature_header, "the signature is not hex")
-                })?;
+                let sig = Sig::decode(Encoding::Hex, text)
+                    .ok_or_else(|| Failure::unreadable(signature_header, "it is not hex"))?;
                 if !any_hmac(
                     keys,
                     Algo::Sha256,
@@ -598,12 +667,22 @@ impl Scheme {
                 let sig_text = header(d, sig_h)?;
                 let ts = parse_unix(ts_h, ts_text)?;
                 let (mut v1, mut v1a) = (Vec::new(), Vec::new());
+                let mut entries = 0usize;
                 for entry in sig_text.split_ascii_whitespace() {
                     match entry.split_once(',') {
-                        Some(("v1", s)) => v1.extend(Sig::decode(Encoding::Base64, s)),
-                        Some(("v1a", s)) => v1a.extend(Sig::decode(Encoding::Base64, s)),
+                        Some(("v1", s)) => {
+                            entries += 1;
+                            v1.extend(Sig::decode(Encoding::Base64, s));
+                        }
+                        Some(("v1a", s)) => {
+                            entries += 1;
+                            v1a.extend(Sig::decode(Encoding::Base64, s));
+                        }
                         _ => {} // unknown versions are ignored, as the spec says
                     }
+                }
+                if entries > 0 && v1.is_empty() && v1a.is_empty() {
+                    return Err(Failure::unreadable(sig_h, "no `v1`/`v1a` value is base64"));
                 }
                 if v1.is_empty() && v1a.is_empty() {
                     return Err(Failure::malformed(
@@ -638,7 +717,7 @@ impl Scheme {
                 let text = strip_prefix_ignore_case(raw, "sha256=")
                     .ok_or_else(|| Failure::malformed(SIG, "it does not start with `sha256=`"))?;
                 let sig = Sig::decode(Encoding::Hex, text)
-                    .ok_or_else(|| Failure::malformed(SIG, "the signature is not hex"))?;
+                    .ok_or_else(|| Failure::unreadable(SIG, "it is not hex"))?;
                 let parts = [id.as_bytes(), ts_text.as_bytes(), d.body];
                 if !any_hmac(keys, Algo::Sha256, &parts, &[sig]) {
                     return Err(Failure::mismatch(keys));
@@ -648,16 +727,19 @@ impl Scheme {
             Scheme::Twilio => {
                 const SIG: &str = "x-twilio-signature";
                 let sig = Sig::decode(Encoding::Base64, header(d, SIG)?)
-                    .ok_or_else(|| Failure::malformed(SIG, "the signature is not base64"))?;
+                    .ok_or_else(|| Failure::unreadable(SIG, "it is not base64"))?;
                 let url = d.url.ok_or_else(|| Failure::url_required(provider))?;
                 let params = if let Some(expected) = query_param(url, "bodySHA256") {
                     let actual = sha256_hex(d.body);
                     if !ct_eq(actual.as_bytes(), expected.to_ascii_lowercase().as_bytes()) {
-                        return Err(Failure::new(
-                            FailureReason::HmacMismatch,
-                            "the body's SHA-256 differs from the URL's `bodySHA256` parameter: \
-                             the body is not the one Twilio sent",
-                        ));
+                        return Err(Failure {
+                            compared: true,
+                            ..Failure::new(
+                                FailureReason::HmacMismatch,
+                                "the body's SHA-256 differs from the URL's `bodySHA256` \
+                                 parameter: the body is not the one Twilio sent",
+                            )
+                        });
                     }
                     Vec::new()
                 } else if is_form(d) {
@@ -684,7 +766,7 @@ impl Scheme {
                         (SHA1, Algo::Sha1)
                     };
                 let sig = Sig::decode(Encoding::Base64, header(d, name)?)
-                    .ok_or_else(|| Failure::malformed(name, "the signature is not base64"))?;
+                    .ok_or_else(|| Failure::unreadable(name, "it is not base64"))?;
                 let url = d.url.ok_or_else(|| Failure::url_required(provider))?;
                 if any_hmac(keys, algo, &[url.as_bytes(), d.body], &[sig]) {
                     Ok(())
@@ -696,7 +778,7 @@ impl Scheme {
                 const SIG: &str = "x-hubspot-signature-v3";
                 const TS: &str = "x-hubspot-request-timestamp";
                 let sig = Sig::decode(Encoding::Base64, header(d, SIG)?)
-                    .ok_or_else(|| Failure::malformed(SIG, "the signature is not base64"))?;
+                    .ok_or_else(|| Failure::unreadable(SIG, "it is not base64"))?;
                 let ts_text = header(d, TS)?;
                 let ts_ms = parse_unix(TS, ts_text)?;
                 let url = d.url.ok_or_else(|| Failure::url_required(provider))?;
@@ -713,7 +795,7 @@ impl Scheme {
                 let sig = Sig::decode(Encoding::Hex, header(d, SIG)?)
                     .filter(|s| s.len == 64)
                     .ok_or_else(|| {
-                        Failure::malformed(SIG, "it is not a 128-character hex signature")
+                        Failure::unreadable(SIG, "it is not a 128-character hex signature")
                     })?;
                 let ts_text = header(d, TS)?;
                 let ts = parse_unix(TS, ts_text)?;
@@ -731,9 +813,9 @@ impl Scheme {
                 let ts = parse_unix(TS, ts_text)?;
                 let der = b64()
                     .decode(sig_text)
-                    .map_err(|_| Failure::malformed(SIG, "the signature is not base64"))?;
+                    .map_err(|_| Failure::unreadable(SIG, "it is not base64"))?;
                 if !any_p256(keys, &concat(&[ts_text.as_bytes(), d.body]), &der)
-                    .map_err(|why| Failure::malformed(SIG, why))?
+                    .map_err(|why| Failure::unreadable(SIG, why))?
                 {
                     return Err(Failure::mismatch(keys));
                 }
@@ -742,7 +824,7 @@ impl Scheme {
             Scheme::Token { header: name } => {
                 let token = header(d, name)?;
                 let ok = keys.iter().any(|k| match k {
-                    Key::Secret(secret) => ct_eq(token.as_bytes(), secret),
+                    Key::Secret(secret) => ct_eq_secret(token.as_bytes(), secret),
                     #[allow(unreachable_patterns)]
                     _ => false,
                 });
@@ -764,9 +846,8 @@ impl Scheme {
                     )
                 })?;
                 let ts = parse_unix("signature.timestamp", &f.timestamp)?;
-                let sig = Sig::decode(Encoding::Hex, &f.signature).ok_or_else(|| {
-                    Failure::malformed("signature.signature", "the signature is not hex")
-                })?;
+                let sig = Sig::decode(Encoding::Hex, &f.signature)
+                    .ok_or_else(|| Failure::unreadable("signature.signature", "it is not hex"))?;
                 let parts = [f.timestamp.as_bytes(), f.token.as_bytes()];
                 if !any_hmac(keys, Algo::Sha256, &parts, &[sig]) {
                     return Err(Failure::mismatch(keys));

@@ -8,7 +8,7 @@ use hashlink::LinkedHashMap;
 
 use super::{
     BoxFuture, CachedResponse, Clock, Reservation, ReservationToken, STALE_RESERVATION, Store,
-    StoreError, SystemClock, new_token,
+    StoreError, SystemClock, fit_key, new_token,
 };
 
 #[derive(Debug, Clone)]
@@ -27,32 +27,98 @@ struct Slot {
     expires: Instant,
 }
 
+/// What one entry is charged against the byte budget beyond its key and values: the map's
+/// node, the slot and the allocations' headers, rounded up.
+const ENTRY_OVERHEAD: usize = 128;
+
+impl Slot {
+    fn bytes(&self, key: &str) -> usize {
+        let values = match &self.state {
+            State::InFlight { token, .. } => token.0.len(),
+            State::Done(r) => {
+                r.content_type.as_ref().map_or(0, String::len)
+                    + r.body.as_ref().map_or(0, |b| b.len())
+            }
+        };
+        ENTRY_OVERHEAD + key.len() + values
+    }
+}
+
 /// One shard: keys in the order they were last reserved or completed, so the front is always
-/// the oldest entry (the first to expire for a common TTL, and the one evicted at the bound).
+/// the oldest entry (the first to expire for a common TTL, and the one evicted at a bound).
 struct Shard {
     map: LinkedHashMap<Box<str>, Slot>,
     capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
 }
 
 impl Shard {
-    /// Drops expired entries from the front, then the oldest ones until one more fits.
-    fn make_room(&mut self, now: Instant) {
-        while let Some((_, front)) = self.map.front() {
-            if front.expires > now && self.map.len() < self.capacity {
+    /// Drops expired entries from the front, then the oldest ones until one more entry of
+    /// `incoming` bytes fits both bounds.
+    fn make_room(&mut self, now: Instant, incoming: usize) {
+        while let Some((key, front)) = self.map.front() {
+            let fits = self.map.len() < self.capacity && self.bytes + incoming <= self.max_bytes;
+            if front.expires > now && fits {
                 break;
             }
+            let freed = front.bytes(key);
             self.map.pop_front();
+            self.bytes -= freed;
+        }
+    }
+
+    /// Replaces the slot of `key` (which must be present) and moves it to the back, keeping
+    /// the byte count; older entries give way if the new value does not fit.
+    fn replace(&mut self, key: &str, slot: Slot) {
+        let Some(old) = self.map.get_mut(key) else {
+            return;
+        };
+        let (before, after) = (old.bytes(key), slot.bytes(key));
+        *old = slot;
+        self.bytes = self.bytes - before + after;
+        self.map.to_back(key);
+        // Evict from the front (never this key, now at the back) until within the budget.
+        while self.bytes > self.max_bytes && self.map.len() > 1 {
+            if let Some((k, front)) = self.map.front() {
+                let freed = front.bytes(k);
+                self.map.pop_front();
+                self.bytes -= freed;
+            }
+        }
+        // Alone and still too large: keep the status, not the body.
+        if self.bytes > self.max_bytes
+            && let Some(slot) = self.map.get_mut(key)
+            && let State::Done(r) = &mut slot.state
+            && let Some(body) = r.body.take()
+        {
+            self.bytes -= body.len();
+        }
+    }
+
+    fn insert(&mut self, key: &str, slot: Slot, now: Instant) {
+        let size = slot.bytes(key);
+        self.make_room(now, size);
+        self.map.insert(key.into(), slot);
+        self.bytes += size;
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(slot) = self.map.remove(key) {
+            self.bytes -= slot.bytes(key);
         }
     }
 }
 
-/// The embedded default store: in this process, concurrent, TTL-expiring and bounded.
+/// The embedded default store: in this process, concurrent, TTL-expiring and bounded both in
+/// keys and in bytes.
 ///
 /// Keys are spread over independently locked shards, each an insertion-ordered hash map, so a
 /// new key is one hash-map insert under one uncontended lock. Entries expire with their TTL
-/// and are dropped as new keys arrive; past `max_entries` the **oldest** entries are evicted
+/// and are dropped as new keys arrive; past `max_entries` keys or `max_bytes` bytes (keys,
+/// cached response bodies and a fixed overhead per entry) the **oldest** entries are evicted
 /// first: the ones least likely to be retried. Under that pressure a retry of an evicted key
-/// runs the handler again, so size the bound for your providers' retry window.
+/// runs the handler again, so size the bounds for your providers' retry window.
 ///
 /// ```
 /// use std::time::Duration;
@@ -78,6 +144,7 @@ impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
             .field("entries", &self.len())
+            .field("bytes", &self.bytes())
             .field("shards", &self.shards.len())
             .finish_non_exhaustive()
     }
@@ -89,8 +156,11 @@ impl Default for MemoryStore {
     }
 }
 
-/// The default bound of [`MemoryStore::new`].
+/// The default key bound of [`MemoryStore::new`].
 pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
+
+/// The default byte bound of [`MemoryStore::new`]: 64 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 
 /// At most this many shards; small stores get fewer, so the bound stays exact.
 const MAX_SHARDS: u64 = 64;
@@ -101,22 +171,40 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 }
 
 impl MemoryStore {
-    /// A store holding at most 100,000 keys.
+    /// A store holding at most 100,000 keys and 64 MiB.
     pub fn new() -> Self {
-        MemoryStore::with_max_entries(DEFAULT_MAX_ENTRIES)
+        MemoryStore::with_bounds(DEFAULT_MAX_ENTRIES, DEFAULT_MAX_BYTES)
     }
 
-    /// A store holding at most `max_entries` keys (at least one).
+    /// A store holding at most `max_entries` keys (at least one) and 64 MiB.
     pub fn with_max_entries(max_entries: u64) -> Self {
+        MemoryStore::with_bounds(max_entries, DEFAULT_MAX_BYTES)
+    }
+
+    /// A store holding at most `max_entries` keys and about `max_bytes` bytes: keys, cached
+    /// bodies and content types, plus 128 bytes per entry for the map itself.
+    ///
+    /// ```
+    /// use outworx_hooks::MemoryStore;
+    /// let store = MemoryStore::with_bounds(1_000_000, 256 << 20); // 1M keys, 256 MiB
+    /// # let _ = store;
+    /// ```
+    pub fn with_bounds(max_entries: u64, max_bytes: u64) -> Self {
         let max_entries = max_entries.max(1);
-        // One shard per 1,024 keys up to 64: the bound is split exactly among them.
-        let n = (max_entries / 1024).clamp(1, MAX_SHARDS);
+        // One shard per 1,024 keys and per MiB, up to 64: the bounds are split exactly among
+        // them, and each shard can hold many cached bodies of the largest size.
+        let n = (max_entries / 1024)
+            .min(max_bytes / (1 << 20))
+            .clamp(1, MAX_SHARDS);
         let shards = (0..n)
             .map(|i| {
                 let capacity = max_entries / n + u64::from(i < max_entries % n);
+                let bytes = max_bytes / n + u64::from(i < max_bytes % n);
                 Mutex::new(Shard {
                     map: LinkedHashMap::new(),
                     capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
+                    max_bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
+                    bytes: 0,
                 })
             })
             .collect();
@@ -143,6 +231,11 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    /// The bytes charged against the byte bound now.
+    pub fn bytes(&self) -> u64 {
+        self.shards.iter().map(|s| lock(s).bytes as u64).sum()
+    }
+
     fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
         let n = self.shards.len() as u64;
         // Widening then narrowing: the index is below the shard count, so it fits.
@@ -150,10 +243,23 @@ impl MemoryStore {
         lock(&self.shards[i])
     }
 
-    fn reserve_now(&self, key: &str, ttl: Duration) -> Reservation {
+    fn reserve_now(&self, key: &str, ttl: Duration) -> Result<Reservation, StoreError> {
         let now = self.clock.now();
         let mut shard = self.shard(key);
-        let token = new_token();
+        if let Some(slot) = shard.map.get(key)
+            && slot.expires > now
+        {
+            match &slot.state {
+                State::Done(resp) => return Ok(Reservation::Duplicate(resp.clone())),
+                State::InFlight { since, .. }
+                    if now.saturating_duration_since(*since) < STALE_RESERVATION =>
+                {
+                    return Ok(Reservation::InFlight);
+                }
+                State::InFlight { .. } => {} // its owner died: take it over
+            }
+        }
+        let token = new_token()?;
         let fresh = Slot {
             state: State::InFlight {
                 token: token.clone(),
@@ -161,37 +267,25 @@ impl MemoryStore {
             },
             expires: now + ttl,
         };
-        if let Some(slot) = shard.map.get_mut(key) {
-            if slot.expires > now {
-                match &slot.state {
-                    State::Done(resp) => return Reservation::Duplicate(resp.clone()),
-                    State::InFlight { since, .. }
-                        if now.saturating_duration_since(*since) < STALE_RESERVATION =>
-                    {
-                        return Reservation::InFlight;
-                    }
-                    State::InFlight { .. } => {} // its owner died: take it over
-                }
-            }
-            *slot = fresh;
-            shard.map.to_back(key);
-            return Reservation::New(token);
+        if shard.map.contains_key(key) {
+            shard.replace(key, fresh);
+        } else {
+            shard.insert(key, fresh, now);
         }
-        shard.make_room(now);
-        shard.map.insert(key.into(), fresh);
-        Reservation::New(token)
+        Ok(Reservation::New(token))
     }
 
     /// Applies `change` to the slot of `key` while `token` holds its reservation, checked and
     /// changed under one lock (so a takeover in between is seen).
-    fn if_holder(&self, key: &str, token: &ReservationToken, change: impl FnOnce(&mut Slot)) {
+    fn if_holder(&self, key: &str, token: &ReservationToken, change: impl FnOnce(&Slot) -> Slot) {
         let mut shard = self.shard(key);
-        if let Some(slot) = shard.map.get_mut(key)
-            && matches!(&slot.state, State::InFlight { token: t, .. } if t == token)
-        {
-            change(slot);
-            shard.map.to_back(key);
-        }
+        let next = match shard.map.get(key) {
+            Some(slot) if matches!(&slot.state, State::InFlight { token: t, .. } if t == token) => {
+                change(slot)
+            }
+            _ => return,
+        };
+        shard.replace(key, next);
     }
 }
 
@@ -201,7 +295,7 @@ impl Store for MemoryStore {
         key: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Reservation, StoreError>> {
-        Box::pin(async move { Ok(self.reserve_now(key, ttl)) })
+        Box::pin(async move { self.reserve_now(&fit_key(key), ttl) })
     }
 
     fn complete<'a>(
@@ -213,11 +307,9 @@ impl Store for MemoryStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let now = self.clock.now();
-            self.if_holder(key, token, |slot| {
-                *slot = Slot {
-                    state: State::Done(response),
-                    expires: now + ttl,
-                };
+            self.if_holder(&fit_key(key), token, |_| Slot {
+                state: State::Done(response),
+                expires: now + ttl,
             });
             Ok(())
         })
@@ -229,12 +321,32 @@ impl Store for MemoryStore {
         token: &'a ReservationToken,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut shard = self.shard(key);
-            if let Some(slot) = shard.map.get(key)
+            let key = fit_key(key);
+            let mut shard = self.shard(&key);
+            if let Some(slot) = shard.map.get(&*key)
                 && matches!(&slot.state, State::InFlight { token: t, .. } if t == token)
             {
-                shard.map.remove(key);
+                shard.remove(&key);
             }
+            Ok(())
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a ReservationToken,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let now = self.clock.now();
+            self.if_holder(&fit_key(key), token, |slot| Slot {
+                state: State::InFlight {
+                    token: token.clone(),
+                    since: now,
+                },
+                // A handler running past the key's TTL keeps its reservation too.
+                expires: slot.expires.max(now + STALE_RESERVATION),
+            });
             Ok(())
         })
     }
@@ -376,5 +488,92 @@ mod tests {
             }
         }
         assert_eq!(winners, 1);
+    }
+
+    #[tokio::test]
+    async fn renewal_keeps_a_slow_handlers_reservation() {
+        let clock = ManualClock::new();
+        let s = MemoryStore::new().with_clock(clock.clone());
+        let t = new_token_of(s.reserve("k", TTL).await.unwrap());
+        // Renewed every 20 s for 100 s: past both the stale time and the key's 60 s TTL.
+        for _ in 0..5 {
+            clock.advance(Duration::from_secs(20));
+            s.renew("k", &t).await.unwrap();
+            assert_eq!(s.reserve("k", TTL).await.unwrap(), Reservation::InFlight);
+        }
+        // Without renewal the reservation goes stale and is taken over.
+        clock.advance(STALE_RESERVATION);
+        let other = new_token_of(s.reserve("k", TTL).await.unwrap());
+        // The old holder's renewal no longer counts.
+        s.renew("k", &t).await.unwrap();
+        s.complete("k", &other, ok(), TTL).await.unwrap();
+        assert_eq!(
+            s.reserve("k", TTL).await.unwrap(),
+            Reservation::Duplicate(ok())
+        );
+    }
+
+    #[tokio::test]
+    async fn the_byte_bound_holds_and_evicts_the_oldest() {
+        let body = Bytes::from(vec![b'x'; 10_000]);
+        let big = CachedResponse {
+            status: 200,
+            content_type: Some("text/plain".into()),
+            body: Some(body),
+        };
+        let s = MemoryStore::with_bounds(1_000_000, 100_000);
+        for i in 0..50 {
+            let k = format!("k{i}");
+            let t = new_token_of(s.reserve(&k, TTL).await.unwrap());
+            s.complete(&k, &t, big.clone(), TTL).await.unwrap();
+            assert!(s.bytes() <= 100_000, "{} bytes after {i}", s.bytes());
+        }
+        assert!(s.len() < 12, "{} entries of 10 kB in 100 kB", s.len());
+        // The newest is kept; the oldest went first.
+        assert!(matches!(
+            s.reserve("k49", TTL).await.unwrap(),
+            Reservation::Duplicate(_)
+        ));
+        new_token_of(s.reserve("k0", TTL).await.unwrap());
+        // Released and expired entries give their bytes back.
+        let s = MemoryStore::with_bounds(100, 1_000_000);
+        let t = new_token_of(s.reserve("a", TTL).await.unwrap());
+        assert!(s.bytes() > 0);
+        s.release("a", &t).await.unwrap();
+        assert_eq!(s.bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_response_larger_than_the_whole_budget_is_kept_as_status_only() {
+        let s = MemoryStore::with_bounds(10, 1_000);
+        let t = new_token_of(s.reserve("k", TTL).await.unwrap());
+        let huge = CachedResponse {
+            status: 201,
+            content_type: None,
+            body: Some(Bytes::from(vec![0u8; 5_000])),
+        };
+        s.complete("k", &t, huge, TTL).await.unwrap();
+        assert!(s.bytes() <= 1_000);
+        assert_eq!(
+            s.reserve("k", TTL).await.unwrap(),
+            Reservation::Duplicate(CachedResponse {
+                status: 201,
+                content_type: None,
+                body: None
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn long_keys_are_stored_as_their_digest() {
+        let s = MemoryStore::new();
+        let long = "k".repeat(100_000);
+        let t = new_token_of(s.reserve(&long, TTL).await.unwrap());
+        assert!(s.bytes() < 1_000, "{} bytes for one key", s.bytes());
+        s.complete(&long, &t, ok(), TTL).await.unwrap();
+        assert_eq!(
+            s.reserve(&long, TTL).await.unwrap(),
+            Reservation::Duplicate(ok())
+        );
     }
 }

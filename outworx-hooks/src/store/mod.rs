@@ -2,15 +2,19 @@
 //!
 //! Every store answers [`Store::reserve`] atomically with new / duplicate (with the cached
 //! response) / in flight, keeps a completed response for the TTL, and frees a key on
-//! [`Store::release`]. A reservation that was never completed within [`STALE_RESERVATION`]
-//! (its instance died) is taken over; the old owner's late `complete`/`release` carries a
-//! stale [`ReservationToken`] and changes nothing.
+//! [`Store::release`]. A reservation that was neither completed nor renewed
+//! ([`Store::renew`]) within [`STALE_RESERVATION`] (its instance died) is taken over; the old
+//! owner's late `complete`/`release` carries a stale [`ReservationToken`] and changes nothing.
+//!
+//! Keys longer than [`MAX_KEY_LEN`] bytes are replaced by a digest of themselves
+//! ([`fit_key`]) in every store, so a key's size is bounded whatever a sender puts in it.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -63,8 +67,33 @@ pub enum Reservation {
 #[error("idempotency store error: {0}")]
 pub struct StoreError(pub String);
 
-/// A reservation older than this that was never completed is taken over (its owner died).
+/// A reservation older than this that was never completed nor renewed is taken over (its
+/// owner died). The pipeline renews its reservations every [`RENEW_EVERY`] while the handler
+/// runs, so a slow handler keeps its key.
 pub const STALE_RESERVATION: Duration = Duration::from_secs(30);
+
+/// How often the pipeline renews a reservation while its handler runs.
+pub const RENEW_EVERY: Duration = Duration::from_secs(10);
+
+/// The longest key a store is given; longer ones become `sha256:<hex digest>` ([`fit_key`]).
+pub const MAX_KEY_LEN: usize = 512;
+
+/// `key` if it is at most [`MAX_KEY_LEN`] bytes, else `sha256:` and the hex digest of it:
+/// the same in every store, so a key's size is bounded and equal keys still meet.
+///
+/// ```
+/// use outworx_hooks::store::{MAX_KEY_LEN, fit_key};
+/// assert_eq!(fit_key("evt_1"), "evt_1");
+/// let long = "k".repeat(MAX_KEY_LEN + 1);
+/// assert!(fit_key(&long).starts_with("sha256:") && fit_key(&long).len() == 71);
+/// ```
+pub fn fit_key(key: &str) -> Cow<'_, str> {
+    if key.len() <= MAX_KEY_LEN {
+        return Cow::Borrowed(key);
+    }
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(key.as_bytes());
+    Cow::Owned(format!("sha256:{}", hex::encode(digest)))
+}
 
 /// Where idempotency keys live. Every method is atomic per key.
 pub trait Store: Send + Sync + 'static {
@@ -90,6 +119,19 @@ pub trait Store: Send + Sync + 'static {
         key: &'a str,
         token: &'a ReservationToken,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Restarts the stale clock of a reservation `token` still holds, so a handler that runs
+    /// longer than [`STALE_RESERVATION`] keeps its key. The pipeline calls it every
+    /// [`RENEW_EVERY`] while the handler runs. The default does nothing: a store without it
+    /// lets a retry take over a reservation older than its stale time.
+    fn renew<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a ReservationToken,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = (key, token);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// The TTL stores are used with: the route's TTL clamped to 60 s ..= 7 days.
@@ -157,18 +199,22 @@ impl Clock for ManualClock {
     }
 }
 
-/// A token unique across processes: time, process id and a counter.
-pub(crate) fn new_token() -> ReservationToken {
-    // Unique across processes (start time and pid) and within one (a counter); built without
-    // a formatter, as it runs for every new delivery.
-    static PREFIX: OnceLock<String> = OnceLock::new();
+/// A reservation token: 128 random bits drawn once per process from the operating system,
+/// then a counter, so tokens are unique and cannot be guessed from one another's process.
+/// Without OS randomness there is no token: an error (the pipeline's fail-open or fail-closed
+/// rule applies), never a guessable fallback.
+pub(crate) fn new_token() -> Result<ReservationToken, StoreError> {
+    static PREFIX: OnceLock<Option<String>> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        format!("{nanos:x}-{:x}-", std::process::id())
-    });
+    let prefix = PREFIX
+        .get_or_init(|| {
+            let mut seed = [0u8; 16];
+            getrandom::fill(&mut seed).ok()?;
+            Some(format!("{}-", hex::encode(seed)))
+        })
+        .as_deref()
+        .ok_or_else(|| StoreError("no randomness from the operating system for a token".into()))?;
+    // Built without a formatter: it runs for every new delivery.
     let mut token = String::with_capacity(prefix.len() + 16);
     token.push_str(prefix);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -177,5 +223,30 @@ pub(crate) fn new_token() -> ReservationToken {
         let d = ((n >> (i * 4)) & 0xf) as u8;
         token.push(char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 }));
     }
-    ReservationToken(token)
+    Ok(ReservationToken(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_unique_and_carry_random_bits() {
+        let a = new_token().unwrap();
+        let b = new_token().unwrap();
+        assert_ne!(a, b);
+        let (prefix, _) = a.0.split_once('-').unwrap();
+        assert_eq!(prefix.len(), 32, "128 random bits, hex");
+        assert!(b.0.starts_with(prefix), "one draw per process");
+    }
+
+    #[test]
+    fn long_keys_become_a_digest_of_themselves() {
+        let long = "x".repeat(MAX_KEY_LEN + 1);
+        let other = format!("{}y", "x".repeat(MAX_KEY_LEN));
+        assert_eq!(fit_key(&long), fit_key(&long));
+        assert_ne!(fit_key(&long), fit_key(&other));
+        assert!(fit_key(&long).len() <= MAX_KEY_LEN);
+        assert_eq!(fit_key(&"x".repeat(MAX_KEY_LEN)).len(), MAX_KEY_LEN);
+    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BoxFuture, CachedResponse, Reservation, ReservationToken, Store, StoreError, new_token,
+    BoxFuture, CachedResponse, Reservation, ReservationToken, Store, StoreError, fit_key, new_token,
 };
 
 /// The default time one API call may take before the store reports an error (and the
@@ -19,8 +19,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// "cached_body"}`, and `POST {base}/api/sdk/idempotency/complete` with `{"key",
 /// "response_status_code", "response_body"}` stores the response (the body as text; a body
 /// that is not UTF-8 is stored lossily). Additive fields a server may use and others ignore:
-/// `token` (the reservation, so a late owner cannot overwrite a takeover), `content_type`, and
-/// `{"key", "token", "release": true}` on `/complete` to free a key after a failure.
+/// `token` (the reservation, so a late owner cannot overwrite a takeover), `content_type`,
+/// `{"key", "token", "release": true}` on `/complete` to free a key after a failure, and
+/// `{"key", "token", "renew": true}` to keep a slow handler's reservation from going stale.
 ///
 /// A `duplicate` without a cached status is read as a delivery still **in flight** (409, the
 /// provider retries later) where the Python package would answer an empty 200 and lose the
@@ -79,6 +80,8 @@ struct Complete<'a> {
     ttl: Option<u64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     release: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    renew: bool,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -134,12 +137,13 @@ impl Store for OutworxApiStore {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Reservation, StoreError>> {
         Box::pin(async move {
-            let token = new_token();
+            let token = new_token()?;
+            let key = fit_key(key);
             let answer: CheckAnswer = self
                 .post(
                     "/api/sdk/idempotency/check",
                     &Check {
-                        key,
+                        key: &key,
                         ttl: ttl.as_secs(),
                         token: &token.0,
                     },
@@ -166,8 +170,9 @@ impl Store for OutworxApiStore {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            let key = fit_key(key);
             let body = Complete {
-                key,
+                key: &key,
                 token: &token.0,
                 response_status_code: Some(response.status),
                 response_body: response
@@ -177,6 +182,7 @@ impl Store for OutworxApiStore {
                 content_type: response.content_type.as_deref(),
                 ttl: Some(ttl.as_secs()),
                 release: false,
+                renew: false,
             };
             self.post::<_, serde_json::Value>("/api/sdk/idempotency/complete", &body)
                 .await
@@ -189,19 +195,45 @@ impl Store for OutworxApiStore {
         key: &'a str,
         token: &'a ReservationToken,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            let body = Complete {
-                key,
-                token: &token.0,
-                response_status_code: None,
-                response_body: None,
-                content_type: None,
-                ttl: None,
-                release: true,
-            };
-            self.post::<_, serde_json::Value>("/api/sdk/idempotency/complete", &body)
-                .await
-                .map(drop)
-        })
+        Box::pin(async move { self.signal(key, token, Signal::Release).await })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a ReservationToken,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { self.signal(key, token, Signal::Renew).await })
+    }
+}
+
+/// What a bodiless `/complete` call asks for.
+#[derive(Clone, Copy)]
+enum Signal {
+    Release,
+    Renew,
+}
+
+impl OutworxApiStore {
+    async fn signal(
+        &self,
+        key: &str,
+        token: &ReservationToken,
+        signal: Signal,
+    ) -> Result<(), StoreError> {
+        let key = fit_key(key);
+        let body = Complete {
+            key: &key,
+            token: &token.0,
+            response_status_code: None,
+            response_body: None,
+            content_type: None,
+            ttl: None,
+            release: matches!(signal, Signal::Release),
+            renew: matches!(signal, Signal::Renew),
+        };
+        self.post::<_, serde_json::Value>("/api/sdk/idempotency/complete", &body)
+            .await
+            .map(drop)
     }
 }

@@ -8,7 +8,7 @@ use redis::aio::ConnectionManager;
 
 use super::{
     BoxFuture, CachedResponse, Reservation, ReservationToken, STALE_RESERVATION, Store, StoreError,
-    new_token,
+    fit_key, new_token,
 };
 
 /// Reserves in one round trip: `SET NX PX` when the key is free; otherwise a completed
@@ -48,6 +48,25 @@ end
 return 0
 ";
 
+/// Restarts the stale clock of the reservation, only while `ARGV[1]` still holds it; the key
+/// lives at least `ARGV[2]` ms more, so a handler running past its TTL keeps it.
+const RENEW: &str = r"
+local v = redis.call('GET', KEYS[1])
+local mine = 'p:' .. ARGV[1] .. ':'
+if v and string.sub(v, 1, string.len(mine)) == mine then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl < 0 then
+    redis.call('SET', KEYS[1], mine .. now)
+  else
+    redis.call('SET', KEYS[1], mine .. now, 'PX', math.max(ttl, tonumber(ARGV[2])))
+  end
+  return 1
+end
+return 0
+";
+
 /// Frees the key, only while `ARGV[1]` still holds the reservation.
 const RELEASE: &str = r"
 local v = redis.call('GET', KEYS[1])
@@ -59,8 +78,14 @@ end
 return 0
 ";
 
-/// The default prefix of every key this store writes.
+/// The default prefix of every key this store writes. The pipeline's keys already carry the
+/// service, provider and route (see `Config::service`), so services sharing one Redis do not
+/// meet; a prefix of your own separates other tenants of the server.
 pub(crate) const DEFAULT_PREFIX: &str = "outworx:idem:";
+
+/// The oldest Redis whose scripts may write after reading `TIME` (script effects replication,
+/// the default from 5.0 on).
+const MIN_REDIS_MAJOR: u32 = 5;
 
 /// An idempotency store in Redis, shared by many instances (feature `redis`).
 ///
@@ -85,6 +110,7 @@ pub struct RedisStore {
     reserve: Script,
     complete: Script,
     release: Script,
+    renew: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -106,9 +132,19 @@ fn millis(d: Duration) -> u64 {
 
 impl RedisStore {
     /// Connects to `url` (`redis://host:port/db`) and keeps reconnecting as needed.
+    ///
+    /// The server must be Redis 5 or later (or a compatible server that says so): the store's
+    /// scripts read the server's clock before they write. An older server is refused here,
+    /// with its version, rather than failing on every delivery.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(err)?;
-        let conn = ConnectionManager::new(client).await.map_err(err)?;
+        let mut conn = ConnectionManager::new(client).await.map_err(err)?;
+        let info: redis::InfoDict = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await
+            .map_err(err)?;
+        check_version(info.get::<String>("redis_version").as_deref())?;
         Ok(RedisStore {
             conn,
             prefix: DEFAULT_PREFIX.to_owned(),
@@ -116,6 +152,7 @@ impl RedisStore {
             reserve: Script::new(RESERVE),
             complete: Script::new(COMPLETE),
             release: Script::new(RELEASE),
+            renew: Script::new(RENEW),
         })
     }
 
@@ -132,7 +169,21 @@ impl RedisStore {
     }
 
     fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
+        format!("{}{}", self.prefix, fit_key(key))
+    }
+}
+
+/// Refuses a server older than Redis 5 (an unreadable version is let through: the scripts
+/// will say so if they fail).
+fn check_version(version: Option<&str>) -> Result<(), StoreError> {
+    let major = version.and_then(|v| v.split('.').next()?.parse::<u32>().ok());
+    match major {
+        Some(m) if m < MIN_REDIS_MAJOR => Err(err(format!(
+            "the server is Redis {}, and this store needs Redis {MIN_REDIS_MAJOR} or later \
+             (its scripts write after reading the server's clock)",
+            version.unwrap_or("?")
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -172,7 +223,7 @@ impl Store for RedisStore {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Reservation, StoreError>> {
         Box::pin(async move {
-            let token = new_token();
+            let token = new_token()?;
             let mut conn = self.conn.clone();
             let answer: Vec<String> = self
                 .reserve
@@ -235,6 +286,25 @@ impl Store for RedisStore {
             Ok(())
         })
     }
+
+    fn renew<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a ReservationToken,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let _: i64 = self
+                .renew
+                .key(self.key(key))
+                .arg(&token.0)
+                .arg(millis(self.stale_after))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(err)?;
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]
@@ -258,5 +328,20 @@ mod tests {
             assert_eq!(decode(&encode(&r)), Some(r));
         }
         assert_eq!(decode("garbage"), None);
+    }
+
+    #[test]
+    fn servers_older_than_redis_5_are_refused_by_version() {
+        let e = check_version(Some("4.0.14")).unwrap_err();
+        assert!(e.to_string().contains("Redis 4.0.14"), "{e}");
+        for ok in [
+            Some("5.0.0"),
+            Some("7.2.4"),
+            Some("10.1"),
+            None,
+            Some("weird"),
+        ] {
+            assert!(check_version(ok).is_ok(), "{ok:?}");
+        }
     }
 }

@@ -45,10 +45,18 @@ async fn custom(body: String) -> String {
 #[webhook(provider = "github", secret = "s", idempotency = header("X-GitHub-Delivery"), event_type = header("x-github-event"), ttl = 604800)]
 async fn github() {}
 
+#[webhook(provider = "github", secret = "s", allow_ips = ["192.30.252.0/22", "2606:50c0::/32", "203.0.113.7"], redact = ["X-Hook-Secret", "x-internal-token"])]
+async fn listed() {}
+
+#[webhook(provider = "github", secret = "s", allow_ips = env("GITHUB_HOOK_IPS"))]
+async fn from_env() {}
+
 fn main() {
     let _app: Router = Router::new()
         .route("/stripe", post(stripe))
         .route("/custom", post(custom))
         .route("/github", post(github))
+        .route("/listed", post(listed))
+        .route("/from-env", post(from_env))
         .with_state(AppState);
 }

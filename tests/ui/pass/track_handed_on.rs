@@ -32,10 +32,26 @@ async fn clones(track: Track) -> &'static str {
     "ok"
 }
 
+#[webhook(provider = "github", secret = "s", require_processed)]
+async fn borrowed_alias(track: Track) -> &'static str {
+    let t: &Track = &track;
+    t.failed("an alias that is marked counts");
+    "ok"
+}
+
+#[webhook(provider = "github", secret = "s", require_processed)]
+async fn alias_handed_on(track: Track) -> &'static str {
+    let t = track;
+    process_later(t).await;
+    "ok"
+}
+
 fn main() {
     let _app: Router = Router::new()
         .route("/a", post(passes_it_on))
         .route("/b", post(spawns))
         .route("/c", post(in_a_macro))
-        .route("/d", post(clones));
+        .route("/d", post(clones))
+        .route("/e", post(borrowed_alias))
+        .route("/f", post(alias_handed_on));
 }
