@@ -76,12 +76,36 @@ fn raw_hmac(c: &mut Criterion) {
     group.finish();
 }
 
+/// The worst case of an invalid delivery: a forged, well-formed signature over 64 KiB of
+/// nesting (`[` × 32,767 then `]` × 32,767), which makes the `parsed_body` diagnosis try its
+/// re-encodings. Bounded by construction; compare with the valid 64 KiB rows above.
+fn hostile(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hostile_nested_64KiB");
+    let mut nested = vec![b'['; 32_767];
+    nested.resize(65_534, b']');
+    for provider in [Provider::Github, Provider::Stripe] {
+        let keys = TestKeys::for_provider(provider);
+        let verifier = Verifier::new(provider, &[&keys.verifying]).expect("test keys");
+        let forged = Signer::new(provider, "not-the-secret")
+            .at(NOW)
+            .sign(nested.clone())
+            .expect("sign");
+        let delivery = Delivery::new(&forged.headers, &nested);
+        assert!(!verifier.verify_at(&delivery, NOW).valid);
+        group.throughput(Throughput::Bytes(nested.len() as u64));
+        group.bench_function(BenchmarkId::from_parameter(provider.name()), |b| {
+            b.iter(|| verifier.verify_at(black_box(&delivery), NOW))
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
-    targets = raw_hmac, families
+    targets = raw_hmac, families, hostile
 }
 criterion_main!(benches);

@@ -1369,4 +1369,65 @@ mod tests {
             Some(FailureReason::VerifierThrew)
         );
     }
+
+    /// A store that counts renewals and answers everything else at once.
+    #[derive(Default)]
+    struct Renewals(std::sync::atomic::AtomicUsize);
+
+    impl Store for Renewals {
+        fn reserve<'a>(
+            &'a self,
+            _key: &'a str,
+            _ttl: Duration,
+        ) -> crate::store::BoxFuture<'a, Result<Reservation, crate::store::StoreError>> {
+            Box::pin(async { Ok(Reservation::InFlight) })
+        }
+        fn complete<'a>(
+            &'a self,
+            _key: &'a str,
+            _token: &'a ReservationToken,
+            _response: CachedResponse,
+            _ttl: Duration,
+        ) -> crate::store::BoxFuture<'a, Result<(), crate::store::StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn release<'a>(
+            &'a self,
+            _key: &'a str,
+            _token: &'a ReservationToken,
+        ) -> crate::store::BoxFuture<'a, Result<(), crate::store::StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn renew<'a>(
+            &'a self,
+            _key: &'a str,
+            _token: &'a ReservationToken,
+        ) -> crate::store::BoxFuture<'a, Result<(), crate::store::StoreError>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reservations_are_renewed_while_a_slow_handler_runs() {
+        let store = Renewals::default();
+        let lease = Lease {
+            keys: vec![
+                ("a".into(), ReservationToken("t1".into())),
+                ("b".into(), ReservationToken("t2".into())),
+            ],
+        };
+        // 35 s: past the 30 s stale time. Renewed at 10, 20 and 30 s, both keys each time.
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(35)).await;
+            "done"
+        };
+        assert_eq!(lease.renewing(&store, slow).await, "done");
+        assert_eq!(store.0.load(std::sync::atomic::Ordering::Relaxed), 6);
+        // A fast handler costs no renewal, and nothing is renewed after it returns.
+        let fast = Renewals::default();
+        assert_eq!(lease.renewing(&fast, async { 1 }).await, 1);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(fast.0.load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
 }

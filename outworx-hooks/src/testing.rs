@@ -191,7 +191,7 @@ impl Signed {
 /// let signed = Signer::new(Provider::Stripe, "whsec_x").at(1_700_000_000).sign(&b"{}"[..]).unwrap();
 /// assert!(signed.headers["stripe-signature"].to_str().unwrap().starts_with("t=1700000000,v1="));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Signer {
     provider: Provider,
     secret: String,
@@ -199,6 +199,20 @@ pub struct Signer {
     url: Option<String>,
     method: http::Method,
     id: Option<String>,
+}
+
+impl std::fmt::Debug for Signer {
+    // Written out: the signing secret is never printed, even in tests' logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("provider", &self.provider)
+            .field("secret", &"[REDACTED]")
+            .field("timestamp", &self.timestamp)
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("id", &self.id)
+            .finish()
+    }
 }
 
 impl Signer {

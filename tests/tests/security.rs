@@ -231,6 +231,105 @@ fn malformed_signature_headers_fail_without_panicking() {
     }
 }
 
+/// As the providers' own SDKs do: a header whose structure parses but whose signature value
+/// does not decode is a mismatch (it can match nothing); `malformed_header` is for structure.
+#[test]
+fn undecodable_signature_values_are_mismatches_and_broken_structure_is_malformed() {
+    let h = |pairs: &[(&'static str, &str)]| {
+        let mut m = http::HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        m
+    };
+    let ts = T.to_string();
+    let cases: Vec<(Provider, &str, http::HeaderMap, FailureReason)> = vec![
+        (
+            Provider::Stripe,
+            "whsec_x",
+            h(&[("stripe-signature", &format!("t={T},v1=bad_signature"))]),
+            FailureReason::HmacMismatch,
+        ),
+        (
+            Provider::Paddle,
+            "pdl",
+            h(&[("paddle-signature", &format!("ts={T};h1=invalid_signature"))]),
+            FailureReason::HmacMismatch,
+        ),
+        (
+            Provider::Github,
+            "gh",
+            h(&[("x-hub-signature-256", "sha256=zz-not-hex")]),
+            FailureReason::HmacMismatch,
+        ),
+        (
+            Provider::Slack,
+            "sl",
+            h(&[
+                ("x-slack-signature", "v0=nothex"),
+                ("x-slack-request-timestamp", &ts),
+            ]),
+            FailureReason::HmacMismatch,
+        ),
+        (
+            Provider::Svix,
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            h(&[
+                ("svix-id", "msg_1"),
+                ("svix-timestamp", &ts),
+                ("svix-signature", "v1,notbase64!!"),
+            ]),
+            FailureReason::HmacMismatch,
+        ),
+        // Structure that does not parse.
+        (
+            Provider::Stripe,
+            "whsec_x",
+            h(&[("stripe-signature", "v1=abcd")]),
+            FailureReason::MalformedHeader,
+        ),
+        (
+            Provider::Stripe,
+            "whsec_x",
+            h(&[("stripe-signature", &format!("t={T},v0=abcd"))]),
+            FailureReason::MalformedHeader,
+        ),
+        (
+            Provider::Paddle,
+            "pdl",
+            h(&[("paddle-signature", &format!("ts={T}"))]),
+            FailureReason::MalformedHeader,
+        ),
+        (
+            Provider::Github,
+            "gh",
+            h(&[("x-hub-signature-256", "md5=abcd")]),
+            FailureReason::MalformedHeader,
+        ),
+        (
+            Provider::Svix,
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            h(&[
+                ("svix-id", "msg_1"),
+                ("svix-timestamp", &ts),
+                ("svix-signature", "v2,abcd"),
+            ]),
+            FailureReason::MalformedHeader,
+        ),
+    ];
+    for (p, secret, headers, want) in cases {
+        let r = security::verify_at(
+            p.name(),
+            &headers,
+            BODY,
+            &[secret],
+            Duration::from_secs(300),
+            T,
+        );
+        assert_eq!(r.reason, Some(want), "{p} {headers:?}: {r:?}");
+    }
+}
+
 #[test]
 fn random_inputs_never_panic_and_never_verify() {
     // A small deterministic generator: the same cases run on every machine.

@@ -165,17 +165,31 @@ async fn errors_while_redis_is_down_and_reconnects_when_it_is_back() {
     }
 }
 
-/// Two receiver processes (the example receiver as is) sharing one Redis: 200 concurrent
-/// copies of a delivery, spread over both, run the handler once between them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_receiver_processes_share_one_redis() {
+/// Kills the instances even when an assertion fails first.
+struct Instances(Vec<std::process::Child>);
+
+impl Drop for Instances {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Receiver processes (the example receiver as is) on one Redis, one per entry of `services`
+/// (`OUTWORX_HOOKS_SERVICE`, or the default when `None`): their Stripe URLs, and every log
+/// line they print.
+fn instances(
+    redis_url: &str,
+    services: &[Option<&str>],
+) -> (Instances, Vec<String>, Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::BufRead as _;
     use std::process::{Command, Stdio};
 
     use outworx_hooks::security::Provider;
-    use outworx_hooks::testing::{Signer, TestKeys};
+    use outworx_hooks::testing::TestKeys;
 
-    let redis = common::Redis::start();
     let secrets = [
         (Provider::Stripe, "STRIPE_WEBHOOK_SECRET"),
         (Provider::Github, "GITHUB_WEBHOOK_SECRET"),
@@ -185,26 +199,20 @@ async fn two_receiver_processes_share_one_redis() {
         (Provider::Slack, "SLACK_SIGNING_SECRET"),
         (Provider::Standard, "STANDARD_WEBHOOK_SECRET"),
     ];
-    /// Kills the instances even when an assertion fails first.
-    struct Instances(Vec<std::process::Child>);
-    impl Drop for Instances {
-        fn drop(&mut self) {
-            for c in &mut self.0 {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
     let logs = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut children = Instances(Vec::new());
     let mut urls = Vec::new();
-    for _ in 0..2 {
+    for service in services {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_receiver-instance"));
         cmd.env("PORT", "0")
-            .env("OUTWORX_HOOKS_REDIS_URL", &redis.url)
+            .env("OUTWORX_HOOKS_REDIS_URL", redis_url)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
+            .env_remove("OUTWORX_HOOKS_SERVICE")
             .stdout(Stdio::piped());
+        if let Some(name) = service {
+            cmd.env("OUTWORX_HOOKS_SERVICE", name);
+        }
         for (p, var) in secrets {
             cmd.env(var, TestKeys::for_provider(p).verifying);
         }
@@ -229,12 +237,26 @@ async fn two_receiver_processes_share_one_redis() {
             }
         });
     }
+    (children, urls, logs)
+}
 
+fn stripe_delivery(id: &str) -> outworx_hooks::testing::Signed {
+    use outworx_hooks::security::Provider;
+    use outworx_hooks::testing::{Signer, TestKeys};
     let keys = TestKeys::for_provider(Provider::Stripe);
-    let body = r#"{"id":"evt_two_instances","type":"payment_intent.succeeded"}"#;
-    let s = Signer::new(Provider::Stripe, &keys.signing)
+    let body = format!(r#"{{"id":"{id}","type":"payment_intent.succeeded"}}"#);
+    Signer::new(Provider::Stripe, &keys.signing)
         .sign(body)
-        .unwrap();
+        .unwrap()
+}
+
+/// Two receiver processes (the example receiver as is) sharing one Redis: 200 concurrent
+/// copies of a delivery, spread over both, run the handler once between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_receiver_processes_share_one_redis() {
+    let redis = common::Redis::start();
+    let (children, urls, logs) = instances(&redis.url, &[None, None]);
+    let s = stripe_delivery("evt_two_instances");
     let client = reqwest::Client::new();
     let tasks: Vec<_> = (0..200)
         .map(|i| {
@@ -275,4 +297,30 @@ async fn two_receiver_processes_share_one_redis() {
         "one log line per delivery across both instances"
     );
     assert_eq!(handled, 1, "the handler ran once between the two instances");
+}
+
+/// Two services (different `OUTWORX_HOOKS_SERVICE`) with the same route, sharing one Redis:
+/// the same Stripe event sent to both runs both handlers; neither is the other's duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_sharing_one_redis_both_run() {
+    let redis = common::Redis::start();
+    let (children, urls, logs) = instances(&redis.url, &[Some("billing"), Some("shipping")]);
+    let s = stripe_delivery("evt_two_services");
+    let client = reqwest::Client::new();
+    for url in &urls {
+        let (status, _) = common::send(&client, url, &s).await;
+        assert_eq!(status.as_u16(), 200);
+    }
+    // Each service still dedupes its own retry.
+    assert_eq!(common::send(&client, &urls[1], &s).await.0.as_u16(), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(children);
+    let logs = logs.lock().unwrap();
+    let handled = logs
+        .iter()
+        .filter(|l| l.contains("Some(Completed)"))
+        .count();
+    let duplicates = logs.iter().filter(|l| l.contains("duplicate=true")).count();
+    assert_eq!(handled, 2, "both services ran their handler: {logs:#?}");
+    assert_eq!(duplicates, 1, "only the retry was a duplicate");
 }

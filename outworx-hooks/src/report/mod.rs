@@ -236,8 +236,9 @@ impl Config {
         }
     }
 
-    /// Reads `OUTWORX_HOOKS_API_KEY`, `OUTWORX_HOOKS_ENDPOINT` and `OUTWORX_HOOKS_DEBUG`
-    /// (`1`/`true`); [`init`] validates the result.
+    /// Reads `OUTWORX_HOOKS_API_KEY`, `OUTWORX_HOOKS_ENDPOINT`, `OUTWORX_HOOKS_DEBUG`
+    /// (`1`/`true`) and `OUTWORX_HOOKS_SERVICE` ([`Config::service`]); [`init`] validates the
+    /// result.
     pub fn from_env() -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         Config {
@@ -245,6 +246,7 @@ impl Config {
             endpoint: var("OUTWORX_HOOKS_ENDPOINT"),
             debug: var("OUTWORX_HOOKS_DEBUG")
                 .is_some_and(|v| matches!(v.trim(), "1" | "true" | "TRUE" | "yes")),
+            service: var("OUTWORX_HOOKS_SERVICE").map(|s| s.trim().to_owned()),
             ..Config::new()
         }
     }

@@ -71,6 +71,16 @@ pub(crate) fn b64() -> &'static base64::engine::GeneralPurpose {
     &B64
 }
 
+/// How `whsec_`/`whpk_` secrets are decoded: as leniently as the Standard Webhooks reference
+/// libraries (`base64.b64decode(secret + "==")`), so a secret pasted without its padding, or
+/// whose last character carries stray bits, is the key the dashboard meant.
+const SECRET_B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
 pub(crate) fn parse_key(provider: Provider, secret: &str) -> Result<Key, SecretError> {
     let secret = secret.trim();
     if secret.is_empty() {
@@ -93,7 +103,7 @@ pub(crate) fn parse_key(provider: Provider, secret: &str) -> Result<Key, SecretE
 
 fn parse_standard(provider: Provider, secret: &str) -> Result<Key, SecretError> {
     if let Some(public) = secret.strip_prefix("whpk_") {
-        let bytes = b64().decode(public).ok();
+        let bytes = SECRET_B64.decode(public).ok();
         return match bytes.as_deref().and_then(|b| <&[u8; 32]>::try_from(b).ok()) {
             Some(bytes) => ed25519_key(provider, bytes),
             None => Err(SecretError::Malformed {
@@ -104,7 +114,7 @@ fn parse_standard(provider: Provider, secret: &str) -> Result<Key, SecretError> 
     }
     // As the reference libraries do, the `whsec_` prefix is optional; the rest is base64.
     let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-    match b64().decode(encoded) {
+    match SECRET_B64.decode(encoded) {
         Ok(bytes) if !bytes.is_empty() => Ok(Key::Secret(bytes)),
         _ => Err(SecretError::Malformed {
             provider,
@@ -197,6 +207,24 @@ mod tests {
             (Key::Secret(a), Key::Secret(b)) => assert_eq!(a, b),
             _ => panic!("expected HMAC keys"),
         }
+    }
+
+    #[test]
+    fn standard_secrets_without_padding_or_with_loose_trailing_bits_decode() {
+        // 32 bytes 1..=32: 44 base64 characters with one `=`; users paste them without it.
+        let padded = "whsec_AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+        let key = |s: &str| match parse_key(Provider::Svix, s) {
+            Ok(Key::Secret(k)) => k,
+            other => panic!("{s}: {other:?}"),
+        };
+        let expected: Vec<u8> = (1..=32).collect();
+        assert_eq!(key(padded), expected);
+        assert_eq!(key(padded.trim_end_matches('=')), expected);
+        // The last character's unused bits set, as Python's decoder tolerates.
+        assert_eq!(
+            key("whsec_AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyB"),
+            expected
+        );
     }
 
     #[test]
