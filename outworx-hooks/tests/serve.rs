@@ -27,11 +27,19 @@ impl Drop for Kill {
 }
 
 async fn start_serve(db: &str) -> SocketAddr {
+    start_serve_with(db, |_| {}).await
+}
+
+async fn start_serve_with(
+    db: &str,
+    tweak: impl FnOnce(&mut outworx_serve::ServeConfig),
+) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = outworx_serve::ServeConfig::new(vec![KEY.into()]);
     config.hold_timeout = Duration::from_secs(5);
     config.poll_wait = Duration::from_secs(2);
+    tweak(&mut config);
     let db = db.to_owned();
     tokio::spawn(async move {
         outworx_serve::serve(listener, &db, config).await.unwrap();
@@ -73,7 +81,8 @@ async fn forward(
 ) -> (Kill, String, tokio::sync::mpsc::UnboundedReceiver<String>) {
     let mut cli = Kill(
         Command::new(env!("CARGO_BIN_EXE_outworx"))
-            .args(["forward", target, "--endpoint", base, "--api-key", KEY])
+            .args(["forward", target, "--endpoint", base])
+            .env("OUTWORX_API_KEY", KEY)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
@@ -357,6 +366,32 @@ async fn scenario(db: &str) {
         .unwrap();
     assert_eq!(r.status(), 502);
 
+    // Repeated request headers reach the local server repeated, not merged: a Standard
+    // Webhooks receiver reads a list of signatures.
+    let echo = Router::new().route(
+        "/{*path}",
+        any(|headers: axum::http::HeaderMap| async move {
+            headers
+                .get_all("webhook-signature")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+                .join("|")
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_port = l.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(l, echo).await });
+    let (_cli, ingress, _log) = forward(&echo_port.to_string(), &base).await;
+    let r = http
+        .post(format!("{ingress}/h"))
+        .header("webhook-signature", "v1,first")
+        .header("webhook-signature", "v1,second")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "v1,first|v1,second");
+
     // Retention: the sweeper's delete (by age, in batches) on this backend.
     let db = outworx_serve::Db::open(db).await.unwrap();
     assert_eq!(db.prune_events(0).await.unwrap(), 0);
@@ -469,4 +504,34 @@ async fn serve_on_postgres() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     scenario(&url).await;
+}
+
+/// When its session is gone (the server restarted, or the session expired), `outworx
+/// forward` says so and exits, instead of polling a dead URL forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_exits_when_its_session_is_gone() {
+    let dir = std::env::temp_dir().join(format!("outworx-gone-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("g.db").display().to_string();
+    let addr = start_serve_with(&db, |c| {
+        c.session_ttl = Duration::from_secs(1);
+        c.poll_wait = Duration::from_millis(200);
+    })
+    .await;
+    let child = Command::new(env!("CARGO_BIN_EXE_outworx"))
+        .args(["forward", "1", "--endpoint", &format!("http://{addr}")])
+        .env("OUTWORX_API_KEY", KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
+    let out = tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .expect("the CLI exits")
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("session is gone"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
 use axum::{Json, Router};
@@ -19,14 +19,16 @@ use sha2::Digest as _;
 use subtle::ConstantTimeEq as _;
 
 use crate::ServeConfig;
-use crate::db::{Check, Db, EventFilter};
-use crate::tunnel::{HeldRequest, LocalResponse, TunnelError, Tunnels};
+use crate::db::{Check, Db, EventFilter, EventRow};
+use crate::tunnel::{Incoming, LocalResponse, TunnelError, Tunnels};
 
 /// Shared state of the handlers.
 pub(crate) struct App {
     pub(crate) db: Db,
     pub(crate) config: ServeConfig,
     pub(crate) tunnels: Tunnels,
+    /// The authority (`host[:port]`) of `config.tunnel_url`, when set.
+    pub(crate) tunnel_host: Option<String>,
 }
 
 /// The router of `outworx serve`.
@@ -45,10 +47,35 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/stats", get(stats))
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::dashboard::routes())
-        .route("/t/{slug}", any(ingress_root))
+        // The ingress reads its own body, against the relay's budgets.
+        .route("/t/{slug}", any(ingress))
         .route("/t/{slug}/{*rest}", any(ingress))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), origins))
         .with_state(app)
+}
+
+/// Keeps the tunnel ingress and the dashboard on separate origins when `tunnel_url` is set:
+/// on the tunnel's host only `/t/...` is served, and `/t/...` only there. A page a tunnel
+/// owner serves can then never share an origin with the dashboard where others type keys.
+async fn origins(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(tunnel_host) = &app.tunnel_host {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        let on_tunnel_host = host.eq_ignore_ascii_case(tunnel_host);
+        let is_ingress = req.uri().path().starts_with("/t/");
+        if on_tunnel_host != is_ingress {
+            return error(StatusCode::NOT_FOUND, "not found on this host");
+        }
+    }
+    next.run(req).await
 }
 
 /// An error answer: `{"error": reason}` with its status.
@@ -199,21 +226,89 @@ pub(crate) fn validate(e: &Value) -> Result<i64, String> {
             Some(_) => return Err(format!("`{k}` must be an object")),
         }
     }
+    caps(obj)?;
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000)
         .map_err(|_| "`timestamp` out of range".into())
 }
 
+/// The largest an event may be, serialized: a captured request and response body of 64 KiB
+/// each, with room for headers and metadata.
+pub(crate) const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+/// Per-field size caps (bytes of the value as JSON), so no field of a valid event can make a
+/// row, or a page of them, unbounded.
+const FIELD_CAPS: &[(&str, usize)] = &[
+    ("provider", 64),
+    ("event_type", 256),
+    ("signature_failure_reason", 64),
+    ("processing_status", 32),
+    ("processing_marked_at", 64),
+    ("timestamp", 64),
+    ("processing_failure_reason", 4 * 1024),
+    ("error_message", 8 * 1024),
+    ("source_url", 8 * 1024),
+    ("request_headers", 32 * 1024),
+    ("metadata", 32 * 1024),
+    // 64 KiB of text, its marker, and JSON escaping of a few characters.
+    ("request_body", 96 * 1024),
+    ("response_body", 96 * 1024),
+];
+
+fn caps(obj: &serde_json::Map<String, Value>) -> Result<(), String> {
+    let mut total = 0;
+    for (k, v) in obj {
+        let size = json_size(v);
+        if let Some((_, cap)) = FIELD_CAPS.iter().find(|(name, _)| name == k)
+            && size > *cap
+        {
+            return Err(format!("`{k}` is {size} bytes; at most {cap}"));
+        }
+        total += k.len() + size;
+    }
+    if total > MAX_EVENT_BYTES {
+        return Err(format!(
+            "the event is {total} bytes; at most {MAX_EVENT_BYTES}"
+        ));
+    }
+    Ok(())
+}
+
+/// The length of `v` serialized as JSON, without building the text.
+fn json_size(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
 async fn ingest(State(app): State<Arc<App>>, Project(project): Project, body: Bytes) -> Response {
-    let batch: Value = match parse(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
+    /// The batch with each event left as its raw text: one event at a time is parsed, and
+    /// what is stored is the text as sent.
+    #[derive(serde::Deserialize)]
+    struct Batch<'a> {
+        #[serde(borrow)]
+        events: Vec<&'a serde_json::value::RawValue>,
+    }
+    let batch: Batch<'_> = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the body must be {\"events\": [...]} in JSON",
+            );
+        }
     };
-    let Some(events) = batch.get("events").and_then(Value::as_array) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the body must be {\"events\": [...]}",
-        );
-    };
+    let events = batch.events;
     if events.len() > app.config.max_batch {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -226,13 +321,24 @@ async fn ingest(State(app): State<Arc<App>>, Project(project): Project, body: By
     }
     let mut valid = Vec::with_capacity(events.len());
     let mut rejected = Vec::new();
-    for (index, e) in events.iter().enumerate() {
-        match validate(e) {
-            Ok(at) => valid.push((at, e.clone())),
+    for (index, raw) in events.iter().enumerate() {
+        let text = raw.get();
+        let checked = if text.len() > MAX_EVENT_BYTES {
+            Err(format!(
+                "the event is {} bytes; at most {MAX_EVENT_BYTES}",
+                text.len()
+            ))
+        } else {
+            serde_json::from_str::<Value>(text)
+                .map_err(|e| e.to_string())
+                .and_then(|v| validate(&v).map(|at| EventRow::new(at, &v, text.to_owned())))
+        };
+        match checked {
+            Ok(row) => valid.push(row),
             Err(reason) => rejected.push(json!({ "index": index, "reason": reason })),
         }
     }
-    if let Err(e) = app.db.insert_events(&project, &valid).await {
+    if let Err(e) = app.db.insert_rows(&project, &valid).await {
         return db_error(e);
     }
     let answer = json!({ "accepted": valid.len(), "rejected": rejected });
@@ -259,8 +365,8 @@ async fn check(State(app): State<Arc<App>>, Project(project): Project, body: Byt
         Ok(v) => v,
         Err(r) => return r,
     };
-    if req.key.is_empty() || req.key.len() > 512 {
-        return error(StatusCode::BAD_REQUEST, "`key` must be 1..=512 bytes");
+    if let Err(why) = key_and_token(&req.key, req.token.as_deref()) {
+        return error(StatusCode::BAD_REQUEST, why);
     }
     let ttl = req.ttl.unwrap_or(DEFAULT_TTL).clamp(60, 7 * 86_400);
     match app
@@ -298,15 +404,44 @@ struct CompleteRequest {
     token: Option<String>,
     #[serde(default)]
     release: bool,
+    #[serde(default)]
+    renew: bool,
 }
+
+/// Keys and tokens as the SDKs send them: a key of 1 to 512 bytes (longer ones arrive as a
+/// digest), a token of at most 128.
+fn key_and_token(key: &str, token: Option<&str>) -> Result<(), &'static str> {
+    if key.is_empty() || key.len() > 512 {
+        return Err("`key` must be 1..=512 bytes");
+    }
+    if token.is_some_and(|t| t.is_empty() || t.len() > 128) {
+        return Err("`token` must be 1..=128 bytes");
+    }
+    Ok(())
+}
+
+/// The largest cached response body kept (the SDKs cache at most 64 KiB); larger bodies are
+/// refused with 413, and the response is then replayed by status only.
+const MAX_CACHED_BODY: usize = 64 * 1024;
 
 async fn complete(State(app): State<Arc<App>>, Project(project): Project, body: Bytes) -> Response {
     let req: CompleteRequest = match parse(&body) {
         Ok(v) => v,
         Err(r) => return r,
     };
+    if let Err(why) = key_and_token(&req.key, req.token.as_deref()) {
+        return error(StatusCode::BAD_REQUEST, why);
+    }
     let token = req.token.as_deref();
-    let done = if req.release {
+    let done = if req.renew {
+        let Some(token) = token else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`renew` needs the reservation's `token`",
+            );
+        };
+        app.db.renew(&project, &req.key, token).await
+    } else if req.release {
         app.db.release(&project, &req.key, token).await
     } else {
         let Some(status) = req.response_status_code.filter(|s| (100..=599).contains(s)) else {
@@ -315,6 +450,19 @@ async fn complete(State(app): State<Arc<App>>, Project(project): Project, body: 
                 "`response_status_code` must be an HTTP status",
             );
         };
+        if req
+            .response_body
+            .as_ref()
+            .is_some_and(|b| b.len() > MAX_CACHED_BODY)
+        {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "`response_body` is over 64 KiB: cache the status only",
+            );
+        }
+        if req.content_type.as_ref().is_some_and(|c| c.len() > 256) {
+            return error(StatusCode::BAD_REQUEST, "`content_type` is over 256 bytes");
+        }
         app.db
             .complete(
                 &project,
@@ -353,8 +501,17 @@ async fn create_session(
             Err(r) => return r,
         }
     };
-    let s = app.tunnels.create(&project, app.config.session_ttl);
-    let base = public_base(&app.config, &headers);
+    let s = match app.tunnels.create(&project, app.config.session_ttl) {
+        Ok(s) => s,
+        Err(e @ TunnelError::TooManySessions) => {
+            return error(StatusCode::TOO_MANY_REQUESTS, e.to_string());
+        }
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let base = app.config.tunnel_url.as_deref().map_or_else(
+        || public_base(&app.config, &headers),
+        |u| u.trim_end_matches('/').to_owned(),
+    );
     let expires =
         time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(s.expires_at) * 1_000_000)
             .ok()
@@ -415,12 +572,37 @@ async fn poll(
     }
 }
 
-async fn respond(State(app): State<Arc<App>>, _: Project, body: Bytes) -> Response {
-    let resp: LocalResponse = match parse(&body) {
+async fn respond(State(app): State<Arc<App>>, Project(project): Project, body: Bytes) -> Response {
+    let mut resp: LocalResponse = match parse(&body) {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if app.tunnels.respond(resp) {
+    // A report that cannot become a response is refused, and the public caller is answered
+    // 502 at once rather than left to time out.
+    let invalid = if !(100..=599).contains(&resp.status) {
+        Some("`status` must be an HTTP status (100..=599)")
+    } else if resp
+        .body_base64
+        .as_deref()
+        .is_some_and(|b| base64::engine::general_purpose::STANDARD.decode(b).is_err())
+    {
+        Some("`bodyBase64` is not base64")
+    } else {
+        None
+    };
+    if let Some(why) = invalid {
+        resp = LocalResponse {
+            event_id: resp.event_id,
+            status: 502,
+            headers: HashMap::from([("content-type".to_owned(), "text/plain".to_owned())]),
+            body: Some("the tunnel client sent an invalid response".into()),
+            body_base64: None,
+            duration_ms: resp.duration_ms,
+        };
+        app.tunnels.respond(&project, resp);
+        return error(StatusCode::BAD_REQUEST, why);
+    }
+    if app.tunnels.respond(&project, resp) {
         Json(json!({ "ok": true })).into_response()
     } else {
         error(
@@ -430,117 +612,169 @@ async fn respond(State(app): State<Arc<App>>, _: Project, body: Bytes) -> Respon
     }
 }
 
-async fn ingress_root(
-    State(app): State<Arc<App>>,
-    Path(slug): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    relay(&app, &slug, "/".into(), method, uri, headers, body).await
-}
-
-async fn ingress(
-    State(app): State<Arc<App>>,
-    Path((slug, rest)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    relay(&app, &slug, format!("/{rest}"), method, uri, headers, body).await
-}
-
 /// Holds a public request until the CLI reports the local response (504 after the hold).
-async fn relay(
-    app: &App,
-    slug: &str,
-    path: String,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let mut request_headers: HashMap<String, String> = HashMap::new();
-    for (name, value) in &headers {
-        let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        request_headers
-            .entry(name.as_str().to_owned())
-            .and_modify(|prev| {
-                prev.push_str(", ");
-                prev.push_str(&v);
-            })
-            .or_insert(v);
-    }
-    let utf8 = std::str::from_utf8(&body).ok();
-    let held = app.tunnels.hold(slug, |id| HeldRequest {
-        id,
-        method: method.to_string(),
-        path,
-        query_string: uri.query().map(str::to_owned),
-        request_headers,
-        request_body: utf8.map_or_else(
-            || String::from_utf8_lossy(&body).into_owned(),
-            str::to_owned,
-        ),
-        request_body_base64: utf8
-            .is_none()
-            .then(|| base64::engine::general_purpose::STANDARD.encode(&body)),
-    });
-    let (event_id, rx) = match held {
-        Ok(h) => h,
-        Err(TunnelError::NoSession) => return error(StatusCode::NOT_FOUND, "no such tunnel"),
-        Err(e @ TunnelError::Full) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+///
+/// The path is taken raw (still percent-encoded) from the request line, and the request is
+/// admitted to its session, with its bytes reserved, before a byte of the body is read.
+async fn ingress(State(app): State<Arc<App>>, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let raw = parts.uri.path().strip_prefix("/t/").unwrap_or_default();
+    let (slug, path) = match raw.find('/') {
+        Some(i) => (&raw[..i], &raw[i..]),
+        None => (raw, "/"),
     };
-    match tokio::time::timeout(app.config.hold_timeout, rx).await {
-        Ok(Ok(r)) => local_response(r),
-        Ok(Err(_)) => error(
+    let limit = app.config.max_body;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is too large",
+        );
+    }
+    let mut admission = match app.tunnels.admit(slug, declared.unwrap_or(0)) {
+        Ok(a) => a,
+        Err(e) => return tunnel_error(e),
+    };
+    // A bounded read, charged to the session as it grows.
+    let mut body = body;
+    let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        let Ok(frame) = frame else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            );
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buf.len() + data.len() > limit {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large",
+            );
+        }
+        if let Err(e) = admission.grow(buf.len() + data.len()) {
+            return tunnel_error(e);
+        }
+        buf.extend_from_slice(&data);
+    }
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let incoming = Incoming {
+        method: parts.method.to_string(),
+        path: path.to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers,
+        body: buf.freeze(),
+    };
+    // The guard abandons the request however this ends: an answer, the hold timing out, or
+    // the caller going away (axum drops this future).
+    let mut waiting = match admission.hold(incoming) {
+        Ok(w) => w,
+        Err(e) => return tunnel_error(e),
+    };
+    match tokio::time::timeout(app.config.hold_timeout, waiting.answer()).await {
+        Ok(Some(r)) => local_response(r),
+        Ok(None) => error(
             StatusCode::BAD_GATEWAY,
             "the tunnel closed before the local server answered",
         ),
-        Err(_) => {
-            app.tunnels.abandon(&event_id);
-            error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "the local server did not answer in time",
-            )
+        Err(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the local server did not answer in time",
+        ),
+    }
+}
+
+fn tunnel_error(e: TunnelError) -> Response {
+    match e {
+        TunnelError::NoSession => error(StatusCode::NOT_FOUND, "no such tunnel"),
+        other => {
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, other.to_string());
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            r
         }
     }
 }
 
-/// The public answer from the CLI's report of the local response.
+/// Response headers of the local server that are never relayed: framing and hop-by-hop
+/// headers (ours to set), and what would let a tunnelled page act on this server's origin
+/// (cookies, service workers, site data, CORS grants).
+fn relayed(name: &str) -> bool {
+    !matches!(
+        name,
+        "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "set-cookie"
+            | "service-worker-allowed"
+            | "clear-site-data"
+    ) && !name.starts_with("proxy-")
+        && !name.starts_with("access-control-")
+}
+
+/// The public answer from the CLI's report of the local response. Whatever the local server
+/// sent, the page is sandboxed (`Content-Security-Policy: sandbox`: no script, no same-origin
+/// access) and never sniffed, so a tunnel cannot reach the dashboard or other tunnels.
 fn local_response(r: LocalResponse) -> Response {
     let body = match (&r.body_base64, r.body) {
-        (Some(b64), _) => base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .unwrap_or_default(),
+        (Some(b64), _) => match base64::engine::general_purpose::STANDARD.decode(b64) {
+            Ok(b) => b,
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    "the tunnel client's body is not base64",
+                );
+            }
+        },
         (None, Some(text)) => text.into_bytes(),
         (None, None) => Vec::new(),
     };
     let mut resp = Response::new(Body::from(body));
-    *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    *resp.status_mut() = StatusCode::from_u16(r.status)
+        .ok()
+        .filter(|s| (100..=599).contains(&s.as_u16()))
+        .unwrap_or(StatusCode::BAD_GATEWAY);
     for (k, v) in r.headers {
-        // Framing is ours to set; the rest is passed on as the local server sent it.
         let lower = k.to_ascii_lowercase();
-        if [
-            "content-length",
-            "transfer-encoding",
-            "connection",
-            "keep-alive",
-            "content-encoding",
-        ]
-        .contains(&lower.as_str())
-        {
+        if !relayed(&lower) {
             continue;
         }
+        // The body is passed on exactly as the local server encoded it, so its
+        // `content-encoding` goes with it.
         if let (Ok(name), Ok(value)) = (
-            header::HeaderName::from_bytes(k.as_bytes()),
+            header::HeaderName::from_bytes(lower.as_bytes()),
             header::HeaderValue::from_str(&v),
         ) {
             resp.headers_mut().append(name, value);
         }
     }
+    let h = resp.headers_mut();
+    h.append(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("sandbox"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
     resp
 }
 

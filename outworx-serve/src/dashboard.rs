@@ -49,6 +49,12 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::REFERRER_POLICY, "no-referrer"),
             (header::X_FRAME_OPTIONS, "DENY"),
+            // A window this page did not open (a tunnelled page's `window.open`) gets no
+            // handle on it.
+            (
+                header::HeaderName::from_static("cross-origin-opener-policy"),
+                "same-origin",
+            ),
             // The assets are embedded in the binary: a new build is a new page.
             (header::CACHE_CONTROL, "no-cache"),
         ],

@@ -74,8 +74,51 @@ pub const STALE_RESERVATION_MS: i64 = 30_000;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Db {
+    /// Writes (and the idempotency checks, which write). On SQLite one connection: SQLite
+    /// has one writer at a time.
     pool: AnyPool,
+    /// Reads of the query API. On SQLite a pool of its own over the same file in WAL mode,
+    /// so a slow query never holds up an idempotency check behind it.
+    reads: AnyPool,
     backend: Backend,
+}
+
+/// Most bytes of stored events one `/api/events` answer carries; it stops early and its
+/// `next_before_id` continues from there.
+pub const MAX_EVENTS_BYTES: usize = 8 << 20;
+
+/// An event ready to store: its indexed columns and its JSON text exactly as received.
+#[derive(Debug, Clone)]
+pub(crate) struct EventRow {
+    pub(crate) occurred_at: i64,
+    pub(crate) provider: String,
+    pub(crate) status_code: i64,
+    pub(crate) processing_status: Option<String>,
+    pub(crate) signature_valid: Option<i64>,
+    pub(crate) event_type: Option<String>,
+    pub(crate) text: String,
+}
+
+impl EventRow {
+    /// The columns of `event` (already validated), stored with its `text`.
+    pub(crate) fn new(occurred_at: i64, event: &serde_json::Value, text: String) -> Self {
+        let s = |k: &str| event.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        EventRow {
+            occurred_at,
+            provider: s("provider").unwrap_or_default(),
+            status_code: event
+                .get("status_code")
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0),
+            processing_status: s("processing_status"),
+            signature_valid: event
+                .get("signature_valid")
+                .and_then(|v| v.as_bool())
+                .map(i64::from),
+            event_type: s("event_type"),
+            text,
+        }
+    }
 }
 
 /// What `/api/sdk/idempotency/check` answers.
@@ -105,6 +148,8 @@ pub struct StoredEvent {
     pub received_at: i64,
     /// The event as reported.
     pub event: serde_json::Value,
+    /// Its stored size in bytes.
+    pub size: usize,
 }
 
 /// Filters of the event query API; all optional.
@@ -170,7 +215,24 @@ impl Db {
             .max_connections(max)
             .connect(&url)
             .await?;
-        let db = Db { pool, backend };
+        let reads = if backend == Backend::Sqlite && !url.contains(":memory:") {
+            // WAL lets readers run beside the writer; the setting stays with the file.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+            let sep = if url.contains('?') { '&' } else { '?' };
+            AnyPoolOptions::new()
+                .max_connections(4)
+                .connect(&format!("{url}{sep}mode=ro"))
+                .await?
+        } else {
+            pool.clone()
+        };
+        let db = Db {
+            pool,
+            reads,
+            backend,
+        };
         db.migrate().await?;
         Ok(db)
     }
@@ -220,10 +282,22 @@ impl Db {
         project: &str,
         events: &[(i64, serde_json::Value)],
     ) -> Result<(), DbError> {
+        let rows: Vec<EventRow> = events
+            .iter()
+            .map(|(at, e)| EventRow::new(*at, e, e.to_string()))
+            .collect();
+        self.insert_rows(project, &rows).await
+    }
+
+    /// Stores rows of one batch in one transaction.
+    pub(crate) async fn insert_rows(
+        &self,
+        project: &str,
+        rows: &[EventRow],
+    ) -> Result<(), DbError> {
         let received_at = now_ms();
         let mut tx = self.pool.begin().await?;
-        for (occurred_at, e) in events {
-            let s = |k: &str| e.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        for r in rows {
             sqlx::query(
                 "INSERT INTO events (project, received_at, occurred_at, provider, status_code, \
                  processing_status, signature_valid, event_type, event) \
@@ -231,17 +305,13 @@ impl Db {
             )
             .bind(project)
             .bind(received_at)
-            .bind(*occurred_at)
-            .bind(s("provider").unwrap_or_default())
-            .bind(e.get("status_code").and_then(|v| v.as_i64()).unwrap_or(0))
-            .bind(s("processing_status"))
-            .bind(
-                e.get("signature_valid")
-                    .and_then(|v| v.as_bool())
-                    .map(i64::from),
-            )
-            .bind(s("event_type"))
-            .bind(e.to_string())
+            .bind(r.occurred_at)
+            .bind(r.provider.as_str())
+            .bind(r.status_code)
+            .bind(r.processing_status.as_deref())
+            .bind(r.signature_valid)
+            .bind(r.event_type.as_deref())
+            .bind(r.text.as_str())
             .execute(&mut *tx)
             .await?;
         }
@@ -249,7 +319,8 @@ impl Db {
         Ok(())
     }
 
-    /// Events of `project` matching `filter`, newest first.
+    /// Events of `project` matching `filter`, newest first: at most `limit` (default 100,
+    /// at most 1,000), and no more than [`MAX_EVENTS_BYTES`] of them (at least one).
     pub async fn events(
         &self,
         project: &str,
@@ -257,8 +328,9 @@ impl Db {
         since_ms: Option<i64>,
         until_ms: Option<i64>,
     ) -> Result<Vec<StoredEvent>, DbError> {
+        use futures_util::TryStreamExt as _;
         // Every filter is bound; an absent one is a NULL that matches everything.
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT id, received_at, event FROM events WHERE project = $1 \
              AND ($2 IS NULL OR provider = $2) \
              AND ($3 IS NULL OR status_code = $3) \
@@ -277,10 +349,20 @@ impl Db {
         .bind(until_ms)
         .bind(filter.signature_valid.map(i64::from))
         .bind(filter.before_id)
-        .bind(filter.limit.unwrap_or(100).clamp(1, 1000))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(stored_event).collect()
+        .bind(filter.limit.unwrap_or(100).clamp(1, 1000));
+        // Rows are read one at a time, so a page of large events stops at the byte budget
+        // instead of arriving whole.
+        let mut rows = query.fetch(&self.reads);
+        let (mut out, mut bytes) = (Vec::new(), 0usize);
+        while let Some(row) = rows.try_next().await? {
+            let event = stored_event(&row)?;
+            bytes += event.size;
+            if !out.is_empty() && bytes > MAX_EVENTS_BYTES {
+                break;
+            }
+            out.push(event);
+        }
+        Ok(out)
     }
 
     /// Counts of `project`'s events whose `timestamp` is in `[since_ms, until_ms)`.
@@ -301,7 +383,7 @@ impl Db {
         .bind(project)
         .bind(since_ms)
         .bind(until_ms)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let mut stats = Stats::default();
         for row in &rows {
@@ -381,8 +463,9 @@ impl Db {
         })
     }
 
-    /// Completes the reservation of `key` with its first response (only the holder of
-    /// `token` may, when a token is given).
+    /// Completes the reservation of `key` with its first response. A reservation taken
+    /// with a token is completed only with that token; one taken without (the Python
+    /// package's) only without.
     pub async fn complete(
         &self,
         project: &str,
@@ -394,7 +477,8 @@ impl Db {
     ) -> Result<bool, DbError> {
         let n = sqlx::query(
             "UPDATE idempotency SET done = 1, status_code = $1, content_type = $2, body = $3 \
-             WHERE project = $4 AND key = $5 AND done = 0 AND ($6 IS NULL OR token = $6)",
+             WHERE project = $4 AND key = $5 AND done = 0 \
+             AND ((token IS NULL AND $6 IS NULL) OR token = $6)",
         )
         .bind(status)
         .bind(content_type)
@@ -408,8 +492,8 @@ impl Db {
         Ok(n > 0)
     }
 
-    /// Frees the reservation of `key` so the next delivery runs (only the holder of
-    /// `token` may, when a token is given).
+    /// Frees the reservation of `key` so the next delivery runs, under the same token rule
+    /// as [`Db::complete`].
     pub async fn release(
         &self,
         project: &str,
@@ -418,8 +502,28 @@ impl Db {
     ) -> Result<bool, DbError> {
         let n = sqlx::query(
             "DELETE FROM idempotency WHERE project = $1 AND key = $2 AND done = 0 \
-             AND ($3 IS NULL OR token = $3)",
+             AND ((token IS NULL AND $3 IS NULL) OR token = $3)",
         )
+        .bind(project)
+        .bind(key)
+        .bind(token)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Restarts the stale clock of the reservation `token` holds (a slow handler keeps its
+    /// key), and keeps the key at least as long as a reservation may go unrenewed.
+    pub async fn renew(&self, project: &str, key: &str, token: &str) -> Result<bool, DbError> {
+        let now = now_ms();
+        let n = sqlx::query(
+            "UPDATE idempotency SET reserved_at = $1, \
+             expires_at = CASE WHEN expires_at < $2 THEN $2 ELSE expires_at END \
+             WHERE project = $3 AND key = $4 AND done = 0 AND token = $5",
+        )
+        .bind(now)
+        .bind(now.saturating_add(STALE_RESERVATION_MS))
         .bind(project)
         .bind(key)
         .bind(token)
@@ -490,6 +594,7 @@ fn stored_event(row: &AnyRow) -> Result<StoredEvent, DbError> {
     Ok(StoredEvent {
         id: row.try_get(0)?,
         received_at: row.try_get(1)?,
+        size: text.len(),
         event: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
     })
 }
@@ -638,6 +743,12 @@ mod tests {
                 .unwrap()
         );
         assert!(!db.release("p", &k, Some("t2")).await.unwrap());
+        // Without the token, a reservation taken with one can be neither completed nor
+        // released (a tokenless client cannot override it), nor renewed by another token.
+        assert!(!db.complete("p", &k, None, 200, None, None).await.unwrap());
+        assert!(!db.release("p", &k, None).await.unwrap());
+        assert!(!db.renew("p", &k, "t2").await.unwrap());
+        assert!(db.renew("p", &k, "t1").await.unwrap());
         assert!(
             db.complete(
                 "p",

@@ -31,6 +31,7 @@
 mod api;
 mod dashboard;
 pub mod db;
+mod server;
 pub mod tunnel;
 
 use std::sync::Arc;
@@ -39,12 +40,17 @@ use std::time::Duration;
 pub use db::{Db, DbError};
 
 /// Settings of a server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeConfig {
     /// Accepted API keys (`ohk_` + 32 lowercase hex each).
     pub api_keys: Vec<String>,
-    /// The public base URL tunnels are reached at (default: the `Host` the CLI used).
+    /// The public base URL of this server, for the dashboard and the API (default: the
+    /// `Host` the CLI used).
     pub public_url: Option<String>,
+    /// The base URL tunnels are served on (`--tunnel-url`), on a host of its own: a page
+    /// served through a tunnel then never shares an origin with the dashboard. When set, this
+    /// server answers `/t/...` only on that host, and nothing else there.
+    pub tunnel_url: Option<String>,
     /// How long a public request is held for the local answer (default 30 s; then 504).
     pub hold_timeout: Duration,
     /// How long a tunnel session lives (default 24 h).
@@ -58,6 +64,34 @@ pub struct ServeConfig {
     /// How long events are kept (default 30 days; `None` keeps them forever). Older ones are
     /// deleted once a minute, with expired idempotency keys.
     pub retention: Option<Duration>,
+    /// The relay's byte and count budgets.
+    pub tunnel: tunnel::TunnelLimits,
+    /// How long a client may take to send a request's headers (default 10 s).
+    pub header_timeout: Duration,
+    /// How long one request may take in all, body and answer included (default 60 s, above
+    /// the longest poll and hold).
+    pub request_timeout: Duration,
+    /// Connections served at once; more wait to be accepted (default 1,024).
+    pub max_connections: usize,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    // Written out: the API keys are never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field(
+                "api_keys",
+                &format_args!("[{} redacted]", self.api_keys.len()),
+            )
+            .field("public_url", &self.public_url)
+            .field("tunnel_url", &self.tunnel_url)
+            .field("hold_timeout", &self.hold_timeout)
+            .field("session_ttl", &self.session_ttl)
+            .field("max_body", &self.max_body)
+            .field("tunnel", &self.tunnel)
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServeConfig {
@@ -66,16 +100,22 @@ impl ServeConfig {
         ServeConfig {
             api_keys,
             public_url: None,
+            tunnel_url: None,
             hold_timeout: Duration::from_secs(30),
             session_ttl: Duration::from_secs(24 * 3600),
             poll_wait: api::DEFAULT_POLL_WAIT,
             max_batch: 1000,
             max_body: 10 << 20,
             retention: Some(Duration::from_secs(30 * 86_400)),
+            tunnel: tunnel::TunnelLimits::default(),
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 1024,
         }
     }
 
-    /// Checks the keys: at least one, each `ohk_` + 32 lowercase hex.
+    /// Checks the keys (at least one, each `ohk_` + 32 lowercase hex) and the URLs (absolute;
+    /// the tunnel's host differs from the public URL's).
     pub fn check(&self) -> Result<(), ServeError> {
         if self.api_keys.is_empty() {
             return Err(ServeError::NoApiKey);
@@ -90,7 +130,31 @@ impl ServeConfig {
                 return Err(ServeError::BadApiKey(project_hint(k)));
             }
         }
+        let public = self.public_url.as_deref().map(authority).transpose()?;
+        if let Some(tunnel) = self.tunnel_url.as_deref() {
+            let tunnel = authority(tunnel)?;
+            if public
+                .as_deref()
+                .is_some_and(|p| p.eq_ignore_ascii_case(&tunnel))
+            {
+                return Err(ServeError::Url(
+                    "--tunnel-url must be on another host than --public-url: tunnelled pages \
+                     must not share the dashboard's origin"
+                        .into(),
+                ));
+            }
+        }
         Ok(())
+    }
+}
+
+/// The `host[:port]` of an absolute `http(s)://` URL.
+fn authority(url: &str) -> Result<String, ServeError> {
+    let bad = || ServeError::Url(format!("`{url}` is not an absolute http(s):// URL"));
+    let uri: http::Uri = url.parse().map_err(|_| bad())?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http" | "https"), Some(a)) => Ok(a.as_str().to_owned()),
+        _ => Err(bad()),
     }
 }
 
@@ -114,6 +178,9 @@ pub enum ServeError {
     /// The listener failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
+    /// A configured URL is not usable.
+    #[error("{0}")]
+    Url(String),
 }
 
 /// The router over an opened database (for embedding the backend in another app or a test).
@@ -132,10 +199,16 @@ pub enum ServeError {
 /// # Ok(()) }
 /// ```
 pub fn router(db: Db, config: ServeConfig) -> axum::Router {
+    router_with(db, config, tunnel::Tunnels::default())
+}
+
+fn router_with(db: Db, config: ServeConfig, tunnels: tunnel::Tunnels) -> axum::Router {
+    let tunnel_host = config.tunnel_url.as_deref().and_then(|u| authority(u).ok());
     api::router(Arc::new(api::App {
         db,
         config,
-        tunnels: tunnel::Tunnels::default(),
+        tunnels,
+        tunnel_host,
     }))
 }
 
@@ -149,6 +222,10 @@ pub async fn serve(
 }
 
 /// As [`serve`], stopping gracefully when `shutdown` completes.
+///
+/// Connections are served with HTTP/1.1, at most `max_connections` at once, each request's
+/// headers within `header_timeout` and the whole request within `request_timeout`; the
+/// relay's expired sessions and the database's old rows are swept in the background.
 pub async fn serve_until(
     listener: tokio::net::TcpListener,
     db_url: &str,
@@ -157,19 +234,26 @@ pub async fn serve_until(
 ) -> Result<(), ServeError> {
     config.check()?;
     let db = Db::open(db_url).await?;
+    let tunnels = tunnel::Tunnels::with_limits(config.tunnel.clone());
     let sweeper = db.clone();
     let retention = config.retention;
+    let relay = tunnels.clone();
     let sweeping = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
+            relay.expire_due();
             sweeper.sweep(retention).await;
         }
     });
     tracing::info!(addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), backend = ?db.backend(), "outworx serve listening");
-    let served = axum::serve(listener, router(db, config))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = server::Limits {
+        header_timeout: config.header_timeout,
+        request_timeout: config.request_timeout,
+        max_connections: config.max_connections,
+    };
+    let app = router_with(db, config, tunnels);
+    let served = server::run(listener, app, limits, shutdown).await;
     sweeping.abort();
     served?;
     Ok(())
@@ -192,6 +276,20 @@ mod tests {
         ServeConfig::new(vec!["ohk_0123456789abcdef0123456789abcdef".into()])
             .check()
             .unwrap();
+    }
+
+    #[test]
+    fn the_tunnel_must_live_on_its_own_host_and_debug_hides_the_keys() {
+        let key = "ohk_0123456789abcdef0123456789abcdef";
+        let mut c = ServeConfig::new(vec![key.into()]);
+        c.public_url = Some("https://hooks.example.com".into());
+        c.tunnel_url = Some("https://HOOKS.example.com/".into());
+        assert!(matches!(c.check(), Err(ServeError::Url(_))));
+        c.tunnel_url = Some("https://tunnels.example.com".into());
+        c.check().unwrap();
+        c.tunnel_url = Some("tunnels.example.com".into());
+        assert!(matches!(c.check(), Err(ServeError::Url(_))));
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let profile = temp_dir("profile");
+        let profile = temp_dir(&format!("profile-{port}"));
         // Headless, no sandbox (CI runs as root), and none of Chromium's own network traffic
         // (a closed network refuses it, slowly).
         let args = [
@@ -101,6 +101,9 @@ impl Browser {
             "--disable-component-update".into(),
             "--disable-sync".into(),
             "--window-size=1360,900".into(),
+            // A tunnelled page must not be able to open the dashboard even where popups are
+            // allowed: the test gives the attack every chance.
+            "--disable-popup-blocking".into(),
             format!("--user-data-dir={}", profile.display()),
         ];
         let caps = json!({"capabilities": {"alwaysMatch": {
@@ -172,6 +175,12 @@ impl Browser {
 
     async fn js(&self, script: &str) -> Value {
         self.post("/execute/sync", json!({"script": script, "args": []}))
+            .await
+    }
+
+    /// Runs `script`, whose last argument is the callback that returns its value.
+    async fn js_async(&self, script: &str) -> Value {
+        self.post("/execute/async", json!({"script": script, "args": []}))
             .await
     }
 
@@ -638,4 +647,123 @@ async fn the_dashboard_in_a_real_browser() {
     b.quit().await;
     let _ = std::fs::remove_dir_all(dir);
     println!("screenshot: {}", shot.display());
+}
+
+/// A page served through a tunnel, on the dashboard's own origin (no `--tunnel-url`, the
+/// worst case): it tries to register a service worker over the whole origin and to script a
+/// `window.open('/dashboard/')`, which would let it read the keys others type there. The
+/// relayed response is sandboxed, so neither happens; the page's script does not even run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnelled_page_cannot_reach_the_dashboard() {
+    let dir = temp_dir("tunnel");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let db = dir.join("o.db").display().to_string();
+    let mut config = outworx_serve::ServeConfig::new(vec![KEY.into()]);
+    config.poll_wait = Duration::from_secs(1);
+    tokio::spawn(async move { outworx_serve::serve(listener, &db, config).await.unwrap() });
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let session: Value = http
+        .post(format!("{base}/api/forward/sessions"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ingress = session["ingressUrl"].as_str().unwrap().to_owned();
+    let slug_path = ingress.trim_start_matches(&base).to_owned();
+    let page = format!(
+        r#"<!doctype html><html><head><title>tunnel</title></head><body><script>
+document.title = 'scripted';
+navigator.serviceWorker.register('{slug_path}/sw.js', {{scope: '/'}})
+  .then(function () {{ document.title = 'sw-registered'; }}, function () {{}});
+var w = window.open('/dashboard/');
+setTimeout(function () {{
+  try {{ w.document.title = 'owned'; document.title += ' popup-scripted'; }} catch (e) {{}}
+}}, 300);
+</script></body></html>"#
+    );
+
+    // The tunnel's CLI, played over the real API: it answers the page and the worker script,
+    // both with headers that ask for the most.
+    let cli = {
+        let (http, base) = (http.clone(), base.clone());
+        let id = session["sessionId"].as_str().unwrap().to_owned();
+        tokio::spawn(async move {
+            loop {
+                let Ok(r) = http
+                    .get(format!("{base}/api/forward/poll?session={id}"))
+                    .bearer_auth(KEY)
+                    .send()
+                    .await
+                else {
+                    continue;
+                };
+                let polled: Value = r.json().await.unwrap_or_default();
+                for e in polled["events"].as_array().cloned().unwrap_or_default() {
+                    let (ct, body) = if e["path"] == "/sw.js" {
+                        (
+                            "text/javascript",
+                            "self.addEventListener('fetch', function () {});".to_owned(),
+                        )
+                    } else {
+                        ("text/html", page.clone())
+                    };
+                    let answer = json!({"eventId": e["id"], "status": 200, "body": body,
+                        "headers": {"content-type": ct, "service-worker-allowed": "/",
+                            "set-cookie": "session=stolen; Path=/",
+                            "access-control-allow-origin": "*"}});
+                    let _ = http
+                        .post(format!("{base}/api/forward/responses"))
+                        .bearer_auth(KEY)
+                        .json(&answer)
+                        .send()
+                        .await;
+                }
+            }
+        })
+    };
+
+    // What the relay answers, as headers.
+    let r = http.get(format!("{ingress}/page")).send().await.unwrap();
+    let h = r.headers();
+    assert_eq!(h["content-security-policy"], "sandbox");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    for gone in [
+        "service-worker-allowed",
+        "set-cookie",
+        "access-control-allow-origin",
+    ] {
+        assert!(!h.contains_key(gone), "{gone} was relayed");
+    }
+    let dash = http.get(format!("{base}/dashboard/")).send().await.unwrap();
+    assert_eq!(dash.headers()["cross-origin-opener-policy"], "same-origin");
+
+    // In the browser.
+    let browser = Browser::start().await;
+    browser.goto(&format!("{ingress}/page")).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let title = browser.js("return document.title;").await;
+    assert_eq!(title, "tunnel", "the tunnelled page's script ran");
+    let windows = browser
+        .cmd(reqwest::Method::GET, "/window/handles", None)
+        .await;
+    assert_eq!(windows.as_array().unwrap().len(), 1, "a window was opened");
+    browser.goto(&format!("{base}/dashboard/")).await;
+    let workers = browser
+        .js_async(
+            "const done = arguments[arguments.length - 1]; \
+             navigator.serviceWorker.getRegistrations().then(r => done(r.length), () => done(-1));",
+        )
+        .await;
+    assert_eq!(
+        workers, 0,
+        "a service worker was registered on the dashboard's origin"
+    );
+    browser.quit().await;
+    cli.abort();
+    let _ = std::fs::remove_dir_all(dir);
 }

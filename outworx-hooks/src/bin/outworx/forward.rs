@@ -37,9 +37,13 @@ pub struct ForwardArgs {
         default_value = "https://hooks.outworx.io"
     )]
     endpoint: String,
-    /// API key. Also OUTWORX_API_KEY.
+    /// API key. Prefer OUTWORX_API_KEY or --api-key-file: a command line is visible to
+    /// every user of the machine (`ps`).
     #[arg(long, env = "OUTWORX_API_KEY", hide_env_values = true)]
-    api_key: String,
+    api_key: Option<String>,
+    /// A file holding the API key (its first line).
+    #[arg(long, conflicts_with = "api_key")]
+    api_key_file: Option<std::path::PathBuf>,
 }
 
 /// `3000` → `http://localhost:3000`, `host:port` → `http://host:port`, URLs as given.
@@ -60,10 +64,22 @@ struct Tunnel {
     endpoint: String,
     api_key: String,
     local_url: String,
+    local_base: reqwest::Url,
     color: bool,
 }
 
 pub async fn run(args: ForwardArgs) -> Result<(), String> {
+    let api_key = crate::api_key(
+        args.api_key,
+        args.api_key_file.as_deref(),
+        "OUTWORX_API_KEY",
+    )?;
+    let local_url = local_url(&args.target);
+    let local_base = reqwest::Url::parse(&local_url)
+        .map_err(|e| format!("`{}` is not a usable local URL: {e}", args.target))?;
+    if local_base.cannot_be_a_base() || local_base.host().is_none() {
+        return Err(format!("`{}` is not a usable local URL", args.target));
+    }
     let t = Arc::new(Tunnel {
         client: reqwest::Client::new(),
         local: reqwest::Client::builder()
@@ -72,8 +88,9 @@ pub async fn run(args: ForwardArgs) -> Result<(), String> {
             .build()
             .map_err(|e| e.to_string())?,
         endpoint: args.endpoint.trim_end_matches('/').to_owned(),
-        api_key: args.api_key,
-        local_url: local_url(&args.target),
+        api_key,
+        local_url,
+        local_base,
         color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     });
     let res = t
@@ -112,8 +129,15 @@ pub async fn run(args: ForwardArgs) -> Result<(), String> {
         let id = id.clone();
         tokio::spawn(async move { t.poll_loop(&id).await })
     };
-    let _ = tokio::signal::ctrl_c().await;
-    poller.abort();
+    let gone = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        ended = poller => Some(ended.unwrap_or_else(|e| e.to_string())),
+    };
+    if let Some(why) = gone {
+        // The session is gone (the server restarted, or it expired): its public URL is dead,
+        // and polling on would only loop on 404.
+        return Err(why);
+    }
     say!("\n  Closing tunnel…");
     let _ = t
         .client
@@ -134,7 +158,8 @@ impl Tunnel {
         }
     }
 
-    async fn poll_loop(self: Arc<Self>, id: &str) {
+    /// Polls until the session is gone; returns why.
+    async fn poll_loop(self: Arc<Self>, id: &str) -> String {
         let mut idle = 0u32;
         loop {
             let res = self
@@ -151,6 +176,11 @@ impl Tunnel {
                     .await
                     .ok()
                     .and_then(|v| v["events"].as_array().cloned()),
+                Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
+                    return "the tunnel session is gone (the server restarted, or the session \
+                            expired): run `outworx forward` again for a new public URL"
+                        .to_owned();
+                }
                 Ok(r) => {
                     complain!(
                         "{}",
@@ -189,7 +219,8 @@ impl Tunnel {
             .filter(|p| !p.is_empty())
             .unwrap_or("/")
             .to_owned();
-        let label = format!("{method} {path}");
+        // Printed to a terminal: the relay's text is escaped, never interpreted.
+        let label = printable(&format!("{method} {path}"));
         let clock = clock();
         let started = Instant::now();
         let result = self.deliver(&e, &method, &path).await;
@@ -255,24 +286,11 @@ impl Tunnel {
         method: &str,
         path: &str,
     ) -> Result<(u16, HashMap<String, String>, Vec<u8>), String> {
-        let mut url = format!("{}{path}", self.local_url);
-        if let Some(q) = e["query_string"].as_str().filter(|q| !q.is_empty()) {
-            url = format!("{url}?{q}");
-        }
+        let url = local_target(&self.local_base, path, e["query_string"].as_str())?;
         let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        let mut req = self.local.request(method.clone(), &url);
-        if let Some(headers) = e["request_headers"].as_object() {
-            for (k, v) in headers {
-                // The client sets these itself for the local hop.
-                if ["host", "content-length", "transfer-encoding", "connection"]
-                    .contains(&k.to_ascii_lowercase().as_str())
-                {
-                    continue;
-                }
-                if let Some(v) = v.as_str() {
-                    req = req.header(k, v);
-                }
-            }
+        let mut req = self.local.request(method.clone(), url);
+        for (k, v) in forwarded_headers(e) {
+            req = req.header(k, v);
         }
         if method != reqwest::Method::GET && method != reqwest::Method::HEAD {
             let body = match e["request_body_base64"].as_str() {
@@ -285,14 +303,145 @@ impl Tunnel {
         }
         let res = req.send().await.map_err(|e| e.without_url().to_string())?;
         let status = res.status().as_u16();
-        let headers = res
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect();
+        let mut headers: HashMap<String, String> = HashMap::new();
+        for (k, v) in res.headers() {
+            let Ok(v) = v.to_str() else { continue };
+            headers
+                .entry(k.as_str().to_owned())
+                .and_modify(|prev| {
+                    prev.push_str(", ");
+                    prev.push_str(v);
+                })
+                .or_insert_with(|| v.to_owned());
+        }
         let body = res.bytes().await.map_err(|e| e.to_string())?.to_vec();
         Ok((status, headers, body))
     }
+}
+
+/// The local URL for a relayed request: the target's scheme, host and port always, its path
+/// prefix, then the relay's path. The path must start with `/`, hold no control characters or
+/// backslashes, and no `.`/`..` segment once percent-decoded: a relay (or whoever controls
+/// one) cannot reach another host, port or path prefix of the developer's machine.
+pub fn local_target(
+    base: &reqwest::Url,
+    path: &str,
+    query: Option<&str>,
+) -> Result<reqwest::Url, String> {
+    let refuse = |why: &str| format!("refused path {}: {why}", printable(path));
+    if !path.starts_with('/') {
+        return Err(refuse("it does not start with `/`"));
+    }
+    if path.bytes().any(|b| b.is_ascii_control() || b == b'\\') {
+        return Err(refuse("it holds control characters or a backslash"));
+    }
+    let decoded = percent_decode(path);
+    if decoded
+        .split(|&b| b == b'/' || b == b'\\')
+        .any(|seg| seg == b"." || seg == b"..")
+    {
+        return Err(refuse("it has a `.` or `..` segment"));
+    }
+    if decoded.iter().any(u8::is_ascii_control) {
+        return Err(refuse("it encodes control characters"));
+    }
+    let mut url = base.clone();
+    let prefix = base.path().trim_end_matches('/');
+    url.set_path(&format!("{prefix}{path}"));
+    let query = query.filter(|q| !q.is_empty());
+    if let Some(q) = query
+        && (q.bytes().any(|b| b.is_ascii_control()) || q.contains('#'))
+    {
+        return Err(refuse("its query holds control characters or `#`"));
+    }
+    url.set_query(query);
+    url.set_fragment(None);
+    // The URL API keeps the origin; checked anyway, as the one thing that must hold.
+    if url.origin() != base.origin() {
+        return Err(refuse("it would leave the local server"));
+    }
+    Ok(url)
+}
+
+/// Percent-decodes `s` into bytes (`%zz` and a lone `%` stay as they are).
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(hex) = s.get(i + 1..i + 3)
+            && let Ok(v) = u8::from_str_radix(hex, 16)
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Text as it may be printed on a terminal: control characters (escape sequences among
+/// them) and other non-printing characters are shown escaped.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let plain =
+                !c.is_control() && !matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}');
+            let escaped: Vec<char> = if plain {
+                vec![c]
+            } else {
+                c.escape_unicode().collect()
+            };
+            escaped
+        })
+        .collect()
+}
+
+/// The request headers to send to the local server: every header as the public caller sent
+/// it, repeated ones repeated, except the hop-by-hop ones (and those `Connection` names),
+/// which belong to the public hop only.
+fn forwarded_headers(e: &Value) -> Vec<(String, String)> {
+    let pairs: Vec<(String, String)> = match e["request_headers_list"].as_array() {
+        Some(list) => list
+            .iter()
+            .filter_map(|p| Some((p[0].as_str()?.to_owned(), p[1].as_str()?.to_owned())))
+            .collect(),
+        None => e["request_headers"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let named_by_connection: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| v.split(',').map(|n| n.trim().to_ascii_lowercase()))
+        .collect();
+    pairs
+        .into_iter()
+        .filter(|(k, _)| {
+            let k = k.to_ascii_lowercase();
+            !matches!(
+                k.as_str(),
+                "host"
+                    | "content-length"
+                    | "transfer-encoding"
+                    | "connection"
+                    | "keep-alive"
+                    | "te"
+                    | "trailer"
+                    | "upgrade"
+                    | "expect"
+            ) && !k.starts_with("proxy-")
+                && !named_by_connection.contains(&k)
+        })
+        .collect()
 }
 
 /// The wall clock as HH:MM:SS (UTC).
@@ -305,10 +454,81 @@ fn clock() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn shorthands() {
-        assert_eq!(super::local_url("3000"), "http://localhost:3000");
-        assert_eq!(super::local_url("localhost:8080/"), "http://localhost:8080");
-        assert_eq!(super::local_url("https://x.test/a"), "https://x.test/a");
+        assert_eq!(local_url("3000"), "http://localhost:3000");
+        assert_eq!(local_url("localhost:8080/"), "http://localhost:8080");
+        assert_eq!(local_url("https://x.test/a"), "https://x.test/a");
+    }
+
+    #[test]
+    fn a_relay_cannot_choose_the_host_port_or_prefix() {
+        let base = reqwest::Url::parse("http://localhost:3000/app").unwrap();
+        let ok = |p: &str, q: Option<&str>| local_target(&base, p, q).unwrap().to_string();
+        assert_eq!(
+            ok("/hooks/a", Some("x=1")),
+            "http://localhost:3000/app/hooks/a?x=1"
+        );
+        assert_eq!(ok("/a%20b", None), "http://localhost:3000/app/a%20b");
+        // What string concatenation turned into another host, port or file.
+        for evil in [
+            "@169.254.169.254/latest",
+            ".evil.com/x",
+            ":6379/",
+            "/../admin",
+            "/%2e%2e/admin",
+            "/a/%2E%2e%2fb",
+            "/..%5cadmin",
+            "/a\\b",
+            "/\u{1b}[2Jhi",
+            "/%1b[2J",
+        ] {
+            assert!(
+                local_target(&base, evil, None).is_err(),
+                "{evil:?} was accepted"
+            );
+        }
+        // `//host` stays a path on the local server.
+        assert_eq!(
+            local_target(&base, "//evil.com/x", None)
+                .unwrap()
+                .host_str(),
+            Some("localhost")
+        );
+        assert!(local_target(&base, "/x", Some("a=1#frag")).is_err());
+    }
+
+    #[test]
+    fn terminal_text_is_escaped() {
+        assert_eq!(printable("POST /a"), "POST /a");
+        assert_eq!(printable("\u{1b}[31mred"), "\\u{1b}[31mred");
+        assert_eq!(printable("a\u{202e}b"), "a\\u{202e}b");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_stay_behind_and_repeats_stay_repeated() {
+        let e = serde_json::json!({
+            "request_headers": {"ignored": "when the list is there"},
+            "request_headers_list": [
+                ["webhook-signature", "v1,a"], ["webhook-signature", "v1,b"],
+                ["connection", "keep-alive, x-hop"], ["x-hop", "1"], ["te", "trailers"],
+                ["upgrade", "h2c"], ["proxy-authorization", "p"], ["expect", "100-continue"],
+                ["host", "public.example"], ["accept-encoding", "gzip"]
+            ]
+        });
+        let h = forwarded_headers(&e);
+        assert_eq!(
+            h,
+            [
+                ("webhook-signature".to_owned(), "v1,a".to_owned()),
+                ("webhook-signature".to_owned(), "v1,b".to_owned()),
+                ("accept-encoding".to_owned(), "gzip".to_owned()),
+            ]
+        );
+        // The Python relay's single map still works.
+        let e = serde_json::json!({"request_headers": {"x-a": "1", "connection": "close"}});
+        assert_eq!(forwarded_headers(&e), [("x-a".to_owned(), "1".to_owned())]);
     }
 }

@@ -97,6 +97,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// The API key of a command: from `--api-key-file` (its first line), or from `--api-key` /
+/// the environment variable `env`. A key typed on the command line works, with a warning:
+/// every user of the machine can read it in `ps`.
+pub(crate) fn api_key(
+    given: Option<String>,
+    file: Option<&std::path::Path>,
+    env: &str,
+) -> Result<String, String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the API key file {}: {e}", path.display()))?;
+        return text
+            .lines()
+            .next()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("the API key file {} is empty", path.display()));
+    }
+    let key = given.ok_or_else(|| format!("give the API key in {env} or with --api-key-file"))?;
+    if std::env::args().any(|a| a == "--api-key" || a.starts_with("--api-key=")) {
+        eprintln!(
+            "warning: --api-key on the command line is visible to every user of this machine \
+             (ps); prefer {env} or --api-key-file"
+        );
+    }
+    Ok(key)
+}
+
 /// Runs an async command: exit 0, or 2 with its error.
 fn run(command: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()

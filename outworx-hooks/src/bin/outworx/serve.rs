@@ -11,16 +11,33 @@ pub struct ServeArgs {
     /// SQLite file path, or a `postgres://` URL.
     #[arg(long, default_value = "outworx.db")]
     db: String,
-    /// An accepted API key (`ohk_` + 32 hex); repeatable. Also OUTWORX_SERVE_API_KEYS
-    /// (comma-separated).
+    /// An accepted API key (`ohk_` + 32 hex); repeatable. Prefer OUTWORX_SERVE_API_KEYS
+    /// (comma-separated) or --api-key-file: a command line is visible in `ps`.
     #[arg(long = "api-key")]
     api_keys: Vec<String>,
-    /// The public base URL tunnels are reached at (default: the host the CLI used).
+    /// A file of accepted API keys, one per line.
+    #[arg(long)]
+    api_key_file: Option<std::path::PathBuf>,
+    /// This server's public base URL (default: the host the CLI used).
     #[arg(long)]
     public_url: Option<String>,
+    /// The base URL tunnels are served on, on a host of its own (recommended: a tunnelled
+    /// page then never shares the dashboard's origin). Only `/t/...` is served there.
+    #[arg(long)]
+    tunnel_url: Option<String>,
     /// Days to keep events (0 keeps them forever).
     #[arg(long, default_value_t = 30)]
     retention_days: u64,
+    /// Seconds a public tunnel request waits for the local answer before a 504.
+    #[arg(long, default_value_t = 30)]
+    hold_timeout: u64,
+    /// MiB all tunnels together may hold for requests not yet taken by their CLI; past it,
+    /// public requests get 503.
+    #[arg(long, default_value_t = 64)]
+    tunnel_budget_mib: usize,
+    /// MiB one tunnel may hold.
+    #[arg(long, default_value_t = 16)]
+    tunnel_session_budget_mib: usize,
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
@@ -36,6 +53,22 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         )
         .try_init();
     let mut keys = args.api_keys;
+    if !keys.is_empty() {
+        eprintln!(
+            "warning: --api-key on the command line is visible to every user of this machine \
+             (ps); prefer OUTWORX_SERVE_API_KEYS or --api-key-file"
+        );
+    }
+    if let Some(path) = &args.api_key_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the API key file {}: {e}", path.display()))?;
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && !k.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
     if let Ok(env) = std::env::var("OUTWORX_SERVE_API_KEYS") {
         keys.extend(
             env.split(',')
@@ -46,6 +79,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     }
     let mut config = ServeConfig::new(keys);
     config.public_url = args.public_url;
+    config.tunnel_url = args.tunnel_url;
+    config.hold_timeout = std::time::Duration::from_secs(args.hold_timeout.max(1));
+    config.tunnel.max_pending_bytes = args.tunnel_budget_mib.saturating_mul(1 << 20);
+    config.tunnel.max_session_bytes = args.tunnel_session_budget_mib.saturating_mul(1 << 20);
     config.retention = (args.retention_days > 0)
         .then(|| std::time::Duration::from_secs(args.retention_days.saturating_mul(86_400)));
     config.check().map_err(|e| e.to_string())?;
@@ -59,6 +96,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         redact_url(&args.db)
     );
     println!("dashboard: http://{addr}/dashboard/");
+    if let Some(t) = &config.tunnel_url {
+        println!("tunnels: {}/t/...", t.trim_end_matches('/'));
+    }
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
