@@ -538,4 +538,78 @@ mod tests {
             ]
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::test_runner::RngSeed;
+        use serde_json::Value;
+
+        /// A fixed seed, so CI runs the same cases; `PROPTEST_CASES` asks for more.
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 256,
+                rng_seed: RngSeed::Fixed(0x6f75_7477_6f72_7831),
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// Any JSON document with integer numbers (floats print differently in serde_json
+        /// and `f64::to_string`, which the readers do not promise to agree on).
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                "[a-z\\u{e9}\\u{1F600}\"\\\\ ]{0,8}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map("(id|type|data|[a-z]{1,3})", inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// A scalar as the readers give it.
+        fn scalar(v: &Value) -> Option<String> {
+            match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn the_tap_parses_as_serde_json_and_finds_the_top_level_scalars(doc in json()) {
+                let text = serde_json::to_string(&doc).unwrap();
+                let (value, found): (Value, _) = parse(text.as_bytes(), [Some("id"), Some("type")]).unwrap();
+                prop_assert_eq!(&value, &doc);
+                let want = |k: &str| doc.as_object().and_then(|o| o.get(k)).and_then(scalar);
+                prop_assert_eq!(found, [want("id"), want("type")]);
+            }
+
+            #[test]
+            fn skim_reads_what_a_document_lookup_reads(doc in json()) {
+                let text = serde_json::to_string(&doc).unwrap();
+                let [a, b] = skim(text.as_bytes(), [Some(&["id"]), Some(&["data", "type"])]);
+                prop_assert_eq!(a, doc.get("id").and_then(scalar));
+                prop_assert_eq!(b, doc.get("data").and_then(|d| d.get("type")).and_then(scalar));
+            }
+
+            #[test]
+            fn the_readers_never_panic_on_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                let _ = parse::<Value>(&bytes, [Some("id"), None]);
+                let _ = skim(&bytes, [Some(&["id"]), Some(&["a", "b"])]);
+                let _ = serde_json::from_slice::<Scalar>(&bytes);
+            }
+        }
+    }
 }

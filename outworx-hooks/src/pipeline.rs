@@ -1430,4 +1430,42 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(fast.0.load(std::sync::atomic::Ordering::Relaxed), 0);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::test_runner::RngSeed;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 512,
+                rng_seed: RngSeed::Fixed(0x6f75_7477_6f72_7832),
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Keys built from different components are different keys, whatever the
+            /// components hold (`:` and `%` included).
+            #[test]
+            fn escaped_components_never_collide(
+                a in "[a-z:%]{0,6}", b in "[a-z:%]{0,6}",
+                c in "[a-z:%]{0,6}", d in "[a-z:%]{0,6}",
+            ) {
+                let key = |x: &str, y: &str| format!("{}:{}", escape_component(x), escape_component(y));
+                prop_assert_eq!(key(&a, &b) == key(&c, &d), a == c && b == d);
+            }
+
+            /// Any value a key expression yields becomes a key of bounded size in every store.
+            #[test]
+            fn keys_of_any_length_fit_the_stores(k in ".{0,2000}") {
+                let fitted = crate::store::fit_key(&k);
+                prop_assert!(fitted.len() <= crate::store::MAX_KEY_LEN);
+                prop_assert_eq!(fitted.len() < k.len(), k.len() > crate::store::MAX_KEY_LEN);
+            }
+        }
+    }
 }

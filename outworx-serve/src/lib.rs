@@ -317,4 +317,82 @@ mod tests {
         }
         assert!(api::validate(&serde_json::json!([1])).is_err());
     }
+
+    mod properties {
+        use proptest::prelude::*;
+        use proptest::test_runner::RngSeed;
+        use serde_json::Value;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 512,
+                rng_seed: RngSeed::Fixed(0x6f75_7477_6f72_7834),
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// Events that are mostly well-formed, with any field possibly wrong or huge.
+        fn event() -> impl Strategy<Value = Value> {
+            let any_value = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                "[ -~]{0,20}".prop_map(Value::String),
+                (0usize..300_000).prop_map(|n| Value::String("x".repeat(n))),
+                prop::collection::vec(any::<u8>().prop_map(Value::from), 0..10)
+                    .prop_map(Value::Array),
+            ];
+            let field = prop_oneof![
+                Just("provider"),
+                Just("status_code"),
+                Just("success"),
+                Just("duration_ms"),
+                Just("payload_size"),
+                Just("timestamp"),
+                Just("event_type"),
+                Just("metadata"),
+                Just("request_headers"),
+                Just("request_body"),
+                Just("processing_status"),
+                Just("signature_valid"),
+                Just("surprise"),
+            ];
+            prop::collection::vec((field, any_value), 0..6).prop_map(|patch| {
+                let mut e = serde_json::json!({"provider": "stripe", "status_code": 200,
+                    "success": true, "duration_ms": 1, "payload_size": 2,
+                    "timestamp": "2026-11-30T10:00:00Z"});
+                for (k, v) in patch {
+                    e[k] = v;
+                }
+                e
+            })
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Validation never panics, and what it accepts fits the event size cap.
+            #[test]
+            fn validation_never_panics_and_bounds_what_it_accepts(e in event()) {
+                if crate::api::validate(&e).is_ok() {
+                    prop_assert!(e.to_string().len() <= crate::api::MAX_EVENT_BYTES);
+                }
+            }
+
+            /// Arbitrary bytes as a batch: parsed or refused, never a panic.
+            #[test]
+            fn batches_of_any_bytes_are_parsed_or_refused(
+                bytes in prop::collection::vec(any::<u8>(), 0..256),
+            ) {
+                #[derive(serde::Deserialize)]
+                struct Batch<'a> {
+                    #[serde(borrow)]
+                    #[allow(dead_code)]
+                    events: Vec<&'a serde_json::value::RawValue>,
+                }
+                let _ = serde_json::from_slice::<Batch<'_>>(&bytes);
+            }
+        }
+    }
 }

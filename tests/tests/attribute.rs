@@ -117,7 +117,8 @@ async fn observe_hook(body: Bytes) -> String {
     provider = "github",
     secret = "gh_secret",
     capture_body,
-    metadata(team = "billing", tier = "gold")
+    metadata(team = "billing", tier = "gold"),
+    redact = ["X-Internal-Token"]
 )]
 async fn capture_hook(track: Track) -> Json<Value> {
     track.processed();
@@ -694,6 +695,9 @@ async fn capture_body_and_metadata_reach_the_event() {
     signed
         .headers
         .insert("authorization", "Bearer hunter2".parse().unwrap());
+    signed
+        .headers
+        .insert("x-internal-token", "route-level-secret".parse().unwrap());
     post_signed(
         &base,
         "/capture?case=capture_body_and_metadata_reach_the_event",
@@ -713,8 +717,14 @@ async fn capture_body_and_metadata_reach_the_event() {
         e.request_headers.as_ref().unwrap()["authorization"],
         "[REDACTED]"
     );
+    assert_eq!(
+        e.request_headers.as_ref().unwrap()["x-internal-token"],
+        "[REDACTED]",
+        "the route's own redact list"
+    );
     let wire = serde_json::to_string(&*e).unwrap();
     assert!(!wire.contains("hunter2") && !wire.contains("gh_secret"));
+    assert!(!wire.contains("route-level-secret"));
 }
 
 #[tokio::test]

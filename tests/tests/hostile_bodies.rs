@@ -74,8 +74,21 @@ async fn twilio(body: Bytes) -> String {
 
 const LIMIT: usize = 32 << 20;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nested_bodies_with_forged_signatures_cost_little() {
+/// The tests of this binary measure the whole process's heap: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn nested_bodies_with_forged_signatures_cost_little() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(nested_bodies());
+}
+
+async fn nested_bodies() {
     let app = Router::new()
         .route("/stripe", post(stripe))
         .route("/github", post(github))
@@ -126,5 +139,65 @@ async fn nested_bodies_with_forged_signatures_cost_little() {
             "{path}: the request's peak heap was {} MiB",
             peak >> 20
         );
+    }
+}
+
+mod properties {
+    use super::*;
+    use outworx_hooks::security::{Delivery, Verifier};
+    use proptest::prelude::*;
+    use proptest::test_runner::RngSeed;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 64,
+            rng_seed: RngSeed::Fixed(0x6f75_7477_6f72_7836),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Bodies up to 64 KiB built from what makes re-encoding grow: nesting, separators,
+    /// non-ASCII text and escapes.
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            (1usize..2000).prop_map(|n| format!("{}{}", "[".repeat(n), "]".repeat(n))),
+            (1usize..300).prop_map(|n| format!("{{\"a\":{}1{}}}", "[".repeat(n), "]".repeat(n))),
+            (1usize..2000).prop_map(|n| format!("[{}0]", "0,".repeat(n))),
+            (1usize..2000).prop_map(|n| format!("[\"{}\"]", "\u{1F600}".repeat(n))),
+            (1usize..2000).prop_map(|n| format!("[\"{}\"]", "\\u00e9".repeat(n))),
+            "[ -~]{0,64}",
+        ];
+        prop::collection::vec(piece, 1..4).prop_map(|v| {
+            // One JSON document: the pieces as the items of an array, cut to 64 KiB.
+            let mut s = format!("[{}]", v.join(","));
+            s.truncate(64 * 1024);
+            s.into_bytes()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// No body up to 64 KiB makes verifying a forged signature allocate more than a
+        /// fixed multiple of its size (the diagnosis's candidates are at most twice the body).
+        #[test]
+        fn verification_allocates_a_bounded_multiple_of_the_body(body in body()) {
+            let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+            for provider in [Provider::Github, Provider::Stripe] {
+                let forged = Signer::new(provider, "not-the-secret").sign(body.clone()).unwrap();
+                let secret = if provider == Provider::Stripe { "whsec_real" } else { "real" };
+                let verifier = Verifier::new(provider, &[secret]).unwrap();
+                let before = LIVE.load(Ordering::Relaxed);
+                PEAK.store(before, Ordering::Relaxed);
+                let r = verifier.verify(&Delivery::new(&forged.headers, &body));
+                let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
+                prop_assert!(!r.valid);
+                prop_assert!(
+                    peak <= 4 * body.len() + (64 << 10),
+                    "{} bytes allocated for a {}-byte body", peak, body.len()
+                );
+            }
+        }
     }
 }

@@ -286,8 +286,15 @@ impl Provider {
         }
     }
 
-    /// The headers that carry this provider's signature or shared credential: never reported.
-    pub(crate) fn secret_headers(self) -> &'static [&'static str] {
+    /// The headers that carry this provider's signature or shared credential. Reports never
+    /// include their values (nor those of any other provider's).
+    ///
+    /// ```
+    /// use outworx_hooks::security::Provider;
+    /// assert_eq!(Provider::Gitlab.secret_headers(), ["x-gitlab-token"]);
+    /// assert_eq!(Provider::Stripe.secret_headers(), ["stripe-signature"]);
+    /// ```
+    pub fn secret_headers(self) -> &'static [&'static str] {
         self.spec().scheme.secret_headers()
     }
 }

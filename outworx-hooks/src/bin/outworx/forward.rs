@@ -531,4 +531,59 @@ mod tests {
         let e = serde_json::json!({"request_headers": {"x-a": "1", "connection": "close"}});
         assert_eq!(forwarded_headers(&e), [("x-a".to_owned(), "1".to_owned())]);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::test_runner::RngSeed;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 1024,
+                rng_seed: RngSeed::Fixed(0x6f75_7477_6f72_7835),
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        fn path() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("/".to_owned()),
+                Just("..".to_owned()),
+                Just(".".to_owned()),
+                Just("%2e".to_owned()),
+                Just("%2E%2e".to_owned()),
+                Just("%2f".to_owned()),
+                Just("%5c".to_owned()),
+                Just("@".to_owned()),
+                Just(":".to_owned()),
+                Just("\\".to_owned()),
+                Just("%00".to_owned()),
+                Just("\u{1b}".to_owned()),
+                "[a-zA-Z0-9_-]{1,4}",
+                "[ -~]{1,3}",
+            ];
+            prop::collection::vec(piece, 0..8).prop_map(|v| v.concat())
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Whatever the relay sends: never a panic, and an accepted URL stays on the local
+            /// server, under its prefix, with no dot segment even once decoded.
+            #[test]
+            fn relayed_paths_stay_under_the_local_prefix(p in path(), q in proptest::option::of("[ -~]{0,12}")) {
+                let base = reqwest::Url::parse("http://127.0.0.1:3000/app").unwrap();
+                if let Ok(url) = local_target(&base, &p, q.as_deref()) {
+                    prop_assert_eq!(url.origin(), base.origin());
+                    prop_assert!(url.path().starts_with("/app/"), "{}", url);
+                    let decoded = percent_decode(url.path());
+                    prop_assert!(
+                        !decoded.split(|&b| b == b'/' || b == b'\\').any(|s| s == b".." || s == b"."),
+                        "{}", url
+                    );
+                }
+            }
+        }
+    }
 }
