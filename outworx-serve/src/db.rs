@@ -721,6 +721,32 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
+    /// A slow read (the query API scanning a large table) runs on the read pool, beside the
+    /// writer: an idempotency check is answered while it is still running, instead of
+    /// queueing behind it past the SDK's 2 s timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_read_does_not_hold_up_an_idempotency_check() {
+        let (db, dir) = temp_db("wal").await;
+        let reads = db.reads.clone();
+        let slow = tokio::spawn(async move {
+            sqlx::query(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000) \
+                 SELECT count(*) FROM c",
+            )
+            .fetch_one(&reads)
+            .await
+            .map(drop)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(db.check("p", "k", Some("t"), 60_000).await.unwrap(), Check::New);
+        assert!(
+            !slow.is_finished(),
+            "the check waited for the slow read (or the read was too fast to tell)"
+        );
+        slow.await.unwrap().unwrap();
+        std::fs::remove_dir_all(dir).ok();
+    }
+
     /// The idempotency semantics (the integration tests check the same through the HTTP API
     /// on PostgreSQL).
     pub(crate) async fn exercise(db: &Db) {

@@ -212,3 +212,26 @@ fn report(result: &SignatureResult, json: bool) -> ExitCode {
     }
     ExitCode::from(if result.valid { 0 } else { 1 })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::api_key;
+
+    #[test]
+    fn an_api_key_file_gives_its_first_line_and_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("outworx-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key");
+        std::fs::write(&file, "  ohk_0123456789abcdef0123456789abcdef \nignored\n").unwrap();
+        let key = api_key(None, Some(&file), "OUTWORX_API_KEY").unwrap();
+        assert_eq!(key, "ohk_0123456789abcdef0123456789abcdef");
+        std::fs::write(&file, "\n").unwrap();
+        let e = api_key(None, Some(&file), "OUTWORX_API_KEY").unwrap_err();
+        assert!(e.contains("empty") && !e.contains("ohk_"), "{e}");
+        let e = api_key(None, Some(&dir.join("missing")), "OUTWORX_API_KEY").unwrap_err();
+        assert!(e.contains("missing"), "{e}");
+        let e = api_key(None, None, "OUTWORX_API_KEY").unwrap_err();
+        assert!(e.contains("OUTWORX_API_KEY"), "{e}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
