@@ -86,6 +86,179 @@ impl DeliveryEvent {
     pub fn meta(&self, key: &str) -> Option<&serde_json::Value> {
         self.metadata.as_ref()?.get(key)
     }
+
+    /// Cuts every field to its [`limits`], so no delivery (a forged one with a huge header,
+    /// or a handler's long failure reason) makes its own report too large to store.
+    pub(crate) fn enforce_limits(&mut self) {
+        for (field, cap) in [
+            (&mut self.event_type, limits::EVENT_TYPE),
+            (&mut self.error_message, limits::ERROR_MESSAGE),
+            (&mut self.source_url, limits::SOURCE_URL),
+            (&mut self.processing_failure_reason, limits::FAILURE_REASON),
+            (&mut self.request_body, limits::BODY),
+            (&mut self.response_body, limits::BODY),
+        ] {
+            if let Some(text) = field {
+                cut_json(text, cap);
+            }
+        }
+        if let Some(headers) = &mut self.request_headers {
+            limit_headers(headers);
+        }
+        if let Some(meta) = &mut self.metadata {
+            limit_metadata(meta);
+        }
+    }
+
+    /// About how many bytes the event holds: for queues bounded in bytes.
+    pub(crate) fn approx_size(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let headers = self
+            .request_headers
+            .as_ref()
+            .map_or(0, |h| h.iter().map(|(k, v)| k.len() + v.len() + 48).sum());
+        let meta = self.metadata.as_ref().map_or(0, json_size);
+        256 + self.provider.len()
+            + self.timestamp.len()
+            + text(&self.event_type)
+            + text(&self.request_body)
+            + text(&self.response_body)
+            + text(&self.error_message)
+            + text(&self.source_url)
+            + text(&self.processing_failure_reason)
+            + text(&self.signature_hint)
+            + headers
+            + meta
+    }
+}
+
+/// The most bytes (as JSON) each field of an event may take. The same bounds are enforced by
+/// the ingest of `outworx serve`, which refuses an event past them; the SDK cuts its events to
+/// them (with `...[truncated]`), so a delivery can never make its own report unstorable.
+pub mod limits {
+    /// `event_type`.
+    pub const EVENT_TYPE: usize = 256;
+    /// `error_message`.
+    pub const ERROR_MESSAGE: usize = 8 * 1024;
+    /// `source_url`.
+    pub const SOURCE_URL: usize = 8 * 1024;
+    /// `processing_failure_reason`.
+    pub const FAILURE_REASON: usize = 4 * 1024;
+    /// `request_headers`, all of them.
+    pub const REQUEST_HEADERS: usize = 32 * 1024;
+    /// `metadata`, all of it.
+    pub const METADATA: usize = 32 * 1024;
+    /// `request_body` and `response_body` each: 64 KiB of text and room for its escaping.
+    pub const BODY: usize = 96 * 1024;
+    /// A whole event.
+    pub const EVENT: usize = 320 * 1024;
+}
+
+const CUT: &str = "...[truncated]";
+
+/// The length of `s` as a JSON string, quotes included.
+fn json_len(s: &str) -> usize {
+    2 + s.chars().map(json_char_len).sum::<usize>()
+}
+
+fn json_char_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// Cuts `s` so that, as JSON, it takes at most `cap` bytes, marking the cut.
+fn cut_json(s: &mut String, cap: usize) {
+    // Every character takes at most 6 bytes as JSON: short text needs no count.
+    if s.len() * 6 + 2 <= cap || json_len(s) <= cap {
+        return;
+    }
+    let budget = cap.saturating_sub(json_len(CUT));
+    let mut used = 2;
+    let mut end = 0;
+    for (i, c) in s.char_indices() {
+        used += json_char_len(c);
+        if used > budget {
+            break;
+        }
+        end = i + c.len_utf8();
+    }
+    s.truncate(end);
+    s.push_str(CUT);
+}
+
+/// Header values over 1 KiB are cut, and past [`limits::REQUEST_HEADERS`] the remaining
+/// headers are dropped, counted under `[truncated]`.
+fn limit_headers(headers: &mut BTreeMap<String, String>) {
+    let size = |h: &BTreeMap<String, String>| -> usize {
+        2 + h
+            .iter()
+            .map(|(k, v)| json_len(k) + json_len(v) + 2)
+            .sum::<usize>()
+    };
+    let raw: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if raw * 6 + 4 * headers.len() + 2 <= limits::REQUEST_HEADERS
+        || size(headers) <= limits::REQUEST_HEADERS
+    {
+        return;
+    }
+    let mut kept = BTreeMap::new();
+    let mut used = 2 + 64; // room for the `[truncated]` entry
+    let mut dropped = 0usize;
+    for (mut k, mut v) in std::mem::take(headers) {
+        cut_json(&mut k, 256);
+        cut_json(&mut v, 1024);
+        let cost = json_len(&k) + json_len(&v) + 2;
+        if used + cost <= limits::REQUEST_HEADERS {
+            used += cost;
+            kept.insert(k, v);
+        } else {
+            dropped += 1;
+        }
+    }
+    if dropped > 0 {
+        kept.insert("[truncated]".into(), format!("{dropped} more headers"));
+    }
+    *headers = kept;
+}
+
+/// Past [`limits::METADATA`], entries are kept in order while they fit, and
+/// `metadata_truncated` says some were left out.
+fn limit_metadata(meta: &mut serde_json::Map<String, serde_json::Value>) {
+    if json_size(meta) <= limits::METADATA {
+        return;
+    }
+    let mut kept = serde_json::Map::new();
+    let mut used = 2 + 32;
+    for (k, v) in std::mem::take(meta) {
+        let cost = json_len(&k) + 2 + json_size(&v);
+        if used + cost <= limits::METADATA {
+            used += cost;
+            kept.insert(k, v);
+        }
+    }
+    kept.insert("metadata_truncated".into(), true.into());
+    *meta = kept;
+}
+
+/// The length of `v` as JSON, counted without building the text.
+fn json_size(v: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 /// Credential headers whose values are never reported, whatever the provider.
@@ -335,6 +508,63 @@ mod tests {
             "/hooks/a?token=[REDACTED]&[REDACTED]&x=[REDACTED]"
         );
         assert_eq!(url("/hooks/a?"), "/hooks/a");
+    }
+
+    #[test]
+    fn every_field_is_cut_to_its_limit_as_json() {
+        let mut headers = BTreeMap::new();
+        for i in 0..100 {
+            headers.insert(format!("x-junk-{i}"), "\u{1}".repeat(2000));
+        }
+        let mut meta = serde_json::Map::new();
+        meta.insert("team".into(), "billing".into());
+        meta.insert("huge".into(), "m".repeat(100_000).into());
+        let mut e = DeliveryEvent {
+            event_type: Some("t".repeat(10_000)),
+            error_message: Some("\"".repeat(50_000)),
+            source_url: Some(format!("/x?{}", "n".repeat(50_000))),
+            processing_failure_reason: Some("é".repeat(50_000)),
+            request_body: Some("\u{0}".repeat(64 * 1024)),
+            request_headers: Some(headers),
+            metadata: Some(meta),
+            ..sample()
+        };
+        e.enforce_limits();
+        let v = serde_json::to_value(&e).unwrap();
+        let size = |k: &str| serde_json::to_string(&v[k]).unwrap().len();
+        for (k, cap) in [
+            ("event_type", limits::EVENT_TYPE),
+            ("error_message", limits::ERROR_MESSAGE),
+            ("source_url", limits::SOURCE_URL),
+            ("processing_failure_reason", limits::FAILURE_REASON),
+            ("request_body", limits::BODY),
+            ("request_headers", limits::REQUEST_HEADERS),
+            ("metadata", limits::METADATA),
+        ] {
+            assert!(size(k) <= cap, "{k}: {} > {cap}", size(k));
+            // Text is cut, not dropped (metadata drops whole entries).
+            assert!(
+                k == "metadata" || size(k) > cap / 2,
+                "{k} was cut too far: {}",
+                size(k)
+            );
+        }
+        assert!(serde_json::to_string(&e).unwrap().len() <= limits::EVENT);
+        assert!(e.error_message.as_deref().unwrap().ends_with(CUT));
+        assert_eq!(e.meta("team"), Some(&"billing".into()));
+        assert_eq!(e.meta("metadata_truncated"), Some(&true.into()));
+        assert!(
+            e.request_headers
+                .as_ref()
+                .unwrap()
+                .contains_key("[truncated]")
+        );
+        // Small events are left exactly as they are.
+        let mut small = sample();
+        small.error_message = Some("boom".into());
+        let before = small.clone();
+        small.enforce_limits();
+        assert_eq!(small, before);
     }
 
     #[test]

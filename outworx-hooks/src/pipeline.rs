@@ -24,7 +24,7 @@ use crate::event::{self, DeliveryEvent, ProcessingStatus};
 use crate::report::{Runtime, SecretProblem, runtime};
 use crate::security::{Delivery, FailureReason, Provider, SignatureResult, Verifier};
 use crate::store::{
-    CachedResponse, MAX_CACHED_BODY, RENEW_EVERY, Reservation, ReservationToken, Store, clamp_ttl,
+    CachedResponse, MAX_CACHED_BODY, Reservation, ReservationToken, Store, clamp_ttl,
 };
 use crate::track::{Outcome, Track};
 
@@ -69,8 +69,8 @@ pub enum KeyOrigin {
     Given,
 }
 
-/// Escapes one component of an idempotency key (`%` and `:`), so components never run into
-/// each other: `a:b` + `c` and `a` + `b:c` stay different keys.
+/// Escapes one component of an idempotency key (`%`, `:` and `@`, the separators), so
+/// components never run into each other: `a:b` + `c` and `a` + `b:c` stay different keys.
 pub(crate) fn escape_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     push_escaped(&mut out, s);
@@ -78,7 +78,7 @@ pub(crate) fn escape_component(s: &str) -> String {
 }
 
 fn push_escaped(out: &mut String, s: &str) {
-    if !s.contains(['%', ':']) {
+    if !s.contains(['%', ':', '@']) {
         out.push_str(s);
         return;
     }
@@ -86,6 +86,7 @@ fn push_escaped(out: &mut String, s: &str) {
         match c {
             '%' => out.push_str("%25"),
             ':' => out.push_str("%3A"),
+            '@' => out.push_str("%40"),
             c => out.push(c),
         }
     }
@@ -1147,7 +1148,9 @@ impl Verified {
         parts.extensions.insert(track.clone());
         let body = self.body.clone();
         let handler = AssertUnwindSafe(call(parts, body)).catch_unwind();
-        let outcome = lease.renewing(&*self.rt.store, handler).await;
+        let outcome = lease
+            .renewing(&*self.rt.store, self.rt.store.renew_every(), handler)
+            .await;
 
         let (status, headers, resp_body, panic) = match outcome {
             Ok(resp) => {
@@ -1262,15 +1265,21 @@ struct Lease {
 }
 
 impl Lease {
-    /// Runs `work` to its end, renewing the reservations every [`RENEW_EVERY`] meanwhile, so
-    /// a handler slower than the stale time keeps its keys and a retry is not run beside it.
-    async fn renewing<T>(&self, store: &dyn Store, work: impl Future<Output = T>) -> T {
+    /// Runs `work` to its end, renewing the reservations every `every` (the store's
+    /// [`Store::renew_every`]) meanwhile, so a handler slower than the stale time keeps its
+    /// keys and a retry is not run beside it.
+    async fn renewing<T>(
+        &self,
+        store: &dyn Store,
+        every: Duration,
+        work: impl Future<Output = T>,
+    ) -> T {
         if self.keys.is_empty() {
             return work.await;
         }
         let renew = async {
             loop {
-                tokio::time::sleep(RENEW_EVERY).await;
+                tokio::time::sleep(every).await;
                 for (key, token) in &self.keys {
                     if let Err(e) = store.renew(key, token).await {
                         tracing::warn!("renewing an idempotency reservation: {e}");
@@ -1330,6 +1339,7 @@ fn replay(cached: &CachedResponse) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::RENEW_EVERY;
 
     #[test]
     fn key_components_are_escaped_so_they_never_run_into_each_other() {
@@ -1422,11 +1432,11 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(35)).await;
             "done"
         };
-        assert_eq!(lease.renewing(&store, slow).await, "done");
+        assert_eq!(lease.renewing(&store, RENEW_EVERY, slow).await, "done");
         assert_eq!(store.0.load(std::sync::atomic::Ordering::Relaxed), 6);
         // A fast handler costs no renewal, and nothing is renewed after it returns.
         let fast = Renewals::default();
-        assert_eq!(lease.renewing(&fast, async { 1 }).await, 1);
+        assert_eq!(lease.renewing(&fast, RENEW_EVERY, async { 1 }).await, 1);
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(fast.0.load(std::sync::atomic::Ordering::Relaxed), 0);
     }
@@ -1452,11 +1462,14 @@ mod tests {
             /// components hold (`:` and `%` included).
             #[test]
             fn escaped_components_never_collide(
-                a in "[a-z:%]{0,6}", b in "[a-z:%]{0,6}",
-                c in "[a-z:%]{0,6}", d in "[a-z:%]{0,6}",
+                a in "[a-z:%@/]{0,6}", b in "[a-z:%@/]{0,6}",
+                c in "[a-z:%@/]{0,6}", d in "[a-z:%@/]{0,6}",
             ) {
-                let key = |x: &str, y: &str| format!("{}:{}", escape_component(x), escape_component(y));
-                prop_assert_eq!(key(&a, &b) == key(&c, &d), a == c && b == d);
+                // Both separators: `:` between components, `@` between a layer and its path.
+                for sep in [":", "@"] {
+                    let key = |x: &str, y: &str| format!("{}{sep}{}", escape_component(x), escape_component(y));
+                    prop_assert_eq!(key(&a, &b) == key(&c, &d), a == c && b == d);
+                }
             }
 
             /// Any value a key expression yields becomes a key of bounded size in every store.

@@ -64,6 +64,26 @@ fn sentinel_keys(p: Provider) -> (String, String) {
     }
 }
 
+/// The next event of a request under `prefix` (the tests of this file run side by side).
+async fn next_under(
+    events: &mut outworx_hooks::Subscription,
+    prefix: &str,
+) -> std::sync::Arc<outworx_hooks::event::DeliveryEvent> {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let e = events.next().await.unwrap();
+            if e.source_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with(prefix))
+            {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_provider_credential_reaches_an_event_or_the_backend() {
     // The backend, on a fresh SQLite file.
@@ -133,10 +153,7 @@ async fn no_provider_credential_reaches_an_event_or_the_backend() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{p}: {}", r.text().await.unwrap());
-        let e = tokio::time::timeout(Duration::from_secs(5), events.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let e = next_under(&mut events, "/p/").await;
         assert_eq!(e.provider, p.name());
         let wire = serde_json::to_string(&*e).unwrap();
         for secret in &never {
@@ -181,5 +198,98 @@ async fn no_provider_credential_reaches_an_event_or_the_backend() {
         !text.contains("SENTINEL"),
         "a sentinel reached the backend: {text}"
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A delivery cannot make its own report unstorable: a forged request with a 33 KiB header
+/// and a 9 KiB query name, and a handler that fails with a 10 KiB reason and 100 KiB of
+/// metadata, are both reported, cut to the ingest's limits, and stored by `outworx serve`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_deliveries_are_still_reported_and_stored() {
+    use outworx_hooks::Track;
+
+    let dir = std::env::temp_dir().join(format!("outworx-oversized-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("events.db").to_string_lossy().into_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let serve_addr = listener.local_addr().unwrap();
+    let config = outworx_serve::ServeConfig::new(vec![KEY.into()]);
+    tokio::spawn(async move { outworx_serve::serve(listener, &db, config).await });
+
+    async fn fails(track: Track) -> &'static str {
+        let big: serde_json::Map<String, Value> = (0..100)
+            .map(|i| (format!("k{i}"), Value::from("v".repeat(1000))))
+            .collect();
+        track.failed_with("r".repeat(10_000), Value::Object(big));
+        "ok"
+    }
+    let app = Router::new().route(
+        "/hook",
+        post(fails).layer(OutworxHooksLayer::new(
+            TrackOptions::new(Provider::Github).secret("gh-oversized"),
+        )),
+    );
+    let local = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = local.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(local, app).await });
+    let sink = OutworxSink::spawn(OutworxSinkOptions::new(
+        format!("http://{serve_addr}/api/ingest"),
+        KEY,
+    ))
+    .unwrap();
+    let mut events = outworx_hooks::subscribe();
+    let http = reqwest::Client::new();
+
+    let forged = Signer::new(Provider::Github, "wrong").sign("{}").unwrap();
+    let r = http
+        .post(format!("http://{addr}/hook?{}=1", "n".repeat(9 * 1024)))
+        .headers(forged.headers)
+        .header("x-junk", "j".repeat(33 * 1024))
+        .body(forged.body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let valid = Signer::new(Provider::Github, "gh-oversized")
+        .sign("{}")
+        .unwrap();
+    let r = http
+        .post(format!("http://{addr}/hook"))
+        .headers(valid.headers)
+        .body(valid.body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for _ in 0..2 {
+        let e = next_under(&mut events, "/hook").await;
+        sink.send(&e);
+    }
+    sink.flush().await;
+    assert_eq!((sink.sent(), sink.dropped()), (2, 0), "both stored");
+    let stored: Value = http
+        .get(format!("http://{serve_addr}/api/events"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = stored["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    let failed = events
+        .iter()
+        .find(|e| e["event"]["status_code"] == 200)
+        .unwrap();
+    let reason = failed["event"]["processing_failure_reason"]
+        .as_str()
+        .unwrap();
+    assert!(
+        reason.ends_with("...[truncated]"),
+        "{}",
+        &reason[reason.len() - 20..]
+    );
+    assert_eq!(failed["event"]["metadata"]["metadata_truncated"], true);
     let _ = std::fs::remove_dir_all(dir);
 }

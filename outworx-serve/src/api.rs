@@ -43,6 +43,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/forward/sessions/{id}", delete(close_session))
         .route("/api/forward/poll", get(poll))
         .route("/api/forward/responses", post(respond))
+        .route("/api/forward/status", get(forward_status))
         .route("/api/events", get(events))
         .route("/api/stats", get(stats))
         .route("/healthz", get(|| async { "ok" }))
@@ -68,8 +69,9 @@ async fn origins(
             .headers()
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
+            .map(crate::normal_host)
             .unwrap_or_default();
-        let on_tunnel_host = host.eq_ignore_ascii_case(tunnel_host);
+        let on_tunnel_host = host == *tunnel_host;
         let is_ingress = req.uri().path().starts_with("/t/");
         if on_tunnel_host != is_ingress {
             return error(StatusCode::NOT_FOUND, "not found on this host");
@@ -232,8 +234,9 @@ pub(crate) fn validate(e: &Value) -> Result<i64, String> {
 }
 
 /// The largest an event may be, serialized: a captured request and response body of 64 KiB
-/// each, with room for headers and metadata.
-pub(crate) const MAX_EVENT_BYTES: usize = 256 * 1024;
+/// each, with room for their escaping, headers and metadata. The caps here are the SDK's
+/// (`outworx_hooks::event::limits`), which cuts its events to them before sending.
+pub(crate) const MAX_EVENT_BYTES: usize = 320 * 1024;
 
 /// Per-field size caps (bytes of the value as JSON), so no field of a valid event can make a
 /// row, or a page of them, unbounded.
@@ -567,9 +570,23 @@ async fn poll(
         .poll(&project, &q.session, app.config.poll_wait)
         .await
     {
-        Ok(events) => Json(json!({ "events": events })).into_response(),
+        // Serialized straight from the requests: no copy of the bodies as a JSON tree.
+        Ok(events) => {
+            #[derive(serde::Serialize)]
+            struct Polled {
+                events: Vec<crate::tunnel::HeldRequest>,
+            }
+            Json(Polled { events }).into_response()
+        }
         Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
     }
+}
+
+/// The project's tunnels: how many sessions are open and how many bytes of public requests
+/// they hold now.
+async fn forward_status(State(app): State<Arc<App>>, Project(project): Project) -> Response {
+    let (sessions, pending) = app.tunnels.project_status(&project);
+    Json(json!({ "sessions": sessions, "pending_bytes": pending })).into_response()
 }
 
 async fn respond(State(app): State<Arc<App>>, Project(project): Project, body: Bytes) -> Response {
@@ -579,8 +596,9 @@ async fn respond(State(app): State<Arc<App>>, Project(project): Project, body: B
     };
     // A report that cannot become a response is refused, and the public caller is answered
     // 502 at once rather than left to time out.
-    let invalid = if !(100..=599).contains(&resp.status) {
-        Some("`status` must be an HTTP status (100..=599)")
+    // 1xx would switch the public connection's protocol (101) or leave it waiting.
+    let invalid = if !(200..=599).contains(&resp.status) {
+        Some("`status` must be a final HTTP status (200..=599)")
     } else if resp
         .body_base64
         .as_deref()
@@ -662,9 +680,14 @@ async fn ingress(State(app): State<Arc<App>>, req: axum::extract::Request) -> Re
         }
         buf.extend_from_slice(&data);
     }
+    // A browser sends its cookies, and any Basic credentials it holds for this origin, with
+    // every request to it: they belong to whoever runs this server, not to the tunnel owner.
+    // On a tunnel origin of its own (`tunnel_url`), `Authorization` is the sender's to pass.
+    let shared_origin = app.tunnel_host.is_none();
     let headers = parts
         .headers
         .iter()
+        .filter(|(k, _)| *k != header::COOKIE && !(shared_origin && *k == header::AUTHORIZATION))
         .map(|(k, v)| {
             (
                 k.as_str().to_owned(),
@@ -726,6 +749,12 @@ fn relayed(name: &str) -> bool {
             | "set-cookie"
             | "service-worker-allowed"
             | "clear-site-data"
+            // Policies a browser applies to the whole origin (or its subdomains).
+            | "strict-transport-security"
+            | "alt-svc"
+            | "nel"
+            | "report-to"
+            | "reporting-endpoints"
     ) && !name.starts_with("proxy-")
         && !name.starts_with("access-control-")
 }
@@ -750,7 +779,7 @@ fn local_response(r: LocalResponse) -> Response {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = StatusCode::from_u16(r.status)
         .ok()
-        .filter(|s| (100..=599).contains(&s.as_u16()))
+        .filter(|s| (200..=599).contains(&s.as_u16()))
         .unwrap_or(StatusCode::BAD_GATEWAY);
     for (k, v) in r.headers {
         let lower = k.to_ascii_lowercase();

@@ -738,7 +738,10 @@ mod tests {
             .map(drop)
         });
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        assert_eq!(db.check("p", "k", Some("t"), 60_000).await.unwrap(), Check::New);
+        assert_eq!(
+            db.check("p", "k", Some("t"), 60_000).await.unwrap(),
+            Check::New
+        );
         assert!(
             !slow.is_finished(),
             "the check waited for the slow read (or the read was too fast to tell)"

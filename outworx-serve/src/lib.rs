@@ -135,7 +135,7 @@ impl ServeConfig {
             let tunnel = authority(tunnel)?;
             if public
                 .as_deref()
-                .is_some_and(|p| p.eq_ignore_ascii_case(&tunnel))
+                .is_some_and(|p| normal_host(p) == normal_host(&tunnel))
             {
                 return Err(ServeError::Url(
                     "--tunnel-url must be on another host than --public-url: tunnelled pages \
@@ -148,14 +148,31 @@ impl ServeConfig {
     }
 }
 
-/// The `host[:port]` of an absolute `http(s)://` URL.
+/// The `host[:port]` of an absolute `http(s)://` URL, without user info and without the
+/// scheme's default port.
 fn authority(url: &str) -> Result<String, ServeError> {
     let bad = || ServeError::Url(format!("`{url}` is not an absolute http(s):// URL"));
     let uri: http::Uri = url.parse().map_err(|_| bad())?;
     match (uri.scheme_str(), uri.authority()) {
-        (Some("http" | "https"), Some(a)) => Ok(a.as_str().to_owned()),
+        (Some(scheme @ ("http" | "https")), Some(a)) => {
+            let default = if scheme == "https" { 443 } else { 80 };
+            let host = a.host();
+            Ok(match a.port_u16() {
+                Some(p) if p != default => format!("{host}:{p}"),
+                _ => host.to_owned(),
+            })
+        }
         _ => Err(bad()),
     }
+}
+
+/// A `Host` header as compared with the tunnel's: lowercase, without user info, and without
+/// the port 80 or 443 (the same host however the client wrote it).
+pub(crate) fn normal_host(host: &str) -> String {
+    let host = host.rsplit('@').next().unwrap_or(host).to_ascii_lowercase();
+    host.strip_suffix(":443")
+        .or_else(|| host.strip_suffix(":80"))
+        .map_or_else(|| host.clone(), str::to_owned)
 }
 
 /// A key's first characters, for an error message that must not echo the secret.
@@ -203,7 +220,11 @@ pub fn router(db: Db, config: ServeConfig) -> axum::Router {
 }
 
 fn router_with(db: Db, config: ServeConfig, tunnels: tunnel::Tunnels) -> axum::Router {
-    let tunnel_host = config.tunnel_url.as_deref().and_then(|u| authority(u).ok());
+    let tunnel_host = config
+        .tunnel_url
+        .as_deref()
+        .and_then(|u| authority(u).ok())
+        .map(|a| normal_host(&a));
     api::router(Arc::new(api::App {
         db,
         config,
@@ -247,6 +268,12 @@ pub async fn serve_until(
         }
     });
     tracing::info!(addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), backend = ?db.backend(), "outworx serve listening");
+    if config.tunnel_url.is_none() {
+        tracing::warn!(
+            "tunnels are served on the dashboard's origin: their pages are sandboxed, but set \
+             --tunnel-url to a host of their own so they never share an origin with the dashboard"
+        );
+    }
     let limits = server::Limits {
         header_timeout: config.header_timeout,
         request_timeout: config.request_timeout,
@@ -287,6 +314,15 @@ mod tests {
         assert!(matches!(c.check(), Err(ServeError::Url(_))));
         c.tunnel_url = Some("https://tunnels.example.com".into());
         c.check().unwrap();
+        // The same host however it is written.
+        c.tunnel_url = Some("https://user@HOOKS.example.com:443".into());
+        assert!(matches!(c.check(), Err(ServeError::Url(_))));
+        assert_eq!(authority("http://t.example:80/x").unwrap(), "t.example");
+        assert_eq!(
+            authority("http://t.example:8080").unwrap(),
+            "t.example:8080"
+        );
+        assert_eq!(normal_host("T.Example:443"), "t.example");
         c.tunnel_url = Some("tunnels.example.com".into());
         assert!(matches!(c.check(), Err(ServeError::Url(_))));
         assert!(!format!("{c:?}").contains("0123456789abcdef"));

@@ -86,6 +86,22 @@ pub struct Incoming {
 }
 
 impl Incoming {
+    /// About how many bytes the request takes in a poll answer: its body as JSON text (with
+    /// its escapes) and, when it is not UTF-8, as base64 too; its headers twice (the map and
+    /// the list).
+    fn wire_cost(&self) -> usize {
+        let body = match std::str::from_utf8(&self.body) {
+            Ok(text) => json_len(text),
+            Err(_) => json_len(&String::from_utf8_lossy(&self.body)) + self.body.len() * 4 / 3 + 4,
+        };
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| 2 * (json_len(k) + json_len(v)) + 8)
+            .sum();
+        OVERHEAD + body + headers + json_len(&self.path) + self.query.as_deref().map_or(0, json_len)
+    }
+
     /// What the request is charged against the budgets: its body, its headers, and a fixed
     /// overhead for the bookkeeping.
     fn charge(&self) -> usize {
@@ -105,6 +121,22 @@ impl Incoming {
 /// Bytes charged to every held request beyond its body and headers.
 const OVERHEAD: usize = 512;
 
+/// The length of `s` as a JSON string, quotes and escapes included.
+fn json_len(s: &str) -> usize {
+    2 + s
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        })
+        .sum::<usize>()
+}
+
+/// A project at its session cap may replace one of its sessions whose CLI has not polled for
+/// this long (a CLI that crashed or was killed never closes its session).
+const IDLE_SESSION_MS: i64 = 120_000;
+
 /// The relay's bounds.
 #[derive(Debug, Clone)]
 pub struct TunnelLimits {
@@ -116,7 +148,8 @@ pub struct TunnelLimits {
     pub max_queue: usize,
     /// Open sessions per project (default 10).
     pub max_sessions_per_project: usize,
-    /// Bytes of held requests handed out by one poll; at least one request always goes
+    /// Bytes of held requests handed out by one poll, counted as they are sent (escaped,
+    /// and base64 for bodies that are not UTF-8); at least one request always goes
     /// (default 8 MiB).
     pub max_poll_bytes: usize,
 }
@@ -139,6 +172,7 @@ struct Held {
     id: String,
     incoming: Incoming,
     charge: usize,
+    wire: usize,
 }
 
 /// A tunnel session.
@@ -148,6 +182,8 @@ struct Session {
     slug: String,
     project: String,
     expires_at: i64,
+    /// When its CLI last polled (or the session was opened).
+    last_poll: i64,
     queue: VecDeque<Held>,
     /// Bytes charged to this session: bodies being read and requests queued.
     pending: usize,
@@ -252,7 +288,17 @@ impl Tunnels {
         inner.expire(now);
         let open = inner.per_project.get(project).copied().unwrap_or(0);
         if open >= self.shared.limits.max_sessions_per_project {
-            return Err(TunnelError::TooManySessions);
+            // Make room by closing the project's longest-idle session, if its CLI is gone.
+            let idle = inner
+                .sessions
+                .values()
+                .filter(|s| s.project == project && now - s.last_poll >= IDLE_SESSION_MS)
+                .min_by_key(|s| s.last_poll)
+                .map(|s| s.id.clone());
+            match idle {
+                Some(id) => inner.remove_session(&id),
+                None => return Err(TunnelError::TooManySessions),
+            }
         }
         *inner.per_project.entry(project.to_owned()).or_default() += 1;
         inner.slugs.insert(slug.clone(), id.clone());
@@ -264,6 +310,7 @@ impl Tunnels {
                 slug: slug.clone(),
                 project: project.to_owned(),
                 expires_at,
+                last_poll: now,
                 queue: VecDeque::new(),
                 pending: 0,
                 waiting: HashSet::new(),
@@ -326,12 +373,14 @@ impl Tunnels {
         loop {
             let notify = {
                 let mut inner = self.lock();
-                inner.expire(now_ms());
+                let now = now_ms();
+                inner.expire(now);
                 let s = inner
                     .sessions
-                    .get(id)
+                    .get_mut(id)
                     .filter(|s| s.project == project)
                     .ok_or(TunnelError::NoSession)?;
+                s.last_poll = now;
                 if !s.queue.is_empty() {
                     let taken = inner.take(id, self.shared.limits.max_poll_bytes);
                     drop(inner);
@@ -392,6 +441,16 @@ impl Tunnels {
         self.lock().pending
     }
 
+    /// A project's open sessions and the bytes held for them.
+    pub fn project_status(&self, project: &str) -> (usize, usize) {
+        let inner = self.lock();
+        inner
+            .sessions
+            .values()
+            .filter(|s| s.project == project)
+            .fold((0, 0), |(n, bytes), s| (n + 1, bytes + s.pending))
+    }
+
     /// Forgets a held request whose caller went away: out of its queue, its bytes back.
     fn abandon(&self, session: &str, event_id: &str) {
         let mut inner = self.lock();
@@ -441,24 +500,25 @@ impl Inner {
         Ok(())
     }
 
-    /// Takes requests off the front of a session's queue, up to `max_bytes` of bodies (at
-    /// least one), giving their bytes back.
+    /// Takes requests off the front of a session's queue, up to `max_bytes` as they will be
+    /// sent (at least one), giving their bytes back.
     fn take(&mut self, id: &str, max_bytes: usize) -> Vec<Held> {
         let Some(s) = self.sessions.get_mut(id) else {
             return Vec::new();
         };
         let mut taken = Vec::new();
-        let mut bytes = 0usize;
+        let (mut wire, mut freed) = (0usize, 0usize);
         while let Some(front) = s.queue.front() {
-            if !taken.is_empty() && bytes.saturating_add(front.charge) > max_bytes {
+            if !taken.is_empty() && wire.saturating_add(front.wire) > max_bytes {
                 break;
             }
             let Some(h) = s.queue.pop_front() else { break };
-            bytes = bytes.saturating_add(h.charge);
+            wire = wire.saturating_add(h.wire);
+            freed += h.charge;
             s.pending -= h.charge;
             taken.push(h);
         }
-        self.pending -= bytes;
+        self.pending -= freed;
         taken
     }
 
@@ -535,12 +595,18 @@ impl Admission {
     pub fn hold(mut self, incoming: Incoming) -> Result<Waiting, TunnelError> {
         let id = random_id(16).ok_or(TunnelError::NoRandomness)?;
         let charge = incoming.charge();
+        let wire = incoming.wire_cost();
         let (tx, rx) = oneshot::channel();
         let tunnels = self.tunnels.clone();
         let session = self.session.clone();
         let mut inner = tunnels.lock();
-        if !inner.sessions.contains_key(&session) {
-            return Err(TunnelError::NoSession);
+        match inner.sessions.get(&session) {
+            None => return Err(TunnelError::NoSession),
+            // Checked again now: admissions made side by side may have filled it.
+            Some(s) if s.queue.len() >= tunnels.shared.limits.max_queue => {
+                return Err(TunnelError::Busy);
+            }
+            Some(_) => {}
         }
         // Settle the reservation to the request's real charge.
         let reserved = self.charged;
@@ -561,6 +627,7 @@ impl Admission {
             id: id.clone(),
             incoming,
             charge,
+            wire,
         });
         s.waiting.insert(id.clone());
         s.notify.notify_waiters();
@@ -823,6 +890,54 @@ mod tests {
         assert!((1..5).contains(&first.len()), "{} in one poll", first.len());
         let rest = t.poll("p", &s.id, Duration::ZERO).await.unwrap();
         assert!(!rest.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_project_at_its_cap_replaces_a_session_whose_cli_is_gone() {
+        let limits = TunnelLimits {
+            max_sessions_per_project: 1,
+            ..TunnelLimits::default()
+        };
+        let t = Tunnels::with_limits(limits);
+        let old = t.create("p", Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            t.create("p", Duration::from_secs(60)).unwrap_err(),
+            TunnelError::TooManySessions,
+            "a session polled recently is not replaced"
+        );
+        // Its CLI was killed two minutes ago.
+        t.lock().sessions.get_mut(&old.id).unwrap().last_poll -= IDLE_SESSION_MS;
+        let new = t.create("p", Duration::from_secs(60)).unwrap();
+        assert_eq!(t.sessions(), 1);
+        assert_eq!(t.admit(&old.slug, 0).unwrap_err(), TunnelError::NoSession);
+        assert!(t.admit(&new.slug, 0).is_ok());
+    }
+
+    #[tokio::test]
+    async fn polls_are_capped_by_what_they_send_not_what_they_hold() {
+        // Control bytes take 6 bytes each as JSON: 10 of 1,000 such bodies would be 60 KB.
+        let limits = TunnelLimits {
+            max_poll_bytes: 20_000,
+            ..TunnelLimits::default()
+        };
+        let t = Tunnels::with_limits(limits);
+        let s = t.create("p", Duration::from_secs(60)).unwrap();
+        let _w: Vec<_> = (0..10)
+            .map(|_| {
+                let mut a = t.admit(&s.slug, 1000).unwrap();
+                a.grow(1000).unwrap();
+                let mut i = incoming(b"");
+                i.body = Bytes::from(vec![1u8; 1000]);
+                a.hold(i).unwrap()
+            })
+            .collect();
+        let first = t.poll("p", &s.id, Duration::ZERO).await.unwrap();
+        let sent = serde_json::to_string(&first).unwrap().len();
+        assert!(
+            first.len() < 10 && sent <= 20_000 + 8_000,
+            "{} events, {sent} bytes",
+            first.len()
+        );
     }
 
     #[tokio::test]

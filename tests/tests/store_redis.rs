@@ -220,7 +220,12 @@ fn instances(
         let stdout = child.stdout.take().unwrap();
         children.0.push(child);
         let mut lines = std::io::BufReader::new(stdout).lines();
-        let first = lines.next().expect("a first line").unwrap();
+        // Log lines may come first (a warning that no service name is set, for one).
+        let first = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|l| l.contains("receiving on"))
+            .expect("the address line");
         let port = first
             .split("http://")
             .nth(1)

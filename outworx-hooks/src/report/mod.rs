@@ -147,7 +147,8 @@ impl Runtime {
         }
     }
 
-    pub(crate) fn emit(&self, event: DeliveryEvent) {
+    pub(crate) fn emit(&self, mut event: DeliveryEvent) {
+        event.enforce_limits();
         if self.debug
             && let Some(hint) = &event.signature_hint
         {
@@ -505,8 +506,19 @@ pub fn init(config: Config) -> Result<Guard, ConfigError> {
         #[cfg(feature = "outworx-api")]
         outworx,
     };
+    let store = config
+        .store
+        .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn Store>);
+    if store.is_shared() && config.service.is_none() {
+        tracing::warn!(
+            service = %default_service(),
+            "the idempotency store is shared, and no Config::service (OUTWORX_HOOKS_SERVICE) \
+             is set: keys use the executable's name, so two services built under the same \
+             name would answer each other's deliveries; name this service"
+        );
+    }
     let rt = Runtime {
-        store: config.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+        store,
         sinks,
         debug: config.debug,
         fail_closed: config.fail_closed,

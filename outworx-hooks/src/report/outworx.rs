@@ -39,6 +39,9 @@ pub struct OutworxSinkOptions {
     pub timeout: Duration,
     /// Events queued at most; past it the newest is dropped and counted.
     pub capacity: usize,
+    /// Bytes of events queued at most (default 64 MiB); past it the newest is dropped and
+    /// counted, as past `capacity`.
+    pub max_queued_bytes: usize,
     /// Events per batch at most.
     pub batch_size: usize,
     /// Serialized bytes per batch at most (one larger event still goes alone). An ingest
@@ -59,6 +62,7 @@ impl std::fmt::Debug for OutworxSinkOptions {
             .field("api_key", &"[REDACTED]")
             .field("timeout", &self.timeout)
             .field("capacity", &self.capacity)
+            .field("max_queued_bytes", &self.max_queued_bytes)
             .field("batch_size", &self.batch_size)
             .field("max_batch_bytes", &self.max_batch_bytes)
             .field("linger", &self.linger)
@@ -75,6 +79,7 @@ impl OutworxSinkOptions {
             api_key: api_key.into(),
             timeout: Duration::from_secs(5),
             capacity: 10_000,
+            max_queued_bytes: 64 << 20,
             batch_size: 100,
             max_batch_bytes: 512 * 1024,
             linger: Duration::from_millis(100),
@@ -106,6 +111,16 @@ struct Shared {
     sent: AtomicU64,
     stopped: AtomicBool,
     warned_full: AtomicBool,
+    /// Bytes of the events in the queue now.
+    queued_bytes: std::sync::atomic::AtomicUsize,
+    max_queued_bytes: usize,
+}
+
+impl Shared {
+    fn dequeued(&self, batch: &[Arc<DeliveryEvent>]) {
+        let bytes: usize = batch.iter().map(|e| e.approx_size()).sum();
+        self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
 }
 
 /// Sends delivery events to the Outworx ingest API (feature `outworx-api`).
@@ -143,6 +158,8 @@ impl OutworxSink {
             sent: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
             warned_full: AtomicBool::new(false),
+            queued_bytes: std::sync::atomic::AtomicUsize::new(0),
+            max_queued_bytes: options.max_queued_bytes,
         });
         let worker = Worker {
             client: reqwest::Client::new(),
@@ -175,7 +192,12 @@ impl Sink for OutworxSink {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if self.tx.try_send(event.clone()).is_err() {
+        let size = event.approx_size();
+        let queued = self.shared.queued_bytes.fetch_add(size, Ordering::Relaxed) + size;
+        let full =
+            queued > self.shared.max_queued_bytes || self.tx.try_send(event.clone()).is_err();
+        if full {
+            self.shared.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             let n = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if !self.shared.warned_full.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
@@ -209,6 +231,11 @@ struct Worker {
 
 enum Outcome {
     Sent,
+    /// The ingest stored some events and refused the rest (422): how many of each.
+    Partly {
+        accepted: u64,
+        refused: u64,
+    },
     Retry(ReportError),
     Stop(ReportError),
     Drop(ReportError),
@@ -257,6 +284,7 @@ impl Worker {
                 }
             }
             if !batch.is_empty() {
+                self.shared.dequeued(&batch);
                 self.deliver(std::mem::take(&mut batch)).await;
             }
             if let Some(ack) = ack {
@@ -271,6 +299,7 @@ impl Worker {
                     if batch.is_empty() {
                         break;
                     }
+                    self.shared.dequeued(&batch);
                     self.deliver(std::mem::take(&mut batch)).await;
                 }
                 let _ = ack.send(());
@@ -334,6 +363,16 @@ impl Worker {
             Ok(r) => match r.status().as_u16() {
                 200..=299 => Outcome::Sent,
                 413 => Outcome::TooLarge,
+                // `{"accepted": n, "rejected": [..]}`: the valid events were stored.
+                422 => {
+                    let answer: serde_json::Value = r.json().await.unwrap_or_default();
+                    let n = events.len() as u64;
+                    let accepted = answer["accepted"].as_u64().unwrap_or(0).min(n);
+                    Outcome::Partly {
+                        accepted,
+                        refused: n - accepted,
+                    }
+                }
                 s @ (401 | 403) => Outcome::Stop(ReportError::Unauthorized(s)),
                 s @ (408 | 429 | 500..=599) => Outcome::Retry(ReportError::Status(s)),
                 s => Outcome::Drop(ReportError::Status(s)),
@@ -406,6 +445,14 @@ impl Worker {
                     return false;
                 }
                 Outcome::TooLarge => return true,
+                Outcome::Partly { accepted, refused } => {
+                    let e = ReportError::Status(422);
+                    tracing::warn!("{e}: the ingest refused {refused} of {n} delivery events");
+                    self.fail(&e);
+                    self.shared.sent.fetch_add(accepted, Ordering::Relaxed);
+                    self.shared.dropped.fetch_add(refused, Ordering::Relaxed);
+                    return false;
+                }
                 Outcome::Stop(e) => {
                     if let ReportError::Unauthorized(s) = e {
                         self.stop(s);
@@ -448,6 +495,9 @@ mod tests {
         Unavailable,
         Unauthorized,
         BlackHole,
+        /// 422: stores all but the last two events of each batch, as `outworx serve` does
+        /// for a batch with two invalid events.
+        Partial,
     }
 
     #[derive(Default)]
@@ -477,7 +527,12 @@ mod tests {
         }
     }
 
-    async fn ingest(State(f): State<Fake>, h: HeaderMap, body: axum::body::Bytes) -> StatusCode {
+    async fn ingest(
+        State(f): State<Fake>,
+        h: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse as _;
         let mode = *f.mode.lock().unwrap();
         {
             let mut seen = f.seen.lock().unwrap();
@@ -490,13 +545,20 @@ mod tests {
             );
         }
         match mode {
+            Mode::Partial => {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let n = v["events"].as_array().map_or(0, Vec::len);
+                let answer = serde_json::json!({"accepted": n.saturating_sub(2),
+                    "rejected": [{"index": 0, "reason": "x"}, {"index": 1, "reason": "y"}]});
+                (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(answer)).into_response()
+            }
             Mode::BlackHole => std::future::pending().await,
-            Mode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Mode::Unauthorized => StatusCode::UNAUTHORIZED,
+            Mode::Unavailable => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            Mode::Unauthorized => StatusCode::UNAUTHORIZED.into_response(),
             Mode::Ok => {
                 let v = serde_json::from_slice(&body).unwrap_or_default();
                 f.seen.lock().unwrap().batches.push(v);
-                StatusCode::OK
+                StatusCode::OK.into_response()
             }
         }
     }
@@ -573,7 +635,9 @@ mod tests {
             first.get("request_body").is_none(),
             "absent values are omitted"
         );
-        assert_eq!(sink.sent(), 250);
+        drop(seen);
+        // Counted once the ingest's answer is back, just after it stored the batch.
+        eventually("all 250 counted as sent", || sink.sent() == 250).await;
     }
 
     #[tokio::test]
@@ -703,6 +767,38 @@ mod tests {
         eventually("the 40 that fit", || f.events() == 40).await;
         assert_eq!(sink.dropped(), 1);
         assert_eq!(sink.sent(), 40);
+    }
+
+    #[tokio::test]
+    async fn a_422_counts_only_the_events_the_ingest_refused() {
+        let (_f, url) = fake(Mode::Partial).await;
+        let mut opts = OutworxSinkOptions::new(url, KEY);
+        opts.linger = Duration::from_millis(300);
+        let sink = OutworxSink::spawn(opts).unwrap();
+        for i in 0..5 {
+            sink.send(&event(i));
+        }
+        sink.flush().await;
+        assert_eq!((sink.sent(), sink.dropped()), (3, 2));
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_bounded_in_bytes_too() {
+        let (f, url) = fake(Mode::BlackHole).await;
+        let mut opts = OutworxSinkOptions::new(url, KEY);
+        opts.max_queued_bytes = 1 << 20;
+        let sink = OutworxSink::spawn(opts).unwrap();
+        sink.send(&event(0));
+        eventually("the first batch is stuck at the ingest", || {
+            f.seen.lock().unwrap().attempts == 1
+        })
+        .await;
+        // 100 events of 60 KiB (6 MiB) against a 1 MiB queue, far below 10,000 events.
+        for i in 0..100 {
+            sink.send(&captured(i, 60 * 1024));
+        }
+        let dropped = sink.dropped();
+        assert!((80..=90).contains(&dropped), "{dropped} dropped");
     }
 
     #[test]

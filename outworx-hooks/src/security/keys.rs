@@ -17,6 +17,13 @@ pub(crate) enum Key {
     P256(p256::ecdsa::VerifyingKey),
 }
 
+impl Key {
+    /// Whether this is a shared secret (HMAC key or token), not a public key.
+    pub(crate) fn is_secret(&self) -> bool {
+        matches!(self, Key::Secret(_))
+    }
+}
+
 impl std::fmt::Debug for Key {
     // Never print key bytes: a Debug of a verifier must be safe to log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

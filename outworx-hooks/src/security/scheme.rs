@@ -155,6 +155,18 @@ impl Failure {
 
 type Check = Result<(), Failure>;
 
+/// The most signatures one header may carry. Providers send one, or a few while a secret
+/// rotates; each costs a MAC (or an Ed25519 verification over the whole body), so more are
+/// refused as malformed rather than tried.
+pub(crate) const MAX_SIGNATURES: usize = 16;
+
+fn too_many(header: &str) -> Failure {
+    Failure::malformed(
+        header,
+        &format!("it carries more than {MAX_SIGNATURES} signatures"),
+    )
+}
+
 /// A MAC or signature of at most 64 bytes, decoded from a header (longer never matches).
 #[derive(Clone, Copy)]
 pub(crate) struct Sig {
@@ -599,6 +611,9 @@ impl Scheme {
                     } else if k == signature_key {
                         // An entry that is not hex can never match; the others may still.
                         entries += 1;
+                        if entries > MAX_SIGNATURES {
+                            return Err(too_many(name));
+                        }
                         sigs.extend(Sig::decode(Encoding::Hex, v));
                     } else {
                         other_entries = true;
@@ -679,6 +694,9 @@ impl Scheme {
                             v1a.extend(Sig::decode(Encoding::Base64, s));
                         }
                         _ => {} // unknown versions are ignored, as the spec says
+                    }
+                    if entries > MAX_SIGNATURES {
+                        return Err(too_many(sig_h));
                     }
                 }
                 if entries > 0 && v1.is_empty() && v1a.is_empty() {

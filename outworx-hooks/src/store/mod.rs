@@ -132,6 +132,18 @@ pub trait Store: Send + Sync + 'static {
         let _ = (key, token);
         Box::pin(async { Ok(()) })
     }
+
+    /// How often a running handler's reservation is renewed: well within the store's stale
+    /// time (default [`RENEW_EVERY`], a third of [`STALE_RESERVATION`]).
+    fn renew_every(&self) -> Duration {
+        RENEW_EVERY
+    }
+
+    /// Whether other processes share this store (Redis, the Outworx API): then the service
+    /// name in its keys matters, and [`crate::init`] warns when none was configured.
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 /// The TTL stores are used with: the route's TTL clamped to 60 s ..= 7 days.

@@ -175,10 +175,13 @@ impl Store for OutworxApiStore {
                 key: &key,
                 token: &token.0,
                 response_status_code: Some(response.status),
+                // The API keeps bodies as text: one that is not UTF-8 is replayed by status
+                // only, never altered (a lossy copy could also outgrow the server's limit).
                 response_body: response
                     .body
                     .as_ref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned()),
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .map(str::to_owned),
                 content_type: response.content_type.as_deref(),
                 ttl: Some(ttl.as_secs()),
                 release: false,
@@ -196,6 +199,10 @@ impl Store for OutworxApiStore {
         token: &'a ReservationToken,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move { self.signal(key, token, Signal::Release).await })
+    }
+
+    fn is_shared(&self) -> bool {
+        true
     }
 
     fn renew<'a>(

@@ -287,6 +287,14 @@ impl Store for RedisStore {
         })
     }
 
+    fn renew_every(&self) -> Duration {
+        (self.stale_after / 3).max(Duration::from_millis(1))
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn renew<'a>(
         &'a self,
         key: &'a str,

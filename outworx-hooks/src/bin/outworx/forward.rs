@@ -114,13 +114,17 @@ pub async fn run(args: ForwardArgs) -> Result<(), String> {
         t.paint("1", "outworx forward"),
         t.local_url
     );
+    // The relay's text is escaped before it reaches the terminal.
     say!(
         "  Public URL:  {}",
-        t.paint("1;36", session["ingressUrl"].as_str().unwrap_or("?"))
+        t.paint(
+            "1;36",
+            &printable(session["ingressUrl"].as_str().unwrap_or("?"))
+        )
     );
     say!(
         "  Expires:     {}",
-        session["expiresAt"].as_str().unwrap_or("?")
+        printable(session["expiresAt"].as_str().unwrap_or("?"))
     );
     say!("  Press Ctrl+C to stop.\n");
 
@@ -371,6 +375,7 @@ fn percent_decode(s: &str) -> Vec<u8> {
     while i < b.len() {
         if b[i] == b'%'
             && let Some(hex) = s.get(i + 1..i + 3)
+            && hex.bytes().all(|d| d.is_ascii_hexdigit())
             && let Ok(v) = u8::from_str_radix(hex, 16)
         {
             out.push(v);

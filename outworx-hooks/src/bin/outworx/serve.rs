@@ -8,8 +8,14 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8787")]
     listen: String,
-    /// SQLite file path, or a `postgres://` URL.
-    #[arg(long, default_value = "outworx.db")]
+    /// SQLite file path, or a `postgres://` URL. Also OUTWORX_SERVE_DB (a URL with a
+    /// password is better there than on the command line, which `ps` shows).
+    #[arg(
+        long,
+        env = "OUTWORX_SERVE_DB",
+        hide_env_values = true,
+        default_value = "outworx.db"
+    )]
     db: String,
     /// An accepted API key (`ohk_` + 32 hex); repeatable. Prefer OUTWORX_SERVE_API_KEYS
     /// (comma-separated) or --api-key-file: a command line is visible in `ps`.
@@ -107,13 +113,39 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// A database URL without its password, for the log.
+/// A database URL without its password (in the user info or a `password=` parameter), for
+/// the log.
 fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let url = match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => match url[s + 3..at].find(':') {
             Some(c) => format!("{}:***{}", &url[..s + 3 + c], &url[at..]),
             None => url.to_owned(),
         },
         _ => url.to_owned(),
+    };
+    let Some((base, query)) = url.split_once('?') else {
+        return url;
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_passwords_stay_out_of_the_log() {
+        let r = super::redact_url;
+        assert_eq!(r("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            r("postgres://u@h/db?sslmode=require&password=pw"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
+        assert_eq!(r("outworx.db"), "outworx.db");
     }
 }
