@@ -111,6 +111,7 @@ impl DeliveryEvent {
     }
 
     /// About how many bytes the event holds: for queues bounded in bytes.
+    #[cfg_attr(not(feature = "outworx-api"), allow(dead_code))]
     pub(crate) fn approx_size(&self) -> usize {
         let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
         let headers = self

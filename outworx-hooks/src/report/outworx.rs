@@ -620,6 +620,8 @@ mod tests {
             sink.send(&event(i));
         }
         eventually("all 250 events", || f.events() == 250).await;
+        // Counted once the ingest's answer is back, just after it stored the batch.
+        eventually("all 250 counted as sent", || sink.sent() == 250).await;
         let seen = f.seen.lock().unwrap();
         assert!(seen.batches.len() >= 3, "{} batches", seen.batches.len());
         assert!(
@@ -635,9 +637,6 @@ mod tests {
             first.get("request_body").is_none(),
             "absent values are omitted"
         );
-        drop(seen);
-        // Counted once the ingest's answer is back, just after it stored the batch.
-        eventually("all 250 counted as sent", || sink.sent() == 250).await;
     }
 
     #[tokio::test]
