@@ -74,20 +74,14 @@ async fn a_relay_cannot_steer_forward_off_its_target() {
     };
 
     let relay = Relay::default();
-    *relay.to_send.lock().unwrap() = vec![
-        format!("@127.0.0.1:{elsewhere}/steal"),
-        format!(":{elsewhere}/steal"),
-        ".localhost/steal".into(),
-        "/../admin".into(),
-        "/%2e%2e/admin".into(),
-        "/ok".into(),
-    ];
     let api = Router::new()
         .route(
             "/api/forward/sessions",
             post(|| async {
-                axum::Json(json!({"sessionId": "s1", "ingressUrl": "http://relay.invalid/t/x",
-                    "expiresAt": "2999-01-01T00:00:00Z"}))
+                axum::Json(
+                    json!({"sessionId": "s1", "ingressUrl": "http://relay.invalid/t/x",
+                    "expiresAt": "2999-01-01T00:00:00Z"}),
+                )
             }),
         )
         .route(
@@ -112,10 +106,12 @@ async fn a_relay_cannot_steer_forward_off_its_target() {
         )
         .route(
             "/api/forward/responses",
-            post(|State(r): State<Relay>, axum::Json(v): axum::Json<Value>| async move {
-                r.answers.lock().unwrap().push(v);
-                axum::Json(json!({"ok": true}))
-            }),
+            post(
+                |State(r): State<Relay>, axum::Json(v): axum::Json<Value>| async move {
+                    r.answers.lock().unwrap().push(v);
+                    axum::Json(json!({"ok": true}))
+                },
+            ),
         )
         .route(
             "/api/forward/sessions/{id}",
@@ -124,41 +120,61 @@ async fn a_relay_cannot_steer_forward_off_its_target() {
         .with_state(relay.clone());
     let relay_port = serve(api).await;
 
-    let _cli = Kill(
-        Command::new(env!("CARGO_BIN_EXE_outworx"))
-            .args([
-                "forward",
-                &format!("http://127.0.0.1:{target}/app"),
-                "--endpoint",
-                &format!("http://127.0.0.1:{relay_port}"),
-            ])
-            .env("OUTWORX_API_KEY", KEY)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    for _ in 0..100 {
-        if relay.answers.lock().unwrap().len() == 6 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let answers = relay.answers.lock().unwrap().clone();
-    assert_eq!(answers.len(), 6, "every request was answered: {answers:?}");
-    assert!(
-        hits.lock().unwrap().is_empty(),
-        "the relay reached another service: {:?}",
-        hits.lock().unwrap()
-    );
-    for a in &answers {
-        assert!(
-            !a["body"].as_str().unwrap_or_default().contains("internal secret"),
-            "{a}"
+    // With a bare target (the host must hold) and with a path prefix (the prefix must hold).
+    for (target_arg, reached) in [
+        (format!("127.0.0.1:{target}"), "/ok"),
+        (format!("http://127.0.0.1:{target}/app"), "/app/ok"),
+    ] {
+        target_hits.lock().unwrap().clear();
+        relay.answers.lock().unwrap().clear();
+        *relay.to_send.lock().unwrap() = vec![
+            format!("@127.0.0.1:{elsewhere}/steal"),
+            format!(":{elsewhere}/steal"),
+            ".localhost/steal".into(),
+            "/../admin".into(),
+            "/%2e%2e/admin".into(),
+            "/ok".into(),
+        ];
+        let cli = Kill(
+            Command::new(env!("CARGO_BIN_EXE_outworx"))
+                .args([
+                    "forward",
+                    &target_arg,
+                    "--endpoint",
+                    &format!("http://127.0.0.1:{relay_port}"),
+                ])
+                .env("OUTWORX_API_KEY", KEY)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
         );
+        for _ in 0..100 {
+            if relay.answers.lock().unwrap().len() == 6 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(cli);
+        let answers = relay.answers.lock().unwrap().clone();
+        assert_eq!(answers.len(), 6, "every request was answered: {answers:?}");
+        assert!(
+            hits.lock().unwrap().is_empty(),
+            "{target_arg}: the relay reached another service: {:?}",
+            hits.lock().unwrap()
+        );
+        for a in &answers {
+            assert!(
+                !a["body"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("internal secret"),
+                "{a}"
+            );
+        }
+        // Only the well-formed path reached the target, under its prefix.
+        assert_eq!(*target_hits.lock().unwrap(), [reached], "{target_arg}");
+        let refused = answers.iter().filter(|a| a["status"] == 502).count();
+        assert_eq!(refused, 5, "{answers:?}");
     }
-    // Only the well-formed path reached the target, under its prefix.
-    assert_eq!(*target_hits.lock().unwrap(), ["/app/ok"]);
-    let refused = answers.iter().filter(|a| a["status"] == 502).count();
-    assert_eq!(refused, 5, "{answers:?}");
 }
