@@ -92,7 +92,16 @@ impl Incoming {
     fn wire_cost(&self) -> usize {
         let body = match std::str::from_utf8(&self.body) {
             Ok(text) => json_len(text),
-            Err(_) => json_len(&String::from_utf8_lossy(&self.body)) + self.body.len() * 4 / 3 + 4,
+            // The lossy text (each invalid byte a 3-byte U+FFFD), counted without making it,
+            // and the base64 beside it.
+            Err(_) => {
+                let text: usize = self
+                    .body
+                    .utf8_chunks()
+                    .map(|c| json_len(c.valid()) - 2 + 3 * c.invalid().len())
+                    .sum();
+                2 + text + self.body.len().div_ceil(3) * 4
+            }
         };
         let headers: usize = self
             .headers
@@ -938,6 +947,34 @@ mod tests {
             "{} events, {sent} bytes",
             first.len()
         );
+    }
+
+    #[test]
+    fn the_poll_cost_of_a_request_bounds_what_it_sends() {
+        for body in [
+            b"plain text".to_vec(),
+            vec![1u8; 1000],
+            vec![0xffu8; 1000],
+            "é\"\\\n".repeat(100).into_bytes(),
+            [b"ok".as_slice(), &[0xc3, 0x28, 0x00, 0xff]].concat(),
+        ] {
+            let mut i = incoming(b"");
+            i.body = Bytes::from(body.clone());
+            i.query = Some("q=\"1\"".into());
+            let cost = i.wire_cost();
+            let held = Held {
+                id: "0".repeat(32),
+                charge: 0,
+                wire: cost,
+                incoming: i,
+            };
+            let sent = serde_json::to_string(&wire(held)).unwrap().len();
+            assert!(
+                sent <= cost,
+                "{sent} sent for a cost of {cost} ({:?})",
+                &body[..4]
+            );
+        }
     }
 
     #[tokio::test]
