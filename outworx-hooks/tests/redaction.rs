@@ -84,16 +84,34 @@ async fn next_under(
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_provider_credential_reaches_an_event_or_the_backend() {
-    // The backend, on a fresh SQLite file.
-    let dir = std::env::temp_dir().join(format!("outworx-redaction-{}", std::process::id()));
+/// A real `outworx serve` on a fresh SQLite file in a directory of its own: its address,
+/// and the directory to remove.
+async fn start_serve(tag: &str) -> (std::net::SocketAddr, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("outworx-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("events.db").to_string_lossy().into_owned();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let serve_addr = listener.local_addr().unwrap();
+    let addr = listener.local_addr().unwrap();
     let config = outworx_serve::ServeConfig::new(vec![KEY.into()]);
     tokio::spawn(async move { outworx_serve::serve(listener, &db, config).await });
+    (addr, dir)
+}
+
+/// What the backend stored, newest first.
+async fn stored(http: &reqwest::Client, serve_addr: std::net::SocketAddr) -> Value {
+    http.get(format!("http://{serve_addr}/api/events?limit=1000"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_provider_credential_reaches_an_event_or_the_backend() {
+    let (serve_addr, dir) = start_serve("redaction").await;
 
     // One route per provider, through the layer (the same pipeline as the attribute).
     let local = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -172,15 +190,7 @@ async fn no_provider_credential_reaches_an_event_or_the_backend() {
     sink.flush().await;
     assert_eq!(sink.sent(), Provider::ALL.len() as u64);
 
-    let stored: Value = http
-        .get(format!("http://{serve_addr}/api/events?limit=1000"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored = stored(&http, serve_addr).await;
     assert_eq!(
         stored["events"].as_array().unwrap().len(),
         Provider::ALL.len()
@@ -208,13 +218,7 @@ async fn no_provider_credential_reaches_an_event_or_the_backend() {
 async fn oversized_deliveries_are_still_reported_and_stored() {
     use outworx_hooks::Track;
 
-    let dir = std::env::temp_dir().join(format!("outworx-oversized-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("events.db").to_string_lossy().into_owned();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let serve_addr = listener.local_addr().unwrap();
-    let config = outworx_serve::ServeConfig::new(vec![KEY.into()]);
-    tokio::spawn(async move { outworx_serve::serve(listener, &db, config).await });
+    let (serve_addr, dir) = start_serve("oversized").await;
 
     async fn fails(track: Track) -> &'static str {
         let big: serde_json::Map<String, Value> = (0..100)
@@ -267,15 +271,7 @@ async fn oversized_deliveries_are_still_reported_and_stored() {
     }
     sink.flush().await;
     assert_eq!((sink.sent(), sink.dropped()), (2, 0), "both stored");
-    let stored: Value = http
-        .get(format!("http://{serve_addr}/api/events"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored = stored(&http, serve_addr).await;
     let events = stored["events"].as_array().unwrap();
     assert_eq!(events.len(), 2);
     let failed = events

@@ -37,6 +37,18 @@ fn rss(pid: u32) -> (usize, usize) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// An API call with the key; its answer as JSON.
+async fn api(request: reqwest::RequestBuilder) -> Value {
+    request
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// One round: 64 concurrent POSTs; how many were admitted (and answered 504 after the hold).
 async fn round(client: &reqwest::Client, url: &str, body: &bytes::Bytes) -> (usize, usize) {
     let tasks: Vec<_> = (0..64)
@@ -94,15 +106,7 @@ async fn the_ingress_holds_a_bounded_number_of_bytes() {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    let session: Value = client
-        .post(format!("{base}/api/forward/sessions"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let session = api(client.post(format!("{base}/api/forward/sessions"))).await;
     let url = format!("{}/hook", session["ingressUrl"].as_str().unwrap());
     let body = bytes::Bytes::from(vec![b'x'; BODY]);
     let (baseline, _) = rss(pid);
@@ -129,15 +133,7 @@ async fn the_ingress_holds_a_bounded_number_of_bytes() {
 
     // Every hold has ended (504): nothing is held any more, and the budget admits as much as
     // before.
-    let status: Value = client
-        .get(format!("{base}/api/forward/status"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = api(client.get(format!("{base}/api/forward/status"))).await;
     assert_eq!(status["pending_bytes"], 0, "{status}");
     assert_eq!(status["sessions"], 1);
     let (again, _) = round(&client, &url, &body).await;
