@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use crate::capture::{self, skim};
 use crate::event::{self, DeliveryEvent, ProcessingStatus};
 use crate::report::{Runtime, SecretProblem, runtime};
-use crate::security::{Delivery, FailureReason, Provider, SignatureResult, Verifier};
+use crate::security::{Delivery, FailureReason, Provider, SignatureResult, Source, Verifier};
 use crate::store::{
     CachedResponse, MAX_CACHED_BODY, Reservation, ReservationToken, Store, clamp_ttl,
 };
@@ -175,13 +175,6 @@ impl std::fmt::Debug for DynVerifier {
 /// A handler's failure that is not a panic (an inner service's error), carried to the event.
 #[derive(Debug, Clone)]
 pub(crate) struct HandlerError(pub(crate) String);
-
-/// Where a provider default (key or event type) is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Source {
-    Header(&'static str),
-    Body(&'static [&'static str]),
-}
 
 /// The static description of one `#[webhook]` route, built in a `const` by generated code.
 pub struct Route {
@@ -740,8 +733,9 @@ fn handshake(
     }
     let body = &v.body;
     let contains = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
-    match provider? {
-        Provider::Slack if contains(b"url_verification") => {
+    use outworx_hooks_providers::Handshake;
+    match provider?.spec().handshake? {
+        Handshake::SlackUrlVerification if contains(b"url_verification") => {
             let p: Probe = serde_json::from_slice(body).ok()?;
             (p.kind? == capture::Scalar::Str("url_verification".into())).then_some(())?;
             let challenge = p.challenge?;
@@ -750,7 +744,7 @@ fn handshake(
                 "url_verification",
             ))
         }
-        Provider::Zoom if contains(b"endpoint.url_validation") => {
+        Handshake::ZoomUrlValidation if contains(b"endpoint.url_validation") => {
             let p: Probe = serde_json::from_slice(body).ok()?;
             (p.event.as_deref()? == "endpoint.url_validation").then_some(())?;
             let token = p.payload?.plain_token?;
@@ -767,7 +761,7 @@ fn handshake(
                 "endpoint.url_validation",
             ))
         }
-        Provider::Twitch => {
+        Handshake::TwitchCallbackVerification => {
             let kind = v.parts.headers.get("twitch-eventsub-message-type")?;
             (kind == "webhook_callback_verification").then_some(())?;
             let p: Probe = serde_json::from_slice(body).ok()?;
@@ -777,7 +771,7 @@ fn handshake(
                 "webhook_callback_verification",
             ))
         }
-        Provider::Discord => {
+        Handshake::DiscordPing => {
             let p: Probe = serde_json::from_slice(body).ok()?;
             (p.kind? == capture::Scalar::Num("1".into())).then_some(())?;
             Some((
@@ -911,9 +905,9 @@ impl Verified {
         let Some(p) = self.route.provider else {
             return (None, None);
         };
-        let d = p.defaults();
+        let d = p.spec();
         let pick = |want: bool, s: Option<Source>| if want { s } else { None };
-        (pick(key, d.key), pick(event_type, d.event_type))
+        (pick(key, d.natural_key), pick(event_type, d.event_type))
     }
 
     fn resolve(&self, source: Option<Source>, from_body: Option<String>) -> Option<String> {

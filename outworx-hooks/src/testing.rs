@@ -290,7 +290,7 @@ impl Signer {
                 put(
                     &mut headers,
                     header,
-                    format!("{prefix}{}", encoding.encode(sig.bytes())),
+                    format!("{prefix}{}", scheme::encode(*encoding, sig.bytes())),
                 )?;
             }
             Scheme::HeaderTimestamped {
@@ -387,7 +387,7 @@ impl Signer {
                 put(
                     &mut headers,
                     "x-twilio-signature",
-                    Encoding::Base64.encode(sig.bytes()),
+                    scheme::encode(Encoding::Base64, sig.bytes()),
                 )?;
             }
             Scheme::Square => {
@@ -399,7 +399,7 @@ impl Signer {
                 put(
                     &mut headers,
                     "x-square-hmacsha256-signature",
-                    Encoding::Base64.encode(sig.bytes()),
+                    scheme::encode(Encoding::Base64, sig.bytes()),
                 )?;
             }
             Scheme::HubSpotV3 => {
@@ -414,7 +414,7 @@ impl Signer {
                 put(
                     &mut headers,
                     "x-hubspot-signature-v3",
-                    Encoding::Base64.encode(sig.bytes()),
+                    scheme::encode(Encoding::Base64, sig.bytes()),
                 )?;
                 put(&mut headers, "x-hubspot-request-timestamp", ts_ms)?;
             }

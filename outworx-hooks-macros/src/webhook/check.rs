@@ -10,7 +10,8 @@ use syn::visit::Visit;
 use syn::{Expr, FnArg, Ident, ItemFn, Lit, LitStr, Pat, Token, Type};
 
 use super::args::{Arg, Args, Value};
-use super::providers::{self, Known};
+use super::providers;
+use outworx_hooks_providers::Spec;
 
 /// Collects errors, as serde's `Ctxt` does.
 #[derive(Default)]
@@ -59,7 +60,7 @@ pub(crate) enum AllowIps {
 }
 
 pub(crate) struct Model {
-    pub(crate) provider: Option<&'static Known>,
+    pub(crate) provider: Option<&'static Spec>,
     pub(crate) secrets: Vec<Secret>,
     pub(crate) key: Option<Key>,
     pub(crate) key_span: Span,
@@ -591,7 +592,7 @@ pub(crate) fn check(args: Args, func: &ItemFn) -> Result<Model, syn::Error> {
         }
     }
     if let (Some(Key::Default), Some(p)) = (&m.key, m.provider)
-        && !p.natural_key
+        && p.natural_key.is_none()
     {
         cx.error(
             m.key_span,

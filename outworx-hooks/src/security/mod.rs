@@ -36,7 +36,7 @@ use http::HeaderMap;
 
 pub use keys::SecretError;
 pub(crate) use keys::{Key, b64, parse_key};
-pub(crate) use provider::KeyKind;
+pub(crate) use provider::{KeyKind, Source};
 pub use provider::{Provider, UnknownProvider};
 use scheme::Failure;
 
@@ -258,7 +258,7 @@ fn run(
     now: i64,
 ) -> SignatureResult {
     let spec = provider.spec();
-    let check = |d: &Delivery<'_>| spec.scheme.check(spec.name, d, keys, tolerance, now);
+    let check = |d: &Delivery<'_>| scheme::check(&spec.scheme, spec.name, d, keys, tolerance, now);
     match check(d) {
         Ok(()) => SignatureResult::ok(),
         // Only for shared secrets: re-trying a dozen candidates costs a dozen HMACs, but a

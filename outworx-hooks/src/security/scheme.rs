@@ -15,73 +15,14 @@ use subtle::ConstantTimeEq;
 use super::keys::{Key, b64};
 use super::{Delivery, FailureReason};
 
-/// The hash under an HMAC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Algo {
-    Sha1,
-    Sha256,
-}
+pub(crate) use outworx_hooks_providers::{Algo, Encoding, Scheme};
 
-/// How a MAC is written into a header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Encoding {
-    Hex,
-    Base64,
-}
-
-impl Encoding {
-    pub(crate) fn encode(self, bytes: &[u8]) -> String {
-        match self {
-            Encoding::Hex => hex::encode(bytes),
-            Encoding::Base64 => b64().encode(bytes),
-        }
+/// Writes a MAC as a header value.
+pub(crate) fn encode(encoding: Encoding, bytes: &[u8]) -> String {
+    match encoding {
+        Encoding::Hex => hex::encode(bytes),
+        Encoding::Base64 => b64().encode(bytes),
     }
-}
-
-/// A scheme family with its parameters.
-#[derive(Debug)]
-pub(crate) enum Scheme {
-    /// HMAC over the raw body, one header, optional prefix (`sha256=`).
-    /// `body_timestamp_ms` names a top-level body field holding the send time in ms.
-    BodyHmac {
-        header: &'static str,
-        prefix: &'static str,
-        algo: Algo,
-        encoding: Encoding,
-        body_timestamp_ms: Option<&'static str>,
-    },
-    /// One header carrying `t=<ts>` and `v1=<hex>` items (Stripe, Calendly, Paddle);
-    /// HMAC-SHA256 over `<ts><joiner><body>`.
-    HeaderTimestamped {
-        header: &'static str,
-        separator: u8,
-        timestamp_key: &'static str,
-        signature_key: &'static str,
-        joiner: &'static str,
-    },
-    /// `v0=<hex>` over `v0:<ts>:<body>`, timestamp in its own header (Slack, Zoom).
-    VersionedTimestamp {
-        signature_header: &'static str,
-        timestamp_header: &'static str,
-    },
-    /// Standard Webhooks with `<brand>-id/-timestamp/-signature` headers (brand `svix` or `webhook`).
-    Standard { brand: &'static str },
-    /// Twitch EventSub: HMAC-SHA256 over `<id><timestamp><body>`, RFC 3339 timestamp.
-    Twitch,
-    /// Twilio: HMAC-SHA1 over the URL and sorted form params, or over a URL with `bodySHA256`.
-    Twilio,
-    /// Square: HMAC over `<notification url><body>`.
-    Square,
-    /// HubSpot v3: HMAC-SHA256 over `<method><uri><body><timestamp ms>`.
-    HubSpotV3,
-    /// Discord: Ed25519 over `<timestamp><body>`.
-    Discord,
-    /// SendGrid: ECDSA P-256 / SHA-256 over `<timestamp><body>`.
-    SendGrid,
-    /// The header equals the secret (GitLab).
-    Token { header: &'static str },
-    /// Mailgun: HMAC-SHA256 over `<timestamp><token>`, both and the signature in the body.
-    Mailgun,
 }
 
 /// Why a delivery did not verify: a stable reason and a hint for the human reading the log.
@@ -514,364 +455,317 @@ fn body_number_field(body: &[u8], field: &str) -> Option<i128> {
     value?.parse::<i64>().ok().map(i128::from)
 }
 
-impl Scheme {
-    /// Whether a re-serialized body can explain a mismatch (the body bytes are signed as a whole).
-    pub(crate) fn signs_body(&self) -> bool {
-        !matches!(self, Scheme::Token { .. } | Scheme::Mailgun)
-    }
-
-    /// Whether the header `name` is part of the signed message.
-    pub(crate) fn signs_header(&self, name: &str) -> bool {
-        match self {
-            Scheme::Standard { .. } => name.ends_with("-id") || name.ends_with("-timestamp"),
-            Scheme::Twitch => matches!(
-                name,
-                "twitch-eventsub-message-id" | "twitch-eventsub-message-timestamp"
-            ),
-            Scheme::VersionedTimestamp {
-                timestamp_header, ..
-            } => name == *timestamp_header,
-            Scheme::HubSpotV3 => name == "x-hubspot-request-timestamp",
-            Scheme::Discord => name == "x-signature-timestamp",
-            Scheme::SendGrid => name == "x-twilio-email-event-webhook-timestamp",
-            _ => false,
+/// Checks a delivery against one scheme family, with its parameters.
+pub(crate) fn check(
+    scheme: &Scheme,
+    provider: &str,
+    d: &Delivery<'_>,
+    keys: &[Key],
+    tolerance: Duration,
+    now: i64,
+) -> Check {
+    match *scheme {
+        Scheme::BodyHmac {
+            header: name,
+            prefix,
+            algo,
+            encoding,
+            body_timestamp_ms,
+        } => {
+            let raw = header(d, name)?;
+            let text = strip_prefix_ignore_case(raw, prefix).ok_or_else(|| {
+                Failure::malformed(name, &format!("it does not start with `{prefix}`"))
+            })?;
+            let sig = Sig::decode(encoding, text)
+                .ok_or_else(|| Failure::unreadable(name, &format!("it is not {encoding:?}")))?;
+            if !any_hmac(keys, algo, &[d.body], &[sig]) {
+                return Err(Failure::mismatch(keys));
+            }
+            match body_timestamp_ms.and_then(|f| body_number_field(d.body, f)) {
+                Some(ms) => within(ms, now, tolerance),
+                None => Ok(()),
+            }
         }
-    }
-
-    /// The headers that carry a signature or a shared credential in this scheme.
-    pub(crate) fn secret_headers(&'static self) -> &'static [&'static str] {
-        match self {
-            Scheme::BodyHmac { header, .. } | Scheme::HeaderTimestamped { header, .. } => {
-                std::slice::from_ref(header)
-            }
-            Scheme::VersionedTimestamp {
-                signature_header, ..
-            } => std::slice::from_ref(signature_header),
-            Scheme::Token { header } => std::slice::from_ref(header),
-            Scheme::Standard { .. } => &["svix-signature", "webhook-signature"],
-            Scheme::Twitch => &["twitch-eventsub-message-signature"],
-            Scheme::Twilio => &["x-twilio-signature"],
-            Scheme::Square => &["x-square-hmacsha256-signature", "x-square-signature"],
-            Scheme::HubSpotV3 => &["x-hubspot-signature-v3", "x-hubspot-signature"],
-            Scheme::Discord => &["x-signature-ed25519"],
-            Scheme::SendGrid => &["x-twilio-email-event-webhook-signature"],
-            // Mailgun signs in the body, which is reported only with `capture_body`.
-            Scheme::Mailgun => &[],
-        }
-    }
-
-    pub(crate) fn check(
-        &self,
-        provider: &str,
-        d: &Delivery<'_>,
-        keys: &[Key],
-        tolerance: Duration,
-        now: i64,
-    ) -> Check {
-        match *self {
-            Scheme::BodyHmac {
-                header: name,
-                prefix,
-                algo,
-                encoding,
-                body_timestamp_ms,
-            } => {
-                let raw = header(d, name)?;
-                let text = strip_prefix_ignore_case(raw, prefix).ok_or_else(|| {
-                    Failure::malformed(name, &format!("it does not start with `{prefix}`"))
-                })?;
-                let sig = Sig::decode(encoding, text)
-                    .ok_or_else(|| Failure::unreadable(name, &format!("it is not {encoding:?}")))?;
-                if !any_hmac(keys, algo, &[d.body], &[sig]) {
-                    return Err(Failure::mismatch(keys));
-                }
-                match body_timestamp_ms.and_then(|f| body_number_field(d.body, f)) {
-                    Some(ms) => within(ms, now, tolerance),
-                    None => Ok(()),
-                }
-            }
-            Scheme::HeaderTimestamped {
-                header: name,
-                separator,
-                timestamp_key,
-                signature_key,
-                joiner,
-            } => {
-                let raw = header(d, name)?;
-                let mut ts = None;
-                let mut sigs = Vec::new();
-                let mut entries = 0usize;
-                let mut other_entries = false;
-                for item in raw.split(char::from(separator)) {
-                    let Some((k, v)) = item.trim().split_once('=') else {
-                        continue;
-                    };
-                    if k == timestamp_key {
-                        ts = Some(v);
-                    } else if k == signature_key {
-                        // An entry that is not hex can never match; the others may still.
-                        entries += 1;
-                        if entries > MAX_SIGNATURES {
-                            return Err(too_many(name));
-                        }
-                        sigs.extend(Sig::decode(Encoding::Hex, v));
-                    } else {
-                        other_entries = true;
-                    }
-                }
-                let ts_text = ts.ok_or_else(|| {
-                    Failure::malformed(name, &format!("it has no `{timestamp_key}=` timestamp"))
-                })?;
-                let ts = parse_unix(name, ts_text)?;
-                if entries > 0 && sigs.is_empty() {
-                    return Err(Failure::unreadable(
-                        name,
-                        &format!("no `{signature_key}=` value is a hex signature"),
-                    ));
-                }
-                if sigs.is_empty() {
-                    let why = if other_entries {
-                        format!(
-                            "it has no valid `{signature_key}=` signature (entries of other \
-                             schemes are ignored)"
-                        )
-                    } else {
-                        format!("it has no valid `{signature_key}=` signature")
-                    };
-                    return Err(Failure::malformed(name, &why));
-                }
-                let parts = header_timestamped_parts(ts_text, joiner, d.body);
-                if !any_hmac(keys, Algo::Sha256, &parts, &sigs) {
-                    return Err(Failure::mismatch(keys));
-                }
-                within(i128::from(ts) * 1000, now, tolerance)
-            }
-            Scheme::VersionedTimestamp {
-                signature_header,
-                timestamp_header,
-            } => {
-                let raw = header(d, signature_header)?;
-                let ts_text = header(d, timestamp_header)?;
-                let ts = parse_unix(timestamp_header, ts_text)?;
-                let text = raw.strip_prefix("v0=").ok_or_else(|| {
-                    Failure::malformed(signature_header, "it does not start with `v0=`")
-                })?;
-                let sig = Sig::decode(Encoding::Hex, text)
-                    .ok_or_else(|| Failure::unreadable(signature_header, "it is not hex"))?;
-                if !any_hmac(
-                    keys,
-                    Algo::Sha256,
-                    &versioned_parts(ts_text, d.body),
-                    &[sig],
-                ) {
-                    return Err(Failure::mismatch(keys));
-                }
-                within(i128::from(ts) * 1000, now, tolerance)
-            }
-            Scheme::Standard { brand } => {
-                let primary = standard_headers(brand);
-                let other = standard_headers(if brand == "svix" { "webhook" } else { "svix" });
-                let [id_h, ts_h, sig_h] =
-                    if d.headers.contains_key(primary[0]) || !d.headers.contains_key(other[0]) {
-                        primary
-                    } else {
-                        other
-                    };
-                let id = header(d, id_h)?;
-                let ts_text = header(d, ts_h)?;
-                let sig_text = header(d, sig_h)?;
-                let ts = parse_unix(ts_h, ts_text)?;
-                let (mut v1, mut v1a) = (Vec::new(), Vec::new());
-                let mut entries = 0usize;
-                for entry in sig_text.split_ascii_whitespace() {
-                    match entry.split_once(',') {
-                        Some(("v1", s)) => {
-                            entries += 1;
-                            v1.extend(Sig::decode(Encoding::Base64, s));
-                        }
-                        Some(("v1a", s)) => {
-                            entries += 1;
-                            v1a.extend(Sig::decode(Encoding::Base64, s));
-                        }
-                        _ => {} // unknown versions are ignored, as the spec says
-                    }
-                    if entries > MAX_SIGNATURES {
-                        return Err(too_many(sig_h));
-                    }
-                }
-                if entries > 0 && v1.is_empty() && v1a.is_empty() {
-                    return Err(Failure::unreadable(sig_h, "no `v1`/`v1a` value is base64"));
-                }
-                if v1.is_empty() && v1a.is_empty() {
-                    return Err(Failure::malformed(
-                        sig_h,
-                        "it has no `v1,<base64>` or `v1a,<base64>` signature",
-                    ));
-                }
-                let parts = standard_parts(id, ts_text, d.body);
-                let ok = any_hmac(keys, Algo::Sha256, &parts, &v1)
-                    || (!v1a.is_empty()
-                        && has_ed25519(keys)
-                        && any_ed25519(keys, &concat(&parts), &v1a));
-                if !ok {
-                    return Err(Failure::mismatch(keys));
-                }
-                within(i128::from(ts) * 1000, now, tolerance)
-            }
-            Scheme::Twitch => {
-                const ID: &str = "twitch-eventsub-message-id";
-                const TS: &str = "twitch-eventsub-message-timestamp";
-                const SIG: &str = "twitch-eventsub-message-signature";
-                let id = header(d, ID)?;
-                let ts_text = header(d, TS)?;
-                let raw = header(d, SIG)?;
-                let signed_ms = time::OffsetDateTime::parse(
-                    ts_text,
-                    &time::format_description::well_known::Rfc3339,
-                )
-                .map_err(|_| Failure::malformed(TS, "the timestamp is not RFC 3339"))?
-                .unix_timestamp_nanos()
-                    / 1_000_000;
-                let text = strip_prefix_ignore_case(raw, "sha256=")
-                    .ok_or_else(|| Failure::malformed(SIG, "it does not start with `sha256=`"))?;
-                let sig = Sig::decode(Encoding::Hex, text)
-                    .ok_or_else(|| Failure::unreadable(SIG, "it is not hex"))?;
-                let parts = [id.as_bytes(), ts_text.as_bytes(), d.body];
-                if !any_hmac(keys, Algo::Sha256, &parts, &[sig]) {
-                    return Err(Failure::mismatch(keys));
-                }
-                within(signed_ms, now, tolerance)
-            }
-            Scheme::Twilio => {
-                const SIG: &str = "x-twilio-signature";
-                let sig = Sig::decode(Encoding::Base64, header(d, SIG)?)
-                    .ok_or_else(|| Failure::unreadable(SIG, "it is not base64"))?;
-                let url = d.url.ok_or_else(|| Failure::url_required(provider))?;
-                let params = if let Some(expected) = query_param(url, "bodySHA256") {
-                    let actual = sha256_hex(d.body);
-                    if !ct_eq(actual.as_bytes(), expected.to_ascii_lowercase().as_bytes()) {
-                        return Err(Failure {
-                            compared: true,
-                            ..Failure::new(
-                                FailureReason::HmacMismatch,
-                                "the body's SHA-256 differs from the URL's `bodySHA256` \
-                                 parameter: the body is not the one Twilio sent",
-                            )
-                        });
-                    }
-                    Vec::new()
-                } else if is_form(d) {
-                    twilio_params(d.body)
-                } else {
-                    Vec::new()
+        Scheme::HeaderTimestamped {
+            header: name,
+            separator,
+            timestamp_key,
+            signature_key,
+            joiner,
+        } => {
+            let raw = header(d, name)?;
+            let mut ts = None;
+            let mut sigs = Vec::new();
+            let mut entries = 0usize;
+            let mut other_entries = false;
+            for item in raw.split(char::from(separator)) {
+                let Some((k, v)) = item.trim().split_once('=') else {
+                    continue;
                 };
-                let ok = twilio_url_variants(url)
-                    .iter()
-                    .any(|u| any_hmac(keys, Algo::Sha1, &[u.as_bytes(), &params], &[sig]));
-                if ok {
-                    Ok(())
+                if k == timestamp_key {
+                    ts = Some(v);
+                } else if k == signature_key {
+                    // An entry that is not hex can never match; the others may still.
+                    entries += 1;
+                    if entries > MAX_SIGNATURES {
+                        return Err(too_many(name));
+                    }
+                    sigs.extend(Sig::decode(Encoding::Hex, v));
                 } else {
-                    Err(Failure::mismatch(keys))
+                    other_entries = true;
                 }
             }
-            Scheme::Square => {
-                const SHA256: &str = "x-square-hmacsha256-signature";
-                const SHA1: &str = "x-square-signature";
-                let (name, algo) =
-                    if d.headers.contains_key(SHA256) || !d.headers.contains_key(SHA1) {
-                        (SHA256, Algo::Sha256)
-                    } else {
-                        (SHA1, Algo::Sha1)
-                    };
-                let sig = Sig::decode(Encoding::Base64, header(d, name)?)
-                    .ok_or_else(|| Failure::unreadable(name, "it is not base64"))?;
-                let url = d.url.ok_or_else(|| Failure::url_required(provider))?;
-                if any_hmac(keys, algo, &[url.as_bytes(), d.body], &[sig]) {
-                    Ok(())
-                } else {
-                    Err(Failure::mismatch(keys))
-                }
+            let ts_text = ts.ok_or_else(|| {
+                Failure::malformed(name, &format!("it has no `{timestamp_key}=` timestamp"))
+            })?;
+            let ts = parse_unix(name, ts_text)?;
+            if entries > 0 && sigs.is_empty() {
+                return Err(Failure::unreadable(
+                    name,
+                    &format!("no `{signature_key}=` value is a hex signature"),
+                ));
             }
-            Scheme::HubSpotV3 => {
-                const SIG: &str = "x-hubspot-signature-v3";
-                const TS: &str = "x-hubspot-request-timestamp";
-                let sig = Sig::decode(Encoding::Base64, header(d, SIG)?)
-                    .ok_or_else(|| Failure::unreadable(SIG, "it is not base64"))?;
-                let ts_text = header(d, TS)?;
-                let ts_ms = parse_unix(TS, ts_text)?;
-                let url = d.url.ok_or_else(|| Failure::url_required(provider))?;
-                let uri = hubspot_uri(url);
-                let parts = hubspot_parts(d.method, &uri, d.body, ts_text);
-                if !any_hmac(keys, Algo::Sha256, &parts, &[sig]) {
-                    return Err(Failure::mismatch(keys));
-                }
-                within(i128::from(ts_ms), now, tolerance)
-            }
-            Scheme::Discord => {
-                const SIG: &str = "x-signature-ed25519";
-                const TS: &str = "x-signature-timestamp";
-                let sig = Sig::decode(Encoding::Hex, header(d, SIG)?)
-                    .filter(|s| s.len == 64)
-                    .ok_or_else(|| {
-                        Failure::unreadable(SIG, "it is not a 128-character hex signature")
-                    })?;
-                let ts_text = header(d, TS)?;
-                let ts = parse_unix(TS, ts_text)?;
-                let message = concat(&[ts_text.as_bytes(), d.body]);
-                if !any_ed25519(keys, &message, &[sig]) {
-                    return Err(Failure::mismatch(keys));
-                }
-                within(i128::from(ts) * 1000, now, tolerance)
-            }
-            Scheme::SendGrid => {
-                const SIG: &str = "x-twilio-email-event-webhook-signature";
-                const TS: &str = "x-twilio-email-event-webhook-timestamp";
-                let sig_text = header(d, SIG)?;
-                let ts_text = header(d, TS)?;
-                let ts = parse_unix(TS, ts_text)?;
-                let der = b64()
-                    .decode(sig_text)
-                    .map_err(|_| Failure::unreadable(SIG, "it is not base64"))?;
-                if !any_p256(keys, &concat(&[ts_text.as_bytes(), d.body]), &der)
-                    .map_err(|why| Failure::unreadable(SIG, why))?
-                {
-                    return Err(Failure::mismatch(keys));
-                }
-                within(i128::from(ts) * 1000, now, tolerance)
-            }
-            Scheme::Token { header: name } => {
-                let token = header(d, name)?;
-                let ok = keys.iter().any(|k| match k {
-                    Key::Secret(secret) => ct_eq_secret(token.as_bytes(), secret),
-                    #[allow(unreachable_patterns)]
-                    _ => false,
-                });
-                if ok {
-                    Ok(())
-                } else {
-                    Err(Failure::new(
-                        FailureReason::HmacMismatch,
-                        format!("the `{name}` token does not equal any configured secret token"),
-                    ))
-                }
-            }
-            Scheme::Mailgun => {
-                let f = mailgun_fields(d.body).ok_or_else(|| {
-                    Failure::new(
-                        FailureReason::MissingHeader,
-                        "Mailgun signs in the body, and it has no `signature` with `timestamp`, \
-                         `token` and `signature` (JSON or form fields; multipart is not read)",
+            if sigs.is_empty() {
+                let why = if other_entries {
+                    format!(
+                        "it has no valid `{signature_key}=` signature (entries of other \
+                             schemes are ignored)"
                     )
-                })?;
-                let ts = parse_unix("signature.timestamp", &f.timestamp)?;
-                let sig = Sig::decode(Encoding::Hex, &f.signature)
-                    .ok_or_else(|| Failure::unreadable("signature.signature", "it is not hex"))?;
-                let parts = [f.timestamp.as_bytes(), f.token.as_bytes()];
-                if !any_hmac(keys, Algo::Sha256, &parts, &[sig]) {
-                    return Err(Failure::mismatch(keys));
-                }
-                within(i128::from(ts) * 1000, now, tolerance)
+                } else {
+                    format!("it has no valid `{signature_key}=` signature")
+                };
+                return Err(Failure::malformed(name, &why));
             }
+            let parts = header_timestamped_parts(ts_text, joiner, d.body);
+            if !any_hmac(keys, Algo::Sha256, &parts, &sigs) {
+                return Err(Failure::mismatch(keys));
+            }
+            within(i128::from(ts) * 1000, now, tolerance)
+        }
+        Scheme::VersionedTimestamp {
+            signature_header,
+            timestamp_header,
+        } => {
+            let raw = header(d, signature_header)?;
+            let ts_text = header(d, timestamp_header)?;
+            let ts = parse_unix(timestamp_header, ts_text)?;
+            let text = raw.strip_prefix("v0=").ok_or_else(|| {
+                Failure::malformed(signature_header, "it does not start with `v0=`")
+            })?;
+            let sig = Sig::decode(Encoding::Hex, text)
+                .ok_or_else(|| Failure::unreadable(signature_header, "it is not hex"))?;
+            if !any_hmac(
+                keys,
+                Algo::Sha256,
+                &versioned_parts(ts_text, d.body),
+                &[sig],
+            ) {
+                return Err(Failure::mismatch(keys));
+            }
+            within(i128::from(ts) * 1000, now, tolerance)
+        }
+        Scheme::Standard { brand } => {
+            let primary = standard_headers(brand);
+            let other = standard_headers(if brand == "svix" { "webhook" } else { "svix" });
+            let [id_h, ts_h, sig_h] =
+                if d.headers.contains_key(primary[0]) || !d.headers.contains_key(other[0]) {
+                    primary
+                } else {
+                    other
+                };
+            let id = header(d, id_h)?;
+            let ts_text = header(d, ts_h)?;
+            let sig_text = header(d, sig_h)?;
+            let ts = parse_unix(ts_h, ts_text)?;
+            let (mut v1, mut v1a) = (Vec::new(), Vec::new());
+            let mut entries = 0usize;
+            for entry in sig_text.split_ascii_whitespace() {
+                match entry.split_once(',') {
+                    Some(("v1", s)) => {
+                        entries += 1;
+                        v1.extend(Sig::decode(Encoding::Base64, s));
+                    }
+                    Some(("v1a", s)) => {
+                        entries += 1;
+                        v1a.extend(Sig::decode(Encoding::Base64, s));
+                    }
+                    _ => {} // unknown versions are ignored, as the spec says
+                }
+                if entries > MAX_SIGNATURES {
+                    return Err(too_many(sig_h));
+                }
+            }
+            if entries > 0 && v1.is_empty() && v1a.is_empty() {
+                return Err(Failure::unreadable(sig_h, "no `v1`/`v1a` value is base64"));
+            }
+            if v1.is_empty() && v1a.is_empty() {
+                return Err(Failure::malformed(
+                    sig_h,
+                    "it has no `v1,<base64>` or `v1a,<base64>` signature",
+                ));
+            }
+            let parts = standard_parts(id, ts_text, d.body);
+            let ok = any_hmac(keys, Algo::Sha256, &parts, &v1)
+                || (!v1a.is_empty()
+                    && has_ed25519(keys)
+                    && any_ed25519(keys, &concat(&parts), &v1a));
+            if !ok {
+                return Err(Failure::mismatch(keys));
+            }
+            within(i128::from(ts) * 1000, now, tolerance)
+        }
+        Scheme::Twitch => {
+            const ID: &str = "twitch-eventsub-message-id";
+            const TS: &str = "twitch-eventsub-message-timestamp";
+            const SIG: &str = "twitch-eventsub-message-signature";
+            let id = header(d, ID)?;
+            let ts_text = header(d, TS)?;
+            let raw = header(d, SIG)?;
+            let signed_ms = time::OffsetDateTime::parse(
+                ts_text,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map_err(|_| Failure::malformed(TS, "the timestamp is not RFC 3339"))?
+            .unix_timestamp_nanos()
+                / 1_000_000;
+            let text = strip_prefix_ignore_case(raw, "sha256=")
+                .ok_or_else(|| Failure::malformed(SIG, "it does not start with `sha256=`"))?;
+            let sig = Sig::decode(Encoding::Hex, text)
+                .ok_or_else(|| Failure::unreadable(SIG, "it is not hex"))?;
+            let parts = [id.as_bytes(), ts_text.as_bytes(), d.body];
+            if !any_hmac(keys, Algo::Sha256, &parts, &[sig]) {
+                return Err(Failure::mismatch(keys));
+            }
+            within(signed_ms, now, tolerance)
+        }
+        Scheme::Twilio => {
+            const SIG: &str = "x-twilio-signature";
+            let sig = Sig::decode(Encoding::Base64, header(d, SIG)?)
+                .ok_or_else(|| Failure::unreadable(SIG, "it is not base64"))?;
+            let url = d.url.ok_or_else(|| Failure::url_required(provider))?;
+            let params = if let Some(expected) = query_param(url, "bodySHA256") {
+                let actual = sha256_hex(d.body);
+                if !ct_eq(actual.as_bytes(), expected.to_ascii_lowercase().as_bytes()) {
+                    return Err(Failure {
+                        compared: true,
+                        ..Failure::new(
+                            FailureReason::HmacMismatch,
+                            "the body's SHA-256 differs from the URL's `bodySHA256` \
+                                 parameter: the body is not the one Twilio sent",
+                        )
+                    });
+                }
+                Vec::new()
+            } else if is_form(d) {
+                twilio_params(d.body)
+            } else {
+                Vec::new()
+            };
+            let ok = twilio_url_variants(url)
+                .iter()
+                .any(|u| any_hmac(keys, Algo::Sha1, &[u.as_bytes(), &params], &[sig]));
+            if ok {
+                Ok(())
+            } else {
+                Err(Failure::mismatch(keys))
+            }
+        }
+        Scheme::Square => {
+            const SHA256: &str = "x-square-hmacsha256-signature";
+            const SHA1: &str = "x-square-signature";
+            let (name, algo) = if d.headers.contains_key(SHA256) || !d.headers.contains_key(SHA1) {
+                (SHA256, Algo::Sha256)
+            } else {
+                (SHA1, Algo::Sha1)
+            };
+            let sig = Sig::decode(Encoding::Base64, header(d, name)?)
+                .ok_or_else(|| Failure::unreadable(name, "it is not base64"))?;
+            let url = d.url.ok_or_else(|| Failure::url_required(provider))?;
+            if any_hmac(keys, algo, &[url.as_bytes(), d.body], &[sig]) {
+                Ok(())
+            } else {
+                Err(Failure::mismatch(keys))
+            }
+        }
+        Scheme::HubSpotV3 => {
+            const SIG: &str = "x-hubspot-signature-v3";
+            const TS: &str = "x-hubspot-request-timestamp";
+            let sig = Sig::decode(Encoding::Base64, header(d, SIG)?)
+                .ok_or_else(|| Failure::unreadable(SIG, "it is not base64"))?;
+            let ts_text = header(d, TS)?;
+            let ts_ms = parse_unix(TS, ts_text)?;
+            let url = d.url.ok_or_else(|| Failure::url_required(provider))?;
+            let uri = hubspot_uri(url);
+            let parts = hubspot_parts(d.method, &uri, d.body, ts_text);
+            if !any_hmac(keys, Algo::Sha256, &parts, &[sig]) {
+                return Err(Failure::mismatch(keys));
+            }
+            within(i128::from(ts_ms), now, tolerance)
+        }
+        Scheme::Discord => {
+            const SIG: &str = "x-signature-ed25519";
+            const TS: &str = "x-signature-timestamp";
+            let sig = Sig::decode(Encoding::Hex, header(d, SIG)?)
+                .filter(|s| s.len == 64)
+                .ok_or_else(|| {
+                    Failure::unreadable(SIG, "it is not a 128-character hex signature")
+                })?;
+            let ts_text = header(d, TS)?;
+            let ts = parse_unix(TS, ts_text)?;
+            let message = concat(&[ts_text.as_bytes(), d.body]);
+            if !any_ed25519(keys, &message, &[sig]) {
+                return Err(Failure::mismatch(keys));
+            }
+            within(i128::from(ts) * 1000, now, tolerance)
+        }
+        Scheme::SendGrid => {
+            const SIG: &str = "x-twilio-email-event-webhook-signature";
+            const TS: &str = "x-twilio-email-event-webhook-timestamp";
+            let sig_text = header(d, SIG)?;
+            let ts_text = header(d, TS)?;
+            let ts = parse_unix(TS, ts_text)?;
+            let der = b64()
+                .decode(sig_text)
+                .map_err(|_| Failure::unreadable(SIG, "it is not base64"))?;
+            if !any_p256(keys, &concat(&[ts_text.as_bytes(), d.body]), &der)
+                .map_err(|why| Failure::unreadable(SIG, why))?
+            {
+                return Err(Failure::mismatch(keys));
+            }
+            within(i128::from(ts) * 1000, now, tolerance)
+        }
+        Scheme::Token { header: name } => {
+            let token = header(d, name)?;
+            let ok = keys.iter().any(|k| match k {
+                Key::Secret(secret) => ct_eq_secret(token.as_bytes(), secret),
+                #[allow(unreachable_patterns)]
+                _ => false,
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err(Failure::new(
+                    FailureReason::HmacMismatch,
+                    format!("the `{name}` token does not equal any configured secret token"),
+                ))
+            }
+        }
+        Scheme::Mailgun => {
+            let f = mailgun_fields(d.body).ok_or_else(|| {
+                Failure::new(
+                    FailureReason::MissingHeader,
+                    "Mailgun signs in the body, and it has no `signature` with `timestamp`, \
+                         `token` and `signature` (JSON or form fields; multipart is not read)",
+                )
+            })?;
+            let ts = parse_unix("signature.timestamp", &f.timestamp)?;
+            let sig = Sig::decode(Encoding::Hex, &f.signature)
+                .ok_or_else(|| Failure::unreadable("signature.signature", "it is not hex"))?;
+            let parts = [f.timestamp.as_bytes(), f.token.as_bytes()];
+            if !any_hmac(keys, Algo::Sha256, &parts, &[sig]) {
+                return Err(Failure::mismatch(keys));
+            }
+            within(i128::from(ts) * 1000, now, tolerance)
         }
     }
 }
