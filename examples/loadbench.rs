@@ -175,12 +175,12 @@ async def stripe(request: Request):
 "#;
 
 /// The virtualenv with the Python package 1.5, FastAPI and uvicorn (pinned in
-/// `outworx-hooks/tests/python/requirements.txt`), made once by the same script the interop
+/// `outworx-cli/tests/python/requirements.txt`), made once by the same script the interop
 /// test uses.
 fn python_env() -> Option<std::path::PathBuf> {
     let root = std::env::current_dir().ok()?;
     let out = Command::new("bash")
-        .arg(root.join("outworx-hooks/tests/python/venv.sh"))
+        .arg(root.join("outworx-cli/tests/python/venv.sh"))
         .arg(root.join("target/python-1.5"))
         .stderr(std::process::Stdio::inherit())
         .output()
