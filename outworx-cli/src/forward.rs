@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use clap::Args;
-use serde_json::{Value, json};
+use outworx_hooks::wire::{HeldRequest, LocalResponse, Polled, SessionAnswer, SessionRequest};
 
 /// `println!` that never panics: a closed stdout (a pipe whose reader left) must not kill
 /// the tunnel.
@@ -97,18 +97,23 @@ pub async fn run(args: ForwardArgs) -> Result<(), String> {
         .client
         .post(format!("{}/api/forward/sessions", t.endpoint))
         .bearer_auth(&t.api_key)
-        .json(&json!({ "destination_url": t.local_url }))
+        .json(&SessionRequest {
+            destination_url: Some(t.local_url.clone()),
+        })
         .send()
         .await
         .map_err(|e| format!("cannot reach {}: {e}", t.endpoint))?;
     let status = res.status();
-    let session: Value = res.json().await.unwrap_or_default();
+    let text = res.text().await.unwrap_or_default();
     if !status.is_success() {
         return Err(format!(
-            "failed to create the tunnel session ({status}): {session}"
+            "failed to create the tunnel session ({status}): {}",
+            printable(&text)
         ));
     }
-    let id = session["sessionId"].as_str().unwrap_or_default().to_owned();
+    let session: SessionAnswer = serde_json::from_str(&text)
+        .map_err(|e| format!("the relay's session answer is not one: {e}"))?;
+    let id = session.session_id.clone();
     say!(
         "\n  {}  →  {}",
         t.paint("1", "outworx forward"),
@@ -117,15 +122,9 @@ pub async fn run(args: ForwardArgs) -> Result<(), String> {
     // The relay's text is escaped before it reaches the terminal.
     say!(
         "  Public URL:  {}",
-        t.paint(
-            "1;36",
-            &printable(session["ingressUrl"].as_str().unwrap_or("?"))
-        )
+        t.paint("1;36", &printable(&session.ingress_url))
     );
-    say!(
-        "  Expires:     {}",
-        printable(session["expiresAt"].as_str().unwrap_or("?"))
-    );
+    say!("  Expires:     {}", printable(&session.expires_at));
     say!("  Press Ctrl+C to stop.\n");
 
     let poller = {
@@ -175,11 +174,7 @@ impl Tunnel {
                 .send()
                 .await;
             let events = match res {
-                Ok(r) if r.status().is_success() => r
-                    .json::<Value>()
-                    .await
-                    .ok()
-                    .and_then(|v| v["events"].as_array().cloned()),
+                Ok(r) if r.status().is_success() => r.json::<Polled>().await.ok().map(|p| p.events),
                 Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
                     return "the tunnel session is gone (the server restarted, or the session \
                             expired): run `outworx forward` again for a new public URL"
@@ -216,13 +211,17 @@ impl Tunnel {
         }
     }
 
-    async fn handle(&self, e: Value) {
-        let method = e["method"].as_str().unwrap_or("POST").to_owned();
-        let path = e["path"]
-            .as_str()
-            .filter(|p| !p.is_empty())
-            .unwrap_or("/")
-            .to_owned();
+    async fn handle(&self, e: HeldRequest) {
+        let method = if e.method.is_empty() {
+            "POST".to_owned()
+        } else {
+            e.method.clone()
+        };
+        let path = if e.path.is_empty() {
+            "/".to_owned()
+        } else {
+            e.path.clone()
+        };
         // Printed to a terminal: the relay's text is escaped, never interpreted.
         let label = printable(&format!("{method} {path}"));
         let clock = clock();
@@ -244,13 +243,20 @@ impl Tunnel {
                     self.paint(code, &status.to_string()),
                     self.paint("2", &format!("{ms}ms"))
                 );
-                let text = String::from_utf8(body.clone()).ok();
-                json!({
-                    "eventId": e["id"], "status": status, "headers": headers,
-                    "body": text.clone().unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()),
-                    "bodyBase64": text.is_none().then(|| base64::engine::general_purpose::STANDARD.encode(&body)),
-                    "durationMs": ms,
-                })
+                let text = std::str::from_utf8(&body).ok();
+                LocalResponse {
+                    event_id: e.id.clone(),
+                    status,
+                    headers,
+                    body: Some(text.map_or_else(
+                        || String::from_utf8_lossy(&body).into_owned(),
+                        str::to_owned,
+                    )),
+                    body_base64: text
+                        .is_none()
+                        .then(|| base64::engine::general_purpose::STANDARD.encode(&body)),
+                    duration_ms: Some(ms),
+                }
             }
             Err(msg) => {
                 say!(
@@ -260,12 +266,16 @@ impl Tunnel {
                     self.paint("31", "ERR"),
                     self.paint("2", &msg)
                 );
-                json!({
-                    "eventId": e["id"], "status": 502,
-                    "headers": {"content-type": "text/plain"},
-                    "body": format!("outworx forward: local handler unreachable ({msg})"),
-                    "durationMs": 0,
-                })
+                LocalResponse {
+                    event_id: e.id.clone(),
+                    status: 502,
+                    headers: [("content-type".to_owned(), "text/plain".to_owned())].into(),
+                    body: Some(format!(
+                        "outworx forward: local handler unreachable ({msg})"
+                    )),
+                    body_base64: None,
+                    duration_ms: Some(0),
+                }
             }
         };
         let sent = self
@@ -286,22 +296,22 @@ impl Tunnel {
 
     async fn deliver(
         &self,
-        e: &Value,
+        e: &HeldRequest,
         method: &str,
         path: &str,
     ) -> Result<(u16, HashMap<String, String>, Vec<u8>), String> {
-        let url = local_target(&self.local_base, path, e["query_string"].as_str())?;
+        let url = local_target(&self.local_base, path, e.query_string.as_deref())?;
         let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
         let mut req = self.local.request(method.clone(), url);
         for (k, v) in forwarded_headers(e) {
             req = req.header(k, v);
         }
         if method != reqwest::Method::GET && method != reqwest::Method::HEAD {
-            let body = match e["request_body_base64"].as_str() {
+            let body = match &e.request_body_base64 {
                 Some(b) => base64::engine::general_purpose::STANDARD
                     .decode(b)
                     .map_err(|e| e.to_string())?,
-                None => e["request_body"].as_str().unwrap_or("").as_bytes().to_vec(),
+                None => e.request_body.as_bytes().to_vec(),
             };
             req = req.body(body);
         }
@@ -408,20 +418,15 @@ pub fn printable(s: &str) -> String {
 /// The request headers to send to the local server: every header as the public caller sent
 /// it, repeated ones repeated, except the hop-by-hop ones (and those `Connection` names),
 /// which belong to the public hop only.
-fn forwarded_headers(e: &Value) -> Vec<(String, String)> {
-    let pairs: Vec<(String, String)> = match e["request_headers_list"].as_array() {
-        Some(list) => list
+fn forwarded_headers(e: &HeldRequest) -> Vec<(String, String)> {
+    // Our relay sends the ordered list; the Python one only the joined map.
+    let pairs: Vec<(String, String)> = if e.request_headers_list.is_empty() {
+        e.request_headers
             .iter()
-            .filter_map(|p| Some((p[0].as_str()?.to_owned(), p[1].as_str()?.to_owned())))
-            .collect(),
-        None => e["request_headers"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default(),
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    } else {
+        e.request_headers_list.clone()
     };
     let named_by_connection: Vec<String> = pairs
         .iter()
@@ -514,27 +519,37 @@ mod tests {
 
     #[test]
     fn hop_by_hop_headers_stay_behind_and_repeats_stay_repeated() {
-        let e = serde_json::json!({
-            "request_headers": {"ignored": "when the list is there"},
-            "request_headers_list": [
-                ["webhook-signature", "v1,a"], ["webhook-signature", "v1,b"],
-                ["connection", "keep-alive, x-hop"], ["x-hop", "1"], ["te", "trailers"],
-                ["upgrade", "h2c"], ["proxy-authorization", "p"], ["expect", "100-continue"],
-                ["host", "public.example"], ["accept-encoding", "gzip"]
-            ]
-        });
-        let h = forwarded_headers(&e);
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let e = HeldRequest {
+            request_headers: [pair("ignored", "when the list is there")].into(),
+            request_headers_list: vec![
+                pair("webhook-signature", "v1,a"),
+                pair("webhook-signature", "v1,b"),
+                pair("connection", "keep-alive, x-hop"),
+                pair("x-hop", "1"),
+                pair("te", "trailers"),
+                pair("upgrade", "h2c"),
+                pair("proxy-authorization", "p"),
+                pair("expect", "100-continue"),
+                pair("host", "public.example"),
+                pair("accept-encoding", "gzip"),
+            ],
+            ..HeldRequest::default()
+        };
         assert_eq!(
-            h,
+            forwarded_headers(&e),
             [
-                ("webhook-signature".to_owned(), "v1,a".to_owned()),
-                ("webhook-signature".to_owned(), "v1,b".to_owned()),
-                ("accept-encoding".to_owned(), "gzip".to_owned()),
+                pair("webhook-signature", "v1,a"),
+                pair("webhook-signature", "v1,b"),
+                pair("accept-encoding", "gzip"),
             ]
         );
         // The Python relay's single map still works.
-        let e = serde_json::json!({"request_headers": {"x-a": "1", "connection": "close"}});
-        assert_eq!(forwarded_headers(&e), [("x-a".to_owned(), "1".to_owned())]);
+        let e = HeldRequest {
+            request_headers: [pair("x-a", "1"), pair("connection", "close")].into(),
+            ..HeldRequest::default()
+        };
+        assert_eq!(forwarded_headers(&e), [pair("x-a", "1")]);
     }
 
     mod properties {

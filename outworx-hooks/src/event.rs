@@ -133,27 +133,10 @@ impl DeliveryEvent {
     }
 }
 
-/// The most bytes (as JSON) each field of an event may take. The same bounds are enforced by
-/// the ingest of `outworx serve`, which refuses an event past them; the SDK cuts its events to
-/// them (with `...[truncated]`), so a delivery can never make its own report unstorable.
-pub mod limits {
-    /// `event_type`.
-    pub const EVENT_TYPE: usize = 256;
-    /// `error_message`.
-    pub const ERROR_MESSAGE: usize = 8 * 1024;
-    /// `source_url`.
-    pub const SOURCE_URL: usize = 8 * 1024;
-    /// `processing_failure_reason`.
-    pub const FAILURE_REASON: usize = 4 * 1024;
-    /// `request_headers`, all of them.
-    pub const REQUEST_HEADERS: usize = 32 * 1024;
-    /// `metadata`, all of it.
-    pub const METADATA: usize = 32 * 1024;
-    /// `request_body` and `response_body` each: 64 KiB of text and room for its escaping.
-    pub const BODY: usize = 96 * 1024;
-    /// A whole event.
-    pub const EVENT: usize = 320 * 1024;
-}
+/// The most bytes (as JSON) each field of an event may take, shared with the ingest: the SDK
+/// cuts its events to them (with `...[truncated]`), so a delivery can never make its own
+/// report unstorable.
+pub use crate::wire::limits;
 
 const CUT: &str = "...[truncated]";
 

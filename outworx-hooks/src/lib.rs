@@ -39,6 +39,7 @@ pub mod security;
 pub mod store;
 pub mod testing;
 mod track;
+pub mod wire;
 
 pub use layer::{KeyFn, OutworxHooksLayer, OutworxHooksService, TrackOptions};
 pub use outworx_hooks_macros::webhook;

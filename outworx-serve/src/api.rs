@@ -21,6 +21,10 @@ use subtle::ConstantTimeEq as _;
 use crate::ServeConfig;
 use crate::db::{Check, Db, EventFilter, EventRow};
 use crate::tunnel::{Incoming, LocalResponse, TunnelError, Tunnels};
+use outworx_hooks::wire::{
+    CheckAnswer, CheckRequest, CompleteRequest, EVENT_FIELDS, IngestAnswer, PROCESSING_STATUSES,
+    Polled, Rejected, SessionAnswer, SessionRequest,
+};
 
 /// Shared state of the handlers.
 pub(crate) struct App {
@@ -141,32 +145,13 @@ async fn verify(Project(project): Project) -> Response {
     Json(json!({ "ok": true, "project": project })).into_response()
 }
 
-/// The fields an event may carry (DESIGN's wire format).
-const EVENT_FIELDS: &[&str] = &[
-    "provider",
-    "status_code",
-    "success",
-    "duration_ms",
-    "payload_size",
-    "timestamp",
-    "event_type",
-    "request_headers",
-    "request_body",
-    "response_body",
-    "signature_valid",
-    "signature_failure_reason",
-    "error_message",
-    "metadata",
-    "source_url",
-    "processing_status",
-    "processing_marked_at",
-    "processing_failure_reason",
-];
-
 /// Checks one event; its timestamp in milliseconds since 1970, or why it is refused.
 pub(crate) fn validate(e: &Value) -> Result<i64, String> {
     let obj = e.as_object().ok_or("an event must be a JSON object")?;
-    if let Some(unknown) = obj.keys().find(|k| !EVENT_FIELDS.contains(&k.as_str())) {
+    if let Some(unknown) = obj
+        .keys()
+        .find(|k| !EVENT_FIELDS.iter().any(|(name, _)| name == k))
+    {
         return Err(format!("unknown field `{unknown}`"));
     }
     let need = |k: &str| {
@@ -214,7 +199,7 @@ pub(crate) fn validate(e: &Value) -> Result<i64, String> {
         string(k)?;
     }
     if let Some(p) = obj.get("processing_status").and_then(Value::as_str)
-        && !["completed", "failed", "silent_drop"].contains(&p)
+        && !PROCESSING_STATUSES.contains(&p)
     {
         return Err(format!("unknown `processing_status` {p:?}"));
     }
@@ -233,35 +218,15 @@ pub(crate) fn validate(e: &Value) -> Result<i64, String> {
         .map_err(|_| "`timestamp` out of range".into())
 }
 
-/// The largest an event may be, serialized: a captured request and response body of 64 KiB
-/// each, with room for their escaping, headers and metadata. The caps here are the SDK's
-/// (`outworx_hooks::event::limits`), which cuts its events to them before sending.
-pub(crate) const MAX_EVENT_BYTES: usize = 320 * 1024;
-
-/// Per-field size caps (bytes of the value as JSON), so no field of a valid event can make a
-/// row, or a page of them, unbounded.
-const FIELD_CAPS: &[(&str, usize)] = &[
-    ("provider", 64),
-    ("event_type", 256),
-    ("signature_failure_reason", 64),
-    ("processing_status", 32),
-    ("processing_marked_at", 64),
-    ("timestamp", 64),
-    ("processing_failure_reason", 4 * 1024),
-    ("error_message", 8 * 1024),
-    ("source_url", 8 * 1024),
-    ("request_headers", 32 * 1024),
-    ("metadata", 32 * 1024),
-    // 64 KiB of text, its marker, and JSON escaping of a few characters.
-    ("request_body", 96 * 1024),
-    ("response_body", 96 * 1024),
-];
+/// The largest an event may be, serialized (the SDK's own limit, shared through the wire
+/// module).
+pub(crate) const MAX_EVENT_BYTES: usize = outworx_hooks::wire::limits::EVENT;
 
 fn caps(obj: &serde_json::Map<String, Value>) -> Result<(), String> {
     let mut total = 0;
     for (k, v) in obj {
         let size = json_size(v);
-        if let Some((_, cap)) = FIELD_CAPS.iter().find(|(name, _)| name == k)
+        if let Some((_, Some(cap))) = EVENT_FIELDS.iter().find(|(name, _)| name == k)
             && size > *cap
         {
             return Err(format!("`{k}` is {size} bytes; at most {cap}"));
@@ -338,26 +303,23 @@ async fn ingest(State(app): State<Arc<App>>, Project(project): Project, body: By
         };
         match checked {
             Ok(row) => valid.push(row),
-            Err(reason) => rejected.push(json!({ "index": index, "reason": reason })),
+            Err(reason) => rejected.push(Rejected { index, reason }),
         }
     }
     if let Err(e) = app.db.insert_rows(&project, &valid).await {
         return db_error(e);
     }
-    let answer = json!({ "accepted": valid.len(), "rejected": rejected });
-    if rejected.is_empty() {
+    let all_valid = rejected.is_empty();
+    let answer = IngestAnswer {
+        accepted: valid.len() as u64,
+        rejected,
+    };
+    if all_valid {
         Json(answer).into_response()
     } else {
         // The valid ones are stored; a retry of the batch would duplicate them.
         (StatusCode::UNPROCESSABLE_ENTITY, Json(answer)).into_response()
     }
-}
-
-#[derive(serde::Deserialize)]
-struct CheckRequest {
-    key: String,
-    ttl: Option<i64>,
-    token: Option<String>,
 }
 
 /// Default and bounds of an idempotency key's TTL, seconds (as the SDKs clamp it).
@@ -377,38 +339,33 @@ async fn check(State(app): State<Arc<App>>, Project(project): Project, body: Byt
         .check(&project, &req.key, req.token.as_deref(), ttl * 1000)
         .await
     {
-        Ok(Check::New) => Json(json!({ "status": "new" })).into_response(),
+        Ok(Check::New) => Json(CheckAnswer {
+            status: "new".into(),
+            ..CheckAnswer::default()
+        })
+        .into_response(),
         // The Python package reads any non-"new" as a duplicate; ours reads a duplicate
         // without a cached status as in flight.
-        Ok(Check::InFlight) => {
-            Json(json!({ "status": "duplicate", "in_flight": true })).into_response()
-        }
+        Ok(Check::InFlight) => Json(CheckAnswer {
+            status: "duplicate".into(),
+            in_flight: Some(true),
+            ..CheckAnswer::default()
+        })
+        .into_response(),
         Ok(Check::Duplicate {
             status,
             content_type,
             body,
-        }) => Json(json!({
-            "status": "duplicate",
-            "cached_status_code": status,
-            "cached_body": body,
-            "cached_content_type": content_type,
-        }))
+        }) => Json(CheckAnswer {
+            status: "duplicate".into(),
+            cached_status_code: Some(status),
+            cached_body: body,
+            cached_content_type: content_type,
+            in_flight: None,
+        })
         .into_response(),
         Err(e) => db_error(e),
     }
-}
-
-#[derive(serde::Deserialize)]
-struct CompleteRequest {
-    key: String,
-    response_status_code: Option<i64>,
-    response_body: Option<String>,
-    content_type: Option<String>,
-    token: Option<String>,
-    #[serde(default)]
-    release: bool,
-    #[serde(default)]
-    renew: bool,
 }
 
 /// Keys and tokens as the SDKs send them: a key of 1 to 512 bytes (longer ones arrive as a
@@ -483,11 +440,6 @@ async fn complete(State(app): State<Arc<App>>, Project(project): Project, body: 
     }
 }
 
-#[derive(serde::Deserialize)]
-struct SessionRequest {
-    destination_url: Option<String>,
-}
-
 async fn create_session(
     State(app): State<Arc<App>>,
     Project(project): Project,
@@ -495,9 +447,7 @@ async fn create_session(
     body: Bytes,
 ) -> Response {
     let req: SessionRequest = if body.is_empty() {
-        SessionRequest {
-            destination_url: None,
-        }
+        SessionRequest::default()
     } else {
         match parse(&body) {
             Ok(v) => v,
@@ -524,11 +474,11 @@ async fn create_session(
             })
             .unwrap_or_default();
     tracing::info!(session = %s.id, destination = req.destination_url.as_deref().unwrap_or(""), "tunnel opened");
-    Json(json!({
-        "sessionId": s.id,
-        "ingressUrl": format!("{base}/t/{}", s.slug),
-        "expiresAt": expires,
-    }))
+    Json(SessionAnswer {
+        session_id: s.id,
+        ingress_url: format!("{base}/t/{}", s.slug),
+        expires_at: expires,
+    })
     .into_response()
 }
 
@@ -571,13 +521,7 @@ async fn poll(
         .await
     {
         // Serialized straight from the requests: no copy of the bodies as a JSON tree.
-        Ok(events) => {
-            #[derive(serde::Serialize)]
-            struct Polled {
-                events: Vec<crate::tunnel::HeldRequest>,
-            }
-            Json(Polled { events }).into_response()
-        }
+        Ok(events) => Json(Polled { events }).into_response(),
         Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
     }
 }

@@ -22,53 +22,7 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::db::now_ms;
 
-/// One request waiting for the CLI, as `/api/forward/poll` hands it out.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct HeldRequest {
-    /// Event id, echoed back as `eventId` with the response.
-    pub id: String,
-    /// HTTP method.
-    pub method: String,
-    /// Path below the session's ingress (`/` at least), exactly as received: still
-    /// percent-encoded, so the CLI decides nothing on the relay's behalf.
-    pub path: String,
-    /// Query string without `?`, when any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub query_string: Option<String>,
-    /// Request headers, one value per name (repeated ones joined with `, `), as the Python
-    /// CLI reads them.
-    pub request_headers: HashMap<String, String>,
-    /// Request headers in order, repeated ones repeated (an addition of ours: a list such as
-    /// two `webhook-signature` headers must not be merged).
-    pub request_headers_list: Vec<(String, String)>,
-    /// The body as text (lossy when it is not UTF-8: see `request_body_base64`).
-    pub request_body: String,
-    /// The exact body bytes, base64, when they are not UTF-8 (an addition of ours).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_body_base64: Option<String>,
-}
-
-/// The local server's answer, as the CLI reports it.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LocalResponse {
-    /// The held request's id.
-    pub event_id: String,
-    /// Status to answer the public caller with.
-    pub status: u16,
-    /// Response headers.
-    #[serde(default)]
-    pub headers: HashMap<String, String>,
-    /// Body text.
-    #[serde(default)]
-    pub body: Option<String>,
-    /// Exact body bytes, base64 (an addition of ours; wins over `body`).
-    #[serde(default)]
-    pub body_base64: Option<String>,
-    /// How long the local server took.
-    #[serde(default)]
-    pub duration_ms: Option<u64>,
-}
+pub use outworx_hooks::wire::{HeldRequest, LocalResponse};
 
 /// A public request as received, before it is queued.
 #[derive(Debug, Clone)]

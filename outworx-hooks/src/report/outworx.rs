@@ -365,9 +365,9 @@ impl Worker {
                 413 => Outcome::TooLarge,
                 // `{"accepted": n, "rejected": [..]}`: the valid events were stored.
                 422 => {
-                    let answer: serde_json::Value = r.json().await.unwrap_or_default();
+                    let answer: crate::wire::IngestAnswer = r.json().await.unwrap_or_default();
                     let n = events.len() as u64;
-                    let accepted = answer["accepted"].as_u64().unwrap_or(0).min(n);
+                    let accepted = answer.accepted.min(n);
                     Outcome::Partly {
                         accepted,
                         refused: n - accepted,

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::wire::{CheckAnswer, CheckRequest, CompleteRequest};
+
 use super::{
     BoxFuture, CachedResponse, Reservation, ReservationToken, Store, StoreError, fit_key, new_token,
 };
@@ -49,39 +51,6 @@ impl std::fmt::Debug for OutworxApiStore {
             .field("timeout", &self.timeout)
             .finish()
     }
-}
-
-#[derive(Serialize)]
-struct Check<'a> {
-    key: &'a str,
-    ttl: u64,
-    token: &'a str,
-}
-
-#[derive(Deserialize)]
-struct CheckAnswer {
-    status: String,
-    cached_status_code: Option<u16>,
-    cached_body: Option<String>,
-    cached_content_type: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Complete<'a> {
-    key: &'a str,
-    token: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response_status_code: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response_body: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content_type: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ttl: Option<u64>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    release: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    renew: bool,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -138,18 +107,20 @@ impl Store for OutworxApiStore {
     ) -> BoxFuture<'a, Result<Reservation, StoreError>> {
         Box::pin(async move {
             let token = new_token()?;
-            let key = fit_key(key);
             let answer: CheckAnswer = self
                 .post(
                     "/api/sdk/idempotency/check",
-                    &Check {
-                        key: &key,
-                        ttl: ttl.as_secs(),
-                        token: &token.0,
+                    &CheckRequest {
+                        key: fit_key(key).into_owned(),
+                        ttl: Some(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+                        token: Some(token.0.clone()),
                     },
                 )
                 .await?;
-            match (answer.status.as_str(), answer.cached_status_code) {
+            let cached_status = answer
+                .cached_status_code
+                .and_then(|s| u16::try_from(s).ok());
+            match (answer.status.as_str(), cached_status) {
                 ("new", _) => Ok(Reservation::New(token)),
                 ("duplicate", Some(status)) => Ok(Reservation::Duplicate(CachedResponse {
                     status,
@@ -170,11 +141,10 @@ impl Store for OutworxApiStore {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let key = fit_key(key);
-            let body = Complete {
-                key: &key,
-                token: &token.0,
-                response_status_code: Some(response.status),
+            let body = CompleteRequest {
+                key: fit_key(key).into_owned(),
+                token: Some(token.0.clone()),
+                response_status_code: Some(i64::from(response.status)),
                 // The API keeps bodies as text: one that is not UTF-8 is replayed by status
                 // only, never altered (a lossy copy could also outgrow the server's limit).
                 response_body: response
@@ -182,10 +152,9 @@ impl Store for OutworxApiStore {
                     .as_ref()
                     .and_then(|b| std::str::from_utf8(b).ok())
                     .map(str::to_owned),
-                content_type: response.content_type.as_deref(),
-                ttl: Some(ttl.as_secs()),
-                release: false,
-                renew: false,
+                content_type: response.content_type,
+                ttl: Some(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+                ..CompleteRequest::default()
             };
             self.post::<_, serde_json::Value>("/api/sdk/idempotency/complete", &body)
                 .await
@@ -228,16 +197,12 @@ impl OutworxApiStore {
         token: &ReservationToken,
         signal: Signal,
     ) -> Result<(), StoreError> {
-        let key = fit_key(key);
-        let body = Complete {
-            key: &key,
-            token: &token.0,
-            response_status_code: None,
-            response_body: None,
-            content_type: None,
-            ttl: None,
+        let body = CompleteRequest {
+            key: fit_key(key).into_owned(),
+            token: Some(token.0.clone()),
             release: matches!(signal, Signal::Release),
             renew: matches!(signal, Signal::Renew),
+            ..CompleteRequest::default()
         };
         self.post::<_, serde_json::Value>("/api/sdk/idempotency/complete", &body)
             .await
