@@ -18,10 +18,11 @@
 //! ```
 
 use base64::Engine as _;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 
-use crate::security::scheme::{self, Algo, Encoding, Scheme};
-use crate::security::{Key, Provider, SecretError, b64, now_unix, parse_key};
+pub use crate::security::scheme::SignError;
+use crate::security::scheme::{self, is_json, put};
+use crate::security::{Provider, b64, now_unix};
 
 /// A matching pair of keys for tests: what the provider signs with, and what you configure.
 ///
@@ -137,29 +138,6 @@ fn p256_pair(seed: [u8; 32]) -> TestKeys {
     }
 }
 
-/// A signing problem: a key in the wrong format, or a URL the scheme needs.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SignError {
-    /// The shared secret cannot be used for the provider.
-    #[error(transparent)]
-    Secret(#[from] SecretError),
-    /// The provider signs the request URL, and none was set.
-    #[error("provider `{0}` signs the request URL: set it with `Signer::url`")]
-    UrlRequired(Provider),
-    /// The private key is not in the expected format.
-    #[error("the signing key for provider `{provider}` is not {expected}")]
-    SigningKey {
-        /// The provider.
-        provider: Provider,
-        /// What the key should look like.
-        expected: &'static str,
-    },
-    /// A value cannot be placed in a header (it has characters headers cannot carry).
-    #[error("`{0}` cannot be sent as a header value")]
-    HeaderValue(&'static str),
-}
-
 /// The output of [`Signer::sign`]: what to send.
 #[derive(Debug, Clone)]
 pub struct Signed {
@@ -267,194 +245,36 @@ impl Signer {
 
     /// Signs `body`.
     pub fn sign(&self, body: impl Into<Vec<u8>>) -> Result<Signed, SignError> {
-        let mut body = body.into();
+        let body = body.into();
         let ts = self.timestamp.unwrap_or_else(now_unix);
         let ts_text = ts.to_string();
         let id = self
             .id
             .clone()
             .unwrap_or_else(|| format!("msg_{}", &scheme::sha256_hex(&body)[..24]));
-        let mut headers = HeaderMap::new();
-        let mut url = self.url.clone();
         let json = is_json(&body);
 
-        match &self.provider.spec().scheme {
-            Scheme::BodyHmac {
-                header,
-                prefix,
-                algo,
-                encoding,
-                ..
-            } => {
-                let sig = scheme::mac(*algo, &self.hmac_key()?, &[&body]);
-                put(
-                    &mut headers,
-                    header,
-                    format!("{prefix}{}", scheme::encode(*encoding, sig.bytes())),
-                )?;
-            }
-            Scheme::HeaderTimestamped {
-                header,
-                separator,
-                timestamp_key,
-                signature_key,
-                joiner,
-            } => {
-                let parts = scheme::header_timestamped_parts(&ts_text, joiner, &body);
-                let sig = hex::encode(scheme::mac(Algo::Sha256, &self.hmac_key()?, &parts).bytes());
-                let sep = char::from(*separator);
-                put(
-                    &mut headers,
-                    header,
-                    format!("{timestamp_key}={ts_text}{sep}{signature_key}={sig}"),
-                )?;
-            }
-            Scheme::VersionedTimestamp {
-                signature_header,
-                timestamp_header,
-            } => {
-                let parts = scheme::versioned_parts(&ts_text, &body);
-                let sig = hex::encode(scheme::mac(Algo::Sha256, &self.hmac_key()?, &parts).bytes());
-                put(&mut headers, signature_header, format!("v0={sig}"))?;
-                put(&mut headers, timestamp_header, ts_text.clone())?;
-            }
-            Scheme::Standard { brand } => {
-                let [id_h, ts_h, sig_h] = scheme::standard_headers(brand);
-                let parts = scheme::standard_parts(&id, &ts_text, &body);
-                let sig = if let Some(seed) = self.secret.strip_prefix("whsk_") {
-                    let seed = b64()
-                        .decode(seed)
-                        .ok()
-                        .and_then(|s| <[u8; 32]>::try_from(s).ok());
-                    let seed = seed.ok_or(SignError::SigningKey {
-                        provider: self.provider,
-                        expected: "`whsk_` followed by a base64 32-byte Ed25519 seed",
-                    })?;
-                    format!(
-                        "v1a,{}",
-                        b64().encode(ed25519_sign(self.provider, seed, &scheme::concat(&parts))?)
-                    )
-                } else {
-                    let key = self.hmac_key()?;
-                    format!(
-                        "v1,{}",
-                        b64().encode(scheme::mac(Algo::Sha256, &key, &parts).bytes())
-                    )
-                };
-                put(&mut headers, id_h, id.clone())?;
-                put(&mut headers, ts_h, ts_text.clone())?;
-                put(&mut headers, sig_h, sig)?;
-            }
-            Scheme::Twitch => {
-                let stamp = time::OffsetDateTime::from_unix_timestamp(ts)
-                    .ok()
-                    .and_then(|t| {
-                        t.format(&time::format_description::well_known::Rfc3339)
-                            .ok()
-                    })
-                    .ok_or(SignError::HeaderValue("twitch-eventsub-message-timestamp"))?;
-                let parts = [id.as_bytes(), stamp.as_bytes(), &body];
-                let sig = hex::encode(scheme::mac(Algo::Sha256, &self.hmac_key()?, &parts).bytes());
-                put(&mut headers, "twitch-eventsub-message-id", id.clone())?;
-                put(&mut headers, "twitch-eventsub-message-timestamp", stamp)?;
-                put(
-                    &mut headers,
-                    "twitch-eventsub-message-signature",
-                    format!("sha256={sig}"),
-                )?;
-                put(
-                    &mut headers,
-                    "twitch-eventsub-message-type",
-                    "notification".into(),
-                )?;
-            }
-            Scheme::Twilio => {
-                let base = self
-                    .url
-                    .clone()
-                    .ok_or(SignError::UrlRequired(self.provider))?;
-                let key = self.hmac_key()?;
-                let sig = if json {
-                    let sep = if base.contains('?') { '&' } else { '?' };
-                    let signed_url = format!("{base}{sep}bodySHA256={}", scheme::sha256_hex(&body));
-                    let sig = scheme::mac(Algo::Sha1, &key, &[signed_url.as_bytes()]);
-                    url = Some(signed_url);
-                    sig
-                } else {
-                    let params = scheme::twilio_params(&body);
-                    scheme::mac(Algo::Sha1, &key, &[base.as_bytes(), &params])
-                };
-                put(
-                    &mut headers,
-                    "x-twilio-signature",
-                    scheme::encode(Encoding::Base64, sig.bytes()),
-                )?;
-            }
-            Scheme::Square => {
-                let u = self
-                    .url
-                    .as_deref()
-                    .ok_or(SignError::UrlRequired(self.provider))?;
-                let sig = scheme::mac(Algo::Sha256, &self.hmac_key()?, &[u.as_bytes(), &body]);
-                put(
-                    &mut headers,
-                    "x-square-hmacsha256-signature",
-                    scheme::encode(Encoding::Base64, sig.bytes()),
-                )?;
-            }
-            Scheme::HubSpotV3 => {
-                let u = self
-                    .url
-                    .as_deref()
-                    .ok_or(SignError::UrlRequired(self.provider))?;
-                let ts_ms = (i128::from(ts) * 1000).to_string();
-                let uri = scheme::hubspot_uri(u);
-                let parts = scheme::hubspot_parts(self.method.as_str(), &uri, &body, &ts_ms);
-                let sig = scheme::mac(Algo::Sha256, &self.hmac_key()?, &parts);
-                put(
-                    &mut headers,
-                    "x-hubspot-signature-v3",
-                    scheme::encode(Encoding::Base64, sig.bytes()),
-                )?;
-                put(&mut headers, "x-hubspot-request-timestamp", ts_ms)?;
-            }
-            Scheme::Discord => {
-                let mut seed = [0u8; 32];
-                hex::decode_to_slice(self.secret.trim(), &mut seed).map_err(|_| {
-                    SignError::SigningKey {
-                        provider: self.provider,
-                        expected: "a 64-character hex Ed25519 seed",
-                    }
-                })?;
-                let message = scheme::concat(&[ts_text.as_bytes(), &body]);
-                let sig = ed25519_sign(self.provider, seed, &message)?;
-                put(&mut headers, "x-signature-ed25519", hex::encode(sig))?;
-                put(&mut headers, "x-signature-timestamp", ts_text.clone())?;
-            }
-            Scheme::SendGrid => {
-                let message = scheme::concat(&[ts_text.as_bytes(), &body]);
-                let der = p256_sign(self.provider, &self.secret, &message)?;
-                put(
-                    &mut headers,
-                    "x-twilio-email-event-webhook-signature",
-                    b64().encode(der),
-                )?;
-                put(
-                    &mut headers,
-                    "x-twilio-email-event-webhook-timestamp",
-                    ts_text.clone(),
-                )?;
-            }
-            Scheme::Token { header } => {
-                put(&mut headers, header, self.secret.trim().to_owned())?;
-            }
-            Scheme::Mailgun => {
-                let token = scheme::mailgun_token(&body);
-                let parts = [ts_text.as_bytes(), token.as_bytes()];
-                let sig = hex::encode(scheme::mac(Algo::Sha256, &self.hmac_key()?, &parts).bytes());
-                body = mailgun_body(body, &ts_text, &token, &sig);
-            }
-        }
+        let mut ctx = scheme::SignCtx {
+            provider: self.provider,
+            secret: &self.secret,
+            ts,
+            ts_text,
+            id,
+            base_url: self.url.as_deref(),
+            method: &self.method,
+            json,
+            body,
+            headers: HeaderMap::new(),
+            url: self.url.clone(),
+        };
+        scheme::sign(&self.provider.spec().scheme, &mut ctx)?;
+        let scheme::SignCtx {
+            id,
+            body,
+            mut headers,
+            url,
+            ..
+        } = ctx;
 
         self.id_headers(&mut headers, &id)?;
         if !headers.contains_key(http::header::CONTENT_TYPE) {
@@ -483,97 +303,4 @@ impl Signer {
         };
         put(headers, name, id.to_owned())
     }
-
-    fn hmac_key(&self) -> Result<Vec<u8>, SignError> {
-        match parse_key(self.provider, &self.secret)? {
-            Key::Secret(k) => Ok(k),
-            #[allow(unreachable_patterns)]
-            _ => Err(SignError::SigningKey {
-                provider: self.provider,
-                expected: "a shared secret",
-            }),
-        }
-    }
-}
-
-fn is_json(body: &[u8]) -> bool {
-    matches!(
-        body.iter().find(|b| !b.is_ascii_whitespace()),
-        Some(b'{' | b'[')
-    )
-}
-
-fn put(headers: &mut HeaderMap, name: &'static str, value: String) -> Result<(), SignError> {
-    let value = HeaderValue::try_from(value).map_err(|_| SignError::HeaderValue(name))?;
-    headers.insert(HeaderName::from_static(name), value);
-    Ok(())
-}
-
-fn mailgun_body(body: Vec<u8>, ts: &str, token: &str, sig: &str) -> Vec<u8> {
-    let signature = serde_json::json!({ "timestamp": ts, "token": token, "signature": sig });
-    if is_json(&body)
-        && let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice(&body)
-    {
-        map.insert("signature".into(), signature);
-        return serde_json::to_vec(&map).unwrap_or(body);
-    }
-    let mut out = body;
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("timestamp", ts)
-        .append_pair("token", token)
-        .append_pair("signature", sig);
-    if !out.is_empty() {
-        out.push(b'&');
-    }
-    out.extend_from_slice(form.finish().as_bytes());
-    out
-}
-
-#[cfg(feature = "ed25519")]
-fn ed25519_sign(
-    _provider: Provider,
-    seed: [u8; 32],
-    message: &[u8],
-) -> Result<[u8; 64], SignError> {
-    use ed25519_dalek::Signer as _;
-    Ok(ed25519_dalek::SigningKey::from_bytes(&seed)
-        .sign(message)
-        .to_bytes())
-}
-
-#[cfg(not(feature = "ed25519"))]
-fn ed25519_sign(
-    provider: Provider,
-    _seed: [u8; 32],
-    _message: &[u8],
-) -> Result<[u8; 64], SignError> {
-    Err(SecretError::FeatureDisabled {
-        provider,
-        feature: "ed25519",
-    }
-    .into())
-}
-
-#[cfg(feature = "ecdsa")]
-fn p256_sign(provider: Provider, secret: &str, message: &[u8]) -> Result<Vec<u8>, SignError> {
-    use p256::ecdsa::signature::Signer as _;
-    let key = b64()
-        .decode(secret.trim())
-        .ok()
-        .and_then(|s| p256::ecdsa::SigningKey::from_slice(&s).ok())
-        .ok_or(SignError::SigningKey {
-            provider,
-            expected: "a base64 32-byte P-256 private scalar",
-        })?;
-    let sig: p256::ecdsa::Signature = key.sign(message);
-    Ok(sig.to_der().as_bytes().to_vec())
-}
-
-#[cfg(not(feature = "ecdsa"))]
-fn p256_sign(provider: Provider, _secret: &str, _message: &[u8]) -> Result<Vec<u8>, SignError> {
-    Err(SecretError::FeatureDisabled {
-        provider,
-        feature: "ecdsa",
-    }
-    .into())
 }

@@ -1,0 +1,60 @@
+//! Twitch EventSub: HMAC-SHA256 over the message id, its RFC 3339 timestamp and the body.
+
+use super::*;
+
+/// Checks a delivery against the `Twitch` family.
+pub(super) fn check_twitch(i: &Input<'_>) -> Check {
+    let Input {
+        d,
+        keys,
+        tolerance,
+        now,
+        ..
+    } = *i;
+    const ID: &str = "twitch-eventsub-message-id";
+    const TS: &str = "twitch-eventsub-message-timestamp";
+    const SIG: &str = "twitch-eventsub-message-signature";
+    let id = header(d, ID)?;
+    let ts_text = header(d, TS)?;
+    let raw = header(d, SIG)?;
+    let signed_ms =
+        time::OffsetDateTime::parse(ts_text, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| Failure::malformed(TS, "the timestamp is not RFC 3339"))?
+            .unix_timestamp_nanos()
+            / 1_000_000;
+    let text = strip_prefix_ignore_case(raw, "sha256=")
+        .ok_or_else(|| Failure::malformed(SIG, "it does not start with `sha256=`"))?;
+    let sig = Sig::decode(Encoding::Hex, text)
+        .ok_or_else(|| Failure::unreadable(SIG, "it is not hex"))?;
+    let parts = [id.as_bytes(), ts_text.as_bytes(), d.body];
+    if !any_hmac(keys, Algo::Sha256, &parts, &[sig]) {
+        return Err(Failure::mismatch(keys));
+    }
+    within(signed_ms, now, tolerance)
+}
+
+/// Signs a body as the `Twitch` family does.
+pub(super) fn sign_twitch(s: &mut SignCtx<'_>) -> Result<(), SignError> {
+    let stamp = time::OffsetDateTime::from_unix_timestamp(s.ts)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .ok_or(SignError::HeaderValue("twitch-eventsub-message-timestamp"))?;
+    let parts = [s.id.as_bytes(), stamp.as_bytes(), &s.body];
+    let sig = hex::encode(mac(Algo::Sha256, &s.hmac_key()?, &parts).bytes());
+    put(&mut s.headers, "twitch-eventsub-message-id", s.id.clone())?;
+    put(&mut s.headers, "twitch-eventsub-message-timestamp", stamp)?;
+    put(
+        &mut s.headers,
+        "twitch-eventsub-message-signature",
+        format!("sha256={sig}"),
+    )?;
+    put(
+        &mut s.headers,
+        "twitch-eventsub-message-type",
+        "notification".into(),
+    )?;
+    Ok(())
+}
