@@ -28,27 +28,30 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod capture;
+// Modules from the bottom up: each uses only those above it (see ARCHITECTURE.md).
+mod body;
+mod config;
 pub mod envelope;
 pub mod event;
 mod layer;
-mod peer;
 mod pipeline;
 mod report;
+mod route;
+mod runtime;
 pub mod security;
 pub mod store;
 pub mod testing;
 mod track;
+mod util;
 pub mod wire;
 
+pub use config::{Config, ConfigError, DEFAULT_ENDPOINT, SecretProblem};
 pub use layer::{KeyFn, OutworxHooksLayer, OutworxHooksService, TrackOptions};
 pub use outworx_hooks_macros::webhook;
-pub use report::{
-    Config, ConfigError, DEFAULT_ENDPOINT, Guard, SecretProblem, Sink, Subscription, TracingSink,
-    init, subscribe,
-};
 #[cfg(feature = "outworx-api")]
 pub use report::{OnError, OutworxSink, OutworxSinkOptions, ReportError};
+pub use report::{Sink, Subscription, TracingSink, subscribe};
+pub use runtime::{Guard, init};
 pub use store::MemoryStore;
 pub use track::{Track, TrackRejection};
 
@@ -56,12 +59,11 @@ pub use track::{Track, TrackRejection};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::envelope;
-    pub use crate::pipeline::{
-        CustomVerifier, IntoKey, IntoSecret, IntoVerdict, IpSource, KeyOrigin, Route, RouteRef,
-        SecretSource, Verdict, Verified, WithState, receive,
-    };
+    pub use crate::pipeline::{IntoKey, Verified, WithState, receive};
+    pub use crate::route::{IntoSecret, IpSource, KeyOrigin, Route, RouteRef, SecretSource};
+    pub use crate::security::custom::{CustomVerifier, IntoVerdict, Verdict};
     pub use crate::security::{Delivery, Provider};
-    pub use crate::store::BoxFuture;
+    pub use crate::util::BoxFuture;
     pub use {axum, bytes, http, inventory, serde_json};
 
     /// The idempotency key (or event type) of a field value.

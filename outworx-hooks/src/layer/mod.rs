@@ -33,7 +33,7 @@ pub use service::OutworxHooksService;
 /// Layers are built once at start; each keeps its configuration for the life of the process.
 #[derive(Clone, Debug)]
 pub struct OutworxHooksLayer {
-    pub(crate) route: &'static crate::pipeline::Route,
+    pub(crate) route: &'static crate::route::Route,
     pub(crate) options: std::sync::Arc<TrackOptions>,
 }
 

@@ -7,8 +7,9 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http::request::Parts;
 
-use crate::pipeline::{DynVerifier, IpSource, Route, SecretSource};
+use crate::route::{IpSource, Route, SecretSource};
 use crate::security::Provider;
+use crate::security::custom::DynVerifier;
 use crate::store::BoxFuture;
 
 /// The idempotency-key closure: request parts, the parsed JSON body (if it is JSON) and the
@@ -112,7 +113,7 @@ impl TrackOptions {
             tolerance: Duration::from_secs(300),
             ttl: Duration::from_secs(86_400),
             require_mark: false,
-            max_body: crate::pipeline::DEFAULT_MAX_BODY,
+            max_body: crate::route::DEFAULT_MAX_BODY,
             redact: Vec::new(),
             allow_ips: None,
         }

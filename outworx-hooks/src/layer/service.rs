@@ -12,7 +12,8 @@ use tower::Service;
 
 use super::OutworxHooksLayer;
 use super::options::EventType;
-use crate::pipeline::{HandlerError, KeyOrigin, Verified, receive};
+use crate::pipeline::{HandlerError, Verified, receive};
+use crate::route::KeyOrigin;
 use crate::store::BoxFuture;
 
 /// The service [`OutworxHooksLayer`] wraps around `S`.

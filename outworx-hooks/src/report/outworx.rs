@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Sink;
 use crate::event::DeliveryEvent;
-use crate::store::BoxFuture;
+use crate::util::BoxFuture;
 
 /// Why one batch could not be delivered (given to the `on_error` callback).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -24,6 +24,8 @@
 //! assert_eq!(tampered.reason, Some(FailureReason::HmacMismatch));
 //! ```
 
+pub(crate) mod custom;
+pub(crate) mod handshake;
 mod keys;
 mod provider;
 mod reserialized;

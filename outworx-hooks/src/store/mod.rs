@@ -10,8 +10,6 @@
 //! ([`fit_key`]) in every store, so a key's size is bounded whatever a sender puts in it.
 
 use std::borrow::Cow;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -30,8 +28,7 @@ pub use outworx_api::OutworxApiStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 
-/// A boxed, `Send` future: what store methods return, so stores can be `dyn`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::util::BoxFuture;
 
 /// The response kept for a completed delivery, replayed to its retries.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -52,6 +52,6 @@ pub(super) fn sign_body_hmac(
 
 /// A top-level integer field of a JSON body, read in one pass without building the document.
 fn body_number_field(body: &[u8], field: &str) -> Option<i128> {
-    let [value, _] = crate::capture::skim(body, [Some(&[field]), None]);
+    let [value, _] = crate::body::skim(body, [Some(&[field]), None]);
     value?.parse::<i64>().ok().map(i128::from)
 }

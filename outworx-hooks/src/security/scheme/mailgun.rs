@@ -53,7 +53,7 @@ fn mailgun_fields(body: &[u8]) -> Option<MailgunFields> {
         }
         #[derive(serde::Deserialize)]
         struct Fields {
-            timestamp: crate::capture::Scalar,
+            timestamp: crate::body::Scalar,
             token: String,
             signature: String,
         }

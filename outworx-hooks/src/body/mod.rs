@@ -13,6 +13,12 @@
 //! object's keys and copies the scalar values of the wanted ones as they go past, whether `T`
 //! keeps those fields or skips them.
 
+mod scalar;
+mod skim;
+
+pub(crate) use scalar::Scalar;
+pub(crate) use skim::skim;
+
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
 /// Up to two wanted top-level fields, by name.
@@ -267,158 +273,6 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for ValueSeed<'_, S> {
             role: Role::Value(self.index),
             found: self.found,
         })
-    }
-}
-
-/// The top-level (or nested) field at `path` as a string, read in one pass over the bytes
-/// without building the document (strings as they are, numbers and booleans as text): for
-/// routes whose handler does not parse the body itself.
-pub(crate) fn skim(body: &[u8], paths: [Option<&[&str]>; 2]) -> [Option<String>; 2] {
-    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-
-    struct Seek<'p> {
-        wanted: Vec<(usize, &'p [&'p str])>,
-    }
-    type Found = Vec<(usize, String)>;
-
-    impl<'de> DeserializeSeed<'de> for Seek<'_> {
-        type Value = Found;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Found, D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for Seek<'_> {
-        type Value = Found;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("any JSON value")
-        }
-        fn visit_str<E>(self, s: &str) -> Result<Found, E> {
-            Ok(self.hits(s.to_owned()))
-        }
-        fn visit_u64<E>(self, n: u64) -> Result<Found, E> {
-            Ok(self.hits(n.to_string()))
-        }
-        fn visit_i64<E>(self, n: i64) -> Result<Found, E> {
-            Ok(self.hits(n.to_string()))
-        }
-        fn visit_f64<E>(self, n: f64) -> Result<Found, E> {
-            Ok(self.hits(n.to_string()))
-        }
-        fn visit_bool<E>(self, b: bool) -> Result<Found, E> {
-            Ok(self.hits(b.to_string()))
-        }
-        fn visit_unit<E>(self) -> Result<Found, E> {
-            Ok(Vec::new())
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Found, A::Error> {
-            while a.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(Vec::new())
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Found, A::Error> {
-            let mut found = Vec::new();
-            while let Some(key) = m.next_key::<std::borrow::Cow<'de, str>>()? {
-                let next: Vec<_> = self
-                    .wanted
-                    .iter()
-                    .filter(|(_, p)| p.first() == Some(&&*key))
-                    .map(|(i, p)| (*i, &p[1..]))
-                    .collect();
-                if next.is_empty() {
-                    m.next_value::<IgnoredAny>()?;
-                } else {
-                    found.extend(m.next_value_seed(Seek { wanted: next })?);
-                }
-            }
-            Ok(found)
-        }
-    }
-
-    impl Seek<'_> {
-        fn hits(&self, value: String) -> Found {
-            self.wanted
-                .iter()
-                .filter(|(_, p)| p.is_empty())
-                .map(|(i, _)| (*i, value.clone()))
-                .collect()
-        }
-    }
-
-    let wanted: Vec<_> = paths
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| p.map(|p| (i, p)))
-        .collect();
-    let mut out = [None, None];
-    if wanted.is_empty() {
-        return out;
-    }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    if let Ok(found) = (Seek { wanted }).deserialize(&mut de) {
-        for (i, v) in found {
-            out[i] = Some(v);
-        }
-    }
-    out
-}
-
-/// A JSON scalar read as it passes; objects and arrays are skipped without being built.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Scalar {
-    /// A string.
-    Str(String),
-    /// An integer (or a float, as text), or a boolean, as text.
-    Num(String),
-    /// `null`, an object or an array.
-    Other,
-}
-
-impl Scalar {
-    /// The value as text, when it is a string or a number.
-    pub(crate) fn text(&self) -> Option<&str> {
-        match self {
-            Scalar::Str(s) | Scalar::Num(s) => Some(s),
-            Scalar::Other => None,
-        }
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Scalar {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Scalar;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Scalar, E> {
-                Ok(Scalar::Str(s.to_owned()))
-            }
-            fn visit_u64<E>(self, n: u64) -> Result<Scalar, E> {
-                Ok(Scalar::Num(n.to_string()))
-            }
-            fn visit_i64<E>(self, n: i64) -> Result<Scalar, E> {
-                Ok(Scalar::Num(n.to_string()))
-            }
-            fn visit_f64<E>(self, n: f64) -> Result<Scalar, E> {
-                Ok(Scalar::Num(n.to_string()))
-            }
-            fn visit_bool<E>(self, b: bool) -> Result<Scalar, E> {
-                Ok(Scalar::Num(b.to_string()))
-            }
-            fn visit_unit<E>(self) -> Result<Scalar, E> {
-                Ok(Scalar::Other)
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
-                while a.next_element::<de::IgnoredAny>()?.is_some() {}
-                Ok(Scalar::Other)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Scalar, A::Error> {
-                while m.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
-                Ok(Scalar::Other)
-            }
-        }
-        d.deserialize_any(V)
     }
 }
 

@@ -11,26 +11,8 @@ use axum::extract::ConnectInfo;
 use http::request::Parts;
 use ipnet::IpNet;
 
-/// Parses CIDRs (`192.0.2.0/24`, `2001:db8::/32`) and bare addresses (as `/32` or `/128`),
-/// trimming white space and skipping empty items; the error names the first bad one.
-///
-/// ```ignore
-/// let nets = parse_cidrs(["10.0.0.0/8", " ::1 ", ""]).unwrap();
-/// assert_eq!(nets.len(), 2);
-/// ```
-pub(crate) fn parse_cidrs<'a>(
-    items: impl IntoIterator<Item = &'a str>,
-) -> Result<Vec<IpNet>, String> {
-    let mut nets = Vec::new();
-    for item in items.into_iter().map(str::trim).filter(|i| !i.is_empty()) {
-        let net = item
-            .parse::<IpNet>()
-            .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
-            .map_err(|_| format!("`{item}` is not an IP address or CIDR (e.g. 192.0.2.0/24)"))?;
-        nets.push(net.trunc());
-    }
-    Ok(nets)
-}
+#[cfg(test)]
+use crate::config::parse_cidrs;
 
 /// The address the connection came from, IPv4-mapped IPv6 addresses as IPv4.
 pub(crate) fn peer(parts: &Parts) -> Option<IpAddr> {

@@ -1,0 +1,466 @@
+//! The rest of a delivery once its signature is known: the idempotency keys are reserved
+//! (or the delivery is answered as a duplicate), the handler runs while its reservations are
+//! renewed, the keys are completed or released, and the outcome and processing mark are
+//! reported.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+use http::request::Parts;
+use http::{StatusCode, header};
+
+use super::Verified;
+use super::respond::{Note, replay};
+use crate::event::{self, DeliveryEvent, ProcessingStatus};
+use crate::route::{KeyOrigin, push_escaped};
+use crate::security::Provider;
+use crate::store::{
+    CachedResponse, MAX_CACHED_BODY, Reservation, ReservationToken, Store, clamp_ttl,
+};
+use crate::track::{Outcome, Track};
+use crate::util::panic_message;
+
+/// A handler's failure that is not a panic (an inner service's error), carried to the event.
+#[derive(Debug, Clone)]
+pub(crate) struct HandlerError(pub(crate) String);
+
+impl Verified {
+    /// The store keys of a delivery: the route's namespace and `key`, and for a natural key
+    /// the signature does not cover, a second key from a digest of the signed body. Escaped
+    /// components (`service:provider:route:key`), cut to [`crate::store::MAX_KEY_LEN`].
+    fn store_keys(&self, key: String, origin: KeyOrigin) -> Vec<String> {
+        let Ok(resolved) = self.route.resolved() else {
+            return Vec::new();
+        };
+        let mut prefix = String::with_capacity(
+            self.rt.service.len() + resolved.namespace.len() + key.len() + 80,
+        );
+        prefix.push_str(&self.rt.service);
+        prefix.push(':');
+        prefix.push_str(&resolved.namespace);
+        if self.route.namespace_by_path {
+            // A layer names no function: the endpoint it guards does.
+            let path = self
+                .parts
+                .extensions
+                .get::<axum::extract::MatchedPath>()
+                .map_or_else(|| self.parts.uri.path(), |m| m.as_str());
+            prefix.push('@');
+            push_escaped(&mut prefix, path);
+        }
+        prefix.push(':');
+        let digest = (origin == KeyOrigin::Natural
+            && self
+                .route
+                .provider
+                .is_some_and(Provider::natural_key_is_unsigned))
+        .then(|| {
+            // The id header is not signed: a replay with a new id still has this body.
+            let hex = crate::security::scheme::sha256_hex(&self.body);
+            format!("{prefix}:{hex}")
+        });
+        let mut primary = prefix;
+        push_escaped(&mut primary, &key);
+        let fit = |k: String| match crate::store::fit_key(&k) {
+            std::borrow::Cow::Borrowed(_) => k,
+            std::borrow::Cow::Owned(f) => f,
+        };
+        std::iter::once(primary).chain(digest).map(fit).collect()
+    }
+
+    /// Reserves every key, in order; the first that is a duplicate or in flight decides, and
+    /// the reservations already taken are given back.
+    async fn reserve_all(&self, keys: Vec<String>, ttl: Duration) -> Reserved {
+        let mut held = Lease::default();
+        for key in keys {
+            let answer = self.rt.store.reserve(&key, ttl).await;
+            match answer {
+                Ok(Reservation::New(token)) => held.keys.push((key, token)),
+                other => {
+                    // Best effort: a reservation left behind goes stale and is taken over.
+                    if let Err(e) = held.release(&*self.rt.store).await {
+                        tracing::warn!("releasing an idempotency reservation: {e}");
+                    }
+                    return match other {
+                        Ok(Reservation::Duplicate(cached)) => Reserved::Duplicate(cached),
+                        Err(e) => Reserved::Failed(e),
+                        _ => Reserved::InFlight,
+                    };
+                }
+            }
+        }
+        Reserved::Held(held)
+    }
+
+    /// Reserves the delivery's keys, runs `call` (the handler with its extractors) unless the
+    /// delivery is a duplicate or in flight, and reports the outcome.
+    ///
+    /// A delivery whose signature did not verify (possible only with `reject_invalid =
+    /// false`) never reserves a key and is never answered from the store: a forger can
+    /// neither pre-empt the real event nor read its cached response.
+    pub async fn finish<F, Fut>(
+        mut self,
+        key: Option<String>,
+        origin: KeyOrigin,
+        event_type: Option<String>,
+        call: F,
+    ) -> Response
+    where
+        F: FnOnce(Parts, Bytes) -> Fut,
+        Fut: Future<Output = Response>,
+    {
+        let valid = self.signature.as_ref().is_none_or(|s| s.valid);
+        let ttl = clamp_ttl(self.route.ttl);
+        let keys = match key {
+            Some(k) if valid => self.store_keys(k, origin),
+            _ => Vec::new(),
+        };
+        let mut extra = serde_json::Map::new();
+        let lease = match self.admit(keys, ttl, &mut extra).await {
+            Ok(lease) => lease,
+            Err((resp, flag, value)) => {
+                return self.without_handler(resp, Note::flag(event_type, flag, value));
+            }
+        };
+
+        // The event's request side is taken now, so the request itself moves to the handler.
+        let mut e = self.event(0, event_type);
+        let track = Track::for_delivery(valid);
+        let mut parts = std::mem::replace(&mut self.parts, http::Request::new(()).into_parts().0);
+        parts.extensions.insert(track.clone());
+        let handler = AssertUnwindSafe(call(parts, self.body.clone())).catch_unwind();
+        let outcome = lease
+            .renewing(&*self.rt.store, self.rt.store.renew_every(), handler)
+            .await;
+        let answered = Answered::of(outcome).await;
+
+        if let Err(err) = lease.settle(&*self.rt.store, &answered, ttl).await {
+            tracing::warn!(handler = self.route.handler, "{err}");
+            extra.insert("idempotency_error".into(), err.to_string().into());
+        }
+        e.status_code = answered.status.as_u16();
+        e.success = answered.status.is_success();
+        e.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        e.error_message.clone_from(&answered.error);
+        e.response_body = self
+            .route
+            .capture_body
+            .then(|| event::capture(&answered.body));
+        let require_processed = self.route.require_processed;
+        mark_event(
+            &mut e,
+            &mut extra,
+            &track,
+            require_processed,
+            answered.status,
+        );
+        if !extra.is_empty() {
+            e.metadata
+                .get_or_insert_with(Default::default)
+                .extend(extra);
+        }
+        self.body = Bytes::new();
+        self.rt.emit(e);
+        answered.into_response()
+    }
+
+    /// Reserves `keys` for the handler. `Err` is the answer given instead, with the event's
+    /// metadata flag: a duplicate's replay, a 409 while another delivery holds a key, a 503
+    /// when the store fails and the runtime fails closed. When it fails open, the handler runs
+    /// and `extra` says why deduplication was skipped.
+    async fn admit(
+        &self,
+        keys: Vec<String>,
+        ttl: Duration,
+        extra: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Lease, (Response, &'static str, serde_json::Value)> {
+        if keys.is_empty() {
+            return Ok(Lease::default());
+        }
+        let handler = self.route.handler;
+        match self.reserve_all(keys, ttl).await {
+            Reserved::Held(held) => Ok(held),
+            Reserved::Duplicate(cached) => Err((replay(&cached), "duplicate", true.into())),
+            Reserved::InFlight => {
+                let resp = (
+                    StatusCode::CONFLICT,
+                    [(header::RETRY_AFTER, "5")],
+                    "this delivery is being processed; retry later",
+                )
+                    .into_response();
+                Err((resp, "in_flight", true.into()))
+            }
+            Reserved::Failed(err) if self.rt.fail_closed => {
+                tracing::warn!(handler, "{err}; answering 503 (fail closed)");
+                let resp = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "30")],
+                    "the idempotency store is unavailable; retry later",
+                )
+                    .into_response();
+                Err((resp, "idempotency_error", err.to_string().into()))
+            }
+            Reserved::Failed(err) => {
+                tracing::warn!(handler, "{err}; handling without deduplication");
+                extra.insert("idempotency_error".into(), err.to_string().into());
+                Ok(Lease::default())
+            }
+        }
+    }
+}
+
+/// The handler's answer, read whole: what is sent, cached for retries and reported. A panic
+/// or a failing response body becomes a 500 with the reason in `error`.
+struct Answered {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
+    error: Option<String>,
+}
+
+impl Answered {
+    async fn of(outcome: std::thread::Result<Response>) -> Answered {
+        let failed = |body: &'static [u8], error: String| Answered {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            headers: http::HeaderMap::new(),
+            body: Bytes::from_static(body),
+            error: Some(error),
+        };
+        let resp = match outcome {
+            Ok(resp) => resp,
+            Err(p) => {
+                let why = format!("handler panicked: {}", panic_message(&*p));
+                return failed(b"internal error", why);
+            }
+        };
+        let (parts, body) = resp.into_parts();
+        // The handler is the application's own code: its body is not limited here.
+        match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(body) => Answered {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+                error: parts.extensions.get::<HandlerError>().map(|e| e.0.clone()),
+            },
+            Err(e) => failed(
+                b"the handler's response body failed",
+                format!("the handler's response body failed: {e}"),
+            ),
+        }
+    }
+
+    /// What a retry of this delivery is answered with (a body past
+    /// [`MAX_CACHED_BODY`] is not kept).
+    fn cached(&self) -> CachedResponse {
+        CachedResponse {
+            status: self.status.as_u16(),
+            content_type: self
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            body: (self.body.len() <= MAX_CACHED_BODY).then(|| self.body.clone()),
+        }
+    }
+
+    fn into_response(self) -> Response {
+        let mut resp = Response::new(Body::from(self.body));
+        *resp.status_mut() = self.status;
+        *resp.headers_mut() = self.headers;
+        resp
+    }
+}
+
+/// What the handler's mark (or its absence) says about the event.
+fn mark_event(
+    e: &mut DeliveryEvent,
+    extra: &mut serde_json::Map<String, serde_json::Value>,
+    track: &Track,
+    require_processed: bool,
+    status: StatusCode,
+) {
+    match track.mark() {
+        Some(mark) => {
+            e.processing_marked_at = Some(event::iso8601(mark.at));
+            match &mark.outcome {
+                Outcome::Processed => e.processing_status = Some(ProcessingStatus::Completed),
+                Outcome::Failed(reason) => {
+                    e.processing_status = Some(ProcessingStatus::Failed);
+                    e.processing_failure_reason = Some(reason.clone());
+                }
+            }
+            if let Some(serde_json::Value::Object(m)) = &mark.metadata {
+                extra.extend(m.clone());
+            } else if let Some(other) = &mark.metadata {
+                extra.insert("mark".into(), other.clone());
+            }
+        }
+        None if require_processed && status.is_success() => {
+            e.processing_status = Some(ProcessingStatus::SilentDrop);
+        }
+        None => {}
+    }
+}
+
+/// How reserving a delivery's keys turned out.
+enum Reserved {
+    /// Every key is ours: run the handler.
+    Held(Lease),
+    /// A key was completed before: replay its response.
+    Duplicate(CachedResponse),
+    /// A key is held by a delivery being handled now.
+    InFlight,
+    /// The store could not answer.
+    Failed(crate::store::StoreError),
+}
+
+/// The reservations a running delivery holds.
+#[derive(Default)]
+struct Lease {
+    keys: Vec<(String, ReservationToken)>,
+}
+
+impl Lease {
+    /// Runs `work` to its end, renewing the reservations every `every` (the store's
+    /// [`Store::renew_every`]) meanwhile, so a handler slower than the stale time keeps its
+    /// keys and a retry is not run beside it.
+    async fn renewing<T>(
+        &self,
+        store: &dyn Store,
+        every: Duration,
+        work: impl Future<Output = T>,
+    ) -> T {
+        if self.keys.is_empty() {
+            return work.await;
+        }
+        let renew = async {
+            loop {
+                tokio::time::sleep(every).await;
+                for (key, token) in &self.keys {
+                    if let Err(e) = store.renew(key, token).await {
+                        tracing::warn!("renewing an idempotency reservation: {e}");
+                    }
+                }
+            }
+        };
+        let (work, renew) = (std::pin::pin!(work), std::pin::pin!(renew));
+        match futures_util::future::select(work, renew).await {
+            futures_util::future::Either::Left((out, _)) => out,
+            futures_util::future::Either::Right((never, _)) => match never {},
+        }
+    }
+
+    /// Completes the keys with a 2xx answer, so retries replay it; otherwise releases them,
+    /// so the provider's retry runs the handler again.
+    async fn settle(
+        &self,
+        store: &dyn Store,
+        answered: &Answered,
+        ttl: Duration,
+    ) -> Result<(), crate::store::StoreError> {
+        if self.keys.is_empty() {
+            Ok(())
+        } else if answered.status.is_success() {
+            self.complete(store, answered.cached(), ttl).await
+        } else {
+            self.release(store).await
+        }
+    }
+
+    async fn complete(
+        &self,
+        store: &dyn Store,
+        cached: CachedResponse,
+        ttl: Duration,
+    ) -> Result<(), crate::store::StoreError> {
+        let mut result = Ok(());
+        for (key, token) in &self.keys {
+            if let Err(e) = store.complete(key, token, cached.clone(), ttl).await {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    async fn release(&self, store: &dyn Store) -> Result<(), crate::store::StoreError> {
+        let mut result = Ok(());
+        for (key, token) in &self.keys {
+            if let Err(e) = store.release(key, token).await {
+                result = Err(e);
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RENEW_EVERY;
+
+    /// A store that counts renewals and answers everything else at once.
+    #[derive(Default)]
+    struct Renewals(std::sync::atomic::AtomicUsize);
+
+    impl Store for Renewals {
+        fn reserve<'a>(
+            &'a self,
+            _key: &'a str,
+            _ttl: Duration,
+        ) -> crate::store::BoxFuture<'a, Result<Reservation, crate::store::StoreError>> {
+            Box::pin(async { Ok(Reservation::InFlight) })
+        }
+        fn complete<'a>(
+            &'a self,
+            _key: &'a str,
+            _token: &'a ReservationToken,
+            _response: CachedResponse,
+            _ttl: Duration,
+        ) -> crate::store::BoxFuture<'a, Result<(), crate::store::StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn release<'a>(
+            &'a self,
+            _key: &'a str,
+            _token: &'a ReservationToken,
+        ) -> crate::store::BoxFuture<'a, Result<(), crate::store::StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn renew<'a>(
+            &'a self,
+            _key: &'a str,
+            _token: &'a ReservationToken,
+        ) -> crate::store::BoxFuture<'a, Result<(), crate::store::StoreError>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reservations_are_renewed_while_a_slow_handler_runs() {
+        let store = Renewals::default();
+        let lease = Lease {
+            keys: vec![
+                ("a".into(), ReservationToken("t1".into())),
+                ("b".into(), ReservationToken("t2".into())),
+            ],
+        };
+        // 35 s: past the 30 s stale time. Renewed at 10, 20 and 30 s, both keys each time.
+        let slow = async {
+            tokio::time::sleep(Duration::from_secs(35)).await;
+            "done"
+        };
+        assert_eq!(lease.renewing(&store, RENEW_EVERY, slow).await, "done");
+        assert_eq!(store.0.load(std::sync::atomic::Ordering::Relaxed), 6);
+        // A fast handler costs no renewal, and nothing is renewed after it returns.
+        let fast = Renewals::default();
+        assert_eq!(lease.renewing(&fast, RENEW_EVERY, async { 1 }).await, 1);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(fast.0.load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
+}
