@@ -284,11 +284,14 @@ pub(crate) fn always_redacted(name: &str) -> bool {
 
 /// The headers as reported: values of credential and signature headers, and of the route's
 /// own `redact` list (any case), are `[REDACTED]`.
-pub(crate) fn redact_headers(headers: &HeaderMap, extra: &[&str]) -> BTreeMap<String, String> {
+pub(crate) fn redact_headers<S: AsRef<str>>(
+    headers: &HeaderMap,
+    extra: &[S],
+) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (name, value) in headers {
         let n = name.as_str();
-        let v = if always_redacted(n) || extra.iter().any(|e| e.eq_ignore_ascii_case(n)) {
+        let v = if always_redacted(n) || extra.iter().any(|e| e.as_ref().eq_ignore_ascii_case(n)) {
             REDACTED.to_owned()
         } else {
             String::from_utf8_lossy(value.as_bytes()).into_owned()

@@ -64,6 +64,7 @@ pub mod __private {
     pub use crate::security::custom::{CustomVerifier, IntoVerdict, Verdict};
     pub use crate::security::{Delivery, Provider};
     pub use crate::util::BoxFuture;
+    pub use std::borrow::Cow;
     pub use {axum, bytes, http, inventory, serde_json};
 
     /// The idempotency key (or event type) of a field value.

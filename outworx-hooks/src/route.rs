@@ -2,20 +2,26 @@
 //! `allow_ips`, built in a `const` by the attribute (or at run time by the layer), the
 //! registry [`crate::init`] checks at start, and the namespace of its idempotency keys.
 
-use std::sync::OnceLock;
+use std::borrow::Cow;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::config::SecretProblem;
 use crate::security::custom::{CustomVerifier, DynVerifier};
 use crate::security::{Provider, Verifier};
 
+/// A string a route keeps: borrowed from the binary in a `#[webhook]` route, owned by a
+/// layer's route (and freed with it).
+pub type Text = Cow<'static, str>;
+
 /// Where a route's secret comes from. Its `Debug` never shows a literal secret.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub enum SecretSource {
     /// An environment variable, read once.
-    Env(&'static str),
-    /// A literal in the source.
-    Literal(&'static str),
+    Env(Text),
+    /// A literal in the source (or given to the layer).
+    Literal(Text),
     /// A function returning the secret (`secret = path::to::fn`).
     Func(fn() -> Option<String>),
 }
@@ -31,12 +37,12 @@ impl std::fmt::Debug for SecretSource {
 }
 
 /// Where a route's `allow_ips` list comes from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum IpSource {
     /// CIDRs in the source (checked at compile time by the attribute).
-    List(&'static [&'static str]),
+    List(Cow<'static, [Text]>),
     /// A comma-separated list in an environment variable, read once.
-    Env(&'static str),
+    Env(Text),
 }
 
 /// Where an idempotency key came from: the provider's natural key, or the route's own
@@ -97,14 +103,15 @@ impl<T: IntoSecret> IntoSecret for Option<T> {
     }
 }
 
-/// The static description of one `#[webhook]` route, built in a `const` by generated code.
+/// The description of one route: built in a `static` by `#[webhook]`'s generated code, or at
+/// run time by a layer, which owns it in an `Arc`.
 pub struct Route {
     pub(crate) handler: &'static str,
     pub(crate) module: &'static str,
     pub(crate) file: &'static str,
     pub(crate) line: u32,
     pub(crate) provider: Option<Provider>,
-    pub(crate) secrets: &'static [SecretSource],
+    pub(crate) secrets: Cow<'static, [SecretSource]>,
     pub(crate) custom: Option<CustomVerifier>,
     pub(crate) dyn_verifier: Option<DynVerifier>,
     pub(crate) tolerance: Duration,
@@ -113,9 +120,9 @@ pub struct Route {
     pub(crate) reject_invalid: bool,
     pub(crate) capture_body: bool,
     pub(crate) capture_headers: bool,
-    pub(crate) metadata: &'static [(&'static str, &'static str)],
+    pub(crate) metadata: Cow<'static, [(Text, Text)]>,
     pub(crate) max_body: usize,
-    pub(crate) redact: &'static [&'static str],
+    pub(crate) redact: Cow<'static, [Text]>,
     pub(crate) allow_ips: Option<IpSource>,
     /// Layers: the request's matched path is part of the key namespace.
     pub(crate) namespace_by_path: bool,
@@ -161,7 +168,7 @@ impl Route {
             file,
             line,
             provider: None,
-            secrets: &[],
+            secrets: Cow::Borrowed(&[]),
             custom: None,
             dyn_verifier: None,
             tolerance: Duration::from_secs(300),
@@ -170,9 +177,9 @@ impl Route {
             reject_invalid: true,
             capture_body: false,
             capture_headers: true,
-            metadata: &[],
+            metadata: Cow::Borrowed(&[]),
             max_body: DEFAULT_MAX_BODY,
-            redact: &[],
+            redact: Cow::Borrowed(&[]),
             allow_ips: None,
             namespace_by_path: false,
             resolved: OnceLock::new(),
@@ -186,13 +193,13 @@ impl Route {
         self
     }
     /// Headers whose values are never reported, beyond the credential and signature headers.
-    pub const fn redact(mut self, headers: &'static [&'static str]) -> Self {
-        self.redact = headers;
+    pub const fn redact(mut self, headers: &'static [Text]) -> Self {
+        set(&mut self.redact, Cow::Borrowed(headers));
         self
     }
     /// Only these sources may deliver (403 otherwise).
     pub const fn allow_ips(mut self, source: IpSource) -> Self {
-        self.allow_ips = Some(source);
+        set(&mut self.allow_ips, Some(source));
         self
     }
     /// Keys are namespaced by the request's matched path too (layers).
@@ -208,7 +215,7 @@ impl Route {
     }
     /// Sets the secrets (any may match).
     pub const fn secrets(mut self, s: &'static [SecretSource]) -> Self {
-        self.secrets = s;
+        set(&mut self.secrets, Cow::Borrowed(s));
         self
     }
     /// Sets a custom verifier.
@@ -216,12 +223,6 @@ impl Route {
         self.custom = Some(v);
         self
     }
-    /// Sets a run-time custom verifier (the layer's).
-    pub(crate) fn dyn_verifier(mut self, v: DynVerifier) -> Self {
-        self.dyn_verifier = Some(v);
-        self
-    }
-
     /// Whether a custom verifier (of either kind) decides instead of the provider scheme.
     pub(crate) fn has_custom(&self) -> bool {
         self.custom.is_some() || self.dyn_verifier.is_some()
@@ -258,8 +259,8 @@ impl Route {
         self
     }
     /// Static metadata for every event of the route.
-    pub const fn metadata(mut self, m: &'static [(&'static str, &'static str)]) -> Self {
-        self.metadata = m;
+    pub const fn metadata(mut self, m: &'static [(Text, Text)]) -> Self {
+        set(&mut self.metadata, Cow::Borrowed(m));
         self
     }
     /// The largest body accepted (413 beyond).
@@ -275,12 +276,12 @@ impl Route {
     fn read_secrets(&self) -> Result<Vec<String>, String> {
         self.secrets
             .iter()
-            .map(|s| match *s {
-                SecretSource::Env(var) => match std::env::var(var) {
+            .map(|s| match s {
+                SecretSource::Env(var) => match std::env::var(&**var) {
                     Ok(v) if !v.trim().is_empty() => Ok(v),
                     _ => Err(format!("the environment variable {var} is not set")),
                 },
-                SecretSource::Literal(v) => Ok(v.to_owned()),
+                SecretSource::Literal(v) => Ok(v.to_string()),
                 SecretSource::Func(f) => {
                     f().ok_or_else(|| "the secret function returned none".into())
                 }
@@ -323,10 +324,10 @@ impl Route {
     }
 
     fn read_allow_ips(&self) -> Result<Option<Vec<ipnet::IpNet>>, String> {
-        let nets = match self.allow_ips {
+        let nets = match &self.allow_ips {
             None => return Ok(None),
-            Some(IpSource::List(list)) => crate::config::parse_cidrs(list.iter().copied()),
-            Some(IpSource::Env(var)) => match std::env::var(var) {
+            Some(IpSource::List(list)) => crate::config::parse_cidrs(list.iter().map(|c| &**c)),
+            Some(IpSource::Env(var)) => match std::env::var(&**var) {
                 Ok(v) if !v.trim().is_empty() => crate::config::parse_cidrs(v.split(',')),
                 _ => Err(format!(
                     "the environment variable {var} (allow_ips) is not set"
@@ -357,6 +358,32 @@ impl Route {
 
     pub(crate) fn location(&self) -> String {
         format!("{}:{}", self.file, self.line)
+    }
+}
+
+/// Replaces `*slot` in a `const fn`, which cannot run destructors. The value replaced is
+/// forgotten, not dropped: the builders below only ever replace the borrowed defaults of
+/// [`Route::new`], which own nothing.
+const fn set<T>(slot: &mut T, value: T) {
+    std::mem::forget(std::mem::replace(slot, value));
+}
+
+/// A route as the pipeline holds it during one delivery: a `#[webhook]` route's static, or a
+/// layer's own route, shared by the layer's clones and freed with the last of them.
+#[derive(Debug, Clone)]
+pub(crate) enum RouteHandle {
+    Static(&'static Route),
+    Shared(Arc<Route>),
+}
+
+impl Deref for RouteHandle {
+    type Target = Route;
+
+    fn deref(&self) -> &Route {
+        match self {
+            RouteHandle::Static(r) => r,
+            RouteHandle::Shared(r) => r,
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! Small helpers every layer of the crate uses, depending on nothing in it.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Mutex;
 
 /// A boxed, `Send` future: what trait methods return so the traits can be `dyn` (stores,
 /// sinks, async custom verifiers). Also at [`crate::store::BoxFuture`].
@@ -15,9 +17,34 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
+/// `s` as a `&'static str`, allocated once per distinct value for the life of the process.
+/// For names that events carry as `&'static str` but a layer takes at run time: building the
+/// same layer again allocates nothing.
+pub(crate) fn intern(s: &str) -> &'static str {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(name) = names.get(s) {
+        return name;
+    }
+    let name: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    names.insert(name);
+    name
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_interned_once() {
+        let a = intern(&format!("layer:{}", "stripe"));
+        let b = intern("layer:stripe");
+        assert_eq!(a, "layer:stripe");
+        assert!(
+            std::ptr::eq(a, b),
+            "the second call reuses the first allocation"
+        );
+    }
 
     #[test]
     fn panic_messages() {

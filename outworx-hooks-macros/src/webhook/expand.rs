@@ -70,8 +70,8 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
     }
     if !m.secrets.is_empty() {
         let secrets = m.secrets.iter().map(|s| match s {
-            Secret::Env(var) => quote!(#p::SecretSource::Env(#var)),
-            Secret::Literal(lit) => quote!(#p::SecretSource::Literal(#lit)),
+            Secret::Env(var) => quote!(#p::SecretSource::Env(#p::Cow::Borrowed(#var))),
+            Secret::Literal(lit) => quote!(#p::SecretSource::Literal(#p::Cow::Borrowed(#lit))),
             Secret::Func(path) => quote_spanned! {path.span()=>
                 #p::SecretSource::Func(|| #p::IntoSecret::into_secret(#path()))
             },
@@ -98,18 +98,25 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
     ];
     route.extend(opts.into_iter().flatten());
     if !m.metadata.is_empty() {
-        let pairs = m.metadata.iter().map(|(k, v)| quote!((#k, #v)));
+        let pairs = m
+            .metadata
+            .iter()
+            .map(|(k, v)| quote!((#p::Cow::Borrowed(#k), #p::Cow::Borrowed(#v))));
         route.extend(quote!(.metadata(&[#(#pairs),*])));
     }
     if !m.redact.is_empty() {
-        let names = &m.redact;
+        let names = m.redact.iter().map(|n| quote!(#p::Cow::Borrowed(#n)));
         route.extend(quote!(.redact(&[#(#names),*])));
     }
     match &m.allow_ips {
         Some(AllowIps::List(list)) => {
-            route.extend(quote!(.allow_ips(#p::IpSource::List(&[#(#list),*]))));
+            let list = list.iter().map(|c| quote!(#p::Cow::Borrowed(#c)));
+            let list = quote!(#p::Cow::Borrowed(&[#(#list),*]));
+            route.extend(quote!(.allow_ips(#p::IpSource::List(#list))));
         }
-        Some(AllowIps::Env(var)) => route.extend(quote!(.allow_ips(#p::IpSource::Env(#var)))),
+        Some(AllowIps::Env(var)) => {
+            route.extend(quote!(.allow_ips(#p::IpSource::Env(#p::Cow::Borrowed(#var)))));
+        }
         None => {}
     }
 

@@ -30,10 +30,10 @@ pub use service::OutworxHooksService;
 ///
 /// Use it on an axum `Router` (`.layer(..)` or `.route_layer(..)`), on one route
 /// (`post(handler).layer(..)`), or around any tower `Service` taking `http::Request`.
-/// Layers are built once at start; each keeps its configuration for the life of the process.
+/// A layer owns its configuration; its clones (one per service it wraps) share it.
 #[derive(Clone, Debug)]
 pub struct OutworxHooksLayer {
-    pub(crate) route: &'static crate::route::Route,
+    pub(crate) route: std::sync::Arc<crate::route::Route>,
     pub(crate) options: std::sync::Arc<TrackOptions>,
 }
 
@@ -42,7 +42,7 @@ impl OutworxHooksLayer {
     /// until it is fixed; [`OutworxHooksLayer::check`] finds it at start.
     pub fn new(options: TrackOptions) -> Self {
         OutworxHooksLayer {
-            route: options.route(),
+            route: std::sync::Arc::new(options.route()),
             options: std::sync::Arc::new(options),
         }
     }
@@ -61,5 +61,45 @@ impl<S> Layer<S> for OutworxHooksLayer {
             inner,
             layer: self.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use tower::{Layer as _, ServiceExt as _};
+
+    use super::*;
+    use crate::security::Provider;
+    use crate::testing::Signer;
+
+    #[tokio::test]
+    async fn a_layer_owns_its_route_and_frees_it_with_its_last_clone() {
+        let layer = OutworxHooksLayer::new(
+            TrackOptions::new(Provider::Stripe)
+                .secret("whsec_test")
+                .metadata("team", "billing"),
+        );
+        let route = Arc::downgrade(&layer.route);
+        let service = layer.layer(tower::service_fn(|_req: axum::extract::Request| async {
+            Ok::<_, std::convert::Infallible>(axum::response::Response::new(Body::empty()))
+        }));
+        drop(layer);
+        let body = br#"{"id":"evt_1","type":"x"}"#;
+        let signed = Signer::new(Provider::Stripe, "whsec_test")
+            .sign(body)
+            .unwrap();
+        let mut req = http::Request::post("/hook")
+            .body(Body::from(&body[..]))
+            .unwrap();
+        *req.headers_mut() = signed.headers;
+        let resp = service.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(
+            route.upgrade().is_none(),
+            "nothing keeps the route once the service is gone"
+        );
     }
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http::request::Parts;
 
-use crate::route::{IpSource, Route, SecretSource};
+use crate::route::{IpSource, Route, SecretSource, Text};
 use crate::security::Provider;
 use crate::security::custom::DynVerifier;
 use crate::store::BoxFuture;
@@ -52,13 +52,13 @@ pub struct TrackOptions {
     pub(crate) natural_key: bool,
     pub(crate) capture_body: bool,
     pub(crate) capture_headers: bool,
-    pub(crate) metadata: Vec<(&'static str, &'static str)>,
+    pub(crate) metadata: Vec<(Text, Text)>,
     pub(crate) reject_invalid: bool,
     pub(crate) tolerance: Duration,
     pub(crate) ttl: Duration,
     pub(crate) require_mark: bool,
     pub(crate) max_body: usize,
-    pub(crate) redact: Vec<&'static str>,
+    pub(crate) redact: Vec<Text>,
     pub(crate) allow_ips: Option<IpSource>,
 }
 
@@ -71,11 +71,6 @@ impl std::fmt::Debug for TrackOptions {
             .field("require_processing_mark", &self.require_mark)
             .finish_non_exhaustive()
     }
-}
-
-/// Strings the layer keeps for the life of the process (layers are built once, at start).
-fn leak(s: impl Into<String>) -> &'static str {
-    Box::leak(s.into().into_boxed_str())
 }
 
 impl TrackOptions {
@@ -130,13 +125,15 @@ impl TrackOptions {
 
     /// Adds a literal secret (several: rotation, any may match).
     pub fn secret(mut self, secret: impl Into<String>) -> Self {
-        self.secrets.push(SecretSource::Literal(leak(secret)));
+        self.secrets
+            .push(SecretSource::Literal(Text::Owned(secret.into())));
         self
     }
 
     /// Adds a secret read from the environment variable `var` (once, at the first delivery).
     pub fn secret_env(mut self, var: impl Into<String>) -> Self {
-        self.secrets.push(SecretSource::Env(leak(var)));
+        self.secrets
+            .push(SecretSource::Env(Text::Owned(var.into())));
         self
     }
 
@@ -208,7 +205,8 @@ impl TrackOptions {
 
     /// Adds static metadata to every event.
     pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.metadata.push((leak(key), leak(value)));
+        self.metadata
+            .push((Text::Owned(key.into()), Text::Owned(value.into())));
         self
     }
 
@@ -248,7 +246,7 @@ impl TrackOptions {
         self.redact.extend(
             headers
                 .into_iter()
-                .map(|h| leak(h.as_ref().trim().to_ascii_lowercase())),
+                .map(|h| Text::Owned(h.as_ref().trim().to_ascii_lowercase())),
         );
         self
     }
@@ -259,40 +257,38 @@ impl TrackOptions {
     /// `into_make_service_with_connect_info::<SocketAddr>()`. [`crate::OutworxHooksLayer::check`]
     /// reports a malformed entry.
     pub fn allow_ips<S: AsRef<str>>(mut self, cidrs: impl IntoIterator<Item = S>) -> Self {
-        let list: Vec<&'static str> = cidrs.into_iter().map(|c| leak(c.as_ref())).collect();
-        self.allow_ips = Some(IpSource::List(Box::leak(list.into_boxed_slice())));
+        let list: Vec<Text> = cidrs
+            .into_iter()
+            .map(|c| Text::Owned(c.as_ref().to_owned()))
+            .collect();
+        self.allow_ips = Some(IpSource::List(list.into()));
         self
     }
 
     /// As [`TrackOptions::allow_ips`], from a comma-separated environment variable read once.
     pub fn allow_ips_env(mut self, var: impl Into<String>) -> Self {
-        self.allow_ips = Some(IpSource::Env(leak(var)));
+        self.allow_ips = Some(IpSource::Env(Text::Owned(var.into())));
         self
     }
 
-    /// The pipeline route these options describe, kept for the life of the process.
-    pub(crate) fn route(&self) -> &'static Route {
-        let mut r = Route::new(leak(self.name.clone()), "(OutworxHooksLayer)", 0)
-            .secrets(Box::leak(self.secrets.clone().into_boxed_slice()))
+    /// The pipeline route these options describe, owned by the layer. Only the name is kept
+    /// for the life of the process (events carry it as `&'static str`), once per distinct name.
+    pub(crate) fn route(&self) -> Route {
+        let mut r = Route::new(crate::util::intern(&self.name), "(OutworxHooksLayer)", 0)
             .tolerance_secs(self.tolerance.as_secs())
             .ttl_secs(self.ttl.as_secs())
             .require_processed(self.require_mark)
             .reject_invalid(self.reject_invalid)
             .capture_body(self.capture_body)
             .capture_headers(self.capture_headers)
-            .metadata(Box::leak(self.metadata.clone().into_boxed_slice()))
             .max_body(self.max_body)
-            .redact(Box::leak(self.redact.clone().into_boxed_slice()))
             .namespace_by_path(true);
-        if let Some(allow) = self.allow_ips {
-            r = r.allow_ips(allow);
-        }
-        if let Some(p) = self.provider {
-            r = r.provider(p);
-        }
-        if let Some(v) = &self.verifier {
-            r = r.dyn_verifier(v.clone());
-        }
-        Box::leak(Box::new(r))
+        r.secrets = self.secrets.clone().into();
+        r.metadata = self.metadata.clone().into();
+        r.redact = self.redact.clone().into();
+        r.allow_ips.clone_from(&self.allow_ips);
+        r.provider = self.provider;
+        r.dyn_verifier.clone_from(&self.verifier);
+        r
     }
 }

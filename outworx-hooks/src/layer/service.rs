@@ -12,8 +12,8 @@ use tower::Service;
 
 use super::OutworxHooksLayer;
 use super::options::EventType;
-use crate::pipeline::{HandlerError, Verified, receive};
-use crate::route::KeyOrigin;
+use crate::pipeline::{HandlerError, Verified, receive_route};
+use crate::route::{KeyOrigin, RouteHandle};
 use crate::store::BoxFuture;
 
 /// The service [`OutworxHooksLayer`] wraps around `S`.
@@ -72,7 +72,8 @@ where
         let inner = self.inner.clone();
         let layer = self.layer.clone();
         Box::pin(async move {
-            let v = match receive(layer.route, req.map(Body::new)).await {
+            let route = RouteHandle::Shared(layer.route.clone());
+            let v = match receive_route(route, req.map(Body::new)).await {
                 Ok(v) => v,
                 Err(resp) => return Ok(resp),
             };

@@ -14,4 +14,5 @@ mod verified;
 
 pub(crate) use finish::HandlerError;
 pub use receive::receive;
+pub(crate) use receive::receive_route;
 pub use verified::{IntoKey, Verified, WithState};

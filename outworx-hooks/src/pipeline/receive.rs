@@ -12,19 +12,24 @@ use http::{StatusCode, header};
 
 use super::Verified;
 use super::respond::Note;
-use crate::route::{Resolved, Route};
+use crate::route::{Resolved, Route, RouteHandle};
 use crate::runtime::runtime;
 use crate::security::custom::{run_custom, run_dyn};
 use crate::security::{Delivery, FailureReason, Provider, SignatureResult, handshake};
 
 /// Reads, limits and verifies one delivery; answers early (403, 413, 401, 500, handshakes).
 pub async fn receive(route: &'static Route, req: Request) -> Result<Verified, Response> {
+    receive_route(RouteHandle::Static(route), req).await
+}
+
+/// [`receive`] for a route of either kind (a layer's is shared, not static).
+pub(crate) async fn receive_route(route: RouteHandle, req: Request) -> Result<Verified, Response> {
     let started = Instant::now();
     let arrived = SystemTime::now();
     let rt = runtime();
     let (parts, body) = req.into_parts();
     let mut v = Verified {
-        route,
+        route: route.clone(),
         rt,
         parts,
         body: Bytes::new(),
@@ -137,7 +142,7 @@ impl Verified {
     /// The signature verdict: the provider's scheme over the exact bytes (with the public URL
     /// for the schemes that sign it), or the route's custom verifier.
     async fn verify(&self, resolved: &Resolved) -> SignatureResult {
-        let route = self.route;
+        let route = &*self.route;
         let public_base = self.rt.public_url.as_deref();
         let trusted = &self.rt.trusted_proxies;
         // Only URL-signing schemes (and custom verifiers) need the public URL.

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::body::{self, skim};
 use crate::event::{self, DeliveryEvent};
-use crate::route::Route;
+use crate::route::RouteHandle;
 use crate::runtime::Runtime;
 use crate::security::{SignatureResult, Source};
 
@@ -31,7 +31,7 @@ impl<S: Clone + Send + Sync> axum::extract::FromRequest<S> for WithState<S> {
 
 /// Everything known about a delivery once its signature is checked.
 pub struct Verified {
-    pub(super) route: &'static Route,
+    pub(super) route: RouteHandle,
     pub(super) rt: Arc<Runtime>,
     pub(super) parts: Parts,
     pub(super) body: Bytes,
@@ -193,12 +193,12 @@ impl Verified {
     }
 
     pub(super) fn event(&self, status: u16, event_type: Option<String>) -> DeliveryEvent {
-        let route = self.route;
+        let route = &*self.route;
         let sig = self.signature.as_ref();
         let metadata: serde_json::Map<String, serde_json::Value> = route
             .metadata
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+            .map(|(k, v)| (k.to_string(), v.to_string().into()))
             .collect();
         DeliveryEvent {
             provider: route.provider_name().to_owned(),
@@ -210,7 +210,7 @@ impl Verified {
             event_type,
             request_headers: route
                 .capture_headers
-                .then(|| event::redact_headers(&self.parts.headers, route.redact)),
+                .then(|| event::redact_headers(&self.parts.headers, &route.redact)),
             request_body: route.capture_body.then(|| event::capture(&self.body)),
             response_body: None,
             signature_valid: sig.map(|s| s.valid),
