@@ -81,111 +81,101 @@ fn amount(input: ParseStream<'_>) -> syn::Result<Lit> {
     }
 }
 
+/// Peeks each key in turn, so that rustc lists them all ("expected one of ...") in this
+/// order when none matches; parses the matching keyword and yields its name and span.
+macro_rules! key {
+    ($look:ident, $input:ident, [$($kw:ident),*]) => {
+        $(
+            if $look.peek(kw::$kw) {
+                let k: kw::$kw = $input.parse()?;
+                (stringify!($kw), k.span)
+            } else
+        )*
+        if $look.peek(Token![crate]) {
+            let k: Token![crate] = $input.parse()?;
+            ("crate", k.span)
+        } else {
+            return Err($look.error());
+        }
+    };
+}
+
 impl Parse for Arg {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let look = input.lookahead1();
-        macro_rules! key {
-            ($kw:path, $name:literal, |$input:ident| $value:expr) => {{
-                let k: $kw = input.parse()?;
-                let $input = input;
-                Ok(Arg {
-                    name: $name,
-                    span: k.span,
-                    value: $value,
-                })
-            }};
-        }
-        macro_rules! assigned {
-            ($kw:path, $name:literal, |$input:ident| $value:expr) => {
-                key!($kw, $name, |$input| {
-                    $input.parse::<Token![=]>()?;
-                    $value
-                })
-            };
-        }
-        if look.peek(kw::provider) {
-            assigned!(kw::provider, "provider", |i| Value::Str(i.parse()?))
-        } else if look.peek(kw::secret) {
-            assigned!(kw::secret, "secret", |i| {
-                if i.peek(syn::token::Bracket) {
-                    let content;
-                    bracketed!(content in i);
-                    let list = Punctuated::<Expr, Token![,]>::parse_terminated(&content)?;
-                    Value::Secrets(list.into_iter().collect())
-                } else {
-                    Value::Secrets(vec![i.parse()?])
-                }
-            })
-        } else if look.peek(kw::idempotency) {
-            key!(kw::idempotency, "idempotency", |i| {
-                if i.peek(Token![=]) {
-                    i.parse::<Token![=]>()?;
-                    Value::Key(i.parse()?)
-                } else {
-                    Value::Flag
-                }
-            })
-        } else if look.peek(kw::event_type) {
-            assigned!(kw::event_type, "event_type", |i| Value::Key(i.parse()?))
-        } else if look.peek(kw::ttl) {
-            assigned!(kw::ttl, "ttl", |i| Value::Amount(amount(i)?))
-        } else if look.peek(kw::tolerance) {
-            assigned!(kw::tolerance, "tolerance", |i| Value::Amount(Lit::Int(
-                i.parse::<LitInt>()?
-            )))
-        } else if look.peek(kw::max_body) {
-            assigned!(kw::max_body, "max_body", |i| Value::Amount(amount(i)?))
-        } else if look.peek(kw::require_processed) {
-            key!(kw::require_processed, "require_processed", |_i| Value::Flag)
-        } else if look.peek(kw::reject_invalid) {
-            assigned!(kw::reject_invalid, "reject_invalid", |i| Value::Bool(
-                i.parse()?
-            ))
-        } else if look.peek(kw::capture_body) {
-            key!(kw::capture_body, "capture_body", |i| {
-                if i.peek(Token![=]) {
-                    i.parse::<Token![=]>()?;
-                    Value::Bool(i.parse()?)
-                } else {
-                    Value::Flag
-                }
-            })
-        } else if look.peek(kw::capture_headers) {
-            assigned!(kw::capture_headers, "capture_headers", |i| Value::Bool(
-                i.parse()?
-            ))
-        } else if look.peek(kw::metadata) {
-            key!(kw::metadata, "metadata", |i| {
-                let content;
-                parenthesized!(content in i);
-                let pairs = Punctuated::<MetaPair, Token![,]>::parse_terminated(&content)?;
-                Value::Metadata(pairs.into_iter().map(|p| (p.key, p.value)).collect())
-            })
-        } else if look.peek(kw::redact) {
-            assigned!(kw::redact, "redact", |i| Value::Strings(strings(i)?))
-        } else if look.peek(kw::allow_ips) {
-            assigned!(kw::allow_ips, "allow_ips", |i| {
-                if i.peek(syn::token::Bracket) {
-                    Value::Strings(strings(i)?)
-                } else {
-                    Value::Expr(i.parse()?)
-                }
-            })
-        } else if look.peek(kw::verifier) {
-            assigned!(kw::verifier, "verifier", |i| Value::Path(i.parse()?))
-        } else if look.peek(Token![crate]) {
-            let k: Token![crate] = input.parse()?;
-            input.parse::<Token![=]>()?;
-            let path: LitStr = input.parse()?;
-            Ok(Arg {
-                name: "crate",
-                span: k.span,
-                value: Value::Path(path.parse()?),
-            })
-        } else {
-            Err(look.error())
-        }
+        let (name, span) = key!(
+            look,
+            input,
+            [
+                provider,
+                secret,
+                idempotency,
+                event_type,
+                ttl,
+                tolerance,
+                max_body,
+                require_processed,
+                reject_invalid,
+                capture_body,
+                capture_headers,
+                metadata,
+                redact,
+                allow_ips,
+                verifier
+            ]
+        );
+        let value = value(name, input)?;
+        Ok(Arg { name, span, value })
     }
+}
+
+/// The value after the key `name`: `= value` for most, optional for `idempotency` and
+/// `capture_body`, none for `require_processed`, `(k = "v", ..)` for `metadata`.
+fn value(name: &str, input: ParseStream<'_>) -> syn::Result<Value> {
+    let assigned = |input: ParseStream<'_>| -> syn::Result<bool> {
+        Ok(input.parse::<Option<Token![=]>>()?.is_some())
+    };
+    Ok(match name {
+        "require_processed" => Value::Flag,
+        "idempotency" if assigned(input)? => Value::Key(input.parse()?),
+        "idempotency" => Value::Flag,
+        "capture_body" if assigned(input)? => Value::Bool(input.parse()?),
+        "capture_body" => Value::Flag,
+        "metadata" => {
+            let content;
+            parenthesized!(content in input);
+            let pairs = Punctuated::<MetaPair, Token![,]>::parse_terminated(&content)?;
+            Value::Metadata(pairs.into_iter().map(|p| (p.key, p.value)).collect())
+        }
+        _ => {
+            input.parse::<Token![=]>()?;
+            assigned_value(name, input)?
+        }
+    })
+}
+
+/// The value after `name =`.
+fn assigned_value(name: &str, input: ParseStream<'_>) -> syn::Result<Value> {
+    Ok(match name {
+        "provider" => Value::Str(input.parse()?),
+        "secret" if input.peek(syn::token::Bracket) => {
+            let content;
+            bracketed!(content in input);
+            let list = Punctuated::<Expr, Token![,]>::parse_terminated(&content)?;
+            Value::Secrets(list.into_iter().collect())
+        }
+        "secret" => Value::Secrets(vec![input.parse()?]),
+        "event_type" => Value::Key(input.parse()?),
+        "ttl" | "max_body" => Value::Amount(amount(input)?),
+        "tolerance" => Value::Amount(Lit::Int(input.parse::<LitInt>()?)),
+        "reject_invalid" | "capture_headers" => Value::Bool(input.parse()?),
+        "redact" => Value::Strings(strings(input)?),
+        "allow_ips" if input.peek(syn::token::Bracket) => Value::Strings(strings(input)?),
+        "allow_ips" => Value::Expr(input.parse()?),
+        "verifier" => Value::Path(input.parse()?),
+        // `crate = "path"`, as serde's `#[serde(crate = "...")]`.
+        _ => Value::Path(input.parse::<LitStr>()?.parse()?),
+    })
 }
 
 struct MetaPair {

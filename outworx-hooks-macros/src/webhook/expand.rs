@@ -8,7 +8,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, ItemFn};
 
-use super::check::{AllowIps, Key, Model, Secret};
+use super::model::{AllowIps, Key, Model, Secret};
 
 fn key_tokens(
     key: Option<&Key>,
@@ -48,6 +48,8 @@ fn body_key(expr: &Expr, krate: &TokenStream, body: BodySource) -> TokenStream {
     }
 }
 
+/// The generated code: the route's static, its registration, and the handler rewritten as a
+/// function over the request and the router state.
 pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
     let krate = m
         .krate
@@ -55,12 +57,71 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
         .map_or_else(|| quote!(::outworx_hooks), |p| quote!(#p));
     let p = quote!(#krate::__private);
     let name = &func.sig.ident;
-    let name_str = name.to_string();
     let vis = &func.vis;
     let inner = format_ident!("__outworx_{}", name);
-    let line = quote_spanned!(name.span()=> ::core::line!());
 
-    // The static route.
+    let route = route(&m, &p, name);
+    let Keys {
+        prelude,
+        key,
+        origin,
+        event_type,
+    } = keys(&m, &p, &krate);
+    let Extractors {
+        generics,
+        bounds,
+        extract,
+    } = extractors(&m, &p);
+    let args = (0..m.params.len()).map(|i| format_ident!("__outworx_arg{}", i));
+    let ret_span = match &func.sig.output {
+        syn::ReturnType::Type(_, t) => t.span(),
+        syn::ReturnType::Default => Span::call_site(),
+    };
+    let respond = quote_spanned! {ret_span=>
+        #p::axum::response::IntoResponse::into_response(#inner(#(#args),*).await)
+    };
+    let (docs, inner_fn) = user_fn(&func, inner);
+
+    let route_static = format_ident!("__OUTWORX_ROUTE_{}", name);
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        static #route_static: #p::Route = #route;
+
+        #p::inventory::submit! { #p::RouteRef(&#route_static) }
+
+        #(#docs)*
+        #vis fn #name #generics(__outworx_req: #p::WithState<__S>) -> #p::BoxFuture<'static, #p::axum::response::Response>
+        where
+            __S: ::core::clone::Clone + ::core::marker::Send + ::core::marker::Sync + 'static,
+            #(#bounds)*
+        {
+            #[allow(clippy::too_many_arguments)]
+            #inner_fn
+
+            let #p::WithState(__req, __state) = __outworx_req;
+            ::std::boxed::Box::pin(async move {
+                let __v = match #p::receive(&#route_static, __req).await {
+                    ::core::result::Result::Ok(v) => v,
+                    ::core::result::Result::Err(resp) => return resp,
+                };
+                #prelude
+                let __outworx_key: ::core::option::Option<::std::string::String> = #key;
+                let __outworx_type: ::core::option::Option<::std::string::String> = #event_type;
+                __v.finish(__outworx_key, #origin, __outworx_type, move |mut __parts: #p::http::request::Parts, __bytes: #p::bytes::Bytes| async move {
+                    #(#extract)*
+                    #respond
+                }).await
+            })
+        }
+    }
+}
+
+/// The `const` expression of the route's static: `Route::new(..)` and one builder call per
+/// option that differs from the default.
+fn route(m: &Model, p: &TokenStream, name: &syn::Ident) -> TokenStream {
+    let name_str = name.to_string();
+    let line = quote_spanned!(name.span()=> ::core::line!());
     let mut route = quote!(
         #p::Route::new(#name_str, ::core::file!(), #line).module(::core::module_path!())
     );
@@ -97,33 +158,49 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
         }),
     ];
     route.extend(opts.into_iter().flatten());
+    route.extend(strings_options(m, p));
+    route
+}
+
+/// The builder calls of the options that are lists of strings (borrowed from the binary).
+fn strings_options(m: &Model, p: &TokenStream) -> TokenStream {
+    let text = |s: &dyn quote::ToTokens| quote!(#p::Cow::Borrowed(#s));
+    let mut out = TokenStream::new();
     if !m.metadata.is_empty() {
-        let pairs = m
-            .metadata
-            .iter()
-            .map(|(k, v)| quote!((#p::Cow::Borrowed(#k), #p::Cow::Borrowed(#v))));
-        route.extend(quote!(.metadata(&[#(#pairs),*])));
+        let pairs = m.metadata.iter().map(|(k, v)| {
+            let (k, v) = (text(k), text(v));
+            quote!((#k, #v))
+        });
+        out.extend(quote!(.metadata(&[#(#pairs),*])));
     }
     if !m.redact.is_empty() {
-        let names = m.redact.iter().map(|n| quote!(#p::Cow::Borrowed(#n)));
-        route.extend(quote!(.redact(&[#(#names),*])));
+        let names = m.redact.iter().map(|n| text(n));
+        out.extend(quote!(.redact(&[#(#names),*])));
     }
     match &m.allow_ips {
         Some(AllowIps::List(list)) => {
-            let list = list.iter().map(|c| quote!(#p::Cow::Borrowed(#c)));
-            let list = quote!(#p::Cow::Borrowed(&[#(#list),*]));
-            route.extend(quote!(.allow_ips(#p::IpSource::List(#list))));
+            let list = list.iter().map(|c| text(c));
+            out.extend(quote!(.allow_ips(#p::IpSource::List(#p::Cow::Borrowed(&[#(#list),*])))));
         }
         Some(AllowIps::Env(var)) => {
-            route.extend(quote!(.allow_ips(#p::IpSource::Env(#p::Cow::Borrowed(#var)))));
+            let var = text(var);
+            out.extend(quote!(.allow_ips(#p::IpSource::Env(#var))));
         }
         None => {}
     }
+    out
+}
 
-    // Body and keys.
-    let uses_body_key = [&m.key, &m.event_type]
-        .into_iter()
-        .any(|k| matches!(k, Some(Key::Body(_))));
+/// How the idempotency key and the event type are read.
+struct Keys {
+    /// Statements before the keys: the body's one parse, and the provider's defaults.
+    prelude: TokenStream,
+    key: TokenStream,
+    origin: TokenStream,
+    event_type: TokenStream,
+}
+
+fn keys(m: &Model, p: &TokenStream, krate: &TokenStream) -> Keys {
     let source = if m.json.is_some() {
         BodySource::Typed
     } else {
@@ -131,7 +208,11 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
     };
     let want_key = matches!(m.key, Some(Key::Default));
     let want_type = m.event_type.is_none() && m.provider.is_some();
-    let body_prelude = match (&m.json, uses_body_key, m.provider.and_then(|p| p.envelope)) {
+    let body = match (
+        &m.json,
+        m.uses_body_key(),
+        m.provider.and_then(|p| p.envelope),
+    ) {
         // The handler's own parse also yields the provider defaults: one pass over the bytes.
         (Some(t), _, _) if want_key || want_type => quote_spanned! {t.span()=>
             let (__outworx_body, __outworx_dkey, __outworx_dtype): (#t, _, _) =
@@ -157,29 +238,41 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
     } else {
         quote!()
     };
-    let key = key_tokens(m.key.as_ref(), &quote!(__outworx_dkey), &krate, source);
-    let origin = if want_key {
-        quote!(#p::KeyOrigin::Natural)
-    } else {
-        quote!(#p::KeyOrigin::Given)
-    };
-    let event_type = if m.event_type.is_none() && m.provider.is_some() {
-        quote!(__outworx_dtype)
-    } else {
-        key_tokens(m.event_type.as_ref(), &quote!(None), &krate, source)
-    };
+    Keys {
+        prelude: quote!(#body #defaults),
+        key: key_tokens(m.key.as_ref(), &quote!(__outworx_dkey), krate, source),
+        origin: if want_key {
+            quote!(#p::KeyOrigin::Natural)
+        } else {
+            quote!(#p::KeyOrigin::Given)
+        },
+        event_type: if want_type {
+            quote!(__outworx_dtype)
+        } else {
+            key_tokens(m.event_type.as_ref(), &quote!(None), krate, source)
+        },
+    }
+}
 
-    // Extractors: all but the last from the parts; the last from the request, or the
-    // already-parsed Json<T>.
+/// The handler's extractors: all but the last from the parts; the last from the request, or
+/// the already-parsed `Json<T>`.
+struct Extractors {
+    /// `<__S>`, or `<__S, __M>` when the last extractor reads the request.
+    generics: TokenStream,
+    /// One `where` bound per extractor.
+    bounds: Vec<TokenStream>,
+    /// One `let __outworx_argN = ...;` per parameter.
+    extract: Vec<TokenStream>,
+}
+
+fn extractors(m: &Model, p: &TokenStream) -> Extractors {
     let n = m.params.len();
-    let args: Vec<_> = (0..n)
-        .map(|i| format_ident!("__outworx_arg{}", i))
-        .collect();
     let mut bounds = Vec::new();
     let mut extract = Vec::new();
     let mut needs_m = false;
-    for (i, (param, arg)) in m.params.iter().zip(&args).enumerate() {
+    for (i, param) in m.params.iter().enumerate() {
         let ty = &param.ty;
+        let arg = format_ident!("__outworx_arg{}", i);
         let last = i + 1 == n;
         if last && m.json.is_some() {
             extract.push(quote_spanned! {ty.span()=> let #arg = #p::axum::Json(__outworx_body); });
@@ -203,65 +296,30 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
             });
         }
     }
-    let unused = if needs_m {
-        quote!()
+    if needs_m {
+        Extractors {
+            generics: quote!(<__S, __M>),
+            bounds,
+            extract,
+        }
     } else {
-        quote!(let _ = (&mut __parts, __bytes, &__state);)
-    };
-    let generics = if needs_m {
-        quote!(<__S, __M>)
-    } else {
-        quote!(<__S>)
-    };
-    let ret_span = match &func.sig.output {
-        syn::ReturnType::Type(_, t) => t.span(),
-        syn::ReturnType::Default => Span::call_site(),
-    };
-    let respond = quote_spanned! {ret_span=>
-        #p::axum::response::IntoResponse::into_response(#inner(#(#args),*).await)
-    };
+        extract.insert(0, quote!(let _ = (&mut __parts, __bytes, &__state);));
+        Extractors {
+            generics: quote!(<__S>),
+            bounds,
+            extract,
+        }
+    }
+}
 
-    // The user's function, renamed; its docs stay on the public item.
+/// The user's function, renamed and private, nested in the generated one; its docs stay on
+/// the public item.
+fn user_fn(func: &ItemFn, inner: syn::Ident) -> (Vec<&syn::Attribute>, ItemFn) {
     let (docs, other_attrs): (Vec<_>, Vec<_>) =
         func.attrs.iter().partition(|a| a.path().is_ident("doc"));
     let mut inner_fn = func.clone();
-    inner_fn.sig.ident = inner.clone();
+    inner_fn.sig.ident = inner;
     inner_fn.vis = syn::Visibility::Inherited;
     inner_fn.attrs = other_attrs.into_iter().cloned().collect();
-
-    let route_static = format_ident!("__OUTWORX_ROUTE_{}", name);
-    quote! {
-        #[doc(hidden)]
-        #[allow(non_upper_case_globals)]
-        static #route_static: #p::Route = #route;
-
-        #p::inventory::submit! { #p::RouteRef(&#route_static) }
-
-        #(#docs)*
-        #vis fn #name #generics(__outworx_req: #p::WithState<__S>) -> #p::BoxFuture<'static, #p::axum::response::Response>
-        where
-            __S: ::core::clone::Clone + ::core::marker::Send + ::core::marker::Sync + 'static,
-            #(#bounds)*
-        {
-            #[allow(clippy::too_many_arguments)]
-            #inner_fn
-
-            let #p::WithState(__req, __state) = __outworx_req;
-            ::std::boxed::Box::pin(async move {
-                let __v = match #p::receive(&#route_static, __req).await {
-                    ::core::result::Result::Ok(v) => v,
-                    ::core::result::Result::Err(resp) => return resp,
-                };
-                #body_prelude
-                #defaults
-                let __outworx_key: ::core::option::Option<::std::string::String> = #key;
-                let __outworx_type: ::core::option::Option<::std::string::String> = #event_type;
-                __v.finish(__outworx_key, #origin, __outworx_type, move |mut __parts: #p::http::request::Parts, __bytes: #p::bytes::Bytes| async move {
-                    #unused
-                    #(#extract)*
-                    #respond
-                }).await
-            })
-        }
-    }
+    (docs, inner_fn)
 }

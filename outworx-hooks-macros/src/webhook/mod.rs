@@ -1,8 +1,10 @@
-//! `#[webhook]`: parse, check, expand.
+//! `#[webhook]`: parse ([`args`]), check ([`check`], into a [`model::Model`]), expand
+//! ([`expand`]). The provider knowledge comes from the catalog crate ([`providers`]).
 
 mod args;
 mod check;
 mod expand;
+mod model;
 mod providers;
 
 use proc_macro2::TokenStream;

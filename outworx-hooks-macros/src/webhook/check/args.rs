@@ -1,0 +1,160 @@
+//! Reading the attribute's arguments into the model: each key once, each value by its own
+//! rule in [`super::values`].
+
+use std::collections::HashMap;
+
+use proc_macro2::Span;
+use syn::LitStr;
+use syn::spanned::Spanned;
+
+use super::Ctxt;
+use super::values::{self, SIZE_UNITS, TTL_RANGE, TTL_UNITS};
+use crate::webhook::args::{Arg, Args, Value};
+use crate::webhook::model::{AllowIps, Key, Model};
+use crate::webhook::providers;
+
+/// What the later rules need to know about the arguments as written.
+#[derive(Default)]
+pub(super) struct Given {
+    /// `provider = "..."` as written (also when the name is unknown).
+    pub(super) provider: Option<LitStr>,
+    /// Whether `secret = ...` was given (even an empty or malformed one).
+    pub(super) secret: bool,
+    /// The `require_processed` token.
+    pub(super) require_processed: Option<Span>,
+}
+
+/// Reads every argument into `m`; a key given twice is reported at the second.
+pub(super) fn read(cx: &mut Ctxt, args: Args, m: &mut Model) -> Given {
+    let mut seen: HashMap<&'static str, Span> = HashMap::new();
+    let mut given = Given::default();
+    for arg in args.items {
+        if let Some(first) = seen.insert(arg.name, arg.span) {
+            cx.error(
+                arg.span,
+                format!("duplicate `{}`: remove one of them", arg.name),
+            );
+            seen.insert(arg.name, first);
+            continue;
+        }
+        apply(cx, arg, m, &mut given);
+    }
+    given
+}
+
+fn apply(cx: &mut Ctxt, Arg { name, span, value }: Arg, m: &mut Model, given: &mut Given) {
+    match (name, value) {
+        ("provider", Value::Str(s)) => {
+            m.provider = provider(cx, &s);
+            given.provider = Some(s);
+        }
+        ("secret", Value::Secrets(list)) => {
+            given.secret = true;
+            if list.is_empty() {
+                cx.error(span, "`secret = []` lists no secret: give at least one");
+            }
+            m.secrets = list.iter().filter_map(|e| values::secret(e, cx)).collect();
+        }
+        ("idempotency", Value::Flag) => {
+            m.key = Some(Key::Default);
+            m.key_span = span;
+        }
+        ("idempotency", Value::Key(e)) => {
+            m.key = values::key_expr(&e, "idempotency", cx);
+            m.key_span = e.span();
+        }
+        ("event_type", Value::Key(e)) => m.event_type = values::key_expr(&e, "event_type", cx),
+        ("ttl", Value::Amount(lit)) => m.ttl = ttl(cx, &lit),
+        ("tolerance", Value::Amount(lit)) => match values::amount(&lit, &[], "tolerance", cx) {
+            Some(0) => cx.error(lit.span(), "tolerance must be more than 0 seconds"),
+            Some(v) => m.tolerance = Some(v),
+            None => {}
+        },
+        ("max_body", Value::Amount(lit)) => match values::amount(&lit, &SIZE_UNITS, "max_body", cx)
+        {
+            Some(0) => cx.error(lit.span(), "max_body must be more than 0 bytes"),
+            Some(v) => m.max_body = Some(v),
+            None => {}
+        },
+        ("require_processed", Value::Flag) => {
+            m.require_processed = true;
+            given.require_processed = Some(span);
+        }
+        ("reject_invalid", Value::Bool(b)) => m.reject_invalid = Some(b.value),
+        ("capture_body", Value::Flag) => m.capture_body = Some(true),
+        ("capture_body", Value::Bool(b)) => m.capture_body = Some(b.value),
+        ("capture_headers", Value::Bool(b)) => m.capture_headers = Some(b.value),
+        ("metadata", Value::Metadata(pairs)) => {
+            m.metadata = pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        }
+        ("redact", Value::Strings(list)) => m.redact = values::redact(&list, cx),
+        ("allow_ips", Value::Strings(list)) => m.allow_ips = Some(allow_ips_list(cx, span, list)),
+        ("allow_ips", Value::Expr(e)) => m.allow_ips = allow_ips_env(cx, &e),
+        ("verifier", Value::Path(p)) => m.verifier = Some(p),
+        ("crate", Value::Path(p)) => m.krate = Some(p),
+        (other, _) => cx.error(span, format!("`{other}` does not take this form")),
+    }
+}
+
+/// A provider the catalog knows, or an error naming the nearest one and all of them.
+fn provider(cx: &mut Ctxt, s: &LitStr) -> Option<&'static outworx_hooks_providers::Spec> {
+    let found = providers::find(&s.value());
+    if found.is_none() {
+        let hint = providers::suggest(&s.value())
+            .map(|n| format!("; did you mean `{n}`?"))
+            .unwrap_or_default();
+        cx.error(
+            s.span(),
+            format!(
+                "unknown provider `{}`{hint}\n  known providers: {}",
+                s.value(),
+                providers::names()
+            ),
+        );
+    }
+    found
+}
+
+/// `ttl`: a duration between a minute and a week.
+fn ttl(cx: &mut Ctxt, lit: &syn::Lit) -> Option<u64> {
+    let v = values::amount(lit, &TTL_UNITS, "ttl", cx)?;
+    if TTL_RANGE.contains(&v) {
+        return Some(v);
+    }
+    cx.error(
+        lit.span(),
+        format!("ttl must be between 60 seconds and 7 days (604800); got {v}"),
+    );
+    None
+}
+
+/// `allow_ips = [..]`: at least one entry, each a valid address or CIDR.
+fn allow_ips_list(cx: &mut Ctxt, span: Span, list: Vec<LitStr>) -> AllowIps {
+    if list.is_empty() {
+        cx.error(
+            span,
+            "`allow_ips = []` allows no source: list at least one CIDR",
+        );
+    }
+    for lit in &list {
+        if let Err(why) = values::cidr(&lit.value()) {
+            cx.error(lit.span(), why);
+        }
+    }
+    AllowIps::List(list)
+}
+
+/// `allow_ips = env("VAR")`.
+fn allow_ips_env(cx: &mut Ctxt, e: &syn::Expr) -> Option<AllowIps> {
+    match values::env_var_of(e) {
+        Some(var) if values::valid_env_name(&var.value()) => Some(AllowIps::Env(var)),
+        _ => {
+            cx.error(
+                e.span(),
+                "allow_ips takes a list of CIDRs, [\"192.0.2.0/24\", \"2001:db8::/32\"], or \
+                 env(\"VAR\") holding them comma-separated",
+            );
+            None
+        }
+    }
+}
