@@ -1,5 +1,5 @@
-//! `#[webhook]`: parse ([`args`]), check ([`check`], into a [`model::Model`]), expand
-//! ([`expand`]). The provider knowledge comes from the catalog crate ([`providers`]).
+//! `#[webhook]`: parse ([`args`]), check ([`mod@check`], into a [`model::Model`]), expand
+//! ([`mod@expand`]). The provider knowledge comes from the catalog crate ([`providers`]).
 
 mod args;
 mod check;

@@ -1,5 +1,5 @@
-//! The checked model of one `#[webhook]`: what [`super::check`] produces from the arguments
-//! and the handler, and all [`super::expand`] reads. Every value here has passed its checks.
+//! The checked model of one `#[webhook]`: what [`mod@super::check`] produces from the arguments
+//! and the handler, and all [`mod@super::expand`] reads. Every value here has passed its checks.
 
 use proc_macro2::Span;
 use syn::{Expr, LitStr, Type};
