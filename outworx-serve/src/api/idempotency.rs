@@ -1,0 +1,142 @@
+//! Idempotency over HTTP: `check` reserves a key or replays its first response, `complete`
+//! records that response (or renews or releases the reservation).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::auth::Project;
+use super::{App, db_error, error, parse};
+use crate::db::Check;
+use outworx_hooks::wire::{CheckAnswer, CheckRequest, CompleteRequest};
+
+/// Default and bounds of an idempotency key's TTL, seconds (as the SDKs clamp it).
+const DEFAULT_TTL: i64 = 86_400;
+
+pub(super) async fn check(
+    State(app): State<Arc<App>>,
+    Project(project): Project,
+    body: Bytes,
+) -> Response {
+    let req: CheckRequest = match parse(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if let Err(why) = key_and_token(&req.key, req.token.as_deref()) {
+        return error(StatusCode::BAD_REQUEST, why);
+    }
+    let ttl = req.ttl.unwrap_or(DEFAULT_TTL).clamp(60, 7 * 86_400);
+    match app
+        .db
+        .check(&project, &req.key, req.token.as_deref(), ttl * 1000)
+        .await
+    {
+        Ok(Check::New) => Json(CheckAnswer {
+            status: "new".into(),
+            ..CheckAnswer::default()
+        })
+        .into_response(),
+        // The Python package reads any non-"new" as a duplicate; ours reads a duplicate
+        // without a cached status as in flight.
+        Ok(Check::InFlight) => Json(CheckAnswer {
+            status: "duplicate".into(),
+            in_flight: Some(true),
+            ..CheckAnswer::default()
+        })
+        .into_response(),
+        Ok(Check::Duplicate {
+            status,
+            content_type,
+            body,
+        }) => Json(CheckAnswer {
+            status: "duplicate".into(),
+            cached_status_code: Some(status),
+            cached_body: body,
+            cached_content_type: content_type,
+            in_flight: None,
+        })
+        .into_response(),
+        Err(e) => db_error(e),
+    }
+}
+
+/// Keys and tokens as the SDKs send them: a key of 1 to 512 bytes (longer ones arrive as a
+/// digest), a token of at most 128.
+fn key_and_token(key: &str, token: Option<&str>) -> Result<(), &'static str> {
+    if key.is_empty() || key.len() > 512 {
+        return Err("`key` must be 1..=512 bytes");
+    }
+    if token.is_some_and(|t| t.is_empty() || t.len() > 128) {
+        return Err("`token` must be 1..=128 bytes");
+    }
+    Ok(())
+}
+
+/// The largest cached response body kept (the SDKs cache at most 64 KiB); larger bodies are
+/// refused with 413, and the response is then replayed by status only.
+const MAX_CACHED_BODY: usize = 64 * 1024;
+
+pub(super) async fn complete(
+    State(app): State<Arc<App>>,
+    Project(project): Project,
+    body: Bytes,
+) -> Response {
+    let req: CompleteRequest = match parse(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if let Err(why) = key_and_token(&req.key, req.token.as_deref()) {
+        return error(StatusCode::BAD_REQUEST, why);
+    }
+    let token = req.token.as_deref();
+    let done = if req.renew {
+        let Some(token) = token else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`renew` needs the reservation's `token`",
+            );
+        };
+        app.db.renew(&project, &req.key, token).await
+    } else if req.release {
+        app.db.release(&project, &req.key, token).await
+    } else {
+        let Some(status) = req.response_status_code.filter(|s| (100..=599).contains(s)) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`response_status_code` must be an HTTP status",
+            );
+        };
+        if req
+            .response_body
+            .as_ref()
+            .is_some_and(|b| b.len() > MAX_CACHED_BODY)
+        {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "`response_body` is over 64 KiB: cache the status only",
+            );
+        }
+        if req.content_type.as_ref().is_some_and(|c| c.len() > 256) {
+            return error(StatusCode::BAD_REQUEST, "`content_type` is over 256 bytes");
+        }
+        app.db
+            .complete(
+                &project,
+                &req.key,
+                token,
+                status,
+                req.content_type.as_deref(),
+                req.response_body.as_deref(),
+            )
+            .await
+    };
+    match done {
+        Ok(changed) => Json(json!({ "ok": true, "changed": changed })).into_response(),
+        Err(e) => db_error(e),
+    }
+}

@@ -1,0 +1,138 @@
+//! The HTTP API, exactly as the SDKs and CLIs call it.
+//!
+//! Here are the shared state, the router, the split of hosts ([`origins`]) and the helpers
+//! every handler answers with; the handlers live by concern:
+//!
+//! - [`auth`]: the API key of a request as its project, and `POST /api/sdk/verify`;
+//! - [`ingest`]: event validation and `POST /api/ingest`;
+//! - [`idempotency`]: `POST /api/sdk/idempotency/check` and `/complete`;
+//! - [`forward`]: the tunnel sessions, their polls and responses, and the public ingress;
+//! - [`query`]: `GET /api/events` and `GET /api/stats`.
+// Helpers return the ready error `Response` to the handler, which answers with it: the error
+// path builds it once, so boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
+mod auth;
+mod forward;
+mod idempotency;
+mod ingest;
+mod query;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, delete, get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::ServeConfig;
+use crate::db::Db;
+use crate::tunnel::Tunnels;
+use auth::verify;
+use forward::{close_session, create_session, forward_status, ingress, poll, respond};
+use idempotency::{check, complete};
+use ingest::ingest;
+use query::{events, stats};
+
+pub(crate) use forward::DEFAULT_POLL_WAIT;
+#[cfg(test)]
+pub(crate) use ingest::{MAX_EVENT_BYTES, validate};
+
+/// Shared state of the handlers.
+pub(crate) struct App {
+    pub(crate) db: Db,
+    pub(crate) config: ServeConfig,
+    pub(crate) tunnels: Tunnels,
+    /// The authority (`host[:port]`) of `config.tunnel_url`, when set.
+    pub(crate) tunnel_host: Option<String>,
+}
+
+/// The router of `outworx serve`.
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let max_body = app.config.max_body;
+    Router::new()
+        .route("/api/ingest", post(ingest))
+        .route("/api/sdk/verify", post(verify))
+        .route("/api/sdk/idempotency/check", post(check))
+        .route("/api/sdk/idempotency/complete", post(complete))
+        .route("/api/forward/sessions", post(create_session))
+        .route("/api/forward/sessions/{id}", delete(close_session))
+        .route("/api/forward/poll", get(poll))
+        .route("/api/forward/responses", post(respond))
+        .route("/api/forward/status", get(forward_status))
+        .route("/api/events", get(events))
+        .route("/api/stats", get(stats))
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::dashboard::routes())
+        // The ingress reads its own body, against the relay's budgets.
+        .route("/t/{slug}", any(ingress))
+        .route("/t/{slug}/{*rest}", any(ingress))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), origins))
+        .with_state(app)
+}
+
+/// Keeps the tunnel ingress and the dashboard on separate origins when `tunnel_url` is set:
+/// on the tunnel's host only `/t/...` is served, and `/t/...` only there. A page a tunnel
+/// owner serves can then never share an origin with the dashboard where others type keys.
+async fn origins(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(tunnel_host) = &app.tunnel_host {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(crate::normal_host)
+            .unwrap_or_default();
+        let on_tunnel_host = host == *tunnel_host;
+        let is_ingress = req.uri().path().starts_with("/t/");
+        if on_tunnel_host != is_ingress {
+            return error(StatusCode::NOT_FOUND, "not found on this host");
+        }
+    }
+    next.run(req).await
+}
+
+/// An error answer: `{"error": reason}` with its status.
+fn error(status: StatusCode, reason: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": reason.into() }))).into_response()
+}
+
+fn db_error(e: crate::db::DbError) -> Response {
+    tracing::error!("{e}");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the database is unavailable; retry later",
+    )
+}
+
+/// Parses a JSON body into `T`, answering 400 with serde's reason otherwise.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+/// Parses the query string strictly (unknown parameters are a 400, not silently ignored).
+fn strict_query<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, Response> {
+    let pairs: serde_json::Map<String, Value> = form_urlencoded::parse(q.as_bytes())
+        .map(|(k, v)| {
+            let v = match k.as_ref() {
+                "status" | "limit" | "before_id" => v
+                    .parse::<i64>()
+                    .map_or(Value::String(v.into_owned()), Value::from),
+                "signature_valid" => v
+                    .parse::<bool>()
+                    .map_or(Value::String(v.into_owned()), Value::from),
+                _ => Value::String(v.into_owned()),
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    serde_json::from_value(Value::Object(pairs))
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad query: {e}")))
+}

@@ -1,0 +1,92 @@
+//! The query API: the project's stored events, newest first and filtered, and their counts
+//! for the dashboard.
+// Helpers return the ready error `Response` to the handler, which answers with it: the error
+// path builds it once, so boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::auth::Project;
+use super::{App, db_error, error, strict_query};
+use crate::db::EventFilter;
+
+pub(super) async fn events(
+    State(app): State<Arc<App>>,
+    Project(project): Project,
+    uri: Uri,
+) -> Response {
+    let filter: EventFilter = match strict_query(uri.query().unwrap_or("")) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let (since, until) = match window(&filter.since, &filter.until) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    match app.db.events(&project, &filter, since, until).await {
+        Ok(rows) => {
+            let next = rows.last().map(|r| r.id);
+            let events: Vec<Value> = rows
+                .into_iter()
+                .map(|r| json!({ "id": r.id, "received_at": r.received_at, "event": r.event }))
+                .collect();
+            Json(json!({ "events": events, "next_before_id": next })).into_response()
+        }
+        Err(e) => db_error(e),
+    }
+}
+
+/// The time window of `/api/stats`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// Counts of the project's events in a time window, for the dashboard's summary.
+pub(super) async fn stats(
+    State(app): State<Arc<App>>,
+    Project(project): Project,
+    uri: Uri,
+) -> Response {
+    let q: StatsQuery = match strict_query(uri.query().unwrap_or("")) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let (since, until) = match window(&q.since, &q.until) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    match app.db.stats(&project, since, until).await {
+        Ok(stats) => Json(stats).into_response(),
+        Err(e) => db_error(e),
+    }
+}
+
+/// `since` / `until` (RFC 3339) as milliseconds since 1970; a 400 names the bad one.
+fn window(
+    since: &Option<String>,
+    until: &Option<String>,
+) -> Result<(Option<i64>, Option<i64>), Response> {
+    let ms = |s: &Option<String>, name: &str| {
+        s.as_deref()
+            .map(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .map(|t| {
+                        i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+                    })
+                    .map_err(|_| {
+                        error(StatusCode::BAD_REQUEST, format!("`{name}` is not RFC 3339"))
+                    })
+            })
+            .transpose()
+    };
+    Ok((ms(since, "since")?, ms(until, "until")?))
+}

@@ -1,0 +1,357 @@
+//! Events: stored per project with their indexed columns and their text as received, then
+//! queried page by page, counted for the dashboard and pruned past the retention.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Db, DbError, now_ms};
+
+/// Most bytes of stored events one `/api/events` answer carries; it stops early and its
+/// `next_before_id` continues from there.
+pub const MAX_EVENTS_BYTES: usize = 8 << 20;
+
+/// Old events are deleted this many at a time, so a large backlog never holds the database
+/// (SQLite has one writer) for long.
+const PRUNE_BATCH: i64 = 5_000;
+
+/// An event ready to store: its indexed columns and its JSON text exactly as received.
+#[derive(Debug, Clone)]
+pub(crate) struct EventRow {
+    pub(crate) occurred_at: i64,
+    pub(crate) provider: String,
+    pub(crate) status_code: i64,
+    pub(crate) processing_status: Option<String>,
+    pub(crate) signature_valid: Option<i64>,
+    pub(crate) event_type: Option<String>,
+    pub(crate) text: String,
+}
+
+impl EventRow {
+    /// The columns of `event` (already validated), stored with its `text`.
+    pub(crate) fn new(occurred_at: i64, event: &serde_json::Value, text: String) -> Self {
+        let s = |k: &str| event.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        EventRow {
+            occurred_at,
+            provider: s("provider").unwrap_or_default(),
+            status_code: event
+                .get("status_code")
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0),
+            processing_status: s("processing_status"),
+            signature_valid: event
+                .get("signature_valid")
+                .and_then(|v| v.as_bool())
+                .map(i64::from),
+            event_type: s("event_type"),
+            text,
+        }
+    }
+}
+
+/// A stored event row, for the query API.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Row id.
+    pub id: i64,
+    /// Milliseconds since 1970 when the ingest received it.
+    pub received_at: i64,
+    /// The event as reported.
+    pub event: serde_json::Value,
+    /// Its stored size in bytes.
+    pub size: usize,
+}
+
+/// Filters of the event query API; all optional.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventFilter {
+    /// Provider name.
+    pub provider: Option<String>,
+    /// HTTP status the receiver answered.
+    pub status: Option<i64>,
+    /// `completed`, `failed` or `silent_drop`.
+    pub processing_status: Option<String>,
+    /// Only events whose `timestamp` is at or after this (RFC 3339).
+    pub since: Option<String>,
+    /// Only events whose `timestamp` is before this (RFC 3339).
+    pub until: Option<String>,
+    /// `true` or `false`: the signature verdict.
+    pub signature_valid: Option<bool>,
+    /// At most this many, newest first (default 100, at most 1,000).
+    pub limit: Option<i64>,
+    /// Only events with a row id below this (for paging).
+    pub before_id: Option<i64>,
+}
+
+/// Counts of a project's events in a time window: the dashboard's summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// All events.
+    pub total: i64,
+    /// Per provider name.
+    pub by_provider: BTreeMap<String, i64>,
+    /// Per HTTP status class: `"2xx"`, `"4xx"`, `"5xx"`, ...
+    pub by_status_class: BTreeMap<String, i64>,
+    /// Per processing status (`completed`, `failed`, `silent_drop`); unmarked events are not
+    /// counted here.
+    pub by_processing_status: BTreeMap<String, i64>,
+    /// Events whose signature did not verify.
+    pub signature_invalid: i64,
+}
+
+impl Db {
+    /// Stores validated events of one batch in one transaction.
+    pub async fn insert_events(
+        &self,
+        project: &str,
+        events: &[(i64, serde_json::Value)],
+    ) -> Result<(), DbError> {
+        let rows: Vec<EventRow> = events
+            .iter()
+            .map(|(at, e)| EventRow::new(*at, e, e.to_string()))
+            .collect();
+        self.insert_rows(project, &rows).await
+    }
+
+    /// Stores rows of one batch in one transaction.
+    pub(crate) async fn insert_rows(
+        &self,
+        project: &str,
+        rows: &[EventRow],
+    ) -> Result<(), DbError> {
+        let received_at = now_ms();
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO events (project, received_at, occurred_at, provider, status_code, \
+                 processing_status, signature_valid, event_type, event) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(project)
+            .bind(received_at)
+            .bind(r.occurred_at)
+            .bind(r.provider.as_str())
+            .bind(r.status_code)
+            .bind(r.processing_status.as_deref())
+            .bind(r.signature_valid)
+            .bind(r.event_type.as_deref())
+            .bind(r.text.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Events of `project` matching `filter`, newest first: at most `limit` (default 100,
+    /// at most 1,000), and no more than [`MAX_EVENTS_BYTES`] of them (at least one).
+    pub async fn events(
+        &self,
+        project: &str,
+        filter: &EventFilter,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+    ) -> Result<Vec<StoredEvent>, DbError> {
+        use futures_util::TryStreamExt as _;
+        // Every filter is bound; an absent one is a NULL that matches everything.
+        let query = sqlx::query(
+            "SELECT id, received_at, event FROM events WHERE project = $1 \
+             AND ($2 IS NULL OR provider = $2) \
+             AND ($3 IS NULL OR status_code = $3) \
+             AND ($4 IS NULL OR processing_status = $4) \
+             AND ($5 IS NULL OR occurred_at >= $5) \
+             AND ($6 IS NULL OR occurred_at < $6) \
+             AND ($7 IS NULL OR signature_valid = $7) \
+             AND ($8 IS NULL OR id < $8) \
+             ORDER BY id DESC LIMIT $9",
+        )
+        .bind(project)
+        .bind(filter.provider.clone())
+        .bind(filter.status)
+        .bind(filter.processing_status.clone())
+        .bind(since_ms)
+        .bind(until_ms)
+        .bind(filter.signature_valid.map(i64::from))
+        .bind(filter.before_id)
+        .bind(filter.limit.unwrap_or(100).clamp(1, 1000));
+        // Rows are read one at a time, so a page of large events stops at the byte budget
+        // instead of arriving whole.
+        let mut rows = query.fetch(&self.reads);
+        let (mut out, mut bytes) = (Vec::new(), 0usize);
+        while let Some(row) = rows.try_next().await? {
+            let event = stored_event(&row)?;
+            bytes += event.size;
+            if !out.is_empty() && bytes > MAX_EVENTS_BYTES {
+                break;
+            }
+            out.push(event);
+        }
+        Ok(out)
+    }
+
+    /// Counts of `project`'s events whose `timestamp` is in `[since_ms, until_ms)`.
+    pub async fn stats(
+        &self,
+        project: &str,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+    ) -> Result<Stats, DbError> {
+        // One grouped scan; the few groups are folded here.
+        let rows = sqlx::query(
+            "SELECT provider, status_code / 100, processing_status, signature_valid, COUNT(*) \
+             FROM events WHERE project = $1 \
+             AND ($2 IS NULL OR occurred_at >= $2) \
+             AND ($3 IS NULL OR occurred_at < $3) \
+             GROUP BY provider, status_code / 100, processing_status, signature_valid",
+        )
+        .bind(project)
+        .bind(since_ms)
+        .bind(until_ms)
+        .fetch_all(&self.reads)
+        .await?;
+        let mut stats = Stats::default();
+        for row in &rows {
+            let provider: String = row.try_get(0)?;
+            let class: i64 = row.try_get(1)?;
+            let processing: Option<String> = row.try_get(2)?;
+            let signature_valid: Option<i64> = row.try_get(3)?;
+            let n: i64 = row.try_get(4)?;
+            stats.total += n;
+            *stats.by_provider.entry(provider).or_default() += n;
+            *stats
+                .by_status_class
+                .entry(format!("{class}xx"))
+                .or_default() += n;
+            if let Some(p) = processing {
+                *stats.by_processing_status.entry(p).or_default() += n;
+            }
+            if signature_valid == Some(0) {
+                stats.signature_invalid += n;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Deletes the events received before `before_ms` (milliseconds since 1970), in batches;
+    /// returns how many.
+    pub async fn prune_events(&self, before_ms: i64) -> Result<u64, DbError> {
+        self.prune_events_by(before_ms, PRUNE_BATCH).await
+    }
+
+    async fn prune_events_by(&self, before_ms: i64, batch: i64) -> Result<u64, DbError> {
+        let mut total = 0;
+        loop {
+            let n = sqlx::query(
+                "DELETE FROM events WHERE id IN \
+                 (SELECT id FROM events WHERE received_at < $1 LIMIT $2)",
+            )
+            .bind(before_ms)
+            .bind(batch)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            total += n;
+            if n < u64::try_from(batch).unwrap_or(u64::MAX) {
+                return Ok(total);
+            }
+            // Let the ingest in between batches.
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+fn stored_event(row: &AnyRow) -> Result<StoredEvent, DbError> {
+    let text: String = row.try_get(2)?;
+    Ok(StoredEvent {
+        id: row.try_get(0)?,
+        received_at: row.try_get(1)?,
+        size: text.len(),
+        event: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::temp_db;
+
+    #[tokio::test]
+    async fn old_events_are_pruned_in_batches() {
+        let (db, dir) = temp_db("prune").await;
+        let events: Vec<_> = (0..7)
+            .map(|i| {
+                (
+                    i,
+                    serde_json::json!({"provider": "stripe", "status_code": 200}),
+                )
+            })
+            .collect();
+        db.insert_events("p", &events).await.unwrap();
+        assert_eq!(db.prune_events_by(0, 3).await.unwrap(), 0);
+        // 7 rows in batches of 3: 3 + 3 + 1.
+        assert_eq!(db.prune_events_by(now_ms() + 1, 3).await.unwrap(), 7);
+        assert_eq!(db.stats("p", None, None).await.unwrap().total, 0);
+        // The sweep keeps what is inside the retention, and everything without one.
+        db.insert_events("p", &events).await.unwrap();
+        db.sweep(None).await;
+        db.sweep(Some(std::time::Duration::from_secs(3600))).await;
+        assert_eq!(db.stats("p", None, None).await.unwrap().total, 7);
+        // received_at is in milliseconds: let one pass so "now minus zero" covers them.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        db.sweep(Some(std::time::Duration::ZERO)).await;
+        assert_eq!(db.stats("p", None, None).await.unwrap().total, 0);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn stats_fold_the_groups() {
+        let (db, dir) = temp_db("stats").await;
+        let ev = |provider: &str, status: i64, extra: serde_json::Value| {
+            let mut e = serde_json::json!({"provider": provider, "status_code": status});
+            for (k, v) in extra.as_object().unwrap() {
+                e[k] = v.clone();
+            }
+            e
+        };
+        db.insert_events(
+            "p",
+            &[
+                (1_000, ev("stripe", 200, serde_json::json!({"processing_status": "completed", "signature_valid": true}))),
+                (2_000, ev("stripe", 200, serde_json::json!({"processing_status": "silent_drop", "signature_valid": true}))),
+                (3_000, ev("stripe", 401, serde_json::json!({"signature_valid": false}))),
+                (4_000, ev("github", 500, serde_json::json!({"processing_status": "failed"}))),
+                (5_000, ev("github", 200, serde_json::json!({}))),
+            ],
+        )
+        .await
+        .unwrap();
+        db.insert_events(
+            "other",
+            &[(1_000, ev("stripe", 200, serde_json::json!({})))],
+        )
+        .await
+        .unwrap();
+
+        let all = db.stats("p", None, None).await.unwrap();
+        let map = |v: &[(&str, i64)]| v.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect();
+        assert_eq!(
+            all,
+            Stats {
+                total: 5,
+                by_provider: map(&[("github", 2), ("stripe", 3)]),
+                by_status_class: map(&[("2xx", 3), ("4xx", 1), ("5xx", 1)]),
+                by_processing_status: map(&[("completed", 1), ("failed", 1), ("silent_drop", 1)]),
+                signature_invalid: 1,
+            }
+        );
+        let window = db.stats("p", Some(2_000), Some(4_000)).await.unwrap();
+        assert_eq!((window.total, window.signature_invalid), (2, 1));
+        assert_eq!(
+            db.stats("nobody", None, None).await.unwrap(),
+            Stats::default()
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
