@@ -39,7 +39,7 @@ fn layers() -> [(&'static str, OutworxHooksLayer); 3] {
                         body?["id"].as_str().map(str::to_owned)
                     })
                     .event_type_field("type")
-                    .require_processing_mark(true),
+                    .require_processed(true),
             ),
         ),
         (
@@ -58,7 +58,7 @@ fn layers() -> [(&'static str, OutworxHooksLayer); 3] {
                 TrackOptions::new(Provider::Shopify)
                     .secret_env("SHOPIFY_WEBHOOK_SECRET")
                     .natural_idempotency_key()
-                    .require_processing_mark(true),
+                    .require_processed(true),
             ),
         ),
     ]

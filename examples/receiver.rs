@@ -74,7 +74,7 @@ async fn standard(track: Track, Json(_msg): Json<Value>) -> &'static str {
 }
 
 /// The receiver's routes (also mounted by the test suite).
-pub fn app() -> Router {
+pub(crate) fn app() -> Router {
     Router::new()
         .route("/webhooks/stripe", post(stripe))
         .route("/webhooks/github", post(github))
@@ -86,7 +86,7 @@ pub fn app() -> Router {
 }
 
 #[tokio::main]
-pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

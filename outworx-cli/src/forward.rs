@@ -27,7 +27,7 @@ macro_rules! complain {
 }
 
 #[derive(Args)]
-pub struct ForwardArgs {
+pub(crate) struct ForwardArgs {
     /// The local server: `3000`, `localhost:8080` or a full URL.
     target: String,
     /// The Outworx server (or `outworx serve`). Also OUTWORX_ENDPOINT.
@@ -47,7 +47,7 @@ pub struct ForwardArgs {
 }
 
 /// `3000` → `http://localhost:3000`, `host:port` → `http://host:port`, URLs as given.
-pub fn local_url(target: &str) -> String {
+pub(crate) fn local_url(target: &str) -> String {
     let url = if !target.is_empty() && target.bytes().all(|b| b.is_ascii_digit()) {
         format!("http://localhost:{target}")
     } else if target.starts_with("http://") || target.starts_with("https://") {
@@ -68,7 +68,7 @@ struct Tunnel {
     color: bool,
 }
 
-pub async fn run(args: ForwardArgs) -> Result<(), String> {
+pub(crate) async fn run(args: ForwardArgs) -> Result<(), String> {
     let api_key = crate::api_key(
         args.api_key,
         args.api_key_file.as_deref(),
@@ -337,7 +337,7 @@ impl Tunnel {
 /// prefix, then the relay's path. The path must start with `/`, hold no control characters or
 /// backslashes, and no `.`/`..` segment once percent-decoded: a relay (or whoever controls
 /// one) cannot reach another host, port or path prefix of the developer's machine.
-pub fn local_target(
+pub(crate) fn local_target(
     base: &reqwest::Url,
     path: &str,
     query: Option<&str>,
@@ -400,7 +400,7 @@ fn percent_decode(s: &str) -> Vec<u8> {
 
 /// Text as it may be printed on a terminal: control characters (escape sequences among
 /// them) and other non-printing characters are shown escaped.
-pub fn printable(s: &str) -> String {
+pub(crate) fn printable(s: &str) -> String {
     s.chars()
         .flat_map(|c| {
             let plain =

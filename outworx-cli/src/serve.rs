@@ -4,7 +4,7 @@ use clap::Args;
 use outworx_serve::ServeConfig;
 
 #[derive(Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8787")]
     listen: String,
@@ -46,7 +46,7 @@ pub struct ServeArgs {
     tunnel_session_budget_mib: usize,
 }
 
-pub async fn run(args: ServeArgs) -> Result<(), String> {
+pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
     // Logs go to stderr (stdout carries the one line scripts wait for), colored only on a
     // terminal and never when NO_COLOR is set.
     use std::io::IsTerminal as _;

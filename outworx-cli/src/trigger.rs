@@ -6,7 +6,7 @@ use outworx_hooks::testing::Signer;
 use serde_json::{Value, json};
 
 #[derive(Args)]
-pub struct TriggerArgs {
+pub(crate) struct TriggerArgs {
     /// Provider name (stripe, github, shopify, slack, ...).
     provider: String,
     /// Event type (default: the provider's first sample; `--list` shows them).
@@ -33,7 +33,7 @@ fn say_stderr(s: &str) {
 }
 
 /// The sample event types per provider; the first is the default.
-pub fn event_types(p: Provider) -> &'static [&'static str] {
+pub(crate) fn event_types(p: Provider) -> &'static [&'static str] {
     match p {
         Provider::Stripe => &[
             "payment_intent.succeeded",
@@ -58,7 +58,7 @@ pub fn event_types(p: Provider) -> &'static [&'static str] {
 }
 
 /// A sample body for `p` and `kind`, with the headers that carry the event type.
-pub fn sample(p: Provider, kind: &str, n: u64) -> (Vec<u8>, Vec<(&'static str, String)>) {
+pub(crate) fn sample(p: Provider, kind: &str, n: u64) -> (Vec<u8>, Vec<(&'static str, String)>) {
     let id = format!("{n:016x}");
     let json = |v: Value| v.to_string().into_bytes();
     match p {
@@ -166,7 +166,7 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-pub async fn run(args: TriggerArgs) -> Result<(), String> {
+pub(crate) async fn run(args: TriggerArgs) -> Result<(), String> {
     let provider: Provider = args
         .provider
         .parse()

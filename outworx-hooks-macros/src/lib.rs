@@ -7,9 +7,9 @@ use proc_macro::TokenStream;
 
 mod webhook;
 
-/// Turns an async axum handler into a verified, deduplicated, reported webhook receiver.
-///
-/// See the `outworx_hooks` crate documentation for the grammar and examples.
+/// *Implemented in `outworx-hooks-macros`. Use it as `outworx_hooks::webhook`, whose
+/// documentation is the reference (arguments, compile-time checks, the steps of a delivery)
+/// and which pins this crate to its exact version.*
 #[proc_macro_attribute]
 pub fn webhook(args: TokenStream, item: TokenStream) -> TokenStream {
     webhook::expand(args.into(), item.into()).into()

@@ -23,19 +23,43 @@
 //! let app: Router = Router::new().route("/webhooks/stripe", post(stripe));
 //! ```
 //!
-//! The building blocks are public too: [`security`] verifies signatures for every provider,
-//! [`testing`] signs test deliveries, [`store`] holds idempotency keys.
+//! [`webhook`] documents the attribute: its arguments, the checks the compiler makes, and the
+//! steps of one delivery. The same pipeline without a macro is the [`layer`].
+//!
+//! The building blocks are public too:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`security`] | verify a delivery from any [`Provider`], with rotation, a replay window and a reason for every failure |
+//! | [`testing`] | sign deliveries like each provider, to test your own handlers |
+//! | [`store`] | the idempotency stores: [`MemoryStore`], `RedisStore`, `OutworxApiStore` |
+//! | [`report`] | where delivery events go: sinks, the Outworx reporter, [`subscribe`] |
+//! | [`event`] | the [`DeliveryEvent`](event::DeliveryEvent) every delivery produces |
+//! | [`envelope`] | the provider envelopes `body.` keys are read from |
+//! | [`wire`] | the Outworx HTTP API's types, shared with `outworx-serve` and `outworx-cli` |
+//!
+//! Configure the process once with [`init`] and a [`Config`]; without it, the embedded
+//! defaults apply (no network, the memory store, one `tracing` line per delivery).
+//!
+//! # Feature flags
+//!
+//! - `ed25519` (default): Ed25519 schemes (Discord, Standard Webhooks `v1a`);
+//! - `ecdsa` (default): ECDSA P-256 (SendGrid);
+//! - `redis`: `RedisStore`, idempotency shared by many instances;
+//! - `outworx-api`: reporting to Outworx (or `outworx serve`) and `OutworxApiStore`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-// Modules from the bottom up: each uses only those above it (see ARCHITECTURE.md).
+// The layers, bottom up: util, wire, body, security, event, envelope, store, report, config,
+// route, runtime, track, pipeline, layer, testing. Each module uses only those before it
+// (tests/tests/architecture.rs checks it; ARCHITECTURE.md says what each holds).
 mod body;
 mod config;
 pub mod envelope;
 pub mod event;
-mod layer;
+pub mod layer;
 mod pipeline;
-mod report;
+pub mod report;
 mod route;
 mod runtime;
 pub mod security;
@@ -47,11 +71,13 @@ pub mod wire;
 
 pub use config::{Config, ConfigError, DEFAULT_ENDPOINT, SecretProblem};
 pub use layer::{KeyFn, OutworxHooksLayer, OutworxHooksService, TrackOptions};
+#[doc = include_str!("../docs/webhook.md")]
 pub use outworx_hooks_macros::webhook;
 #[cfg(feature = "outworx-api")]
 pub use report::{OnError, OutworxSink, OutworxSinkOptions, ReportError};
 pub use report::{Sink, Subscription, TracingSink, subscribe};
 pub use runtime::{Guard, init};
+pub use security::Provider;
 pub use store::MemoryStore;
 pub use track::{Track, TrackRejection};
 

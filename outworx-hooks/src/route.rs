@@ -13,7 +13,7 @@ use crate::security::{Provider, Verifier};
 
 /// A string a route keeps: borrowed from the binary in a `#[webhook]` route, owned by a
 /// layer's route (and freed with it).
-pub type Text = Cow<'static, str>;
+pub(crate) type Text = Cow<'static, str>;
 
 /// Where a route's secret comes from. Its `Debug` never shows a literal secret.
 #[derive(Clone)]
@@ -157,7 +157,7 @@ pub(crate) struct Resolved {
 }
 
 /// axum's default body limit, used when the route sets no `max_body`.
-pub const DEFAULT_MAX_BODY: usize = 2 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BODY: usize = 2 * 1024 * 1024;
 
 impl Route {
     /// A route for `handler` defined at `file:line`, with the documented defaults.

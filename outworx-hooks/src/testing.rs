@@ -16,6 +16,24 @@
 //! let verifier = Verifier::new(Provider::Github, &["my-secret"]).unwrap();
 //! assert!(verifier.verify(&Delivery::new(request.headers(), request.body())).valid);
 //! ```
+//!
+//! Send such a request to your router (`tower::ServiceExt::oneshot`) to test a handler end to
+//! end. Asymmetric providers sign with a private key; [`TestKeys`] gives a matching pair:
+//!
+//! ```
+//! use outworx_hooks::security::{self, Provider};
+//! use outworx_hooks::testing::{Signer, TestKeys};
+//!
+//! let keys = TestKeys::for_provider(Provider::Discord); // keys.signing: the seed; keys.verifying: the public key
+//! let signed = Signer::new(Provider::Discord, &keys.signing).sign(&b"{}"[..]).unwrap();
+//! assert!(security::verify_discord_signature(&signed.headers, &signed.body, &keys.verifying));
+//! ```
+//!
+//! [`Signer`] sets the id headers real providers send (`X-GitHub-Delivery`, `svix-id`, ...),
+//! takes [`Signer::at`] for a fixed clock, [`Signer::url`] for URL-signing providers (Twilio
+//! JSON bodies get `bodySHA256` added to the returned URL) and [`Signer::id`] for a fixed
+//! delivery id. It signs through the same scheme code that verifies (each scheme family's
+//! `sign` sits beside its `check`), so the two cannot drift.
 
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue};

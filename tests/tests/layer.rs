@@ -119,7 +119,7 @@ fn app() -> Router {
         TrackOptions::new(Provider::Github)
             .secret("gh")
             .natural_idempotency_key()
-            .require_processing_mark(true),
+            .require_processed(true),
     );
     Router::new()
         .route("/stripe", post(stripe).layer(stripe_layer))

@@ -1,21 +1,45 @@
-//! App-wide configuration: a tower layer in front of routes, over the same pipeline as
-//! `#[webhook]`.
+//! App-wide configuration at run time: a tower layer in front of routes, over the same
+//! pipeline as `#[webhook]`, for services that prefer no macro or build routes dynamically.
 //!
 //! ```
 //! use axum::{Router, routing::post};
-//! use outworx_hooks::{OutworxHooksLayer, Track, TrackOptions};
-//! use outworx_hooks::security::Provider;
+//! use outworx_hooks::{OutworxHooksLayer, Provider, Track, TrackOptions};
 //!
 //! async fn stripe(track: Track, body: String) -> &'static str {
+//!     let _ = body;
 //!     track.processed();
 //!     "ok"
 //! }
 //!
 //! let layer = OutworxHooksLayer::new(
-//!     TrackOptions::new(Provider::Stripe).secret("whsec_test").natural_idempotency_key(),
+//!     TrackOptions::new(Provider::Stripe)
+//!         .secret_env("STRIPE_WEBHOOK_SECRET")
+//!         .secret("whsec_old")                          // rotation: any may match
+//!         .idempotency_key(|_parts, body, _headers| body?["id"].as_str().map(str::to_owned))
+//!         .event_type_field("type")
+//!         .require_processed(true),
 //! );
+//! // layer.check()?: are the secrets readable and usable? Call it at start.
 //! let app: Router = Router::new().route("/webhooks/stripe", post(stripe).layer(layer));
 //! ```
+//!
+//! Handlers under it are ordinary axum handlers that take [`Track`](crate::Track) exactly as
+//! under the attribute (`cargo run --example layer`: one app, three providers, a layer per
+//! route). [`TrackOptions`] carries every option of the attribute, named as the attribute
+//! names them (and, as aliases, as the Python package's `TrackOptions` does), plus what only
+//! run time can give: an idempotency-key closure (over the request parts, the parsed JSON body
+//! if any, and the headers; `None` skips), and a custom verifier closure, sync
+//! ([`TrackOptions::verifier`]) or async ([`TrackOptions::verifier_async`]).
+//!
+//! A layer's keys are namespaced by its name and the path it guards (axum's matched path), so
+//! two layers on two endpoints never answer each other's deliveries. It works on a `Router`
+//! (`.layer`), on one route (`post(h).layer`), or around any tower `Service` taking
+//! `http::Request`. A handler that asks for `Track` outside any layer or attribute gets a
+//! clear 500 and a log line saying why.
+//!
+//! There is no second pipeline: the layer builds a route description when it is created and
+//! calls the same receive and finish steps as the attribute (`tests/tests/layer.rs` runs the
+//! attribute's delivery scenarios through the layer).
 
 mod options;
 mod service;

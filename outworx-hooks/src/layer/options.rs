@@ -24,7 +24,10 @@ pub(crate) enum EventType {
     Field(Vec<String>),
 }
 
-/// Everything one [`crate::OutworxHooksLayer`] needs, as the Python package's `TrackOptions`.
+/// Everything one [`crate::OutworxHooksLayer`] needs: the attribute's options, by the
+/// attribute's names (the Python package's `TrackOptions` names work too:
+/// `require_processing_mark`, `reject_invalid_signatures`), plus closures for the key and a
+/// custom verifier.
 ///
 /// ```
 /// use std::time::Duration;
@@ -37,7 +40,7 @@ pub(crate) enum EventType {
 ///     .idempotency_key(|_parts, body, _headers| body?["id"].as_str().map(str::to_owned))
 ///     .event_type_field("type")
 ///     .ttl(Duration::from_secs(3 * 86_400))
-///     .require_processing_mark(true)
+///     .require_processed(true)
 ///     .capture_body(true)
 ///     .metadata("team", "billing");
 /// ```
@@ -210,10 +213,18 @@ impl TrackOptions {
         self
     }
 
-    /// Whether invalid signatures get 401 (default) or pass through, reported.
-    pub fn reject_invalid_signatures(mut self, on: bool) -> Self {
+    /// Whether invalid signatures get 401 (default) or pass through, reported (the handler
+    /// sees [`Track::signature_valid`](crate::Track::signature_valid)); the attribute's
+    /// `reject_invalid`.
+    #[doc(alias = "reject_invalid_signatures")]
+    pub fn reject_invalid(mut self, on: bool) -> Self {
         self.reject_invalid = on;
         self
+    }
+
+    /// [`TrackOptions::reject_invalid`], by the Python package's name.
+    pub fn reject_invalid_signatures(self, on: bool) -> Self {
+        self.reject_invalid(on)
     }
 
     /// The replay window (default 300 s).
@@ -228,10 +239,17 @@ impl TrackOptions {
         self
     }
 
-    /// Reports a 2xx without a `Track` mark as a silent drop.
-    pub fn require_processing_mark(mut self, on: bool) -> Self {
+    /// Reports a 2xx without a `Track` mark as a silent drop; the attribute's
+    /// `require_processed` (which the compiler also checks; here it is reported only).
+    #[doc(alias = "require_processing_mark")]
+    pub fn require_processed(mut self, on: bool) -> Self {
         self.require_mark = on;
         self
+    }
+
+    /// [`TrackOptions::require_processed`], by the Python package's name.
+    pub fn require_processing_mark(self, on: bool) -> Self {
+        self.require_processed(on)
     }
 
     /// The largest body accepted (default 2 MiB; 413 beyond).

@@ -1,5 +1,40 @@
-//! Where delivery events go: the [`Sink`]s [`crate::init`] installs, and [`subscribe`] for
-//! everything in this process.
+//! Where delivery events go: the [`Sink`]s [`init`](crate::init) installs, and [`subscribe`]
+//! for everything in this process.
+//!
+//! Every delivery becomes one [`DeliveryEvent`] in the wire format of the Outworx ingest API
+//! (`docs/wire-protocol.md`). Credential and signature headers and a route's own `redact` list
+//! are `[REDACTED]`; `source_url` keeps the query's names, not its values; bodies only with
+//! `capture_body`, cut at 64 KiB; no secret ever appears.
+//!
+//! ```no_run
+//! # async fn run(app: axum::Router, listener: tokio::net::TcpListener) -> Result<(), Box<dyn std::error::Error>> {
+//! // OUTWORX_HOOKS_API_KEY (ohk_ + 32 lowercase hex), OUTWORX_HOOKS_ENDPOINT, OUTWORX_HOOKS_DEBUG
+//! let guard = outworx_hooks::init(outworx_hooks::Config::from_env())?;
+//! axum::serve(listener, app)
+//!     .with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; })
+//!     .await?;
+//! guard.shutdown().await; // flushes queued events (gives up after 10 s)
+//! # Ok(()) }
+//! ```
+//!
+//! - **No API key** (the embedded default): no network; each delivery is one structured
+//!   `tracing` event at INFO ([`TracingSink`], target `outworx_hooks::delivery`).
+//! - **With an API key** (feature `outworx-api`): the `OutworxSink`. The request path only
+//!   `try_send`s into a bounded queue (10,000 events and 64 MiB by default,
+//!   [`Config::queue_capacity`](crate::Config::queue_capacity)); a full queue drops the newest
+//!   event, counts it ([`Guard::dropped_events`](crate::Guard::dropped_events)) and logs it. A
+//!   background task batches up to 100 events, 512 KiB or 100 ms, posts them with the key,
+//!   retries network errors and 5xx with exponential backoff and jitter, sends a batch the
+//!   ingest refuses as too large in halves, and stops for good after 401 or 403 with one
+//!   warning.
+//! - **Your own** sink: implement [`Sink`] and add it with
+//!   [`Config::sink`](crate::Config::sink); [`subscribe`] gives a [`Stream`] of every event in
+//!   this process (the demo and the tests use it).
+//!
+//! Proven against real loopback ingest servers (`report/outworx.rs` tests and
+//! `tests/tests/reporter.rs`): the schema and redaction of real deliveries, batching, the auth
+//! header, an outage followed by recovery losing nothing, a refused key stopping all sending,
+//! shutdown flushing, and a black-hole ingest while every delivery is still answered at once.
 
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};

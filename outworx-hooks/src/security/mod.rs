@@ -1,10 +1,8 @@
 //! Webhook signature verification over the exact raw request bytes, for every provider.
 //!
-//! Everything here works on `&[u8]`, never on a decoded string: a correctly signed body that
-//! is not valid UTF-8 verifies. A route may have several secrets (rotation) and a header may
-//! carry several signatures; the delivery is valid when any pair matches. Comparisons are
-//! constant-time. The result says why a delivery failed with a stable [`FailureReason`] code
-//! and a hint for the person reading the log.
+//! It works on its own, without axum (`cargo run --example verify` shows valid, tampered,
+//! stale, re-serialized and non-UTF-8 deliveries side by side). One call, as in the Python
+//! package, or a [`Verifier`] that parses the secrets once (what the receive pipeline does):
 //!
 //! ```
 //! use std::time::Duration;
@@ -23,7 +21,50 @@
 //!                                    Duration::from_secs(300), 1_700_000_010);
 //! assert_eq!(tampered.reason, Some(FailureReason::HmacMismatch));
 //! ```
-
+//!
+//! ```
+//! use outworx_hooks::security::{Delivery, Provider, Verifier};
+//! use outworx_hooks::testing::Signer;
+//!
+//! let verifier = Verifier::new(Provider::Github, &["new-secret", "old-secret"]).unwrap();
+//! let signed = Signer::new(Provider::Github, "old-secret").sign(&b"{}"[..]).unwrap();
+//! assert!(verifier.verify(&Delivery::new(&signed.headers, &signed.body)).valid);
+//!
+//! // Twilio, Square and HubSpot sign the public URL (and HubSpot the method) too.
+//! let signed = Signer::new(Provider::Twilio, "token")
+//!     .url("https://example.com/twilio/sms").sign(&b"Digits=1234"[..]).unwrap();
+//! let url = signed.url.as_deref().unwrap();
+//! let delivery = Delivery::new(&signed.headers, &signed.body).with_url(url);
+//! assert!(Verifier::new(Provider::Twilio, &["token"]).unwrap().verify(&delivery).valid);
+//! ```
+//!
+//! - **Bytes, not strings.** A correctly signed body that is not UTF-8 verifies (the Python
+//!   package 1.5 rejects it with `hmac_mismatch`).
+//! - **Rotation.** Any number of secrets per route × any number of signatures per header
+//!   (Stripe's several `v1=`, Svix's space-separated list, Paddle's several `h1=`; at most 16
+//!   are tried): valid if any pair matches. Unknown signature versions (Stripe `v0`, Svix
+//!   `v2`) are ignored. Standard Webhooks `v1a` (Ed25519, `whpk_` keys) and `v1` HMAC secrets
+//!   can share one route.
+//! - **Replay window** of [`DEFAULT_TOLERANCE`] (300 s), checked both ways, with an injectable
+//!   clock ([`verify_at`]). Schemes that sign no timestamp (GitHub, Shopify, Twilio, Square,
+//!   GitLab and the other body-only HMACs) cannot have one: there only idempotency stops a
+//!   replay.
+//! - **Constant-time** comparisons (`subtle`); secrets are never logged, echoed in errors or
+//!   hints, or printed by `Debug`.
+//! - **No input panics**: empty, huge, non-ASCII and malformed headers give `missing_header`
+//!   or `malformed_header`.
+//! - **`parsed_body` is proven, not guessed.** When a JSON body fails, the verifier rebuilds
+//!   its likely originals (compact, `, `/`: ` separators, 2- and 4-space indentation, `\u`
+//!   escapes added or removed; key order kept) and re-checks them: if one verifies, the body
+//!   was parsed and re-serialized before verification. Only on the failure path of an HMAC,
+//!   for bodies up to 64 KiB, within a fixed budget. Re-ordered keys cannot be undone and stay
+//!   `hmac_mismatch`.
+//!
+//! Each provider's headers, what it signs and how it is tested are listed in
+//! `docs/providers.md`. The Python package's per-provider functions
+//! (`verify_stripe_signature`, ...) are in [`compat`].
+//!
+pub mod compat;
 pub(crate) mod custom;
 pub(crate) mod handshake;
 mod keys;
@@ -36,6 +77,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 
+// The Python package's per-provider functions, at their old paths (`security::verify_stripe_signature`).
+#[doc(hidden)]
+pub use compat::*;
 pub use keys::SecretError;
 pub(crate) use keys::{Key, b64, parse_key};
 pub(crate) use provider::{KeyKind, Source};
@@ -375,95 +419,6 @@ pub fn verify_delivery_at<S: AsRef<str>>(
         );
     }
     run(provider, delivery, &keys, tolerance, now_unix)
-}
-
-fn one(provider: Provider, delivery: Delivery<'_>, secret: &str) -> SignatureResult {
-    verify_delivery_at(
-        provider,
-        &delivery,
-        &[secret],
-        DEFAULT_TOLERANCE,
-        now_unix(),
-    )
-}
-
-macro_rules! per_provider {
-    (body: $( $p:ident => $short:ident, $detailed:ident; )+) => { $(
-        #[doc = concat!("Whether a `", stringify!($p), "` delivery is validly signed with `secret`")]
-        #[doc = "(default tolerance, system clock). See the `_detailed` form for the reason."]
-        ///
-        /// ```
-        /// use outworx_hooks::{security::{self, Provider}, testing::{Signer, TestKeys}};
-        #[doc = concat!("let keys = TestKeys::for_provider(Provider::", stringify!($p), ");")]
-        #[doc = concat!("let signed = Signer::new(Provider::", stringify!($p), ", &keys.signing)")]
-        ///     .sign(&br#"{"id":"evt_1","type":"test"}"#[..]).unwrap();
-        #[doc = concat!("assert!(security::", stringify!($short), "(&signed.headers, &signed.body, &keys.verifying));")]
-        #[doc = concat!("let other = TestKeys::from_seed(Provider::", stringify!($p), ", [9; 32]);")]
-        #[doc = concat!("assert!(!security::", stringify!($short), "(&signed.headers, &signed.body, &other.verifying));")]
-        /// ```
-        pub fn $short(headers: &HeaderMap, raw_body: &[u8], secret: &str) -> bool {
-            $detailed(headers, raw_body, secret).valid
-        }
-
-        #[doc = concat!("Verifies a `", stringify!($p), "` delivery with `secret` and says why it failed.")]
-        pub fn $detailed(headers: &HeaderMap, raw_body: &[u8], secret: &str) -> SignatureResult {
-            one(Provider::$p, Delivery::new(headers, raw_body), secret)
-        }
-    )+ };
-    (url: $( $p:ident => $short:ident, $detailed:ident; )+) => { $(
-        #[doc = concat!("Whether a `", stringify!($p), "` delivery to the public `url` is validly signed")]
-        #[doc = "with `secret` (a `POST`; default tolerance, system clock)."]
-        ///
-        /// ```
-        /// use outworx_hooks::{security::{self, Provider}, testing::{Signer, TestKeys}};
-        #[doc = concat!("let keys = TestKeys::for_provider(Provider::", stringify!($p), ");")]
-        #[doc = concat!("let signed = Signer::new(Provider::", stringify!($p), ", &keys.signing)")]
-        ///     .url("https://example.com/hooks").sign(&b"Digits=1234"[..]).unwrap();
-        /// let url = signed.url.as_deref().unwrap();
-        #[doc = concat!("assert!(security::", stringify!($short), "(url, &signed.headers, &signed.body, &keys.verifying));")]
-        /// ```
-        pub fn $short(url: &str, headers: &HeaderMap, raw_body: &[u8], secret: &str) -> bool {
-            $detailed(url, headers, raw_body, secret).valid
-        }
-
-        #[doc = concat!("Verifies a `", stringify!($p), "` `POST` to `url` with `secret` and says why it failed.")]
-        pub fn $detailed(url: &str, headers: &HeaderMap, raw_body: &[u8], secret: &str) -> SignatureResult {
-            one(Provider::$p, Delivery::new(headers, raw_body).with_url(url), secret)
-        }
-    )+ };
-}
-
-per_provider! { body:
-    Stripe => verify_stripe_signature, verify_stripe_signature_detailed;
-    Github => verify_github_signature, verify_github_signature_detailed;
-    Shopify => verify_shopify_signature, verify_shopify_signature_detailed;
-    Svix => verify_svix_signature, verify_svix_signature_detailed;
-    Clerk => verify_clerk_signature, verify_clerk_signature_detailed;
-    Slack => verify_slack_signature, verify_slack_signature_detailed;
-    Standard => verify_standard_signature, verify_standard_signature_detailed;
-    Paddle => verify_paddle_signature, verify_paddle_signature_detailed;
-    Calendly => verify_calendly_signature, verify_calendly_signature_detailed;
-    Zoom => verify_zoom_signature, verify_zoom_signature_detailed;
-    Discord => verify_discord_signature, verify_discord_signature_detailed;
-    Sendgrid => verify_sendgrid_signature, verify_sendgrid_signature_detailed;
-    Gitlab => verify_gitlab_signature, verify_gitlab_signature_detailed;
-    Bitbucket => verify_bitbucket_signature, verify_bitbucket_signature_detailed;
-    Intercom => verify_intercom_signature, verify_intercom_signature_detailed;
-    Vercel => verify_vercel_signature, verify_vercel_signature_detailed;
-    Typeform => verify_typeform_signature, verify_typeform_signature_detailed;
-    Linear => verify_linear_signature, verify_linear_signature_detailed;
-    Lemonsqueezy => verify_lemonsqueezy_signature, verify_lemonsqueezy_signature_detailed;
-    Razorpay => verify_razorpay_signature, verify_razorpay_signature_detailed;
-    Twitch => verify_twitch_signature, verify_twitch_signature_detailed;
-    Mailgun => verify_mailgun_signature, verify_mailgun_signature_detailed;
-    Resend => verify_resend_signature, verify_resend_signature_detailed;
-    Meta => verify_meta_signature, verify_meta_signature_detailed;
-}
-
-per_provider! { url:
-    Twilio => verify_twilio_signature, verify_twilio_signature_detailed;
-    Square => verify_square_signature, verify_square_signature_detailed;
-    Hubspot => verify_hubspot_signature, verify_hubspot_signature_detailed;
 }
 
 #[cfg(test)]

@@ -3,4 +3,5 @@
 //! `outworx-hooks-providers` holds the one table (names, schemes, natural keys, envelopes,
 //! handshakes) that this crate and the attribute both read.
 
-pub use outworx_hooks_providers::{KeyKind, Provider, Source, UnknownProvider};
+pub(crate) use outworx_hooks_providers::{KeyKind, Source};
+pub use outworx_hooks_providers::{Provider, UnknownProvider};

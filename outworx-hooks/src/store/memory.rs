@@ -157,10 +157,10 @@ impl Default for MemoryStore {
 }
 
 /// The default key bound of [`MemoryStore::new`].
-pub const DEFAULT_MAX_ENTRIES: u64 = 100_000;
+pub(crate) const DEFAULT_MAX_ENTRIES: u64 = 100_000;
 
 /// The default byte bound of [`MemoryStore::new`]: 64 MiB.
-pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+pub(crate) const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 
 /// At most this many shards; small stores get fewer, so the bound stays exact.
 const MAX_SHARDS: u64 = 64;

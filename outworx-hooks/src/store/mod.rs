@@ -1,13 +1,66 @@
 //! Idempotency stores: where the first response to a delivery is kept so retries replay it.
 //!
-//! Every store answers [`Store::reserve`] atomically with new / duplicate (with the cached
-//! response) / in flight, keeps a completed response for the TTL, and frees a key on
-//! [`Store::release`]. A reservation that was neither completed nor renewed
-//! ([`Store::renew`]) within [`STALE_RESERVATION`] (its instance died) is taken over; the old
-//! owner's late `complete`/`release` carries a stale [`ReservationToken`] and changes nothing.
+//! Providers retry; a retried delivery never runs the handler twice, on one instance or on
+//! twenty. One [`Store`] trait, three implementations, used by the same pipeline:
 //!
-//! Keys longer than [`MAX_KEY_LEN`] bytes are replaced by a digest of themselves
-//! ([`fit_key`]) in every store, so a key's size is bounded whatever a sender puts in it.
+//! | store | when | how |
+//! |---|---|---|
+//! | [`MemoryStore`] (default) | one instance | bounded in keys and bytes (100,000 keys and 64 MiB by default, [`MemoryStore::with_bounds`]), sharded insertion-ordered hash maps; atomic per key; TTL expiry; oldest keys evicted first |
+//! | `RedisStore` (feature `redis`) | many instances | one Lua script per operation: reserve with `SET NX PX`, complete, release and renew guarded by the reservation token; a key prefix; a reconnecting connection manager; Redis 5 or later, checked at `connect` |
+//! | `OutworxApiStore` (feature `outworx-api`) | the Outworx API or `outworx serve` | `POST /api/sdk/idempotency/check` and `/complete` (see `docs/wire-protocol.md`), async with a timeout |
+//!
+//! ```no_run
+//! # #[cfg(feature = "redis")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use outworx_hooks::{Config, store::RedisStore};
+//!
+//! let store = RedisStore::connect("redis://127.0.0.1:6379").await?.with_prefix("billing:idem:");
+//! let guard = outworx_hooks::init(Config::from_env().store(store).service("billing"))?;
+//! # let _ = guard; Ok(()) }
+//! ```
+//!
+//! # Semantics, for every store
+//!
+//! [`Store::reserve`] answers atomically: new, duplicate (with the first response: status,
+//! content type and body; a body over [`MAX_CACHED_BODY`] is kept as its status only), or in
+//! flight. A 2xx completes the key for the route's TTL (default 24 h, clamped to 60 s ..= 7
+//! days); a non-2xx, an error or a panic releases it ([`Store::release`]), so the retry runs
+//! the handler. A reservation neither completed nor renewed ([`Store::renew`]) within
+//! [`STALE_RESERVATION`] (its instance died) is taken over; the old owner's late `complete` or
+//! `release` carries a stale [`ReservationToken`] and changes nothing. The pipeline renews its
+//! reservations while the handler runs ([`Store::renew_every`]), so a slow handler is never run
+//! a second time beside itself. Tokens carry 128 bits of OS randomness (none available: a
+//! store error, never a guessable token).
+//!
+//! # Keys
+//!
+//! Keys are `service:provider:route:key`, each part escaped so parts never run into each
+//! other. The route is the handler's module path and name (two `async fn hook` in two modules
+//! are two routes) or, for a layer, its name and the path it guards. The service is
+//! [`Config::service`](crate::Config::service) (`OUTWORX_HOOKS_SERVICE`; default the
+//! executable's name), so two services sharing one Redis or one Outworx project never answer
+//! each other's deliveries, while every instance of one service shares them. Name it when you
+//! share a store ([`init`](crate::init) warns if you do not). Keys longer than [`MAX_KEY_LEN`]
+//! bytes are replaced by a digest of themselves ([`fit_key`]) in every store, so a key's size
+//! is bounded whatever a sender puts in it.
+//!
+//! For providers whose natural key is a header their signature does not cover (GitHub,
+//! Shopify, GitLab, Bitbucket, Linear, Razorpay, Twilio), bare `idempotency` also reserves a
+//! digest of the signed body: a captured delivery replayed under a new id header is still a
+//! duplicate. A store error fails open (the handler runs, a warning is logged, the event
+//! carries `metadata.idempotency_error`); [`Config::fail_closed`](crate::Config::fail_closed)
+//! answers 503 with `Retry-After` instead.
+//!
+//! The Outworx API's check answer has no in-flight status and no release endpoint of its own:
+//! `OutworxApiStore` sends its reservation token, reads a `duplicate` without a cached status
+//! as in flight, and releases with `/complete` and `"release": true`, which `outworx serve`
+//! implements.
+//!
+//! How it is proven (`tests/tests/store_*.rs`): for each store, 200 concurrent HTTP copies of
+//! one delivery run the handler exactly once, every 2xx is the first run's body, the rest are
+//! 409, a later copy replays; a 503 and a panic release the key. The Redis tests run a real
+//! `redis-server`, including two receiver processes sharing it. Measured costs are in
+//! `docs/performance.md`.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};

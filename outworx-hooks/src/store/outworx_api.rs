@@ -12,7 +12,7 @@ use super::{
 
 /// The default time one API call may take before the store reports an error (and the
 /// pipeline fails open).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Idempotency through the Outworx API (feature `outworx-api`).
 ///

@@ -15,14 +15,14 @@ use outworx_hooks::testing::Signer;
 use outworx_hooks::webhook;
 
 /// A `redis-server` of our own, stopped on drop.
-pub struct Redis {
+pub(crate) struct Redis {
     child: Child,
     pub url: String,
     pub port: u16,
 }
 
 impl Redis {
-    pub fn start() -> Redis {
+    pub(crate) fn start() -> Redis {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -31,7 +31,7 @@ impl Redis {
     }
 
     /// A server on `port` (to restart one where a client expects it).
-    pub fn start_on(port: u16) -> Redis {
+    pub(crate) fn start_on(port: u16) -> Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
@@ -51,7 +51,7 @@ impl Redis {
 
     /// Round trips clients made: script calls (`EVALSHA`, `EVAL`, `SCRIPT`), which is all the
     /// store sends; commands run inside scripts are counted apart by Redis and excluded.
-    pub fn round_trips(&self) -> u64 {
+    pub(crate) fn round_trips(&self) -> u64 {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string(), "INFO", "commandstats"])
             .output()
@@ -84,7 +84,7 @@ impl Drop for Redis {
 
 static RUNS: Mutex<Option<HashMap<String, usize>>> = Mutex::new(None);
 
-pub fn runs(id: &str) -> usize {
+pub(crate) fn runs(id: &str) -> usize {
     RUNS.lock()
         .unwrap()
         .as_ref()
@@ -120,25 +120,25 @@ pub async fn counted(headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
     }
 }
 
-pub fn router() -> axum::Router {
+pub(crate) fn router() -> axum::Router {
     axum::Router::new().route("/hook", axum::routing::post(counted))
 }
 
-pub async fn serve(app: axum::Router) -> String {
+pub(crate) async fn serve(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     base
 }
 
-pub fn signed(id: &str, body: &str) -> outworx_hooks::testing::Signed {
+pub(crate) fn signed(id: &str, body: &str) -> outworx_hooks::testing::Signed {
     Signer::new(Provider::Github, "store-tests-secret")
         .id(id)
         .sign(body)
         .unwrap()
 }
 
-pub async fn send(
+pub(crate) async fn send(
     client: &reqwest::Client,
     url: &str,
     s: &outworx_hooks::testing::Signed,
@@ -155,7 +155,7 @@ pub async fn send(
 
 /// 200 concurrent copies of one delivery, spread over `urls`: the handler runs once, every
 /// 2xx answer is the first run's body, the others are 409, and a later copy replays it.
-pub async fn two_hundred_copies(urls: &[String], id: &str) {
+pub(crate) async fn two_hundred_copies(urls: &[String], id: &str) {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
@@ -191,7 +191,7 @@ pub async fn two_hundred_copies(urls: &[String], id: &str) {
 }
 
 /// A 503 and a panic release the key: the next copy runs the handler again.
-pub async fn failures_release_the_key(url: &str) {
+pub(crate) async fn failures_release_the_key(url: &str) {
     let client = reqwest::Client::new();
     for (id, body, status) in [
         ("rel-503", "fail", StatusCode::SERVICE_UNAVAILABLE),
