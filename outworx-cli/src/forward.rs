@@ -58,6 +58,9 @@ pub(crate) fn local_url(target: &str) -> String {
     url.trim_end_matches('/').to_owned()
 }
 
+/// What the local server answered: status, headers, body.
+type Local = (u16, HashMap<String, String>, Vec<u8>);
+
 struct Tunnel {
     client: reqwest::Client,
     local: reqwest::Client,
@@ -69,50 +72,8 @@ struct Tunnel {
 }
 
 pub(crate) async fn run(args: ForwardArgs) -> Result<(), String> {
-    let api_key = crate::api_key(
-        args.api_key,
-        args.api_key_file.as_deref(),
-        "OUTWORX_API_KEY",
-    )?;
-    let local_url = local_url(&args.target);
-    let local_base = reqwest::Url::parse(&local_url)
-        .map_err(|e| format!("`{}` is not a usable local URL: {e}", args.target))?;
-    if local_base.cannot_be_a_base() || local_base.host().is_none() {
-        return Err(format!("`{}` is not a usable local URL", args.target));
-    }
-    let t = Arc::new(Tunnel {
-        client: reqwest::Client::new(),
-        local: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(20))
-            .build()
-            .map_err(|e| e.to_string())?,
-        endpoint: args.endpoint.trim_end_matches('/').to_owned(),
-        api_key,
-        local_url,
-        local_base,
-        color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-    });
-    let res = t
-        .client
-        .post(format!("{}/api/forward/sessions", t.endpoint))
-        .bearer_auth(&t.api_key)
-        .json(&SessionRequest {
-            destination_url: Some(t.local_url.clone()),
-        })
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach {}: {e}", t.endpoint))?;
-    let status = res.status();
-    let text = res.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(format!(
-            "failed to create the tunnel session ({status}): {}",
-            printable(&text)
-        ));
-    }
-    let session: SessionAnswer = serde_json::from_str(&text)
-        .map_err(|e| format!("the relay's session answer is not one: {e}"))?;
+    let t = Arc::new(Tunnel::new(args)?);
+    let session = t.open_session().await?;
     let id = session.session_id.clone();
     say!(
         "\n  {}  →  {}",
@@ -150,6 +111,60 @@ pub(crate) async fn run(args: ForwardArgs) -> Result<(), String> {
         .send()
         .await;
     Ok(())
+}
+
+impl Tunnel {
+    /// The tunnel `args` describe: the key, the relay, and the local server it forwards to.
+    fn new(args: ForwardArgs) -> Result<Tunnel, String> {
+        let api_key = crate::api_key(
+            args.api_key,
+            args.api_key_file.as_deref(),
+            "OUTWORX_API_KEY",
+        )?;
+        let local_url = local_url(&args.target);
+        let local_base = reqwest::Url::parse(&local_url)
+            .map_err(|e| format!("`{}` is not a usable local URL: {e}", args.target))?;
+        if local_base.cannot_be_a_base() || local_base.host().is_none() {
+            return Err(format!("`{}` is not a usable local URL", args.target));
+        }
+        Ok(Tunnel {
+            client: reqwest::Client::new(),
+            local: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(20))
+                .build()
+                .map_err(|e| e.to_string())?,
+            endpoint: args.endpoint.trim_end_matches('/').to_owned(),
+            api_key,
+            local_url,
+            local_base,
+            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        })
+    }
+
+    /// Opens a session on the relay.
+    async fn open_session(&self) -> Result<SessionAnswer, String> {
+        let res = self
+            .client
+            .post(format!("{}/api/forward/sessions", self.endpoint))
+            .bearer_auth(&self.api_key)
+            .json(&SessionRequest {
+                destination_url: Some(self.local_url.clone()),
+            })
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", self.endpoint))?;
+        let status = res.status();
+        let text = res.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!(
+                "failed to create the tunnel session ({status}): {}",
+                printable(&text)
+            ));
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| format!("the relay's session answer is not one: {e}"))
+    }
 }
 
 impl Tunnel {
@@ -224,60 +239,10 @@ impl Tunnel {
         };
         // Printed to a terminal: the relay's text is escaped, never interpreted.
         let label = printable(&format!("{method} {path}"));
-        let clock = clock();
         let started = Instant::now();
         let result = self.deliver(&e, &method, &path).await;
         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let report = match result {
-            Ok((status, headers, body)) => {
-                let code = match status {
-                    500.. => "31",
-                    400.. => "33",
-                    300.. => "36",
-                    _ => "32",
-                };
-                say!(
-                    "{}  {}  {}  {}",
-                    self.paint("2", &clock),
-                    self.paint("1", &label),
-                    self.paint(code, &status.to_string()),
-                    self.paint("2", &format!("{ms}ms"))
-                );
-                let text = std::str::from_utf8(&body).ok();
-                LocalResponse {
-                    event_id: e.id.clone(),
-                    status,
-                    headers,
-                    body: Some(text.map_or_else(
-                        || String::from_utf8_lossy(&body).into_owned(),
-                        str::to_owned,
-                    )),
-                    body_base64: text
-                        .is_none()
-                        .then(|| base64::engine::general_purpose::STANDARD.encode(&body)),
-                    duration_ms: Some(ms),
-                }
-            }
-            Err(msg) => {
-                say!(
-                    "{}  {}  {}  {}",
-                    self.paint("2", &clock),
-                    self.paint("1", &label),
-                    self.paint("31", "ERR"),
-                    self.paint("2", &msg)
-                );
-                LocalResponse {
-                    event_id: e.id.clone(),
-                    status: 502,
-                    headers: [("content-type".to_owned(), "text/plain".to_owned())].into(),
-                    body: Some(format!(
-                        "outworx forward: local handler unreachable ({msg})"
-                    )),
-                    body_base64: None,
-                    duration_ms: Some(0),
-                }
-            }
-        };
+        let report = self.answer(&e.id, result, &label, ms);
         let sent = self
             .client
             .post(format!("{}/api/forward/responses", self.endpoint))
@@ -294,12 +259,69 @@ impl Tunnel {
         }
     }
 
-    async fn deliver(
+    /// Prints one line for a delivery and makes the response reported to the relay: the local
+    /// server's, or a 502 when it could not be reached.
+    fn answer(
         &self,
-        e: &HeldRequest,
-        method: &str,
-        path: &str,
-    ) -> Result<(u16, HashMap<String, String>, Vec<u8>), String> {
+        id: &str,
+        result: Result<Local, String>,
+        label: &str,
+        ms: u64,
+    ) -> LocalResponse {
+        let clock = clock();
+        match result {
+            Ok((status, headers, body)) => {
+                let code = match status {
+                    500.. => "31",
+                    400.. => "33",
+                    300.. => "36",
+                    _ => "32",
+                };
+                say!(
+                    "{}  {}  {}  {}",
+                    self.paint("2", &clock),
+                    self.paint("1", label),
+                    self.paint(code, &status.to_string()),
+                    self.paint("2", &format!("{ms}ms"))
+                );
+                let text = std::str::from_utf8(&body).ok();
+                LocalResponse {
+                    event_id: id.to_owned(),
+                    status,
+                    headers,
+                    body: Some(text.map_or_else(
+                        || String::from_utf8_lossy(&body).into_owned(),
+                        str::to_owned,
+                    )),
+                    body_base64: text
+                        .is_none()
+                        .then(|| base64::engine::general_purpose::STANDARD.encode(&body)),
+                    duration_ms: Some(ms),
+                }
+            }
+            Err(msg) => {
+                say!(
+                    "{}  {}  {}  {}",
+                    self.paint("2", &clock),
+                    self.paint("1", label),
+                    self.paint("31", "ERR"),
+                    self.paint("2", &msg)
+                );
+                LocalResponse {
+                    event_id: id.to_owned(),
+                    status: 502,
+                    headers: [("content-type".to_owned(), "text/plain".to_owned())].into(),
+                    body: Some(format!(
+                        "outworx forward: local handler unreachable ({msg})"
+                    )),
+                    body_base64: None,
+                    duration_ms: Some(0),
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, e: &HeldRequest, method: &str, path: &str) -> Result<Local, String> {
         let url = local_target(&self.local_base, path, e.query_string.as_deref())?;
         let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
         let mut req = self.local.request(method.clone(), url);

@@ -3,6 +3,7 @@
 use clap::Args;
 use outworx_hooks::security::Provider;
 use outworx_hooks::testing::Signer;
+use outworx_hooks_providers::Source;
 use serde_json::{Value, json};
 
 #[derive(Args)]
@@ -32,7 +33,8 @@ fn say_stderr(s: &str) {
     let _ = writeln!(std::io::stderr(), "{s}");
 }
 
-/// The sample event types per provider; the first is the default.
+/// The sample event types per provider, the first the default: values of the field or
+/// header the catalog reads the provider's event type from.
 pub(crate) fn event_types(p: Provider) -> &'static [&'static str] {
     match p {
         Provider::Stripe => &[
@@ -44,7 +46,8 @@ pub(crate) fn event_types(p: Provider) -> &'static [&'static str] {
         Provider::Github => &["push", "pull_request", "issues", "ping"],
         Provider::Gitlab => &["Push Hook", "Merge Request Hook"],
         Provider::Shopify => &["orders/create", "orders/paid", "products/update"],
-        Provider::Slack => &["app_mention", "message"],
+        // Slack's event type is the envelope's: the inner event is an `app_mention`.
+        Provider::Slack => &["event_callback"],
         Provider::Twilio => &["message.received"],
         Provider::Paddle => &["transaction.completed", "subscription.created"],
         Provider::Lemonsqueezy => &["order_created", "subscription_created"],
@@ -53,105 +56,106 @@ pub(crate) fn event_types(p: Provider) -> &'static [&'static str] {
         Provider::Calendly => &["invitee.created", "invitee.canceled"],
         Provider::Linear => &["Issue", "Comment"],
         Provider::Bitbucket => &["repo:push", "pullrequest:created"],
+        Provider::Mailgun => &["delivered", "opened", "failed"],
+        Provider::Meta => &["page", "instagram", "whatsapp_business_account"],
         _ => &["event.created", "event.updated"],
     }
 }
 
-/// A sample body for `p` and `kind`, with the headers that carry the event type.
+/// A sample body for `p` and `kind`, with the headers that carry the event type. The event
+/// type and a body-borne delivery id go where the provider catalog says the provider sends
+/// them (the signer adds the id headers); the templates give the rest of a realistic body.
 pub(crate) fn sample(p: Provider, kind: &str, n: u64) -> (Vec<u8>, Vec<(&'static str, String)>) {
     let id = format!("{n:016x}");
-    let json = |v: Value| v.to_string().into_bytes();
-    match p {
-        Provider::Stripe => (
-            json(json!({
-                "id": format!("evt_{id}"), "object": "event", "api_version": "2024-06-20", "created": now(),
-                "data": {"object": {"id": format!("pi_{id}"), "object": "payment_intent", "amount": 2000,
-                    "currency": "usd", "status": "succeeded", "customer": "cus_test"}},
-                "livemode": false, "pending_webhooks": 1, "request": {"id": null}, "type": kind,
-            })),
-            vec![],
-        ),
-        Provider::Github => (
-            json(json!({
-                "ref": "refs/heads/main", "before": "0".repeat(40), "after": format!("{id:0>40}"),
-                "action": if kind == "push" { Value::Null } else { json!("opened") },
-                "repository": {"id": 1, "full_name": "octo/hello", "private": false},
-                "sender": {"login": "octocat", "id": 1},
-            })),
-            vec![
-                ("x-github-event", kind.into()),
-                (
-                    "x-github-delivery",
-                    format!("{id:0>8}-0000-4000-8000-000000000000"),
-                ),
-            ],
-        ),
-        Provider::Gitlab => (
-            json(json!({
-                "object_kind": kind.split(' ').next().unwrap_or("push").to_lowercase(),
-                "project": {"id": 1, "path_with_namespace": "group/project"}, "user_name": "Ada",
-            })),
-            vec![
-                ("x-gitlab-event", kind.into()),
-                ("x-gitlab-event-uuid", format!("{id}-uuid")),
-            ],
-        ),
-        Provider::Shopify => (
-            json(json!({
-                "id": n, "email": "buyer@example.com", "total_price": "20.00", "currency": "USD",
-                "line_items": [{"title": "T-shirt", "quantity": 1, "price": "20.00"}],
-            })),
-            vec![
-                ("x-shopify-topic", kind.into()),
-                ("x-shopify-webhook-id", id.clone()),
-                ("x-shopify-shop-domain", "example.myshopify.com".into()),
-            ],
-        ),
-        Provider::Slack => (
-            json(json!({
-                "type": "event_callback", "event_id": format!("Ev{id}"), "team_id": "T000",
-                "event": {"type": kind, "user": "U000", "text": "hello", "channel": "C000"},
-            })),
-            vec![],
-        ),
-        Provider::Twilio => (
-            format!("MessageSid=SM{id}&From=%2B15550001111&To=%2B15550002222&Body=Hello")
-                .into_bytes(),
-            vec![("content-type", "application/x-www-form-urlencoded".into())],
-        ),
-        Provider::Paddle | Provider::Typeform => (
-            json(json!({
-                "event_id": format!("evt_{id}"), "event_type": kind, "occurred_at": now_rfc3339(),
-                "data": {"id": format!("txn_{id}"), "status": "completed"},
-            })),
-            vec![],
-        ),
-        Provider::Lemonsqueezy => (
-            json(json!({
-                "meta": {"event_name": kind}, "data": {"id": id, "type": "orders", "attributes": {"total": 2000}},
-            })),
-            vec![("x-event-name", kind.into())],
-        ),
-        Provider::Razorpay | Provider::Zoom | Provider::Calendly => (
-            json(json!({
-                "event": kind, "created_at": now(), "payload": {"id": id, "status": "ok"},
-            })),
-            vec![],
-        ),
-        Provider::Intercom => (
-            json(json!({
-                "type": "notification_event", "id": format!("notif_{id}"), "topic": kind, "data": {"item": {}},
-            })),
-            vec![],
-        ),
-        _ => (
-            json(json!({
-                "id": format!("evt_{id}"), "type": kind, "created_at": now_rfc3339(),
-                "data": {"object": {"id": format!("obj_{id}")}},
-            })),
-            vec![],
-        ),
+    let mut headers = Vec::new();
+    let Some(mut body) = template(p, &id) else {
+        // Twilio posts a form, and signs no event type.
+        let form = format!("MessageSid=SM{id}&From=%2B15550001111&To=%2B15550002222&Body=Hello");
+        headers.push(("content-type", "application/x-www-form-urlencoded".into()));
+        return (form.into_bytes(), headers);
+    };
+    let spec = p.spec();
+    match spec.event_type {
+        Some(Source::Header(name)) => headers.push((name, kind.to_owned())),
+        Some(Source::Body(path)) => set(&mut body, path, json!(kind), true),
+        None => {}
     }
+    if let Some(Source::Body(path)) = spec.natural_key {
+        set(&mut body, path, json!(format!("evt_{id}")), false);
+    }
+    (body.to_string().into_bytes(), headers)
+}
+
+/// Sets the field at `path` (making the objects on the way), replacing a value already there
+/// only when `replace`.
+fn set(body: &mut Value, path: &[&str], value: Value, replace: bool) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut at = body;
+    for key in parents {
+        let Some(object) = at.as_object_mut() else {
+            return;
+        };
+        at = object.entry(*key).or_insert_with(|| json!({}));
+    }
+    if let Some(object) = at.as_object_mut()
+        && (replace || !object.contains_key(*last))
+    {
+        object.insert((*last).to_owned(), value);
+    }
+}
+
+/// The realistic part of each provider's body; `None` for a form body.
+fn template(p: Provider, id: &str) -> Option<Value> {
+    Some(match p {
+        Provider::Stripe => json!({
+            "id": format!("evt_{id}"), "object": "event", "api_version": "2024-06-20", "created": now(),
+            "data": {"object": {"id": format!("pi_{id}"), "object": "payment_intent", "amount": 2000,
+                "currency": "usd", "status": "succeeded", "customer": "cus_test"}},
+            "livemode": false, "pending_webhooks": 1, "request": {"id": null},
+        }),
+        Provider::Github => json!({
+            "ref": "refs/heads/main", "before": "0".repeat(40), "after": format!("{id:0>40}"),
+            "repository": {"id": 1, "full_name": "octo/hello", "private": false},
+            "sender": {"login": "octocat", "id": 1},
+        }),
+        Provider::Gitlab => json!({
+            "object_kind": "push", "project": {"id": 1, "path_with_namespace": "group/project"},
+            "user_name": "Ada",
+        }),
+        Provider::Shopify => json!({
+            "id": u64::from_str_radix(id, 16).unwrap_or(1), "email": "buyer@example.com",
+            "total_price": "20.00", "currency": "USD",
+            "line_items": [{"title": "T-shirt", "quantity": 1, "price": "20.00"}],
+        }),
+        Provider::Slack => json!({
+            "event_id": format!("Ev{id}"), "team_id": "T000",
+            "event": {"type": "app_mention", "user": "U000", "text": "hello", "channel": "C000"},
+        }),
+        Provider::Twilio => return None,
+        Provider::Paddle | Provider::Typeform => json!({
+            "event_id": format!("evt_{id}"), "occurred_at": now_rfc3339(),
+            "data": {"id": format!("txn_{id}"), "status": "completed"},
+        }),
+        Provider::Lemonsqueezy => json!({
+            "meta": {"event_name": "order_created"},
+            "data": {"id": id, "type": "orders", "attributes": {"total": 2000}},
+        }),
+        Provider::Razorpay | Provider::Zoom | Provider::Calendly => json!({
+            "created_at": now(), "payload": {"id": id, "status": "ok"},
+        }),
+        Provider::Intercom => json!({
+            "type": "notification_event", "id": format!("notif_{id}"), "data": {"item": {}},
+        }),
+        Provider::Meta => json!({
+            "entry": [{"id": id, "time": now(), "changes": [{"field": "feed", "value": {}}]}],
+        }),
+        _ => json!({
+            "id": format!("evt_{id}"), "created_at": now_rfc3339(),
+            "data": {"object": {"id": format!("obj_{id}")}},
+        }),
+    })
 }
 
 fn now() -> u64 {
@@ -243,21 +247,73 @@ pub(crate) async fn run(args: TriggerArgs) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn secret(p: Provider) -> String {
+        match p {
+            Provider::Discord | Provider::Sendgrid => {
+                outworx_hooks::testing::TestKeys::for_provider(p).signing
+            }
+            _ => "whsec_dGVzdA==".into(),
+        }
+    }
+
     #[test]
     fn every_provider_has_a_signable_sample() {
         for p in Provider::ALL {
             for kind in event_types(*p) {
                 let (body, _) = sample(*p, kind, 1);
-                let secret = match p {
-                    Provider::Discord | Provider::Sendgrid => {
-                        outworx_hooks::testing::TestKeys::for_provider(*p).signing
-                    }
-                    _ => "whsec_dGVzdA==".into(),
-                };
-                Signer::new(*p, secret)
+                Signer::new(*p, secret(*p))
                     .url("https://example.com/hook")
                     .sign(body)
                     .unwrap_or_else(|e| panic!("{p:?} {kind}: {e}"));
+            }
+        }
+    }
+
+    /// The receiving SDK reads the event type and the delivery id where the catalog says: a
+    /// sample that put them elsewhere would be reported without them.
+    #[test]
+    fn samples_carry_the_event_type_and_id_where_the_catalog_reads_them() {
+        for p in Provider::ALL {
+            let spec = p.spec();
+            for kind in event_types(*p) {
+                let (body, headers) = sample(*p, kind, 7);
+                let signed = Signer::new(*p, secret(*p))
+                    .url("https://example.com/hook")
+                    .sign(body)
+                    .unwrap();
+                let json: Option<Value> = serde_json::from_slice(&signed.body).ok();
+                let read = |source: Source| -> Option<String> {
+                    match source {
+                        Source::Header(name) => headers
+                            .iter()
+                            .find(|(h, _)| *h == name)
+                            .map(|(_, v)| v.clone())
+                            .or_else(|| {
+                                let v = signed.headers.get(name)?.to_str().ok()?;
+                                Some(v.to_owned())
+                            }),
+                        Source::Body(path) => {
+                            let mut at = json.as_ref()?;
+                            for key in path {
+                                at = at.get(key)?;
+                            }
+                            at.as_str().map(str::to_owned)
+                        }
+                    }
+                };
+                if let Some(source) = spec.event_type {
+                    assert_eq!(
+                        read(source).as_deref(),
+                        Some(*kind),
+                        "{p} {kind}: event type"
+                    );
+                }
+                if let Some(source) = spec.natural_key {
+                    assert!(
+                        read(source).is_some(),
+                        "{p} {kind}: no delivery id at {source:?}"
+                    );
+                }
             }
         }
     }

@@ -130,65 +130,13 @@ impl Guard {
 /// let guard = outworx_hooks::init(outworx_hooks::Config::new());
 /// # let _ = guard;
 /// ```
-pub fn init(config: Config) -> Result<Guard, ConfigError> {
-    if let Some(key) = &config.api_key
-        && !valid_api_key(key.trim())
-    {
-        return Err(ConfigError::InvalidApiKey);
-    }
-    let trusted_proxies = parse_cidrs(config.trusted_proxies.iter().map(String::as_str))
-        .map_err(ConfigError::TrustedProxy)?;
-    let public_url = match config.public_url {
-        Some(u)
-            if !(u.starts_with("https://") || u.starts_with("http://"))
-                || u.parse::<http::Uri>().is_err() =>
-        {
-            return Err(ConfigError::PublicUrl);
-        }
-        other => other,
-    };
+pub fn init(mut config: Config) -> Result<Guard, ConfigError> {
+    let (trusted_proxies, public_url) = validate(&config)?;
     let problems = crate::route::check_all_routes();
     if !problems.is_empty() {
         return Err(ConfigError::Secrets(problems));
     }
-    let mut sinks = config.sinks;
-    #[cfg(feature = "outworx-api")]
-    let mut outworx = None;
-    if let Some(key) = config.api_key {
-        let endpoint = config
-            .endpoint
-            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
-        #[cfg(feature = "outworx-api")]
-        {
-            let mut options = OutworxSinkOptions::new(endpoint, key.trim());
-            options.timeout = config.timeout;
-            options.capacity = config.queue_capacity;
-            if let Some(cb) = config.on_error {
-                options.on_error = Some(Arc::new(move |e: &ReportError| cb(&e.to_string())));
-            }
-            let sink = OutworxSink::spawn(options).ok_or(ConfigError::NoRuntime)?;
-            sinks.insert(0, Arc::new(sink.clone()));
-            outworx = Some(sink);
-        }
-        #[cfg(not(feature = "outworx-api"))]
-        {
-            let _ = (
-                endpoint,
-                key,
-                config.on_error,
-                config.timeout,
-                config.queue_capacity,
-            );
-            return Err(ConfigError::FeatureDisabled);
-        }
-    } else if sinks.is_empty() {
-        sinks.push(Arc::new(TracingSink));
-    }
-    let guard = Guard {
-        sinks: sinks.clone(),
-        #[cfg(feature = "outworx-api")]
-        outworx,
-    };
+    let guard = start_sinks(&mut config)?;
     let store = config
         .store
         .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn Store>);
@@ -202,7 +150,7 @@ pub fn init(config: Config) -> Result<Guard, ConfigError> {
     }
     let rt = Runtime {
         store,
-        sinks,
+        sinks: guard.sinks.clone(),
         debug: config.debug,
         fail_closed: config.fail_closed,
         service: escape_component(&config.service.unwrap_or_else(default_service)),
@@ -211,6 +159,67 @@ pub fn init(config: Config) -> Result<Guard, ConfigError> {
     };
     *RUNTIME.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(rt));
     Ok(guard)
+}
+
+/// Checks the parts of `config` that can be wrong on their own: the API key's form, the
+/// trusted proxies and the public URL (returned parsed).
+fn validate(config: &Config) -> Result<(Vec<ipnet::IpNet>, Option<String>), ConfigError> {
+    if let Some(key) = &config.api_key
+        && !valid_api_key(key.trim())
+    {
+        return Err(ConfigError::InvalidApiKey);
+    }
+    let trusted_proxies = parse_cidrs(config.trusted_proxies.iter().map(String::as_str))
+        .map_err(ConfigError::TrustedProxy)?;
+    match &config.public_url {
+        Some(u)
+            if !(u.starts_with("https://") || u.starts_with("http://"))
+                || u.parse::<http::Uri>().is_err() =>
+        {
+            Err(ConfigError::PublicUrl)
+        }
+        other => Ok((trusted_proxies, other.clone())),
+    }
+}
+
+/// The sinks events go to, in the guard that flushes them: with an API key the Outworx sink
+/// first (it needs the `outworx-api` feature and a tokio runtime), then the configured ones;
+/// the tracing sink when there is none.
+fn start_sinks(config: &mut Config) -> Result<Guard, ConfigError> {
+    let mut sinks = std::mem::take(&mut config.sinks);
+    #[cfg(feature = "outworx-api")]
+    let mut outworx = None;
+    if let Some(key) = config.api_key.take() {
+        let endpoint = config
+            .endpoint
+            .take()
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+        #[cfg(feature = "outworx-api")]
+        {
+            let mut options = OutworxSinkOptions::new(endpoint, key.trim());
+            options.timeout = config.timeout;
+            options.capacity = config.queue_capacity;
+            if let Some(cb) = config.on_error.take() {
+                options.on_error = Some(Arc::new(move |e: &ReportError| cb(&e.to_string())));
+            }
+            let sink = OutworxSink::spawn(options).ok_or(ConfigError::NoRuntime)?;
+            sinks.insert(0, Arc::new(sink.clone()));
+            outworx = Some(sink);
+        }
+        #[cfg(not(feature = "outworx-api"))]
+        {
+            let _ = (endpoint, key, config.on_error.take());
+            let _ = (config.timeout, config.queue_capacity);
+            return Err(ConfigError::FeatureDisabled);
+        }
+    } else if sinks.is_empty() {
+        sinks.push(Arc::new(TracingSink));
+    }
+    Ok(Guard {
+        sinks,
+        #[cfg(feature = "outworx-api")]
+        outworx,
+    })
 }
 
 #[cfg(test)]

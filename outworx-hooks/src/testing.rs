@@ -40,7 +40,7 @@ use http::{HeaderMap, HeaderValue};
 
 pub use crate::security::scheme::SignError;
 use crate::security::scheme::{self, is_json, put};
-use crate::security::{Provider, b64, now_unix};
+use crate::security::{Provider, Source, b64, now_unix};
 
 /// A matching pair of keys for tests: what the provider signs with, and what you configure.
 ///
@@ -311,14 +311,14 @@ impl Signer {
         })
     }
 
-    /// Delivery-id headers real providers send beside the signature (used for idempotency).
+    /// The delivery-id header the provider sends beside the signature (its natural
+    /// idempotency key, from the catalog), when the scheme has not set it already.
     fn id_headers(&self, headers: &mut HeaderMap, id: &str) -> Result<(), SignError> {
-        let name = match self.provider {
-            Provider::Github => "x-github-delivery",
-            Provider::Shopify => "x-shopify-webhook-id",
-            Provider::Gitlab => "x-gitlab-event-uuid",
-            _ => return Ok(()),
-        };
-        put(headers, name, id.to_owned())
+        match self.provider.spec().natural_key {
+            Some(Source::Header(name)) if !headers.contains_key(name) => {
+                put(headers, name, id.to_owned())
+            }
+            _ => Ok(()),
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The example receiver (`examples/receiver.rs`, mounted here as is) over real HTTP: every
-//! route accepts its provider's deliveries with the natural key and the processing rule
-//! DESIGN describes. Its own binary, because it sets the secrets' environment variables.
+//! route accepts its provider's deliveries with the natural key and the processing rule its
+//! header describes. Its own binary, because it sets the secrets' environment variables.
 
 #[allow(dead_code)]
 #[path = "../../examples/receiver.rs"]

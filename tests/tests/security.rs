@@ -34,9 +34,14 @@ const TIMESTAMPED: &[Provider] = &[
 /// Headers a signer adds beside the signature that verification does not read.
 const NOT_SIGNATURE: &[&str] = &[
     "content-type",
+    // Delivery ids the signer adds beside the signature (each provider's natural key).
     "x-github-delivery",
     "x-shopify-webhook-id",
     "x-gitlab-event-uuid",
+    "x-request-uuid",
+    "linear-delivery",
+    "x-razorpay-event-id",
+    "i-twilio-idempotency-token",
     "twitch-eventsub-message-type",
 ];
 

@@ -420,6 +420,3 @@ pub fn verify_delivery_at<S: AsRef<str>>(
     }
     run(provider, delivery, &keys, tolerance, now_unix)
 }
-
-#[cfg(test)]
-mod vectors;

@@ -3,7 +3,7 @@
 
 Each scheme is written here from the provider's documentation with Python's `hmac` and
 `cryptography` packages, independently of the Rust code; the printed Rust constants live in
-`outworx-hooks/src/security/vectors.rs`. Rerun: `python3 outworx-hooks/tests/vectors/independent.py`
+`outworx-hooks/tests/vectors.rs`. Rerun: `python3 outworx-hooks/tests/vectors/independent.py`
 (needs `pip install cryptography`).
 """
 import base64, hashlib, hmac, json

@@ -482,7 +482,6 @@ pub(crate) fn put(
 }
 
 /// A signing problem: a key in the wrong format, or a URL the scheme needs.
-/// A signing problem: a key in the wrong format, or a URL the scheme needs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignError {

@@ -6,8 +6,8 @@
 //! Every request is a new, correctly signed ~1.7 KB Stripe-style event with a unique id, over
 //! keep-alive connections; the targets alternate within one run.
 //!
-//! Run: `cargo run --release --example loadbench -- [--seconds 10] [--connections 32]
-//! [--rounds 3] [--no-python] [--memory 1000000]`
+//! Run: `cargo bench -p outworx-hooks-bench --bench load -- [--seconds 10] [--connections 32]
+//! [--rounds 3] [--no-python] [--memory 1000000]` (from anywhere in the workspace).
 //!
 //! Besides (a), (b) and (c) it measures (b) reporting to a black-hole ingest (accepts the
 //! connection, never answers) for the effect on p99, and with `--memory N` sends N more
@@ -178,7 +178,8 @@ async def stripe(request: Request):
 /// `outworx-cli/tests/python/requirements.txt`), made once by the same script the interop
 /// test uses.
 fn python_env() -> Option<std::path::PathBuf> {
-    let root = std::env::current_dir().ok()?;
+    // The workspace root: cargo runs a bench in its package's directory.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
     let out = Command::new("bash")
         .arg(root.join("outworx-cli/tests/python/venv.sh"))
         .arg(root.join("target/python-1.5"))

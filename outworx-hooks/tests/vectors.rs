@@ -1,12 +1,12 @@
 //! Known-answer tests: vectors published by the providers (docs and official SDK test
 //! suites), then vectors for providers that publish none, computed by a second, independent
-//! implementation of each documented scheme (`outworx-hooks/tests/vectors/independent.py`).
+//! implementation of each documented scheme (`vectors/independent.py`, beside this file).
 
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{Delivery, FailureReason, Provider, SignatureResult, Verifier};
+use outworx_hooks::security::{Delivery, FailureReason, Provider, SignatureResult, Verifier};
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
