@@ -83,9 +83,12 @@ pub(crate) async fn run(args: ForwardArgs) -> Result<(), String> {
     // The relay's text is escaped before it reaches the terminal.
     say!(
         "  Public URL:  {}",
-        t.paint("1;36", &printable(&session.ingress_url))
+        t.paint("1;36", &printable(or_unknown(&session.ingress_url)))
     );
-    say!("  Expires:     {}", printable(&session.expires_at));
+    say!(
+        "  Expires:     {}",
+        printable(or_unknown(&session.expires_at))
+    );
     say!("  Press Ctrl+C to stop.\n");
 
     let poller = {
@@ -111,6 +114,11 @@ pub(crate) async fn run(args: ForwardArgs) -> Result<(), String> {
         .send()
         .await;
     Ok(())
+}
+
+/// A value the relay left out, shown as `?`.
+fn or_unknown(s: &str) -> &str {
+    if s.is_empty() { "?" } else { s }
 }
 
 impl Tunnel {

@@ -2,8 +2,8 @@
 
 use clap::Args;
 use outworx_hooks::security::Provider;
+use outworx_hooks::security::catalog::Source;
 use outworx_hooks::testing::Signer;
-use outworx_hooks_providers::Source;
 use serde_json::{Value, json};
 
 #[derive(Args)]
@@ -68,12 +68,15 @@ pub(crate) fn event_types(p: Provider) -> &'static [&'static str] {
 pub(crate) fn sample(p: Provider, kind: &str, n: u64) -> (Vec<u8>, Vec<(&'static str, String)>) {
     let id = format!("{n:016x}");
     let mut headers = Vec::new();
-    let Some(mut body) = template(p, &id) else {
+    let Some(mut body) = template(p, kind, &id) else {
         // Twilio posts a form, and signs no event type.
         let form = format!("MessageSid=SM{id}&From=%2B15550001111&To=%2B15550002222&Body=Hello");
         headers.push(("content-type", "application/x-www-form-urlencoded".into()));
         return (form.into_bytes(), headers);
     };
+    if p == Provider::Shopify {
+        headers.push(("x-shopify-shop-domain", "example.myshopify.com".into()));
+    }
     let spec = p.spec();
     match spec.event_type {
         Some(Source::Header(name)) => headers.push((name, kind.to_owned())),
@@ -107,7 +110,7 @@ fn set(body: &mut Value, path: &[&str], value: Value, replace: bool) {
 }
 
 /// The realistic part of each provider's body; `None` for a form body.
-fn template(p: Provider, id: &str) -> Option<Value> {
+fn template(p: Provider, kind: &str, id: &str) -> Option<Value> {
     Some(match p {
         Provider::Stripe => json!({
             "id": format!("evt_{id}"), "object": "event", "api_version": "2024-06-20", "created": now(),
@@ -117,11 +120,13 @@ fn template(p: Provider, id: &str) -> Option<Value> {
         }),
         Provider::Github => json!({
             "ref": "refs/heads/main", "before": "0".repeat(40), "after": format!("{id:0>40}"),
+            "action": if kind == "push" { Value::Null } else { json!("opened") },
             "repository": {"id": 1, "full_name": "octo/hello", "private": false},
             "sender": {"login": "octocat", "id": 1},
         }),
         Provider::Gitlab => json!({
-            "object_kind": "push", "project": {"id": 1, "path_with_namespace": "group/project"},
+            "object_kind": kind.split(' ').next().unwrap_or("push").to_lowercase(),
+            "project": {"id": 1, "path_with_namespace": "group/project"},
             "user_name": "Ada",
         }),
         Provider::Shopify => json!({
@@ -139,7 +144,7 @@ fn template(p: Provider, id: &str) -> Option<Value> {
             "data": {"id": format!("txn_{id}"), "status": "completed"},
         }),
         Provider::Lemonsqueezy => json!({
-            "meta": {"event_name": "order_created"},
+            "meta": {"event_name": kind},
             "data": {"id": id, "type": "orders", "attributes": {"total": 2000}},
         }),
         Provider::Razorpay | Provider::Zoom | Provider::Calendly => json!({
@@ -192,9 +197,7 @@ pub(crate) async fn run(args: TriggerArgs) -> Result<(), String> {
         .clone()
         .unwrap_or_else(|| "http://localhost:3000/webhook".into());
     // Ed25519 / ECDSA providers sign with a private key: without one, a test pair (printed).
-    let secret = if args.secret == DEFAULT_SECRET
-        && matches!(provider, Provider::Discord | Provider::Sendgrid)
-    {
+    let secret = if args.secret == DEFAULT_SECRET && provider.signs_with_private_key() {
         let keys = outworx_hooks::testing::TestKeys::for_provider(provider);
         say_stderr(&format!(
             "using a test key pair; verify with the public key {}",
@@ -248,11 +251,10 @@ mod tests {
     use super::*;
 
     fn secret(p: Provider) -> String {
-        match p {
-            Provider::Discord | Provider::Sendgrid => {
-                outworx_hooks::testing::TestKeys::for_provider(p).signing
-            }
-            _ => "whsec_dGVzdA==".into(),
+        if p.signs_with_private_key() {
+            outworx_hooks::testing::TestKeys::for_provider(p).signing
+        } else {
+            "whsec_dGVzdA==".into()
         }
     }
 
@@ -269,51 +271,90 @@ mod tests {
         }
     }
 
-    /// The receiving SDK reads the event type and the delivery id where the catalog says: a
-    /// sample that put them elsewhere would be reported without them.
-    #[test]
-    fn samples_carry_the_event_type_and_id_where_the_catalog_reads_them() {
-        for p in Provider::ALL {
-            let spec = p.spec();
-            for kind in event_types(*p) {
-                let (body, headers) = sample(*p, kind, 7);
-                let signed = Signer::new(*p, secret(*p))
+    /// Every sample, signed as `trigger` signs it, goes through the SDK's own pipeline (a
+    /// layer): it verifies, it is reported with the sample's event type, and where the
+    /// provider has a natural key, the same delivery again is answered as a duplicate.
+    #[tokio::test]
+    async fn every_sample_is_received_as_the_sdk_reads_it() {
+        use axum::body::Body;
+        use outworx_hooks::testing::TestKeys;
+        use outworx_hooks::{OutworxHooksLayer, TrackOptions};
+        use tower::{Layer as _, ServiceExt as _};
+
+        let mut events = outworx_hooks::subscribe();
+        for &p in Provider::ALL {
+            let keys = TestKeys::for_provider(p);
+            let (signing, verifying) = if p.signs_with_private_key() {
+                (keys.signing, keys.verifying)
+            } else {
+                (secret(p), secret(p))
+            };
+            for kind in event_types(p) {
+                let name = format!("trigger-{p}-{kind}");
+                let mut options = TrackOptions::new(p).secret(&verifying).name(&name);
+                if p.has_natural_key() {
+                    options = options.natural_idempotency_key();
+                }
+                let service = OutworxHooksLayer::new(options).layer(tower::service_fn(
+                    |_req: axum::extract::Request| async {
+                        Ok::<_, std::convert::Infallible>(axum::response::Response::new(
+                            Body::empty(),
+                        ))
+                    },
+                ));
+                let (body, headers) = sample(p, kind, 7);
+                let signed = Signer::new(p, &signing)
                     .url("https://example.com/hook")
                     .sign(body)
                     .unwrap();
-                let json: Option<Value> = serde_json::from_slice(&signed.body).ok();
-                let read = |source: Source| -> Option<String> {
-                    match source {
-                        Source::Header(name) => headers
-                            .iter()
-                            .find(|(h, _)| *h == name)
-                            .map(|(_, v)| v.clone())
-                            .or_else(|| {
-                                let v = signed.headers.get(name)?.to_str().ok()?;
-                                Some(v.to_owned())
-                            }),
-                        Source::Body(path) => {
-                            let mut at = json.as_ref()?;
-                            for key in path {
-                                at = at.get(key)?;
-                            }
-                            at.as_str().map(str::to_owned)
-                        }
+                let url = signed.url.clone().unwrap_or_default();
+                let uri = url.trim_start_matches("https://example.com").to_owned();
+                let request = || {
+                    let mut req = signed.clone().into_request(&uri).unwrap().map(Body::from);
+                    for (k, v) in &headers {
+                        req.headers_mut().insert(*k, v.parse().unwrap());
                     }
+                    req.headers_mut()
+                        .insert("host", "example.com".parse().unwrap());
+                    req
                 };
-                if let Some(source) = spec.event_type {
-                    assert_eq!(
-                        read(source).as_deref(),
-                        Some(*kind),
-                        "{p} {kind}: event type"
-                    );
+
+                let resp = service.clone().oneshot(request()).await.unwrap();
+                assert_eq!(resp.status(), 200, "{p} {kind}");
+                let e = next_of(&mut events, &name).await;
+                assert_eq!(
+                    e.signature_valid,
+                    Some(true),
+                    "{p} {kind}: {:?}",
+                    e.signature_hint
+                );
+                if p.spec().event_type.is_some() {
+                    assert_eq!(e.event_type.as_deref(), Some(*kind), "{p}: event type");
                 }
-                if let Some(source) = spec.natural_key {
+                if p.has_natural_key() {
+                    service.clone().oneshot(request()).await.unwrap();
+                    let e = next_of(&mut events, &name).await;
                     assert!(
-                        read(source).is_some(),
-                        "{p} {kind}: no delivery id at {source:?}"
+                        e.meta("duplicate").is_some(),
+                        "{p} {kind}: not deduplicated"
                     );
                 }
+            }
+        }
+    }
+
+    /// The next event of the layer named `name` (other tests' events are skipped).
+    async fn next_of(
+        events: &mut outworx_hooks::Subscription,
+        name: &str,
+    ) -> std::sync::Arc<outworx_hooks::event::DeliveryEvent> {
+        loop {
+            let e = tokio::time::timeout(std::time::Duration::from_secs(5), events.recv())
+                .await
+                .expect("an event")
+                .expect("the stream is open");
+            if e.handler == name {
+                return e;
             }
         }
     }

@@ -462,6 +462,18 @@ impl Provider {
         self.spec().scheme.signs_url()
     }
 
+    /// Whether the provider signs with a private key and is verified with its public key
+    /// (Discord's Ed25519, SendGrid's ECDSA), rather than with a shared secret.
+    ///
+    /// ```
+    /// use outworx_hooks_providers::Provider;
+    /// assert!(Provider::Discord.signs_with_private_key());
+    /// assert!(!Provider::Stripe.signs_with_private_key());
+    /// ```
+    pub fn signs_with_private_key(self) -> bool {
+        matches!(self.spec().key, KeyKind::Ed25519Hex | KeyKind::P256Der)
+    }
+
     /// Whether the provider has a natural idempotency key (so bare `idempotency` works).
     pub fn has_natural_key(self) -> bool {
         self.spec().natural_key.is_some()

@@ -86,7 +86,7 @@ pub use track::{Track, TrackRejection};
 pub mod __private {
     pub use crate::envelope;
     pub use crate::pipeline::{IntoKey, Verified, WithState, receive};
-    pub use crate::route::{IntoSecret, IpSource, KeyOrigin, Route, RouteRef, SecretSource};
+    pub use crate::route::{IntoSecret, KeyOrigin, Route, RouteRef, SecretSource};
     pub use crate::security::custom::{CustomVerifier, IntoVerdict, Verdict};
     pub use crate::security::{Delivery, Provider};
     pub use crate::util::BoxFuture;

@@ -38,7 +38,7 @@ impl std::fmt::Debug for SecretSource {
 
 /// Where a route's `allow_ips` list comes from.
 #[derive(Debug, Clone)]
-pub enum IpSource {
+pub(crate) enum IpSource {
     /// CIDRs in the source (checked at compile time by the attribute).
     List(Cow<'static, [Text]>),
     /// A comma-separated list in an environment variable, read once.
@@ -197,9 +197,17 @@ impl Route {
         set(&mut self.redact, Cow::Borrowed(headers));
         self
     }
-    /// Only these sources may deliver (403 otherwise).
-    pub const fn allow_ips(mut self, source: IpSource) -> Self {
-        set(&mut self.allow_ips, Some(source));
+    /// Only these sources may deliver (403 otherwise): literal CIDRs.
+    pub const fn allow_ips_list(mut self, cidrs: &'static [Text]) -> Self {
+        set(
+            &mut self.allow_ips,
+            Some(IpSource::List(Cow::Borrowed(cidrs))),
+        );
+        self
+    }
+    /// Only these sources may deliver: a comma-separated list in an environment variable.
+    pub const fn allow_ips_env(mut self, var: &'static str) -> Self {
+        set(&mut self.allow_ips, Some(IpSource::Env(Cow::Borrowed(var))));
         self
     }
     /// Keys are namespaced by the request's matched path too (layers).
@@ -362,8 +370,10 @@ impl Route {
 }
 
 /// Replaces `*slot` in a `const fn`, which cannot run destructors. The value replaced is
-/// forgotten, not dropped: the builders below only ever replace the borrowed defaults of
-/// [`Route::new`], which own nothing.
+/// forgotten, not dropped, and it never owns anything: the `const` builders take only
+/// `&'static` data and store it borrowed, so they replace [`Route::new`]'s borrowed defaults
+/// or another builder's borrowed value. (A layer's route gets its owned values by plain
+/// assignment, after the builders.)
 const fn set<T>(slot: &mut T, value: T) {
     std::mem::forget(std::mem::replace(slot, value));
 }

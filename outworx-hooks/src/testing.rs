@@ -40,7 +40,7 @@ use http::{HeaderMap, HeaderValue};
 
 pub use crate::security::scheme::SignError;
 use crate::security::scheme::{self, is_json, put};
-use crate::security::{Provider, Source, b64, now_unix};
+use crate::security::{KeyKind, Provider, Source, b64, now_unix};
 
 /// A matching pair of keys for tests: what the provider signs with, and what you configure.
 ///
@@ -71,15 +71,13 @@ impl TestKeys {
 
     /// Keys for `provider` derived from `seed`.
     pub fn from_seed(provider: Provider, seed: [u8; 32]) -> TestKeys {
-        match provider {
-            Provider::Discord => ed25519_pair(seed, |b| hex::encode(b), |b| hex::encode(b)),
-            Provider::Sendgrid => p256_pair(seed),
-            p => {
-                let shared = match p.spec().key {
-                    crate::security::KeyKind::Standard => {
-                        format!("whsec_{}", b64().encode(seed))
-                    }
-                    _ => format!("test_{}_{}", p.name(), hex::encode(&seed[..8])),
+        match provider.spec().key {
+            KeyKind::Ed25519Hex => ed25519_pair(seed, |b| hex::encode(b), |b| hex::encode(b)),
+            KeyKind::P256Der => p256_pair(seed),
+            kind => {
+                let shared = match kind {
+                    KeyKind::Standard => format!("whsec_{}", b64().encode(seed)),
+                    _ => format!("test_{}_{}", provider.name(), hex::encode(&seed[..8])),
                 };
                 TestKeys {
                     signing: shared.clone(),
@@ -243,8 +241,10 @@ impl Signer {
         self
     }
 
-    /// The message / delivery id for providers that send one in a header (Standard Webhooks,
-    /// Svix, Twitch, GitHub, Shopify). Default: derived from the body, so equal bodies share it.
+    /// The message / delivery id, for providers whose signature covers one (Standard Webhooks,
+    /// Svix, Twitch) or that send one beside it (their natural idempotency key: GitHub,
+    /// Shopify, GitLab, Bitbucket, Linear, Razorpay, Twilio). Default: derived from the body,
+    /// so equal bodies share it, as a provider's retries do.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
         self

@@ -17,9 +17,11 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
-/// `s` as a `&'static str`, allocated once per distinct value for the life of the process.
-/// For names that events carry as `&'static str` but a layer takes at run time: building the
-/// same layer again allocates nothing.
+/// `s` as a `&'static str`, allocated once per distinct value and kept for the life of the
+/// process. For names that events carry as `&'static str` but a layer takes at run time
+/// (`TrackOptions::name`): building the same layer again allocates nothing. Names come from
+/// the application's code, never from a request; an application that builds layers with
+/// names of its own making (one per tenant, say) keeps one string per name.
 pub(crate) fn intern(s: &str) -> &'static str {
     static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
     let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());

@@ -160,48 +160,62 @@ pub struct SessionRequest {
 pub struct SessionAnswer {
     /// The session, for poll and delete.
     pub session_id: String,
-    /// The public URL requests are sent to.
+    /// The public URL requests are sent to (empty when the relay sent none).
+    #[serde(default, deserialize_with = "lenient::string")]
     pub ingress_url: String,
-    /// When the session ends (RFC 3339).
+    /// When the session ends (RFC 3339; empty when the relay sent none).
+    #[serde(default, deserialize_with = "lenient::string")]
     pub expires_at: String,
 }
 
 /// `GET /api/forward/poll?session=`: the public requests waiting for the CLI.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Polled {
-    /// The requests, oldest first.
+    /// The requests, oldest first. Read one by one: an entry that is not an object is
+    /// skipped, never the batch (its requests were handed out and must be answered).
+    #[serde(default, deserialize_with = "lenient::events")]
     pub events: Vec<HeldRequest>,
 }
 
-/// One public request waiting for the CLI. Every field has a default, so a relay that omits
-/// one is still read (the CLI takes an empty method as `POST` and an empty path as `/`).
+/// One public request waiting for the CLI. Every field is read leniently, as the Python CLI
+/// reads it: an absent, `null` or mistyped value is its default (the CLI takes an empty
+/// method as `POST` and an empty path as `/`), a header whose value is not a string is
+/// skipped.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldRequest {
     /// Its id, echoed back as `eventId` with the response.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub id: String,
     /// HTTP method.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub method: String,
     /// Path below the session's ingress (`/` at least), exactly as received: still
     /// percent-encoded.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub path: String,
     /// Query string without `?`, when any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_string"
+    )]
     pub query_string: Option<String>,
     /// Request headers, one value per name (repeated ones joined with `, `), as the Python
     /// CLI reads them.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::headers")]
     pub request_headers: HashMap<String, String>,
     /// Request headers in order, repeated ones repeated (ours).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::header_list")]
     pub request_headers_list: Vec<(String, String)>,
     /// The body as text (lossy when it is not UTF-8: see `request_body_base64`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string")]
     pub request_body: String,
     /// The exact body bytes, base64, when they are not UTF-8 (ours).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_string"
+    )]
     pub request_body_base64: Option<String>,
 }
 
@@ -225,6 +239,65 @@ pub struct LocalResponse {
     /// How long the local server took.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+}
+
+/// Readers for what a relay sends, as lenient as the Python CLI: `null` or a value of another
+/// type becomes the default instead of failing the whole answer.
+mod lenient {
+    use std::collections::HashMap;
+
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    use super::HeldRequest;
+
+    pub(super) fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Ok(opt_string(d)?.unwrap_or_default())
+    }
+
+    pub(super) fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::String(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    pub(super) fn headers<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<HashMap<String, String>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Object(m) => m
+                .into_iter()
+                .filter_map(|(k, v)| match v {
+                    Value::String(s) => Some((k, s)),
+                    _ => None,
+                })
+                .collect(),
+            _ => HashMap::new(),
+        })
+    }
+
+    pub(super) fn header_list<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(String, String)>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Array(items) => items
+                .into_iter()
+                .filter_map(|i| serde_json::from_value(i).ok())
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    pub(super) fn events<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<HeldRequest>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Array(items) => items
+                .into_iter()
+                .filter_map(|i| serde_json::from_value(i).ok())
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -251,6 +324,38 @@ mod tests {
         serialized.sort();
         listed.sort();
         assert_eq!(serialized, listed);
+    }
+
+    #[test]
+    fn a_relays_odd_values_are_read_not_refused() {
+        let polled: Polled = serde_json::from_str(
+            r#"{"events": [
+                {"id": "e1", "method": null, "path": 7, "request_body": null,
+                 "request_headers": {"a": "1", "b": 2}, "request_headers_list": [["a", "1"], 3]},
+                "not an event",
+                {"id": "e2"}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            polled.events.len(),
+            2,
+            "the stray entry is skipped, not the batch"
+        );
+        let e = &polled.events[0];
+        assert_eq!(
+            (e.id.as_str(), e.method.as_str(), e.path.as_str()),
+            ("e1", "", "")
+        );
+        assert_eq!(e.request_body, "");
+        assert_eq!(e.request_headers.len(), 1);
+        assert_eq!(
+            e.request_headers_list,
+            vec![("a".to_owned(), "1".to_owned())]
+        );
+        assert_eq!(polled.events[1].id, "e2");
+        let s: SessionAnswer = serde_json::from_str(r#"{"sessionId": "s"}"#).unwrap();
+        assert_eq!((s.ingress_url.as_str(), s.expires_at.as_str()), ("", ""));
     }
 
     #[test]

@@ -52,10 +52,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// the line each path starts on; comments and the trailing `mod tests` are not code the
 /// module depends on.
 fn uses(source: &str) -> Vec<(usize, String)> {
-    let code = source
-        .split("#[cfg(test)]\nmod tests")
-        .next()
-        .unwrap_or_default();
+    let code = without_tests(source);
     // Comments blanked, lines kept, so an offset still tells its line.
     let code = code
         .lines()
@@ -98,6 +95,23 @@ fn uses(source: &str) -> Vec<(usize, String)> {
         }
     }
     found
+}
+
+/// `source` without its trailing `mod tests` (test code may reach anywhere).
+fn without_tests(source: &str) -> &str {
+    source
+        .split("#[cfg(test)]\nmod tests")
+        .next()
+        .unwrap_or_default()
+}
+
+/// Whether code (not a comment, not a test) says `super::super::`, a path the scanner cannot
+/// place.
+fn uses_super_super(source: &str) -> bool {
+    without_tests(source)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .any(|l| l.contains("super::super::"))
 }
 
 fn ident(s: &str) -> String {
@@ -151,13 +165,25 @@ fn sdk_modules_depend_only_on_the_layers_below() {
             continue;
         };
         let source = std::fs::read_to_string(file).unwrap();
+        if uses_super_super(&source) {
+            problems.push(format!(
+                "{}: `super::super::` reaches past its module; name it with `crate::`",
+                relative.display()
+            ));
+        }
         for (line, used) in uses(&source) {
             let used = ROOT_ITEMS
                 .iter()
                 .find(|(item, _)| *item == used)
                 .map_or(used.as_str(), |(_, m)| m);
-            // `crate::__private` and the like are not layers.
             let Some(at) = LAYERS.iter().position(|l| *l == used) else {
+                if used != "__private" {
+                    problems.push(format!(
+                        "{}:{line}: `crate::{used}` is neither a layer nor a known root item \
+                         (add it to LAYERS or ROOT_ITEMS)",
+                        relative.display()
+                    ));
+                }
                 continue;
             };
             if at > level {

@@ -11,9 +11,9 @@ use axum::Router;
 use axum::routing::post;
 use futures_util::StreamExt as _;
 use outworx_hooks::security::Provider;
+use outworx_hooks::security::catalog::Source;
 use outworx_hooks::testing::{Signer, TestKeys};
 use outworx_hooks::{OutworxHooksLayer, OutworxSink, OutworxSinkOptions, Sink as _, TrackOptions};
-use outworx_hooks_providers::Source;
 use serde_json::Value;
 
 const KEY: &str = "ohk_0123456789abcdef0123456789abcdef";

@@ -105,6 +105,15 @@ async fn fake_api() -> String {
     common::serve(app).await
 }
 
+/// An API whose check answers a duplicate with a status no HTTP response has.
+async fn bogus_api() -> String {
+    let app = Router::new().route(
+        "/api/sdk/idempotency/check",
+        post(|| async { Json(json!({ "status": "duplicate", "cached_status_code": 70_000 })) }),
+    );
+    common::serve(app).await
+}
+
 /// An address that accepts connections and never answers.
 async fn black_hole() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -129,7 +138,8 @@ async fn outworx_api_store_dedupes_and_fails_open_or_closed() {
     common::two_hundred_copies(std::slice::from_ref(&url), "api-200").await;
     common::failures_release_the_key(&url).await;
 
-    // The API unreachable, slow or refusing the key: the delivery is handled (fail open),
+    // The API unreachable, slow, refusing the key or answering nonsense: the delivery is
+    // handled (fail open),
     // and its event says why deduplication was skipped.
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -139,6 +149,8 @@ async fn outworx_api_store_dedupes_and_fails_open_or_closed() {
         OutworxApiStore::new(dead.clone(), KEY),
         OutworxApiStore::new(black_hole().await, KEY).with_timeout(Duration::from_millis(300)),
         OutworxApiStore::new(&api, "ohk_ffffffffffffffffffffffffffffffff"),
+        // An answer that cannot be right is an error, not a delivery in flight (409).
+        OutworxApiStore::new(bogus_api().await, KEY),
     ];
     for (i, store) in stores.into_iter().enumerate() {
         let _guard = outworx_hooks::init(Config::new().store(store)).unwrap();

@@ -180,12 +180,9 @@ fn strings_options(m: &Model, p: &TokenStream) -> TokenStream {
     match &m.allow_ips {
         Some(AllowIps::List(list)) => {
             let list = list.iter().map(|c| text(c));
-            out.extend(quote!(.allow_ips(#p::IpSource::List(#p::Cow::Borrowed(&[#(#list),*])))));
+            out.extend(quote!(.allow_ips_list(&[#(#list),*])));
         }
-        Some(AllowIps::Env(var)) => {
-            let var = text(var);
-            out.extend(quote!(.allow_ips(#p::IpSource::Env(#var))));
-        }
+        Some(AllowIps::Env(var)) => out.extend(quote!(.allow_ips_env(#var))),
         None => {}
     }
     out

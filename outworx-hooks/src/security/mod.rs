@@ -82,6 +82,9 @@ use http::HeaderMap;
 pub use compat::*;
 pub use keys::SecretError;
 pub(crate) use keys::{Key, b64, parse_key};
+/// The provider catalog (`outworx-hooks-providers`): the types [`Provider::spec`] describes
+/// a provider with.
+pub use outworx_hooks_providers as catalog;
 pub(crate) use provider::{KeyKind, Source};
 pub use provider::{Provider, UnknownProvider};
 use scheme::Failure;

@@ -117,9 +117,13 @@ impl Store for OutworxApiStore {
                     },
                 )
                 .await?;
-            let cached_status = answer
-                .cached_status_code
-                .and_then(|s| u16::try_from(s).ok());
+            let cached_status = match answer.cached_status_code {
+                None => None,
+                Some(s) => Some(
+                    u16::try_from(s)
+                        .map_err(|_| err(format!("the cached status {s} is not an HTTP status")))?,
+                ),
+            };
             match (answer.status.as_str(), cached_status) {
                 ("new", _) => Ok(Reservation::New(token)),
                 ("duplicate", Some(status)) => Ok(Reservation::Duplicate(CachedResponse {

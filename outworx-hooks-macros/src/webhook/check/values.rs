@@ -56,6 +56,8 @@ pub(super) fn amount(lit: &Lit, units: &[(&str, u64)], what: &str, cx: &mut Ctxt
                 }
             }
         }
+        // Unreachable: the parser admits only integers and strings here. Kept as an error,
+        // not a panic, should the grammar grow.
         other => {
             cx.error(other.span(), format!("{what} must be a number"));
             None
