@@ -10,7 +10,18 @@ use serde_json::{Value, json};
 const KEY: &str = "ohk_0123456789abcdef0123456789abcdef";
 const OTHER: &str = "ohk_fedcba9876543210fedcba9876543210";
 
-async fn start(tweak: impl FnOnce(&mut outworx_serve::ServeConfig)) -> SocketAddr {
+/// A directory removed when the test that made it ends, passed or failed.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A server on a free port, with its database in a directory of its own (removed with the
+/// returned guard).
+async fn start(tweak: impl FnOnce(&mut outworx_serve::ServeConfig)) -> (SocketAddr, TempDir) {
     let dir = std::env::temp_dir().join(format!(
         "outworx-relay-{}-{}",
         std::process::id(),
@@ -31,7 +42,7 @@ async fn start(tweak: impl FnOnce(&mut outworx_serve::ServeConfig)) -> SocketAdd
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    addr
+    (addr, TempDir(dir))
 }
 
 fn rand_tag() -> u128 {
@@ -62,7 +73,7 @@ async fn poll(http: &reqwest::Client, base: &str, key: &str, id: &str) -> Value 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_answers_isolates_and_closes() {
-    let addr = start(|_| {}).await;
+    let (addr, _dir) = start(|_| {}).await;
     let base = format!("http://{addr}");
     let http = reqwest::Client::new();
     let s: Value = session(&http, &base, KEY).await.json().await.unwrap();
@@ -177,6 +188,7 @@ async fn tunnels_get_an_origin_of_their_own() {
     let dir = std::env::temp_dir().join(format!("outworx-origin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("o.db").display().to_string();
+    let _dir = TempDir(dir);
     tokio::spawn(async move { outworx_serve::serve(listener, &db, config).await.unwrap() });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (dashboard, tunnels) = (
@@ -203,7 +215,7 @@ async fn tunnels_get_an_origin_of_their_own() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
-    let addr = start(|c| c.header_timeout = Duration::from_millis(500)).await;
+    let (addr, _dir) = start(|c| c.header_timeout = Duration::from_millis(500)).await;
     let started = Instant::now();
     let outcome = tokio::task::spawn_blocking(move || {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -226,7 +238,7 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_has_quotas() {
-    let addr = start(|_| {}).await;
+    let (addr, _dir) = start(|_| {}).await;
     let base = format!("http://{addr}");
     let http = reqwest::Client::new();
     let ingest = |events: Value| {

@@ -59,7 +59,8 @@ pub enum Backend {
 ///
 /// // Retention: events received before a time are deleted.
 /// assert_eq!(db.prune_events(now_ms() + 1).await?, 1);
-/// # drop(db); std::fs::remove_file(path).ok();
+/// # drop(db);
+/// # for end in ["", "-wal", "-shm"] { std::fs::remove_file(format!("{}{end}", path.display())).ok(); }
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
