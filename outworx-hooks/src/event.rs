@@ -7,6 +7,7 @@ use http::HeaderMap;
 use serde::Serialize;
 
 use crate::security::FailureReason;
+use crate::wire::json_size;
 
 /// What became of the event after the handler ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -225,24 +226,6 @@ fn limit_metadata(meta: &mut serde_json::Map<String, serde_json::Value>) {
     }
     kept.insert("metadata_truncated".into(), true.into());
     *meta = kept;
-}
-
-/// The length of `v` as JSON, counted without building the text.
-fn json_size(v: &impl Serialize) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    // Writing to a counter cannot fail.
-    let _ = serde_json::to_writer(&mut c, v);
-    c.0
 }
 
 /// Credential headers whose values are never reported, whatever the provider.

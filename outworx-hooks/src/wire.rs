@@ -42,6 +42,29 @@ pub const EVENT_FIELDS: &[(&str, Option<usize>)] = &[
     ("processing_failure_reason", Some(limits::FAILURE_REASON)),
 ];
 
+/// The length of `v` as JSON, in bytes, counted without building the text: the measure of
+/// [`EVENT_FIELDS`] and [`limits`], on the side that cuts events and the side that checks them.
+///
+/// ```
+/// assert_eq!(outworx_hooks::wire::json_size(&serde_json::json!({"a": "é"})), 10);
+/// ```
+pub fn json_size(v: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
 /// The values of `processing_status` (ours beyond the first three are additive).
 pub const PROCESSING_STATUSES: &[&str] = &["completed", "failed", "silent_drop"];
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::auth::Project;
 use super::{App, db_error, error};
 use crate::db::EventRow;
-use outworx_hooks::wire::{EVENT_FIELDS, IngestAnswer, PROCESSING_STATUSES, Rejected};
+use outworx_hooks::wire::{EVENT_FIELDS, IngestAnswer, PROCESSING_STATUSES, Rejected, json_size};
 
 /// Checks one event; its timestamp in milliseconds since 1970, or why it is refused.
 pub(crate) fn validate(e: &Value) -> Result<i64, String> {
@@ -109,24 +109,6 @@ fn caps(obj: &serde_json::Map<String, Value>) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// The length of `v` serialized as JSON, without building the text.
-fn json_size(v: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    // Writing to a counter cannot fail.
-    let _ = serde_json::to_writer(&mut c, v);
-    c.0
 }
 
 pub(super) async fn ingest(
