@@ -5,6 +5,7 @@
 
 use proc_macro::TokenStream;
 
+mod emit;
 mod webhook;
 
 /// *Implemented in `outworx-hooks-macros`. Use it as `outworx_hooks::webhook`, whose
@@ -13,4 +14,11 @@ mod webhook;
 #[proc_macro_attribute]
 pub fn webhook(args: TokenStream, item: TokenStream) -> TokenStream {
     webhook::expand(args.into(), item.into()).into()
+}
+
+/// *Implemented in `outworx-hooks-macros`. Use it as `outworx_hooks::emit` (feature `send`),
+/// whose documentation is the reference.*
+#[proc_macro_attribute]
+pub fn emit(args: TokenStream, item: TokenStream) -> TokenStream {
+    emit::expand(args.into(), item.into()).into()
 }

@@ -21,6 +21,15 @@ pub enum ProcessingStatus {
     SilentDrop,
 }
 
+/// Which way a reported delivery went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Direction {
+    /// Sent by this service to an endpoint.
+    Outbound,
+}
+
 /// One delivery, as reported: the field names are those of the Outworx ingest API, and
 /// absent values are omitted from the JSON, never `null`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -74,6 +83,10 @@ pub struct DeliveryEvent {
     /// The reason given to `Track::failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub processing_failure_reason: Option<String>,
+    /// `outbound` for a message this service sent (an attempt of the sending side); absent
+    /// for a received delivery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
     /// The handler (function name) that received it: for in-process subscribers and logs.
     #[serde(skip)]
     pub handler: &'static str,
@@ -83,6 +96,44 @@ pub struct DeliveryEvent {
 }
 
 impl DeliveryEvent {
+    /// One attempt of the sending side, reported to the same sinks as received deliveries.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn outbound(
+        format: &str,
+        status_code: u16,
+        success: bool,
+        duration_ms: u64,
+        payload_size: usize,
+        event_type: String,
+        error_message: Option<String>,
+        metadata: serde_json::Map<String, serde_json::Value>,
+        target: Option<String>,
+    ) -> DeliveryEvent {
+        DeliveryEvent {
+            provider: format.to_owned(),
+            status_code,
+            success,
+            duration_ms,
+            payload_size,
+            timestamp: iso8601(SystemTime::now()),
+            event_type: Some(event_type),
+            request_headers: None,
+            request_body: None,
+            response_body: None,
+            signature_valid: None,
+            signature_failure_reason: None,
+            error_message,
+            metadata: Some(metadata),
+            source_url: target,
+            processing_status: None,
+            processing_marked_at: None,
+            processing_failure_reason: None,
+            direction: Some(Direction::Outbound),
+            handler: "outbox",
+            signature_hint: None,
+        }
+    }
+
     /// The `metadata` value under `key`, if any.
     pub fn meta(&self, key: &str) -> Option<&serde_json::Value> {
         self.metadata.as_ref()?.get(key)
@@ -406,6 +457,7 @@ pub(crate) fn sample() -> DeliveryEvent {
         processing_status: None,
         processing_marked_at: None,
         processing_failure_reason: None,
+        direction: None,
         handler: "test",
         signature_hint: None,
     }

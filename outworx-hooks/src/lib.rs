@@ -37,6 +37,8 @@
 //! | [`event`] | the [`DeliveryEvent`](event::DeliveryEvent) every delivery produces |
 //! | [`envelope`] | the provider envelopes `body.` keys are read from |
 //! | [`wire`] | the Outworx HTTP API's types, shared with `outworx-serve` and `outworx-cli` |
+//! | `send` | (feature `send`) sending webhooks: `#[emit]`, `Emitter`, the outbox, the delivery worker |
+//! | [`queue`] | the clock and retry schedule durable queues run on |
 //!
 //! Configure the process once with [`init`] and a [`Config`]; without it, the embedded
 //! defaults apply (no network, the memory store, one `tracing` line per delivery).
@@ -59,10 +61,13 @@ pub mod envelope;
 pub mod event;
 pub mod layer;
 mod pipeline;
+pub mod queue;
 pub mod report;
 mod route;
 mod runtime;
 pub mod security;
+#[cfg(feature = "send")]
+pub mod send;
 pub mod store;
 pub mod testing;
 mod track;
@@ -73,6 +78,10 @@ pub use config::{Config, ConfigError, DEFAULT_ENDPOINT, SecretProblem};
 pub use layer::{KeyFn, OutworxHooksLayer, OutworxHooksService, TrackOptions};
 #[doc = include_str!("../docs/webhook.md")]
 pub use outworx_hooks_macros::webhook;
+
+#[cfg(feature = "send")]
+#[doc = include_str!("../docs/emit.md")]
+pub use outworx_hooks_macros::emit;
 #[cfg(feature = "outworx-api")]
 pub use report::{OnError, OutworxSink, OutworxSinkOptions, ReportError};
 pub use report::{Sink, Subscription, TracingSink, subscribe};
@@ -89,6 +98,8 @@ pub mod __private {
     pub use crate::route::{IntoSecret, KeyOrigin, Route, RouteRef, SecretSource};
     pub use crate::security::custom::{CustomVerifier, IntoVerdict, Verdict};
     pub use crate::security::{Delivery, Provider};
+    #[cfg(feature = "send")]
+    pub use crate::send::{EmitContext, EmitSpec, emit_around};
     pub use crate::util::BoxFuture;
     pub use std::borrow::Cow;
     pub use {axum, bytes, http, inventory, serde_json};

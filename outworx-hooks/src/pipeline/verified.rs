@@ -221,6 +221,7 @@ impl Verified {
             processing_status: None,
             processing_marked_at: None,
             processing_failure_reason: None,
+            direction: None,
             handler: route.handler,
             signature_hint: sig.and_then(|s| s.hint.clone()),
         }

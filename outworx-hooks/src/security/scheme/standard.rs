@@ -63,31 +63,66 @@ pub(super) fn check_standard(i: &Input<'_>, brand: &str) -> Check {
 /// Signs a body as the `Standard` family does.
 pub(super) fn sign_standard(s: &mut SignCtx<'_>, brand: &str) -> Result<(), SignError> {
     let [id_h, ts_h, sig_h] = standard_headers(brand);
-    let parts = standard_parts(&s.id, &s.ts_text, &s.body);
-    let sig = if let Some(seed) = s.secret.strip_prefix("whsk_") {
-        let seed = b64()
-            .decode(seed)
-            .ok()
-            .and_then(|s| <[u8; 32]>::try_from(s).ok());
-        let seed = seed.ok_or(SignError::SigningKey {
-            provider: s.provider,
-            expected: "`whsk_` followed by a base64 32-byte Ed25519 seed",
-        })?;
-        format!(
-            "v1a,{}",
-            b64().encode(ed25519_sign(s.provider, seed, &concat(&parts))?)
-        )
-    } else {
-        let key = s.hmac_key()?;
-        format!(
-            "v1,{}",
-            b64().encode(mac(Algo::Sha256, &key, &parts).bytes())
-        )
-    };
+    let sig = standard_signature(s.provider, s.secret, &s.id, &s.ts_text, &s.body)?;
     put(&mut s.headers, id_h, s.id.clone())?;
     put(&mut s.headers, ts_h, s.ts_text.clone())?;
     put(&mut s.headers, sig_h, sig)?;
     Ok(())
+}
+
+/// One Standard Webhooks signature entry of a message: `v1,<base64 HMAC>` for a `whsec_`
+/// secret, `v1a,<base64 Ed25519>` for a `whsk_` private key. The sending side signs with it.
+pub(crate) fn standard_signature(
+    provider: Provider,
+    secret: &str,
+    id: &str,
+    ts: &str,
+    body: &[u8],
+) -> Result<String, SignError> {
+    let parts = standard_parts(id, ts, body);
+    if let Some(seed) = secret.strip_prefix("whsk_") {
+        let seed = ed25519_seed(seed).ok_or(SignError::SigningKey {
+            provider,
+            expected: "`whsk_` followed by a base64 32-byte Ed25519 seed",
+        })?;
+        let sig = ed25519_sign(provider, seed, &concat(&parts))?;
+        return Ok(format!("v1a,{}", b64().encode(sig)));
+    }
+    let key = match crate::security::parse_key(provider, secret)? {
+        Key::Secret(k) => k,
+        #[allow(unreachable_patterns)]
+        _ => {
+            return Err(SignError::SigningKey {
+                provider,
+                expected: "a `whsec_` secret or a `whsk_` private key",
+            });
+        }
+    };
+    Ok(format!(
+        "v1,{}",
+        b64().encode(mac(Algo::Sha256, &key, &parts).bytes())
+    ))
+}
+
+fn ed25519_seed(text: &str) -> Option<[u8; 32]> {
+    b64()
+        .decode(text)
+        .ok()
+        .and_then(|s| <[u8; 32]>::try_from(s).ok())
+}
+
+/// The `whpk_` public key of a `whsk_` private key, for the receiver to verify `v1a` with.
+#[cfg(feature = "ed25519")]
+pub(crate) fn standard_public_key(secret: &str) -> Option<String> {
+    let seed = ed25519_seed(secret.strip_prefix("whsk_")?)?;
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+    Some(format!("whpk_{}", b64().encode(key.as_bytes())))
+}
+
+/// Without the `ed25519` feature there is no public key to derive.
+#[cfg(not(feature = "ed25519"))]
+pub(crate) fn standard_public_key(_secret: &str) -> Option<String> {
+    None
 }
 
 pub(super) fn standard_parts<'a>(id: &'a str, ts: &'a str, body: &'a [u8]) -> [&'a [u8]; 5] {

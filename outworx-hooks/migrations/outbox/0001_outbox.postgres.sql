@@ -1,0 +1,66 @@
+-- The outbox of the sending side (PostgreSQL). Times are milliseconds since 1970.
+CREATE TABLE IF NOT EXISTS outworx_endpoints (
+    id              TEXT PRIMARY KEY,
+    owner           TEXT NOT NULL,
+    url             TEXT NOT NULL,
+    events          TEXT NOT NULL,           -- JSON array of patterns
+    auth            TEXT NOT NULL,           -- JSON, never answered
+    format          TEXT NOT NULL,
+    secret          TEXT NOT NULL,           -- never answered
+    previous_secret TEXT,                    -- signs beside `secret` until previous_until
+    previous_until  BIGINT,
+    metadata        TEXT NOT NULL,
+    enabled         BIGINT NOT NULL,
+    disabled_reason TEXT,
+    failing_since   BIGINT,
+    created_at      BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outworx_endpoints_owner ON outworx_endpoints (owner);
+
+CREATE TABLE IF NOT EXISTS outworx_messages (
+    id              TEXT PRIMARY KEY,
+    owner           TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    idempotency_key TEXT,
+    created_at      BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS outworx_messages_key
+    ON outworx_messages (owner, idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS outworx_deliveries (
+    id              BIGSERIAL PRIMARY KEY,
+    message_id      TEXT NOT NULL,
+    endpoint_id     TEXT NOT NULL,
+    owner           TEXT NOT NULL,
+    status          TEXT NOT NULL,           -- pending, sending, delivered, dead
+    attempts        BIGINT NOT NULL,
+    next_attempt_at BIGINT NOT NULL,
+    lease_until     BIGINT,
+    lease_token     TEXT,
+    last_status     BIGINT,
+    last_error      TEXT,
+    created_at      BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL,
+    UNIQUE (message_id, endpoint_id)
+);
+CREATE INDEX IF NOT EXISTS outworx_deliveries_due ON outworx_deliveries (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS outworx_deliveries_lease ON outworx_deliveries (lease_token) WHERE lease_token IS NOT NULL;
+CREATE INDEX IF NOT EXISTS outworx_deliveries_message ON outworx_deliveries (message_id);
+CREATE INDEX IF NOT EXISTS outworx_deliveries_endpoint ON outworx_deliveries (endpoint_id, status, updated_at);
+
+CREATE TABLE IF NOT EXISTS outworx_attempts (
+    id              BIGSERIAL PRIMARY KEY,
+    delivery_id     BIGINT NOT NULL,
+    message_id      TEXT NOT NULL,
+    endpoint_id     TEXT NOT NULL,
+    attempt         BIGINT NOT NULL,
+    at              BIGINT NOT NULL,
+    status_code     BIGINT,
+    duration_ms     BIGINT NOT NULL,
+    error           TEXT,
+    response        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outworx_attempts_delivery ON outworx_attempts (delivery_id);
+CREATE INDEX IF NOT EXISTS outworx_attempts_endpoint ON outworx_attempts (endpoint_id, id);

@@ -1,0 +1,66 @@
+-- The outbox of the sending side (SQLite). Times are milliseconds since 1970.
+CREATE TABLE IF NOT EXISTS outworx_endpoints (
+    id              TEXT PRIMARY KEY,
+    owner           TEXT NOT NULL,
+    url             TEXT NOT NULL,
+    events          TEXT NOT NULL,           -- JSON array of patterns
+    auth            TEXT NOT NULL,           -- JSON, never answered
+    format          TEXT NOT NULL,
+    secret          TEXT NOT NULL,           -- never answered
+    previous_secret TEXT,                    -- signs beside `secret` until previous_until
+    previous_until  INTEGER,
+    metadata        TEXT NOT NULL,
+    enabled         INTEGER NOT NULL,
+    disabled_reason TEXT,
+    failing_since   INTEGER,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outworx_endpoints_owner ON outworx_endpoints (owner);
+
+CREATE TABLE IF NOT EXISTS outworx_messages (
+    id              TEXT PRIMARY KEY,
+    owner           TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    idempotency_key TEXT,
+    created_at      INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS outworx_messages_key
+    ON outworx_messages (owner, idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS outworx_deliveries (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id      TEXT NOT NULL,
+    endpoint_id     TEXT NOT NULL,
+    owner           TEXT NOT NULL,
+    status          TEXT NOT NULL,           -- pending, sending, delivered, dead
+    attempts        INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    lease_until     INTEGER,
+    lease_token     TEXT,
+    last_status     INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    UNIQUE (message_id, endpoint_id)
+);
+CREATE INDEX IF NOT EXISTS outworx_deliveries_due ON outworx_deliveries (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS outworx_deliveries_lease ON outworx_deliveries (lease_token) WHERE lease_token IS NOT NULL;
+CREATE INDEX IF NOT EXISTS outworx_deliveries_message ON outworx_deliveries (message_id);
+CREATE INDEX IF NOT EXISTS outworx_deliveries_endpoint ON outworx_deliveries (endpoint_id, status, updated_at);
+
+CREATE TABLE IF NOT EXISTS outworx_attempts (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id     INTEGER NOT NULL,
+    message_id      TEXT NOT NULL,
+    endpoint_id     TEXT NOT NULL,
+    attempt         INTEGER NOT NULL,
+    at              INTEGER NOT NULL,
+    status_code     INTEGER,
+    duration_ms     INTEGER NOT NULL,
+    error           TEXT,
+    response        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outworx_attempts_delivery ON outworx_attempts (delivery_id);
+CREATE INDEX IF NOT EXISTS outworx_attempts_endpoint ON outworx_attempts (endpoint_id, id);

@@ -1,0 +1,632 @@
+//! The [`Emitter`]: what an application holds to send messages and manage endpoints.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use super::model::{
+    CreatedEndpoint, Delivery, DeliveryStatus, Endpoint, EndpointUpdate, Format, NewEndpoint,
+    NewMessage, Sent, validate_endpoint_fields, validate_text,
+};
+use super::store::{DeliveryFilter, Outbox, Scope, in_tx, with_conn};
+use super::worker::{Worker, WorkerHandle, WorkerOptions};
+use super::{DEFAULT_MAX_PAYLOAD, SendError, TargetPolicy, ids};
+use crate::queue::{Clock, RetrySchedule, SystemClock};
+
+/// A delivery that ran out of attempts (or whose endpoint is gone), for [`EmitterBuilder::on_dead`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct DeadLetter {
+    /// The delivery's row id.
+    pub delivery_id: i64,
+    /// The message.
+    pub message_id: String,
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// The tenant.
+    pub owner: String,
+    /// The message's event type.
+    pub event_type: String,
+    /// Attempts made in the round that ended.
+    pub attempts: u32,
+    /// The last HTTP status, if any.
+    pub last_status: Option<u16>,
+    /// The last error.
+    pub last_error: Option<String>,
+}
+
+/// An endpoint the worker disabled (410 Gone, or failing for longer than
+/// [`WorkerOptions::disable_after`]), for [`EmitterBuilder::on_disabled`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct DisabledEndpoint {
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// Why.
+    pub reason: String,
+}
+
+type DeadHook = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
+type DisabledHook = Arc<dyn Fn(&DisabledEndpoint) + Send + Sync>;
+
+pub(crate) struct Inner {
+    pub(crate) outbox: Outbox,
+    pub(crate) policy: Arc<TargetPolicy>,
+    pub(crate) max_payload: usize,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) schedule: RetrySchedule,
+    pub(crate) rotation_grace: Duration,
+    pub(crate) wake: Notify,
+    pub(crate) on_dead: Option<DeadHook>,
+    pub(crate) on_disabled: Option<DisabledHook>,
+    pub(crate) worker: OnceLock<WorkerHandle>,
+}
+
+/// Sends messages and manages endpoints over one [`Outbox`]. Cheap to clone.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use outworx_hooks::send::{Emitter, NewEndpoint, Outbox, Scope, TargetPolicy};
+///
+/// let emitter = Emitter::builder(Outbox::memory().await?)
+///     .policy(TargetPolicy::default().allow("127.0.0.0/8".parse().unwrap()))
+///     .worker(None) // deliver with `emitter.worker().run_once()` in this example
+///     .build();
+/// let ep = emitter
+///     .create_endpoint(NewEndpoint::new("http://127.0.0.1:9/hooks").event("order.*"))
+///     .await?;
+/// let sent = emitter.send("order.created", &serde_json::json!({"id": 1})).await?;
+/// assert_eq!(sent.deliveries, 1);
+/// assert_eq!(emitter.endpoints(Scope::All).await?[0].id, ep.endpoint.id);
+/// # Ok::<(), outworx_hooks::send::SendError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Emitter {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Emitter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Emitter")
+            .field("outbox", &self.inner.outbox.backend())
+            .field("policy", &self.inner.policy)
+            .field("max_payload", &self.inner.max_payload)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures an [`Emitter`].
+#[must_use]
+pub struct EmitterBuilder {
+    outbox: Outbox,
+    policy: TargetPolicy,
+    max_payload: usize,
+    clock: Arc<dyn Clock>,
+    schedule: RetrySchedule,
+    rotation_grace: Duration,
+    on_dead: Option<DeadHook>,
+    on_disabled: Option<DisabledHook>,
+    worker: Option<WorkerOptions>,
+}
+
+impl EmitterBuilder {
+    /// Which targets may be reached (default: public `https` only).
+    pub fn policy(mut self, policy: TargetPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The largest payload `send` accepts (default 256 KiB).
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// The retry schedule (default: Svix's, eight attempts over about 27.6 hours).
+    pub fn schedule(mut self, schedule: RetrySchedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// The clock (tests drive a [`crate::queue::ManualClock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How long a rotated-out secret keeps signing beside the new one (default 24 hours).
+    pub fn rotation_grace(mut self, grace: Duration) -> Self {
+        self.rotation_grace = grace;
+        self
+    }
+
+    /// Runs when a delivery is dead (after the commit that made it so).
+    pub fn on_dead(mut self, hook: impl Fn(&DeadLetter) + Send + Sync + 'static) -> Self {
+        self.on_dead = Some(Arc::new(hook));
+        self
+    }
+
+    /// Runs when the worker disables an endpoint.
+    pub fn on_disabled(mut self, hook: impl Fn(&DisabledEndpoint) + Send + Sync + 'static) -> Self {
+        self.on_disabled = Some(Arc::new(hook));
+        self
+    }
+
+    /// The in-process worker's options, or `None` for no worker in this process (another
+    /// process runs `outworx worker`, or a test steps [`Worker::run_once`]). Default: a worker
+    /// with [`WorkerOptions::default`].
+    pub fn worker(mut self, options: Option<WorkerOptions>) -> Self {
+        self.worker = options;
+        self
+    }
+
+    /// The emitter; its worker (if any) starts on the current tokio runtime.
+    ///
+    /// # Panics
+    /// With a worker, when called outside a tokio runtime.
+    pub fn build(self) -> Emitter {
+        let emitter = Emitter {
+            inner: Arc::new(Inner {
+                outbox: self.outbox,
+                policy: Arc::new(self.policy),
+                max_payload: self.max_payload,
+                clock: self.clock,
+                schedule: self.schedule,
+                rotation_grace: self.rotation_grace,
+                wake: Notify::new(),
+                on_dead: self.on_dead,
+                on_disabled: self.on_disabled,
+                worker: OnceLock::new(),
+            }),
+        };
+        if let Some(options) = self.worker {
+            let handle = Worker::new(emitter.clone(), options).spawn();
+            let _ = emitter.inner.worker.set(handle);
+        }
+        emitter
+    }
+}
+
+static GLOBAL: RwLock<Option<Emitter>> = RwLock::new(None);
+
+impl Emitter {
+    /// Configures an emitter over `outbox`.
+    pub fn builder(outbox: Outbox) -> EmitterBuilder {
+        EmitterBuilder {
+            outbox,
+            policy: TargetPolicy::default(),
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            clock: Arc::new(SystemClock),
+            schedule: RetrySchedule::default(),
+            rotation_grace: Duration::from_secs(24 * 3600),
+            on_dead: None,
+            on_disabled: None,
+            worker: Some(WorkerOptions::default()),
+        }
+    }
+
+    /// Zero configuration: the outbox at `url` (a SQLite file path, or a `postgres://` URL),
+    /// the target policy from `OUTWORX_ALLOW_TARGETS`, and a worker in this process.
+    pub async fn open(url: &str) -> Result<Emitter, SendError> {
+        let outbox = Outbox::open(url).await?;
+        Ok(Emitter::builder(outbox)
+            .policy(TargetPolicy::from_env()?)
+            .build())
+    }
+
+    /// Makes this the emitter `#[emit]` handlers and [`super::EmitLayer`]s use when the
+    /// request carries no `Extension<Emitter>`.
+    pub fn install(&self) {
+        *GLOBAL.write().unwrap_or_else(|p| p.into_inner()) = Some(self.clone());
+    }
+
+    /// The installed emitter, if any.
+    pub fn installed() -> Option<Emitter> {
+        GLOBAL.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The outbox.
+    pub fn outbox(&self) -> &Outbox {
+        &self.inner.outbox
+    }
+
+    /// The target policy.
+    pub fn policy(&self) -> &TargetPolicy {
+        &self.inner.policy
+    }
+
+    /// A worker over this emitter's outbox, to step by hand ([`Worker::run_once`]).
+    pub fn worker(&self, options: WorkerOptions) -> Worker {
+        Worker::new(self.clone(), options)
+    }
+
+    /// Stops the in-process worker (if any) after its in-flight attempts are recorded.
+    pub async fn shutdown(&self) {
+        if let Some(w) = self.inner.worker.get() {
+            w.shutdown().await;
+        }
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Commits a message for every endpoint subscribed to `event_type`.
+    pub async fn send(
+        &self,
+        event_type: &str,
+        payload: &impl Serialize,
+    ) -> Result<Sent, SendError> {
+        self.send_message(NewMessage::new(event_type, payload)?)
+            .await
+    }
+
+    /// Commits a message built with [`NewMessage`] (an idempotency key, an owner).
+    pub async fn send_message(&self, message: NewMessage) -> Result<Sent, SendError> {
+        message.validate(self.inner.max_payload)?;
+        let now = self.now();
+        let id = ids::new_id("msg_", now)?;
+        let sent = in_tx!(&self.inner.outbox.pool, |c, db| db::insert_message(
+            c, &message, &id, now
+        )
+        .await?);
+        if sent.deliveries > 0 {
+            self.inner.wake.notify_one();
+        }
+        Ok(sent)
+    }
+
+    /// Commits a message inside the caller's transaction: it is sent if and only if the
+    /// transaction commits. The outbox must live in the same database.
+    ///
+    /// ```no_run
+    /// use outworx_hooks::send::{Emitter, sqlx};
+    ///
+    /// # async fn run(emitter: Emitter, pool: sqlx::SqlitePool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = pool.begin().await?;
+    /// sqlx::query("UPDATE orders SET status = 'shipped' WHERE id = 7").execute(&mut *tx).await?;
+    /// emitter.send_in(&mut tx, "order.shipped", &serde_json::json!({"id": 7})).await?;
+    /// tx.commit().await?; // the message exists only now
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_in<T: OutboxTx + ?Sized>(
+        &self,
+        tx: &mut T,
+        event_type: &str,
+        payload: &impl Serialize,
+    ) -> Result<Sent, SendError> {
+        self.send_message_in(tx, NewMessage::new(event_type, payload)?)
+            .await
+    }
+
+    /// [`Emitter::send_in`] with a [`NewMessage`].
+    pub async fn send_message_in<T: OutboxTx + ?Sized>(
+        &self,
+        tx: &mut T,
+        message: NewMessage,
+    ) -> Result<Sent, SendError> {
+        message.validate(self.inner.max_payload)?;
+        let now = self.now();
+        let id = ids::new_id("msg_", now)?;
+        let sent = tx.insert_message(&message, &id, now).await?;
+        // The caller commits later; a worker polling finds it then.
+        self.inner.wake.notify_one();
+        Ok(sent)
+    }
+
+    /// Creates an endpoint; the answer holds its secret, which is never answered again.
+    pub async fn create_endpoint(&self, new: NewEndpoint) -> Result<CreatedEndpoint, SendError> {
+        self.inner.policy.check_url(&new.url)?;
+        validate_endpoint_fields(&new.events, &new.auth, &new.metadata)?;
+        validate_text("owner", &new.owner, true)?;
+        let secret = match new.secret {
+            Some(s) => check_secret(&s, new.format)?,
+            None => ids::new_hmac_secret()?,
+        };
+        let now = self.now();
+        let endpoint = Endpoint {
+            id: ids::new_id("ep_", now)?,
+            owner: new.owner,
+            url: new.url,
+            events: new.events,
+            auth: new.auth.kind().to_owned(),
+            format: new.format,
+            metadata: new.metadata,
+            enabled: true,
+            disabled_reason: None,
+            failing_since: None,
+            public_key: crate::security::scheme::standard_public_key(&secret),
+            created_at: now,
+        };
+        with_conn!(&self.inner.outbox.pool, |c, db| db::insert_endpoint(
+            c, &endpoint, &new.auth, &secret, now
+        )
+        .await?);
+        let secret = endpoint.public_key.clone().unwrap_or(secret);
+        Ok(CreatedEndpoint { endpoint, secret })
+    }
+
+    /// An endpoint, if `scope` may see it.
+    pub async fn endpoint(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+    ) -> Result<Option<Endpoint>, SendError> {
+        let row = with_conn!(&self.inner.outbox.pool, |c, db| db::endpoint(c, scope, id)
+            .await?);
+        Ok(row.map(|r| r.endpoint))
+    }
+
+    /// The endpoints `scope` may see (at most 1,000).
+    pub async fn endpoints(&self, scope: Scope<'_>) -> Result<Vec<Endpoint>, SendError> {
+        with_conn!(&self.inner.outbox.pool, |c, db| db::endpoints(c, scope)
+            .await)
+    }
+
+    /// Changes an endpoint.
+    pub async fn update_endpoint(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+        update: EndpointUpdate,
+    ) -> Result<Endpoint, SendError> {
+        let mut e = self.endpoint(scope, id).await?.ok_or(SendError::NotFound)?;
+        if let Some(url) = update.url {
+            self.inner.policy.check_url(&url)?;
+            e.url = url;
+        }
+        if let Some(events) = update.events {
+            e.events = events;
+        }
+        if let Some(format) = update.format {
+            e.format = format;
+        }
+        if let Some(metadata) = update.metadata {
+            e.metadata = metadata;
+        }
+        if let Some(enabled) = update.enabled {
+            e.enabled = enabled;
+            e.disabled_reason = (!enabled).then(|| "disabled by an operator".to_owned());
+            if enabled {
+                e.failing_since = None;
+            }
+        }
+        let auth = update.auth;
+        validate_endpoint_fields(
+            &e.events,
+            auth.as_ref().unwrap_or(&Default::default()),
+            &e.metadata,
+        )?;
+        if let Some(a) = &auth {
+            e.auth = a.kind().to_owned();
+        }
+        let now = self.now();
+        let done = with_conn!(&self.inner.outbox.pool, |c, db| db::update_endpoint(
+            c,
+            &e,
+            auth.as_ref(),
+            now
+        )
+        .await?);
+        if !done {
+            return Err(SendError::NotFound);
+        }
+        Ok(e)
+    }
+
+    /// Enables or disables an endpoint.
+    pub async fn set_enabled(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+        enabled: bool,
+    ) -> Result<Endpoint, SendError> {
+        let update = EndpointUpdate {
+            enabled: Some(enabled),
+            ..EndpointUpdate::default()
+        };
+        self.update_endpoint(scope, id, update).await
+    }
+
+    /// Deletes an endpoint; its pending deliveries end `dead` ("endpoint deleted").
+    pub async fn delete_endpoint(&self, scope: Scope<'_>, id: &str) -> Result<bool, SendError> {
+        with_conn!(&self.inner.outbox.pool, |c, db| db::delete_endpoint(
+            c, scope, id
+        )
+        .await)
+    }
+
+    /// Replaces an endpoint's secret with a new one of the same kind. The old one keeps
+    /// signing beside it for the rotation grace, so receivers can switch without a gap. The
+    /// answer holds the new secret (for `v1a`, the new public key), shown this once.
+    pub async fn rotate_secret(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+    ) -> Result<CreatedEndpoint, SendError> {
+        let row = with_conn!(&self.inner.outbox.pool, |c, db| db::endpoint(c, scope, id)
+            .await?);
+        let row = row.ok_or(SendError::NotFound)?;
+        let secret = if row.secret.starts_with("whsk_") {
+            ids::new_ed25519_key()?
+        } else {
+            ids::new_hmac_secret()?
+        };
+        let now = self.now();
+        let grace = i64::try_from(self.inner.rotation_grace.as_millis()).unwrap_or(i64::MAX);
+        let done = with_conn!(&self.inner.outbox.pool, |c, db| db::rotate(
+            c,
+            scope,
+            id,
+            &secret,
+            now.saturating_add(grace),
+            now
+        )
+        .await?);
+        if !done {
+            return Err(SendError::NotFound);
+        }
+        let mut endpoint = row.endpoint;
+        endpoint.public_key = crate::security::scheme::standard_public_key(&secret);
+        let secret = endpoint.public_key.clone().unwrap_or(secret);
+        Ok(CreatedEndpoint { endpoint, secret })
+    }
+
+    /// Sends a `webhook.test` message to one endpoint only.
+    pub async fn send_test(&self, scope: Scope<'_>, id: &str) -> Result<Sent, SendError> {
+        let ep = self.endpoint(scope, id).await?.ok_or(SendError::NotFound)?;
+        let mut message = NewMessage::new(
+            "webhook.test",
+            &serde_json::json!({"endpoint_id": ep.id, "test": true}),
+        )?
+        .owner(ep.owner);
+        message.only_endpoint = Some(ep.id);
+        self.send_message(message).await
+    }
+
+    /// Deliveries `scope` may see, newest first.
+    pub async fn deliveries(
+        &self,
+        scope: Scope<'_>,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<Delivery>, SendError> {
+        with_conn!(&self.inner.outbox.pool, |c, db| db::deliveries(
+            c, scope, filter
+        )
+        .await)
+    }
+
+    /// Attempts `scope` may see, newest first, of one endpoint and/or one message.
+    pub async fn attempts(
+        &self,
+        scope: Scope<'_>,
+        endpoint_id: Option<&str>,
+        message_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<super::Attempt>, SendError> {
+        with_conn!(&self.inner.outbox.pool, |c, db| db::attempts(
+            c,
+            scope,
+            endpoint_id,
+            message_id,
+            limit
+        )
+        .await)
+    }
+
+    /// Puts the matching finished deliveries (dead, or delivered) back in the queue, due now,
+    /// with a new round of attempts. Returns how many.
+    ///
+    /// One message: `DeliveryFilter { message_id: Some(id), .. }`; an endpoint's failures in a
+    /// window: `endpoint_id`, `status: Some(Dead)`, `since`, `until`.
+    pub async fn replay(
+        &self,
+        scope: Scope<'_>,
+        filter: &DeliveryFilter,
+    ) -> Result<u64, SendError> {
+        let now = self.now();
+        let n = with_conn!(&self.inner.outbox.pool, |c, db| db::replay(
+            c, scope, filter, now
+        )
+        .await?);
+        if n > 0 {
+            self.inner.wake.notify_one();
+        }
+        Ok(n)
+    }
+
+    /// How many deliveries are in each status.
+    pub async fn counts(&self, scope: Scope<'_>) -> Result<Vec<(DeliveryStatus, u64)>, SendError> {
+        with_conn!(&self.inner.outbox.pool, |c, db| db::counts(c, scope).await)
+    }
+}
+
+/// A secret given by the caller: `whsec_`/`whsk_` for Standard Webhooks (checked to decode),
+/// any 8 to 256 bytes for `fastapihooks`.
+fn check_secret(s: &str, format: Format) -> Result<String, SendError> {
+    let bad = |why: &str| SendError::invalid("secret", why.to_owned());
+    if s.len() < 8 || s.len() > 256 || s.chars().any(char::is_control) {
+        return Err(bad("it is 8 to 256 bytes with no control characters"));
+    }
+    if format == Format::Standard {
+        let probe = crate::security::scheme::standard_signature(
+            crate::Provider::Standard,
+            s,
+            "msg_probe",
+            "0",
+            b"{}",
+        );
+        if !(s.starts_with("whsec_") || s.starts_with("whsk_")) || probe.is_err() {
+            return Err(bad(
+                "a Standard Webhooks secret is `whsec_<base64>` (HMAC) or `whsk_<base64 32-byte seed>` (Ed25519)",
+            ));
+        }
+    }
+    Ok(s.to_owned())
+}
+
+/// A connection or transaction of the application's own database that a message can be
+/// committed in: `sqlx::Transaction` (or connection) of SQLite or PostgreSQL.
+pub trait OutboxTx: Send {
+    #[doc(hidden)]
+    fn insert_message<'a>(
+        &'a mut self,
+        message: &'a NewMessage,
+        id: &'a str,
+        now: i64,
+    ) -> crate::util::BoxFuture<'a, Result<Sent, SendError>>;
+}
+
+macro_rules! outbox_tx {
+    ($conn:ty, $db:ident) => {
+        impl OutboxTx for $conn {
+            fn insert_message<'a>(
+                &'a mut self,
+                message: &'a NewMessage,
+                id: &'a str,
+                now: i64,
+            ) -> crate::util::BoxFuture<'a, Result<Sent, SendError>> {
+                Box::pin(super::store::$db::insert_message(self, message, id, now))
+            }
+        }
+    };
+}
+
+outbox_tx!(sqlx::SqliteConnection, sqlite);
+outbox_tx!(sqlx::PgConnection, postgres);
+
+impl<DB> OutboxTx for sqlx::Transaction<'_, DB>
+where
+    DB: sqlx::Database,
+    DB::Connection: OutboxTx,
+{
+    fn insert_message<'a>(
+        &'a mut self,
+        message: &'a NewMessage,
+        id: &'a str,
+        now: i64,
+    ) -> crate::util::BoxFuture<'a, Result<Sent, SendError>> {
+        let conn: &mut DB::Connection = self;
+        conn.insert_message(message, id, now)
+    }
+}
+
+impl<DB> OutboxTx for sqlx::pool::PoolConnection<DB>
+where
+    DB: sqlx::Database,
+    DB::Connection: OutboxTx,
+{
+    fn insert_message<'a>(
+        &'a mut self,
+        message: &'a NewMessage,
+        id: &'a str,
+        now: i64,
+    ) -> crate::util::BoxFuture<'a, Result<Sent, SendError>> {
+        let conn: &mut DB::Connection = self;
+        conn.insert_message(message, id, now)
+    }
+}

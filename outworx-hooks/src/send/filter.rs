@@ -1,0 +1,85 @@
+//! Event filters: `order.created` (exact), `order.*` (every type under `order.`), `*` (all).
+
+use super::SendError;
+use super::model::MAX_EVENT_TYPE_LEN;
+
+/// Whether `event_type` matches one of `patterns` (an empty list matches everything).
+pub(crate) fn matches_any(patterns: &[String], event_type: &str) -> bool {
+    patterns.is_empty() || patterns.iter().any(|p| matches(p, event_type))
+}
+
+/// Whether `event_type` matches `pattern`.
+pub(crate) fn matches(pattern: &str, event_type: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_suffix('*') {
+        // `order.*`: the prefix `order.` and at least one more byte.
+        Some(prefix) => event_type.len() > prefix.len() && event_type.starts_with(prefix),
+        None => pattern == event_type,
+    }
+}
+
+/// A pattern is an event type, `*`, or an event type prefix ending in `.*`.
+pub(crate) fn validate_pattern(p: &str) -> Result<(), SendError> {
+    let bad = || {
+        SendError::invalid(
+            "events",
+            format!(
+                "`{}` is not a pattern: use `order.created`, `order.*` or `*`",
+                p.escape_debug()
+            ),
+        )
+    };
+    if p == "*" {
+        return Ok(());
+    }
+    if p.len() > MAX_EVENT_TYPE_LEN {
+        return Err(bad());
+    }
+    let body = match p.strip_suffix(".*") {
+        Some(prefix) => prefix,
+        None => p,
+    };
+    if body.is_empty() || body.contains('*') {
+        return Err(bad());
+    }
+    super::model::validate_event_type(body).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_as_documented() {
+        assert!(matches("*", "order.created"));
+        assert!(matches("order.*", "order.created"));
+        assert!(matches("order.*", "order.line.added"));
+        assert!(!matches("order.*", "order."));
+        assert!(!matches("order.*", "orders.created"));
+        assert!(!matches("order.*", "order"));
+        assert!(matches("order.created", "order.created"));
+        assert!(!matches("order.created", "order.created2"));
+        assert!(matches_any(&[], "x"));
+        assert!(!matches_any(&["a".into()], "b"));
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        for ok in ["*", "order.*", "order.created", "a:b/c-d_e"] {
+            assert!(validate_pattern(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ".*",
+            "order*",
+            "*.created",
+            "or*der.*",
+            "a b",
+            "order.**",
+        ] {
+            assert!(validate_pattern(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,637 @@
+//! What the sending side stores and answers: endpoints, messages, deliveries and attempts,
+//! and the checks every value passes before it is stored.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use super::SendError;
+
+/// Longest endpoint URL accepted, in bytes.
+pub const MAX_URL_LEN: usize = 2048;
+/// Longest event type or event pattern, in bytes.
+pub const MAX_EVENT_TYPE_LEN: usize = 128;
+/// Most event patterns on one endpoint.
+pub const MAX_PATTERNS: usize = 64;
+/// Most bytes of an endpoint's metadata (as JSON).
+pub const MAX_METADATA_BYTES: usize = 4096;
+/// Longest owner, idempotency key or auth value, in bytes.
+pub const MAX_TEXT_LEN: usize = 256;
+/// The first bytes of each attempt's response that are kept.
+pub const RESPONSE_SNIPPET_BYTES: usize = 4096;
+
+/// The wire format of an endpoint's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Standard Webhooks: the body `{"type", "timestamp", "data"}`, the headers `webhook-id`,
+    /// `webhook-timestamp` and `webhook-signature` (`v1` HMAC with a `whsec_` secret, or
+    /// `v1a` Ed25519 with a `whsk_` key). `#[webhook(provider = "standard")]` verifies it.
+    #[default]
+    Standard,
+    /// The Python package `fastapihooks`: the raw payload, `X-Fastapihooks-Event`, and
+    /// `X-Fastapihooks-Signature: sha256=<hex HMAC-SHA256 of the body, keyed by the secret's
+    /// bytes>`. For receivers written for it; it carries no timestamp, so it can be replayed.
+    Fastapihooks,
+}
+
+impl Format {
+    /// `standard` or `fastapihooks`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Standard => "standard",
+            Format::Fastapihooks => "fastapihooks",
+        }
+    }
+}
+
+impl FromStr for Format {
+    type Err = SendError;
+    fn from_str(s: &str) -> Result<Self, SendError> {
+        match s {
+            "standard" => Ok(Format::Standard),
+            "fastapihooks" => Ok(Format::Fastapihooks),
+            _ => Err(SendError::invalid(
+                "format",
+                "expected `standard` or `fastapihooks`",
+            )),
+        }
+    }
+}
+
+/// How the sender authenticates to an endpoint, beside the signature. The values never
+/// appear in `Debug`, logs or answers.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Auth {
+    /// Nothing beside the signature.
+    #[default]
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// The token.
+        token: String,
+    },
+    /// `Authorization: Basic <base64 user:password>`.
+    Basic {
+        /// The user.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// One header of the receiver's choosing.
+    Header {
+        /// The header's name.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
+impl Auth {
+    /// `none`, `bearer`, `basic` or `header`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Auth::None => "none",
+            Auth::Bearer { .. } => "bearer",
+            Auth::Basic { .. } => "basic",
+            Auth::Header { .. } => "header",
+        }
+    }
+
+    /// The header this auth adds to each request, if any.
+    pub(crate) fn header(&self) -> Option<(http::HeaderName, http::HeaderValue)> {
+        let (name, value) = match self {
+            Auth::None => return None,
+            Auth::Bearer { token } => (http::header::AUTHORIZATION, format!("Bearer {token}")),
+            Auth::Basic { user, password } => (
+                http::header::AUTHORIZATION,
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+                ),
+            ),
+            Auth::Header { name, value } => (
+                http::HeaderName::from_bytes(name.as_bytes()).ok()?,
+                value.clone(),
+            ),
+        };
+        let mut value = http::HeaderValue::from_str(&value).ok()?;
+        value.set_sensitive(true);
+        Some((name, value))
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), SendError> {
+        let values: &[&str] = match self {
+            Auth::None => &[],
+            Auth::Bearer { token } => &[token],
+            Auth::Basic { user, password } => {
+                if user.contains(':') {
+                    return Err(SendError::invalid(
+                        "auth",
+                        "a basic user cannot contain `:`",
+                    ));
+                }
+                &[user, password]
+            }
+            Auth::Header { name, value } => {
+                let lower = name.to_ascii_lowercase();
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    return Err(SendError::invalid(
+                        "auth",
+                        "the header name is not a valid header name",
+                    ));
+                }
+                if RESERVED_HEADERS.contains(&lower.as_str())
+                    || lower.starts_with("webhook-")
+                    || lower.starts_with("x-fastapihooks-")
+                {
+                    return Err(SendError::invalid(
+                        "auth",
+                        "the header would replace one the sender sets (content-type, host, the signature headers)",
+                    ));
+                }
+                &[value]
+            }
+        };
+        for v in values {
+            if v.is_empty() || v.len() > MAX_TEXT_LEN {
+                return Err(SendError::invalid("auth", "each value is 1 to 256 bytes"));
+            }
+            if http::HeaderValue::from_str(v).is_err() || v.contains(['\r', '\n']) {
+                return Err(SendError::invalid(
+                    "auth",
+                    "a value has characters a header cannot carry",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "user-agent",
+];
+
+impl FromStr for Auth {
+    type Err = SendError;
+    /// `none`, `bearer:TOKEN`, `basic:USER:PASSWORD` or `header:NAME:VALUE`.
+    fn from_str(s: &str) -> Result<Self, SendError> {
+        let bad = || {
+            SendError::invalid(
+                "auth",
+                "expected `none`, `bearer:TOKEN`, `basic:USER:PASSWORD` or `header:NAME:VALUE`",
+            )
+        };
+        let auth = match s.split_once(':') {
+            None if s == "none" => Auth::None,
+            Some(("bearer", token)) => Auth::Bearer {
+                token: token.to_owned(),
+            },
+            Some(("basic", rest)) => {
+                let (user, password) = rest.split_once(':').ok_or_else(bad)?;
+                Auth::Basic {
+                    user: user.to_owned(),
+                    password: password.to_owned(),
+                }
+            }
+            Some(("header", rest)) => {
+                let (name, value) = rest.split_once(':').ok_or_else(bad)?;
+                Auth::Header {
+                    name: name.to_owned(),
+                    value: value.to_owned(),
+                }
+            }
+            _ => return Err(bad()),
+        };
+        auth.validate()?;
+        Ok(auth)
+    }
+}
+
+/// An endpoint to create: where, for which events, how it is signed and authenticated.
+///
+/// ```
+/// use outworx_hooks::send::{Auth, NewEndpoint};
+///
+/// let ep = NewEndpoint::new("https://example.com/hooks")
+///     .event("order.*")
+///     .owner("acme")
+///     .auth(Auth::Bearer { token: "t0ken".into() });
+/// assert_eq!(ep.events, ["order.*"]);
+/// ```
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NewEndpoint {
+    /// The URL messages are posted to.
+    pub url: String,
+    /// Event patterns: `order.created`, `order.*`, or `*` (also when empty).
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Authentication beside the signature.
+    #[serde(default)]
+    pub auth: Auth,
+    /// The wire format.
+    #[serde(default)]
+    pub format: Format,
+    /// The signing secret: `whsec_<base64>`, or `whsk_<base64 seed>` for Ed25519 (`v1a`);
+    /// any text for the `fastapihooks` format. Generated when absent.
+    #[serde(default, skip_serializing)]
+    pub secret: Option<String>,
+    /// Free JSON, returned as stored (at most 4 KiB).
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// The tenant the endpoint belongs to (the management router sets it from the request).
+    #[serde(default)]
+    pub owner: String,
+}
+
+impl NewEndpoint {
+    /// An endpoint for every event, signed with a generated `whsec_` secret.
+    pub fn new(url: impl Into<String>) -> Self {
+        NewEndpoint {
+            url: url.into(),
+            ..NewEndpoint::default()
+        }
+    }
+
+    /// Adds an event pattern.
+    pub fn event(mut self, pattern: impl Into<String>) -> Self {
+        self.events.push(pattern.into());
+        self
+    }
+
+    /// Sets the owner (tenant).
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
+    }
+
+    /// Sets the authentication.
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Sets the wire format.
+    pub fn format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Sets the secret instead of generating one.
+    pub fn secret(mut self, secret: impl Into<String>) -> Self {
+        self.secret = Some(secret.into());
+        self
+    }
+
+    /// Sets one metadata value.
+    pub fn metadata(mut self, key: impl Into<String>, value: serde_json::Value) -> Self {
+        self.metadata.insert(key.into(), value);
+        self
+    }
+}
+
+/// A change to an endpoint; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct EndpointUpdate {
+    /// A new URL.
+    pub url: Option<String>,
+    /// New event patterns.
+    pub events: Option<Vec<String>>,
+    /// New authentication.
+    pub auth: Option<Auth>,
+    /// A new format.
+    pub format: Option<Format>,
+    /// New metadata.
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+}
+
+/// A stored endpoint, as answered: everything but its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Endpoint {
+    /// `ep_...`.
+    pub id: String,
+    /// The tenant.
+    pub owner: String,
+    /// Where messages go.
+    pub url: String,
+    /// Event patterns; empty means every event.
+    pub events: Vec<String>,
+    /// The authentication's kind (`none`, `bearer`, `basic`, `header`); never its values.
+    pub auth: String,
+    /// The wire format.
+    pub format: Format,
+    /// Stored metadata.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Whether messages are sent to it.
+    pub enabled: bool,
+    /// Why it was disabled (by an operator, a 410, or days of failures).
+    pub disabled_reason: Option<String>,
+    /// Since when every attempt has failed, in ms since 1970; `None` while healthy.
+    pub failing_since: Option<i64>,
+    /// For a `v1a` (Ed25519) endpoint: the `whpk_` public key its receiver verifies with.
+    pub public_key: Option<String>,
+    /// Created, in ms since 1970.
+    pub created_at: i64,
+}
+
+impl Endpoint {
+    /// Whether the endpoint takes events of this type.
+    pub fn wants(&self, event_type: &str) -> bool {
+        super::filter::matches_any(&self.events, event_type)
+    }
+}
+
+/// A created endpoint, or a rotated secret: the secret is in this answer and never again.
+#[derive(Clone, Serialize)]
+#[non_exhaustive]
+pub struct CreatedEndpoint {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// Its signing secret (for `v1a`, the private key stays with us: this is the `whpk_`
+    /// public key the receiver needs).
+    pub secret: String,
+}
+
+impl fmt::Debug for CreatedEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedEndpoint")
+            .field("endpoint", &self.endpoint)
+            .field("secret", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    /// Leased by a worker, an attempt in flight.
+    Sending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// Every attempt failed, the endpoint was disabled or deleted: see `last_error`.
+    Dead,
+}
+
+impl DeliveryStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Sending => "sending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> DeliveryStatus {
+        match s {
+            "sending" => DeliveryStatus::Sending,
+            "delivered" => DeliveryStatus::Delivered,
+            "dead" => DeliveryStatus::Dead,
+            _ => DeliveryStatus::Pending,
+        }
+    }
+}
+
+impl FromStr for DeliveryStatus {
+    type Err = SendError;
+    fn from_str(s: &str) -> Result<Self, SendError> {
+        match s {
+            "pending" | "sending" | "delivered" | "dead" => Ok(DeliveryStatus::parse(s)),
+            _ => Err(SendError::invalid(
+                "status",
+                "expected pending, sending, delivered or dead",
+            )),
+        }
+    }
+}
+
+/// One message to one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// Row id.
+    pub id: i64,
+    /// The message (`msg_...`).
+    pub message_id: String,
+    /// The endpoint (`ep_...`).
+    pub endpoint_id: String,
+    /// The message's event type.
+    pub event_type: String,
+    /// Where it stands.
+    pub status: DeliveryStatus,
+    /// Attempts made in the current round (a replay starts a new round).
+    pub attempts: u32,
+    /// When the next attempt is due, in ms since 1970.
+    pub next_attempt_at: i64,
+    /// The last attempt's HTTP status.
+    pub last_status: Option<u16>,
+    /// The last attempt's error, or why it is dead.
+    pub last_error: Option<String>,
+    /// Last change, in ms since 1970.
+    pub updated_at: i64,
+}
+
+/// One HTTP attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// The delivery.
+    pub delivery_id: i64,
+    /// The message.
+    pub message_id: String,
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// Which attempt of its round (1-based).
+    pub attempt: u32,
+    /// When it started, in ms since 1970.
+    pub at: i64,
+    /// The HTTP status, when there was an answer.
+    pub status_code: Option<u16>,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// Why it failed without an answer (connect, timeout, refused target).
+    pub error: Option<String>,
+    /// The first 4 KiB of the response body (lossy UTF-8).
+    pub response: String,
+}
+
+/// A message to send: its event type, its payload (JSON), and optionally an idempotency key
+/// and an owner.
+///
+/// ```
+/// use outworx_hooks::send::NewMessage;
+///
+/// let m = NewMessage::new("order.created", &serde_json::json!({"id": 7}))?
+///     .idempotency_key("order-7")
+///     .owner("acme");
+/// assert_eq!(m.payload(), r#"{"id":7}"#);
+/// # Ok::<(), outworx_hooks::send::SendError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub(crate) event_type: String,
+    pub(crate) payload: String,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) owner: String,
+    /// Only to this endpoint (a test message), instead of every subscriber.
+    pub(crate) only_endpoint: Option<String>,
+}
+
+impl fmt::Debug for NewMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewMessage")
+            .field("event_type", &self.event_type)
+            .field("payload_bytes", &self.payload.len())
+            .field("idempotency_key", &self.idempotency_key)
+            .field("owner", &self.owner)
+            .finish()
+    }
+}
+
+impl NewMessage {
+    /// A message whose payload is `payload` as JSON.
+    pub fn new(event_type: impl Into<String>, payload: &impl Serialize) -> Result<Self, SendError> {
+        let payload = serde_json::to_string(payload)
+            .map_err(|e| SendError::invalid("payload", format!("it does not serialize: {e}")))?;
+        Ok(Self::from_json_text(event_type.into(), payload))
+    }
+
+    /// A message whose payload is this JSON text, checked to be JSON when sent.
+    pub fn json(event_type: impl Into<String>, json: impl Into<String>) -> Self {
+        Self::from_json_text(event_type.into(), json.into())
+    }
+
+    fn from_json_text(event_type: String, payload: String) -> Self {
+        NewMessage {
+            event_type,
+            payload,
+            idempotency_key: None,
+            owner: String::new(),
+            only_endpoint: None,
+        }
+    }
+
+    /// A repeated send with the same key (and owner) is the same message: its first id is
+    /// answered and nothing new is sent.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// The tenant: only the owner's endpoints receive it.
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
+    }
+
+    /// The payload, as JSON text.
+    pub fn payload(&self) -> &str {
+        &self.payload
+    }
+
+    /// The event type.
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+
+    /// Checks everything a store would refuse, before any I/O.
+    pub(crate) fn validate(&self, max_payload: usize) -> Result<(), SendError> {
+        validate_event_type(&self.event_type)?;
+        if self.payload.len() > max_payload {
+            return Err(SendError::TooLarge {
+                size: self.payload.len(),
+                limit: max_payload,
+            });
+        }
+        if serde_json::from_str::<serde::de::IgnoredAny>(&self.payload).is_err() {
+            return Err(SendError::invalid("payload", "it is not JSON"));
+        }
+        validate_text("owner", &self.owner, true)?;
+        if let Some(k) = &self.idempotency_key {
+            validate_text("idempotency_key", k, false)?;
+        }
+        Ok(())
+    }
+}
+
+/// The answer to a send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Sent {
+    /// The message's id (`msg_...`): every endpoint receives it as `webhook-id`.
+    pub message_id: String,
+    /// How many endpoints it was queued for (0 for a repeat).
+    pub deliveries: usize,
+    /// Whether an earlier message had the same idempotency key (nothing new was queued).
+    pub duplicate: bool,
+}
+
+/// `order.created`: 1 to 128 bytes of letters, digits and `. _ - : /`.
+pub(crate) fn validate_event_type(t: &str) -> Result<(), SendError> {
+    if t.is_empty() || t.len() > MAX_EVENT_TYPE_LEN {
+        return Err(SendError::invalid("event_type", "it is 1 to 128 bytes"));
+    }
+    if !t
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-:/".contains(&b))
+    {
+        return Err(SendError::invalid(
+            "event_type",
+            "it is made of letters, digits and `. _ - : /`",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_text(field: &'static str, v: &str, empty_ok: bool) -> Result<(), SendError> {
+    if (!empty_ok && v.is_empty()) || v.len() > MAX_TEXT_LEN || v.chars().any(char::is_control) {
+        return Err(SendError::invalid(
+            field,
+            "it is at most 256 bytes with no control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an endpoint's fields (not its URL's target, which the [`super::TargetPolicy`] does).
+pub(crate) fn validate_endpoint_fields(
+    events: &[String],
+    auth: &Auth,
+    metadata: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), SendError> {
+    if events.len() > MAX_PATTERNS {
+        return Err(SendError::invalid("events", "at most 64 patterns"));
+    }
+    for p in events {
+        super::filter::validate_pattern(p)?;
+    }
+    auth.validate()?;
+    if crate::wire::json_size(metadata) > MAX_METADATA_BYTES {
+        return Err(SendError::invalid("metadata", "at most 4 KiB of JSON"));
+    }
+    Ok(())
+}

@@ -1,0 +1,990 @@
+//! The sending side end to end, over real HTTP on loopback and real SQLite files: `#[emit]`
+//! to our own `#[webhook(provider = "standard")]` receiver, the retry schedule on a manual
+//! clock, 410, dead and replay, rotation, SSRF refusals, the transactional outbox, the
+//! management router's tenant isolation, and bad input.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use outworx_hooks::queue::{ManualClock, RetrySchedule};
+use outworx_hooks::send::{
+    DeliveryFilter, DeliveryStatus, EmitContext, EmitLayer, Emitter, Format, NewEndpoint,
+    NewMessage, Outbox, Scope, SendError, TargetPolicy, WorkerOptions, management_router, sqlx,
+};
+use outworx_hooks::{Track, emit, webhook};
+use serde_json::{Value, json};
+
+fn loopback() -> TargetPolicy {
+    TargetPolicy::default().allow("127.0.0.0/8".parse().unwrap())
+}
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// A scripted answer: a status, and a `Retry-After` value.
+type Step = (u16, Option<&'static str>);
+
+/// A receiver that records each request and answers from a script (then 200).
+#[derive(Clone, Default)]
+struct Scripted {
+    script: Arc<Mutex<Vec<Step>>>,
+    seen: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+}
+
+impl Scripted {
+    async fn start(script: Vec<Step>) -> (Scripted, String) {
+        let s = Scripted {
+            script: Arc::new(Mutex::new(script.into_iter().rev().collect())),
+            ..Scripted::default()
+        };
+        async fn hook(
+            State(s): State<Scripted>,
+            headers: HeaderMap,
+            body: String,
+        ) -> axum::response::Response {
+            s.seen.lock().unwrap().push((headers, body));
+            let next = s.script.lock().unwrap().pop();
+            let (code, retry_after) = next.unwrap_or((200, None));
+            let mut r = axum::response::IntoResponse::into_response((
+                StatusCode::from_u16(code).unwrap(),
+                "x".repeat(10_000),
+            ));
+            if let Some(v) = retry_after {
+                r.headers_mut().insert("retry-after", v.parse().unwrap());
+            }
+            r
+        }
+        let url = serve(
+            Router::new()
+                .route("/hook", post(hook))
+                .with_state(s.clone()),
+        )
+        .await;
+        (s, format!("{url}/hook"))
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+async fn manual(clock: &ManualClock) -> Emitter {
+    Emitter::builder(Outbox::memory().await.unwrap())
+        .policy(loopback())
+        .clock(clock.clone())
+        .worker(None)
+        .build()
+}
+
+fn step(emitter: &Emitter) -> Arc<outworx_hooks::send::Worker> {
+    Arc::new(emitter.worker(WorkerOptions::default()))
+}
+
+async fn only_delivery(emitter: &Emitter) -> outworx_hooks::send::Delivery {
+    let all = emitter
+        .deliveries(Scope::All, &DeliveryFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    all.into_iter().next().unwrap()
+}
+
+// ---- #[emit] → #[webhook(provider = "standard")], exactly once in effect ----
+
+static RECEIVER_SECRET: OnceLock<String> = OnceLock::new();
+static PROCESSED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn receiver_secret() -> String {
+    RECEIVER_SECRET.get().cloned().unwrap_or_default()
+}
+
+#[webhook(provider = "standard", secret = receiver_secret, idempotency, require_processed)]
+async fn receive(track: Track, headers: HeaderMap, Json(event): Json<Value>) -> &'static str {
+    assert_eq!(event["type"], "order.created");
+    let id = headers["webhook-id"].to_str().unwrap().to_owned();
+    PROCESSED.lock().unwrap().push(id);
+    track.processed();
+    "ok"
+}
+
+#[derive(serde::Deserialize)]
+struct NewOrder {
+    customer: String,
+    fail: bool,
+}
+
+#[emit("order.created")]
+async fn create_order(Json(o): Json<NewOrder>) -> Result<Json<Value>, StatusCode> {
+    if o.fail {
+        return Err(StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    Ok(Json(json!({"id": 7, "customer": o.customer})))
+}
+
+fn reshape(cx: &EmitContext<'_>) -> Option<Value> {
+    let raw = std::str::from_utf8(cx.request_body()?).ok()?.to_owned();
+    let agent = cx.headers()?.get("user-agent")?.to_str().ok()?.to_owned();
+    Some(json!({"order": cx.response(), "raw": raw, "agent": agent}))
+}
+
+fn tenant(cx: &EmitContext<'_>) -> Option<String> {
+    cx.response()["customer"].as_str().map(str::to_owned)
+}
+
+#[emit("order.shipped", transform = reshape, owner = tenant, include_headers, include_request)]
+async fn ship_order(Json(o): Json<NewOrder>) -> Json<Value> {
+    Json(json!({"id": 8, "customer": o.customer}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_round_trip_to_our_own_receiver_is_once_in_effect() {
+    let receiver = serve(Router::new().route("/in", post(receive))).await;
+    let emitter = Emitter::builder(Outbox::memory().await.unwrap())
+        .policy(loopback())
+        .worker(Some(
+            WorkerOptions::default().poll(Duration::from_millis(20)),
+        ))
+        .build();
+    let created = emitter
+        .create_endpoint(NewEndpoint::new(format!("{receiver}/in")).event("order.*"))
+        .await
+        .unwrap();
+    RECEIVER_SECRET.set(created.secret.clone()).unwrap();
+
+    let app = Router::new()
+        .route("/orders", post(create_order))
+        .layer(Extension(emitter.clone()));
+    let api = serve(app).await;
+    let http = reqwest::Client::new();
+
+    // A failed request emits nothing.
+    let r = http
+        .post(format!("{api}/orders"))
+        .json(&json!({"customer": "acme", "fail": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    // An accepted one has its message committed before the answer.
+    let r = http
+        .post(format!("{api}/orders"))
+        .json(&json!({"customer": "acme", "fail": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["id"], 7);
+    let messages = emitter
+        .deliveries(Scope::All, &DeliveryFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 1, "one message, for the 2xx only");
+    let message_id = messages[0].message_id.clone();
+
+    wait_for(|| PROCESSED.lock().unwrap().len() == 1).await;
+    wait_for_status(&emitter, DeliveryStatus::Delivered).await;
+
+    // A replay reaches the receiver again, and its idempotency answers it without a second
+    // run of the handler: once in effect.
+    let filter = DeliveryFilter::default().message(&message_id);
+    assert_eq!(emitter.replay(Scope::All, &filter).await.unwrap(), 1);
+    wait_for_status(&emitter, DeliveryStatus::Delivered).await;
+    let attempts = emitter
+        .attempts(Scope::All, None, Some(&message_id), 10)
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert!(attempts.iter().all(|a| a.status_code == Some(200)));
+    assert_eq!(*PROCESSED.lock().unwrap(), [message_id]);
+    emitter.shutdown().await;
+}
+
+async fn wait_for(mut f: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting");
+}
+
+async fn wait_for_status(emitter: &Emitter, status: DeliveryStatus) {
+    for _ in 0..500 {
+        let all = emitter
+            .deliveries(Scope::All, &DeliveryFilter::default())
+            .await
+            .unwrap();
+        if all.iter().all(|d| d.status == status) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("deliveries never reached {status:?}");
+}
+
+#[tokio::test]
+async fn transform_owner_headers_and_request_reach_the_message() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let emitter = manual(&clock).await;
+    let (rx, url) = Scripted::start(vec![]).await;
+    emitter
+        .create_endpoint(
+            NewEndpoint::new(&url)
+                .owner("acme")
+                .format(Format::Fastapihooks),
+        )
+        .await
+        .unwrap();
+    // Another tenant's endpoint hears nothing of acme's events.
+    let (other, other_url) = Scripted::start(vec![]).await;
+    emitter
+        .create_endpoint(NewEndpoint::new(&other_url).owner("globex"))
+        .await
+        .unwrap();
+    let app = Router::new()
+        .route("/ship", post(ship_order))
+        .layer(Extension(emitter.clone()));
+    let api = serve(app).await;
+    let body = r#"{"customer": "acme", "fail": false}"#;
+    let r = reqwest::Client::new()
+        .post(format!("{api}/ship"))
+        .header("content-type", "application/json")
+        .header("user-agent", "tests/1")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(step(&emitter).run_once().await.unwrap(), 1);
+    let seen = rx.seen.lock().unwrap().clone();
+    let payload: Value = serde_json::from_str(&seen[0].1).unwrap();
+    assert_eq!(payload["raw"], body, "the exact request bytes");
+    assert_eq!(payload["agent"], "tests/1");
+    assert_eq!(payload["order"]["id"], 8);
+    assert_eq!(seen[0].0["x-fastapihooks-event"], "order.shipped");
+    assert_eq!(other.count(), 0);
+}
+
+#[tokio::test]
+async fn an_emit_without_an_emitter_refuses_before_the_handler_runs() {
+    static RAN: Mutex<bool> = Mutex::new(false);
+    #[emit("thing.done")]
+    async fn handler() -> Json<Value> {
+        *RAN.lock().unwrap() = true;
+        Json(json!({}))
+    }
+    let api = serve(Router::new().route("/x", post(handler))).await;
+    let r = reqwest::Client::new()
+        .post(format!("{api}/x"))
+        .send()
+        .await
+        .unwrap();
+    // No Extension and nothing installed in this test binary.
+    if Emitter::installed().is_none() {
+        assert_eq!(r.status(), 500);
+        assert!(!*RAN.lock().unwrap());
+    }
+}
+
+#[tokio::test]
+async fn a_failed_commit_answers_500_and_a_non_json_answer_too() {
+    let dir = tempdir("commit");
+    let path = dir.join("o.db");
+    let emitter = Emitter::builder(Outbox::open(path.to_str().unwrap()).await.unwrap())
+        .worker(None)
+        .build();
+    async fn ok() -> Json<Value> {
+        Json(json!({"ok": true}))
+    }
+    async fn text() -> &'static str {
+        "not json"
+    }
+    let app = Router::new()
+        .route(
+            "/ok",
+            post(ok).layer(EmitLayer::new("a.b").emitter(emitter.clone())),
+        )
+        .route(
+            "/text",
+            post(text).layer(EmitLayer::new("a.b").emitter(emitter.clone())),
+        );
+    let api = serve(app).await;
+    let http = reqwest::Client::new();
+    let r = http.post(format!("{api}/text")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        http.post(format!("{api}/ok"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Break the outbox under the emitter: the next commit fails, and so does the request.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE outworx_messages")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let r = http.post(format!("{api}/ok")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "the webhook message could not be committed");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("outworx-send-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+// ---- the schedule, on a manual clock ----
+
+#[tokio::test]
+async fn failures_follow_the_schedule_then_dead_then_replay() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let dead = Arc::new(Mutex::new(Vec::new()));
+    let d2 = Arc::clone(&dead);
+    let emitter = Emitter::builder(Outbox::memory().await.unwrap())
+        .policy(loopback())
+        .clock(clock.clone())
+        .worker(None)
+        .on_dead(move |d| d2.lock().unwrap().push(d.clone()))
+        .build();
+    // 500, 429 with Retry-After: 3600 (longer than the 5 min step), then 500s.
+    let script = vec![
+        (500, None),
+        (429, Some("3600")),
+        (500, None),
+        (500, None),
+        (500, None),
+        (500, None),
+        (500, None),
+        (500, None),
+    ];
+    let (rx, url) = Scripted::start(script).await;
+    emitter
+        .create_endpoint(NewEndpoint::new(&url))
+        .await
+        .unwrap();
+    emitter
+        .send("order.created", &json!({"n": 1}))
+        .await
+        .unwrap();
+    let worker = step(&emitter);
+
+    let schedule = RetrySchedule::default();
+    let mut expected_steps = schedule.delays().to_vec();
+    expected_steps[1] = Duration::from_secs(3600); // Retry-After wins over 5 min
+    for (i, base) in expected_steps.iter().enumerate() {
+        let before = clock_now(&clock);
+        assert_eq!(worker.run_once().await.unwrap(), 1, "attempt {}", i + 1);
+        let d = only_delivery(&emitter).await;
+        assert_eq!(d.status, DeliveryStatus::Pending, "after attempt {}", i + 1);
+        assert_eq!(d.attempts, u32::try_from(i + 1).unwrap());
+        let wait = d.next_attempt_at - before;
+        let (lo, hi) = if i == 1 {
+            (3_600_000, 3_600_000 * 12 / 10) // Retry-After is a floor; jitter may add
+        } else {
+            let ms = i64::try_from(base.as_millis()).unwrap();
+            (ms * 8 / 10, ms * 12 / 10)
+        };
+        assert!(
+            (lo..=hi).contains(&wait),
+            "attempt {}: waits {wait} ms, not in {lo}..={hi}",
+            i + 1
+        );
+        // Not due a millisecond early.
+        clock.set(d.next_attempt_at - 1);
+        assert_eq!(worker.run_once().await.unwrap(), 0);
+        clock.set(d.next_attempt_at);
+    }
+    // The eighth attempt fails: dead, and the hook runs once.
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    let d = only_delivery(&emitter).await;
+    assert_eq!(d.status, DeliveryStatus::Dead);
+    assert_eq!(d.attempts, 8);
+    assert_eq!(rx.count(), 8);
+    assert_eq!(dead.lock().unwrap().len(), 1);
+    assert_eq!(dead.lock().unwrap()[0].last_status, Some(500));
+    let attempts = emitter.attempts(Scope::All, None, None, 100).await.unwrap();
+    assert_eq!(attempts.len(), 8);
+    assert!(
+        attempts.iter().all(|a| a.response.len() == 4096),
+        "4 KiB kept of 10 KB"
+    );
+
+    // Replay: a new round, delivered now (the script is spent: 200).
+    let n = emitter
+        .replay(
+            Scope::All,
+            &DeliveryFilter::default().status(DeliveryStatus::Dead),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    assert_eq!(
+        only_delivery(&emitter).await.status,
+        DeliveryStatus::Delivered
+    );
+    assert_eq!(rx.count(), 9);
+}
+
+fn clock_now(c: &ManualClock) -> i64 {
+    use outworx_hooks::queue::Clock;
+    c.now_ms()
+}
+
+#[tokio::test]
+async fn gone_disables_the_endpoint_and_long_failure_does_too() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let disabled = Arc::new(Mutex::new(Vec::new()));
+    let d2 = Arc::clone(&disabled);
+    let emitter = Emitter::builder(Outbox::memory().await.unwrap())
+        .policy(loopback())
+        .clock(clock.clone())
+        .worker(None)
+        .schedule(RetrySchedule::new([Duration::from_secs(3600); 200]))
+        .on_disabled(move |e| d2.lock().unwrap().push(e.clone()))
+        .build();
+    let (_gone, gone_url) = Scripted::start(vec![(410, None)]).await;
+    let gone = emitter
+        .create_endpoint(NewEndpoint::new(&gone_url))
+        .await
+        .unwrap();
+    emitter.send("a.b", &json!({})).await.unwrap();
+    step(&emitter).run_once().await.unwrap();
+    let ep = emitter
+        .endpoint(Scope::All, &gone.endpoint.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!ep.enabled);
+    assert!(ep.disabled_reason.unwrap().contains("410"));
+    assert_eq!(only_delivery(&emitter).await.status, DeliveryStatus::Dead);
+    // A disabled endpoint gets no new deliveries.
+    emitter
+        .delete_endpoint(Scope::All, &gone.endpoint.id)
+        .await
+        .unwrap();
+
+    // An endpoint failing for 5 days straight is disabled, with an event.
+    let (_down, down_url) = Scripted::start(vec![(503, None); 1000]).await;
+    let down = emitter
+        .create_endpoint(NewEndpoint::new(&down_url))
+        .await
+        .unwrap();
+    emitter.send("a.c", &json!({})).await.unwrap();
+    let worker = step(&emitter);
+    for _ in 0..200 {
+        if worker.run_once().await.unwrap() == 0 {
+            clock.advance(Duration::from_secs(4 * 3600));
+            continue;
+        }
+        let ep = emitter
+            .endpoint(Scope::All, &down.endpoint.id)
+            .await
+            .unwrap()
+            .unwrap();
+        if !ep.enabled {
+            let since = ep.failing_since.unwrap();
+            assert!(clock_now(&clock) - since >= 5 * 24 * 3_600_000);
+            assert_eq!(disabled.lock().unwrap().len(), 2);
+            return;
+        }
+    }
+    panic!("the failing endpoint was never disabled");
+}
+
+// ---- security ----
+
+#[tokio::test]
+async fn ssrf_targets_are_refused_by_address_not_by_name() {
+    let strict = Emitter::builder(Outbox::memory().await.unwrap())
+        .worker(None)
+        .build();
+    for url in [
+        "https://127.0.0.1/h",
+        "https://169.254.169.254/latest/meta-data",
+        "https://10.0.0.1/h",
+        "https://[::1]/h",
+        "http://example.com/h",
+    ] {
+        let e = strict
+            .create_endpoint(NewEndpoint::new(url))
+            .await
+            .unwrap_err();
+        assert!(e.is_client_error(), "{url}: {e}");
+    }
+    // A name is accepted when stored, and refused when it resolves to loopback.
+    let (rx, url) = Scripted::start(vec![]).await;
+    let port = url.split(':').nth(2).unwrap().split('/').next().unwrap();
+    strict
+        .create_endpoint(NewEndpoint::new(format!("https://localhost:{port}/hook")))
+        .await
+        .unwrap();
+    strict.send("a.b", &json!({})).await.unwrap();
+    step(&strict).run_once().await.unwrap();
+    let attempts = strict.attempts(Scope::All, None, None, 10).await.unwrap();
+    let error = attempts[0].error.as_deref().unwrap();
+    assert!(
+        error.contains("refused") && error.contains("loopback"),
+        "{error}"
+    );
+    assert_eq!(rx.count(), 0, "nothing reached the loopback receiver");
+    // The allow-list opens exactly its nets.
+    let open = Emitter::builder(Outbox::memory().await.unwrap())
+        .policy(loopback())
+        .worker(None)
+        .build();
+    open.create_endpoint(NewEndpoint::new(&url)).await.unwrap();
+    assert!(
+        open.create_endpoint(NewEndpoint::new("http://10.0.0.1/h"))
+            .await
+            .is_err()
+    );
+    open.send("a.b", &json!({})).await.unwrap();
+    step(&open).run_once().await.unwrap();
+    assert_eq!(rx.count(), 1);
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let (rx, target) = Scripted::start(vec![]).await;
+    let target2 = target.clone();
+    let redirector = serve(Router::new().route(
+        "/r",
+        post(move || {
+            let t = target2.clone();
+            async move { axum::response::Redirect::temporary(&t) }
+        }),
+    ))
+    .await;
+    let clock = ManualClock::new(1_700_000_000_000);
+    let emitter = manual(&clock).await;
+    emitter
+        .create_endpoint(NewEndpoint::new(format!("{redirector}/r")))
+        .await
+        .unwrap();
+    emitter.send("a.b", &json!({})).await.unwrap();
+    step(&emitter).run_once().await.unwrap();
+    assert_eq!(rx.count(), 0);
+    let d = only_delivery(&emitter).await;
+    assert_eq!(d.last_status, Some(307));
+    assert_eq!(d.status, DeliveryStatus::Pending);
+}
+
+#[tokio::test]
+async fn a_receiver_with_only_the_old_secret_accepts_during_the_grace() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let emitter = Emitter::builder(Outbox::memory().await.unwrap())
+        .policy(loopback())
+        .clock(clock.clone())
+        .rotation_grace(Duration::from_secs(3600))
+        .worker(None)
+        .build();
+    let (rx, url) = Scripted::start(vec![]).await;
+    let created = emitter
+        .create_endpoint(NewEndpoint::new(&url))
+        .await
+        .unwrap();
+    let old = created.secret.clone();
+    let rotated = emitter
+        .rotate_secret(Scope::All, &created.endpoint.id)
+        .await
+        .unwrap();
+    assert_ne!(rotated.secret, old);
+    let verify = |i: usize, secret: &str| {
+        let (headers, body) = rx.seen.lock().unwrap()[i].clone();
+        let now = headers["webhook-timestamp"]
+            .to_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap();
+        outworx_hooks::security::verify_at(
+            "standard",
+            &headers,
+            body.as_bytes(),
+            &[secret],
+            std::time::Duration::from_secs(300),
+            now,
+        )
+        .valid
+    };
+    emitter.send("a.b", &json!({"n": 1})).await.unwrap();
+    step(&emitter).run_once().await.unwrap();
+    assert!(
+        verify(0, &old),
+        "the old secret still verifies during the grace"
+    );
+    assert!(verify(0, &rotated.secret));
+    clock.advance(Duration::from_secs(3601));
+    emitter.send("a.b", &json!({"n": 2})).await.unwrap();
+    step(&emitter).run_once().await.unwrap();
+    assert!(
+        !verify(1, &old),
+        "after the grace, only the new secret signs"
+    );
+    assert!(verify(1, &rotated.secret));
+}
+
+#[tokio::test]
+async fn ed25519_endpoints_sign_v1a_and_answer_the_public_key() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let emitter = manual(&clock).await;
+    let (rx, url) = Scripted::start(vec![]).await;
+    let key = "whsk_".to_owned() + &"A".repeat(43) + "=";
+    let created = emitter
+        .create_endpoint(NewEndpoint::new(&url).secret(key.clone()))
+        .await
+        .unwrap();
+    assert!(
+        created.secret.starts_with("whpk_"),
+        "the receiver gets the public key"
+    );
+    assert_eq!(
+        created.endpoint.public_key.as_deref(),
+        Some(created.secret.as_str())
+    );
+    emitter.send("a.b", &json!({})).await.unwrap();
+    step(&emitter).run_once().await.unwrap();
+    let (headers, body) = rx.seen.lock().unwrap()[0].clone();
+    assert!(
+        headers["webhook-signature"]
+            .to_str()
+            .unwrap()
+            .starts_with("v1a,")
+    );
+    let now = headers["webhook-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse::<i64>()
+        .unwrap();
+    let r = outworx_hooks::security::verify_at(
+        "standard",
+        &headers,
+        body.as_bytes(),
+        &[created.secret.as_str()],
+        std::time::Duration::from_secs(300),
+        now,
+    );
+    assert!(r.valid, "{r:?}");
+    // The private key never leaves: not in Debug, not in the listing.
+    let listed = serde_json::to_string(&emitter.endpoints(Scope::All).await.unwrap()).unwrap();
+    assert!(!listed.contains(&key[5..]));
+    assert!(!format!("{created:?} {emitter:?}").contains(&key[5..]));
+    // An HMAC secret is not in Debug either.
+    let hmac = emitter
+        .create_endpoint(NewEndpoint::new(&url))
+        .await
+        .unwrap();
+    assert!(!format!("{hmac:?}").contains(&hmac.secret));
+}
+
+// ---- the transactional outbox ----
+
+#[tokio::test]
+async fn send_in_commits_or_rolls_back_with_the_callers_transaction() {
+    let dir = tempdir("tx");
+    let url = format!("sqlite://{}?mode=rwc", dir.join("app.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("CREATE TABLE orders (id INTEGER PRIMARY KEY, status TEXT)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let emitter = Emitter::builder(Outbox::sqlite(pool.clone()).await.unwrap())
+        .policy(loopback())
+        .worker(None)
+        .build();
+    let (rx, hook) = Scripted::start(vec![]).await;
+    emitter
+        .create_endpoint(NewEndpoint::new(&hook))
+        .await
+        .unwrap();
+
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO orders (id, status) VALUES (1, 'new')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    emitter
+        .send_in(&mut tx, "order.created", &json!({"id": 1}))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO orders (id, status) VALUES (2, 'new')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let sent = emitter
+        .send_in(&mut tx, "order.created", &json!({"id": 2}))
+        .await
+        .unwrap();
+    assert_eq!(sent.deliveries, 1);
+    tx.commit().await.unwrap();
+
+    step(&emitter).run_once().await.unwrap();
+    let seen = rx.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "only the committed message");
+    let body: Value = serde_json::from_str(&seen[0].1).unwrap();
+    assert_eq!(body["data"]["id"], 2);
+    pool.close().await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_a_repeated_send_one_message() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let emitter = manual(&clock).await;
+    let (rx, url) = Scripted::start(vec![]).await;
+    emitter
+        .create_endpoint(NewEndpoint::new(&url))
+        .await
+        .unwrap();
+    let m = || {
+        NewMessage::new("order.created", &json!({"id": 1}))
+            .unwrap()
+            .idempotency_key("k-1")
+    };
+    let first = emitter.send_message(m()).await.unwrap();
+    let again = emitter.send_message(m()).await.unwrap();
+    assert!(!first.duplicate && again.duplicate);
+    assert_eq!(first.message_id, again.message_id);
+    // The same key for another owner is another message.
+    let other = emitter.send_message(m().owner("globex")).await.unwrap();
+    assert!(!other.duplicate);
+    step(&emitter).run_once().await.unwrap();
+    assert_eq!(rx.count(), 1);
+}
+
+// ---- bad input ----
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_loses_nothing() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let emitter = Emitter::builder(Outbox::memory().await.unwrap())
+        .policy(loopback())
+        .clock(clock.clone())
+        .max_payload(1024)
+        .worker(None)
+        .build();
+    let (_rx, url) = Scripted::start(vec![]).await;
+    emitter
+        .create_endpoint(NewEndpoint::new(&url))
+        .await
+        .unwrap();
+    let big = json!({"x": "y".repeat(2000)});
+    assert!(matches!(
+        emitter.send("a.b", &big).await,
+        Err(SendError::TooLarge { limit: 1024, .. })
+    ));
+    for bad in ["", "a b", "<script>", &"x".repeat(200)] {
+        let e = emitter.send(bad, &json!({})).await.unwrap_err();
+        assert!(e.to_string().contains("event_type"), "{e}");
+    }
+    let e = emitter
+        .send_message(NewMessage::json("a.b", "{not json"))
+        .await
+        .unwrap_err();
+    assert!(e.is_client_error());
+    for (ep, field) in [
+        (NewEndpoint::new(&url).event("or*der"), "events"),
+        (NewEndpoint::new(&url).secret("short"), "secret"),
+        (
+            NewEndpoint::new(&url).secret("whsec_not base64!!"),
+            "secret",
+        ),
+        (
+            NewEndpoint::new(&url).auth(outworx_hooks::send::Auth::Header {
+                name: "Content-Type".into(),
+                value: "x".into(),
+            }),
+            "auth",
+        ),
+        (NewEndpoint::new("https://u:p@example.com/"), "url"),
+    ] {
+        let e = emitter.create_endpoint(ep).await.unwrap_err();
+        assert!(e.to_string().contains(field), "{field}: {e}");
+    }
+    assert!(
+        "header:Content-Type:x"
+            .parse::<outworx_hooks::send::Auth>()
+            .is_err()
+    );
+    assert!(
+        "bearer:a\r\nb"
+            .parse::<outworx_hooks::send::Auth>()
+            .is_err()
+    );
+    // Nothing of the above was stored; a good send still works.
+    assert!(
+        emitter
+            .deliveries(Scope::All, &DeliveryFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(emitter.send("a.b", &json!({})).await.unwrap().deliveries, 1);
+}
+
+#[tokio::test]
+async fn the_management_router_keeps_tenants_apart() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let emitter = manual(&clock).await;
+    let (rx, hook) = Scripted::start(vec![]).await;
+    let app = Router::new().nest(
+        "/manage",
+        management_router(emitter.clone(), |parts| {
+            parts
+                .headers
+                .get("x-customer")?
+                .to_str()
+                .ok()
+                .map(str::to_owned)
+        }),
+    );
+    let base = serve(app).await;
+    let http = reqwest::Client::new();
+    let as_ = |who: &'static str| {
+        let http = http.clone();
+        let base = base.clone();
+        move |m: reqwest::Method, path: &str| {
+            http.request(m, format!("{base}/manage{path}"))
+                .header("x-customer", who)
+        }
+    };
+    let acme = as_("acme");
+    let globex = as_("globex");
+
+    // No owner: 401. Bad JSON: 422, nothing stored.
+    assert_eq!(
+        http.get(format!("{base}/manage/endpoints"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let r = acme(reqwest::Method::POST, "/endpoints")
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let r = acme(reqwest::Method::POST, "/endpoints")
+        .json(&json!({"url": hook, "owner": "globex", "evil": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422, "unknown fields are refused");
+
+    let r = acme(reqwest::Method::POST, "/endpoints")
+        .json(&json!({"url": hook, "events": ["order.*"], "auth": {"type": "bearer", "token": "t0p"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    let id = created["endpoint"]["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    assert_eq!(created["endpoint"]["owner"], "acme");
+
+    // The secret and the token are never answered again.
+    let listed = acme(reqwest::Method::GET, "/endpoints")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(listed.contains(&id) && !listed.contains(&secret) && !listed.contains("t0p"));
+    assert!(listed.contains("\"auth\":\"bearer\""));
+
+    // Another tenant sees nothing and can change nothing.
+    let theirs = globex(reqwest::Method::GET, "/endpoints")
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(theirs, json!([]));
+    for (m, path) in [
+        (reqwest::Method::GET, format!("/endpoints/{id}")),
+        (reqwest::Method::PATCH, format!("/endpoints/{id}")),
+        (reqwest::Method::DELETE, format!("/endpoints/{id}")),
+        (reqwest::Method::POST, format!("/endpoints/{id}/rotate")),
+        (reqwest::Method::POST, format!("/endpoints/{id}/test")),
+        (reqwest::Method::GET, format!("/endpoints/{id}/attempts")),
+        (reqwest::Method::POST, format!("/endpoints/{id}/replay")),
+    ] {
+        let r = globex(m.clone(), &path)
+            .json(&json!({"enabled": false}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{m} {path}");
+    }
+
+    // Test message, attempts, disable, rotate, delete.
+    let r = acme(reqwest::Method::POST, &format!("/endpoints/{id}/test"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    step(&emitter).run_once().await.unwrap();
+    assert_eq!(rx.count(), 1);
+    assert_eq!(rx.seen.lock().unwrap()[0].0["authorization"], "Bearer t0p");
+    let attempts: Value = acme(reqwest::Method::GET, &format!("/endpoints/{id}/attempts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(attempts[0]["status_code"], 200);
+    let messages: Value = globex(reqwest::Method::GET, "/messages")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(messages, json!([]));
+    let r = acme(reqwest::Method::PATCH, &format!("/endpoints/{id}"))
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["enabled"], false);
+    let r = acme(reqwest::Method::POST, &format!("/endpoints/{id}/rotate"))
+        .send()
+        .await
+        .unwrap();
+    let rotated: Value = r.json().await.unwrap();
+    assert_ne!(rotated["secret"], secret.as_str());
+    let r = acme(reqwest::Method::DELETE, &format!("/endpoints/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let _: HashMap<String, Value> = HashMap::new();
+}
