@@ -113,13 +113,13 @@ fn check_event_type(lit: &LitStr, errors: &mut Errors) {
 }
 
 fn suggest(key: &str) -> String {
-    let close = KEYS.iter().find(|k| {
-        let (a, b) = (k.as_bytes(), key.as_bytes());
-        a.len().abs_diff(b.len()) <= 2
-            && a.iter().zip(b).filter(|(x, y)| x != y).count() + a.len().abs_diff(b.len()) <= 2
-    });
+    let close = KEYS
+        .iter()
+        .map(|k| (outworx_hooks_providers::edit_distance(key, k), k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(1))
+        .min();
     match close {
-        Some(k) => format!("unknown #[emit] argument `{key}`: did you mean `{k}`?"),
+        Some((_, k)) => format!("unknown #[emit] argument `{key}`: did you mean `{k}`?"),
         None => format!(
             "unknown #[emit] argument `{key}`: expected `transform = path`, `owner = path`, `include_headers` or `include_request`"
         ),

@@ -536,7 +536,9 @@ impl Provider {
 }
 
 /// Levenshtein distance over bytes; names are short ASCII, so the quadratic table is fine.
-fn edit_distance(a: &str, b: &str) -> usize {
+/// The macro crate's "did you mean" for attribute keys uses it too.
+#[doc(hidden)]
+pub fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.iter().enumerate() {

@@ -55,6 +55,10 @@ impl<'a> EmitContext<'a> {
 }
 
 /// What a `transform` returns: the payload, or `None` to emit nothing for this response.
+#[diagnostic::on_unimplemented(
+    message = "a transform returns `serde_json::Value` or `Option<serde_json::Value>`, not `{Self}`",
+    label = "this transform's return type is not a payload"
+)]
 pub trait IntoPayload {
     /// The payload.
     fn into_payload(self) -> Option<serde_json::Value>;
@@ -73,6 +77,10 @@ impl IntoPayload for Option<serde_json::Value> {
 }
 
 /// What an `owner` function returns: the tenant, or `None` for the default one (`""`).
+#[diagnostic::on_unimplemented(
+    message = "an owner function returns `String`, `&str` or `Option<String>`, not `{Self}`",
+    label = "this owner function's return type is not an owner"
+)]
 pub trait IntoOwner {
     /// The owner.
     fn into_owner(self) -> Option<String>;
