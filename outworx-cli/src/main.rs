@@ -5,9 +5,11 @@
 //!   (exit codes: 0 valid, 1 invalid, 2 usage error);
 //! - `outworx trigger` sends a realistic, signed sample event to a URL;
 //! - `outworx forward` tunnels public requests to a local server;
-//! - `outworx serve` (feature `serve`, on by default) runs the self-hosted backend.
+//! - `outworx serve` (feature `serve`, on by default) runs the self-hosted backend;
+//! - `outworx endpoints`, `send`, `worker`, `messages` run the sending side's outbox.
 
 mod forward;
+mod send;
 #[cfg(feature = "serve")]
 mod serve;
 mod trigger;
@@ -35,6 +37,16 @@ enum Command {
     /// Run the self-hosted Outworx backend (ingest, idempotency, forward relay, query API).
     #[cfg(feature = "serve")]
     Serve(serve::ServeArgs),
+    /// Manage the endpoints messages are sent to.
+    #[command(subcommand)]
+    Endpoints(send::EndpointsCommand),
+    /// Send a message to every endpoint subscribed to its type.
+    Send(send::SendArgs),
+    /// Deliver the outbox's messages: retries, dead letters, many workers on PostgreSQL.
+    Worker(send::WorkerArgs),
+    /// List and replay messages.
+    #[command(subcommand)]
+    Messages(send::MessagesCommand),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +63,10 @@ fn main() -> ExitCode {
         Command::Forward(args) => run(forward::run(args)),
         #[cfg(feature = "serve")]
         Command::Serve(args) => run(serve::run(args)),
+        Command::Endpoints(cmd) => run(send::endpoints(cmd)),
+        Command::Send(args) => run(send::send(args)),
+        Command::Worker(args) => run(send::worker(args)),
+        Command::Messages(cmd) => run(send::messages(cmd)),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use axum::Router;
@@ -18,13 +18,8 @@ use serde_json::{Value, json};
 
 const KEY: &str = "ohk_0123456789abcdef0123456789abcdef";
 
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::{Kill, Postgres};
 
 async fn start_serve(db: &str) -> SocketAddr {
     start_serve_with(db, |_| {}).await
@@ -411,86 +406,6 @@ async fn serve_on_sqlite() {
     std::fs::create_dir_all(&dir).unwrap();
     scenario(dir.join("outworx.db").to_str().unwrap()).await;
     std::fs::remove_dir_all(&dir).ok();
-}
-
-/// A throwaway PostgreSQL server on a free port (as the `postgres` user when run as root).
-struct Postgres {
-    server: Kill,
-    dir: std::path::PathBuf,
-    port: u16,
-}
-
-impl Postgres {
-    fn start() -> Postgres {
-        let bin = [
-            "/usr/lib/postgresql/17/bin",
-            "/usr/lib/postgresql/16/bin",
-            "/usr/lib/postgresql/15/bin",
-            "/usr/local/bin",
-        ]
-        .into_iter()
-        .map(std::path::PathBuf::from)
-        .find(|d| d.join("initdb").exists())
-        .expect("PostgreSQL is not installed (.ci/run installs it)");
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let dir = std::env::temp_dir().join(format!("outworx-pg-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| o.stdout == b"0\n")
-            .unwrap_or(false);
-        let as_user = |program: std::path::PathBuf| {
-            if root {
-                let _ = Command::new("chown")
-                    .args(["-R", "postgres"])
-                    .arg(&dir)
-                    .status();
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(program);
-                c
-            } else {
-                Command::new(program)
-            }
-        };
-        let data = dir.join("data");
-        let ok = as_user(bin.join("initdb"))
-            .args(["-A", "trust", "-U", "postgres", "-D"])
-            .arg(&data)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "initdb failed");
-        let server = Kill(
-            as_user(bin.join("postgres"))
-                .arg("-D")
-                .arg(&data)
-                .args([
-                    "-p",
-                    &port.to_string(),
-                    "-c",
-                    "listen_addresses=127.0.0.1",
-                    "-k",
-                ])
-                .arg(&dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        Postgres { server, dir, port }
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = self.server.0.kill();
-        let _ = self.server.0.wait();
-        std::fs::remove_dir_all(&self.dir).ok();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -918,7 +918,7 @@ impl Outbox {
     /// advisory lock so workers starting together do not race).
     pub async fn postgres(pool: PgPool) -> Result<Outbox, SendError> {
         let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(7_372_011_501)")
+        sqlx::query("SELECT pg_advisory_xact_lock(7372011501)")
             .execute(&mut *tx)
             .await?;
         sqlx::raw_sql(POSTGRES_SCHEMA).execute(&mut *tx).await?;

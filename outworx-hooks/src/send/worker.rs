@@ -84,6 +84,13 @@ impl WorkerOptions {
         self
     }
 
+    /// Sets the lease (at least the timeout: a shorter lease would let a second worker start
+    /// the same attempt while the first is still waiting for its answer).
+    pub fn lease(mut self, d: Duration) -> Self {
+        self.lease = d.max(self.timeout);
+        self
+    }
+
     /// Sets how long an endpoint may fail before it is disabled.
     pub fn disable_after(mut self, d: Duration) -> Self {
         self.disable_after = d;

@@ -1,0 +1,416 @@
+//! The sending side from the command line: `outworx endpoints`, `outworx send`,
+//! `outworx worker`, `outworx messages`. Every command opens the outbox at `--db` (a SQLite
+//! path or `sqlite://` URL, or a `postgres://` URL) through the SDK's `Emitter`; nothing here
+//! has queue logic of its own.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use outworx_hooks::send::{
+    Auth, DeliveryFilter, DeliveryStatus, Emitter, Format, NewEndpoint, NewMessage, Outbox, Scope,
+    TargetPolicy, WorkerOptions,
+};
+
+/// The outbox database.
+#[derive(Args, Clone)]
+pub(crate) struct Db {
+    /// The outbox: a SQLite file path or `sqlite://` URL, or a `postgres://` URL.
+    #[arg(long, env = "OUTWORX_OUTBOX_DB")]
+    db: String,
+}
+
+impl Db {
+    async fn emitter(&self, policy: TargetPolicy) -> Result<Emitter, String> {
+        let outbox = Outbox::open(&self.db)
+            .await
+            .map_err(|e| format!("opening the outbox: {e}"))?;
+        Ok(Emitter::builder(outbox).policy(policy).worker(None).build())
+    }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum EndpointsCommand {
+    /// Add an endpoint; prints its id and its secret (shown this once).
+    Add {
+        #[command(flatten)]
+        db: Db,
+        /// Where messages are posted.
+        #[arg(long)]
+        url: String,
+        /// An event pattern (`order.created`, `order.*`, `*`); repeatable. Default: all.
+        #[arg(long = "event")]
+        events: Vec<String>,
+        /// The secret (`whsec_...`, or `whsk_...` for Ed25519); generated when absent.
+        #[arg(long)]
+        secret: Option<String>,
+        /// `bearer:TOKEN`, `basic:USER:PASSWORD` or `header:NAME:VALUE`.
+        #[arg(long)]
+        auth: Option<String>,
+        /// `standard` (default) or `fastapihooks`.
+        #[arg(long, default_value = "standard")]
+        format: String,
+        /// The tenant it belongs to.
+        #[arg(long, default_value = "")]
+        owner: String,
+        /// Allow a target the default policy refuses (a CIDR); repeatable.
+        #[arg(long = "allow-target")]
+        allow: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List endpoints.
+    List {
+        #[command(flatten)]
+        db: Db,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop sending to an endpoint.
+    Disable {
+        #[command(flatten)]
+        db: Db,
+        /// The endpoint id.
+        id: String,
+    },
+    /// Send to an endpoint again.
+    Enable {
+        #[command(flatten)]
+        db: Db,
+        /// The endpoint id.
+        id: String,
+    },
+    /// Give an endpoint a new secret (printed once); the old one signs beside it for 24 h.
+    Rotate {
+        #[command(flatten)]
+        db: Db,
+        /// The endpoint id.
+        id: String,
+    },
+}
+
+/// `outworx send`.
+#[derive(Args)]
+pub(crate) struct SendArgs {
+    #[command(flatten)]
+    db: Db,
+    /// The event type.
+    event_type: String,
+    /// The payload, JSON.
+    #[arg(long)]
+    data: String,
+    /// A repeated send with the same key is one message.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// The tenant.
+    #[arg(long, default_value = "")]
+    owner: String,
+}
+
+/// `outworx worker`.
+#[derive(Args)]
+pub(crate) struct WorkerArgs {
+    #[command(flatten)]
+    db: Db,
+    /// Allow a target the default policy refuses (a CIDR, e.g. `127.0.0.0/8`); repeatable.
+    /// `OUTWORX_ALLOW_TARGETS` (comma-separated) adds to it.
+    #[arg(long = "allow-target")]
+    allow: Vec<String>,
+    /// Attempts in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Attempts in flight to one endpoint at once.
+    #[arg(long, default_value_t = 8)]
+    per_endpoint: usize,
+    /// The request timeout, in seconds.
+    #[arg(long, default_value_t = 15)]
+    timeout: u64,
+    /// How long a lease lasts, in seconds (at least the timeout; default the timeout + 30).
+    /// A worker killed mid-attempt leaves its deliveries to be taken again after it.
+    #[arg(long)]
+    lease: Option<u64>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum MessagesCommand {
+    /// List deliveries (one message to one endpoint), newest first.
+    List {
+        #[command(flatten)]
+        db: Db,
+        /// Only this status: pending, sending, delivered, dead.
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send finished deliveries again: one message's, or every dead one (since a time).
+    Replay {
+        #[command(flatten)]
+        db: Db,
+        /// A message id (`msg_...`).
+        id: Option<String>,
+        /// Every dead delivery instead of one message.
+        #[arg(long, conflicts_with = "id")]
+        dead: bool,
+        /// With --dead: only those that died at or after this RFC 3339 time.
+        #[arg(long, requires = "dead")]
+        since: Option<String>,
+    },
+}
+
+/// The policy from `OUTWORX_ALLOW_TARGETS`, plus `--allow-target` CIDRs (or addresses).
+fn policy(allow: &[String]) -> Result<TargetPolicy, String> {
+    let mut p = TargetPolicy::from_env().map_err(|e| e.to_string())?;
+    for a in allow {
+        let net = a
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| format!("--allow-target {a}: not a CIDR"))?;
+        p = p.allow(net);
+    }
+    Ok(p)
+}
+
+pub(crate) async fn endpoints(cmd: EndpointsCommand) -> Result<(), String> {
+    match cmd {
+        EndpointsCommand::Add {
+            db,
+            url,
+            events,
+            secret,
+            auth,
+            format,
+            owner,
+            allow,
+            json,
+        } => {
+            let emitter = db.emitter(policy(&allow)?).await?;
+            let mut new = NewEndpoint::new(url)
+                .owner(owner)
+                .format(format.parse::<Format>().map_err(|e| e.to_string())?);
+            new.events = events;
+            if let Some(s) = secret {
+                new = new.secret(s);
+            }
+            if let Some(a) = auth {
+                new = new.auth(a.parse::<Auth>().map_err(|e| e.to_string())?);
+            }
+            let created = emitter
+                .create_endpoint(new)
+                .await
+                .map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", to_json(&created)?);
+            } else {
+                println!("id:     {}", created.endpoint.id);
+                println!("secret: {}", created.secret);
+                eprintln!("(the secret is shown this once; give it to the receiver)");
+            }
+            Ok(())
+        }
+        EndpointsCommand::List { db, json } => {
+            let emitter = db.emitter(TargetPolicy::default()).await?;
+            let list = emitter
+                .endpoints(Scope::All)
+                .await
+                .map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", to_json(&list)?);
+            } else {
+                for e in list {
+                    let state = if e.enabled { "enabled" } else { "disabled" };
+                    let events = if e.events.is_empty() {
+                        "*".to_owned()
+                    } else {
+                        e.events.join(",")
+                    };
+                    println!(
+                        "{}  {state:8}  {:12}  {events}  {}{}",
+                        e.id,
+                        e.format.as_str(),
+                        e.url,
+                        e.disabled_reason
+                            .map(|r| format!("  ({r})"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Ok(())
+        }
+        EndpointsCommand::Disable { db, id } => set_enabled(db, id, false).await,
+        EndpointsCommand::Enable { db, id } => set_enabled(db, id, true).await,
+        EndpointsCommand::Rotate { db, id } => {
+            let emitter = db.emitter(TargetPolicy::default()).await?;
+            let rotated = emitter
+                .rotate_secret(Scope::All, &id)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("secret: {}", rotated.secret);
+            eprintln!("(the previous secret keeps signing beside it for 24 hours)");
+            Ok(())
+        }
+    }
+}
+
+async fn set_enabled(db: Db, id: String, enabled: bool) -> Result<(), String> {
+    let emitter = db.emitter(TargetPolicy::default()).await?;
+    let e = emitter
+        .set_enabled(Scope::All, &id, enabled)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "{} {}",
+        e.id,
+        if e.enabled { "enabled" } else { "disabled" }
+    );
+    Ok(())
+}
+
+pub(crate) async fn send(args: SendArgs) -> Result<(), String> {
+    let emitter = args.db.emitter(TargetPolicy::default()).await?;
+    let mut message = NewMessage::json(args.event_type, args.data).owner(args.owner);
+    if let Some(k) = args.idempotency_key {
+        message = message.idempotency_key(k);
+    }
+    let sent = emitter
+        .send_message(message)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "{}  {} deliveries{}",
+        sent.message_id,
+        sent.deliveries,
+        if sent.duplicate {
+            "  (a repeat of this idempotency key: nothing new)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+pub(crate) async fn worker(args: WorkerArgs) -> Result<(), String> {
+    let policy = policy(&args.allow)?;
+    let outbox = Outbox::open(&args.db.db)
+        .await
+        .map_err(|e| format!("opening the outbox: {e}"))?;
+    let mut options = WorkerOptions::default()
+        .concurrency(args.concurrency)
+        .per_endpoint(args.per_endpoint)
+        .timeout(Duration::from_secs(args.timeout.max(1)));
+    if let Some(lease) = args.lease {
+        options = options.lease(Duration::from_secs(lease));
+    }
+    let emitter = Emitter::builder(outbox)
+        .policy(policy)
+        .worker(Some(options))
+        .build();
+    eprintln!(
+        "outworx worker: delivering from the {} outbox (Ctrl-C to stop)",
+        emitter.outbox().backend()
+    );
+    shutdown_signal().await;
+    eprintln!("outworx worker: stopping after the attempts in flight");
+    emitter.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub(crate) async fn messages(cmd: MessagesCommand) -> Result<(), String> {
+    match cmd {
+        MessagesCommand::List {
+            db,
+            status,
+            limit,
+            json,
+        } => {
+            let emitter = db.emitter(TargetPolicy::default()).await?;
+            let mut filter = DeliveryFilter::default().limit(limit);
+            if let Some(s) = status {
+                filter = filter.status(s.parse::<DeliveryStatus>().map_err(|e| e.to_string())?);
+            }
+            let list = emitter
+                .deliveries(Scope::All, &filter)
+                .await
+                .map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", to_json(&list)?);
+            } else {
+                for d in list {
+                    println!(
+                        "{}  {}  {:9}  attempts {}  {}  {}",
+                        d.message_id,
+                        d.endpoint_id,
+                        format!("{:?}", d.status).to_lowercase(),
+                        d.attempts,
+                        d.event_type,
+                        d.last_error.unwrap_or_default()
+                    );
+                }
+            }
+            Ok(())
+        }
+        MessagesCommand::Replay {
+            db,
+            id,
+            dead,
+            since,
+        } => {
+            let emitter = db.emitter(TargetPolicy::default()).await?;
+            let filter = match (id, dead) {
+                (Some(id), false) => DeliveryFilter::default().message(id),
+                (None, true) => {
+                    let mut f = DeliveryFilter::default().status(DeliveryStatus::Dead);
+                    if let Some(s) = since {
+                        let t = time::OffsetDateTime::parse(
+                            &s,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .map_err(|e| format!("--since {s}: not an RFC 3339 time ({e})"))?;
+                        let ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+                            .map_err(|_| "--since is out of range".to_owned())?;
+                        f = f.since(ms);
+                    }
+                    f
+                }
+                _ => return Err("give a message id, or --dead".to_owned()),
+            };
+            let n = emitter
+                .replay(Scope::All, &filter)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{n} deliveries queued again");
+            Ok(())
+        }
+    }
+}
+
+fn to_json(v: &impl serde::Serialize) -> Result<String, String> {
+    serde_json::to_string_pretty(v).map_err(|e| e.to_string())
+}
