@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[test]
-fn the_python_package_reports_dedupes_and_tunnels_through_outworx_serve() {
+/// The virtualenv's python (made once, rebuilt when `requirements.txt` changes).
+fn python() -> String {
     let outworx = Path::new(env!("CARGO_BIN_EXE_outworx"));
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
     // target/<profile>/outworx → target/python-1.5, shared with the load bench.
@@ -32,9 +32,14 @@ fn the_python_package_reports_dedupes_and_tunnels_through_outworx_serve() {
         "could not make the Python virtualenv (python3 with venv and PyPI access are needed):\n{}",
         String::from_utf8_lossy(&made.stderr)
     );
-    let python = String::from_utf8_lossy(&made.stdout).trim().to_owned();
+    String::from_utf8_lossy(&made.stdout).trim().to_owned()
+}
 
-    let run = Command::new(&python)
+#[test]
+fn the_python_package_reports_dedupes_and_tunnels_through_outworx_serve() {
+    let outworx = Path::new(env!("CARGO_BIN_EXE_outworx"));
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+    let run = Command::new(python())
         .arg(here.join("interop.py"))
         .arg(outworx)
         .env_remove("OUTWORX_API_KEY")
@@ -49,6 +54,28 @@ fn the_python_package_reports_dedupes_and_tunnels_through_outworx_serve() {
     assert!(
         run.status.success() && out.contains("interop: all checks passed"),
         "interop.py failed ({}):\n{out}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+/// Our messages pass the Python libraries' own verification: `standardwebhooks` (v1),
+/// Ed25519 per the Standard Webhooks spec (v1a), and fastapihooks' documented check.
+#[test]
+fn our_messages_verify_with_the_python_libraries() {
+    let outworx = Path::new(env!("CARGO_BIN_EXE_outworx"));
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+    let run = Command::new(python())
+        .arg(here.join("sending.py"))
+        .arg(outworx)
+        .env_remove("OUTWORX_ALLOW_TARGETS")
+        .output()
+        .expect("the venv's python runs");
+    let out = String::from_utf8_lossy(&run.stdout);
+    println!("{out}");
+    assert!(
+        run.status.success() && out.contains("sending interop: all checks passed"),
+        "sending.py failed ({}):\n{out}\n{}",
         run.status,
         String::from_utf8_lossy(&run.stderr)
     );

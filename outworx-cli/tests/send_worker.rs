@@ -233,7 +233,11 @@ async fn two_workers_on_one_postgres_deliver_each_message_once() {
         .build();
     let mut tx = pool.begin().await.unwrap();
     let sent = emitter
-        .send_in(&mut tx, "order.created", &serde_json::json!({"rolled": "back"}))
+        .send_in(
+            &mut tx,
+            "order.created",
+            &serde_json::json!({"rolled": "back"}),
+        )
         .await
         .unwrap();
     assert_eq!(sent.deliveries, 3);
@@ -242,7 +246,11 @@ async fn two_workers_on_one_postgres_deliver_each_message_once() {
     fill(&db, 999).await;
     let mut tx = pool.begin().await.unwrap();
     emitter
-        .send_in(&mut tx, "order.created", &serde_json::json!({"committed": true}))
+        .send_in(
+            &mut tx,
+            "order.created",
+            &serde_json::json!({"committed": true}),
+        )
         .await
         .unwrap();
     tx.commit().await.unwrap();
