@@ -193,6 +193,7 @@ macro_rules! dialect {
             use super::*;
 
             type Conn = $conn;
+            type Db = <Conn as sqlx::Connection>::Database;
 
             const ENDPOINT_COLUMNS: &str = "id, owner, url, events, auth, format, secret, metadata, \
                  enabled, disabled_reason, failing_since, created_at";
@@ -404,17 +405,23 @@ macro_rules! dialect {
                         targets.push(ep);
                     }
                 }
-                for ep in &targets {
-                    sqlx::query(
+                // One statement for all the deliveries (chunked to stay under bind limits).
+                for chunk in targets.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<Db>::new(
                         "INSERT INTO outworx_deliveries (message_id, endpoint_id, owner, status, attempts, \
-                         next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4, $4)",
-                    )
-                    .bind(id)
-                    .bind(ep)
-                    .bind(&m.owner)
-                    .bind(now)
-                    .execute(&mut *c)
-                    .await?;
+                         next_attempt_at, created_at, updated_at) ",
+                    );
+                    q.push_values(chunk, |mut row, ep| {
+                        row.push_bind(id)
+                            .push_bind(ep)
+                            .push_bind(&m.owner)
+                            .push("'pending'")
+                            .push("0")
+                            .push_bind(now)
+                            .push_bind(now)
+                            .push_bind(now);
+                    });
+                    q.build().execute(&mut *c).await?;
                 }
                 Ok(Sent { message_id: id.to_owned(), deliveries: targets.len(), duplicate: false })
             }
@@ -537,6 +544,7 @@ macro_rules! dialect {
 
             /// Records results: each delivery (if its lease is still this worker's), its
             /// attempt, and the endpoint's health; disables endpoints failing for too long.
+            /// The common case, a batch of 2xx, is a few statements whatever its size.
             pub(crate) async fn settle(
                 c: &mut Conn,
                 results: &[Settle],
@@ -545,7 +553,78 @@ macro_rules! dialect {
                 disable_after_ms: i64,
             ) -> Result<Settled, SendError> {
                 let mut out = Settled::default();
-                for s in results {
+                let (ok, other): (Vec<&Settle>, Vec<&Settle>) = results.iter().partition(|s| {
+                    s.status == DeliveryStatus::Delivered && s.disable.is_none() && s.last_error.is_none()
+                });
+                // Delivered, grouped by status code: one UPDATE per group.
+                let mut codes: Vec<Option<u16>> = ok.iter().map(|s| s.last_status).collect();
+                codes.sort_unstable();
+                codes.dedup();
+                for code in codes {
+                    let group: Vec<i64> = ok
+                        .iter()
+                        .filter(|s| s.last_status == code)
+                        .map(|s| s.delivery_id)
+                        .collect();
+                    for ids in group.chunks(500) {
+                        let mut q = sqlx::QueryBuilder::<Db>::new(
+                            "UPDATE outworx_deliveries SET status = 'delivered', lease_until = NULL, \
+                             lease_token = NULL, last_error = NULL, last_status = ",
+                        );
+                        q.push_bind(code.map(i64::from))
+                            .push(", updated_at = ")
+                            .push_bind(now)
+                            .push(" WHERE lease_token = ")
+                            .push_bind(token)
+                            .push(" AND id IN (");
+                        let mut list = q.separated(", ");
+                        for id in ids {
+                            list.push_bind(*id);
+                        }
+                        q.push(")");
+                        let done = q.build().execute(&mut *c).await?;
+                        let hit = usize::try_from(done.rows_affected()).unwrap_or(ids.len());
+                        out.lost_leases += ids.len().saturating_sub(hit);
+                    }
+                }
+                // Their endpoints are healthy again (one statement for all of them).
+                let mut healthy: Vec<&str> = ok.iter().map(|s| s.endpoint_id.as_str()).collect();
+                healthy.sort_unstable();
+                healthy.dedup();
+                for ids in healthy.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<Db>::new(
+                        "UPDATE outworx_endpoints SET failing_since = NULL \
+                         WHERE failing_since IS NOT NULL AND id IN (",
+                    );
+                    let mut list = q.separated(", ");
+                    for id in ids {
+                        list.push_bind(*id);
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *c).await?;
+                }
+                // Every attempt, in multi-row inserts.
+                let attempts: Vec<&Attempt> = results.iter().filter_map(|s| s.attempt.as_ref()).collect();
+                for chunk in attempts.chunks(200) {
+                    let mut q = sqlx::QueryBuilder::<Db>::new(
+                        "INSERT INTO outworx_attempts (delivery_id, message_id, endpoint_id, attempt, at, \
+                         status_code, duration_ms, error, response) ",
+                    );
+                    q.push_values(chunk, |mut row, a| {
+                        row.push_bind(a.delivery_id)
+                            .push_bind(&a.message_id)
+                            .push_bind(&a.endpoint_id)
+                            .push_bind(i64::from(a.attempt))
+                            .push_bind(a.at)
+                            .push_bind(a.status_code.map(i64::from))
+                            .push_bind(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
+                            .push_bind(&a.error)
+                            .push_bind(&a.response);
+                    });
+                    q.build().execute(&mut *c).await?;
+                }
+                // Failures, dead letters and disabling: one at a time (the rare path).
+                for s in other {
                     let done = sqlx::query(
                         "UPDATE outworx_deliveries SET status = $1, next_attempt_at = $2, \
                          lease_until = NULL, lease_token = NULL, last_status = $3, last_error = $4, \
@@ -562,24 +641,6 @@ macro_rules! dialect {
                     .await?;
                     if done.rows_affected() == 0 {
                         out.lost_leases += 1;
-                    }
-                    if let Some(a) = &s.attempt {
-                        sqlx::query(
-                            "INSERT INTO outworx_attempts (delivery_id, message_id, endpoint_id, attempt, at, \
-                             status_code, duration_ms, error, response) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                        )
-                        .bind(a.delivery_id)
-                        .bind(&a.message_id)
-                        .bind(&a.endpoint_id)
-                        .bind(i64::from(a.attempt))
-                        .bind(a.at)
-                        .bind(a.status_code.map(i64::from))
-                        .bind(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
-                        .bind(&a.error)
-                        .bind(&a.response)
-                        .execute(&mut *c)
-                        .await?;
                     }
                     match s.endpoint_ok {
                         Some(true) => {

@@ -219,8 +219,9 @@ impl Worker {
             }
         }
         self.release(&released, &token).await?;
-        self.record(&results, &token).await?;
-        Ok(results.len())
+        let n = results.len();
+        self.record(&[(token, results)]).await?;
+        Ok(n)
     }
 
     /// Runs until [`WorkerHandle::shutdown`].
@@ -243,12 +244,28 @@ impl Worker {
             if *stop.borrow() {
                 break;
             }
-            let free = permits.available_permits();
-            if free == 0 {
+            // Claim in chunks: one row per round trip would make the database the bottleneck.
+            // With fewer than a quarter of the slots free, wait (2 ms at most) for more.
+            let chunk = (self.options.concurrency / 4).clamp(
+                1,
+                usize::try_from(self.options.batch)
+                    .unwrap_or(usize::MAX)
+                    .max(1),
+            );
+            if permits.available_permits() < chunk {
                 tokio::select! {
                     p = Arc::clone(&permits).acquire_owned() => drop(p),
                     _ = stop.changed() => break,
                 }
+                let more = u32::try_from(chunk).unwrap_or(u32::MAX);
+                if let Ok(Ok(p)) =
+                    tokio::time::timeout(Duration::from_millis(2), permits.acquire_many(more)).await
+                {
+                    drop(p);
+                }
+            }
+            let free = permits.available_permits();
+            if free == 0 {
                 continue;
             }
             let want = u32::try_from(free)
@@ -317,17 +334,16 @@ impl Worker {
             for (token, s) in batch.drain(..) {
                 by_token.entry(token).or_default().push(s);
             }
-            for (token, results) in by_token {
-                let mut delay = Duration::from_millis(50);
-                // A result is worth retrying a while: losing it repeats the attempt later.
-                for _ in 0..8 {
-                    match self.record(&results, &token).await {
-                        Ok(()) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "outbox worker: recording results failed; retrying");
-                            tokio::time::sleep(delay).await;
-                            delay = (delay * 2).min(Duration::from_secs(5));
-                        }
+            let groups: Vec<(String, Vec<Settle>)> = by_token.into_iter().collect();
+            let mut delay = Duration::from_millis(50);
+            // A result is worth retrying a while: losing it repeats the attempt later.
+            for _ in 0..8 {
+                match self.record(&groups).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outbox worker: recording results failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
                     }
                 }
             }
@@ -374,21 +390,25 @@ impl Worker {
         Ok(())
     }
 
-    async fn record(&self, results: &[Settle], token: &str) -> Result<(), SendError> {
-        if results.is_empty() {
+    /// Records results, grouped by the claim (lease token) they came from, in one
+    /// transaction: one commit for everything that finished meanwhile.
+    async fn record(&self, groups: &[(String, Vec<Settle>)]) -> Result<(), SendError> {
+        if groups.iter().all(|(_, r)| r.is_empty()) {
             return Ok(());
         }
         let now = self.emitter.now();
         let disable_after =
             i64::try_from(self.options.disable_after.as_millis()).unwrap_or(i64::MAX);
-        let settled = in_tx!(&self.emitter.inner.outbox.pool, |c, db| db::settle(
-            c,
-            results,
-            token,
-            now,
-            disable_after
-        )
-        .await?);
+        let settled = in_tx!(&self.emitter.inner.outbox.pool, |c, db| {
+            let mut all = super::store::Settled::default();
+            for (token, results) in groups {
+                let one = db::settle(c, results, token, now, disable_after).await?;
+                all.lost_leases += one.lost_leases;
+                all.disabled.extend(one.disabled);
+            }
+            all
+        });
+        let results = groups.iter().flat_map(|(_, r)| r);
         if settled.lost_leases > 0 {
             tracing::warn!(
                 deliveries = settled.lost_leases,
@@ -396,7 +416,7 @@ impl Worker {
             );
         }
         let inner = &self.emitter.inner;
-        for s in results.iter().filter(|s| s.status == DeliveryStatus::Dead) {
+        for s in results.filter(|s| s.status == DeliveryStatus::Dead) {
             let dead = DeadLetter {
                 delivery_id: s.delivery_id,
                 message_id: s.message_id.clone(),
