@@ -1,18 +1,27 @@
 //! The outworx-hooks demo: a receiver on embedded defaults (no API key, memory store), a
-//! scripted set of signed deliveries, and what happened to each.
+//! scripted set of signed deliveries, and what happened to each; then the sending side: an
+//! `#[emit]` route, two endpoints, a failed attempt retried, a dead message replayed.
 //!
 //! Run: `cargo run --example demo` (`PORT` to choose the port, default 3000 or a free one;
 //! `OUTWORX_DEMO_EXIT=1` to exit after the table instead of serving on).
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use outworx_hooks::event::{DeliveryEvent, ProcessingStatus};
+use outworx_hooks::event::{DeliveryEvent, Direction, ProcessingStatus};
+use outworx_hooks::queue::RetrySchedule;
 use outworx_hooks::security::{Provider, now_unix};
+use outworx_hooks::send::{
+    DeliveryFilter, DeliveryStatus, Emitter, NewEndpoint, Outbox, Scope, TargetPolicy,
+    WorkerOptions,
+};
 use outworx_hooks::testing::{Signed, Signer};
-use outworx_hooks::{Track, webhook};
+use outworx_hooks::{Track, emit, webhook};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -50,6 +59,49 @@ async fn stripe(track: Track, Json(event): Json<StripeEvent>) -> Json<Value> {
 async fn github(track: Track, body: Bytes) -> &'static str {
     track.processed_with(json!({ "bytes": body.len() }));
     "ok"
+}
+
+// ---- the sending side ----
+
+/// The secret the orders endpoint was given when it was created.
+static ORDERS_SECRET: OnceLock<String> = OnceLock::new();
+static ORDERS_SEEN: AtomicUsize = AtomicUsize::new(0);
+static BROKEN_FIXED: AtomicBool = AtomicBool::new(false);
+
+fn orders_secret() -> String {
+    ORDERS_SECRET.get().cloned().unwrap_or_default()
+}
+
+/// A customer's receiver, built with this SDK: it verifies our Standard Webhooks signature,
+/// and (to show a retry) answers its first delivery 503.
+#[webhook(provider = "standard", secret = orders_secret, idempotency, require_processed)]
+async fn customer_orders(track: Track, Json(_event): Json<Value>) -> StatusCode {
+    if ORDERS_SEEN.fetch_add(1, Ordering::SeqCst) == 0 {
+        track.failed("busy, try again");
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    track.processed();
+    StatusCode::OK
+}
+
+/// Another customer's receiver: broken (500) until it is fixed.
+async fn customer_broken() -> StatusCode {
+    if BROKEN_FIXED.load(Ordering::SeqCst) {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+#[derive(Deserialize)]
+struct NewOrder {
+    item: String,
+}
+
+/// Our own API: creating an order emits `order.created`, committed before the answer.
+#[emit("order.created")]
+async fn create_order(Json(o): Json<NewOrder>) -> Json<Value> {
+    Json(json!({ "id": "ord_1001", "item": o.item, "status": "created" }))
 }
 
 fn stripe_body(id: &str, kind: &str) -> String {
@@ -102,7 +154,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = format!("http://{}", listener.local_addr()?);
     let app = Router::new()
         .route("/webhooks/stripe", post(stripe))
-        .route("/webhooks/github", post(github));
+        .route("/webhooks/github", post(github))
+        .route("/orders", post(create_order))
+        .route("/customers/orders", post(customer_orders))
+        .route("/customers/broken", post(customer_broken));
     let mut events = outworx_hooks::subscribe();
     tokio::spawn(async move { axum::serve(listener, app).await });
 
@@ -161,6 +216,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
+    sending(&base, &mut events).await?;
+
     if std::env::var("OUTWORX_DEMO_EXIT").is_ok_and(|v| v == "1") {
         return Ok(());
     }
@@ -186,4 +243,115 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
+}
+
+/// The sending side: an outbox in memory, two endpoints, one `POST /orders`, and every
+/// attempt as it happens.
+async fn sending(
+    base: &str,
+    events: &mut outworx_hooks::Subscription,
+) -> Result<(), Box<dyn std::error::Error>> {
+    // Loopback targets are refused by default (SSRF); the demo allows its own. The retry
+    // schedule is shortened from Svix's (5 s, 5 min, 30 min, ...) so the demo ends quickly.
+    let emitter = Emitter::builder(Outbox::memory().await?)
+        .policy(TargetPolicy::default().allow("127.0.0.0/8".parse()?))
+        .schedule(RetrySchedule::new([
+            Duration::from_millis(300),
+            Duration::from_millis(600),
+        ]))
+        .worker(Some(
+            WorkerOptions::default().poll(Duration::from_millis(50)),
+        ))
+        .build();
+    emitter.install();
+    let orders = emitter
+        .create_endpoint(NewEndpoint::new(format!("{base}/customers/orders")).event("order.*"))
+        .await?;
+    ORDERS_SECRET.set(orders.secret.clone()).ok();
+    let broken = emitter
+        .create_endpoint(NewEndpoint::new(format!("{base}/customers/broken")))
+        .await?;
+    println!(
+        "\nSending: POST /orders carries #[emit(\"order.created\")]; two endpoints subscribe \
+         (an outbox in memory here; SQLite or PostgreSQL in production)"
+    );
+    println!(
+        "  {}  {}/customers/orders  (order.*)",
+        orders.endpoint.id, base
+    );
+    println!("  {}  {}/customers/broken  (*)\n", broken.endpoint.id, base);
+
+    let r = reqwest::Client::new()
+        .post(format!("{base}/orders"))
+        .json(&json!({ "item": "espresso machine" }))
+        .send()
+        .await?;
+    println!(
+        "POST /orders -> {} (the message was committed before this answer)\n",
+        r.status()
+    );
+    println!(
+        "{:<3} {:<10} {:<8} {:<5} {:<10} note",
+        "#", "endpoint", "attempt", "HTTP", "delivery"
+    );
+    println!("{}", "-".repeat(72));
+    let name = |id: &str| {
+        if id == orders.endpoint.id {
+            "orders"
+        } else {
+            "broken"
+        }
+    };
+    let mut row = 0;
+    // Three attempts to `broken` (the last one dead), two to `orders` (503, then 200).
+    row = print_attempts(events, 5, row, &name).await?;
+
+    BROKEN_FIXED.store(true, Ordering::SeqCst);
+    let n = emitter
+        .replay(
+            Scope::All,
+            &DeliveryFilter::default().status(DeliveryStatus::Dead),
+        )
+        .await?;
+    println!("   ... the broken receiver is fixed; {n} dead delivery replayed");
+    print_attempts(events, 1, row, &name).await?;
+    emitter.shutdown().await;
+    Ok(())
+}
+
+/// Prints the next `n` outbound attempts as they are reported.
+async fn print_attempts(
+    events: &mut outworx_hooks::Subscription,
+    n: usize,
+    mut row: usize,
+    name: &impl Fn(&str) -> &'static str,
+) -> Result<usize, Box<dyn std::error::Error>> {
+    let mut seen = 0;
+    while seen < n {
+        let e = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await?
+            .ok_or("the event stream ended")?;
+        if e.direction != Some(Direction::Outbound) {
+            continue; // the customer's receiver reports its side too
+        }
+        seen += 1;
+        row += 1;
+        let meta = |k: &str| {
+            e.meta(k)
+                .map(|v| v.to_string().trim_matches('"').to_owned())
+        };
+        let endpoint = name(&meta("endpoint_id").unwrap_or_default());
+        let status = meta("delivery_status").unwrap_or_default();
+        let note = match status.as_str() {
+            "pending" => "failed: retry scheduled".to_owned(),
+            "dead" => "dead: every attempt failed (replay it later)".to_owned(),
+            _ => String::new(),
+        };
+        println!(
+            "{row:<3} {endpoint:<10} {:<8} {:<5} {status:<10} {note}",
+            meta("attempt").unwrap_or_default(),
+            e.status_code
+        );
+    }
+    Ok(row)
 }
