@@ -268,6 +268,54 @@ async fn two_workers_on_one_postgres_deliver_each_message_once() {
         statuses(&db).await.get(&DeliveryStatus::Delivered),
         Some(&3000)
     );
+
+    // Every query of the outbox, with every filter, on PostgreSQL (parameter types and all).
+    let owner = Scope::Owner("");
+    let eps = emitter.endpoints(owner).await.unwrap();
+    assert_eq!(eps.len(), 3);
+    let f = DeliveryFilter::default()
+        .status(DeliveryStatus::Delivered)
+        .endpoint(&eps[0].id)
+        .since(0)
+        .until(i64::MAX)
+        .limit(5);
+    let some = emitter.deliveries(owner, &f).await.unwrap();
+    assert_eq!(some.len(), 5);
+    assert!(
+        emitter
+            .deliveries(Scope::Owner("globex"), &f)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let attempts = emitter
+        .attempts(owner, Some(&eps[0].id), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 10);
+    let by_message = emitter
+        .attempts(owner, None, Some(&some[0].message_id), 10)
+        .await
+        .unwrap();
+    assert_eq!(by_message.len(), 3);
+    let one = DeliveryFilter::default()
+        .endpoint(&eps[0].id)
+        .message(&some[0].message_id);
+    assert_eq!(
+        emitter.replay(Scope::Owner("globex"), &one).await.unwrap(),
+        0
+    );
+    assert_eq!(emitter.replay(owner, &one).await.unwrap(), 1);
+    assert!(wait_until(Duration::from_secs(30), || rx.total() == 3001).await);
+    emitter.rotate_secret(owner, &eps[1].id).await.unwrap();
+    let off = emitter.set_enabled(owner, &eps[1].id, false).await.unwrap();
+    assert!(!off.enabled);
+    assert!(emitter.delete_endpoint(owner, &eps[2].id).await.unwrap());
+    let sent = emitter
+        .send("order.created", &serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(sent.deliveries, 1, "only the enabled, remaining endpoint");
 }
 
 /// The CLI's commands over one SQLite outbox: add, list, send (idempotent), disable, enable,

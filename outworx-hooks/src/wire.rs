@@ -40,6 +40,7 @@ pub const EVENT_FIELDS: &[(&str, Option<usize>)] = &[
     ("processing_status", Some(32)),
     ("processing_marked_at", Some(64)),
     ("processing_failure_reason", Some(limits::FAILURE_REASON)),
+    ("direction", Some(16)),
 ];
 
 /// The length of `v` as JSON, in bytes, counted without building the text: the measure of
@@ -341,6 +342,7 @@ mod tests {
         e.processing_status = Some(crate::event::ProcessingStatus::Failed);
         e.processing_marked_at = Some(String::new());
         e.processing_failure_reason = Some(String::new());
+        e.direction = Some(crate::event::Direction::Outbound);
         let v = serde_json::to_value(&e).unwrap();
         let mut serialized: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
         let mut listed: Vec<_> = EVENT_FIELDS.iter().map(|(k, _)| (*k).to_owned()).collect();

@@ -988,3 +988,38 @@ async fn the_management_router_keeps_tenants_apart() {
     assert_eq!(r.status(), 204);
     let _: HashMap<String, Value> = HashMap::new();
 }
+
+#[tokio::test]
+async fn every_attempt_is_reported_as_an_outbound_event_without_its_url() {
+    let mut events = outworx_hooks::subscribe();
+    let clock = ManualClock::new(1_700_000_000_000);
+    let emitter = manual(&clock).await;
+    let (_rx, url) = Scripted::start(vec![(500, None)]).await;
+    emitter
+        .create_endpoint(NewEndpoint::new(format!("{url}?token=s3cr3t")))
+        .await
+        .unwrap();
+    let sent = emitter.send("order.created", &json!({})).await.unwrap();
+    step(&emitter).run_once().await.unwrap();
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if e.meta("message_id") != Some(&Value::from(sent.message_id.clone())) {
+            continue;
+        }
+        assert_eq!(e.direction, Some(outworx_hooks::event::Direction::Outbound));
+        assert_eq!(e.provider, "standard");
+        assert_eq!(e.status_code, 500);
+        assert!(!e.success);
+        assert_eq!(e.meta("delivery_status"), Some(&Value::from("pending")));
+        let text = serde_json::to_string(&*e).unwrap();
+        assert!(
+            !text.contains("s3cr3t") && !text.contains("/hook"),
+            "{text}"
+        );
+        assert!(text.contains(r#""direction":"outbound""#));
+        break;
+    }
+}
