@@ -41,7 +41,8 @@ impl Counter {
                 .unwrap_or_default()
                 .to_owned();
             *c.hits.lock().unwrap().entry((name, id)).or_default() += 1;
-            "ok"
+            // A NUL in the answer: PostgreSQL refuses it in TEXT; the kept snippet must not.
+            "ok\0"
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

@@ -97,6 +97,7 @@ pub struct DeliveryEvent {
 
 impl DeliveryEvent {
     /// One attempt of the sending side, reported to the same sinks as received deliveries.
+    #[cfg(feature = "send")]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn outbound(
         format: &str,

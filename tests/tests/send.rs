@@ -476,6 +476,22 @@ async fn gone_disables_the_endpoint_and_long_failure_does_too() {
     assert!(!ep.enabled);
     assert!(ep.disabled_reason.unwrap().contains("410"));
     assert_eq!(only_delivery(&emitter).await.status, DeliveryStatus::Dead);
+    // An unrelated edit does not undo the worker's disabling.
+    let update: outworx_hooks::send::EndpointUpdate =
+        serde_json::from_value(json!({"metadata": {"team": "billing"}})).unwrap();
+    let ep = emitter
+        .update_endpoint(Scope::All, &gone.endpoint.id, update)
+        .await
+        .unwrap();
+    assert!(!ep.enabled, "a metadata change re-enabled a 410 endpoint");
+    assert_eq!(ep.metadata["team"], "billing");
+    // A replay needs a target: an empty filter would resend everything ever delivered.
+    assert!(
+        emitter
+            .replay(Scope::All, &DeliveryFilter::default())
+            .await
+            .is_err()
+    );
     // A disabled endpoint gets no new deliveries.
     emitter
         .delete_endpoint(Scope::All, &gone.endpoint.id)
@@ -1022,4 +1038,62 @@ async fn every_attempt_is_reported_as_an_outbound_event_without_its_url() {
         assert!(text.contains(r#""direction":"outbound""#));
         break;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_endpoints_backlog_does_not_hold_up_the_others() {
+    let (slow, slow_url) = Scripted::start(vec![]).await;
+    // The slow receiver: 100 ms per request.
+    let slow_app = Router::new().route(
+        "/hook",
+        post(|| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            "ok"
+        }),
+    );
+    let slow_url2 = serve(slow_app).await + "/hook";
+    let _ = (slow, slow_url);
+    let (fast, fast_url) = Scripted::start(vec![]).await;
+    let emitter = Emitter::builder(Outbox::memory().await.unwrap())
+        .policy(loopback())
+        .worker(None)
+        .build();
+    let backlog = emitter
+        .create_endpoint(NewEndpoint::new(&slow_url2).event("bulk.*"))
+        .await
+        .unwrap();
+    emitter
+        .create_endpoint(NewEndpoint::new(&fast_url).event("urgent.*"))
+        .await
+        .unwrap();
+    for i in 0..60 {
+        emitter.send("bulk.item", &json!({"i": i})).await.unwrap();
+    }
+    emitter.send("urgent.alert", &json!({})).await.unwrap();
+    let running = Emitter::builder(emitter.outbox().clone())
+        .policy(loopback())
+        .worker(Some(
+            WorkerOptions::default()
+                .concurrency(8)
+                .per_endpoint(2)
+                .poll(Duration::from_millis(20)),
+        ))
+        .build();
+    // 60 at 2 × 100 ms at a time is 3 s of backlog; the urgent one is not behind it.
+    wait_for(|| fast.count() == 1).await;
+    let backlog_done = emitter
+        .deliveries(
+            Scope::All,
+            &DeliveryFilter::default()
+                .endpoint(&backlog.endpoint.id)
+                .status(DeliveryStatus::Delivered),
+        )
+        .await
+        .unwrap()
+        .len();
+    assert!(
+        backlog_done < 30,
+        "the urgent message waited for {backlog_done} of the backlog"
+    );
+    running.shutdown().await;
 }

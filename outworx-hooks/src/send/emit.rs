@@ -23,12 +23,26 @@ use crate::util::BoxFuture;
 pub const MAX_KEPT_REQUEST: usize = 2 * 1024 * 1024;
 
 /// What a `transform` or an `owner` function sees.
-#[derive(Debug)]
 pub struct EmitContext<'a> {
     event_type: &'a str,
     response: &'a serde_json::Value,
     headers: Option<&'a HeaderMap>,
     request_body: Option<&'a [u8]>,
+}
+
+impl std::fmt::Debug for EmitContext<'_> {
+    // The request's headers may carry credentials: their names only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmitContext")
+            .field("event_type", &self.event_type)
+            .field("response", &self.response)
+            .field(
+                "headers",
+                &self.headers.map(|h| h.keys().collect::<Vec<_>>()),
+            )
+            .field("request_body_bytes", &self.request_body.map(<[u8]>::len))
+            .finish()
+    }
 }
 
 impl<'a> EmitContext<'a> {
@@ -192,12 +206,6 @@ where
         // Refuse before the handler runs: its work would be done with no message.
         return refuse(&spec.event_type, &SendError::NoEmitter);
     };
-    let idempotency = req
-        .headers()
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|k| !k.is_empty() && k.len() <= 200)
-        .map(|k| format!("{}:{k}", spec.event_type));
     let headers = (spec.include_headers || spec.owner.is_some()).then(|| req.headers().clone());
     let (req, kept) = if spec.include_request {
         let (parts, body) = req.into_parts();
@@ -235,10 +243,6 @@ where
         Ok(Some(m)) => m,
         Ok(None) => return Response::from_parts(parts, Body::from(bytes)),
         Err(e) => return refuse(&spec.event_type, &e),
-    };
-    let message = match idempotency {
-        Some(k) => message.idempotency_key(k),
-        None => message,
     };
     match emitter.send_message(message).await {
         Ok(_) => Response::from_parts(parts, Body::from(bytes)),

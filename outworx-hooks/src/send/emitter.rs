@@ -323,6 +323,16 @@ impl Emitter {
         self.inner.policy.check_url(&new.url)?;
         validate_endpoint_fields(&new.events, &new.auth, &new.metadata)?;
         validate_text("owner", &new.owner, true)?;
+        let existing = self.endpoints(Scope::Owner(&new.owner)).await?.len();
+        if existing >= super::model::MAX_ENDPOINTS_PER_OWNER {
+            return Err(SendError::invalid(
+                "endpoints",
+                format!(
+                    "an owner has at most {} endpoints",
+                    super::model::MAX_ENDPOINTS_PER_OWNER
+                ),
+            ));
+        }
         let secret = match new.secret {
             Some(s) => check_secret(&s, new.format)?,
             None => ids::new_hmac_secret()?,
@@ -367,55 +377,44 @@ impl Emitter {
             .await)
     }
 
-    /// Changes an endpoint.
+    /// Changes an endpoint: only the fields given are written, so a change made meanwhile
+    /// by the worker (a 410, a long failure) is not undone by an unrelated edit.
     pub async fn update_endpoint(
         &self,
         scope: Scope<'_>,
         id: &str,
         update: EndpointUpdate,
     ) -> Result<Endpoint, SendError> {
-        let mut e = self.endpoint(scope, id).await?.ok_or(SendError::NotFound)?;
-        if let Some(url) = update.url {
-            self.inner.policy.check_url(&url)?;
-            e.url = url;
+        let row = with_conn!(&self.inner.outbox.pool, |c, db| db::endpoint(c, scope, id)
+            .await?);
+        let row = row.ok_or(SendError::NotFound)?;
+        if let Some(url) = &update.url {
+            self.inner.policy.check_url(url)?;
         }
-        if let Some(events) = update.events {
-            e.events = events;
-        }
-        if let Some(format) = update.format {
-            e.format = format;
-        }
-        if let Some(metadata) = update.metadata {
-            e.metadata = metadata;
-        }
-        if let Some(enabled) = update.enabled {
-            e.enabled = enabled;
-            e.disabled_reason = (!enabled).then(|| "disabled by an operator".to_owned());
-            if enabled {
-                e.failing_since = None;
-            }
-        }
-        let auth = update.auth;
+        let events = update.events.as_ref().unwrap_or(&row.endpoint.events);
+        let metadata = update.metadata.as_ref().unwrap_or(&row.endpoint.metadata);
         validate_endpoint_fields(
-            &e.events,
-            auth.as_ref().unwrap_or(&Default::default()),
-            &e.metadata,
+            events,
+            update.auth.as_ref().unwrap_or(&Default::default()),
+            metadata,
         )?;
-        if let Some(a) = &auth {
-            e.auth = a.kind().to_owned();
+        if let Some(format) = update.format {
+            // The stored secret must suit the new format (a plain one cannot sign Standard).
+            check_secret(&row.secret, format)?;
         }
         let now = self.now();
         let done = with_conn!(&self.inner.outbox.pool, |c, db| db::update_endpoint(
             c,
-            &e,
-            auth.as_ref(),
+            &row.endpoint.id,
+            &row.endpoint.owner,
+            &update,
             now
         )
         .await?);
         if !done {
             return Err(SendError::NotFound);
         }
-        Ok(e)
+        self.endpoint(scope, id).await?.ok_or(SendError::NotFound)
     }
 
     /// Enables or disables an endpoint.
@@ -451,7 +450,9 @@ impl Emitter {
         let row = with_conn!(&self.inner.outbox.pool, |c, db| db::endpoint(c, scope, id)
             .await?);
         let row = row.ok_or(SendError::NotFound)?;
-        let secret = if row.secret.starts_with("whsk_") {
+        // The same kind of key as before: Ed25519 stays Ed25519; fastapihooks and HMAC get a
+        // new random secret.
+        let secret = if row.endpoint.format == Format::Standard && row.secret.starts_with("whsk_") {
             ids::new_ed25519_key()?
         } else {
             ids::new_hmac_secret()?
@@ -528,6 +529,13 @@ impl Emitter {
         scope: Scope<'_>,
         filter: &DeliveryFilter,
     ) -> Result<u64, SendError> {
+        if filter.message_id.is_none() && filter.endpoint_id.is_none() && filter.status.is_none() {
+            // An empty filter would send every message ever delivered again.
+            return Err(SendError::invalid(
+                "replay",
+                "name a message, an endpoint or a status (dead)",
+            ));
+        }
         let now = self.now();
         let n = with_conn!(&self.inner.outbox.pool, |c, db| db::replay(
             c, scope, filter, now

@@ -32,7 +32,8 @@ impl axum::extract::FromRequestParts<Manage> for Owner {
     type Rejection = Response;
     async fn from_request_parts(parts: &mut Parts, state: &Manage) -> Result<Self, Response> {
         match (state.owner)(parts) {
-            Some(o) if o.len() <= super::model::MAX_TEXT_LEN => Ok(Owner(o)),
+            // An empty owner is the default tenant (`emitter.send`, the CLI): never a caller's.
+            Some(o) if !o.is_empty() && o.len() <= super::model::MAX_TEXT_LEN => Ok(Owner(o)),
             _ => Err(problem(StatusCode::UNAUTHORIZED, "not authenticated")),
         }
     }
@@ -83,7 +84,7 @@ type Answer = Result<Response, ApiError>;
 /// | `POST /messages/{id}/replay` | replay one message's finished deliveries |
 ///
 /// `owner` maps a request to the tenant it acts for (from a session, a token...); `None`
-/// answers 401. A caller never sees, changes or learns of another owner's endpoints: they
+/// (or an empty owner, which is the application's own default tenant) answers 401. A caller never sees, changes or learns of another owner's endpoints: they
 /// answer 404. Bodies are limited to 64 KiB.
 ///
 /// ```
@@ -93,7 +94,8 @@ type Answer = Result<Response, ApiError>;
 /// fn app(emitter: Emitter) -> Router {
 ///     let manage = management_router(emitter, |parts| {
 ///         // Your authentication: here, a header set by your gateway.
-///         parts.headers.get("x-customer-id")?.to_str().ok().map(str::to_owned)
+///         let id = parts.headers.get("x-customer-id")?.to_str().ok()?;
+///         (!id.is_empty()).then(|| id.to_owned())
 ///     });
 ///     Router::new().nest("/webhooks", manage)
 /// }

@@ -19,6 +19,9 @@ pub const MAX_PATTERNS: usize = 64;
 pub const MAX_METADATA_BYTES: usize = 4096;
 /// Longest owner, idempotency key or auth value, in bytes.
 pub const MAX_TEXT_LEN: usize = 256;
+/// Most endpoints one owner may have: every message is queued for each subscribed one, in
+/// the sender's transaction, so the fan-out of one send is bounded.
+pub const MAX_ENDPOINTS_PER_OWNER: usize = 100;
 /// The first bytes of each attempt's response that are kept.
 pub const RESPONSE_SNIPPET_BYTES: usize = 4096;
 
@@ -233,7 +236,7 @@ impl FromStr for Auth {
 ///     .auth(Auth::Bearer { token: "t0ken".into() });
 /// assert_eq!(ep.events, ["order.*"]);
 /// ```
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct NewEndpoint {
@@ -258,6 +261,20 @@ pub struct NewEndpoint {
     /// The tenant the endpoint belongs to (the management router sets it from the request).
     #[serde(default)]
     pub owner: String,
+}
+
+impl fmt::Debug for NewEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewEndpoint")
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("auth", &self.auth)
+            .field("format", &self.format)
+            .field("secret", &self.secret.as_ref().map(|_| "[REDACTED]"))
+            .field("metadata", &self.metadata)
+            .field("owner", &self.owner)
+            .finish()
+    }
 }
 
 impl NewEndpoint {

@@ -100,6 +100,8 @@ pub(crate) struct Settled {
     pub(crate) disabled: Vec<(String, String)>,
     /// Deliveries whose lease had expired and been taken by another worker.
     pub(crate) lost_leases: usize,
+    /// Of those, the ones this result would have made dead (their hook must not run).
+    pub(crate) lost_dead: Vec<i64>,
 }
 
 /// A stored endpoint's columns, before the secret is split off.
@@ -284,29 +286,37 @@ macro_rules! dialect {
                     .collect()
             }
 
+            /// Writes only the fields `u` gives; `enabled` (and its reason, and the failure
+            /// clock) only when `u` says so.
             pub(crate) async fn update_endpoint(
                 c: &mut Conn,
-                e: &Endpoint,
-                auth: Option<&Auth>,
+                id: &str,
+                owner: &str,
+                u: &EndpointUpdate,
                 now: i64,
             ) -> Result<bool, SendError> {
-                let auth = auth.map(serde_json::to_string).transpose()?;
+                let events = u.events.as_ref().map(serde_json::to_string).transpose()?;
+                let auth = u.auth.as_ref().map(serde_json::to_string).transpose()?;
+                let metadata = u.metadata.as_ref().map(serde_json::to_string).transpose()?;
+                let enabled = u.enabled.map(bool_i);
                 let done = sqlx::query(
-                    "UPDATE outworx_endpoints SET url = $1, events = $2, auth = COALESCE($3, auth), \
-                     format = $4, metadata = $5, enabled = $6, disabled_reason = $7, \
+                    "UPDATE outworx_endpoints SET url = COALESCE($1, url), events = COALESCE($2, events), \
+                     auth = COALESCE($3, auth), format = COALESCE($4, format), \
+                     metadata = COALESCE($5, metadata), enabled = COALESCE($6, enabled), \
+                     disabled_reason = CASE WHEN $6 IS NULL THEN disabled_reason \
+                       WHEN $6 = 1 THEN NULL ELSE 'disabled by an operator' END, \
                      failing_since = CASE WHEN $6 = 1 THEN NULL ELSE failing_since END, \
-                     updated_at = $8 WHERE id = $9 AND owner = $10",
+                     updated_at = $7 WHERE id = $8 AND owner = $9",
                 )
-                .bind(&e.url)
-                .bind(serde_json::to_string(&e.events)?)
+                .bind(&u.url)
+                .bind(events)
                 .bind(auth)
-                .bind(e.format.as_str())
-                .bind(serde_json::to_string(&e.metadata)?)
-                .bind(bool_i(e.enabled))
-                .bind(&e.disabled_reason)
+                .bind(u.format.map(Format::as_str))
+                .bind(metadata)
+                .bind(enabled)
                 .bind(now)
-                .bind(&e.id)
-                .bind(&e.owner)
+                .bind(id)
+                .bind(owner)
                 .execute(&mut *c)
                 .await?;
                 Ok(done.rows_affected() == 1)
@@ -388,9 +398,11 @@ macro_rules! dialect {
                     };
                 }
                 let rows = sqlx::query(
-                    "SELECT id, events FROM outworx_endpoints WHERE owner = $1 AND enabled = 1",
+                    "SELECT id, events FROM outworx_endpoints WHERE owner = $1 AND enabled = 1 \
+                     ORDER BY id LIMIT $2",
                 )
                 .bind(&m.owner)
+                .bind(i64::try_from(MAX_ENDPOINTS_PER_OWNER).unwrap_or(i64::MAX))
                 .fetch_all(&mut *c)
                 .await?;
                 let mut targets = Vec::new();
@@ -449,24 +461,39 @@ macro_rules! dialect {
                 lease_until: i64,
                 token: &str,
                 limit: u32,
+                busy: &[String],
             ) -> Result<Vec<Job>, SendError> {
-                let sql = concat!(
-                    "UPDATE outworx_deliveries SET status = 'sending', attempts = attempts + 1, \
-                     lease_until = $1, lease_token = $2, updated_at = $3 \
-                     WHERE id IN (SELECT id FROM outworx_deliveries \
-                     WHERE (status = 'pending' AND next_attempt_at <= $3) \
-                     OR (status = 'sending' AND lease_until <= $3) \
-                     ORDER BY next_attempt_at LIMIT $4",
-                    $skip,
-                    ") RETURNING id"
+                // Endpoints this worker is already at its cap for are left for later, so one
+                // endpoint's backlog does not fill every claim.
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "UPDATE outworx_deliveries SET status = 'sending', attempts = attempts + 1, lease_until = ",
                 );
-                let claimed = sqlx::query(sql)
-                    .bind(lease_until)
-                    .bind(token)
-                    .bind(now)
-                    .bind(i64::from(limit))
-                    .fetch_all(&mut *c)
-                    .await?;
+                q.push_bind(lease_until)
+                    .push(", lease_token = ")
+                    .push_bind(token)
+                    .push(", updated_at = ")
+                    .push_bind(now)
+                    .push(
+                        " WHERE id IN (SELECT id FROM outworx_deliveries \
+                         WHERE ((status = 'pending' AND next_attempt_at <= ",
+                    )
+                    .push_bind(now)
+                    .push(") OR (status = 'sending' AND lease_until <= ")
+                    .push_bind(now)
+                    .push("))");
+                if !busy.is_empty() {
+                    q.push(" AND endpoint_id NOT IN (");
+                    let mut list = q.separated(", ");
+                    for ep in busy.iter().take(500) {
+                        list.push_bind(ep);
+                    }
+                    q.push(")");
+                }
+                q.push(" ORDER BY next_attempt_at LIMIT ")
+                    .push_bind(i64::from(limit))
+                    .push($skip)
+                    .push(") RETURNING id");
+                let claimed = q.build().fetch_all(&mut *c).await?;
                 if claimed.is_empty() {
                     return Ok(Vec::new());
                 }
@@ -527,17 +554,23 @@ macro_rules! dialect {
                 token: &str,
                 now: i64,
             ) -> Result<(), SendError> {
-                for id in ids {
-                    sqlx::query(
+                for chunk in ids.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<Db>::new(
                         "UPDATE outworx_deliveries SET status = 'pending', attempts = attempts - 1, \
-                         lease_until = NULL, lease_token = NULL, next_attempt_at = $1, updated_at = $1 \
-                         WHERE id = $2 AND lease_token = $3",
-                    )
-                    .bind(now)
-                    .bind(id)
-                    .bind(token)
-                    .execute(&mut *c)
-                    .await?;
+                         lease_until = NULL, lease_token = NULL, next_attempt_at = ",
+                    );
+                    q.push_bind(now)
+                        .push(", updated_at = ")
+                        .push_bind(now)
+                        .push(" WHERE lease_token = ")
+                        .push_bind(token)
+                        .push(" AND id IN (");
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *c).await?;
                 }
                 Ok(())
             }
@@ -603,25 +636,10 @@ macro_rules! dialect {
                     q.push(")");
                     q.build().execute(&mut *c).await?;
                 }
-                // Every attempt, in multi-row inserts.
-                let attempts: Vec<&Attempt> = results.iter().filter_map(|s| s.attempt.as_ref()).collect();
+                // Their attempts, in multi-row inserts.
+                let attempts: Vec<&Attempt> = ok.iter().filter_map(|s| s.attempt.as_ref()).collect();
                 for chunk in attempts.chunks(200) {
-                    let mut q = sqlx::QueryBuilder::<Db>::new(
-                        "INSERT INTO outworx_attempts (delivery_id, message_id, endpoint_id, attempt, at, \
-                         status_code, duration_ms, error, response) ",
-                    );
-                    q.push_values(chunk, |mut row, a| {
-                        row.push_bind(a.delivery_id)
-                            .push_bind(&a.message_id)
-                            .push_bind(&a.endpoint_id)
-                            .push_bind(i64::from(a.attempt))
-                            .push_bind(a.at)
-                            .push_bind(a.status_code.map(i64::from))
-                            .push_bind(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
-                            .push_bind(&a.error)
-                            .push_bind(&a.response);
-                    });
-                    q.build().execute(&mut *c).await?;
+                    insert_attempts(c, chunk).await?;
                 }
                 // Failures, dead letters and disabling: one at a time (the rare path).
                 for s in other {
@@ -640,7 +658,18 @@ macro_rules! dialect {
                     .execute(&mut *c)
                     .await?;
                     if done.rows_affected() == 0 {
+                        // Another worker holds it now: its attempt will speak for the endpoint.
                         out.lost_leases += 1;
+                        if s.status == DeliveryStatus::Dead {
+                            out.lost_dead.push(s.delivery_id);
+                        }
+                        if let Some(a) = &s.attempt {
+                            insert_attempts(c, &[a]).await?;
+                        }
+                        continue;
+                    }
+                    if let Some(a) = &s.attempt {
+                        insert_attempts(c, &[a]).await?;
                     }
                     match s.endpoint_ok {
                         Some(true) => {
@@ -697,6 +726,29 @@ macro_rules! dialect {
                     }
                 }
                 Ok(out)
+            }
+
+            async fn insert_attempts(c: &mut Conn, attempts: &[&Attempt]) -> Result<(), SendError> {
+                if attempts.is_empty() {
+                    return Ok(());
+                }
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO outworx_attempts (delivery_id, message_id, endpoint_id, attempt, at, \
+                     status_code, duration_ms, error, response) ",
+                );
+                q.push_values(attempts, |mut row, a| {
+                    row.push_bind(a.delivery_id)
+                        .push_bind(&a.message_id)
+                        .push_bind(&a.endpoint_id)
+                        .push_bind(i64::from(a.attempt))
+                        .push_bind(a.at)
+                        .push_bind(a.status_code.map(i64::from))
+                        .push_bind(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
+                        .push_bind(&a.error)
+                        .push_bind(&a.response);
+                });
+                q.build().execute(&mut *c).await?;
+                Ok(())
             }
 
             /// Puts matching deliveries that are not in flight back to pending, due now, with

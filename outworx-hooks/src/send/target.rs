@@ -184,7 +184,10 @@ fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
         0xff00..=0xffff => "multicast",
         0x2001 if s[1] == 0x0db8 => "documentation",
         0x0100 if s[1..4] == [0, 0, 0] => "discard",
-        _ => return None,
+        0x0064 if s[1] == 0xff9b => "NAT64 (local use)",
+        // Only global unicast (2000::/3) is public; everything else is special.
+        0x2000..=0x3fff => return None,
+        _ => "non-global IPv6",
     })
 }
 
@@ -195,6 +198,7 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let tail = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
     match s {
         [0, 0, 0, 0, 0, 0xffff, hi, lo] => Some(tail(hi, lo)),
+        [0, 0, 0, 0, 0xffff, 0, hi, lo] => Some(tail(hi, lo)), // SIIT, ::ffff:0:0/96
         [0, 0, 0, 0, 0, 0, hi, lo] if hi != 0 => Some(tail(hi, lo)),
         [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(tail(hi, lo)),
         [0x2002, hi, lo, ..] => Some(tail(hi, lo)),
@@ -203,15 +207,19 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
 }
 
 /// The resolver the delivery client connects through: every address of a name is checked
-/// against the policy, and a name with no allowed address fails to resolve.
+/// against the policy (for `https`, or for plain `http`: one client each), and a name with no
+/// allowed address fails to resolve. The address checked is the address connected to: there
+/// is no second lookup to rebind between.
 #[derive(Debug, Clone)]
 pub(crate) struct GuardedResolver {
     pub(crate) policy: Arc<TargetPolicy>,
+    pub(crate) https: bool,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = Arc::clone(&self.policy);
+        let https = self.https;
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let addrs: Vec<SocketAddr> =
@@ -219,7 +227,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
             let mut refused = None;
             let allowed: Vec<SocketAddr> = addrs
                 .into_iter()
-                .filter(|a| match policy.check_ip(a.ip()) {
+                .filter(|a| match policy.check_connect(a.ip(), https) {
                     Ok(()) => true,
                     Err(e) => {
                         refused.get_or_insert(e);
@@ -228,16 +236,46 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 })
                 .collect();
             if allowed.is_empty() {
-                let why = refused.map_or_else(
-                    || format!("{host} has no address"),
-                    |e| format!("{host} resolves to a refused address: {e}"),
-                );
+                // The kind of address, never the address: the error is shown to the tenant
+                // that owns the endpoint, and internal addresses are not theirs to learn.
+                let why = match refused {
+                    None => format!("{host} has no address"),
+                    Some(e) => {
+                        tracing::debug!(%host, error = %e, "endpoint name refused by the target policy");
+                        let kind = match e {
+                            SendError::Target(t) => kind_of(&t),
+                            _ => "refused",
+                        };
+                        format!("refused: {host} resolves to a {kind} address (not allowed)")
+                    }
+                };
                 return Err(why.into());
             }
             let iter: reqwest::dns::Addrs = Box::new(allowed.into_iter());
             Ok(iter)
         })
     }
+}
+
+/// The kind named in a refusal (`loopback`, `private`, ...), for errors a tenant sees.
+fn kind_of(refusal: &str) -> &'static str {
+    const KINDS: &[&str] = &[
+        "loopback",
+        "private",
+        "link-local",
+        "unspecified",
+        "carrier-grade NAT",
+        "multicast",
+        "reserved",
+        "documentation",
+        "non-global",
+        "plain http",
+    ];
+    KINDS
+        .iter()
+        .find(|k| refusal.contains(*k))
+        .copied()
+        .unwrap_or("non-public")
 }
 
 #[cfg(test)]
@@ -270,6 +308,10 @@ mod tests {
             "64:ff9b::a00:1",
             "2002:7f00:1::",
             "fd00:ec2::254",
+            "::ffff:0:7f00:1",
+            "64:ff9b:1::a00:1",
+            "fc00::1",
+            "4000::1",
         ] {
             assert!(p.check_ip(ip(bad)).is_err(), "{bad} was allowed");
         }

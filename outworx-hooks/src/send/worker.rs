@@ -102,7 +102,10 @@ impl WorkerOptions {
 pub struct Worker {
     emitter: Emitter,
     options: WorkerOptions,
+    /// For `https` targets, and for plain `http` ones (whose resolver also applies the
+    /// policy's http rule).
     client: reqwest::Client,
+    http_client: reqwest::Client,
     id: String,
     claims: AtomicU64,
     in_flight: Mutex<HashMap<String, usize>>,
@@ -148,36 +151,51 @@ impl Drop for Slot {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(n) = map.get_mut(&self.endpoint) {
+            let was_full = *n >= self.worker.options.per_endpoint;
             *n = n.saturating_sub(1);
             if *n == 0 {
                 map.remove(&self.endpoint);
+            }
+            if was_full {
+                // Its deliveries were left out of the claims: they can be claimed again.
+                self.worker.emitter.inner.wake.notify_one();
             }
         }
     }
 }
 
 impl Worker {
-    pub(crate) fn new(emitter: Emitter, options: WorkerOptions) -> Worker {
-        let resolver = GuardedResolver {
-            policy: Arc::clone(&emitter.inner.policy),
+    pub(crate) fn new(emitter: Emitter, mut options: WorkerOptions) -> Worker {
+        // Public fields: keep them in the ranges the worker's channels and semaphores take.
+        options.concurrency = options.concurrency.clamp(1, 10_000);
+        options.per_endpoint = options.per_endpoint.clamp(1, options.concurrency);
+        options.batch = options.batch.clamp(1, 1_000);
+        options.lease = options.lease.max(options.timeout);
+        let client = |https: bool| {
+            let resolver = GuardedResolver {
+                policy: Arc::clone(&emitter.inner.policy),
+                https,
+            };
+            // No redirects (a redirect is how a public URL reaches a private one), no system
+            // proxy (it would resolve names where the policy cannot see), the policy's resolver.
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .timeout(options.timeout)
+                .connect_timeout(options.timeout.min(Duration::from_secs(10)))
+                .dns_resolver(Arc::new(resolver))
+                .user_agent(concat!("outworx-hooks/", env!("CARGO_PKG_VERSION")))
+                .pool_max_idle_per_host(options.per_endpoint)
+                .build()
+                .unwrap_or_default()
         };
-        // No redirects (a redirect is how a public URL reaches a private one), no system
-        // proxy (it would resolve names where the policy cannot see), the policy's resolver.
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(options.timeout)
-            .connect_timeout(options.timeout.min(Duration::from_secs(10)))
-            .dns_resolver(Arc::new(resolver))
-            .user_agent(concat!("outworx-hooks/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(options.per_endpoint.max(1))
-            .build()
-            .unwrap_or_default();
+        let (https, http) = (client(true), client(false));
         let id = ids::new_id("wk_", emitter.now()).unwrap_or_else(|_| "wk_".to_owned());
         Worker {
             emitter,
             options,
-            client,
+            client: https,
+            http_client: http,
             id,
             claims: AtomicU64::new(0),
             in_flight: Mutex::new(HashMap::new()),
@@ -310,7 +328,10 @@ impl Worker {
             if let Err(e) = self.release(&released, &token).await {
                 tracing::warn!(error = %e, "outbox worker: releasing deliveries failed; their leases will expire");
             }
-            if got < usize::try_from(want).unwrap_or(usize::MAX) || !released.is_empty() {
+            // Idle (or everything claimed was given back): wait for a send, or the poll.
+            if got < usize::try_from(want).unwrap_or(usize::MAX) && released.len() == got
+                || got == 0
+            {
                 tokio::select! {
                     _ = self.emitter.inner.wake.notified() => {}
                     _ = tokio::time::sleep(self.options.poll) => {}
@@ -337,13 +358,33 @@ impl Worker {
             let groups: Vec<(String, Vec<Settle>)> = by_token.into_iter().collect();
             let mut delay = Duration::from_millis(50);
             // A result is worth retrying a while: losing it repeats the attempt later.
-            for _ in 0..8 {
+            let mut recorded = false;
+            for _ in 0..4 {
                 match self.record(&groups).await {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        recorded = true;
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "outbox worker: recording results failed; retrying");
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            if !recorded {
+                // One result the database refuses must not take the others with it: each
+                // alone, and what still fails is left to its lease (the attempt is made again).
+                for (token, results) in groups {
+                    for s in results {
+                        let one = [(token.clone(), vec![s])];
+                        if let Err(e) = self.record(&one).await {
+                            tracing::error!(
+                                error = %e,
+                                delivery_id = one[0].1[0].delivery_id,
+                                "outbox worker: a result could not be recorded; its lease will expire and it will be tried again"
+                            );
+                        }
                     }
                 }
             }
@@ -367,12 +408,20 @@ impl Worker {
         let token = self.token();
         let now = self.emitter.now();
         let lease = i64::try_from(self.options.lease.as_millis()).unwrap_or(i64::MAX);
+        let busy: Vec<String> = {
+            let map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            map.iter()
+                .filter(|(_, n)| **n >= self.options.per_endpoint)
+                .map(|(e, _)| e.clone())
+                .collect()
+        };
         let jobs = in_tx!(&self.emitter.inner.outbox.pool, |c, db| db::claim(
             c,
             now,
             now.saturating_add(lease),
             &token,
-            limit
+            limit,
+            &busy
         )
         .await?);
         Ok((token, jobs))
@@ -404,6 +453,7 @@ impl Worker {
             for (token, results) in groups {
                 let one = db::settle(c, results, token, now, disable_after).await?;
                 all.lost_leases += one.lost_leases;
+                all.lost_dead.extend(one.lost_dead);
                 all.disabled.extend(one.disabled);
             }
             all
@@ -416,7 +466,10 @@ impl Worker {
             );
         }
         let inner = &self.emitter.inner;
-        for s in results.filter(|s| s.status == DeliveryStatus::Dead) {
+        let lost = &settled.lost_dead;
+        for s in
+            results.filter(|s| s.status == DeliveryStatus::Dead && !lost.contains(&s.delivery_id))
+        {
             let dead = DeadLetter {
                 delivery_id: s.delivery_id,
                 message_id: s.message_id.clone(),
@@ -488,7 +541,7 @@ impl Worker {
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (status, response, retry_after, error) = match outcome {
             Ok(r) => (Some(r.status), r.snippet, r.retry_after, None),
-            Err(e) => (None, String::new(), None, Some(e)),
+            Err(e) => (None, String::new(), None, Some(storable(&e))),
         };
         s.last_status = status;
         s.attempt = Some(Attempt {
@@ -545,21 +598,25 @@ impl Worker {
             .policy
             .check_url(&target.url)
             .map_err(|e| e.to_string())?;
+        let https = url.scheme() == "https";
         if let Some(ip) = url
             .host_str()
             .and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse().ok())
         {
+            // A literal address skips the resolver: checked here, on every attempt.
             self.emitter
                 .inner
                 .policy
-                .check_connect(ip, url.scheme() == "https")
+                .check_connect(ip, https)
                 .map_err(|e| e.to_string())?;
-        } else if url.scheme() == "http" {
-            self.check_http_name(&url).await?;
         }
+        let client = if https {
+            &self.client
+        } else {
+            &self.http_client
+        };
         let (body, headers) = build_request(job, target, now)?;
-        let response = self
-            .client
+        let response = client
             .post(url)
             .headers(headers)
             .body(body)
@@ -578,23 +635,6 @@ impl Worker {
             snippet,
             retry_after,
         })
-    }
-
-    /// Plain `http` to a name: every address it resolves to must be allowed for `http`.
-    async fn check_http_name(&self, url: &reqwest::Url) -> Result<(), String> {
-        let host = url.host_str().unwrap_or_default();
-        let port = url.port_or_known_default().unwrap_or(80);
-        let addrs = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| format!("resolving {host}: {e}"))?;
-        for a in addrs {
-            self.emitter
-                .inner
-                .policy
-                .check_connect(a.ip(), false)
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(())
     }
 }
 
@@ -647,7 +687,7 @@ async fn read_snippet(mut response: reqwest::Response) -> String {
             _ => break,
         }
     }
-    let mut text = String::from_utf8_lossy(&kept).into_owned();
+    let mut text = storable(&String::from_utf8_lossy(&kept));
     if text.len() > RESPONSE_SNIPPET_BYTES {
         let mut cut = RESPONSE_SNIPPET_BYTES;
         while !text.is_char_boundary(cut) {
@@ -656,6 +696,11 @@ async fn read_snippet(mut response: reqwest::Response) -> String {
         text.truncate(cut);
     }
     text
+}
+
+/// Text a database stores as it is: PostgreSQL refuses NUL in `TEXT`, so it becomes U+FFFD.
+fn storable(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
 }
 
 /// `Retry-After`: seconds, or an HTTP date; capped at one day.

@@ -112,17 +112,12 @@ fn ed25519_seed(text: &str) -> Option<[u8; 32]> {
 }
 
 /// The `whpk_` public key of a `whsk_` private key, for the receiver to verify `v1a` with.
-#[cfg(feature = "ed25519")]
+/// (The sending side, feature `send`, implies `ed25519`.)
+#[cfg(feature = "send")]
 pub(crate) fn standard_public_key(secret: &str) -> Option<String> {
     let seed = ed25519_seed(secret.strip_prefix("whsk_")?)?;
     let key = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
     Some(format!("whpk_{}", b64().encode(key.as_bytes())))
-}
-
-/// Without the `ed25519` feature there is no public key to derive.
-#[cfg(not(feature = "ed25519"))]
-pub(crate) fn standard_public_key(_secret: &str) -> Option<String> {
-    None
 }
 
 pub(super) fn standard_parts<'a>(id: &'a str, ts: &'a str, body: &'a [u8]) -> [&'a [u8]; 5] {
