@@ -137,7 +137,9 @@ fn describe(e: &DeliveryEvent) -> (String, String, String) {
         Some(ProcessingStatus::Completed) => "completed",
         Some(ProcessingStatus::Failed) => "failed",
         Some(ProcessingStatus::SilentDrop) => "SILENT DROP",
-        None => "-",
+        Some(ProcessingStatus::Queued) => "queued",
+        Some(ProcessingStatus::Ignored) => "ignored",
+        _ => "-",
     }
     .to_owned();
     let note = if e.meta("duplicate").is_some() {

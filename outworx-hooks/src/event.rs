@@ -12,6 +12,7 @@ use crate::wire::json_size;
 /// What became of the event after the handler ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ProcessingStatus {
     /// The handler called `Track::processed`.
     Completed,
@@ -19,6 +20,10 @@ pub enum ProcessingStatus {
     Failed,
     /// The route requires a mark, the handler answered 2xx and never marked.
     SilentDrop,
+    /// Committed to the inbox and answered; the worker's run reports the processing.
+    Queued,
+    /// Of a type outside the route's `events`: answered 200, the handler not run.
+    Ignored,
 }
 
 /// Which way a reported delivery went.

@@ -38,6 +38,7 @@
 //! | [`envelope`] | the provider envelopes `body.` keys are read from |
 //! | [`wire`] | the Outworx HTTP API's types, shared with `outworx-serve` and `outworx-cli` |
 //! | `send` | (feature `send`) sending webhooks: `#[emit]`, `Emitter`, the outbox, the delivery worker |
+//! | `inbox` | (feature `inbox`) queue-first receiving: the durable inbox behind `#[webhook(.., queue)]` and its worker |
 //! | [`queue`] | the clock and retry schedule durable queues run on |
 //!
 //! Configure the process once with [`init`] and a [`Config`]; without it, the embedded
@@ -59,6 +60,8 @@ mod body;
 mod config;
 pub mod envelope;
 pub mod event;
+#[cfg(feature = "inbox")]
+pub mod inbox;
 pub mod layer;
 mod pipeline;
 pub mod queue;
@@ -101,6 +104,8 @@ pub mod __private {
     #[cfg(feature = "send")]
     pub use crate::send::{EmitContext, EmitSpec, emit_around};
     pub use crate::util::BoxFuture;
+    /// Whether the `inbox` feature is on: `#[webhook(.., queue)]` asserts it at compile time.
+    pub const INBOX: bool = cfg!(feature = "inbox");
     pub use std::borrow::Cow;
     pub use {axum, bytes, http, inventory, serde_json};
 

@@ -126,6 +126,10 @@ pub struct Route {
     pub(crate) allow_ips: Option<IpSource>,
     /// Layers: the request's matched path is part of the key namespace.
     pub(crate) namespace_by_path: bool,
+    /// `queue`: commit to the inbox and answer at once; the worker runs the handler.
+    pub(crate) queue: Option<QueueConfig>,
+    /// `events`: only these event types reach the handler; others are answered 200, ignored.
+    pub(crate) events: Cow<'static, [Text]>,
     pub(crate) resolved: OnceLock<Resolved>,
 }
 
@@ -159,6 +163,15 @@ pub(crate) struct Resolved {
 /// axum's default body limit, used when the route sets no `max_body`.
 pub(crate) const DEFAULT_MAX_BODY: usize = 2 * 1024 * 1024;
 
+/// A `queue` route's retry settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueueConfig {
+    /// Attempts in all.
+    pub(crate) attempts: u32,
+    /// The first retry's delay, in milliseconds (doubling after).
+    pub(crate) backoff_ms: u64,
+}
+
 impl Route {
     /// A route for `handler` defined at `file:line`, with the documented defaults.
     pub const fn new(handler: &'static str, file: &'static str, line: u32) -> Self {
@@ -182,8 +195,26 @@ impl Route {
             redact: Cow::Borrowed(&[]),
             allow_ips: None,
             namespace_by_path: false,
+            queue: None,
+            events: Cow::Borrowed(&[]),
             resolved: OnceLock::new(),
         }
+    }
+
+    /// Queue-first: each verified delivery is committed to the inbox and answered at once;
+    /// the inbox's worker runs the handler, `attempts` times at most, the first retry
+    /// `backoff_ms` after the first failure, doubling after.
+    pub const fn queue(mut self, attempts: u32, backoff_ms: u64) -> Self {
+        self.queue = Some(QueueConfig {
+            attempts,
+            backoff_ms,
+        });
+        self
+    }
+    /// Only events of these types (`invoice.paid`, `customer.*`, `*`) reach the handler.
+    pub const fn events(mut self, patterns: &'static [Text]) -> Self {
+        set(&mut self.events, Cow::Borrowed(patterns));
+        self
     }
 
     /// The module the handler is defined in (`module_path!()`): with the handler's name it

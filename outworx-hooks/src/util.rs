@@ -33,6 +33,19 @@ pub(crate) fn intern(s: &str) -> &'static str {
     name
 }
 
+/// Whether `event_type` matches `pattern`: `*` (everything), `order.*` (every type under
+/// `order.`), or the type itself. The sending side's endpoint filters and a route's `events`
+/// share it.
+pub(crate) fn event_matches(pattern: &str, event_type: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_suffix('*') {
+        Some(prefix) => event_type.len() > prefix.len() && event_type.starts_with(prefix),
+        None => pattern == event_type,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

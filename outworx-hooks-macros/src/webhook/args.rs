@@ -22,6 +22,8 @@ mod kw {
     syn::custom_keyword!(max_body);
     syn::custom_keyword!(redact);
     syn::custom_keyword!(allow_ips);
+    syn::custom_keyword!(queue);
+    syn::custom_keyword!(events);
 }
 
 /// One `key` or `key = value` of the attribute, with the span of its key.
@@ -47,6 +49,8 @@ pub(crate) enum Value {
     Strings(Vec<LitStr>),
     /// Any other expression (`env("VAR")` where a list may also go).
     Expr(Expr),
+    /// `queue(attempts = 10, backoff = "5s")`.
+    Options(Vec<(Ident, Lit)>),
 }
 
 /// `["a", "b"]` as string literals.
@@ -121,7 +125,9 @@ impl Parse for Arg {
                 metadata,
                 redact,
                 allow_ips,
-                verifier
+                verifier,
+                queue,
+                events
             ]
         );
         let value = value(name, input)?;
@@ -137,6 +143,13 @@ fn value(name: &str, input: ParseStream<'_>) -> syn::Result<Value> {
     };
     Ok(match name {
         "require_processed" => Value::Flag,
+        "queue" if input.peek(syn::token::Paren) => {
+            let content;
+            parenthesized!(content in input);
+            let pairs = Punctuated::<OptionPair, Token![,]>::parse_terminated(&content)?;
+            Value::Options(pairs.into_iter().map(|p| (p.key, p.value)).collect())
+        }
+        "queue" => Value::Flag,
         "idempotency" if assigned(input)? => Value::Key(input.parse()?),
         "idempotency" => Value::Flag,
         "capture_body" if assigned(input)? => Value::Bool(input.parse()?),
@@ -169,7 +182,7 @@ fn assigned_value(name: &str, input: ParseStream<'_>) -> syn::Result<Value> {
         "ttl" | "max_body" => Value::Amount(amount(input)?),
         "tolerance" => Value::Amount(Lit::Int(input.parse::<LitInt>()?)),
         "reject_invalid" | "capture_headers" => Value::Bool(input.parse()?),
-        "redact" => Value::Strings(strings(input)?),
+        "redact" | "events" => Value::Strings(strings(input)?),
         "allow_ips" if input.peek(syn::token::Bracket) => Value::Strings(strings(input)?),
         "allow_ips" => Value::Expr(input.parse()?),
         "verifier" => Value::Path(input.parse()?),
@@ -190,6 +203,23 @@ impl Parse for MetaPair {
         Ok(MetaPair {
             key,
             value: input.parse()?,
+        })
+    }
+}
+
+/// `attempts = 10` or `backoff = "5s"` inside `queue(..)`.
+struct OptionPair {
+    key: Ident,
+    value: Lit,
+}
+
+impl Parse for OptionPair {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let key = input.call(syn::ext::IdentExt::parse_any)?;
+        input.parse::<Token![=]>()?;
+        Ok(OptionPair {
+            key,
+            value: amount(input)?,
         })
     }
 }

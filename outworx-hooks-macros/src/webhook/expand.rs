@@ -83,12 +83,24 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
     let (docs, inner_fn) = user_fn(&func, inner);
 
     let route_static = format_ident!("__OUTWORX_ROUTE_{}", name);
+    // `queue` needs the inbox: without the feature, the build stops here, saying so.
+    let inbox_check = if m.queue.is_some() {
+        quote_spanned! {m.queue_span=>
+            const _: () = ::core::assert!(
+                #p::INBOX,
+                "#[webhook(.., queue)] needs the `inbox` feature of outworx-hooks: features = [\"inbox\"]"
+            );
+        }
+    } else {
+        quote!()
+    };
     quote! {
         #[doc(hidden)]
         #[allow(non_upper_case_globals)]
         static #route_static: #p::Route = #route;
 
         #p::inventory::submit! { #p::RouteRef(&#route_static) }
+        #inbox_check
 
         #(#docs)*
         #vis fn #name #generics(__outworx_req: #p::WithState<__S>) -> #p::BoxFuture<'static, #p::axum::response::Response>
@@ -159,6 +171,9 @@ fn route(m: &Model, p: &TokenStream, name: &syn::Ident) -> TokenStream {
     ];
     route.extend(opts.into_iter().flatten());
     route.extend(strings_options(m, p));
+    if let Some((attempts, backoff_ms)) = m.queue {
+        route.extend(quote!(.queue(#attempts, #backoff_ms)));
+    }
     route
 }
 
@@ -172,6 +187,10 @@ fn strings_options(m: &Model, p: &TokenStream) -> TokenStream {
             quote!((#k, #v))
         });
         out.extend(quote!(.metadata(&[#(#pairs),*])));
+    }
+    if !m.events.is_empty() {
+        let list = m.events.iter().map(|e| text(e));
+        out.extend(quote!(.events(&[#(#list),*])));
     }
     if !m.redact.is_empty() {
         let names = m.redact.iter().map(|n| text(n));

@@ -41,6 +41,12 @@ pub(crate) enum AllowIps {
 
 /// One checked `#[webhook]`.
 pub(crate) struct Model {
+    /// `queue`: attempts and the first retry's delay in milliseconds.
+    pub(crate) queue: Option<(u32, u64)>,
+    /// Where errors about `queue` point.
+    pub(crate) queue_span: Span,
+    /// `events = [..]`: the event-type patterns that reach the handler.
+    pub(crate) events: Vec<LitStr>,
     pub(crate) provider: Option<&'static Spec>,
     pub(crate) secrets: Vec<Secret>,
     pub(crate) key: Option<Key>,
@@ -70,6 +76,9 @@ impl Model {
     /// The model of an attribute with no arguments, before any is read.
     pub(crate) fn empty() -> Model {
         Model {
+            queue: None,
+            queue_span: Span::call_site(),
+            events: Vec::new(),
             provider: None,
             secrets: Vec::new(),
             key: None,

@@ -63,6 +63,8 @@ pub struct TrackOptions {
     pub(crate) max_body: usize,
     pub(crate) redact: Vec<Text>,
     pub(crate) allow_ips: Option<IpSource>,
+    pub(crate) queue: Option<crate::route::QueueConfig>,
+    pub(crate) events: Vec<Text>,
 }
 
 impl std::fmt::Debug for TrackOptions {
@@ -114,6 +116,8 @@ impl TrackOptions {
             max_body: crate::route::DEFAULT_MAX_BODY,
             redact: Vec::new(),
             allow_ips: None,
+            queue: None,
+            events: Vec::new(),
         }
     }
 
@@ -307,6 +311,31 @@ impl TrackOptions {
         r.allow_ips.clone_from(&self.allow_ips);
         r.provider = self.provider;
         r.dyn_verifier.clone_from(&self.verifier);
+        r.queue = self.queue;
+        r.events = self.events.clone().into();
         r
+    }
+
+    /// Queue-first (feature `inbox`): each verified delivery is committed to the installed
+    /// [`crate::inbox::Inbox`] and answered 200 at once; its worker runs the service later,
+    /// `attempts` times at most, the retries `backoff` apart and doubling (with jitter).
+    #[cfg(feature = "inbox")]
+    pub fn queue(mut self, options: crate::inbox::QueueOptions) -> Self {
+        self.queue = Some(crate::route::QueueConfig {
+            attempts: options.attempts.max(1),
+            backoff_ms: u64::try_from(options.backoff.as_millis()).unwrap_or(u64::MAX),
+        });
+        self
+    }
+
+    /// Only events of these types reach the service (`invoice.paid`, `customer.*`, `*`);
+    /// any other is answered 200 without it, and without the store, reported `ignored`.
+    pub fn events<S: AsRef<str>>(mut self, patterns: impl IntoIterator<Item = S>) -> Self {
+        self.events.extend(
+            patterns
+                .into_iter()
+                .map(|p| Text::Owned(p.as_ref().to_owned())),
+        );
+        self
     }
 }

@@ -114,10 +114,39 @@ impl Verified {
         F: FnOnce(Parts, Bytes) -> Fut,
         Fut: Future<Output = Response>,
     {
+        // A type outside the route's `events` never reaches the handler nor the store.
+        if let Some(t) = event_type.as_deref()
+            && !self.route.events.is_empty()
+            && !self
+                .route
+                .events
+                .iter()
+                .any(|p| crate::util::event_matches(p, t))
+        {
+            let resp = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"ignored":true}"#,
+            )
+                .into_response();
+            return self.without_handler(resp, Note::ignored(event_type));
+        }
+        #[cfg(feature = "inbox")]
+        let dispatched = self.parts.extensions.remove::<crate::inbox::Dispatch>();
+        #[cfg(feature = "inbox")]
+        if dispatched.is_none()
+            && let Some(q) = self.route.queue
+        {
+            return self.enqueue(q, key, origin, event_type).await;
+        }
+        #[cfg(not(feature = "inbox"))]
+        let dispatched: Option<()> = None;
+
         let valid = self.signature.as_ref().is_none_or(|s| s.valid);
         let ttl = clamp_ttl(self.route.ttl);
+        // A re-dispatch from the inbox is already deduplicated: the inbox holds each key once.
         let keys = match key {
-            Some(k) if valid => self.store_keys(k, origin),
+            Some(k) if valid && dispatched.is_none() => self.store_keys(k, origin),
             _ => Vec::new(),
         };
         let mut extra = serde_json::Map::new();
@@ -159,6 +188,12 @@ impl Verified {
             require_processed,
             answered.status,
         );
+        #[cfg(feature = "inbox")]
+        let verdict = dispatched.map(|d| {
+            extra.insert("inbox_id".into(), d.id.into());
+            extra.insert("inbox_attempt".into(), d.attempt.into());
+            processed(&answered, &track, require_processed)
+        });
         if !extra.is_empty() {
             e.metadata
                 .get_or_insert_with(Default::default)
@@ -166,7 +201,97 @@ impl Verified {
         }
         self.body = Bytes::new();
         self.rt.emit(e);
-        answered.into_response()
+        #[allow(unused_mut)]
+        let mut resp = answered.into_response();
+        #[cfg(feature = "inbox")]
+        if let Some(v) = verdict {
+            resp.extensions_mut().insert(v);
+        }
+        resp
+    }
+
+    /// A `queue` route's receipt: the verified delivery is committed to the inbox, then
+    /// answered 200; a repeat of its key is answered 200 and not stored again; a failed commit
+    /// is a 503, so the provider retries.
+    #[cfg(feature = "inbox")]
+    async fn enqueue(
+        self,
+        q: crate::route::QueueConfig,
+        key: Option<String>,
+        origin: KeyOrigin,
+        event_type: Option<String>,
+    ) -> Response {
+        let Some(inbox) = crate::inbox::Inbox::installed() else {
+            let why = "this route has `queue` but no inbox is installed: call \
+                       `Inbox::open(..).await?.install()` at start";
+            tracing::error!(handler = self.route.handler, "{why}");
+            let resp = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "30")],
+                "the webhook inbox is unavailable; retry later",
+            )
+                .into_response();
+            return self.without_handler(resp, Note::not_queued(event_type, why.to_owned()));
+        };
+        let valid = self.signature.as_ref().map(|s| s.valid);
+        // The route's store key (service, route, key) identifies it in the inbox; without a
+        // key, the body's digest does (identical bodies are one delivery).
+        let key = match key {
+            Some(k) if valid != Some(false) => self.store_keys(k, origin).into_iter().next(),
+            _ => None,
+        }
+        .unwrap_or_else(|| format!("sha256:{}", crate::security::scheme::sha256_hex(&self.body)));
+        let namespace = self
+            .route
+            .resolved()
+            .map(|r| r.namespace.clone())
+            .unwrap_or_default();
+        let uri = self
+            .parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let entry = crate::inbox::NewEntry {
+            route: &namespace,
+            key: &key,
+            method: self.parts.method.as_str(),
+            uri: &uri,
+            headers: &self.parts.headers,
+            body: &self.body,
+            signature_valid: valid,
+            event_type: event_type.as_deref(),
+            options: crate::inbox::QueueOptions {
+                attempts: q.attempts.max(1),
+                backoff: Duration::from_millis(q.backoff_ms),
+            },
+        };
+        match inbox.enqueue(&entry).await {
+            Ok(done) => {
+                let body = format!(
+                    r#"{{"queued":true,"id":{},"duplicate":{}}}"#,
+                    done.id, done.duplicate
+                );
+                let resp = (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response();
+                let note = Note::queued(event_type, done.id, done.duplicate);
+                self.without_handler(resp, note)
+            }
+            Err(e) => {
+                tracing::warn!(handler = self.route.handler, error = %e, "committing to the inbox failed; answering 503");
+                let resp = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "5")],
+                    "the webhook inbox is unavailable; retry later",
+                )
+                    .into_response();
+                self.without_handler(resp, Note::not_queued(event_type, e.to_string()))
+            }
+        }
     }
 
     /// Reserves `keys` for the handler. `Err` is the answer given instead, with the event's
@@ -273,6 +398,31 @@ impl Answered {
         *resp.status_mut() = self.status;
         *resp.headers_mut() = self.headers;
         resp
+    }
+}
+
+/// What a re-dispatched delivery's run says to the inbox's worker: done only for a 2xx
+/// that was marked processed (or needed no mark).
+#[cfg(feature = "inbox")]
+fn processed(
+    answered: &Answered,
+    track: &Track,
+    require_processed: bool,
+) -> crate::inbox::Processed {
+    use crate::inbox::Processed;
+    if let Some(error) = &answered.error {
+        return Processed::Retry(error.clone());
+    }
+    if !answered.status.is_success() {
+        return Processed::Retry(format!("the handler answered {}", answered.status.as_u16()));
+    }
+    match track.mark().map(|m| m.outcome.clone()) {
+        Some(Outcome::Processed) => Processed::Done,
+        Some(Outcome::Failed(reason)) => Processed::Retry(format!("failed: {reason}")),
+        None if require_processed => {
+            Processed::Retry("silent drop: the handler never marked the event processed".into())
+        }
+        None => Processed::Done,
     }
 }
 

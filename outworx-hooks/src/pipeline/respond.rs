@@ -38,6 +38,7 @@ impl Verified {
     pub(super) fn without_handler(self, resp: Response, note: Note) -> Response {
         let mut e = self.event(resp.status().as_u16(), note.event_type);
         e.error_message = note.error;
+        e.processing_status = note.processing;
         if let Some((flag, value)) = note.flag {
             e.metadata
                 .get_or_insert_with(Default::default)
@@ -54,12 +55,45 @@ pub(super) struct Note {
     event_type: Option<String>,
     error: Option<String>,
     flag: Option<(&'static str, serde_json::Value)>,
+    processing: Option<crate::event::ProcessingStatus>,
 }
 
 impl Note {
     /// A provider handshake of kind `kind` (also the event type), answered for the provider.
     pub(super) fn handshake(kind: &'static str) -> Note {
         Note::flag(Some(kind.to_owned()), "handshake", kind.into())
+    }
+
+    /// A delivery whose type is outside the route's `events`.
+    pub(super) fn ignored(event_type: Option<String>) -> Note {
+        Note {
+            event_type,
+            processing: Some(crate::event::ProcessingStatus::Ignored),
+            ..Note::default()
+        }
+    }
+
+    /// A delivery committed to the inbox (`id`; `duplicate` when it was there already).
+    #[cfg(feature = "inbox")]
+    pub(super) fn queued(event_type: Option<String>, id: i64, duplicate: bool) -> Note {
+        let flag = if duplicate { "duplicate" } else { "inbox_id" };
+        let value = if duplicate { true.into() } else { id.into() };
+        Note {
+            event_type,
+            flag: Some((flag, value)),
+            processing: Some(crate::event::ProcessingStatus::Queued),
+            ..Note::default()
+        }
+    }
+
+    /// An inbox that could not commit: the provider is answered 503 and retries.
+    #[cfg(feature = "inbox")]
+    pub(super) fn not_queued(event_type: Option<String>, error: String) -> Note {
+        Note {
+            event_type,
+            error: Some(error),
+            ..Note::default()
+        }
     }
 
     /// An answer about the delivery (duplicate, in flight, store outage), flagged in the

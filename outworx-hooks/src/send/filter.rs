@@ -10,14 +10,7 @@ pub(crate) fn matches_any(patterns: &[String], event_type: &str) -> bool {
 
 /// Whether `event_type` matches `pattern`.
 pub(crate) fn matches(pattern: &str, event_type: &str) -> bool {
-    if pattern == "*" {
-        return true;
-    }
-    match pattern.strip_suffix('*') {
-        // `order.*`: the prefix `order.` and at least one more byte.
-        Some(prefix) => event_type.len() > prefix.len() && event_type.starts_with(prefix),
-        None => pattern == event_type,
-    }
+    crate::util::event_matches(pattern, event_type)
 }
 
 /// A pattern is an event type, `*`, or an event type prefix ending in `.*`.

@@ -4,12 +4,9 @@
 //! owns (`send_in`) runs the same code as the outbox's own pool.
 
 use std::str::FromStr;
-use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
 
 use super::SendError;
 use super::model::{Attempt, Auth, DeliveryStatus, Endpoint, Format};
@@ -38,12 +35,7 @@ impl Scope<'_> {
     }
 }
 
-/// Where the outbox lives.
-#[derive(Debug, Clone)]
-pub(crate) enum Pool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
+pub(crate) use crate::queue::sql::Pool;
 
 /// An endpoint row as the worker needs it: where, how, and with which secrets.
 #[derive(Clone)]
@@ -190,6 +182,7 @@ macro_rules! dialect {
         pub(crate) mod $name {
             use sqlx::Row as _;
 
+            use crate::queue::sql::Table;
             use crate::send::SendError;
             use crate::send::model::*;
             use super::*;
@@ -465,35 +458,16 @@ macro_rules! dialect {
             ) -> Result<Vec<Job>, SendError> {
                 // Endpoints this worker is already at its cap for are left for later, so one
                 // endpoint's backlog does not fill every claim.
-                let mut q = sqlx::QueryBuilder::<Db>::new(
-                    "UPDATE outworx_deliveries SET status = 'sending', attempts = attempts + 1, lease_until = ",
-                );
-                q.push_bind(lease_until)
-                    .push(", lease_token = ")
-                    .push_bind(token)
-                    .push(", updated_at = ")
-                    .push_bind(now)
-                    .push(
-                        " WHERE id IN (SELECT id FROM outworx_deliveries \
-                         WHERE ((status = 'pending' AND next_attempt_at <= ",
-                    )
-                    .push_bind(now)
-                    .push(") OR (status = 'sending' AND lease_until <= ")
-                    .push_bind(now)
-                    .push("))");
-                if !busy.is_empty() {
-                    q.push(" AND endpoint_id NOT IN (");
-                    let mut list = q.separated(", ");
-                    for ep in busy.iter().take(500) {
-                        list.push_bind(ep);
-                    }
-                    q.push(")");
-                }
-                q.push(" ORDER BY next_attempt_at LIMIT ")
-                    .push_bind(i64::from(limit))
-                    .push($skip)
-                    .push(") RETURNING id");
-                let claimed = q.build().fetch_all(&mut *c).await?;
+                let claimed = crate::queue::sql::$name::claim(
+                    c,
+                    Table::Deliveries,
+                    now,
+                    lease_until,
+                    token,
+                    limit,
+                    Some(("endpoint_id", busy)),
+                )
+                .await?;
                 if claimed.is_empty() {
                     return Ok(Vec::new());
                 }
@@ -554,24 +528,7 @@ macro_rules! dialect {
                 token: &str,
                 now: i64,
             ) -> Result<(), SendError> {
-                for chunk in ids.chunks(500) {
-                    let mut q = sqlx::QueryBuilder::<Db>::new(
-                        "UPDATE outworx_deliveries SET status = 'pending', attempts = attempts - 1, \
-                         lease_until = NULL, lease_token = NULL, next_attempt_at = ",
-                    );
-                    q.push_bind(now)
-                        .push(", updated_at = ")
-                        .push_bind(now)
-                        .push(" WHERE lease_token = ")
-                        .push_bind(token)
-                        .push(" AND id IN (");
-                    let mut list = q.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    q.push(")");
-                    q.build().execute(&mut *c).await?;
-                }
+                crate::queue::sql::$name::release(c, Table::Deliveries, ids, token, now).await?;
                 Ok(())
             }
 
@@ -599,26 +556,16 @@ macro_rules! dialect {
                         .filter(|s| s.last_status == code)
                         .map(|s| s.delivery_id)
                         .collect();
-                    for ids in group.chunks(500) {
-                        let mut q = sqlx::QueryBuilder::<Db>::new(
-                            "UPDATE outworx_deliveries SET status = 'delivered', lease_until = NULL, \
-                             lease_token = NULL, last_error = NULL, last_status = ",
-                        );
-                        q.push_bind(code.map(i64::from))
-                            .push(", updated_at = ")
-                            .push_bind(now)
-                            .push(" WHERE lease_token = ")
-                            .push_bind(token)
-                            .push(" AND id IN (");
-                        let mut list = q.separated(", ");
-                        for id in ids {
-                            list.push_bind(*id);
-                        }
-                        q.push(")");
-                        let done = q.build().execute(&mut *c).await?;
-                        let hit = usize::try_from(done.rows_affected()).unwrap_or(ids.len());
-                        out.lost_leases += ids.len().saturating_sub(hit);
-                    }
+                    let hit = crate::queue::sql::$name::finish_done(
+                        c,
+                        Table::Deliveries,
+                        &group,
+                        token,
+                        code.map(i64::from),
+                        now,
+                    )
+                    .await?;
+                    out.lost_leases += group.len().saturating_sub(usize::try_from(hit).unwrap_or(0));
                 }
                 // Their endpoints are healthy again (one statement for all of them).
                 let mut healthy: Vec<&str> = ok.iter().map(|s| s.endpoint_id.as_str()).collect();
@@ -643,21 +590,19 @@ macro_rules! dialect {
                 }
                 // Failures, dead letters and disabling: one at a time (the rare path).
                 for s in other {
-                    let done = sqlx::query(
-                        "UPDATE outworx_deliveries SET status = $1, next_attempt_at = $2, \
-                         lease_until = NULL, lease_token = NULL, last_status = $3, last_error = $4, \
-                         updated_at = $5 WHERE id = $6 AND lease_token = $7",
+                    let held = crate::queue::sql::$name::finish(
+                        c,
+                        Table::Deliveries,
+                        s.delivery_id,
+                        token,
+                        s.status.as_str(),
+                        s.next_attempt_at,
+                        s.last_status.map(i64::from),
+                        s.last_error.as_deref(),
+                        now,
                     )
-                    .bind(s.status.as_str())
-                    .bind(s.next_attempt_at)
-                    .bind(s.last_status.map(i64::from))
-                    .bind(&s.last_error)
-                    .bind(now)
-                    .bind(s.delivery_id)
-                    .bind(token)
-                    .execute(&mut *c)
                     .await?;
-                    if done.rows_affected() == 0 {
+                    if !held {
                         // Another worker holds it now: its attempt will speak for the endpoint.
                         out.lost_leases += 1;
                         if s.status == DeliveryStatus::Dead {
@@ -900,14 +845,14 @@ dialect!(postgres, sqlx::PgConnection, " FOR UPDATE SKIP LOCKED");
 macro_rules! with_conn {
     ($pool:expr, |$c:ident, $m:ident| $body:expr) => {
         match $pool {
-            $crate::send::store::Pool::Sqlite(p) => {
+            $crate::queue::sql::Pool::Sqlite(p) => {
                 let mut conn = p.acquire().await?;
                 let $c: &mut sqlx::SqliteConnection = &mut conn;
                 #[allow(unused_imports)]
                 use $crate::send::store::sqlite as $m;
                 $body
             }
-            $crate::send::store::Pool::Postgres(p) => {
+            $crate::queue::sql::Pool::Postgres(p) => {
                 let mut conn = p.acquire().await?;
                 let $c: &mut sqlx::PgConnection = &mut conn;
                 #[allow(unused_imports)]
@@ -922,7 +867,7 @@ macro_rules! with_conn {
 macro_rules! in_tx {
     ($pool:expr, |$c:ident, $m:ident| $body:expr) => {
         match $pool {
-            $crate::send::store::Pool::Sqlite(p) => {
+            $crate::queue::sql::Pool::Sqlite(p) => {
                 let mut tx = p.begin().await?;
                 let out = {
                     let $c: &mut sqlx::SqliteConnection = &mut tx;
@@ -933,7 +878,7 @@ macro_rules! in_tx {
                 tx.commit().await?;
                 out
             }
-            $crate::send::store::Pool::Postgres(p) => {
+            $crate::queue::sql::Pool::Postgres(p) => {
                 let mut tx = p.begin().await?;
                 let out = {
                     let $c: &mut sqlx::PgConnection = &mut tx;
@@ -973,80 +918,34 @@ impl Outbox {
     /// Opens `url`: a `postgres://` URL, a `sqlite:` URL, `:memory:`, or a file path (created
     /// if missing); the tables are created if they are not there.
     pub async fn open(url: &str) -> Result<Outbox, SendError> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
-                .await?;
-            return Outbox::postgres(pool).await;
-        }
-        if url == ":memory:" || url == "sqlite::memory:" {
-            return Outbox::memory().await;
-        }
-        let opts = match url.strip_prefix("sqlite:") {
-            Some(_) => SqliteConnectOptions::from_str(url)?,
-            None => SqliteConnectOptions::new().filename(url),
-        };
-        // WAL with NORMAL sync: a commit survives the process being killed (what the outbox
-        // promises); only a power loss may take the last commits, never corrupting the file.
-        let opts = opts
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
-        Outbox::sqlite(pool).await
+        Outbox::migrated(Pool::open(url).await?).await
     }
 
     /// An outbox in memory: for tests and demos only; nothing survives the process.
     pub async fn memory() -> Result<Outbox, SendError> {
-        let opts = SqliteConnectOptions::from_str("sqlite::memory:")?;
-        // One connection that never closes: each SQLite connection has its own memory.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(opts)
-            .await?;
-        Outbox::sqlite(pool).await
+        Outbox::migrated(Pool::memory().await?).await
     }
 
     /// An outbox in this SQLite database (its tables are created if missing): pass the
     /// application's own pool to emit inside its transactions with `send_in`.
     pub async fn sqlite(pool: SqlitePool) -> Result<Outbox, SendError> {
-        let mut tx = pool.begin().await?;
-        sqlx::raw_sql(SQLITE_SCHEMA).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(Outbox {
-            pool: Pool::Sqlite(pool),
-        })
+        Outbox::migrated(Pool::Sqlite(pool)).await
     }
 
     /// An outbox in this PostgreSQL database (its tables are created if missing, under an
     /// advisory lock so workers starting together do not race).
     pub async fn postgres(pool: PgPool) -> Result<Outbox, SendError> {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(7372011501)")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::raw_sql(POSTGRES_SCHEMA).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(Outbox {
-            pool: Pool::Postgres(pool),
-        })
+        Outbox::migrated(Pool::Postgres(pool)).await
+    }
+
+    async fn migrated(pool: Pool) -> Result<Outbox, SendError> {
+        pool.migrate(SQLITE_SCHEMA, POSTGRES_SCHEMA).await?;
+        Ok(Outbox { pool })
     }
 
     /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
-        match self.pool {
-            Pool::Sqlite(_) => "sqlite",
-            Pool::Postgres(_) => "postgres",
-        }
+        self.pool.backend()
     }
 }
 

@@ -92,6 +92,25 @@ fn apply(cx: &mut Ctxt, Arg { name, span, value }: Arg, m: &mut Model, given: &m
         ("allow_ips", Value::Expr(e)) => m.allow_ips = allow_ips_env(cx, &e),
         ("verifier", Value::Path(p)) => m.verifier = Some(p),
         ("crate", Value::Path(p)) => m.krate = Some(p),
+        ("queue", Value::Flag) => {
+            m.queue = Some((10, 5_000));
+            m.queue_span = span;
+        }
+        ("queue", Value::Options(pairs)) => {
+            m.queue_span = span;
+            m.queue = queue_options(cx, &pairs);
+        }
+        ("events", Value::Strings(list)) => {
+            if list.is_empty() {
+                cx.error(span, "`events = []` lets no event through: list at least one pattern, or remove `events`");
+            }
+            for lit in &list {
+                if let Err(why) = event_pattern(&lit.value()) {
+                    cx.error(lit.span(), why);
+                }
+            }
+            m.events = list;
+        }
         // Unreachable: the parser gives each key its own form. Kept as an error, not a
         // panic, should the two drift.
         (other, _) => cx.error(span, format!("`{other}` does not take this form")),
@@ -159,4 +178,63 @@ fn allow_ips_env(cx: &mut Ctxt, e: &syn::Expr) -> Option<AllowIps> {
             None
         }
     }
+}
+
+/// `queue(attempts = 10, backoff = "5s")`: 1 to 100 attempts, a backoff of 1 s to 1 h.
+fn queue_options(cx: &mut Ctxt, pairs: &[(syn::Ident, syn::Lit)]) -> Option<(u32, u64)> {
+    let (mut attempts, mut backoff_ms) = (10u32, 5_000u64);
+    let mut ok = true;
+    for (key, lit) in pairs {
+        match key.to_string().as_str() {
+            "attempts" => match values::amount(lit, &[], "attempts", cx) {
+                Some(n @ 1..=100) => attempts = u32::try_from(n).unwrap_or(100),
+                Some(_) => {
+                    cx.error(lit.span(), "attempts is 1 to 100");
+                    ok = false;
+                }
+                None => ok = false,
+            },
+            "backoff" => match values::amount(lit, &TTL_UNITS, "backoff", cx) {
+                Some(s @ 1..=3600) => backoff_ms = s * 1000,
+                Some(_) => {
+                    cx.error(
+                        lit.span(),
+                        "backoff is 1 second to 1 hour, like \"5s\" or \"1m\"",
+                    );
+                    ok = false;
+                }
+                None => ok = false,
+            },
+            other => {
+                cx.error(
+                    key.span(),
+                    format!("`queue` takes `attempts = N` and `backoff = \"5s\"`, not `{other}`"),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some((attempts, backoff_ms))
+}
+
+/// An event pattern: `invoice.paid`, `customer.*`, or `*` (what the runtime matches).
+fn event_pattern(p: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "`{p}` is not an event pattern: use a type (`invoice.paid`), a prefix (`customer.*`) or `*`"
+        )
+    };
+    if p == "*" {
+        return Ok(());
+    }
+    let body = p.strip_suffix(".*").unwrap_or(p);
+    if body.is_empty()
+        || body.len() > 128
+        || !body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-:/".contains(&b))
+    {
+        return Err(bad());
+    }
+    Ok(())
 }

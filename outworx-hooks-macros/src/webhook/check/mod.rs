@@ -49,7 +49,32 @@ pub(crate) fn check(args: Args, func: &ItemFn) -> Result<Model, syn::Error> {
     }
     body_keys_have_a_type(&mut cx, &m);
     natural_key_exists(&mut cx, &m);
+    queue_has_a_key(&mut cx, &m);
+    events_have_a_type(&mut cx, &m);
     cx.finish().map(|()| m)
+}
+
+/// The inbox holds each delivery once, by its idempotency key: `queue` needs one.
+fn queue_has_a_key(cx: &mut Ctxt, m: &Model) {
+    if m.queue.is_some() && m.key.is_none() {
+        cx.error(
+            m.queue_span,
+            "`queue` stores each delivery once, by its idempotency key: add `idempotency` (the \
+             provider's natural key) or `idempotency = body.id`",
+        );
+    }
+}
+
+/// `events` filters on the event type: the route must know it.
+fn events_have_a_type(cx: &mut Ctxt, m: &Model) {
+    let known = m.event_type.is_some() || m.provider.is_some_and(|p| p.event_type.is_some());
+    if let (Some(first), false) = (m.events.first(), known) {
+        cx.error(
+            first.span(),
+            "`events` filters on the event type, and this route has none: add \
+             `event_type = body.type` (or a provider that sends one)",
+        );
+    }
 }
 
 /// A provider needs a secret (unless a custom verifier decides), and a route needs one of the

@@ -1,6 +1,10 @@
 //! What a durable queue needs besides its table: the time it runs on ([`Clock`]) and when a
-//! failed item is tried again ([`RetrySchedule`]). The sending side's outbox uses them; they
-//! hold no storage of their own, so a second queue (the inbox) shares them as they are.
+//! failed item is tried again ([`RetrySchedule`]); and (with a queue's feature) the SQL that
+//! claims, leases, gives back and finishes rows, shared by the sending side's outbox and the
+//! receiving side's inbox: one implementation, two tables.
+
+#[cfg(any(feature = "send", feature = "inbox"))]
+pub(crate) mod sql;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

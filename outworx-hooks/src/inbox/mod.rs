@@ -1,0 +1,221 @@
+//! Queue-first receiving: a verified delivery is committed to a durable inbox and the
+//! provider is answered at once; a worker runs the route's handler later, retries it, and
+//! gives up (`dead`) after its attempts (feature `inbox`).
+//!
+//! ```no_run
+//! use axum::{Router, routing::post};
+//! use outworx_hooks::inbox::Inbox;
+//! use outworx_hooks::{Track, webhook};
+//!
+//! #[webhook(provider = "stripe", secret = env("STRIPE_WEBHOOK_SECRET"), idempotency, queue)]
+//! async fn stripe(track: Track, body: String) -> &'static str {
+//!     // Runs in the worker, with the stored request, as often as it takes.
+//!     track.processed();
+//!     "ok"
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let inbox = Inbox::open("inbox.db").await?; // or postgres://...
+//! inbox.install(); // `queue` routes commit here
+//! let app = Router::new().route("/webhooks/stripe", post(stripe));
+//! let worker = inbox.start(app.clone()); // the worker dispatches through the same router
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+//! axum::serve(listener, app).await?;
+//! worker.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! **How the worker runs the handler.** It re-dispatches the stored request (method, URI,
+//! headers, exact body) through the application's own `Router`, so the handler keeps its
+//! extractors and the router its state, with a request extension only this crate can make:
+//! the route sees it, skips verification (the delivery was verified when it arrived) and the
+//! idempotency store (the inbox holds each route and key once), runs the handler, and tells
+//! the worker what became of it. A request from the network cannot carry an extension.
+
+mod store;
+mod worker;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+pub(crate) use store::NewEntry;
+pub use store::{InboxEntry, InboxFilter, InboxStatus};
+pub use worker::InboxWorkerHandle;
+pub use worker::{InboxWorker, InboxWorkerOptions};
+
+use crate::queue::{Clock, SystemClock};
+use store::Pool;
+
+/// The `sqlx` this crate is built with (for handlers that write their side effects in the
+/// same database).
+pub use sqlx;
+
+/// Why an inbox operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InboxError {
+    /// The database failed; nothing was committed.
+    #[error("inbox: {0}")]
+    Store(String),
+    /// A value was refused.
+    #[error("invalid {0}")]
+    Invalid(String),
+}
+
+impl From<sqlx::Error> for InboxError {
+    fn from(e: sqlx::Error) -> Self {
+        InboxError::Store(e.to_string())
+    }
+}
+
+/// A `queue` route's retry settings, stored with each delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueOptions {
+    /// Attempts in all before the delivery is dead (default 10).
+    pub attempts: u32,
+    /// The first retry's delay; each next one doubles, with ± 20 % jitter (default 5 s).
+    pub backoff: Duration,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions {
+            attempts: 10,
+            backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A delivery the worker gave up on, for [`Inbox::on_dead`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadDelivery {
+    /// The inbox row.
+    pub id: i64,
+    /// The route.
+    pub route: String,
+    /// The idempotency key.
+    pub key: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error.
+    pub last_error: Option<String>,
+}
+
+type DeadHook = Arc<dyn Fn(&DeadDelivery) + Send + Sync>;
+
+pub(crate) struct Inner {
+    pub(crate) pool: Pool,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) on_dead: RwLock<Option<DeadHook>>,
+}
+
+/// The durable inbox: SQLite (a file next to the app, the embedded default), PostgreSQL
+/// (many instances share one), or memory (**tests only: nothing survives the process**).
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Inbox {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+static INSTALLED: RwLock<Option<Inbox>> = RwLock::new(None);
+
+impl Inbox {
+    /// Opens `url`: a `postgres://` URL, a `sqlite:` URL, `:memory:`, or a file path.
+    pub async fn open(url: &str) -> Result<Inbox, InboxError> {
+        Ok(Inbox::with_pool(store::open(url).await?))
+    }
+
+    /// An inbox in memory. **Not durable**: a crash loses every queued delivery. For tests.
+    pub async fn memory() -> Result<Inbox, InboxError> {
+        Ok(Inbox::with_pool(store::open(":memory:").await?))
+    }
+
+    fn with_pool(pool: Pool) -> Inbox {
+        Inbox {
+            inner: Arc::new(Inner {
+                pool,
+                clock: Arc::new(SystemClock),
+                on_dead: RwLock::new(None),
+            }),
+        }
+    }
+
+    /// The same inbox on another clock (tests drive a [`crate::queue::ManualClock`]).
+    pub fn with_clock(self, clock: impl Clock) -> Inbox {
+        let on_dead = self
+            .inner
+            .on_dead
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Inbox {
+            inner: Arc::new(Inner {
+                pool: self.inner.pool.clone(),
+                clock: Arc::new(clock),
+                on_dead: RwLock::new(on_dead),
+            }),
+        }
+    }
+
+    /// Runs `hook` when a delivery is dead (after the commit that made it so).
+    pub fn on_dead(&self, hook: impl Fn(&DeadDelivery) + Send + Sync + 'static) {
+        *self
+            .inner
+            .on_dead
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(hook));
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        self.inner.pool.backend()
+    }
+
+    /// Makes this the inbox `queue` routes commit to.
+    pub fn install(&self) {
+        *INSTALLED.write().unwrap_or_else(|p| p.into_inner()) = Some(self.clone());
+    }
+
+    /// The installed inbox, if any.
+    pub fn installed() -> Option<Inbox> {
+        INSTALLED.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Starts a worker that processes this inbox by re-dispatching each delivery through
+    /// `router` (the application's own, with its state), with the default options.
+    pub fn start(&self, router: axum::Router) -> worker::InboxWorkerHandle {
+        InboxWorker::new(self.clone(), router, InboxWorkerOptions::default()).spawn()
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+}
+
+/// The request extension that marks a worker's re-dispatch. Only this crate makes one, and
+/// a request from the network cannot carry an extension: it cannot be forged.
+#[derive(Debug, Clone)]
+pub(crate) struct Dispatch {
+    pub(crate) id: i64,
+    pub(crate) attempt: u32,
+    pub(crate) signature_valid: Option<bool>,
+}
+
+/// What the pipeline tells the worker about a re-dispatched delivery (a response
+/// extension).
+#[derive(Debug, Clone)]
+pub(crate) enum Processed {
+    /// 2xx, and marked processed (or no mark was required).
+    Done,
+    /// Anything else: the reason, for `last_error`.
+    Retry(String),
+}

@@ -1,0 +1,454 @@
+//! The inbox table: one row per verified delivery (route + key, once), its request as
+//! received, and the queue columns `crate::queue::sql` claims and finishes.
+
+use base64::Engine as _;
+use serde::Serialize;
+use sqlx::Row as _;
+
+use super::{InboxError, QueueOptions};
+pub(crate) use crate::queue::sql::Pool;
+use crate::queue::sql::Table;
+
+const SQLITE_SCHEMA: &str = include_str!("../../migrations/inbox/0001_inbox.sqlite.sql");
+const POSTGRES_SCHEMA: &str = include_str!("../../migrations/inbox/0001_inbox.postgres.sql");
+
+pub(crate) async fn open(url: &str) -> Result<Pool, InboxError> {
+    let pool = Pool::open(url).await?;
+    pool.migrate(SQLITE_SCHEMA, POSTGRES_SCHEMA).await?;
+    Ok(pool)
+}
+
+/// Where a queued delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InboxStatus {
+    /// Waiting for its (next) attempt.
+    Pending,
+    /// A worker is running its handler.
+    Processing,
+    /// The handler answered 2xx (and marked it processed, when required).
+    Done,
+    /// Every attempt failed: see `last_error`; replay it once fixed.
+    Dead,
+}
+
+impl InboxStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            InboxStatus::Pending => "pending",
+            InboxStatus::Processing => "processing",
+            InboxStatus::Done => "done",
+            InboxStatus::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> InboxStatus {
+        match s {
+            "processing" => InboxStatus::Processing,
+            "done" => InboxStatus::Done,
+            "dead" => InboxStatus::Dead,
+            _ => InboxStatus::Pending,
+        }
+    }
+}
+
+impl std::str::FromStr for InboxStatus {
+    type Err = InboxError;
+    fn from_str(s: &str) -> Result<Self, InboxError> {
+        match s {
+            "pending" | "processing" | "done" | "dead" => Ok(InboxStatus::parse(s)),
+            _ => Err(InboxError::Invalid(
+                "status: expected pending, processing, done or dead".into(),
+            )),
+        }
+    }
+}
+
+/// One queued delivery, as listed (its headers and body are not: see [`super::Inbox::show`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct InboxEntry {
+    /// Row id.
+    pub id: i64,
+    /// The route (its idempotency namespace).
+    pub route: String,
+    /// The idempotency key.
+    pub key: String,
+    /// The request's method.
+    pub method: String,
+    /// The request's path and query.
+    pub uri: String,
+    /// The event type, when known.
+    pub event_type: Option<String>,
+    /// The signature verdict when it arrived.
+    pub signature_valid: Option<bool>,
+    /// When it arrived, in ms since 1970.
+    pub received_at: i64,
+    /// Where it stands.
+    pub status: InboxStatus,
+    /// Attempts made in this round.
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// When the next attempt is due, in ms since 1970.
+    pub next_attempt_at: i64,
+    /// The last attempt's HTTP status.
+    pub last_status: Option<u16>,
+    /// The last attempt's error.
+    pub last_error: Option<String>,
+    /// The body's size in bytes.
+    pub body_bytes: u64,
+}
+
+/// A filter for listing, replaying and purging.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct InboxFilter {
+    /// One row.
+    pub id: Option<i64>,
+    /// Only this status.
+    pub status: Option<InboxStatus>,
+    /// Only this route.
+    pub route: Option<String>,
+    /// Changed at or after (ms since 1970).
+    pub since: Option<i64>,
+    /// Changed before (ms since 1970).
+    pub until: Option<i64>,
+    /// At most this many (default and cap 1,000), newest first.
+    pub limit: Option<u32>,
+}
+
+impl InboxFilter {
+    /// One row.
+    pub fn id(mut self, id: i64) -> Self {
+        self.id = Some(id);
+        self
+    }
+    /// Only this status.
+    pub fn status(mut self, s: InboxStatus) -> Self {
+        self.status = Some(s);
+        self
+    }
+    /// Only this route.
+    pub fn route(mut self, r: impl Into<String>) -> Self {
+        self.route = Some(r.into());
+        self
+    }
+    /// Changed at or after (ms since 1970).
+    pub fn since(mut self, ms: i64) -> Self {
+        self.since = Some(ms);
+        self
+    }
+    /// Changed before (ms since 1970).
+    pub fn until(mut self, ms: i64) -> Self {
+        self.until = Some(ms);
+        self
+    }
+    /// At most this many.
+    pub fn limit(mut self, n: u32) -> Self {
+        self.limit = Some(n);
+        self
+    }
+}
+
+/// A delivery to commit.
+pub(crate) struct NewEntry<'a> {
+    pub(crate) route: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) method: &'a str,
+    pub(crate) uri: &'a str,
+    pub(crate) headers: &'a http::HeaderMap,
+    pub(crate) body: &'a [u8],
+    pub(crate) signature_valid: Option<bool>,
+    pub(crate) event_type: Option<&'a str>,
+    pub(crate) options: QueueOptions,
+}
+
+/// A claimed delivery, with what the worker needs to run it again.
+pub(crate) struct Claimed {
+    pub(crate) id: i64,
+    pub(crate) attempt: u32,
+    pub(crate) route: String,
+    pub(crate) key: String,
+    pub(crate) method: String,
+    pub(crate) uri: String,
+    pub(crate) headers: Vec<(String, Vec<u8>)>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) signature_valid: Option<bool>,
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff_ms: i64,
+}
+
+/// What one enqueue did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Enqueued {
+    pub(crate) id: i64,
+    pub(crate) duplicate: bool,
+}
+
+const MAX_LIST: u32 = 1000;
+
+fn headers_json(h: &http::HeaderMap) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let list: Vec<(&str, String)> = h
+        .iter()
+        .map(|(k, v)| (k.as_str(), b64.encode(v.as_bytes())))
+        .collect();
+    serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn headers_of(text: &str) -> Vec<(String, Vec<u8>)> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    serde_json::from_str::<Vec<(String, String)>>(text)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, b64.decode(v).ok()?)))
+        .collect()
+}
+
+fn u32_of(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
+
+macro_rules! inbox_dialect {
+    ($name:ident, $conn:ty) => {
+        pub(crate) mod $name {
+            use super::*;
+
+            type Conn = $conn;
+
+            /// Commits a delivery once per route and key; a repeat answers the first's id.
+            pub(crate) async fn enqueue(
+                c: &mut Conn,
+                e: &NewEntry<'_>,
+                now: i64,
+            ) -> Result<Enqueued, InboxError> {
+                let backoff = i64::try_from(e.options.backoff.as_millis()).unwrap_or(i64::MAX);
+                let row = sqlx::query(
+                    "INSERT INTO outworx_inbox (route, key, method, uri, headers, body, signature_valid, \
+                     event_type, received_at, max_attempts, backoff_ms, status, attempts, next_attempt_at, \
+                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', 0, $9, $9) \
+                     ON CONFLICT (route, key) DO NOTHING RETURNING id",
+                )
+                .bind(e.route)
+                .bind(e.key)
+                .bind(e.method)
+                .bind(e.uri)
+                .bind(headers_json(e.headers))
+                .bind(e.body)
+                .bind(e.signature_valid.map(i64::from))
+                .bind(e.event_type)
+                .bind(now)
+                .bind(i64::from(e.options.attempts.max(1)))
+                .bind(backoff)
+                .fetch_optional(&mut *c)
+                .await?;
+                if let Some(r) = row {
+                    return Ok(Enqueued { id: r.try_get("id")?, duplicate: false });
+                }
+                let r = sqlx::query("SELECT id FROM outworx_inbox WHERE route = $1 AND key = $2")
+                    .bind(e.route)
+                    .bind(e.key)
+                    .fetch_one(&mut *c)
+                    .await?;
+                Ok(Enqueued { id: r.try_get("id")?, duplicate: true })
+            }
+
+            pub(crate) async fn claim(
+                c: &mut Conn,
+                now: i64,
+                lease_until: i64,
+                token: &str,
+                limit: u32,
+            ) -> Result<Vec<Claimed>, InboxError> {
+                let ids = crate::queue::sql::$name::claim(
+                    c,
+                    Table::Inbox,
+                    now,
+                    lease_until,
+                    token,
+                    limit,
+                    None,
+                )
+                .await?;
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let rows = sqlx::query(
+                    "SELECT id, attempts, route, key, method, uri, headers, body, signature_valid, \
+                     max_attempts, backoff_ms FROM outworx_inbox WHERE lease_token = $1",
+                )
+                .bind(token)
+                .fetch_all(&mut *c)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        let headers: String = r.try_get("headers")?;
+                        let valid: Option<i64> = r.try_get("signature_valid")?;
+                        Ok(Claimed {
+                            id: r.try_get("id")?,
+                            attempt: u32_of(r.try_get("attempts")?),
+                            route: r.try_get("route")?,
+                            key: r.try_get("key")?,
+                            method: r.try_get("method")?,
+                            uri: r.try_get("uri")?,
+                            headers: headers_of(&headers),
+                            body: r.try_get("body")?,
+                            signature_valid: valid.map(|v| v != 0),
+                            max_attempts: u32_of(r.try_get("max_attempts")?),
+                            backoff_ms: r.try_get("backoff_ms")?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(InboxError::from)
+            }
+
+            pub(crate) async fn list(
+                c: &mut Conn,
+                f: &InboxFilter,
+            ) -> Result<Vec<InboxEntry>, InboxError> {
+                let limit = i64::from(f.limit.unwrap_or(MAX_LIST).min(MAX_LIST));
+                let rows = sqlx::query(
+                    "SELECT id, route, key, method, uri, event_type, signature_valid, received_at, status, \
+                     attempts, max_attempts, next_attempt_at, last_status, last_error, \
+                     LENGTH(body) AS body_bytes FROM outworx_inbox \
+                     WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR status = $2) \
+                     AND ($3 IS NULL OR route = $3) AND ($4 IS NULL OR updated_at >= $4) \
+                     AND ($5 IS NULL OR updated_at < $5) ORDER BY id DESC LIMIT $6",
+                )
+                .bind(f.id)
+                .bind(f.status.map(InboxStatus::as_str))
+                .bind(&f.route)
+                .bind(f.since)
+                .bind(f.until)
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        let status: String = r.try_get("status")?;
+                        let valid: Option<i64> = r.try_get("signature_valid")?;
+                        let last: Option<i64> = r.try_get("last_status")?;
+                        let bytes: i64 = r.try_get("body_bytes")?;
+                        Ok(InboxEntry {
+                            id: r.try_get("id")?,
+                            route: r.try_get("route")?,
+                            key: r.try_get("key")?,
+                            method: r.try_get("method")?,
+                            uri: r.try_get("uri")?,
+                            event_type: r.try_get("event_type")?,
+                            signature_valid: valid.map(|v| v != 0),
+                            received_at: r.try_get("received_at")?,
+                            status: InboxStatus::parse(&status),
+                            attempts: u32_of(r.try_get("attempts")?),
+                            max_attempts: u32_of(r.try_get("max_attempts")?),
+                            next_attempt_at: r.try_get("next_attempt_at")?,
+                            last_status: last.and_then(|v| u16::try_from(v).ok()),
+                            last_error: r.try_get("last_error")?,
+                            body_bytes: u64::try_from(bytes).unwrap_or(0),
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(InboxError::from)
+            }
+
+            /// The stored body of one row.
+            pub(crate) async fn body(c: &mut Conn, id: i64) -> Result<Option<Vec<u8>>, InboxError> {
+                let row = sqlx::query("SELECT body FROM outworx_inbox WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *c)
+                    .await?;
+                Ok(row.map(|r| r.try_get("body")).transpose()?)
+            }
+
+            /// Finished rows (done or dead) matching `f` back to pending, due now, a new round.
+            pub(crate) async fn replay(
+                c: &mut Conn,
+                f: &InboxFilter,
+                now: i64,
+            ) -> Result<u64, InboxError> {
+                let done = sqlx::query(
+                    "UPDATE outworx_inbox SET status = 'pending', attempts = 0, next_attempt_at = $1, \
+                     last_error = NULL, updated_at = $1 WHERE status IN ('dead', 'done') \
+                     AND ($2 IS NULL OR id = $2) AND ($3 IS NULL OR status = $3) \
+                     AND ($4 IS NULL OR route = $4) AND ($5 IS NULL OR updated_at >= $5) \
+                     AND ($6 IS NULL OR updated_at < $6)",
+                )
+                .bind(now)
+                .bind(f.id)
+                .bind(f.status.map(InboxStatus::as_str))
+                .bind(&f.route)
+                .bind(f.since)
+                .bind(f.until)
+                .execute(&mut *c)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            /// Deletes finished rows (done, dead) last changed before `before`.
+            pub(crate) async fn purge(c: &mut Conn, before: i64) -> Result<u64, InboxError> {
+                let done = sqlx::query(
+                    "DELETE FROM outworx_inbox WHERE status IN ('done', 'dead') AND updated_at < $1",
+                )
+                .bind(before)
+                .execute(&mut *c)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            pub(crate) async fn counts(c: &mut Conn) -> Result<Vec<(InboxStatus, u64)>, InboxError> {
+                let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM outworx_inbox GROUP BY status")
+                    .fetch_all(&mut *c)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        let s: String = r.try_get("status")?;
+                        let n: i64 = r.try_get("n")?;
+                        Ok((InboxStatus::parse(&s), u64::try_from(n).unwrap_or(0)))
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(InboxError::from)
+            }
+        }
+    };
+}
+
+inbox_dialect!(sqlite, sqlx::SqliteConnection);
+inbox_dialect!(postgres, sqlx::PgConnection);
+
+/// Runs `$body` with `$c`, a connection of the pool's driver, and `$m`, the driver's module
+/// (`inbox_dialect!`'s and `queue::sql`'s share their names).
+macro_rules! on_pool {
+    ($pool:expr, |$c:ident, $m:ident, $q:ident| $body:expr) => {
+        match $pool {
+            $crate::queue::sql::Pool::Sqlite(p) => {
+                let mut tx = p.begin().await?;
+                let out = {
+                    let $c: &mut sqlx::SqliteConnection = &mut tx;
+                    #[allow(unused_imports)]
+                    use $crate::inbox::store::sqlite as $m;
+                    #[allow(unused_imports)]
+                    use $crate::queue::sql::sqlite as $q;
+                    $body
+                };
+                tx.commit().await?;
+                out
+            }
+            $crate::queue::sql::Pool::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                let out = {
+                    let $c: &mut sqlx::PgConnection = &mut tx;
+                    #[allow(unused_imports)]
+                    use $crate::inbox::store::postgres as $m;
+                    #[allow(unused_imports)]
+                    use $crate::queue::sql::postgres as $q;
+                    $body
+                };
+                tx.commit().await?;
+                out
+            }
+        }
+    };
+}
+
+pub(crate) use on_pool;
