@@ -311,7 +311,7 @@ macro_rules! inbox_dialect {
                 let rows = sqlx::query(
                     "SELECT id, route, key, method, uri, event_type, signature_valid, received_at, status, \
                      attempts, max_attempts, next_attempt_at, last_status, last_error, \
-                     LENGTH(body) AS body_bytes FROM outworx_inbox \
+                     CAST(LENGTH(body) AS BIGINT) AS body_bytes FROM outworx_inbox \
                      WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR status = $2) \
                      AND ($3 IS NULL OR route = $3) AND ($4 IS NULL OR updated_at >= $4) \
                      AND ($5 IS NULL OR updated_at < $5) ORDER BY id DESC LIMIT $6",
