@@ -6,9 +6,11 @@
 //! - `outworx trigger` sends a realistic, signed sample event to a URL;
 //! - `outworx forward` tunnels public requests to a local server;
 //! - `outworx serve` (feature `serve`, on by default) runs the self-hosted backend;
-//! - `outworx endpoints`, `send`, `worker`, `messages` run the sending side's outbox.
+//! - `outworx endpoints`, `send`, `worker`, `messages` run the sending side's outbox;
+//! - `outworx inbox` lists, shows, replays and purges the queue-first receiving side's inbox.
 
 mod forward;
+mod inbox;
 mod send;
 #[cfg(feature = "serve")]
 mod serve;
@@ -47,6 +49,9 @@ enum Command {
     /// List and replay messages.
     #[command(subcommand)]
     Messages(send::MessagesCommand),
+    /// The queue-first receiving side's inbox: list, show, replay, purge.
+    #[command(subcommand)]
+    Inbox(inbox::InboxCommand),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
         Command::Send(args) => run(send::send(args)),
         Command::Worker(args) => run(send::worker(args)),
         Command::Messages(cmd) => run(send::messages(cmd)),
+        Command::Inbox(cmd) => run(inbox::run(cmd)),
     }
 }
 

@@ -1,0 +1,187 @@
+//! `outworx inbox list|show|replay|purge`: the queue-first receiving side's inbox, from the
+//! command line. Thin over the SDK's `Inbox`.
+
+use std::time::Duration;
+
+use clap::Subcommand;
+use outworx_hooks::inbox::{Inbox, InboxFilter, InboxStatus};
+
+#[derive(Subcommand)]
+pub(crate) enum InboxCommand {
+    /// List queued deliveries, newest first.
+    List {
+        /// The inbox: a SQLite path or `sqlite://` URL, or a `postgres://` URL.
+        #[arg(long, env = "OUTWORX_HOOKS_INBOX")]
+        db: String,
+        /// Only this status: pending, processing, done, dead.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this route.
+        #[arg(long)]
+        route: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one delivery: its state and its stored body.
+    Show {
+        #[arg(long, env = "OUTWORX_HOOKS_INBOX")]
+        db: String,
+        /// The delivery's id.
+        id: i64,
+    },
+    /// Run finished deliveries again: one, or every dead one (since a time).
+    Replay {
+        #[arg(long, env = "OUTWORX_HOOKS_INBOX")]
+        db: String,
+        /// A delivery's id.
+        id: Option<i64>,
+        /// Every dead delivery instead of one.
+        #[arg(long, conflicts_with = "id")]
+        dead: bool,
+        /// With --dead: only those that died at or after this RFC 3339 time.
+        #[arg(long, requires = "dead")]
+        since: Option<String>,
+    },
+    /// Delete finished deliveries (done, dead) older than a duration (`30d`, `12h`).
+    Purge {
+        #[arg(long, env = "OUTWORX_HOOKS_INBOX")]
+        db: String,
+        /// How old: a number with `s`, `m`, `h` or `d`.
+        #[arg(long)]
+        older_than: String,
+    },
+}
+
+async fn open(db: &str) -> Result<Inbox, String> {
+    Inbox::open(db)
+        .await
+        .map_err(|e| format!("opening the inbox: {e}"))
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("`{text}` is not a duration: use a number with s, m, h or d (`30d`)");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
+}
+
+pub(crate) async fn run(cmd: InboxCommand) -> Result<(), String> {
+    match cmd {
+        InboxCommand::List {
+            db,
+            status,
+            route,
+            limit,
+            json,
+        } => {
+            let inbox = open(&db).await?;
+            let mut f = InboxFilter::default().limit(limit);
+            if let Some(s) = status {
+                f = f.status(s.parse::<InboxStatus>().map_err(|e| e.to_string())?);
+            }
+            if let Some(r) = route {
+                f = f.route(r);
+            }
+            let list = inbox.list(&f).await.map_err(|e| e.to_string())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).map_err(|e| e.to_string())?
+                );
+            } else {
+                for e in list {
+                    println!(
+                        "{:>6}  {:10}  attempts {}/{}  {}  {}  {}",
+                        e.id,
+                        format!("{:?}", e.status).to_lowercase(),
+                        e.attempts,
+                        e.max_attempts,
+                        e.event_type.as_deref().unwrap_or("-"),
+                        e.route,
+                        e.last_error.unwrap_or_default()
+                    );
+                }
+            }
+            Ok(())
+        }
+        InboxCommand::Show { db, id } => {
+            let inbox = open(&db).await?;
+            let (entry, body) = inbox
+                .show(id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no delivery {id}"))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&entry).map_err(|e| e.to_string())?
+            );
+            println!("{}", String::from_utf8_lossy(&body));
+            Ok(())
+        }
+        InboxCommand::Replay {
+            db,
+            id,
+            dead,
+            since,
+        } => {
+            let inbox = open(&db).await?;
+            let filter = match (id, dead) {
+                (Some(id), false) => InboxFilter::default().id(id),
+                (None, true) => {
+                    let mut f = InboxFilter::default().status(InboxStatus::Dead);
+                    if let Some(s) = since {
+                        let t = time::OffsetDateTime::parse(
+                            &s,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .map_err(|e| format!("--since {s}: not an RFC 3339 time ({e})"))?;
+                        let ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+                            .map_err(|_| "--since is out of range".to_owned())?;
+                        f = f.since(ms);
+                    }
+                    f
+                }
+                _ => return Err("give a delivery id, or --dead".to_owned()),
+            };
+            let n = inbox.replay(&filter).await.map_err(|e| e.to_string())?;
+            println!("{n} deliveries queued again");
+            Ok(())
+        }
+        InboxCommand::Purge { db, older_than } => {
+            let inbox = open(&db).await?;
+            let n = inbox
+                .purge(duration(&older_than)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{n} finished deliveries deleted");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_their_unit() {
+        assert_eq!(duration("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(duration("12h").unwrap(), Duration::from_secs(12 * 3600));
+        assert!(duration("30").is_err());
+        assert!(duration("d").is_err());
+        assert!(duration("3w").is_err());
+    }
+}
