@@ -14,6 +14,7 @@
 use axum::body::Bytes;
 use axum::routing::post;
 use axum::{Json, Router};
+use outworx_hooks::inbox::Inbox;
 use outworx_hooks::store::RedisStore;
 use outworx_hooks::{Config, Track, webhook};
 use serde::Deserialize;
@@ -25,64 +26,157 @@ struct StripeEvent {
     r#type: String,
 }
 
-#[webhook(provider = "stripe", secret = env("STRIPE_WEBHOOK_SECRET"), idempotency, require_processed)]
-async fn stripe(track: Track, Json(event): Json<StripeEvent>) -> Json<Value> {
-    if matches!(
-        event.r#type.as_str(),
-        "payment_intent.succeeded" | "charge.succeeded"
-    ) {
-        track.processed_with(json!({ "event": event.id }));
+/// Each route twice: `inline` (the handler runs in the request) and `queued` (with `queue`:
+/// committed to the inbox, answered at once, run by the worker). `app` picks one.
+macro_rules! route {
+    ($name:ident, [$($args:tt)*], $($handler:tt)*) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            pub(crate) mod inline {
+                #[allow(unused_imports)]
+                use super::*;
+                #[webhook($($args)*)]
+                $($handler)*
+            }
+            pub(crate) mod queued {
+                #[allow(unused_imports)]
+                use super::*;
+                #[webhook($($args)*, queue)]
+                $($handler)*
+            }
+        }
+    };
+}
+
+route!(
+    stripe,
+    [
+        provider = "stripe",
+        secret = env("STRIPE_WEBHOOK_SECRET"),
+        idempotency,
+        require_processed
+    ],
+    pub(crate) async fn handle(track: Track, Json(event): Json<StripeEvent>) -> Json<Value> {
+        if matches!(
+            event.r#type.as_str(),
+            "payment_intent.succeeded" | "charge.succeeded"
+        ) {
+            track.processed_with(json!({ "event": event.id }));
+        }
+        Json(json!({ "received": true }))
     }
-    Json(json!({ "received": true }))
-}
+);
 
-#[webhook(provider = "github", secret = env("GITHUB_WEBHOOK_SECRET"), idempotency, require_processed)]
-async fn github(track: Track, body: Bytes) -> &'static str {
-    track.processed_with(json!({ "bytes": body.len() }));
-    "ok"
-}
+route!(
+    github,
+    [
+        provider = "github",
+        secret = env("GITHUB_WEBHOOK_SECRET"),
+        idempotency,
+        require_processed
+    ],
+    pub(crate) async fn handle(track: Track, body: Bytes) -> &'static str {
+        track.processed_with(json!({ "bytes": body.len() }));
+        "ok"
+    }
+);
 
-#[webhook(provider = "shopify", secret = env("SHOPIFY_WEBHOOK_SECRET"), idempotency, require_processed)]
-async fn shopify(track: Track, Json(_order): Json<Value>) -> &'static str {
-    track.processed();
-    "ok"
-}
+route!(
+    shopify,
+    [
+        provider = "shopify",
+        secret = env("SHOPIFY_WEBHOOK_SECRET"),
+        idempotency,
+        require_processed
+    ],
+    pub(crate) async fn handle(track: Track, Json(_order): Json<Value>) -> &'static str {
+        track.processed();
+        "ok"
+    }
+);
 
-#[webhook(provider = "svix", secret = env("SVIX_WEBHOOK_SECRET"), idempotency, require_processed)]
-async fn svix(track: Track, Json(_msg): Json<Value>) -> &'static str {
-    track.processed();
-    "ok"
-}
+route!(
+    svix,
+    [
+        provider = "svix",
+        secret = env("SVIX_WEBHOOK_SECRET"),
+        idempotency,
+        require_processed
+    ],
+    pub(crate) async fn handle(track: Track, Json(_msg): Json<Value>) -> &'static str {
+        track.processed();
+        "ok"
+    }
+);
 
-#[webhook(provider = "clerk", secret = env("CLERK_WEBHOOK_SECRET"), idempotency, require_processed)]
-async fn clerk(track: Track, Json(_event): Json<Value>) -> &'static str {
-    track.processed();
-    "ok"
-}
+route!(
+    clerk,
+    [
+        provider = "clerk",
+        secret = env("CLERK_WEBHOOK_SECRET"),
+        idempotency,
+        require_processed
+    ],
+    pub(crate) async fn handle(track: Track, Json(_event): Json<Value>) -> &'static str {
+        track.processed();
+        "ok"
+    }
+);
 
-#[webhook(provider = "slack", secret = env("SLACK_SIGNING_SECRET"), idempotency, require_processed)]
-async fn slack(track: Track, body: Bytes) -> &'static str {
-    // url_verification is answered before the handler; this is an event or a command.
-    track.processed_with(json!({ "bytes": body.len() }));
-    ""
-}
+route!(
+    slack,
+    [
+        provider = "slack",
+        secret = env("SLACK_SIGNING_SECRET"),
+        idempotency,
+        require_processed
+    ],
+    pub(crate) async fn handle(track: Track, body: Bytes) -> &'static str {
+        // url_verification is answered before the handler; this is an event or a command.
+        track.processed_with(json!({ "bytes": body.len() }));
+        ""
+    }
+);
 
-#[webhook(provider = "standard", secret = env("STANDARD_WEBHOOK_SECRET"), idempotency, require_processed)]
-async fn standard(track: Track, Json(_msg): Json<Value>) -> &'static str {
-    track.processed();
-    "ok"
-}
+route!(
+    standard,
+    [
+        provider = "standard",
+        secret = env("STANDARD_WEBHOOK_SECRET"),
+        idempotency,
+        require_processed
+    ],
+    pub(crate) async fn handle(track: Track, Json(_msg): Json<Value>) -> &'static str {
+        track.processed();
+        "ok"
+    }
+);
 
-/// The receiver's routes (also mounted by the test suite).
+/// The receiver's routes, handled inline (also mounted by the test suite).
 pub(crate) fn app() -> Router {
+    routes(false)
+}
+
+/// The routes, inline or queued.
+pub(crate) fn routes(queued: bool) -> Router {
+    macro_rules! pick {
+        ($name:ident) => {
+            if queued {
+                post($name::queued::handle)
+            } else {
+                post($name::inline::handle)
+            }
+        };
+    }
     Router::new()
-        .route("/webhooks/stripe", post(stripe))
-        .route("/webhooks/github", post(github))
-        .route("/webhooks/shopify", post(shopify))
-        .route("/webhooks/svix", post(svix))
-        .route("/webhooks/clerk", post(clerk))
-        .route("/webhooks/slack", post(slack))
-        .route("/webhooks/standard", post(standard))
+        .route("/webhooks/stripe", pick!(stripe))
+        .route("/webhooks/github", pick!(github))
+        .route("/webhooks/shopify", pick!(shopify))
+        .route("/webhooks/svix", pick!(svix))
+        .route("/webhooks/clerk", pick!(clerk))
+        .route("/webhooks/slack", pick!(slack))
+        .route("/webhooks/standard", pick!(standard))
 }
 
 #[tokio::main]
@@ -107,17 +201,35 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(2);
         }
     };
+    // Queue-first when an inbox is given: the worker runs the same routes.
+    let (app, worker, mode) = match std::env::var("OUTWORX_HOOKS_INBOX") {
+        Ok(url) if !url.trim().is_empty() => {
+            let inbox = Inbox::open(&url).await?;
+            inbox.install();
+            let app = routes(true);
+            let worker = inbox.start(app.clone());
+            (
+                app,
+                Some(worker),
+                format!("queued in a {} inbox", inbox.backend()),
+            )
+        }
+        _ => (app(), None, "inline".to_owned()),
+    };
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
     let listener = tokio::net::TcpListener::bind(format!("0.0.0.0:{port}")).await?;
     println!(
-        "receiving on http://{}/webhooks/{{stripe,github,shopify,svix,clerk,slack,standard}} ({store} store)",
+        "receiving on http://{}/webhooks/{{stripe,github,shopify,svix,clerk,slack,standard}} ({store} store), {mode}",
         listener.local_addr()?
     );
-    axum::serve(listener, app())
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    if let Some(worker) = worker {
+        worker.shutdown().await;
+    }
     guard.shutdown().await;
     Ok(())
 }

@@ -259,11 +259,11 @@ fn generate(m: Model, func: ItemFn) -> TokenStream {
     let mut spec = quote!(#p::EmitSpec::new(#lit));
     if let Some(path) = &m.transform {
         spec.extend(
-            quote_spanned! {path.span()=> .transform(|__c: &#p::EmitContext<'_>| #path(__c)) },
+            quote_spanned! {crate::at(path.span())=> .transform(|__c: &#p::EmitContext<'_>| #path(__c)) },
         );
     }
     if let Some(path) = &m.owner {
-        spec.extend(quote_spanned! {path.span()=> .owner(|__c: &#p::EmitContext<'_>| #path(__c)) });
+        spec.extend(quote_spanned! {crate::at(path.span())=> .owner(|__c: &#p::EmitContext<'_>| #path(__c)) });
     }
     if m.include_headers {
         spec.extend(quote!(.include_headers()));
@@ -278,8 +278,8 @@ fn generate(m: Model, func: ItemFn) -> TokenStream {
     for (i, ty) in m.params.iter().enumerate() {
         let arg = format_ident!("__outworx_arg{}", i);
         if i + 1 == n {
-            bounds.push(quote_spanned! {ty.span()=> #ty: #p::axum::extract::FromRequest<__S, __M> + ::core::marker::Send, });
-            extract.push(quote_spanned! {ty.span()=>
+            bounds.push(quote_spanned! {crate::at(ty.span())=> #ty: #p::axum::extract::FromRequest<__S, __M> + ::core::marker::Send, });
+            extract.push(quote_spanned! {crate::at(ty.span())=>
                 let __req = #p::axum::extract::Request::from_parts(__parts, __body);
                 let #arg = match <#ty as #p::axum::extract::FromRequest<__S, __M>>::from_request(__req, &__state).await {
                     ::core::result::Result::Ok(v) => v,
@@ -287,8 +287,8 @@ fn generate(m: Model, func: ItemFn) -> TokenStream {
                 };
             });
         } else {
-            bounds.push(quote_spanned! {ty.span()=> #ty: #p::axum::extract::FromRequestParts<__S> + ::core::marker::Send, });
-            extract.push(quote_spanned! {ty.span()=>
+            bounds.push(quote_spanned! {crate::at(ty.span())=> #ty: #p::axum::extract::FromRequestParts<__S> + ::core::marker::Send, });
+            extract.push(quote_spanned! {crate::at(ty.span())=>
                 let #arg = match <#ty as #p::axum::extract::FromRequestParts<__S>>::from_request_parts(&mut __parts, &__state).await {
                     ::core::result::Result::Ok(v) => v,
                     ::core::result::Result::Err(e) => return #p::axum::response::IntoResponse::into_response(e),
@@ -307,7 +307,7 @@ fn generate(m: Model, func: ItemFn) -> TokenStream {
         syn::ReturnType::Type(_, t) => t.span(),
         syn::ReturnType::Default => Span::call_site(),
     };
-    let respond = quote_spanned! {ret_span=>
+    let respond = quote_spanned! {crate::at(ret_span)=>
         #p::axum::response::IntoResponse::into_response(#inner(#(#args),*).await)
     };
     let (docs, other): (Vec<_>, Vec<_>) = func.attrs.iter().partition(|a| a.path().is_ident("doc"));

@@ -5,6 +5,13 @@
 
 use proc_macro::TokenStream;
 
+/// A span at the user's token (where errors point) with the call site's hygiene, so the
+/// generated code's own names (`__v`, `__req`, ...) resolve alike however the attribute was
+/// invoked, also from inside a `macro_rules!`.
+pub(crate) fn at(span: proc_macro2::Span) -> proc_macro2::Span {
+    span.resolved_at(proc_macro2::Span::call_site())
+}
+
 mod emit;
 mod webhook;
 

@@ -185,3 +185,67 @@ async fn two_receivers_on_one_postgres_inbox_process_each_delivery_once() {
         "a delivery ran twice ({runs} runs)"
     );
 }
+
+/// `OUTWORX_HOOKS_INBOX` turns `queue` on for the example receiver's routes: a delivery is
+/// answered queued at once and processed by its worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_receiver_queues_with_outworx_hooks_inbox() {
+    use outworx_hooks::testing::TestKeys;
+    use std::io::BufRead as _;
+    let dir = std::env::temp_dir().join(format!("outworx-receiver-inbox-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let inbox = dir.join("inbox.db").display().to_string();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_receiver-instance"));
+    cmd.env("PORT", "0")
+        .env("OUTWORX_HOOKS_INBOX", &inbox)
+        .env_remove("OUTWORX_HOOKS_REDIS_URL")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (p, var) in [
+        (Provider::Stripe, "STRIPE_WEBHOOK_SECRET"),
+        (Provider::Github, "GITHUB_WEBHOOK_SECRET"),
+        (Provider::Shopify, "SHOPIFY_WEBHOOK_SECRET"),
+        (Provider::Svix, "SVIX_WEBHOOK_SECRET"),
+        (Provider::Clerk, "CLERK_WEBHOOK_SECRET"),
+        (Provider::Slack, "SLACK_SIGNING_SECRET"),
+        (Provider::Standard, "STANDARD_WEBHOOK_SECRET"),
+    ] {
+        cmd.env(var, TestKeys::for_provider(p).verifying);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _child = Kill(child);
+    let first = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("receiving on"))
+        .expect("the address line");
+    assert!(first.contains("queued in a sqlite inbox"), "{first}");
+    let port = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|addr| addr.rsplit(':').next())
+        .unwrap()
+        .to_owned();
+    let signed = Signer::new(
+        Provider::Standard,
+        TestKeys::for_provider(Provider::Standard).signing,
+    )
+    .id("msg_receiver")
+    .sign(r#"{"type":"order.created","timestamp":"2026-11-30T00:00:00Z","data":{}}"#)
+    .unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/webhooks/standard"))
+        .headers(signed.headers)
+        .body(signed.body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["queued"], true);
+    assert!(all_done(&inbox, 1).await, "the worker did not process it");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -36,13 +36,13 @@ fn body_key(expr: &Expr, krate: &TokenStream, body: BodySource) -> TokenStream {
     // Spanned at the user's expression: a field that does not exist is reported there.
     let span = expr.span();
     match body {
-        BodySource::Typed => quote_spanned! {span=>
+        BodySource::Typed => quote_spanned! {crate::at(span)=>
             {
                 let body = &__outworx_body;
                 #krate::__private::key(&(#expr))
             }
         },
-        BodySource::Envelope => quote_spanned! {span=>
+        BodySource::Envelope => quote_spanned! {crate::at(span)=>
             __outworx_envelope.as_ref().and_then(|body| #krate::__private::key(&(#expr)))
         },
     }
@@ -77,7 +77,7 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
         syn::ReturnType::Type(_, t) => t.span(),
         syn::ReturnType::Default => Span::call_site(),
     };
-    let respond = quote_spanned! {ret_span=>
+    let respond = quote_spanned! {crate::at(ret_span)=>
         #p::axum::response::IntoResponse::into_response(#inner(#(#args),*).await)
     };
     let (docs, inner_fn) = user_fn(&func, inner);
@@ -85,7 +85,7 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
     let route_static = format_ident!("__OUTWORX_ROUTE_{}", name);
     // `queue` needs the inbox: without the feature, the build stops here, saying so.
     let inbox_check = if m.queue.is_some() {
-        quote_spanned! {m.queue_span=>
+        quote_spanned! {crate::at(m.queue_span)=>
             const _: () = ::core::assert!(
                 #p::INBOX,
                 "#[webhook(.., queue)] needs the `inbox` feature of outworx-hooks: features = [\"inbox\"]"
@@ -133,7 +133,7 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
 /// option that differs from the default.
 fn route(m: &Model, p: &TokenStream, name: &syn::Ident) -> TokenStream {
     let name_str = name.to_string();
-    let line = quote_spanned!(name.span()=> ::core::line!());
+    let line = quote_spanned!(crate::at(name.span())=> ::core::line!());
     let mut route = quote!(
         #p::Route::new(#name_str, ::core::file!(), #line).module(::core::module_path!())
     );
@@ -145,14 +145,14 @@ fn route(m: &Model, p: &TokenStream, name: &syn::Ident) -> TokenStream {
         let secrets = m.secrets.iter().map(|s| match s {
             Secret::Env(var) => quote!(#p::SecretSource::Env(#p::Cow::Borrowed(#var))),
             Secret::Literal(lit) => quote!(#p::SecretSource::Literal(#p::Cow::Borrowed(#lit))),
-            Secret::Func(path) => quote_spanned! {path.span()=>
+            Secret::Func(path) => quote_spanned! {crate::at(path.span())=>
                 #p::SecretSource::Func(|| #p::IntoSecret::into_secret(#path()))
             },
         });
         route.extend(quote!(.secrets(&[#(#secrets),*])));
     }
     if let Some(path) = &m.verifier {
-        route.extend(quote_spanned! {path.span()=>
+        route.extend(quote_spanned! {crate::at(path.span())=>
             .custom_verifier(|d: &#p::Delivery<'_>| #p::IntoVerdict::into_verdict(#path(d)))
         });
     }
@@ -230,14 +230,14 @@ fn keys(m: &Model, p: &TokenStream, krate: &TokenStream) -> Keys {
         m.provider.and_then(|p| p.envelope),
     ) {
         // The handler's own parse also yields the provider defaults: one pass over the bytes.
-        (Some(t), _, _) if want_key || want_type => quote_spanned! {t.span()=>
+        (Some(t), _, _) if want_key || want_type => quote_spanned! {crate::at(t.span())=>
             let (__outworx_body, __outworx_dkey, __outworx_dtype): (#t, _, _) =
                 match __v.json_and_defaults::<#t>(#want_key, #want_type) {
                     ::core::result::Result::Ok(b) => b,
                     ::core::result::Result::Err(e) => return __v.reject_body(e),
                 };
         },
-        (Some(t), _, _) => quote_spanned! {t.span()=>
+        (Some(t), _, _) => quote_spanned! {crate::at(t.span())=>
             let __outworx_body: #t = match __v.json::<#t>() {
                 ::core::result::Result::Ok(b) => b,
                 ::core::result::Result::Err(e) => return __v.reject_body(e),
@@ -291,11 +291,13 @@ fn extractors(m: &Model, p: &TokenStream) -> Extractors {
         let arg = format_ident!("__outworx_arg{}", i);
         let last = i + 1 == n;
         if last && m.json.is_some() {
-            extract.push(quote_spanned! {ty.span()=> let #arg = #p::axum::Json(__outworx_body); });
+            extract.push(
+                quote_spanned! {crate::at(ty.span())=> let #arg = #p::axum::Json(__outworx_body); },
+            );
         } else if last {
             needs_m = true;
-            bounds.push(quote_spanned! {ty.span()=> #ty: #p::axum::extract::FromRequest<__S, __M> + ::core::marker::Send, });
-            extract.push(quote_spanned! {ty.span()=>
+            bounds.push(quote_spanned! {crate::at(ty.span())=> #ty: #p::axum::extract::FromRequest<__S, __M> + ::core::marker::Send, });
+            extract.push(quote_spanned! {crate::at(ty.span())=>
                 let __req = #p::axum::extract::Request::from_parts(__parts, #p::axum::body::Body::from(__bytes));
                 let #arg = match <#ty as #p::axum::extract::FromRequest<__S, __M>>::from_request(__req, &__state).await {
                     ::core::result::Result::Ok(v) => v,
@@ -303,8 +305,8 @@ fn extractors(m: &Model, p: &TokenStream) -> Extractors {
                 };
             });
         } else {
-            bounds.push(quote_spanned! {ty.span()=> #ty: #p::axum::extract::FromRequestParts<__S> + ::core::marker::Send, });
-            extract.push(quote_spanned! {ty.span()=>
+            bounds.push(quote_spanned! {crate::at(ty.span())=> #ty: #p::axum::extract::FromRequestParts<__S> + ::core::marker::Send, });
+            extract.push(quote_spanned! {crate::at(ty.span())=>
                 let #arg = match <#ty as #p::axum::extract::FromRequestParts<__S>>::from_request_parts(&mut __parts, &__state).await {
                     ::core::result::Result::Ok(v) => v,
                     ::core::result::Result::Err(e) => return #p::axum::response::IntoResponse::into_response(e),
