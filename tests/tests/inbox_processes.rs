@@ -26,22 +26,24 @@ fn free_port() -> u16 {
 
 async fn instance(inbox: &str, effects: &str, handler_ms: u64) -> (Kill, String) {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_queued-instance"))
-        .env("PORT", port.to_string())
-        .env("INBOX", inbox)
-        .env("EFFECTS", effects)
-        .env("HANDLER_MS", handler_ms.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = Kill(
+        Command::new(env!("CARGO_BIN_EXE_queued-instance"))
+            .env("PORT", port.to_string())
+            .env("INBOX", inbox)
+            .env("EFFECTS", effects)
+            .env("HANDLER_MS", handler_ms.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let url = format!("http://127.0.0.1:{port}/hook");
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
         {
-            return (Kill(child), url);
+            return (child, url);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
