@@ -1,6 +1,7 @@
 //! The outworx-hooks demo: a receiver on embedded defaults (no API key, memory store), a
 //! scripted set of signed deliveries, and what happened to each; then the sending side: an
-//! `#[emit]` route, two endpoints, a failed attempt retried, a dead message replayed.
+//! `#[emit]` route, two endpoints, a failed attempt retried, a dead message replayed; then
+//! queue-first receiving: a slow handler's delivery acknowledged at once, processed after.
 //!
 //! Run: `cargo run --example demo` (`PORT` to choose the port, default 3000 or a free one;
 //! `OUTWORX_DEMO_EXIT=1` to exit after the table instead of serving on).
@@ -14,6 +15,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use outworx_hooks::event::{DeliveryEvent, Direction, ProcessingStatus};
+use outworx_hooks::inbox::Inbox;
 use outworx_hooks::queue::RetrySchedule;
 use outworx_hooks::security::{Provider, now_unix};
 use outworx_hooks::send::{
@@ -58,6 +60,22 @@ async fn stripe(track: Track, Json(event): Json<StripeEvent>) -> Json<Value> {
 )]
 async fn github(track: Track, body: Bytes) -> &'static str {
     track.processed_with(json!({ "bytes": body.len() }));
+    "ok"
+}
+
+// ---- queue-first receiving ----
+
+/// A slow handler (a second and a half): with `queue`, the provider does not wait for it.
+#[webhook(
+    provider = "standard",
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    idempotency,
+    queue,
+    require_processed
+)]
+async fn slow_standard(track: Track, Json(_event): Json<Value>) -> &'static str {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    track.processed();
     "ok"
 }
 
@@ -159,7 +177,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/webhooks/github", post(github))
         .route("/orders", post(create_order))
         .route("/customers/orders", post(customer_orders))
-        .route("/customers/broken", post(customer_broken));
+        .route("/customers/broken", post(customer_broken))
+        .route("/webhooks/queued", post(slow_standard));
+    // The inbox (in memory for the demo: not durable) and its worker, which runs queued
+    // deliveries through this same router.
+    let inbox = Inbox::memory().await?;
+    inbox.install();
+    let inbox_worker = inbox.start(app.clone());
     let mut events = outworx_hooks::subscribe();
     tokio::spawn(async move { axum::serve(listener, app).await });
 
@@ -219,6 +243,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     sending(&base, &mut events).await?;
+    queued(&base, &mut events).await?;
+    inbox_worker.shutdown().await;
 
     if std::env::var("OUTWORX_DEMO_EXIT").is_ok_and(|v| v == "1") {
         return Ok(());
@@ -309,12 +335,16 @@ async fn sending(
     row = print_attempts(events, 5, row, &name).await?;
 
     BROKEN_FIXED.store(true, Ordering::SeqCst);
-    let n = emitter
-        .replay(
-            Scope::All,
-            &DeliveryFilter::default().status(DeliveryStatus::Dead),
-        )
-        .await?;
+    // The attempt is reported as it ends; its row is committed a moment later.
+    let dead = DeliveryFilter::default().status(DeliveryStatus::Dead);
+    let mut n = 0;
+    for _ in 0..250 {
+        n = emitter.replay(Scope::All, &dead).await?;
+        if n > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     println!("   ... the broken receiver is fixed; {n} dead delivery replayed");
     print_attempts(events, 1, row, &name).await?;
     emitter.shutdown().await;
@@ -356,4 +386,45 @@ async fn print_attempts(
         );
     }
     Ok(row)
+}
+
+/// Queue-first receiving: the slow handler's delivery is answered at once and processed by
+/// the inbox's worker after.
+async fn queued(
+    base: &str,
+    events: &mut outworx_hooks::Subscription,
+) -> Result<(), Box<dyn std::error::Error>> {
+    println!(
+        "\nQueue-first receiving: /webhooks/queued has `queue` and a handler that takes 1.5 s"
+    );
+    let signed = Signer::new(Provider::Standard, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .id("msg_demo_queued")
+        .sign(r#"{"type":"order.paid","timestamp":"2026-11-30T00:00:00Z","data":{"id":7}}"#)?;
+    let started = std::time::Instant::now();
+    let r = reqwest::Client::new()
+        .post(format!("{base}/webhooks/queued"))
+        .headers(signed.headers.clone())
+        .body(signed.body.clone())
+        .send()
+        .await?;
+    let acked = started.elapsed();
+    println!(
+        "  answered {} in {} ms: {}",
+        r.status().as_u16(),
+        acked.as_millis(),
+        r.text().await?
+    );
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await?
+            .ok_or("the event stream ended")?;
+        if e.meta("inbox_attempt").is_some() {
+            let (_, processing, _) = describe(&e);
+            println!(
+                "  processed by the inbox's worker {} ms after the answer: {processing}",
+                started.elapsed().saturating_sub(acked).as_millis()
+            );
+            return Ok(());
+        }
+    }
 }
