@@ -111,8 +111,26 @@ async fn filtered(track: Track, axum::Json(event): axum::Json<Event>) -> &'stati
     "ok"
 }
 
+static LAYERED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+async fn layered(track: Track) -> &'static str {
+    LAYERED_RUNS.fetch_add(1, Ordering::SeqCst);
+    track.processed();
+    "ok"
+}
+
 fn app() -> Router {
+    use outworx_hooks::{OutworxHooksLayer, TrackOptions};
+    let options = TrackOptions::new(Provider::Standard)
+        .secret(SECRET)
+        .natural_idempotency_key()
+        .require_processed(true)
+        .queue(outworx_hooks::inbox::QueueOptions::default());
     Router::new()
+        .route(
+            "/layered",
+            post(layered).layer(OutworxHooksLayer::new(options)),
+        )
         .route("/inline", post(slow_inline))
         .route("/queued", post(slow_queued))
         .route("/flaky", post(flaky))
