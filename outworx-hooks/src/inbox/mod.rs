@@ -7,7 +7,7 @@
 //! use outworx_hooks::inbox::Inbox;
 //! use outworx_hooks::{Track, webhook};
 //!
-//! #[webhook(provider = "stripe", secret = env("STRIPE_WEBHOOK_SECRET"), idempotency, queue)]
+//! #[webhook(provider = "stripe", secret = "whsec_test", idempotency, queue)]
 //! async fn stripe(track: Track, body: String) -> &'static str {
 //!     // Runs in the worker, with the stored request, as often as it takes.
 //!     track.processed();
