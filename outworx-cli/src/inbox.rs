@@ -26,12 +26,15 @@ pub(crate) enum InboxCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one delivery: its state and its stored body.
+    /// Show one delivery's state (and, with --body, its stored body).
     Show {
         #[arg(long, env = "OUTWORX_HOOKS_INBOX")]
         db: String,
         /// The delivery's id.
         id: i64,
+        /// Also print the stored body (it may hold personal data).
+        #[arg(long)]
+        body: bool,
     },
     /// Run finished deliveries again: one, or every dead one (since a time).
     Replay {
@@ -116,7 +119,11 @@ pub(crate) async fn run(cmd: InboxCommand) -> Result<(), String> {
             }
             Ok(())
         }
-        InboxCommand::Show { db, id } => {
+        InboxCommand::Show {
+            db,
+            id,
+            body: with_body,
+        } => {
             let inbox = open(&db).await?;
             let (entry, body) = inbox
                 .show(id)
@@ -127,7 +134,9 @@ pub(crate) async fn run(cmd: InboxCommand) -> Result<(), String> {
                 "{}",
                 serde_json::to_string_pretty(&entry).map_err(|e| e.to_string())?
             );
-            println!("{}", String::from_utf8_lossy(&body));
+            if with_body {
+                println!("{}", String::from_utf8_lossy(&body));
+            }
             Ok(())
         }
         InboxCommand::Replay {

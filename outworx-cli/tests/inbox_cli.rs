@@ -82,6 +82,11 @@ async fn the_cli_lists_shows_replays_and_purges_the_inbox() {
     let id = list[0]["id"].as_i64().unwrap();
     let (_, out, _) = outworx(&["inbox", "show", "--db", &db, &id.to_string()]);
     assert!(
+        !out.contains(r#""data":{"id":1}"#),
+        "the body only on request: {out}"
+    );
+    let (_, out, _) = outworx(&["inbox", "show", "--db", &db, &id.to_string(), "--body"]);
+    assert!(
         out.contains(r#""data":{"id":1}"#),
         "the stored body, exactly: {out}"
     );

@@ -112,6 +112,27 @@ async fn filtered(track: Track, axum::Json(event): axum::Json<Event>) -> &'stati
 }
 
 static LAYERED_RUNS: AtomicUsize = AtomicUsize::new(0);
+static NESTED_RUNS: AtomicUsize = AtomicUsize::new(0);
+static GITHUB_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[webhook(
+    provider = "standard",
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    idempotency,
+    queue
+)]
+async fn nested_hook(body: String) -> &'static str {
+    let _ = body;
+    NESTED_RUNS.fetch_add(1, Ordering::SeqCst);
+    "ok"
+}
+
+#[webhook(provider = "github", secret = "gh-secret", idempotency, queue)]
+async fn github_hook(body: String) -> &'static str {
+    let _ = body;
+    GITHUB_RUNS.fetch_add(1, Ordering::SeqCst);
+    "ok"
+}
 
 async fn layered(track: Track) -> &'static str {
     LAYERED_RUNS.fetch_add(1, Ordering::SeqCst);
@@ -127,6 +148,8 @@ fn app() -> Router {
         .require_processed(true)
         .queue(outworx_hooks::inbox::QueueOptions::default());
     Router::new()
+        .nest("/nested", Router::new().route("/hook", post(nested_hook)))
+        .route("/github", post(github_hook))
         .route(
             "/layered",
             post(layered).layer(OutworxHooksLayer::new(options)),

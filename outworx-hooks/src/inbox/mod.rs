@@ -192,6 +192,7 @@ impl Inbox {
 
     /// Starts a worker that processes this inbox by re-dispatching each delivery through
     /// `router` (the application's own, with its state), with the default options.
+    #[must_use = "keep the handle to shut the worker down"]
     pub fn start(&self, router: axum::Router) -> worker::InboxWorkerHandle {
         InboxWorker::new(self.clone(), router, InboxWorkerOptions::default()).spawn()
     }
@@ -208,6 +209,8 @@ pub(crate) struct Dispatch {
     pub(crate) id: i64,
     pub(crate) attempt: u32,
     pub(crate) signature_valid: Option<bool>,
+    /// The route it was queued by (its namespace): another route at the path refuses it.
+    pub(crate) route: String,
 }
 
 /// What the pipeline tells the worker about a re-dispatched delivery (a response
@@ -218,4 +221,7 @@ pub(crate) enum Processed {
     Done,
     /// Anything else: the reason, for `last_error`.
     Retry(String),
+    /// The route does not take it any more: dead at once, with the reason (replay it after
+    /// the fix).
+    Dead(String),
 }

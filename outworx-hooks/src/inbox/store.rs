@@ -361,7 +361,8 @@ macro_rules! inbox_dialect {
                 Ok(row.map(|r| r.try_get("body")).transpose()?)
             }
 
-            /// Finished rows (done or dead) matching `f` back to pending, due now, a new round.
+            /// Rows not in flight (done, dead, or pending: a far-off retry) matching `f` back to
+            /// pending, due now, a new round.
             pub(crate) async fn replay(
                 c: &mut Conn,
                 f: &InboxFilter,
@@ -369,7 +370,7 @@ macro_rules! inbox_dialect {
             ) -> Result<u64, InboxError> {
                 let done = sqlx::query(
                     "UPDATE outworx_inbox SET status = 'pending', attempts = 0, next_attempt_at = $1, \
-                     last_error = NULL, updated_at = $1 WHERE status IN ('dead', 'done') \
+                     last_error = NULL, updated_at = $1 WHERE status IN ('dead', 'done', 'pending') \
                      AND ($2 IS NULL OR id = $2) AND ($3 IS NULL OR status = $3) \
                      AND ($4 IS NULL OR route = $4) AND ($5 IS NULL OR updated_at >= $5) \
                      AND ($6 IS NULL OR updated_at < $6)",

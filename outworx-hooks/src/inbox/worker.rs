@@ -68,7 +68,7 @@ impl InboxWorkerOptions {
     /// The lease: the handler's timeout and a margin, so a running handler is never taken
     /// over by another worker.
     fn lease(&self) -> Duration {
-        self.handler_timeout + self.lease_margin
+        self.handler_timeout.saturating_add(self.lease_margin)
     }
 }
 
@@ -90,8 +90,10 @@ impl std::fmt::Debug for InboxWorker {
     }
 }
 
-/// A running inbox worker.
+/// A running inbox worker. Dropping the handle does not stop it; [`InboxWorkerHandle::shutdown`]
+/// does.
 #[derive(Debug)]
+#[must_use = "keep the handle to shut the worker down (it runs until then)"]
 pub struct InboxWorkerHandle {
     stop: watch::Sender<bool>,
     done: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -135,7 +137,7 @@ impl InboxWorker {
     /// Claims up to `limit` due deliveries, runs them all, records them; returns how many.
     /// For tests (with a manual clock) and one-shot runs.
     pub async fn run_once(self: &Arc<Self>, limit: u32) -> Result<usize, InboxError> {
-        let (token, claimed) = self.claim(limit).await?;
+        let (token, claimed) = self.claim(limit.clamp(1, 1_000)).await?;
         let n = claimed.len();
         let mut tasks = Vec::with_capacity(n);
         for c in claimed {
@@ -160,7 +162,7 @@ impl InboxWorker {
             if free == 0 {
                 tokio::select! {
                     p = Arc::clone(&permits).acquire_owned() => drop(p),
-                    _ = stop.changed() => break,
+                    _ = crate::queue::stopped(&mut stop) => break,
                 }
                 continue;
             }
@@ -174,7 +176,7 @@ impl InboxWorker {
                     tracing::warn!(error = %e, "inbox worker: claiming failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = stop.changed() => break,
+                        _ = crate::queue::stopped(&mut stop) => break,
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                     continue;
@@ -195,7 +197,7 @@ impl InboxWorker {
             if got < usize::try_from(want).unwrap_or(usize::MAX) {
                 tokio::select! {
                     _ = tokio::time::sleep(self.options.poll) => {}
-                    _ = stop.changed() => break,
+                    _ = crate::queue::stopped(&mut stop) => break,
                 }
             }
         }
@@ -212,23 +214,28 @@ impl InboxWorker {
         );
         let now = self.inbox.now();
         let lease = i64::try_from(self.options.lease().as_millis()).unwrap_or(i64::MAX);
-        let claimed = on_pool!(&self.inbox.inner.pool, |c, db, _q| db::claim(
-            c,
-            now,
-            now.saturating_add(lease),
-            &token,
-            limit
-        )
-        .await?);
+        let claimed = on_pool!(&self.inbox.inner.pool, |c, db, q| {
+            // A delivery whose every attempt outlived its lease (a handler that crashes or
+            // hangs its process) is dead, not taken again forever.
+            let buried = q::bury(c, Table::Inbox, now, None).await?;
+            if buried > 0 {
+                tracing::warn!(
+                    deliveries = buried,
+                    "inbox: deliveries whose every attempt ended with its process are dead"
+                );
+            }
+            db::claim(c, now, now.saturating_add(lease), &token, limit).await?
+        });
         Ok((token, claimed))
     }
 
     /// Runs one delivery through the router and records what became of it.
-    async fn process(&self, c: Claimed, token: &str) {
-        let outcome = self.dispatch(&c).await;
+    async fn process(&self, mut c: Claimed, token: &str) {
+        let outcome = self.dispatch(&mut c).await;
         let now = self.inbox.now();
         let (status, next, last_status, error) = match outcome {
             (Processed::Done, code) => (InboxStatus::Done, now, code, None),
+            (Processed::Dead(why), code) => (InboxStatus::Dead, now, code, Some(why)),
             (Processed::Retry(why), code) => {
                 let schedule = RetrySchedule::exponential(
                     c.max_attempts,
@@ -315,14 +322,14 @@ impl InboxWorker {
     }
 
     /// The stored request, through the router, within the handler's time.
-    async fn dispatch(&self, c: &Claimed) -> (Processed, Option<u16>) {
+    async fn dispatch(&self, c: &mut Claimed) -> (Processed, Option<u16>) {
         let mut builder = http::Request::builder()
             .method(c.method.as_str())
             .uri(c.uri.as_str());
         for (name, value) in &c.headers {
             builder = builder.header(name.as_str(), value.as_slice());
         }
-        let mut req = match builder.body(Body::from(c.body.clone())) {
+        let mut req = match builder.body(Body::from(std::mem::take(&mut c.body))) {
             Ok(r) => r,
             Err(e) => {
                 return (
@@ -335,6 +342,7 @@ impl InboxWorker {
             id: c.id,
             attempt: c.attempt,
             signature_valid: c.signature_valid,
+            route: c.route.clone(),
         });
         let call = self.router.clone().oneshot(req);
         match tokio::time::timeout(self.options.handler_timeout, call).await {
@@ -350,13 +358,16 @@ impl InboxWorker {
                 let code = resp.status().as_u16();
                 match resp.extensions().get::<Processed>() {
                     Some(p) => (p.clone(), Some(code)),
-                    None => (
-                        Processed::Retry(format!(
-                            "no queue route answered {} {} (answered {code})",
-                            c.method, c.uri
-                        )),
-                        Some(code),
-                    ),
+                    None => {
+                        let path = c.uri.split('?').next().unwrap_or_default();
+                        (
+                            Processed::Retry(format!(
+                                "{} {path} answered {code} without a queue route's outcome (no queue route at this path, or the request was refused before the handler)",
+                                c.method
+                            )),
+                            Some(code),
+                        )
+                    }
                 }
             }
         }
@@ -404,8 +415,9 @@ impl Inbox {
         Ok(Some((entry, body.unwrap_or_default())))
     }
 
-    /// Puts finished deliveries (dead, or done) matching `filter` back in the queue, due now,
-    /// with a new round of attempts. A filter must name an id, a status or a route.
+    /// Puts deliveries not in flight (dead, done, or pending a far-off retry) matching
+    /// `filter` back in the queue, due now, with a new round of attempts. A filter must name an
+    /// id, a status or a route.
     pub async fn replay(&self, filter: &InboxFilter) -> Result<u64, InboxError> {
         if filter.id.is_none() && filter.status.is_none() && filter.route.is_none() {
             return Err(InboxError::Invalid(

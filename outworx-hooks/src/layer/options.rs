@@ -321,9 +321,13 @@ impl TrackOptions {
     /// `attempts` times at most, the retries `backoff` apart and doubling (with jitter).
     #[cfg(feature = "inbox")]
     pub fn queue(mut self, options: crate::inbox::QueueOptions) -> Self {
+        // The attribute's ranges: 1 to 100 attempts, a backoff of 1 s to 1 h.
+        let backoff = options
+            .backoff
+            .clamp(Duration::from_secs(1), Duration::from_secs(3600));
         self.queue = Some(crate::route::QueueConfig {
-            attempts: options.attempts.max(1),
-            backoff_ms: u64::try_from(options.backoff.as_millis()).unwrap_or(u64::MAX),
+            attempts: options.attempts.clamp(1, 100),
+            backoff_ms: u64::try_from(backoff.as_millis()).unwrap_or(3_600_000),
         });
         self
     }

@@ -114,6 +114,20 @@ impl Verified {
         F: FnOnce(Parts, Bytes) -> Fut,
         Fut: Future<Output = Response>,
     {
+        #[cfg(feature = "inbox")]
+        let dispatched = self.parts.extensions.remove::<crate::inbox::Dispatch>();
+        #[cfg(not(feature = "inbox"))]
+        let dispatched: Option<()> = None;
+        // A re-dispatch the route no longer takes (changed since it was queued) ends here.
+        #[cfg(feature = "inbox")]
+        if let Some(d) = &dispatched
+            && let Some(why) = self.refuses_dispatch(d)
+        {
+            let mut resp = (StatusCode::CONFLICT, why.clone()).into_response();
+            resp.extensions_mut()
+                .insert(crate::inbox::Processed::Dead(why.clone()));
+            return self.without_handler(resp, Note::not_queued(event_type, why));
+        }
         // A type outside the route's `events` never reaches the handler nor the store.
         if let Some(t) = event_type.as_deref()
             && !self.route.events.is_empty()
@@ -123,24 +137,25 @@ impl Verified {
                 .iter()
                 .any(|p| crate::util::event_matches(p, t))
         {
-            let resp = (
+            #[allow(unused_mut)]
+            let mut resp = (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/json")],
                 r#"{"ignored":true}"#,
             )
                 .into_response();
+            #[cfg(feature = "inbox")]
+            if dispatched.is_some() {
+                resp.extensions_mut().insert(crate::inbox::Processed::Done);
+            }
             return self.without_handler(resp, Note::ignored(event_type));
         }
-        #[cfg(feature = "inbox")]
-        let dispatched = self.parts.extensions.remove::<crate::inbox::Dispatch>();
         #[cfg(feature = "inbox")]
         if dispatched.is_none()
             && let Some(q) = self.route.queue
         {
             return self.enqueue(q, key, origin, event_type).await;
         }
-        #[cfg(not(feature = "inbox"))]
-        let dispatched: Option<()> = None;
 
         let valid = self.signature.as_ref().is_none_or(|s| s.valid);
         let ttl = clamp_ttl(self.route.ttl);
@@ -210,6 +225,27 @@ impl Verified {
         resp
     }
 
+    /// Why this route no longer takes a queued delivery, if it does not: another route now
+    /// answers its path, the route lost `queue`, or it now refuses unverified deliveries.
+    #[cfg(feature = "inbox")]
+    fn refuses_dispatch(&self, d: &crate::inbox::Dispatch) -> Option<String> {
+        let namespace = self
+            .route
+            .resolved()
+            .map(|r| r.namespace.as_str())
+            .unwrap_or("");
+        if self.route.queue.is_none() || namespace != d.route {
+            return Some(format!(
+                "the route at this path is not the queued route `{}` any more",
+                d.route
+            ));
+        }
+        if d.signature_valid == Some(false) && self.route.reject_invalid {
+            return Some("the route now refuses deliveries whose signature did not verify".into());
+        }
+        None
+    }
+
     /// A `queue` route's receipt: the verified delivery is committed to the inbox, then
     /// answered 200; a repeat of its key is answered 200 and not stored again; a failed commit
     /// is a 503, so the provider retries.
@@ -234,33 +270,52 @@ impl Verified {
             return self.without_handler(resp, Note::not_queued(event_type, why.to_owned()));
         };
         let valid = self.signature.as_ref().map(|s| s.valid);
-        // The route's store key (service, route, key) identifies it in the inbox; without a
-        // key, the body's digest does (identical bodies are one delivery).
-        let key = match key {
-            Some(k) if valid != Some(false) => self.store_keys(k, origin).into_iter().next(),
-            _ => None,
-        }
-        .unwrap_or_else(|| format!("sha256:{}", crate::security::scheme::sha256_hex(&self.body)));
         let namespace = self
             .route
             .resolved()
             .map(|r| r.namespace.clone())
             .unwrap_or_default();
+        // The route's store key identifies the delivery in the inbox: the body's digest when
+        // the provider's id header is unsigned (a captured delivery re-sent under a new id is
+        // the same delivery), else the key. Without a key, the digest; an unverified
+        // delivery (possible only with `reject_invalid = false`) never shares a verified one's.
+        let key = match key {
+            Some(k) if valid != Some(false) => self.store_keys(k, origin).pop(),
+            _ => None,
+        };
+        let key = match (key, valid) {
+            (Some(k), _) => k,
+            (None, Some(false)) => format!(
+                "unverified:{namespace}:sha256:{}",
+                crate::security::scheme::sha256_hex(&self.body)
+            ),
+            (None, _) => format!(
+                "{namespace}:sha256:{}",
+                crate::security::scheme::sha256_hex(&self.body)
+            ),
+        };
+        let key = key.replace('\0', "\u{FFFD}");
+        // The URI the router saw first (a nested router strips its prefix from `uri`): the
+        // worker dispatches from the top.
         let uri = self
             .parts
-            .uri
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or(&self.parts.uri, |o| &o.0)
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
+        let headers = stored_headers(&self.parts.headers, &self.route);
+        let event_type_text = event_type.as_deref().map(|t| t.replace('\0', "\u{FFFD}"));
         let entry = crate::inbox::NewEntry {
             route: &namespace,
             key: &key,
             method: self.parts.method.as_str(),
             uri: &uri,
-            headers: &self.parts.headers,
+            headers: &headers,
             body: &self.body,
             signature_valid: valid,
-            event_type: event_type.as_deref(),
+            event_type: event_type_text.as_deref(),
             options: crate::inbox::QueueOptions {
                 attempts: q.attempts.max(1),
                 backoff: Duration::from_millis(q.backoff_ms),
@@ -399,6 +454,33 @@ impl Answered {
         *resp.headers_mut() = self.headers;
         resp
     }
+}
+
+/// The headers a queued delivery keeps: not the credentials (`authorization`, `cookie`,
+/// `proxy-authorization`), not the provider's signature and secret headers (GitLab's token
+/// is the secret itself), not the route's `redact` list. The worker does not verify again, and
+/// the inbox is no place for secrets at rest.
+#[cfg(feature = "inbox")]
+fn stored_headers(headers: &http::HeaderMap, route: &crate::route::Route) -> http::HeaderMap {
+    let provider_secret = |name: &str| {
+        route.provider.is_some_and(|p| {
+            p.secret_headers()
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
+        })
+    };
+    let mut kept = http::HeaderMap::new();
+    for (name, value) in headers {
+        let n = name.as_str();
+        if matches!(n, "authorization" | "cookie" | "proxy-authorization")
+            || provider_secret(n)
+            || route.redact.iter().any(|r| r.eq_ignore_ascii_case(n))
+        {
+            continue;
+        }
+        kept.append(name.clone(), value.clone());
+    }
+    kept
 }
 
 /// What a re-dispatched delivery's run says to the inbox's worker: done only for a 2xx

@@ -38,19 +38,12 @@ pub(crate) async fn receive_route(route: RouteHandle, req: Request) -> Result<Ve
         signature: None,
     };
 
-    let resolved = match route.resolved() {
-        Ok(r) => r,
-        // A configuration fault: 5xx so the provider retries after the fix, never 401.
-        Err(problem) => {
-            tracing::error!(handler = route.handler, location = %route.location(), "{problem}");
-            return Err(v.refuse(StatusCode::INTERNAL_SERVER_ERROR, MISCONFIGURED, problem));
-        }
-    };
     // The inbox's worker runs a delivery that was verified when it arrived: its stored
     // request is read as it is, with the verdict it had then.
     #[cfg(feature = "inbox")]
     if let Some(d) = v.parts.extensions.get::<crate::inbox::Dispatch>().cloned() {
-        v.body = axum::body::to_bytes(Body::new(body), route.max_body)
+        // Bounded when it arrived: read it whole, whatever the route's limit is now.
+        v.body = axum::body::to_bytes(Body::new(body), usize::MAX)
             .await
             .unwrap_or_default();
         v.signature = Some(match d.signature_valid {
@@ -62,6 +55,14 @@ pub(crate) async fn receive_route(route: RouteHandle, req: Request) -> Result<Ve
         });
         return Ok(v);
     }
+    let resolved = match route.resolved() {
+        Ok(r) => r,
+        // A configuration fault: 5xx so the provider retries after the fix, never 401.
+        Err(problem) => {
+            tracing::error!(handler = route.handler, location = %route.location(), "{problem}");
+            return Err(v.refuse(StatusCode::INTERNAL_SERVER_ERROR, MISCONFIGURED, problem));
+        }
+    };
     // The source is checked before a byte of the body is read.
     if let Some(allow) = &resolved.allow
         && let Err((status, public, why)) = v.check_source(allow)

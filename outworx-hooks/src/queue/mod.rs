@@ -112,10 +112,12 @@ impl RetrySchedule {
         }
     }
 
-    /// `attempts` tries in all, the retries `base`, `2 × base`, `4 × base`, ... apart.
+    /// `attempts` tries in all (at most 100), the retries `base`, `2 × base`, `4 × base`, ...
+    /// apart, each at most a day.
     pub fn exponential(attempts: u32, base: Duration) -> Self {
-        let retries = attempts.saturating_sub(1).min(32);
-        RetrySchedule::new((0..retries).map(|i| base.saturating_mul(1u32 << i.min(31))))
+        const DAY: Duration = Duration::from_secs(86_400);
+        let retries = attempts.saturating_sub(1).min(99);
+        RetrySchedule::new((0..retries).map(|i| base.saturating_mul(1u32 << i.min(31)).min(DAY)))
     }
 
     /// The jitter, a fraction of each delay in `0.0..=1.0` (default 0.2).
@@ -161,6 +163,19 @@ fn random_unit() -> f64 {
     match getrandom::fill(&mut b) {
         Ok(()) => (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64,
         Err(_) => 0.5,
+    }
+}
+
+/// Resolves once `stop` says to stop. A dropped sender is not a stop: a worker whose handle
+/// was dropped runs on (shutting it down is explicit).
+pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

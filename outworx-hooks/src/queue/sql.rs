@@ -187,6 +187,32 @@ macro_rules! queue_dialect {
                 rows.iter().map(|r| r.try_get::<i64, _>("id")).collect()
             }
 
+            /// Marks dead the rows whose lease expired on their last attempt (their process
+            /// died with them, every time): `max` attempts, or the table's `max_attempts`.
+            pub(crate) async fn bury(
+                c: &mut Conn,
+                table: Table,
+                now: i64,
+                max: Option<i64>,
+            ) -> Result<u64, sqlx::Error> {
+                let limit = match max {
+                    Some(_) => "$2",
+                    None => "max_attempts",
+                };
+                let sql = format!(
+                    "UPDATE {t} SET status = 'dead', lease_until = NULL, lease_token = NULL, \
+                     last_error = 'every attempt ended with its worker (crashed or killed while running)', \
+                     updated_at = $1 WHERE status = '{leased}' AND lease_until <= $1 AND attempts >= {limit}",
+                    t = table.name(),
+                    leased = table.leased(),
+                );
+                let mut q = sqlx::query(&sql).bind(now);
+                if let Some(m) = max {
+                    q = q.bind(m);
+                }
+                Ok(q.execute(&mut *c).await?.rows_affected())
+            }
+
             /// Gives leased rows back untried: the attempt the claim counted is taken back.
             pub(crate) async fn release(
                 c: &mut Conn,

@@ -522,6 +522,12 @@ macro_rules! dialect {
 
             /// Gives leased deliveries back untried (the worker is at its per-endpoint cap,
             /// or shutting down): the attempt the claim counted is taken back.
+            /// Deliveries whose lease expired on their last attempt are dead (a target that
+            /// kills its worker every time is not tried forever).
+            pub(crate) async fn bury(c: &mut Conn, now: i64, max_attempts: u32) -> Result<u64, SendError> {
+                Ok(crate::queue::sql::$name::bury(c, Table::Deliveries, now, Some(i64::from(max_attempts))).await?)
+            }
+
             pub(crate) async fn release(
                 c: &mut Conn,
                 ids: &[i64],

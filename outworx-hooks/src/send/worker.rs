@@ -121,7 +121,9 @@ impl std::fmt::Debug for Worker {
 }
 
 /// A running worker; [`WorkerHandle::shutdown`] stops it after recording what is in flight.
+/// Dropping the handle does not stop it.
 #[derive(Debug)]
+#[must_use = "keep the handle to shut the worker down (it runs until then)"]
 pub struct WorkerHandle {
     stop: watch::Sender<bool>,
     done: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -273,7 +275,7 @@ impl Worker {
             if permits.available_permits() < chunk {
                 tokio::select! {
                     p = Arc::clone(&permits).acquire_owned() => drop(p),
-                    _ = stop.changed() => break,
+                    _ = crate::queue::stopped(&mut stop) => break,
                 }
                 let more = u32::try_from(chunk).unwrap_or(u32::MAX);
                 if let Ok(Ok(p)) =
@@ -298,7 +300,7 @@ impl Worker {
                     tracing::warn!(error = %e, "outbox worker: claiming deliveries failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = stop.changed() => break,
+                        _ = crate::queue::stopped(&mut stop) => break,
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                     continue;
@@ -335,7 +337,7 @@ impl Worker {
                 tokio::select! {
                     _ = self.emitter.inner.wake.notified() => {}
                     _ = tokio::time::sleep(self.options.poll) => {}
-                    _ = stop.changed() => break,
+                    _ = crate::queue::stopped(&mut stop) => break,
                 }
             }
         }
@@ -415,15 +417,17 @@ impl Worker {
                 .map(|(e, _)| e.clone())
                 .collect()
         };
-        let jobs = in_tx!(&self.emitter.inner.outbox.pool, |c, db| db::claim(
-            c,
-            now,
-            now.saturating_add(lease),
-            &token,
-            limit,
-            &busy
-        )
-        .await?);
+        let max = self.emitter.inner.schedule.attempts();
+        let jobs = in_tx!(&self.emitter.inner.outbox.pool, |c, db| {
+            let buried = db::bury(c, now, max).await?;
+            if buried > 0 {
+                tracing::warn!(
+                    deliveries = buried,
+                    "outbox: deliveries whose every attempt ended with its worker are dead"
+                );
+            }
+            db::claim(c, now, now.saturating_add(lease), &token, limit, &busy).await?
+        });
         Ok((token, jobs))
     }
 
