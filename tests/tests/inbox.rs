@@ -113,6 +113,18 @@ async fn filtered(track: Track, axum::Json(event): axum::Json<Event>) -> &'stati
 
 static LAYERED_RUNS: AtomicUsize = AtomicUsize::new(0);
 static NESTED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[webhook(
+    provider = "standard",
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    idempotency,
+    queue
+)]
+async fn hangs(body: String) -> &'static str {
+    let _ = body;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    "ok"
+}
 static GITHUB_RUNS: AtomicUsize = AtomicUsize::new(0);
 
 #[webhook(
@@ -150,6 +162,7 @@ fn app() -> Router {
     Router::new()
         .nest("/nested", Router::new().route("/hook", post(nested_hook)))
         .route("/github", post(github_hook))
+        .route("/hangs", post(hangs))
         .route(
             "/layered",
             post(layered).layer(OutworxHooksLayer::new(options)),
@@ -347,20 +360,111 @@ async fn queue_first_receiving() {
         ["invoice.paid", "customer.created"]
     );
 
+    // The layer queues the same way.
+    let (status, body) = post_to(
+        &http,
+        &format!("{base}/layered"),
+        &signed("msg_layer", "a.b"),
+    )
+    .await
+    .unwrap();
+    assert_eq!((status, body["queued"].clone()), (200, json!(true)));
+    assert_eq!(LAYERED_RUNS.load(Ordering::SeqCst), 0);
+    assert_eq!(worker.run_once(16).await.unwrap(), 1);
+    assert_eq!(LAYERED_RUNS.load(Ordering::SeqCst), 1);
+    let layered_id = body["id"].as_i64().unwrap();
+    assert_eq!(
+        status_of(&inbox, layered_id).await.status,
+        InboxStatus::Done
+    );
+
+    // A nested router: the worker dispatches the original URI, from the top.
+    let mut s = signed("msg_nested", "a.b");
+    s.headers
+        .insert("authorization", "Bearer s3cr3t".parse().unwrap());
+    let (status, body) = post_to(&http, &format!("{base}/nested/hook"), &s)
+        .await
+        .unwrap();
+    assert_eq!((status, body["queued"].clone()), (200, json!(true)));
+    assert_eq!(worker.run_once(16).await.unwrap(), 1);
+    assert_eq!(NESTED_RUNS.load(Ordering::SeqCst), 1);
+    let nested_id = body["id"].as_i64().unwrap();
+    assert_eq!(status_of(&inbox, nested_id).await.status, InboxStatus::Done);
+    // Credentials and signatures are not kept at rest.
+    let pool = outworx_hooks::inbox::sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.join("inbox.db").display()
+    ))
+    .await
+    .unwrap();
+    let (stored,): (String,) =
+        outworx_hooks::inbox::sqlx::query_as("SELECT headers FROM outworx_inbox WHERE id = $1")
+            .bind(nested_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        !stored.contains("authorization") && !stored.contains("webhook-signature"),
+        "{stored}"
+    );
+    assert!(stored.contains("webhook-id"), "{stored}");
+
+    // GitHub's delivery id is not signed: the same body under a new id is the same delivery.
+    let gh = |id: &str| {
+        let mut s = Signer::new(Provider::Github, "gh-secret")
+            .id(id)
+            .sign(r#"{"ref":"refs/heads/main"}"#)
+            .unwrap();
+        s.headers.insert("x-github-event", "push".parse().unwrap());
+        s
+    };
+    let (_, first) = post_to(&http, &format!("{base}/github"), &gh("d-1"))
+        .await
+        .unwrap();
+    let (_, again) = post_to(&http, &format!("{base}/github"), &gh("d-2"))
+        .await
+        .unwrap();
+    assert_eq!(first["duplicate"], false, "{first}");
+    assert_eq!(
+        again["duplicate"], true,
+        "a replay under a new id was stored again"
+    );
+    assert_eq!(worker.run_once(16).await.unwrap(), 1);
+    assert_eq!(GITHUB_RUNS.load(Ordering::SeqCst), 1);
+
+    // A handler past its time is cut off and retried later.
+    let (_, body) = post_to(&http, &format!("{base}/hangs"), &signed("msg_hangs", "a.b"))
+        .await
+        .unwrap();
+    let impatient = std::sync::Arc::new(inbox.worker(
+        app(),
+        InboxWorkerOptions::default().handler_timeout(Duration::from_millis(200)),
+    ));
+    let t = Instant::now();
+    assert_eq!(impatient.run_once(16).await.unwrap(), 1);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let e = status_of(&inbox, body["id"].as_i64().unwrap()).await;
+    assert_eq!(e.status, InboxStatus::Pending);
+    assert!(
+        e.last_error.as_deref().unwrap().contains("ran past"),
+        "{e:?}"
+    );
+
     // What the CLI shows.
     let all = inbox.list(&InboxFilter::default()).await.unwrap();
     assert_eq!(
         all.len(),
-        3,
+        7,
         "the inline and filtered routes stored nothing"
     );
     let (entry, body) = inbox.show(id).await.unwrap().unwrap();
     assert!(entry.route.contains("broken"), "{entry:?}");
     assert_eq!(body, signed("msg_broken", "a.b").body);
     clock.advance(Duration::from_secs(31 * 86_400));
+    // Finished ones are purged (the pending one stays).
     assert_eq!(
         inbox.purge(Duration::from_secs(30 * 86_400)).await.unwrap(),
-        3
+        6
     );
     std::fs::remove_dir_all(dir).ok();
 }
