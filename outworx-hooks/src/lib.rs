@@ -49,12 +49,14 @@
 //! - `ed25519` (default): Ed25519 schemes (Discord, Standard Webhooks `v1a`);
 //! - `ecdsa` (default): ECDSA P-256 (SendGrid);
 //! - `redis`: `RedisStore`, idempotency shared by many instances;
-//! - `outworx-api`: reporting to Outworx (or `outworx serve`) and `OutworxApiStore`.
+//! - `outworx-api`: reporting to Outworx (or `outworx serve`) and `OutworxApiStore`;
+//! - `send`: sending webhooks (`#[emit]`, `send::Emitter`, the outbox, the worker);
+//! - `inbox`: queue-first receiving (`#[webhook(.., queue)]`, `inbox::Inbox`, its worker).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-// The layers, bottom up: util, wire, body, security, event, envelope, store, report, config,
-// route, runtime, track, pipeline, layer, testing. Each module uses only those before it
+// The layers, bottom up: util, queue, wire, body, security, event, envelope, store, report,
+// config, route, runtime, track, inbox, pipeline, layer, send, testing. Each module uses only those before it
 // (tests/tests/architecture.rs checks it; ARCHITECTURE.md says what each holds).
 mod body;
 mod config;

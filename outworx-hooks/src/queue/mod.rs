@@ -168,6 +168,7 @@ fn random_unit() -> f64 {
 
 /// Resolves once `stop` says to stop. A dropped sender is not a stop: a worker whose handle
 /// was dropped runs on (shutting it down is explicit).
+#[cfg(any(feature = "send", feature = "inbox"))]
 pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     loop {
         if *stop.borrow_and_update() {

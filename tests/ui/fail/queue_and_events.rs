@@ -24,4 +24,10 @@ async fn no_patterns() -> &'static str {
     "ok"
 }
 
+// Twilio sends no event type: `events` has nothing to filter on.
+#[webhook(provider = "twilio", secret = "twilio-token", events = ["message.received"])]
+async fn no_type() -> &'static str {
+    "ok"
+}
+
 fn main() {}
