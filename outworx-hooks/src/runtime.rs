@@ -40,7 +40,7 @@ impl Runtime {
     fn embedded() -> Runtime {
         Runtime {
             store: Arc::new(MemoryStore::new()),
-            sinks: vec![Arc::new(TracingSink)],
+            sinks: with_metrics(vec![Arc::new(TracingSink)]),
             debug: false,
             fail_closed: false,
             service: escape_component(&default_service()),
@@ -185,6 +185,17 @@ fn validate(config: &Config) -> Result<(Vec<ipnet::IpNet>, Option<String>), Conf
 /// The sinks events go to, in the guard that flushes them: with an API key the Outworx sink
 /// first (it needs the `outworx-api` feature and a tokio runtime), then the configured ones;
 /// the tracing sink when there is none.
+/// With the `metrics` feature, every runtime records metrics too.
+fn with_metrics(sinks: Vec<Arc<dyn Sink>>) -> Vec<Arc<dyn Sink>> {
+    #[cfg(feature = "metrics")]
+    let sinks = {
+        let mut sinks = sinks;
+        sinks.push(Arc::new(crate::report::metrics::MetricsSink) as Arc<dyn Sink>);
+        sinks
+    };
+    sinks
+}
+
 fn start_sinks(config: &mut Config) -> Result<Guard, ConfigError> {
     let mut sinks = std::mem::take(&mut config.sinks);
     #[cfg(feature = "outworx-api")]
@@ -215,6 +226,7 @@ fn start_sinks(config: &mut Config) -> Result<Guard, ConfigError> {
     } else if sinks.is_empty() {
         sinks.push(Arc::new(TracingSink));
     }
+    let sinks = with_metrics(sinks);
     Ok(Guard {
         sinks,
         #[cfg(feature = "outworx-api")]

@@ -397,6 +397,33 @@ macro_rules! inbox_dialect {
                 Ok(done.rows_affected())
             }
 
+            /// Pending and processing deliveries per route, and the oldest pending one's
+            /// arrival (for the metrics' gauges).
+            #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+            pub(crate) async fn depth(
+                c: &mut Conn,
+            ) -> Result<(Vec<(String, &'static str, u64)>, Option<i64>), InboxError> {
+                let rows = sqlx::query(
+                    "SELECT route, status, COUNT(*) AS n FROM outworx_inbox \
+                     WHERE status IN ('pending', 'processing') GROUP BY route, status",
+                )
+                .fetch_all(&mut *c)
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let status: String = r.try_get("status")?;
+                    let n: i64 = r.try_get("n")?;
+                    let status = InboxStatus::parse(&status).as_str();
+                    out.push((r.try_get("route")?, status, u64::try_from(n).unwrap_or(0)));
+                }
+                let oldest = sqlx::query(
+                    "SELECT MIN(received_at) AS oldest FROM outworx_inbox WHERE status = 'pending'",
+                )
+                .fetch_one(&mut *c)
+                .await?;
+                Ok((out, oldest.try_get("oldest")?))
+            }
+
             pub(crate) async fn counts(c: &mut Conn) -> Result<Vec<(InboxStatus, u64)>, InboxError> {
                 let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM outworx_inbox GROUP BY status")
                     .fetch_all(&mut *c)

@@ -154,9 +154,16 @@ impl InboxWorker {
     async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.options.concurrency));
         let mut backoff = Duration::from_millis(100);
+        #[cfg(feature = "metrics")]
+        let mut sampled = std::time::Instant::now() - Duration::from_secs(60);
         loop {
             if *stop.borrow() {
                 break;
+            }
+            #[cfg(feature = "metrics")]
+            if sampled.elapsed() >= Duration::from_secs(5) {
+                sampled = std::time::Instant::now();
+                self.sample().await;
             }
             let free = permits.available_permits();
             if free == 0 {
@@ -294,6 +301,21 @@ impl InboxWorker {
             id = c.id,
             "inbox worker: the outcome could not be recorded; the lease will expire and the handler will run again"
         );
+    }
+
+    /// The inbox's gauges: depth per route and status, the oldest pending delivery's age.
+    #[cfg(feature = "metrics")]
+    async fn sample(&self) {
+        let now = self.inbox.now();
+        let r: Result<_, InboxError> =
+            async { on_pool!(&self.inbox.inner.pool, |c, db, _q| db::depth(c).await) }.await;
+        match r {
+            Ok((depth, oldest)) => {
+                let age = oldest.map_or(0.0, |t| (now.saturating_sub(t)).max(0) as f64 / 1000.0);
+                crate::report::metrics::inbox_gauges(&depth, age);
+            }
+            Err(e) => tracing::debug!(error = %e, "inbox: sampling the gauges failed"),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

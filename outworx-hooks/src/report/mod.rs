@@ -44,6 +44,8 @@ use futures_util::Stream;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "outworx-api")]
 mod outworx;
 #[cfg(feature = "outworx-api")]

@@ -260,9 +260,23 @@ impl Worker {
         let (tx, rx) = mpsc::channel::<(String, Settle)>(self.options.concurrency * 2);
         let recorder = tokio::spawn(Arc::clone(&self).recorder(rx));
         let mut backoff = Duration::from_millis(100);
+        #[cfg(feature = "metrics")]
+        let mut sampled = Instant::now() - Duration::from_secs(60);
         loop {
             if *stop.borrow() {
                 break;
+            }
+            #[cfg(feature = "metrics")]
+            if sampled.elapsed() >= Duration::from_secs(5) {
+                sampled = Instant::now();
+                if let Ok(counts) = self.emitter.counts(super::Scope::All).await {
+                    let pending = counts
+                        .iter()
+                        .filter(|(s, _)| *s == DeliveryStatus::Pending)
+                        .map(|(_, n)| *n)
+                        .sum();
+                    crate::report::metrics::outbound_pending(pending);
+                }
             }
             // Claim in chunks: one row per round trip would make the database the bottleneck.
             // With fewer than a quarter of the slots free, wait (2 ms at most) for more.
