@@ -178,7 +178,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/orders", post(create_order))
         .route("/customers/orders", post(customer_orders))
         .route("/customers/broken", post(customer_broken))
-        .route("/webhooks/queued", post(slow_standard));
+        .route("/webhooks/queued", post(slow_standard))
+        // Prometheus metrics of every delivery, received and sent.
+        .merge(outworx_hooks::report::metrics::router());
     // The inbox (in memory for the demo: not durable) and its worker, which runs queued
     // deliveries through this same router.
     let inbox = Inbox::memory().await?;
@@ -245,6 +247,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     sending(&base, &mut events).await?;
     queued(&base, &mut events).await?;
     inbox_worker.shutdown().await;
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let received = metrics
+        .lines()
+        .filter(|l| l.starts_with("webhooks_received_total"))
+        .count();
+    println!(
+        "\nMetrics: {received} webhooks_received_total series so far; scrape them with\n  curl -s {base}/metrics"
+    );
 
     if std::env::var("OUTWORX_DEMO_EXIT").is_ok_and(|v| v == "1") {
         return Ok(());
@@ -259,6 +272,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "  curl -s {base}/webhooks/stripe -H 'content-type: application/json' -H 'stripe-signature: {header}' -d '{}'",
         String::from_utf8_lossy(&fresh.body)
     );
+    println!("Metrics (Prometheus): curl -s {base}/metrics");
     println!("Every delivery prints a line here. Ctrl+C stops.\n");
     loop {
         tokio::select! {

@@ -176,3 +176,43 @@ async fn prometheus_scrapes_exact_counts() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Every metric the Grafana dashboard queries is one the SDK records (named in the table of
+/// `docs/metrics.md`).
+#[test]
+fn the_dashboard_queries_only_metrics_we_record() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let dashboard = std::fs::read_to_string(root.join("docs/grafana/outworx-hooks.json")).unwrap();
+    let table = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
+    let source = std::fs::read_to_string(root.join("outworx-hooks/src/report/metrics.rs")).unwrap();
+    let mut names = Vec::new();
+    let bytes = dashboard.as_bytes();
+    let mut i = 0;
+    while let Some(at) = dashboard[i..].find("webhook") {
+        let start = i + at;
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+            end += 1;
+        }
+        names.push(dashboard[start..end].to_owned());
+        i = end.max(start + 1);
+    }
+    names.retain(|n| n.starts_with("webhook_") || n.starts_with("webhooks_"));
+    assert!(names.len() >= 10, "{names:?}");
+    for n in names {
+        let base = n
+            .trim_end_matches("_bucket")
+            .trim_end_matches("_count")
+            .trim_end_matches("_sum");
+        assert!(
+            table.contains(&format!("`{base}`")),
+            "{base} is not in docs/metrics.md"
+        );
+        assert!(
+            source.contains(&format!("\"{base}\"")),
+            "{base} is not recorded"
+        );
+    }
+}
