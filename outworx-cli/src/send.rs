@@ -130,6 +130,9 @@ pub(crate) struct WorkerArgs {
     /// A worker killed mid-attempt leaves its deliveries to be taken again after it.
     #[arg(long)]
     lease: Option<u64>,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address, e.g. `127.0.0.1:9464`.
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -314,6 +317,17 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<(), String> {
         "outworx worker: delivering from the {} outbox (Ctrl-C to stop)",
         emitter.outbox().backend()
     );
+    if let Some(addr) = args.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("--metrics-addr {addr}: {e}"))?;
+        eprintln!(
+            "outworx worker: metrics on http://{}/metrics",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
+        let app = outworx_hooks::report::metrics::router();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
     shutdown_signal().await;
     eprintln!("outworx worker: stopping after the attempts in flight");
     emitter.shutdown().await;

@@ -389,8 +389,29 @@ async fn the_cli_manages_endpoints_and_messages() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("payload"));
 
-    let w = worker(&db, &[]);
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let w = worker(&db, &["--metrics-addr", &metrics_addr]);
     assert!(wait_until(Duration::from_secs(30), || rx.total() == 1).await);
+    // The worker's metrics: its attempt, by the endpoint's host and status class.
+    let mut text = String::new();
+    for _ in 0..50 {
+        if let Ok(r) = reqwest::get(format!("http://{metrics_addr}/metrics")).await {
+            text = r.text().await.unwrap_or_default();
+            if text.contains("webhook_outbound_attempts_total") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        text.contains(r#"webhook_outbound_attempts_total{endpoint_host="127.0.0.1","#),
+        "{text}"
+    );
     drop(w);
     let out = outworx(&["messages", "list", "--db", &db, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

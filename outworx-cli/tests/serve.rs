@@ -398,6 +398,25 @@ async fn scenario(db: &str) {
     );
     let r = get_json(&http, format!("{base}/api/stats")).await;
     assert_eq!(r["total"], 0);
+
+    // Its own metrics, for Prometheus: ingest and idempotency counted, no project data.
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"outworx_serve_ingest_events_total{result="accepted"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("outworx_serve_idempotency_checks_total"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(KEY));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -165,6 +165,7 @@ pub(super) async fn respond(
 /// The path is taken raw (still percent-encoded) from the request line, and the request is
 /// admitted to its session, with its bytes reserved, before a byte of the body is read.
 pub(super) async fn ingress(State(app): State<Arc<App>>, req: axum::extract::Request) -> Response {
+    metrics::counter!("outworx_serve_tunnel_requests_total").increment(1);
     let (parts, body) = req.into_parts();
     let raw = parts.uri.path().strip_prefix("/t/").unwrap_or_default();
     let (slug, path) = match raw.find('/') {

@@ -31,11 +31,18 @@ pub(super) async fn check(
         return error(StatusCode::BAD_REQUEST, why);
     }
     let ttl = req.ttl.unwrap_or(DEFAULT_TTL).clamp(60, 7 * 86_400);
-    match app
+    let checked = app
         .db
         .check(&project, &req.key, req.token.as_deref(), ttl * 1000)
-        .await
-    {
+        .await;
+    let answer = match &checked {
+        Ok(Check::New) => "new",
+        Ok(Check::InFlight) => "in_flight",
+        Ok(Check::Duplicate { .. }) => "duplicate",
+        Err(_) => "error",
+    };
+    metrics::counter!("outworx_serve_idempotency_checks_total", "answer" => answer).increment(1);
+    match checked {
         Ok(Check::New) => Json(CheckAnswer {
             status: "new".into(),
             ..CheckAnswer::default()

@@ -166,6 +166,10 @@ pub(super) async fn ingest(
         return db_error(e);
     }
     let all_valid = rejected.is_empty();
+    metrics::counter!("outworx_serve_ingest_events_total", "result" => "accepted")
+        .increment(valid.len() as u64);
+    metrics::counter!("outworx_serve_ingest_events_total", "result" => "rejected")
+        .increment(rejected.len() as u64);
     let answer = IngestAnswer {
         accepted: valid.len() as u64,
         rejected,

@@ -65,6 +65,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/events", get(events))
         .route("/api/stats", get(stats))
         .route("/healthz", get(|| async { "ok" }))
+        // Prometheus: the ingest, idempotency and tunnel counters (no project data).
+        .merge(outworx_hooks::report::metrics::router().with_state(()))
         .merge(crate::dashboard::routes())
         // The ingress reads its own body, against the relay's budgets.
         .route("/t/{slug}", any(ingress))
