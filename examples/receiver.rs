@@ -222,6 +222,8 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "receiving on http://{}/webhooks/{{stripe,github,shopify,svix,clerk,slack,standard}} ({store} store), {mode}",
         listener.local_addr()?
     );
+    // Prometheus metrics beside the routes (the worker dispatches through `app` alone).
+    let app = app.merge(outworx_hooks::report::metrics::router());
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -67,6 +67,10 @@ fn pipeline(c: &mut Criterion) {
             })
             .expect("init")
         });
+    // With `--features prometheus`, every delivery is also recorded into a real Prometheus
+    // recorder: the difference against a run without is what metrics cost.
+    #[cfg(feature = "prometheus")]
+    let _metrics = outworx_hooks::report::metrics::prometheus_handle().expect("the recorder");
     let app = Router::new()
         .route("/bare", post(bare))
         .route("/hooked", post(hooked));
