@@ -35,6 +35,17 @@ pub enum Direction {
     Outbound,
 }
 
+/// A processing status's wire name (`completed`, `silent_drop`, ...).
+pub(crate) fn processing_name(p: ProcessingStatus) -> &'static str {
+    match p {
+        ProcessingStatus::Completed => "completed",
+        ProcessingStatus::Failed => "failed",
+        ProcessingStatus::SilentDrop => "silent_drop",
+        ProcessingStatus::Queued => "queued",
+        ProcessingStatus::Ignored => "ignored",
+    }
+}
+
 /// One delivery, as reported: the field names are those of the Outworx ingest API, and
 /// absent values are omitted from the JSON, never `null`.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -51,6 +51,20 @@ impl Runtime {
 
     pub(crate) fn emit(&self, mut event: DeliveryEvent) {
         event.enforce_limits();
+        // The delivery's (or the attempt's) span gets the outcome; `webhook.report` covers
+        // the sinks.
+        let span = tracing::Span::current();
+        span.record("http.response.status_code", event.status_code);
+        if let Some(p) = event.processing_status {
+            span.record(
+                "webhook.processing_status",
+                crate::event::processing_name(p),
+            );
+        }
+        if let Some(id) = event.meta("inbox_id").and_then(serde_json::Value::as_i64) {
+            span.record("webhook.inbox_id", id);
+        }
+        let _report = tracing::info_span!("webhook.report").entered();
         if self.debug
             && let Some(hint) = &event.signature_hint
         {

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures_util::FutureExt as _;
 use http::request::Parts;
 use http::{StatusCode, header};
+use tracing::Instrument as _;
 
 use super::Verified;
 use super::respond::{Note, replay};
@@ -104,6 +105,31 @@ impl Verified {
     /// false`) never reserves a key and is never answered from the store: a forger can
     /// neither pre-empt the real event nor read its cached response.
     pub async fn finish<F, Fut>(
+        self,
+        key: Option<String>,
+        origin: KeyOrigin,
+        event_type: Option<String>,
+        call: F,
+    ) -> Response
+    where
+        F: FnOnce(Parts, Bytes) -> Fut,
+        Fut: Future<Output = Response>,
+    {
+        let span = self.span.clone();
+        if let Some(t) = &event_type {
+            span.record("webhook.event_type", t.as_str());
+        }
+        if let Some(k) = &key {
+            // A digest, never the key: keys can be personal (an email, an order number).
+            let hash = crate::security::scheme::sha256_hex(k.as_bytes());
+            span.record("webhook.idempotency_key_hash", &hash[..16]);
+        }
+        self.finish_in(key, origin, event_type, call)
+            .instrument(span)
+            .await
+    }
+
+    async fn finish_in<F, Fut>(
         mut self,
         key: Option<String>,
         origin: KeyOrigin,
@@ -165,7 +191,11 @@ impl Verified {
             _ => Vec::new(),
         };
         let mut extra = serde_json::Map::new();
-        let lease = match self.admit(keys, ttl, &mut extra).await {
+        let lease = match self
+            .admit(keys, ttl, &mut extra)
+            .instrument(tracing::info_span!("webhook.store"))
+            .await
+        {
             Ok(lease) => lease,
             Err((resp, flag, value)) => {
                 return self.without_handler(resp, Note::flag(event_type, flag, value));
@@ -177,7 +207,9 @@ impl Verified {
         let track = Track::for_delivery(valid);
         let mut parts = std::mem::replace(&mut self.parts, http::Request::new(()).into_parts().0);
         parts.extensions.insert(track.clone());
-        let handler = AssertUnwindSafe(call(parts, self.body.clone())).catch_unwind();
+        let handler = AssertUnwindSafe(call(parts, self.body.clone()))
+            .catch_unwind()
+            .instrument(tracing::info_span!("webhook.handler"));
         let outcome = lease
             .renewing(&*self.rt.store, self.rt.store.renew_every(), handler)
             .await;

@@ -9,6 +9,7 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{StatusCode, header};
+use tracing::Instrument as _;
 
 use super::Verified;
 use super::respond::Note;
@@ -24,6 +25,29 @@ pub async fn receive(route: &'static Route, req: Request) -> Result<Verified, Re
 
 /// [`receive`] for a route of either kind (a layer's is shared, not static).
 pub(crate) async fn receive_route(route: RouteHandle, req: Request) -> Result<Verified, Response> {
+    // One span per delivery, with OpenTelemetry's HTTP fields; `finish` and `emit` fill in
+    // the rest (event type, key hash, verdict, status, processing status).
+    let span = tracing::info_span!(
+        "webhook.receive",
+        "http.request.method" = %req.method(),
+        "url.path" = req.uri().path(),
+        "webhook.provider" = route.provider.map_or("custom", crate::Provider::name),
+        "webhook.route" = route.handler,
+        "webhook.event_type" = tracing::field::Empty,
+        "webhook.idempotency_key_hash" = tracing::field::Empty,
+        "webhook.signature.valid" = tracing::field::Empty,
+        "webhook.processing_status" = tracing::field::Empty,
+        "webhook.inbox_id" = tracing::field::Empty,
+        "http.response.status_code" = tracing::field::Empty,
+    );
+    receive_in(route, req, span.clone()).instrument(span).await
+}
+
+async fn receive_in(
+    route: RouteHandle,
+    req: Request,
+    span: tracing::Span,
+) -> Result<Verified, Response> {
     let started = Instant::now();
     let arrived = SystemTime::now();
     let rt = runtime();
@@ -35,6 +59,7 @@ pub(crate) async fn receive_route(route: RouteHandle, req: Request) -> Result<Ve
         body: Bytes::new(),
         started,
         arrived,
+        span,
         signature: None,
     };
 
@@ -93,6 +118,7 @@ pub(crate) async fn receive_route(route: RouteHandle, req: Request) -> Result<Ve
 
     let verdict = v.verify(resolved).await;
     let valid = verdict.valid;
+    v.span.record("webhook.signature.valid", valid);
     v.signature = Some(verdict);
     if !valid && route.reject_invalid {
         let resp = (

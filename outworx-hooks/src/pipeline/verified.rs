@@ -37,6 +37,8 @@ pub struct Verified {
     pub(super) body: Bytes,
     pub(super) started: Instant,
     pub(super) arrived: SystemTime,
+    /// The delivery's span (`webhook.receive`).
+    pub(super) span: tracing::Span,
     pub(super) signature: Option<SignatureResult>,
 }
 

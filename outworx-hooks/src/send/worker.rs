@@ -524,6 +524,28 @@ impl Worker {
 
     /// Makes one attempt and decides what comes next.
     async fn attempt(&self, job: Job) -> Settle {
+        use tracing::Instrument as _;
+        // One span per attempt, with OpenTelemetry's client fields: the target's host only.
+        let host = job
+            .target
+            .as_ref()
+            .and_then(|t| reqwest::Url::parse(&t.url).ok())
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            "webhook.send",
+            "http.request.method" = "POST",
+            "server.address" = %host,
+            "webhook.event_type" = %job.event_type,
+            "webhook.message_id" = %job.message_id,
+            "webhook.attempt" = job.attempt,
+            "http.response.status_code" = tracing::field::Empty,
+            "webhook.processing_status" = tracing::field::Empty,
+        );
+        self.attempt_in(job).instrument(span).await
+    }
+
+    async fn attempt_in(&self, job: Job) -> Settle {
         let now = self.emitter.now();
         let mut s = Settle {
             delivery_id: job.delivery_id,
