@@ -49,11 +49,9 @@ impl Runtime {
         }
     }
 
-    pub(crate) fn emit(&self, mut event: DeliveryEvent) {
-        event.enforce_limits();
-        // The delivery's (or the attempt's) span gets the outcome; `webhook.report` covers
-        // the sinks.
-        let span = tracing::Span::current();
+    /// Reports a delivery's event; its span (`webhook.receive`) gets the outcome, and a
+    /// `webhook.report` span under it covers the sinks.
+    pub(crate) fn emit_in(&self, event: DeliveryEvent, span: &tracing::Span) {
         span.record("http.response.status_code", event.status_code);
         if let Some(p) = event.processing_status {
             span.record(
@@ -64,7 +62,12 @@ impl Runtime {
         if let Some(id) = event.meta("inbox_id").and_then(serde_json::Value::as_i64) {
             span.record("webhook.inbox_id", id);
         }
-        let _report = tracing::info_span!("webhook.report").entered();
+        let _report = tracing::debug_span!(parent: span, "webhook.report").entered();
+        self.emit(event);
+    }
+
+    pub(crate) fn emit(&self, mut event: DeliveryEvent) {
+        event.enforce_limits();
         if self.debug
             && let Some(hint) = &event.signature_hint
         {

@@ -166,7 +166,10 @@ async fn prometheus_scrapes_exact_counts() {
             r#"sum(webhooks_received_total{event_type="charge.succeeded"})"#,
             2.0,
         ),
-        (r#"sum(webhooks_received_total{event_type="none"})"#, 2.0),
+        (
+            r#"sum(webhooks_received_total{event_type="unverified"})"#,
+            2.0,
+        ),
         (
             r#"webhook_processing_seconds_count{route="stripe_hook"}"#,
             5.0,

@@ -163,7 +163,9 @@ impl InboxWorker {
             #[cfg(feature = "metrics")]
             if sampled.elapsed() >= Duration::from_secs(5) {
                 sampled = std::time::Instant::now();
-                self.sample().await;
+                // Off the claim loop: a large backlog makes the sample slow, not the worker.
+                let w = Arc::clone(&self);
+                tokio::spawn(async move { w.sample().await });
             }
             let free = permits.available_permits();
             if free == 0 {

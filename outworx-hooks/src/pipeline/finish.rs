@@ -116,13 +116,14 @@ impl Verified {
         Fut: Future<Output = Response>,
     {
         let span = self.span.clone();
-        if let Some(t) = &event_type {
-            span.record("webhook.event_type", t.as_str());
+        // Only a verified delivery's own words go on the span, cut to the event's limit.
+        let verified = self.signature.as_ref().is_some_and(|s| s.valid);
+        if let Some(t) = event_type.as_deref().filter(|_| verified) {
+            let end = t.floor_char_boundary(crate::wire::limits::EVENT_TYPE.min(t.len()));
+            span.record("webhook.event_type", &t[..end]);
         }
-        if let Some(k) = &key {
-            // A digest, never the key: keys can be personal (an email, an order number).
-            let hash = crate::security::scheme::sha256_hex(k.as_bytes());
-            span.record("webhook.idempotency_key_hash", &hash[..16]);
+        if let Some(k) = key.as_deref().filter(|_| verified) {
+            span.record("webhook.idempotency_key_hash", self.key_hash(k).as_str());
         }
         self.finish_in(key, origin, event_type, call)
             .instrument(span)
@@ -193,7 +194,7 @@ impl Verified {
         let mut extra = serde_json::Map::new();
         let lease = match self
             .admit(keys, ttl, &mut extra)
-            .instrument(tracing::info_span!("webhook.store"))
+            .instrument(tracing::debug_span!("webhook.store"))
             .await
         {
             Ok(lease) => lease,
@@ -209,7 +210,7 @@ impl Verified {
         parts.extensions.insert(track.clone());
         let handler = AssertUnwindSafe(call(parts, self.body.clone()))
             .catch_unwind()
-            .instrument(tracing::info_span!("webhook.handler"));
+            .instrument(tracing::debug_span!("webhook.handler"));
         let outcome = lease
             .renewing(&*self.rt.store, self.rt.store.renew_every(), handler)
             .await;
@@ -247,7 +248,7 @@ impl Verified {
                 .extend(extra);
         }
         self.body = Bytes::new();
-        self.rt.emit(e);
+        self.rt.emit_in(e, &self.span);
         #[allow(unused_mut)]
         let mut resp = answered.into_response();
         #[cfg(feature = "inbox")]
@@ -255,6 +256,21 @@ impl Verified {
             resp.extensions_mut().insert(v);
         }
         resp
+    }
+
+    /// A key's digest for traces: HMAC-SHA256 keyed by the route's secret (the same on every
+    /// instance, so a key's spans correlate; not a plain hash, which a guessable key, an email
+    /// or an order number, would give away), 16 hex characters.
+    fn key_hash(&self, key: &str) -> String {
+        let secret = self
+            .route
+            .resolved()
+            .ok()
+            .and_then(|r| r.first_secret.clone())
+            .unwrap_or_default();
+        let mut hex = crate::security::scheme::hmac_sha256_hex(secret.as_bytes(), key.as_bytes());
+        hex.truncate(16);
+        hex
     }
 
     /// Why this route no longer takes a queued delivery, if it does not: another route now

@@ -30,7 +30,12 @@ pub(crate) async fn receive_route(route: RouteHandle, req: Request) -> Result<Ve
     let span = tracing::info_span!(
         "webhook.receive",
         "http.request.method" = %req.method(),
-        "url.path" = req.uri().path(),
+        // The path the router saw first (a nested router strips its prefix from `uri`).
+        "url.path" = req
+            .extensions()
+            .get::<axum::extract::OriginalUri>()
+            .map_or(req.uri(), |o| &o.0)
+            .path(),
         "webhook.provider" = route.provider.map_or("custom", crate::Provider::name),
         "webhook.route" = route.handler,
         "webhook.event_type" = tracing::field::Empty,

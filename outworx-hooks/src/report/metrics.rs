@@ -19,7 +19,8 @@
 //!
 //! **Cardinality is bounded by construction.** `route` is a handler's name (or a layer's), and
 //! `provider` a catalog name: both fixed by the code. `event_type` keeps the first
-//! [`MAX_EVENT_TYPES`] types seen; any other is `other`. `endpoint_host` keeps the first
+//! [`MAX_EVENT_TYPES`] types of verified deliveries seen; any other is `other` (`unverified`
+//! for a delivery whose signature failed, `none` when the type is unknown). `endpoint_host` keeps the first
 //! [`MAX_HOSTS`] hosts (never a URL's path or query, never an id); any other is `other`.
 //! `status` is the HTTP status code. Recording looks a handle up by `&'static str` labels and
 //! increments it: no allocation once a label set has been seen.
@@ -91,6 +92,8 @@ struct Handles {
     silent: HashMap<K2, Counter>,
     failures: HashMap<K2, Counter>,
     outbound: HashMap<K2, Counter>,
+    outbound_seconds: Option<Histogram>,
+    outbound_dead: Option<Counter>,
 }
 
 impl Handles {
@@ -107,6 +110,8 @@ impl Handles {
             silent: HashMap::new(),
             failures: HashMap::new(),
             outbound: HashMap::new(),
+            outbound_seconds: None,
+            outbound_dead: None,
         }
     }
 }
@@ -146,103 +151,139 @@ impl Sink for MetricsSink {
     }
 }
 
-/// Records one event.
+/// Records one event: the handles are looked up (or made) under the lock, cloned, and
+/// incremented after it is released, so deliveries on other cores do not wait on the
+/// recorder.
 pub(crate) fn record(e: &DeliveryEvent) {
-    let mut guard = HANDLES.lock().unwrap_or_else(|p| p.into_inner());
-    let h = guard.get_or_insert_with(Handles::new);
     if e.direction == Some(Direction::Outbound) {
-        outbound(h, e);
+        outbound(e);
         return;
     }
-    let provider = h.fixed.label(&e.provider);
-    let route = e.handler;
-    let event_type = e
-        .event_type
-        .as_deref()
-        .map_or("none", |t| h.event_types.label(t));
-    let status = status_text(e.status_code);
-    h.received
-        .entry((provider, route, event_type, status))
-        .or_insert_with(|| {
-            metrics::counter!("webhooks_received_total", "provider" => provider, "route" => route, "event_type" => event_type, "status" => status)
-        })
-        .increment(1);
-    h.seconds
-        .entry((provider, route))
-        .or_insert_with(|| {
-            metrics::histogram!("webhook_processing_seconds", "provider" => provider, "route" => route)
-        })
-        .record(e.duration_ms as f64 / 1000.0);
-    let error_type = if e.signature_valid == Some(false) {
-        Some("signature")
-    } else if e.meta("idempotency_error").is_some() {
-        Some("store")
-    } else if e.status_code >= 500 {
-        Some("server_error")
-    } else if e.status_code >= 400 {
-        Some("client_error")
-    } else {
-        None
-    };
-    if let Some(kind) = error_type {
-        h.errors
-            .entry((provider, route, kind))
-            .or_insert_with(|| {
-                metrics::counter!("webhook_errors_total", "provider" => provider, "route" => route, "error_type" => kind)
-            })
-            .increment(1);
-    }
-    if let Some(reason) = e.signature_failure_reason {
-        let reason = reason.as_str();
-        h.signature
-            .entry((provider, route, reason))
-            .or_insert_with(|| {
-                metrics::counter!("webhook_signature_failures_total", "provider" => provider, "route" => route, "reason" => reason)
-            })
-            .increment(1);
-    }
-    let count = |map: &mut HashMap<K2, Counter>, name: &'static str| {
-        map.entry((provider, route))
-            .or_insert_with(|| metrics::counter!(name, "provider" => provider, "route" => route))
-            .increment(1);
-    };
-    if e.meta("duplicate").is_some() {
-        count(&mut h.duplicates, "webhook_duplicates_total");
-    }
-    match e.processing_status {
-        Some(ProcessingStatus::SilentDrop) => {
-            count(&mut h.silent, "webhook_silent_drops_total");
+    let mut counters: Vec<Counter> = Vec::with_capacity(5);
+    let seconds = {
+        let mut guard = HANDLES.lock().unwrap_or_else(|p| p.into_inner());
+        let h = guard.get_or_insert_with(Handles::new);
+        let provider = h.fixed.label(&e.provider);
+        let route = e.handler;
+        // Only a verified delivery's type becomes a label: forged ones cannot fill the bound.
+        let event_type = match (e.signature_valid, e.event_type.as_deref()) {
+            (Some(false), _) => "unverified",
+            (_, Some(t)) => h.event_types.label(t),
+            (_, None) => "none",
+        };
+        let status = status_text(e.status_code);
+        counters.push(
+            h.received
+                .entry((provider, route, event_type, status))
+                .or_insert_with(|| {
+                    metrics::counter!("webhooks_received_total", "provider" => provider, "route" => route, "event_type" => event_type, "status" => status)
+                })
+                .clone(),
+        );
+        let error_type = if e.signature_valid == Some(false) {
+            Some("signature")
+        } else if e.meta("idempotency_error").is_some() {
+            Some("store")
+        } else if e.status_code >= 500 {
+            Some("server_error")
+        } else if e.status_code >= 400 {
+            Some("client_error")
+        } else {
+            None
+        };
+        if let Some(kind) = error_type {
+            counters.push(
+                h.errors
+                    .entry((provider, route, kind))
+                    .or_insert_with(|| {
+                        metrics::counter!("webhook_errors_total", "provider" => provider, "route" => route, "error_type" => kind)
+                    })
+                    .clone(),
+            );
         }
-        Some(ProcessingStatus::Failed) => {
-            count(&mut h.failures, "webhook_processing_failures_total");
+        if let Some(reason) = e.signature_failure_reason {
+            let reason = reason.as_str();
+            counters.push(
+                h.signature
+                    .entry((provider, route, reason))
+                    .or_insert_with(|| {
+                        metrics::counter!("webhook_signature_failures_total", "provider" => provider, "route" => route, "reason" => reason)
+                    })
+                    .clone(),
+            );
         }
-        _ => {}
+        let mut count = |map: &mut HashMap<K2, Counter>, name: &'static str| {
+            counters.push(
+                map.entry((provider, route))
+                    .or_insert_with(
+                        || metrics::counter!(name, "provider" => provider, "route" => route),
+                    )
+                    .clone(),
+            );
+        };
+        if e.meta("duplicate").is_some() {
+            count(&mut h.duplicates, "webhook_duplicates_total");
+        }
+        match e.processing_status {
+            Some(ProcessingStatus::SilentDrop) => {
+                count(&mut h.silent, "webhook_silent_drops_total")
+            }
+            Some(ProcessingStatus::Failed) => {
+                count(&mut h.failures, "webhook_processing_failures_total");
+            }
+            _ => {}
+        }
+        h.seconds
+            .entry((provider, route))
+            .or_insert_with(|| {
+                metrics::histogram!("webhook_processing_seconds", "provider" => provider, "route" => route)
+            })
+            .clone()
+    };
+    for c in counters {
+        c.increment(1);
     }
+    seconds.record(e.duration_ms as f64 / 1000.0);
 }
 
-fn outbound(h: &mut Handles, e: &DeliveryEvent) {
-    // `source_url` of an outbound event is the target's scheme and host only.
-    let host = e
-        .source_url
-        .as_deref()
-        .and_then(|u| u.split("://").nth(1))
-        .map_or("none", |host| h.hosts.label(host));
-    let class = match e.status_code {
-        0 => "error",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+fn outbound(e: &DeliveryEvent) {
+    let (attempts, seconds, dead) = {
+        let mut guard = HANDLES.lock().unwrap_or_else(|p| p.into_inner());
+        let h = guard.get_or_insert_with(Handles::new);
+        // `source_url` of an outbound event is the target's scheme and host only.
+        let host = e
+            .source_url
+            .as_deref()
+            .and_then(|u| u.split("://").nth(1))
+            .map_or("none", |host| h.hosts.label(host));
+        let class = match e.status_code {
+            0 => "error",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        let attempts = h
+            .outbound
+            .entry((host, class))
+            .or_insert_with(|| {
+                metrics::counter!("webhook_outbound_attempts_total", "endpoint_host" => host, "status_class" => class)
+            })
+            .clone();
+        let seconds = h
+            .outbound_seconds
+            .get_or_insert_with(|| metrics::histogram!("webhook_outbound_seconds"))
+            .clone();
+        let dead = h
+            .outbound_dead
+            .get_or_insert_with(|| metrics::counter!("webhook_outbound_dead_total"))
+            .clone();
+        (attempts, seconds, dead)
     };
-    h.outbound
-        .entry((host, class))
-        .or_insert_with(|| {
-            metrics::counter!("webhook_outbound_attempts_total", "endpoint_host" => host, "status_class" => class)
-        })
-        .increment(1);
-    metrics::histogram!("webhook_outbound_seconds").record(e.duration_ms as f64 / 1000.0);
+    attempts.increment(1);
+    seconds.record(e.duration_ms as f64 / 1000.0);
     if e.meta("delivery_status").and_then(|v| v.as_str()) == Some("dead") {
-        metrics::counter!("webhook_outbound_dead_total").increment(1);
+        dead.increment(1);
     }
 }
 
@@ -254,7 +295,11 @@ pub(crate) fn inbox_gauges(depth: &[(String, &'static str, u64)], oldest_seconds
     let h = guard.get_or_insert_with(Handles::new);
     let mut now: Vec<K2> = Vec::with_capacity(depth.len());
     for (route, status, n) in depth {
-        let route = h.fixed.label(route);
+        // The inbox keeps the route's namespace (`provider:module::handler`, escaped); the
+        // other metrics' `route` is the handler's name.
+        let handler = route.rsplit("%3A%3A").next().unwrap_or(route);
+        let handler = handler.rsplit(':').next().unwrap_or(handler);
+        let route = h.fixed.label(handler);
         metrics::gauge!("webhook_inbox_depth", "route" => route, "status" => *status)
             .set(*n as f64);
         now.push((route, status));
@@ -317,6 +362,17 @@ pub fn prometheus_handle() -> Option<metrics_exporter_prometheus::PrometheusHand
             match metrics::set_global_recorder(recorder) {
                 Ok(()) => {
                     reset();
+                    // Histograms keep their samples until upkeep folds them: without a
+                    // scrape, memory would grow with every delivery.
+                    let upkeep = handle.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("outworx-metrics-upkeep".into())
+                        .spawn(move || {
+                            loop {
+                                std::thread::sleep(std::time::Duration::from_secs(5));
+                                upkeep.run_upkeep();
+                            }
+                        });
                     Some(handle)
                 }
                 Err(_) => {

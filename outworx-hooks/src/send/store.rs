@@ -817,6 +817,18 @@ macro_rules! dialect {
                     .map_err(SendError::from)
             }
 
+            /// How many deliveries wait (by the status index, for the pending gauge).
+            #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+            pub(crate) async fn pending_count(c: &mut Conn) -> Result<u64, SendError> {
+                let row = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM outworx_deliveries WHERE status = 'pending'",
+                )
+                .fetch_one(&mut *c)
+                .await?;
+                let n: i64 = row.try_get("n")?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            }
+
             /// How many deliveries are in each status.
             pub(crate) async fn counts(
                 c: &mut Conn,

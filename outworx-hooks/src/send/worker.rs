@@ -269,14 +269,20 @@ impl Worker {
             #[cfg(feature = "metrics")]
             if sampled.elapsed() >= Duration::from_secs(5) {
                 sampled = Instant::now();
-                if let Ok(counts) = self.emitter.counts(super::Scope::All).await {
-                    let pending = counts
-                        .iter()
-                        .filter(|(s, _)| *s == DeliveryStatus::Pending)
-                        .map(|(_, n)| *n)
-                        .sum();
-                    crate::report::metrics::outbound_pending(pending);
-                }
+                // Off the claim loop, and by the status index (never the whole history).
+                let emitter = self.emitter.clone();
+                tokio::spawn(async move {
+                    let counted: Result<u64, SendError> = async {
+                        Ok(super::store::with_conn!(
+                            &emitter.inner.outbox.pool,
+                            |c, db| db::pending_count(c).await?
+                        ))
+                    }
+                    .await;
+                    if let Ok(n) = counted {
+                        crate::report::metrics::outbound_pending(n);
+                    }
+                });
             }
             // Claim in chunks: one row per round trip would make the database the bottleneck.
             // With fewer than a quarter of the slots free, wait (2 ms at most) for more.
@@ -540,9 +546,27 @@ impl Worker {
             "webhook.message_id" = %job.message_id,
             "webhook.attempt" = job.attempt,
             "http.response.status_code" = tracing::field::Empty,
-            "webhook.processing_status" = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
+            "webhook.delivery_status" = tracing::field::Empty,
         );
-        self.attempt_in(job).instrument(span).await
+        let settle = self.attempt_in(job).instrument(span.clone()).await;
+        match settle.last_status {
+            Some(code) => {
+                span.record("http.response.status_code", code);
+            }
+            None => {
+                span.record(
+                    "error.type",
+                    if settle.attempt.is_some() {
+                        "no_answer"
+                    } else {
+                        "not_attempted"
+                    },
+                );
+            }
+        }
+        span.record("webhook.delivery_status", settle.status.as_str());
+        settle
     }
 
     async fn attempt_in(&self, job: Job) -> Settle {

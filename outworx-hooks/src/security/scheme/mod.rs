@@ -30,8 +30,8 @@ pub(crate) use outworx_hooks_providers::{Algo, Encoding, Scheme};
 #[cfg(feature = "send")]
 pub(crate) use standard::{standard_public_key, standard_signature};
 
-/// `hex(HMAC-SHA256(key, body))`: the `fastapihooks` format's signature, for the sending side.
-#[cfg(feature = "send")]
+/// `hex(HMAC-SHA256(key, body))`: the `fastapihooks` format's signature (the sending side),
+/// and the key digest on a delivery's span.
 pub(crate) fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
     hex::encode(mac(Algo::Sha256, key, &[body]).bytes())
 }
