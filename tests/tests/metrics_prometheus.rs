@@ -219,3 +219,38 @@ fn the_dashboard_queries_only_metrics_we_record() {
         );
     }
 }
+
+/// The sending side's metrics: an attempt by host and status class, and a delivery that
+/// became dead (its only attempt failed), rendered by the same recorder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_attempts_and_dead_deliveries_are_counted() {
+    use outworx_hooks::send::{Emitter, NewEndpoint, Outbox, TargetPolicy, WorkerOptions};
+    let handle = outworx_hooks::report::metrics::prometheus_handle().expect("the recorder");
+    let failing = Router::new().route(
+        "/down",
+        post(|| async { axum::http::StatusCode::SERVICE_UNAVAILABLE }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/down", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, failing).await.unwrap() });
+    let emitter = Emitter::builder(Outbox::memory().await.unwrap())
+        .policy(TargetPolicy::default().allow("127.0.0.0/8".parse().unwrap()))
+        .schedule(outworx_hooks::queue::RetrySchedule::new([]))
+        .worker(None)
+        .build();
+    emitter
+        .create_endpoint(NewEndpoint::new(&url))
+        .await
+        .unwrap();
+    emitter.send("order.created", &json!({})).await.unwrap();
+    let worker = std::sync::Arc::new(emitter.worker(WorkerOptions::default()));
+    assert_eq!(worker.run_once().await.unwrap(), 1);
+    let text = handle.render();
+    assert!(
+        text.contains(
+            r#"webhook_outbound_attempts_total{endpoint_host="127.0.0.1",status_class="5xx"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains("webhook_outbound_dead_total 1"), "{text}");
+}

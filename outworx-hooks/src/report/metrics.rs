@@ -93,6 +93,7 @@ struct Handles {
     failures: HashMap<K2, Counter>,
     outbound: HashMap<K2, Counter>,
     outbound_seconds: Option<Histogram>,
+    #[cfg_attr(not(feature = "send"), allow(dead_code))]
     outbound_dead: Option<Counter>,
 }
 
@@ -247,7 +248,7 @@ pub(crate) fn record(e: &DeliveryEvent) {
 }
 
 fn outbound(e: &DeliveryEvent) {
-    let (attempts, seconds, dead) = {
+    let (attempts, seconds) = {
         let mut guard = HANDLES.lock().unwrap_or_else(|p| p.into_inner());
         let h = guard.get_or_insert_with(Handles::new);
         // `source_url` of an outbound event is the target's scheme and host only.
@@ -274,17 +275,24 @@ fn outbound(e: &DeliveryEvent) {
             .outbound_seconds
             .get_or_insert_with(|| metrics::histogram!("webhook_outbound_seconds"))
             .clone();
-        let dead = h
-            .outbound_dead
-            .get_or_insert_with(|| metrics::counter!("webhook_outbound_dead_total"))
-            .clone();
-        (attempts, seconds, dead)
+        (attempts, seconds)
     };
     attempts.increment(1);
     seconds.record(e.duration_ms as f64 / 1000.0);
-    if e.meta("delivery_status").and_then(|v| v.as_str()) == Some("dead") {
-        dead.increment(1);
-    }
+}
+
+/// Counts deliveries that became dead: after their last attempt, with their endpoint
+/// disabled or deleted, or buried when every attempt ended with its worker.
+#[cfg(feature = "send")]
+pub(crate) fn outbound_dead(n: u64) {
+    let dead = {
+        let mut guard = HANDLES.lock().unwrap_or_else(|p| p.into_inner());
+        let h = guard.get_or_insert_with(Handles::new);
+        h.outbound_dead
+            .get_or_insert_with(|| metrics::counter!("webhook_outbound_dead_total"))
+            .clone()
+    };
+    dead.increment(n);
 }
 
 /// Sets the inbox's gauges from a sample of its table.

@@ -445,6 +445,8 @@ impl Worker {
                     deliveries = buried,
                     "outbox: deliveries whose every attempt ended with its worker are dead"
                 );
+                #[cfg(feature = "metrics")]
+                crate::report::metrics::outbound_dead(buried);
             }
             db::claim(c, now, now.saturating_add(lease), &token, limit, &busy).await?
         });
@@ -514,6 +516,8 @@ impl Worker {
             if let Some(hook) = &inner.on_dead {
                 call_hook(|| hook(&dead));
             }
+            #[cfg(feature = "metrics")]
+            crate::report::metrics::outbound_dead(1);
         }
         for (endpoint_id, reason) in settled.disabled {
             tracing::warn!(%endpoint_id, %reason, "webhook endpoint disabled");
