@@ -310,11 +310,7 @@ fn generate(m: Model, func: ItemFn) -> TokenStream {
     let respond = quote_spanned! {crate::at(ret_span)=>
         #p::axum::response::IntoResponse::into_response(#inner(#(#args),*).await)
     };
-    let (docs, other): (Vec<_>, Vec<_>) = func.attrs.iter().partition(|a| a.path().is_ident("doc"));
-    let mut inner_fn = func.clone();
-    inner_fn.sig.ident = inner;
-    inner_fn.vis = syn::Visibility::Inherited;
-    inner_fn.attrs = other.into_iter().cloned().collect();
+    let (docs, inner_fn) = crate::webhook::expand::user_fn(&func, inner);
 
     quote! {
         #(#docs)*

@@ -332,7 +332,7 @@ fn extractors(m: &Model, p: &TokenStream) -> Extractors {
 
 /// The user's function, renamed and private, nested in the generated one; its docs stay on
 /// the public item.
-fn user_fn(func: &ItemFn, inner: syn::Ident) -> (Vec<&syn::Attribute>, ItemFn) {
+pub(crate) fn user_fn(func: &ItemFn, inner: syn::Ident) -> (Vec<&syn::Attribute>, ItemFn) {
     let (docs, other_attrs): (Vec<_>, Vec<_>) =
         func.attrs.iter().partition(|a| a.path().is_ident("doc"));
     let mut inner_fn = func.clone();

@@ -3,7 +3,7 @@
 
 mod args;
 mod check;
-mod expand;
+pub(crate) mod expand;
 mod model;
 mod providers;
 

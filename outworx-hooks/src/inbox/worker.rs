@@ -264,7 +264,7 @@ impl InboxWorker {
                 }
             }
         };
-        let error = error.map(|e| e.replace('\0', "\u{FFFD}"));
+        let error = error.as_deref().map(crate::queue::sql::storable);
         let mut delay = Duration::from_millis(50);
         for _ in 0..6 {
             let r = self

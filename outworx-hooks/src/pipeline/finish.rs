@@ -342,7 +342,7 @@ impl Verified {
                 crate::security::scheme::sha256_hex(&self.body)
             ),
         };
-        let key = key.replace('\0', "\u{FFFD}");
+        let key = crate::queue::sql::storable(&key);
         // The URI the router saw first (a nested router strips its prefix from `uri`): the
         // worker dispatches from the top.
         let uri = self
@@ -354,7 +354,7 @@ impl Verified {
             .map_or("/", |p| p.as_str())
             .to_owned();
         let headers = stored_headers(&self.parts.headers, &self.route);
-        let event_type_text = event_type.as_deref().map(|t| t.replace('\0', "\u{FFFD}"));
+        let event_type_text = event_type.as_deref().map(crate::queue::sql::storable);
         let entry = crate::inbox::NewEntry {
             route: &namespace,
             key: &key,

@@ -98,6 +98,12 @@ impl Pool {
     }
 }
 
+/// Text a queue's database stores as it is: PostgreSQL refuses NUL in `TEXT`, so it becomes
+/// U+FFFD (keys, event types, errors, response snippets: whatever a sender chose).
+pub(crate) fn storable(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
 /// A table that is a queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Table {

@@ -20,6 +20,7 @@ use super::store::{Job, Settle, Target, in_tx};
 use super::target::GuardedResolver;
 use super::{SendError, ids};
 use crate::event::{DeliveryEvent, Direction};
+use crate::queue::sql::storable;
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -764,11 +765,6 @@ async fn read_snippet(mut response: reqwest::Response) -> String {
         text.truncate(cut);
     }
     text
-}
-
-/// Text a database stores as it is: PostgreSQL refuses NUL in `TEXT`, so it becomes U+FFFD.
-fn storable(text: &str) -> String {
-    text.replace('\0', "\u{FFFD}")
 }
 
 /// `Retry-After`: seconds, or an HTTP date; capped at one day.
