@@ -151,14 +151,7 @@ pub(crate) async fn run(cmd: InboxCommand) -> Result<(), String> {
                 (None, true) => {
                     let mut f = InboxFilter::default().status(InboxStatus::Dead);
                     if let Some(s) = since {
-                        let t = time::OffsetDateTime::parse(
-                            &s,
-                            &time::format_description::well_known::Rfc3339,
-                        )
-                        .map_err(|e| format!("--since {s}: not an RFC 3339 time ({e})"))?;
-                        let ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
-                            .map_err(|_| "--since is out of range".to_owned())?;
-                        f = f.since(ms);
+                        f = f.since(crate::since_ms(&s)?);
                     }
                     f
                 }

@@ -105,6 +105,15 @@ pub(crate) fn api_key(
     Ok(key)
 }
 
+/// `--since`: an RFC 3339 time, as milliseconds since 1970 (`outworx messages replay` and
+/// `outworx inbox replay`).
+pub(crate) fn since_ms(text: &str) -> Result<i64, String> {
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("--since {text}: not an RFC 3339 time ({e})"))?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| "--since is out of range".to_owned())
+}
+
 /// Runs an async command: exit 0, or 2 with its error.
 fn run(command: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()

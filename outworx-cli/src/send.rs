@@ -170,11 +170,9 @@ pub(crate) enum MessagesCommand {
 fn policy(allow: &[String]) -> Result<TargetPolicy, String> {
     let mut p = TargetPolicy::from_env().map_err(|e| e.to_string())?;
     for a in allow {
-        let net = a
-            .parse::<ipnet::IpNet>()
-            .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        p = p
+            .allow_cidr(a)
             .map_err(|_| format!("--allow-target {a}: not a CIDR"))?;
-        p = p.allow(net);
     }
     Ok(p)
 }
@@ -402,14 +400,7 @@ pub(crate) async fn messages(cmd: MessagesCommand) -> Result<(), String> {
                 (None, true) => {
                     let mut f = DeliveryFilter::default().status(DeliveryStatus::Dead);
                     if let Some(s) = since {
-                        let t = time::OffsetDateTime::parse(
-                            &s,
-                            &time::format_description::well_known::Rfc3339,
-                        )
-                        .map_err(|e| format!("--since {s}: not an RFC 3339 time ({e})"))?;
-                        let ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
-                            .map_err(|_| "--since is out of range".to_owned())?;
-                        f = f.since(ms);
+                        f = f.since(crate::since_ms(&s)?);
                     }
                     f
                 }

@@ -40,6 +40,11 @@ impl TargetPolicy {
         self
     }
 
+    /// As [`TargetPolicy::allow`], from text: a CIDR (`10.1.0.0/16`) or an address.
+    pub fn allow_cidr(self, cidr: &str) -> Result<Self, SendError> {
+        Ok(self.allow(parse_cidr(cidr)?))
+    }
+
     /// Allows plain `http` to public addresses too (never on by default).
     pub fn allow_http(mut self, yes: bool) -> Self {
         self.allow_http = yes;
@@ -51,7 +56,7 @@ impl TargetPolicy {
         let mut policy = TargetPolicy::default();
         if let Ok(list) = std::env::var(ALLOW_TARGETS_ENV) {
             for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                policy = policy.allow(parse_cidr(item)?);
+                policy = policy.allow_cidr(item)?;
             }
         }
         Ok(policy)
