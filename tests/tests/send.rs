@@ -1097,3 +1097,26 @@ async fn one_endpoints_backlog_does_not_hold_up_the_others() {
     );
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_owner_has_at_most_its_cap_of_endpoints() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let emitter = manual(&clock).await;
+    let cap = outworx_hooks::send::MAX_ENDPOINTS_PER_OWNER;
+    for i in 0..cap {
+        emitter
+            .create_endpoint(NewEndpoint::new(format!("http://127.0.0.1:9/{i}")).owner("acme"))
+            .await
+            .unwrap();
+    }
+    let e = emitter
+        .create_endpoint(NewEndpoint::new("http://127.0.0.1:9/x").owner("acme"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("at most 100"), "{e}");
+    // Another owner is not affected.
+    emitter
+        .create_endpoint(NewEndpoint::new("http://127.0.0.1:9/y").owner("globex"))
+        .await
+        .unwrap();
+}

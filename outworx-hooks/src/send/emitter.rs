@@ -323,8 +323,12 @@ impl Emitter {
         self.inner.policy.check_url(&new.url)?;
         validate_endpoint_fields(&new.events, &new.auth, &new.metadata)?;
         validate_text("owner", &new.owner, true)?;
-        let existing = self.endpoints(Scope::Owner(&new.owner)).await?.len();
-        if existing >= super::model::MAX_ENDPOINTS_PER_OWNER {
+        // Counted, not listed: the cap is checked without reading the owner's rows.
+        let existing = with_conn!(&self.inner.outbox.pool, |c, db| db::count_endpoints(
+            c, &new.owner
+        )
+        .await?);
+        if existing >= super::model::MAX_ENDPOINTS_PER_OWNER as u64 {
             return Err(SendError::invalid(
                 "endpoints",
                 format!(

@@ -281,6 +281,16 @@ macro_rules! dialect {
 
             /// Writes only the fields `u` gives; `enabled` (and its reason, and the failure
             /// clock) only when `u` says so.
+            /// How many endpoints an owner has (for the per-owner cap).
+            pub(crate) async fn count_endpoints(c: &mut Conn, owner: &str) -> Result<u64, SendError> {
+                let row = sqlx::query("SELECT COUNT(*) AS n FROM outworx_endpoints WHERE owner = $1")
+                    .bind(owner)
+                    .fetch_one(&mut *c)
+                    .await?;
+                let n: i64 = row.try_get("n")?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            }
+
             pub(crate) async fn update_endpoint(
                 c: &mut Conn,
                 id: &str,
