@@ -93,7 +93,10 @@ impl Errors {
 /// `order.created`: what `Emitter::send` accepts, checked here so a typo fails the build.
 fn check_event_type(lit: &LitStr, errors: &mut Errors) {
     let t = lit.value();
-    if t.is_empty() || t.len() > 128 {
+    if outworx_hooks_providers::is_event_type(&t) {
+        return;
+    }
+    if t.is_empty() || t.len() > outworx_hooks_providers::MAX_EVENT_TYPE_LEN {
         errors.at(
             lit.span(),
             "the event type is 1 to 128 bytes, like \"order.created\"",

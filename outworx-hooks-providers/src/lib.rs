@@ -535,6 +535,28 @@ impl Provider {
     }
 }
 
+/// The longest event type (and event pattern), in bytes.
+#[doc(hidden)]
+pub const MAX_EVENT_TYPE_LEN: usize = 128;
+
+/// Whether `t` is an event type the SDK sends and filters on: 1 to 128 bytes of letters,
+/// digits and `. _ - : /`. `#[emit]` checks it at compile time, `send` at run time: one rule.
+#[doc(hidden)]
+pub fn is_event_type(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= MAX_EVENT_TYPE_LEN
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-:/".contains(&b))
+}
+
+/// Whether `p` is an event pattern: `*`, an event type, or one followed by `.*` (every type
+/// under it), at most 128 bytes. `#[webhook(events = ..)]` checks it at compile time, an
+/// endpoint's filters at run time: one rule.
+#[doc(hidden)]
+pub fn is_event_pattern(p: &str) -> bool {
+    p == "*" || (p.len() <= MAX_EVENT_TYPE_LEN && is_event_type(p.strip_suffix(".*").unwrap_or(p)))
+}
+
 /// Levenshtein distance over bytes; names are short ASCII, so the quadratic table is fine.
 /// The macro crate's "did you mean" for attribute keys uses it too.
 #[doc(hidden)]

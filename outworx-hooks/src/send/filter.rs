@@ -1,7 +1,6 @@
 //! Event filters: `order.created` (exact), `order.*` (every type under `order.`), `*` (all).
 
 use super::SendError;
-use super::model::MAX_EVENT_TYPE_LEN;
 
 /// Whether `event_type` matches one of `patterns` (an empty list matches everything).
 pub(crate) fn matches_any(patterns: &[String], event_type: &str) -> bool {
@@ -15,29 +14,16 @@ pub(crate) fn matches(pattern: &str, event_type: &str) -> bool {
 
 /// A pattern is an event type, `*`, or an event type prefix ending in `.*`.
 pub(crate) fn validate_pattern(p: &str) -> Result<(), SendError> {
-    let bad = || {
-        SendError::invalid(
-            "events",
-            format!(
-                "`{}` is not a pattern: use `order.created`, `order.*` or `*`",
-                p.escape_debug()
-            ),
-        )
-    };
-    if p == "*" {
+    if outworx_hooks_providers::is_event_pattern(p) {
         return Ok(());
     }
-    if p.len() > MAX_EVENT_TYPE_LEN {
-        return Err(bad());
-    }
-    let body = match p.strip_suffix(".*") {
-        Some(prefix) => prefix,
-        None => p,
-    };
-    if body.is_empty() || body.contains('*') {
-        return Err(bad());
-    }
-    super::model::validate_event_type(body).map_err(|_| bad())
+    Err(SendError::invalid(
+        "events",
+        format!(
+            "`{}` is not a pattern: use `order.created`, `order.*` or `*`",
+            p.escape_debug()
+        ),
+    ))
 }
 
 #[cfg(test)]

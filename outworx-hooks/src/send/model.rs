@@ -12,7 +12,7 @@ use super::SendError;
 /// Longest endpoint URL accepted, in bytes.
 pub const MAX_URL_LEN: usize = 2048;
 /// Longest event type or event pattern, in bytes.
-pub const MAX_EVENT_TYPE_LEN: usize = 128;
+pub const MAX_EVENT_TYPE_LEN: usize = outworx_hooks_providers::MAX_EVENT_TYPE_LEN;
 /// Most event patterns on one endpoint.
 pub const MAX_PATTERNS: usize = 64;
 /// Most bytes of an endpoint's metadata (as JSON).
@@ -609,19 +609,16 @@ pub struct Sent {
 
 /// `order.created`: 1 to 128 bytes of letters, digits and `. _ - : /`.
 pub(crate) fn validate_event_type(t: &str) -> Result<(), SendError> {
+    if outworx_hooks_providers::is_event_type(t) {
+        return Ok(());
+    }
     if t.is_empty() || t.len() > MAX_EVENT_TYPE_LEN {
         return Err(SendError::invalid("event_type", "it is 1 to 128 bytes"));
     }
-    if !t
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"._-:/".contains(&b))
-    {
-        return Err(SendError::invalid(
-            "event_type",
-            "it is made of letters, digits and `. _ - : /`",
-        ));
-    }
-    Ok(())
+    Err(SendError::invalid(
+        "event_type",
+        "it is made of letters, digits and `. _ - : /`",
+    ))
 }
 
 pub(crate) fn validate_text(field: &'static str, v: &str, empty_ok: bool) -> Result<(), SendError> {

@@ -224,17 +224,9 @@ fn event_pattern(p: &str) -> Result<(), String> {
             "`{p}` is not an event pattern: use a type (`invoice.paid`), a prefix (`customer.*`) or `*`"
         )
     };
-    if p == "*" {
-        return Ok(());
+    if outworx_hooks_providers::is_event_pattern(p) {
+        Ok(())
+    } else {
+        Err(bad())
     }
-    let body = p.strip_suffix(".*").unwrap_or(p);
-    if body.is_empty()
-        || body.len() > 128
-        || !body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-:/".contains(&b))
-    {
-        return Err(bad());
-    }
-    Ok(())
 }
