@@ -179,13 +179,41 @@ pub(crate) fn routes(queued: bool) -> Router {
         .route("/webhooks/standard", pick!(standard))
 }
 
-#[tokio::main]
-pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Logs to stderr; with the `otel` feature and `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are
+/// exported over OTLP/HTTP too (flushed when the returned guard drops).
+#[cfg(feature = "otel")]
+fn logs() -> Result<Option<outworx_hooks::otel::Otel>, Box<dyn std::error::Error>> {
+    use tracing_subscriber::prelude::*;
+    let filter =
+        || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let otel = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    {
+        Ok(v) if !v.trim().is_empty() => Some(outworx_hooks::otel::Otel::from_env()?),
+        _ => None,
+    };
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_filter(filter()))
+        .with(otel.as_ref().map(|o| o.layer().with_filter(filter())))
+        .init();
+    Ok(otel)
+}
+
+/// Logs to stderr (build with `--features otel` to export spans too).
+#[cfg(not(feature = "otel"))]
+#[allow(clippy::unnecessary_wraps)]
+fn logs() -> Result<Option<()>, Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    Ok(None)
+}
+
+#[tokio::main]
+pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let _otel = logs()?;
     let mut config = Config::from_env();
     let store = match std::env::var("OUTWORX_HOOKS_REDIS_URL") {
         Ok(url) if !url.trim().is_empty() => {

@@ -76,6 +76,49 @@ fn main() -> ExitCode {
     }
 }
 
+/// What must live as long as a long-running command (the OTLP exporter, flushed on drop).
+pub(crate) struct Logs {
+    #[cfg(feature = "otel")]
+    _otel: Option<outworx_hooks::otel::Otel>,
+}
+
+/// Logs of a long-running command (`serve`, `worker`) to stderr (stdout carries the one line
+/// scripts wait for), filtered by `RUST_LOG` (default `info`), colored only on a terminal and
+/// never when `NO_COLOR` is set. With the `otel` feature and an OTLP endpoint set, spans (the
+/// worker's `webhook.send`) are exported over OTLP/HTTP too.
+pub(crate) fn logs() -> Result<Logs, String> {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::prelude::*;
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let filter =
+        || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .with_filter(filter());
+    #[cfg(feature = "otel")]
+    {
+        let otel = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+        {
+            Ok(v) if !v.trim().is_empty() => Some(
+                outworx_hooks::otel::Otel::from_env().map_err(|e| format!("OpenTelemetry: {e}"))?,
+            ),
+            _ => None,
+        };
+        let _ = tracing_subscriber::registry()
+            .with(fmt)
+            .with(otel.as_ref().map(|o| o.layer().with_filter(filter())))
+            .try_init();
+        Ok(Logs { _otel: otel })
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        let _ = tracing_subscriber::registry().with(fmt).try_init();
+        Ok(Logs {})
+    }
+}
+
 /// The API key of a command: from `--api-key-file` (its first line), or from `--api-key` /
 /// the environment variable `env`. A key typed on the command line works, with a warning:
 /// every user of the machine can read it in `ps`.

@@ -296,6 +296,7 @@ pub(crate) async fn send(args: SendArgs) -> Result<(), String> {
 }
 
 pub(crate) async fn worker(args: WorkerArgs) -> Result<(), String> {
+    let _logs = crate::logs()?;
     let policy = policy(&args.allow)?;
     let outbox = Outbox::open(&args.db.db)
         .await

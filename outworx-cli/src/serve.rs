@@ -47,17 +47,7 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
-    // Logs go to stderr (stdout carries the one line scripts wait for), colored only on a
-    // terminal and never when NO_COLOR is set.
-    use std::io::IsTerminal as _;
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(color)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .try_init();
+    let _logs = crate::logs()?;
     let mut keys = args.api_keys;
     if !keys.is_empty() {
         eprintln!(

@@ -65,6 +65,7 @@ pub mod event;
 #[cfg(feature = "inbox")]
 pub mod inbox;
 pub mod layer;
+pub mod otel;
 mod pipeline;
 pub mod queue;
 pub mod report;

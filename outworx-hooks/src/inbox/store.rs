@@ -11,10 +11,14 @@ use crate::queue::sql::Table;
 
 const SQLITE_SCHEMA: &str = include_str!("../../migrations/inbox/0001_inbox.sqlite.sql");
 const POSTGRES_SCHEMA: &str = include_str!("../../migrations/inbox/0001_inbox.postgres.sql");
+/// Columns added after the first schema: `traceparent`, the W3C trace context of the span
+/// that received the delivery (feature `otel`; `NULL` without it).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("outworx_inbox", "traceparent", "TEXT")];
 
 pub(crate) async fn open(url: &str) -> Result<Pool, InboxError> {
     let pool = Pool::open(url).await?;
-    pool.migrate(SQLITE_SCHEMA, POSTGRES_SCHEMA).await?;
+    pool.migrate(SQLITE_SCHEMA, POSTGRES_SCHEMA, ADDED_COLUMNS)
+        .await?;
     Ok(pool)
 }
 
@@ -161,6 +165,7 @@ pub(crate) struct NewEntry<'a> {
     pub(crate) body: &'a [u8],
     pub(crate) signature_valid: Option<bool>,
     pub(crate) event_type: Option<&'a str>,
+    pub(crate) traceparent: Option<String>,
     pub(crate) options: QueueOptions,
 }
 
@@ -177,6 +182,8 @@ pub(crate) struct Claimed {
     pub(crate) signature_valid: Option<bool>,
     pub(crate) max_attempts: u32,
     pub(crate) backoff_ms: i64,
+    /// The receive span's W3C trace context (feature `otel`).
+    pub(crate) traceparent: Option<String>,
 }
 
 /// What one enqueue did.
@@ -227,7 +234,8 @@ macro_rules! inbox_dialect {
                 let row = sqlx::query(
                     "INSERT INTO outworx_inbox (route, key, method, uri, headers, body, signature_valid, \
                      event_type, received_at, max_attempts, backoff_ms, status, attempts, next_attempt_at, \
-                     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', 0, $9, $9) \
+                     updated_at, traceparent) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', 0, $9, $9, $12) \
                      ON CONFLICT (route, key) DO NOTHING RETURNING id",
                 )
                 .bind(e.route)
@@ -241,6 +249,7 @@ macro_rules! inbox_dialect {
                 .bind(now)
                 .bind(i64::from(e.options.attempts.max(1)))
                 .bind(backoff)
+                .bind(&e.traceparent)
                 .fetch_optional(&mut *c)
                 .await?;
                 if let Some(r) = row {
@@ -276,7 +285,7 @@ macro_rules! inbox_dialect {
                 }
                 let rows = sqlx::query(
                     "SELECT id, attempts, route, key, method, uri, headers, body, signature_valid, \
-                     max_attempts, backoff_ms FROM outworx_inbox WHERE lease_token = $1",
+                     max_attempts, backoff_ms, traceparent FROM outworx_inbox WHERE lease_token = $1",
                 )
                 .bind(token)
                 .fetch_all(&mut *c)
@@ -297,6 +306,7 @@ macro_rules! inbox_dialect {
                             signature_valid: valid.map(|v| v != 0),
                             max_attempts: u32_of(r.try_get("max_attempts")?),
                             backoff_ms: r.try_get("backoff_ms")?,
+                            traceparent: r.try_get("traceparent")?,
                         })
                     })
                     .collect::<Result<_, sqlx::Error>>()

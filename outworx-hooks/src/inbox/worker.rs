@@ -240,7 +240,22 @@ impl InboxWorker {
 
     /// Runs one delivery through the router and records what became of it.
     async fn process(&self, mut c: Claimed, token: &str) {
-        let outcome = self.dispatch(&mut c).await;
+        use tracing::Instrument as _;
+        // One span per run, in the trace of the delivery's receipt: the dispatched request's
+        // `webhook.receive` span (and the handler's) are its children.
+        let span = tracing::info_span!(
+            "webhook.process",
+            "webhook.route" = %c.route,
+            "webhook.inbox_id" = c.id,
+            "webhook.attempt" = c.attempt,
+            "webhook.processing_status" = tracing::field::Empty,
+            "http.response.status_code" = tracing::field::Empty,
+        );
+        crate::otel::set_stored_parent(&span, c.traceparent.as_deref());
+        let outcome = self.dispatch(&mut c).instrument(span.clone()).await;
+        if let Some(code) = outcome.1 {
+            span.record("http.response.status_code", code);
+        }
         let now = self.inbox.now();
         let (status, next, last_status, error) = match outcome {
             (Processed::Done, code) => (InboxStatus::Done, now, code, None),
@@ -264,6 +279,15 @@ impl InboxWorker {
                 }
             }
         };
+        // What became of the run, after the schedule: a last retry is dead.
+        span.record(
+            "webhook.processing_status",
+            match status {
+                InboxStatus::Done => "completed",
+                InboxStatus::Dead => "dead",
+                _ => "retry",
+            },
+        );
         let error = error.as_deref().map(crate::queue::sql::storable);
         let mut delay = Duration::from_millis(50);
         for _ in 0..6 {

@@ -364,6 +364,8 @@ impl Verified {
             body: &self.body,
             signature_valid: valid,
             event_type: event_type_text.as_deref(),
+            // The worker's span continues this delivery's trace.
+            traceparent: crate::otel::traceparent(&self.span),
             options: crate::inbox::QueueOptions {
                 attempts: q.attempts.max(1),
                 backoff: Duration::from_millis(q.backoff_ms),

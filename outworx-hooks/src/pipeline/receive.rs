@@ -45,6 +45,15 @@ pub(crate) async fn receive_route(route: RouteHandle, req: Request) -> Result<Ve
         "webhook.inbox_id" = tracing::field::Empty,
         "http.response.status_code" = tracing::field::Empty,
     );
+    // A sender's trace continues here; a run of the inbox's worker is already inside its own
+    // span, in the trace of the delivery's receipt.
+    #[cfg(feature = "inbox")]
+    let dispatched = req.extensions().get::<crate::inbox::Dispatch>().is_some();
+    #[cfg(not(feature = "inbox"))]
+    let dispatched = false;
+    if !dispatched {
+        crate::otel::set_remote_parent(&span, req.headers());
+    }
     receive_in(route, req, span.clone()).instrument(span).await
 }
 

@@ -77,13 +77,37 @@ impl Pool {
         Ok(Pool::Sqlite(pool))
     }
 
-    /// Creates a queue's tables if they are missing (on PostgreSQL under an advisory lock,
-    /// so processes starting together do not race).
-    pub(crate) async fn migrate(&self, sqlite: &str, postgres: &str) -> Result<(), sqlx::Error> {
+    /// Creates a queue's tables if they are missing, then adds the `columns` a later
+    /// version added to them (`(table, column, type)`, nullable), in one transaction (on
+    /// PostgreSQL under an advisory lock, so processes starting together do not race).
+    /// A database an older version created is brought up to date in place.
+    pub(crate) async fn migrate(
+        &self,
+        sqlite: &str,
+        postgres: &str,
+        columns: &[(&str, &str, &str)],
+    ) -> Result<(), sqlx::Error> {
         match self {
             Pool::Sqlite(p) => {
-                let mut tx = p.begin().await?;
+                // Write-locked from the start: two processes upgrading one file wait for each
+                // other instead of one failing its read-then-write upgrade.
+                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
                 sqlx::raw_sql(sqlite).execute(&mut *tx).await?;
+                for (table, column, kind) in columns {
+                    // SQLite has no `ADD COLUMN IF NOT EXISTS`.
+                    let present: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                    )
+                    .bind(table)
+                    .bind(column)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if present == 0 {
+                        sqlx::raw_sql(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
                 tx.commit().await
             }
             Pool::Postgres(p) => {
@@ -92,6 +116,26 @@ impl Pool {
                     .execute(&mut *tx)
                     .await?;
                 sqlx::raw_sql(postgres).execute(&mut *tx).await?;
+                for (table, column, kind) in columns {
+                    // `ALTER TABLE` takes the table's heaviest lock (and needs its owner) even
+                    // when the column is there: only a database that lacks it pays.
+                    let present: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM information_schema.columns \
+                         WHERE table_schema = current_schema() AND table_name = $1 \
+                         AND column_name = $2",
+                    )
+                    .bind(table)
+                    .bind(column)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if present == 0 {
+                        sqlx::raw_sql(&format!(
+                            "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}"
+                        ))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
                 tx.commit().await
             }
         }
@@ -320,3 +364,37 @@ macro_rules! queue_dialect {
 
 queue_dialect!(sqlite, sqlx::SqliteConnection, "");
 queue_dialect!(postgres, sqlx::PgConnection, " FOR UPDATE SKIP LOCKED");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table an older version created gains the columns added since, once, in place.
+    #[tokio::test]
+    async fn added_columns_upgrade_an_older_table_once() {
+        let pool = Pool::memory().await.unwrap();
+        let Pool::Sqlite(p) = &pool else {
+            unreachable!("memory is SQLite")
+        };
+        sqlx::raw_sql("CREATE TABLE q (id INTEGER PRIMARY KEY); INSERT INTO q (id) VALUES (1)")
+            .execute(p)
+            .await
+            .unwrap();
+        let schema = "CREATE TABLE IF NOT EXISTS q (id INTEGER PRIMARY KEY)";
+        for _ in 0..2 {
+            pool.migrate(schema, "", &[("q", "traceparent", "TEXT")])
+                .await
+                .unwrap();
+        }
+        let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info('q')")
+            .fetch_all(p)
+            .await
+            .unwrap();
+        assert_eq!(columns, ["id", "traceparent"]);
+        let kept: Option<String> = sqlx::query_scalar("SELECT traceparent FROM q WHERE id = 1")
+            .fetch_one(p)
+            .await
+            .unwrap();
+        assert_eq!(kept, None, "the old row is kept, with NULL");
+    }
+}

@@ -197,6 +197,26 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Response>,
 {
+    use tracing::Instrument as _;
+    // One span around the handler and the commit: the message's trace context is this
+    // span's, so its attempts (and the receiver's spans) join the request's trace.
+    let span = tracing::info_span!(
+        "webhook.emit",
+        "webhook.event_type" = %spec.event_type,
+        "http.response.status_code" = tracing::field::Empty,
+    );
+    let response = emit_around_in(spec, req, handler)
+        .instrument(span.clone())
+        .await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
+}
+
+async fn emit_around_in<F, Fut>(spec: &EmitSpec, req: Request, handler: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let emitter = spec
         .emitter
         .clone()

@@ -13,6 +13,9 @@ use super::model::{Attempt, Auth, DeliveryStatus, Endpoint, Format};
 
 const SQLITE_SCHEMA: &str = include_str!("../../migrations/outbox/0001_outbox.sqlite.sql");
 const POSTGRES_SCHEMA: &str = include_str!("../../migrations/outbox/0001_outbox.postgres.sql");
+/// Columns added after the first schema: `traceparent`, the W3C trace context a message was
+/// emitted in (feature `otel`; `NULL` without it).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("outworx_messages", "traceparent", "TEXT")];
 
 /// Which rows a call may see: one tenant's, or (for operators and the CLI) everyone's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +63,8 @@ pub(crate) struct Job {
     pub(crate) event_type: String,
     pub(crate) payload: String,
     pub(crate) message_created_at: i64,
+    /// The W3C trace context the message was emitted in (feature `otel`).
+    pub(crate) traceparent: Option<String>,
     /// `None` when the endpoint was deleted.
     pub(crate) target: Option<Target>,
 }
@@ -378,8 +383,8 @@ macro_rules! dialect {
                     return Ok(Sent { message_id: first, deliveries: 0, duplicate: true });
                 }
                 let done = sqlx::query(
-                    "INSERT INTO outworx_messages (id, owner, event_type, payload, idempotency_key, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                    "INSERT INTO outworx_messages (id, owner, event_type, payload, idempotency_key, created_at, \
+                     traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
                 )
                 .bind(id)
                 .bind(&m.owner)
@@ -387,6 +392,8 @@ macro_rules! dialect {
                 .bind(&m.payload)
                 .bind(&m.idempotency_key)
                 .bind(now)
+                // The span it was emitted in: each attempt's span is that span's child.
+                .bind(crate::otel::traceparent(&tracing::Span::current()))
                 .execute(&mut *c)
                 .await?;
                 if done.rows_affected() == 0 {
@@ -484,7 +491,7 @@ macro_rules! dialect {
                 let rows = sqlx::query(
                     "SELECT d.id AS delivery_id, d.attempts, d.message_id, d.endpoint_id, d.owner, \
                      m.event_type, m.payload, m.created_at AS message_created_at, \
-                     e.id AS ep_id, e.url, e.auth, e.format, e.secret, e.previous_secret, \
+                     m.traceparent, e.id AS ep_id, e.url, e.auth, e.format, e.secret, e.previous_secret, \
                      e.previous_until, e.enabled, e.disabled_reason \
                      FROM outworx_deliveries d \
                      JOIN outworx_messages m ON m.id = d.message_id \
@@ -524,6 +531,7 @@ macro_rules! dialect {
                         event_type: r.try_get("event_type")?,
                         payload: r.try_get("payload")?,
                         message_created_at: r.try_get("message_created_at")?,
+                        traceparent: r.try_get("traceparent")?,
                         target,
                     });
                 }
@@ -967,7 +975,8 @@ impl Outbox {
     }
 
     async fn migrated(pool: Pool) -> Result<Outbox, SendError> {
-        pool.migrate(SQLITE_SCHEMA, POSTGRES_SCHEMA).await?;
+        pool.migrate(SQLITE_SCHEMA, POSTGRES_SCHEMA, ADDED_COLUMNS)
+            .await?;
         Ok(Outbox { pool })
     }
 

@@ -554,6 +554,7 @@ impl Worker {
             "error.type" = tracing::field::Empty,
             "webhook.delivery_status" = tracing::field::Empty,
         );
+        crate::otel::set_stored_parent(&span, job.traceparent.as_deref());
         let settle = self.attempt_in(job).instrument(span.clone()).await;
         match settle.last_status {
             Some(code) => {
@@ -684,7 +685,9 @@ impl Worker {
         } else {
             &self.http_client
         };
-        let (body, headers) = build_request(job, target, now)?;
+        let (body, mut headers) = build_request(job, target, now)?;
+        // The attempt's own span (entered around this call) goes out as `traceparent`.
+        crate::otel::inject(&tracing::Span::current(), &mut headers);
         let response = client
             .post(url)
             .headers(headers)
@@ -942,6 +945,7 @@ mod tests {
             event_type: "order.created".into(),
             payload: r#"{"id":1}"#.into(),
             message_created_at: 1_700_000_000_000,
+            traceparent: None,
             target: Some(target.clone()),
         };
         (job, target)
