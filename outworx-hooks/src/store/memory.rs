@@ -17,7 +17,58 @@ enum State {
         token: ReservationToken,
         since: Instant,
     },
-    Done(CachedResponse),
+    Done(Done),
+}
+
+/// A completed key's response, as held: the content type interned when it is JSON (nearly
+/// always), so most entries carry no allocation for it.
+#[derive(Debug, Clone)]
+struct Done {
+    status: u16,
+    content_type: ContentType,
+    body: Option<bytes::Bytes>,
+}
+
+#[derive(Debug, Clone)]
+enum ContentType {
+    None,
+    Json,
+    Other(Box<str>),
+}
+
+const JSON: &str = "application/json";
+
+impl From<CachedResponse> for Done {
+    fn from(r: CachedResponse) -> Self {
+        let content_type = match r.content_type {
+            None => ContentType::None,
+            Some(t) if t == JSON => ContentType::Json,
+            Some(t) => ContentType::Other(t.into_boxed_str()),
+        };
+        Done {
+            status: r.status,
+            content_type,
+            body: r.body,
+        }
+    }
+}
+
+impl Done {
+    fn content_type(&self) -> Option<&str> {
+        match &self.content_type {
+            ContentType::None => None,
+            ContentType::Json => Some(JSON),
+            ContentType::Other(t) => Some(t),
+        }
+    }
+
+    fn response(&self) -> CachedResponse {
+        CachedResponse {
+            status: self.status,
+            content_type: self.content_type().map(str::to_owned),
+            body: self.body.clone(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -36,8 +87,7 @@ impl Slot {
         let values = match &self.state {
             State::InFlight { token, .. } => token.0.len(),
             State::Done(r) => {
-                r.content_type.as_ref().map_or(0, String::len)
-                    + r.body.as_ref().map_or(0, |b| b.len())
+                r.content_type().map_or(0, str::len) + r.body.as_ref().map_or(0, |b| b.len())
             }
         };
         ENTRY_OVERHEAD + key.len() + values
@@ -250,7 +300,7 @@ impl MemoryStore {
             && slot.expires > now
         {
             match &slot.state {
-                State::Done(resp) => return Ok(Reservation::Duplicate(resp.clone())),
+                State::Done(resp) => return Ok(Reservation::Duplicate(resp.response())),
                 State::InFlight { since, .. }
                     if now.saturating_duration_since(*since) < STALE_RESERVATION =>
                 {
@@ -308,7 +358,7 @@ impl Store for MemoryStore {
         Box::pin(async move {
             let now = self.clock.now();
             self.if_holder(&fit_key(key), token, |_| Slot {
-                state: State::Done(response),
+                state: State::Done(response.into()),
                 expires: now + ttl,
             });
             Ok(())

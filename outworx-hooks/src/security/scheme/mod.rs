@@ -196,6 +196,21 @@ pub(crate) fn mac(algo: Algo, key: &[u8], parts: &[&[u8]]) -> Sig {
     }
 }
 
+/// [`mac`] from a secret's keyed state (its key schedule made once, not per delivery).
+pub(crate) fn keyed_mac(algo: Algo, key: &super::keys::Secret, parts: &[&[u8]]) -> Sig {
+    fn run<M: Mac + Clone>(keyed: &M, parts: &[&[u8]]) -> Sig {
+        let mut m = keyed.clone();
+        for p in parts {
+            m.update(p);
+        }
+        Sig::from_bytes(&m.finalize().into_bytes()).unwrap_or_else(Sig::empty)
+    }
+    match algo {
+        Algo::Sha1 => run(key.hmac_sha1(), parts),
+        Algo::Sha256 => run(key.hmac_sha256(), parts),
+    }
+}
+
 /// Constant-time equality of a computed MAC and a received one. The early length check leaks
 /// nothing: a MAC's length is fixed by its algorithm, which is public.
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -217,7 +232,7 @@ fn any_hmac(keys: &[Key], algo: Algo, parts: &[&[u8]], candidates: &[Sig]) -> bo
     }
     keys.iter().any(|k| match k {
         Key::Secret(secret) => {
-            let expected = mac(algo, secret, parts);
+            let expected = keyed_mac(algo, secret, parts);
             candidates
                 .iter()
                 .any(|c| ct_eq(c.bytes(), expected.bytes()))
@@ -403,7 +418,7 @@ impl SignCtx<'_> {
     /// The shared secret as HMAC key bytes.
     pub(super) fn hmac_key(&self) -> Result<Vec<u8>, SignError> {
         match super::parse_key(self.provider, self.secret)? {
-            Key::Secret(k) => Ok(k),
+            Key::Secret(k) => Ok(k.into_bytes()),
             #[allow(unreachable_patterns)]
             _ => Err(SignError::SigningKey {
                 provider: self.provider,
@@ -515,6 +530,24 @@ pub enum SignError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_keyed_state_reused_gives_the_same_mac_as_a_fresh_key_every_time() {
+        // Keys shorter than, equal to and longer than a block (longer ones are hashed first).
+        for key in [b"k".to_vec(), vec![7u8; 64], vec![9u8; 200]] {
+            let secret = super::super::keys::Secret::new(key.clone());
+            for algo in [Algo::Sha1, Algo::Sha256] {
+                for parts in [&[b"a".as_slice(), b"bc"][..], &[b""], &[b"body"]] {
+                    for _ in 0..2 {
+                        assert_eq!(
+                            keyed_mac(algo, &secret, parts).bytes(),
+                            mac(algo, &key, parts).bytes()
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn signatures_longer_than_64_bytes_or_odd_hex_never_decode() {

@@ -89,7 +89,7 @@ pub(crate) fn standard_signature(
         return Ok(format!("v1a,{}", b64().encode(sig)));
     }
     let key = match crate::security::parse_key(provider, secret)? {
-        Key::Secret(k) => k,
+        Key::Secret(k) => k.into_bytes(),
         #[allow(unreachable_patterns)]
         _ => {
             return Err(SignError::SigningKey {
