@@ -15,6 +15,8 @@ use crate::store::{MemoryStore, Store};
 pub(crate) struct Runtime {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) sinks: Vec<Arc<dyn Sink>>,
+    /// Whether any sink reads the request headers (see [`Sink::wants_request_headers`]).
+    headers_wanted: bool,
     pub(crate) debug: bool,
     pub(crate) fail_closed: bool,
     /// This service's name, escaped as a key component: the first part of every idempotency
@@ -38,15 +40,23 @@ fn default_service() -> String {
 
 impl Runtime {
     fn embedded() -> Runtime {
+        let sinks = with_metrics(vec![Arc::new(TracingSink)]);
         Runtime {
             store: Arc::new(MemoryStore::new()),
-            sinks: with_metrics(vec![Arc::new(TracingSink)]),
+            headers_wanted: sinks.iter().any(|s| s.wants_request_headers()),
+            sinks,
             debug: false,
             fail_closed: false,
             service: escape_component(&default_service()),
             public_url: None,
             trusted_proxies: Vec::new(),
         }
+    }
+
+    /// Whether a delivery's event should carry its request headers: some sink or subscriber
+    /// reads them.
+    pub(crate) fn wants_request_headers(&self) -> bool {
+        self.headers_wanted || crate::report::has_subscribers()
     }
 
     /// Reports a delivery's event; its span (`webhook.receive`) gets the outcome, and a
@@ -167,6 +177,7 @@ pub fn init(mut config: Config) -> Result<Guard, ConfigError> {
     }
     let rt = Runtime {
         store,
+        headers_wanted: guard.sinks.iter().any(|s| s.wants_request_headers()),
         sinks: guard.sinks.clone(),
         debug: config.debug,
         fail_closed: config.fail_closed,

@@ -122,7 +122,8 @@ impl Verified {
             let end = t.floor_char_boundary(crate::wire::limits::EVENT_TYPE.min(t.len()));
             span.record("webhook.event_type", &t[..end]);
         }
-        if let Some(k) = key.as_deref().filter(|_| verified) {
+        // An HMAC per delivery, only for a span someone records.
+        if let Some(k) = key.as_deref().filter(|_| verified && !span.is_disabled()) {
             span.record("webhook.idempotency_key_hash", self.key_hash(k).as_str());
         }
         self.finish_in(key, origin, event_type, call)
@@ -268,9 +269,11 @@ impl Verified {
             .ok()
             .and_then(|r| r.first_secret.clone())
             .unwrap_or_default();
-        let mut hex = crate::security::scheme::hmac_sha256_hex(secret.as_bytes(), key.as_bytes());
-        hex.truncate(16);
-        hex
+        let mac = crate::security::scheme::hmac_sha256(secret.as_bytes(), key.as_bytes());
+        let mut hex = [0u8; 16];
+        // 8 bytes always fit 16 hex digits, which are ASCII.
+        let _ = hex::encode_to_slice(&mac[..8], &mut hex);
+        String::from_utf8_lossy(&hex).into_owned()
     }
 
     /// Why this route no longer takes a queued delivery, if it does not: another route now

@@ -210,8 +210,8 @@ impl Verified {
             payload_size: self.body.len(),
             timestamp: event::iso8601(self.arrived),
             event_type,
-            request_headers: route
-                .capture_headers
+            // Built only for a reader: most deployments' sinks (logs, metrics) never look.
+            request_headers: (route.capture_headers && self.rt.wants_request_headers())
                 .then(|| event::redact_headers(&self.parts.headers, &route.redact)),
             request_body: route.capture_body.then(|| event::capture(&self.body)),
             response_body: None,

@@ -150,6 +150,10 @@ impl Sink for MetricsSink {
     fn send(&self, event: &Arc<DeliveryEvent>) {
         record(event);
     }
+
+    fn wants_request_headers(&self) -> bool {
+        false
+    }
 }
 
 /// Records one event: the handles are looked up (or made) under the lock, cloned, and

@@ -60,6 +60,26 @@ pub trait Sink: Send + Sync + 'static {
     /// Takes one event.
     fn send(&self, event: &Arc<DeliveryEvent>);
 
+    /// Whether this sink reads [`DeliveryEvent::request_headers`]. When no sink (and no
+    /// [`subscribe`]r) does, deliveries skip building that map (every header, copied and
+    /// redacted): work for no reader. The default is `true`, so a sink that does not say
+    /// still gets them.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use outworx_hooks::{Sink, event::DeliveryEvent};
+    ///
+    /// struct Counts;
+    /// impl Sink for Counts {
+    ///     fn send(&self, e: &Arc<DeliveryEvent>) { let _ = e.status_code; }
+    ///     fn wants_request_headers(&self) -> bool { false }
+    /// }
+    /// # let _ = Counts;
+    /// ```
+    fn wants_request_headers(&self) -> bool {
+        true
+    }
+
     /// Delivers whatever is queued; called by [`Guard::shutdown`](crate::Guard::shutdown).
     fn flush(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
@@ -88,6 +108,10 @@ impl Sink for TracingSink {
             error = e.error_message.as_deref().unwrap_or(""),
             "webhook delivery"
         );
+    }
+
+    fn wants_request_headers(&self) -> bool {
+        false
     }
 }
 
@@ -128,6 +152,11 @@ impl Subscription {
 }
 
 /// Sends `event` to every [`Subscription`]. No subscriber is the common case.
+/// Whether anyone holds a [`Subscription`] now.
+pub(crate) fn has_subscribers() -> bool {
+    events().receiver_count() > 0
+}
+
 pub(crate) fn publish(event: Arc<DeliveryEvent>) {
     let _ = events().send(event);
 }

@@ -8,7 +8,7 @@ use hashlink::LinkedHashMap;
 
 use super::{
     BoxFuture, CachedResponse, Clock, Reservation, ReservationToken, STALE_RESERVATION, Store,
-    StoreError, SystemClock, fit_key, new_token,
+    StoreError, SystemClock, new_token,
 };
 
 #[derive(Debug, Clone)]
@@ -78,26 +78,59 @@ struct Slot {
     expires: Instant,
 }
 
-/// What one entry is charged against the byte budget beyond its key and values: the map's
-/// node, the slot and the allocations' headers, rounded up.
+/// What one entry is charged against the byte budget beyond its values: the map's node (the
+/// key's 128-bit id, the slot, the links), its bucket and the allocator's headers, rounded up.
 const ENTRY_OVERHEAD: usize = 128;
 
 impl Slot {
-    fn bytes(&self, key: &str) -> usize {
+    fn bytes(&self) -> usize {
         let values = match &self.state {
             State::InFlight { token, .. } => token.0.len(),
             State::Done(r) => {
                 r.content_type().map_or(0, str::len) + r.body.as_ref().map_or(0, |b| b.len())
             }
         };
-        ENTRY_OVERHEAD + key.len() + values
+        ENTRY_OVERHEAD + values
+    }
+}
+
+/// A key as held: two 64-bit hashes of it under two independent random keys. The key itself
+/// is not stored, so an entry carries no allocation for it and neither a lookup nor an
+/// eviction reads cold key bytes. Two distinct keys share an id with probability 2^-128 (about
+/// 10^-27 across a million keys); the hash keys are random per store, so a sender cannot aim
+/// for a collision. The first half picks the shard, the second places the entry in its map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Id(u64, u64);
+
+impl std::hash::Hash for Id {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.1);
+    }
+}
+
+/// The map's hasher: an [`Id`] is already a random hash, so its second half is used as is.
+#[derive(Default, Clone, Copy)]
+struct Pass(u64);
+
+impl std::hash::Hasher for Pass {
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached (an `Id` writes one u64); folded in anyway so any input is hashed.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
 /// One shard: keys in the order they were last reserved or completed, so the front is always
 /// the oldest entry (the first to expire for a common TTL, and the one evicted at a bound).
 struct Shard {
-    map: LinkedHashMap<Box<str>, Slot>,
+    map: LinkedHashMap<Id, Slot, std::hash::BuildHasherDefault<Pass>>,
     capacity: usize,
     max_bytes: usize,
     bytes: usize,
@@ -107,12 +140,12 @@ impl Shard {
     /// Drops expired entries from the front, then the oldest ones until one more entry of
     /// `incoming` bytes fits both bounds.
     fn make_room(&mut self, now: Instant, incoming: usize) {
-        while let Some((key, front)) = self.map.front() {
+        while let Some((_, front)) = self.map.front() {
             let fits = self.map.len() < self.capacity && self.bytes + incoming <= self.max_bytes;
             if front.expires > now && fits {
                 break;
             }
-            let freed = front.bytes(key);
+            let freed = front.bytes();
             self.map.pop_front();
             self.bytes -= freed;
         }
@@ -120,25 +153,25 @@ impl Shard {
 
     /// Replaces the slot of `key` (which must be present) and moves it to the back, keeping
     /// the byte count; older entries give way if the new value does not fit.
-    fn replace(&mut self, key: &str, slot: Slot) {
-        let Some(old) = self.map.get_mut(key) else {
+    fn replace(&mut self, key: Id, slot: Slot) {
+        let Some(old) = self.map.get_mut(&key) else {
             return;
         };
-        let (before, after) = (old.bytes(key), slot.bytes(key));
+        let (before, after) = (old.bytes(), slot.bytes());
         *old = slot;
         self.bytes = self.bytes - before + after;
-        self.map.to_back(key);
+        self.map.to_back(&key);
         // Evict from the front (never this key, now at the back) until within the budget.
         while self.bytes > self.max_bytes && self.map.len() > 1 {
-            if let Some((k, front)) = self.map.front() {
-                let freed = front.bytes(k);
+            if let Some((_, front)) = self.map.front() {
+                let freed = front.bytes();
                 self.map.pop_front();
                 self.bytes -= freed;
             }
         }
         // Alone and still too large: keep the status, not the body.
         if self.bytes > self.max_bytes
-            && let Some(slot) = self.map.get_mut(key)
+            && let Some(slot) = self.map.get_mut(&key)
             && let State::Done(r) = &mut slot.state
             && let Some(body) = r.body.take()
         {
@@ -146,16 +179,16 @@ impl Shard {
         }
     }
 
-    fn insert(&mut self, key: &str, slot: Slot, now: Instant) {
-        let size = slot.bytes(key);
+    fn insert(&mut self, key: Id, slot: Slot, now: Instant) {
+        let size = slot.bytes();
         self.make_room(now, size);
-        self.map.insert(key.into(), slot);
+        self.map.insert(key, slot);
         self.bytes += size;
     }
 
-    fn remove(&mut self, key: &str) {
-        if let Some(slot) = self.map.remove(key) {
-            self.bytes -= slot.bytes(key);
+    fn remove(&mut self, key: Id) {
+        if let Some(slot) = self.map.remove(&key) {
+            self.bytes -= slot.bytes();
         }
     }
 }
@@ -165,8 +198,8 @@ impl Shard {
 ///
 /// Keys are spread over independently locked shards, each an insertion-ordered hash map, so a
 /// new key is one hash-map insert under one uncontended lock. Entries expire with their TTL
-/// and are dropped as new keys arrive; past `max_entries` keys or `max_bytes` bytes (keys,
-/// cached response bodies and a fixed overhead per entry) the **oldest** entries are evicted
+/// and are dropped as new keys arrive; past `max_entries` keys or `max_bytes` bytes (cached
+/// response bodies and a fixed 128 bytes per entry) the **oldest** entries are evicted
 /// first: the ones least likely to be retried. Under that pressure a retry of an evicted key
 /// runs the handler again, so size the bounds for your providers' retry window.
 ///
@@ -186,7 +219,8 @@ impl Shard {
 /// ```
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
-    hasher: RandomState,
+    /// The two random keys of an [`Id`].
+    hashers: (RandomState, RandomState),
     clock: Arc<dyn Clock>,
 }
 
@@ -251,7 +285,7 @@ impl MemoryStore {
                 let capacity = max_entries / n + u64::from(i < max_entries % n);
                 let bytes = max_bytes / n + u64::from(i < max_bytes % n);
                 Mutex::new(Shard {
-                    map: LinkedHashMap::new(),
+                    map: LinkedHashMap::default(),
                     capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
                     max_bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
                     bytes: 0,
@@ -260,7 +294,7 @@ impl MemoryStore {
             .collect();
         MemoryStore {
             shards,
-            hasher: RandomState::new(),
+            hashers: (RandomState::new(), RandomState::new()),
             clock: Arc::new(SystemClock),
         }
     }
@@ -286,17 +320,21 @@ impl MemoryStore {
         self.shards.iter().map(|s| lock(s).bytes as u64).sum()
     }
 
-    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
+    fn id(&self, key: &str) -> Id {
+        Id(self.hashers.0.hash_one(key), self.hashers.1.hash_one(key))
+    }
+
+    fn shard(&self, key: Id) -> MutexGuard<'_, Shard> {
         let n = self.shards.len() as u64;
         // Widening then narrowing: the index is below the shard count, so it fits.
-        let i = (self.hasher.hash_one(key) % n) as usize;
+        let i = (key.0 % n) as usize;
         lock(&self.shards[i])
     }
 
-    fn reserve_now(&self, key: &str, ttl: Duration) -> Result<Reservation, StoreError> {
+    fn reserve_now(&self, key: Id, ttl: Duration) -> Result<Reservation, StoreError> {
         let now = self.clock.now();
         let mut shard = self.shard(key);
-        if let Some(slot) = shard.map.get(key)
+        if let Some(slot) = shard.map.get(&key)
             && slot.expires > now
         {
             match &slot.state {
@@ -317,7 +355,7 @@ impl MemoryStore {
             },
             expires: now + ttl,
         };
-        if shard.map.contains_key(key) {
+        if shard.map.contains_key(&key) {
             shard.replace(key, fresh);
         } else {
             shard.insert(key, fresh, now);
@@ -327,9 +365,9 @@ impl MemoryStore {
 
     /// Applies `change` to the slot of `key` while `token` holds its reservation, checked and
     /// changed under one lock (so a takeover in between is seen).
-    fn if_holder(&self, key: &str, token: &ReservationToken, change: impl FnOnce(&Slot) -> Slot) {
+    fn if_holder(&self, key: Id, token: &ReservationToken, change: impl FnOnce(&Slot) -> Slot) {
         let mut shard = self.shard(key);
-        let next = match shard.map.get(key) {
+        let next = match shard.map.get(&key) {
             Some(slot) if matches!(&slot.state, State::InFlight { token: t, .. } if t == token) => {
                 change(slot)
             }
@@ -345,7 +383,7 @@ impl Store for MemoryStore {
         key: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Reservation, StoreError>> {
-        Box::pin(async move { self.reserve_now(&fit_key(key), ttl) })
+        Box::pin(async move { self.reserve_now(self.id(key), ttl) })
     }
 
     fn complete<'a>(
@@ -357,7 +395,7 @@ impl Store for MemoryStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let now = self.clock.now();
-            self.if_holder(&fit_key(key), token, |_| Slot {
+            self.if_holder(self.id(key), token, |_| Slot {
                 state: State::Done(response.into()),
                 expires: now + ttl,
             });
@@ -371,12 +409,12 @@ impl Store for MemoryStore {
         token: &'a ReservationToken,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let key = fit_key(key);
-            let mut shard = self.shard(&key);
-            if let Some(slot) = shard.map.get(&*key)
+            let key = self.id(key);
+            let mut shard = self.shard(key);
+            if let Some(slot) = shard.map.get(&key)
                 && matches!(&slot.state, State::InFlight { token: t, .. } if t == token)
             {
-                shard.remove(&key);
+                shard.remove(key);
             }
             Ok(())
         })
@@ -389,7 +427,7 @@ impl Store for MemoryStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let now = self.clock.now();
-            self.if_holder(&fit_key(key), token, |slot| Slot {
+            self.if_holder(self.id(key), token, |slot| Slot {
                 state: State::InFlight {
                     token: token.clone(),
                     since: now,

@@ -30,10 +30,18 @@ pub(crate) use outworx_hooks_providers::{Algo, Encoding, Scheme};
 #[cfg(feature = "send")]
 pub(crate) use standard::{standard_public_key, standard_signature};
 
-/// `hex(HMAC-SHA256(key, body))`: the `fastapihooks` format's signature (the sending side),
-/// and the key digest on a delivery's span.
+/// `hex(HMAC-SHA256(key, body))`: the `fastapihooks` format's signature (the sending side).
+#[cfg(feature = "send")]
 pub(crate) fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
-    hex::encode(mac(Algo::Sha256, key, &[body]).bytes())
+    hex::encode(hmac_sha256(key, body))
+}
+
+/// `HMAC-SHA256(key, body)`.
+pub(crate) fn hmac_sha256(key: &[u8], body: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let sig = mac(Algo::Sha256, key, &[body]);
+    out.copy_from_slice(sig.bytes().get(..32).unwrap_or(&[0; 32]));
+    out
 }
 
 /// Writes a MAC as a header value.
