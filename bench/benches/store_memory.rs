@@ -4,7 +4,8 @@
 //! added (`VmRSS`, which includes the allocator's own overhead), divided by the entries.
 //!
 //! The cached body is a static slice here, so what is measured is everything **beyond** the
-//! body: the key, the map, the slot, the content type.
+//! body: the map, the slot, the content type (the store keeps a 128-bit hash of each key, not
+//! the key).
 //!
 //! Run: `cargo bench -p outworx-hooks-bench --bench store_memory` (`-- --entries N` to
 //! change the count; about 10 s).

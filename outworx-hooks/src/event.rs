@@ -66,7 +66,10 @@ pub struct DeliveryEvent {
     /// The provider's event type (`charge.succeeded`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_type: Option<String>,
-    /// Request headers, sensitive ones as `[REDACTED]`.
+    /// Request headers, sensitive ones as `[REDACTED]`. `None` when the route does not capture
+    /// them, or when nothing reads them: no sink says it does
+    /// ([`Sink::wants_request_headers`](crate::Sink::wants_request_headers)) and no
+    /// [`subscribe`](crate::subscribe)r was alive when the delivery arrived.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_headers: Option<BTreeMap<String, String>>,
     /// The request body (only with `capture_body`), cut at 64 KiB.

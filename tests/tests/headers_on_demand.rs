@@ -62,4 +62,10 @@ async fn request_headers_are_built_only_when_someone_reads_them() {
     assert!(headers.contains_key("content-type"));
     let seen = events.recv().await.unwrap();
     assert_eq!(seen.request_headers.as_ref(), Some(&headers));
+
+    // The subscriber gone, nobody reads them again.
+    drop(events);
+    deliver(&app, "d-3").await;
+    let third = kept.0.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(third.request_headers, None);
 }

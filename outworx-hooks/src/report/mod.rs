@@ -151,12 +151,16 @@ impl Subscription {
     }
 }
 
-/// Sends `event` to every [`Subscription`]. No subscriber is the common case.
+/// How many [`Subscription`]s are alive: read on every delivery without taking the
+/// channel's lock.
+static SUBSCRIBERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Whether anyone holds a [`Subscription`] now.
 pub(crate) fn has_subscribers() -> bool {
-    events().receiver_count() > 0
+    SUBSCRIBERS.load(std::sync::atomic::Ordering::Relaxed) > 0
 }
 
+/// Sends `event` to every [`Subscription`]. No subscriber is the common case.
 pub(crate) fn publish(event: Arc<DeliveryEvent>) {
     let _ = events().send(event);
 }
@@ -176,7 +180,14 @@ fn events() -> &'static broadcast::Sender<Arc<DeliveryEvent>> {
 /// # });
 /// ```
 pub fn subscribe() -> Subscription {
+    SUBSCRIBERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Subscription {
         inner: BroadcastStream::new(events().subscribe()),
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        SUBSCRIBERS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -41,8 +41,9 @@
 //! executable's name), so two services sharing one Redis or one Outworx project never answer
 //! each other's deliveries, while every instance of one service shares them. Name it when you
 //! share a store ([`init`](crate::init) warns if you do not). Keys longer than [`MAX_KEY_LEN`]
-//! bytes are replaced by a digest of themselves ([`fit_key`]) in every store, so a key's size
-//! is bounded whatever a sender puts in it.
+//! bytes are replaced by a digest of themselves ([`fit_key`]) before they reach a store, so a
+//! key's size is bounded whatever a sender puts in it; [`MemoryStore`] keeps no key at all,
+//! only a keyed 128-bit hash of it.
 //!
 //! For providers whose natural key is a header their signature does not cover (GitHub,
 //! Shopify, GitLab, Bitbucket, Linear, Razorpay, Twilio), bare `idempotency` also reserves a
