@@ -215,9 +215,23 @@ impl Verified {
         let outcome = lease
             .renewing(&*self.rt.store, self.rt.store.renew_every(), handler)
             .await;
-        let answered = Answered::of(outcome).await;
+        // Read only what is kept: a body to cache for retries, or to capture in the event.
+        let cache = if lease.keys.is_empty() {
+            0
+        } else {
+            MAX_CACHED_BODY
+        };
+        let capture = if self.route.capture_body {
+            event::BODY_CAPTURE_LIMIT
+        } else {
+            0
+        };
+        let answered = Answered::of(outcome, cache.max(capture)).await;
 
-        if let Err(err) = lease.settle(&*self.rt.store, &answered, ttl).await {
+        // What a retry is answered with, for a 2xx (a body is not `Sync`: not held across).
+        let replay =
+            (answered.status.is_success() && !lease.keys.is_empty()).then(|| answered.cached());
+        if let Err(err) = lease.settle(&*self.rt.store, replay, ttl).await {
             tracing::warn!(handler = self.route.handler, "{err}");
             extra.insert("idempotency_error".into(), err.to_string().into());
         }
@@ -228,7 +242,7 @@ impl Verified {
         e.response_body = self
             .route
             .capture_body
-            .then(|| event::capture(&answered.body));
+            .then(|| event::capture(answered.head()));
         let require_processed = self.route.require_processed;
         mark_event(
             &mut e,
@@ -447,21 +461,60 @@ impl Verified {
     }
 }
 
-/// The handler's answer, read whole: what is sent, cached for retries and reported. A panic
-/// or a failing response body becomes a 500 with the reason in `error`.
+/// The handler's answer: what is sent, cached for retries and reported. Its body is read only
+/// as far as something keeps it (see [`Held`]). A panic, or a body that fails while it is
+/// read here, becomes a 500 with the reason in `error`.
 struct Answered {
     status: StatusCode,
     headers: http::HeaderMap,
-    body: Bytes,
+    body: Held,
     error: Option<String>,
 }
 
+/// A response body as far as it was read.
+enum Held {
+    /// Read whole: it was within what is kept.
+    Whole(Bytes),
+    /// Longer than what is kept: its first bytes (at least that much), then the rest, sent
+    /// as it comes.
+    Partial { head: Bytes, rest: Body },
+}
+
+/// Reads `body` until it ends or more than `keep` bytes are in hand; never more.
+async fn read_up_to(mut body: Body, keep: usize) -> Result<Held, axum::Error> {
+    use http_body_util::BodyExt as _;
+    // A body that says how long it is (most handlers' bodies) and fits: read it at once.
+    if http_body::Body::size_hint(&body)
+        .upper()
+        .is_some_and(|n| n <= keep as u64)
+    {
+        return Ok(Held::Whole(body.collect().await?.to_bytes()));
+    }
+    let mut head = bytes::BytesMut::new();
+    while head.len() <= keep {
+        match body.frame().await {
+            None => return Ok(Held::Whole(head.freeze())),
+            Some(frame) => {
+                if let Ok(data) = frame?.into_data() {
+                    head.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+    Ok(Held::Partial {
+        head: head.freeze(),
+        rest: body,
+    })
+}
+
 impl Answered {
-    async fn of(outcome: std::thread::Result<Response>) -> Answered {
+    /// The handler's outcome, its body read as far as `keep` bytes (0: not at all, sent as
+    /// it comes).
+    async fn of(outcome: std::thread::Result<Response>, keep: usize) -> Answered {
         let failed = |body: &'static [u8], error: String| Answered {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             headers: http::HeaderMap::new(),
-            body: Bytes::from_static(body),
+            body: Held::Whole(Bytes::from_static(body)),
             error: Some(error),
         };
         let resp = match outcome {
@@ -472,8 +525,16 @@ impl Answered {
             }
         };
         let (parts, body) = resp.into_parts();
-        // The handler is the application's own code: its body is not limited here.
-        match axum::body::to_bytes(body, usize::MAX).await {
+        // Nothing keeps any of it: sent as it comes, never held in memory here.
+        let read = if keep == 0 {
+            Ok(Held::Partial {
+                head: Bytes::new(),
+                rest: body,
+            })
+        } else {
+            read_up_to(body, keep).await
+        };
+        match read {
             Ok(body) => Answered {
                 status: parts.status,
                 headers: parts.headers,
@@ -497,12 +558,32 @@ impl Answered {
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
-            body: (self.body.len() <= MAX_CACHED_BODY).then(|| self.body.clone()),
+            body: match &self.body {
+                Held::Whole(b) if b.len() <= MAX_CACHED_BODY => Some(b.clone()),
+                // Longer: a retry is answered with the status alone.
+                _ => None,
+            },
+        }
+    }
+
+    /// The body's first bytes as read (all of it when it was read whole).
+    fn head(&self) -> &[u8] {
+        match &self.body {
+            Held::Whole(b) | Held::Partial { head: b, .. } => b,
         }
     }
 
     fn into_response(self) -> Response {
-        let mut resp = Response::new(Body::from(self.body));
+        let body = match self.body {
+            Held::Whole(b) => Body::from(b),
+            Held::Partial { head, rest } if head.is_empty() => rest,
+            Held::Partial { head, rest } => {
+                use futures_util::StreamExt as _;
+                let first = futures_util::stream::once(async move { Ok(head) });
+                Body::from_stream(first.chain(rest.into_data_stream()))
+            }
+        };
+        let mut resp = Response::new(body);
         *resp.status_mut() = self.status;
         *resp.headers_mut() = self.headers;
         resp
@@ -645,15 +726,13 @@ impl Lease {
     async fn settle(
         &self,
         store: &dyn Store,
-        answered: &Answered,
+        replay: Option<CachedResponse>,
         ttl: Duration,
     ) -> Result<(), crate::store::StoreError> {
-        if self.keys.is_empty() {
-            Ok(())
-        } else if answered.status.is_success() {
-            self.complete(store, answered.cached(), ttl).await
-        } else {
-            self.release(store).await
+        match replay {
+            _ if self.keys.is_empty() => Ok(()),
+            Some(cached) => self.complete(store, cached, ttl).await,
+            None => self.release(store).await,
         }
     }
 
