@@ -152,6 +152,24 @@ async fn layered(track: Track) -> &'static str {
     "ok"
 }
 
+/// Marks the event processed, then its response body fails: the run is not done.
+#[webhook(
+    provider = "standard",
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    idempotency,
+    queue,
+    require_processed
+)]
+async fn body_breaks(track: Track, body: String) -> axum::body::Body {
+    let _ = body;
+    track.processed();
+    let parts = vec![
+        Ok(axum::body::Bytes::from("x")),
+        Err(std::io::Error::other("the body broke")),
+    ];
+    axum::body::Body::from_stream(futures_util::stream::iter(parts))
+}
+
 fn app() -> Router {
     use outworx_hooks::{OutworxHooksLayer, TrackOptions};
     let options = TrackOptions::new(Provider::Standard)
@@ -172,6 +190,7 @@ fn app() -> Router {
         .route("/flaky", post(flaky))
         .route("/broken", post(broken))
         .route("/filtered", post(filtered))
+        .route("/body_breaks", post(body_breaks))
 }
 
 fn signed(id: &str, kind: &str) -> outworx_hooks::testing::Signed {
@@ -450,11 +469,24 @@ async fn queue_first_receiving() {
         "{e:?}"
     );
 
+    // Marked processed, but its response body failed: retried, not done.
+    let (_, body) = post_to(
+        &provider,
+        &format!("{base}/body_breaks"),
+        &signed("msg_body_breaks", "a.b"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(worker.run_once(16).await.unwrap(), 1);
+    let e = status_of(&inbox, body["id"].as_i64().unwrap()).await;
+    assert_eq!(e.status, InboxStatus::Pending, "{e:?}");
+    assert!(e.last_error.as_deref().unwrap().contains("body"), "{e:?}");
+
     // What the CLI shows.
     let all = inbox.list(&InboxFilter::default()).await.unwrap();
     assert_eq!(
         all.len(),
-        7,
+        8,
         "the inline and filtered routes stored nothing"
     );
     let (entry, body) = inbox.show(id).await.unwrap().unwrap();

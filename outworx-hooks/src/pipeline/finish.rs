@@ -215,18 +215,21 @@ impl Verified {
         let outcome = lease
             .renewing(&*self.rt.store, self.rt.store.renew_every(), handler)
             .await;
-        // Read only what is kept: a body to cache for retries, or to capture in the event.
-        let cache = if lease.keys.is_empty() {
-            0
-        } else {
-            MAX_CACHED_BODY
-        };
-        let capture = if self.route.capture_body {
+        // Read only as far as something depends on it. A key is completed, and the inbox
+        // records `done`, only for a body that ended well: read whole, as the handler wrote
+        // it. Otherwise only `capture_body`'s first 64 KiB, or nothing: sent as it comes.
+        #[cfg(feature = "inbox")]
+        let depends = !lease.keys.is_empty() || dispatched.is_some();
+        #[cfg(not(feature = "inbox"))]
+        let depends = !lease.keys.is_empty();
+        let keep = if depends {
+            usize::MAX
+        } else if self.route.capture_body {
             event::BODY_CAPTURE_LIMIT
         } else {
             0
         };
-        let answered = Answered::of(outcome, cache.max(capture)).await;
+        let answered = Answered::of(outcome, keep).await;
 
         // What a retry is answered with, for a 2xx (a body is not `Sync`: not held across).
         let replay =
@@ -473,37 +476,60 @@ struct Answered {
 
 /// A response body as far as it was read.
 enum Held {
-    /// Read whole: it was within what is kept.
+    /// Read whole.
     Whole(Bytes),
     /// Longer than what is kept: its first bytes (at least that much), then the rest, sent
-    /// as it comes.
-    Partial { head: Bytes, rest: Body },
+    /// as it comes; `length` is the length the body declared exactly, if it did.
+    Partial {
+        head: Bytes,
+        rest: Body,
+        length: Option<u64>,
+    },
 }
 
-/// Reads `body` until it ends or more than `keep` bytes are in hand; never more.
+/// Reads `body` until it ends or more than `keep` bytes are in hand (the frame that crosses
+/// `keep` is the last one read). Frames are kept as they come: one frame is never copied.
 async fn read_up_to(mut body: Body, keep: usize) -> Result<Held, axum::Error> {
+    use http_body::Body as _;
     use http_body_util::BodyExt as _;
-    // A body that says how long it is (most handlers' bodies) and fits: read it at once.
-    if http_body::Body::size_hint(&body)
-        .upper()
-        .is_some_and(|n| n <= keep as u64)
-    {
-        return Ok(Held::Whole(body.collect().await?.to_bytes()));
-    }
-    let mut head = bytes::BytesMut::new();
-    while head.len() <= keep {
+    let length = body.size_hint().exact();
+    let mut frames: Vec<Bytes> = Vec::new();
+    let mut held = 0usize;
+    let whole = loop {
+        if held > keep {
+            break body.is_end_stream();
+        }
         match body.frame().await {
-            None => return Ok(Held::Whole(head.freeze())),
+            None => break true,
             Some(frame) => {
-                if let Ok(data) = frame?.into_data() {
-                    head.extend_from_slice(&data);
+                if let Ok(data) = frame?.into_data()
+                    && !data.is_empty()
+                {
+                    held = held.saturating_add(data.len());
+                    frames.push(data);
                 }
             }
         }
-    }
-    Ok(Held::Partial {
-        head: head.freeze(),
-        rest: body,
+    };
+    let head = match frames.len() {
+        0 => Bytes::new(),
+        1 => frames.swap_remove(0),
+        _ => {
+            let mut all = bytes::BytesMut::with_capacity(held);
+            for f in &frames {
+                all.extend_from_slice(f);
+            }
+            all.freeze()
+        }
+    };
+    Ok(if whole {
+        Held::Whole(head)
+    } else {
+        Held::Partial {
+            head,
+            rest: body,
+            length,
+        }
     })
 }
 
@@ -530,6 +556,7 @@ impl Answered {
             Ok(Held::Partial {
                 head: Bytes::new(),
                 rest: body,
+                length: None,
             })
         } else {
             read_up_to(body, keep).await
@@ -573,12 +600,18 @@ impl Answered {
         }
     }
 
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
         let body = match self.body {
             Held::Whole(b) => Body::from(b),
-            Held::Partial { head, rest } if head.is_empty() => rest,
-            Held::Partial { head, rest } => {
+            Held::Partial { head, rest, .. } if head.is_empty() => rest,
+            Held::Partial { head, rest, length } => {
                 use futures_util::StreamExt as _;
+                // The chained body cannot say its length: keep the one the handler's did.
+                if let Some(n) = length {
+                    self.headers
+                        .entry(header::CONTENT_LENGTH)
+                        .or_insert_with(|| http::HeaderValue::from(n));
+                }
                 let first = futures_util::stream::once(async move { Ok(head) });
                 Body::from_stream(first.chain(rest.into_data_stream()))
             }
