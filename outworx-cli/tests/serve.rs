@@ -237,6 +237,59 @@ async fn scenario(db: &str) {
         .unwrap();
     assert_eq!(r.status(), 400);
 
+    // The charts' series, computed in SQL on either backend: its buckets add up to the
+    // summary, outcome by outcome.
+    let series = get_json(&http, format!("{base}/api/stats/series?bucket=3600")).await;
+    let buckets = series["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), 24, "the last 24 hours by the hour");
+    let mut outcomes = std::collections::BTreeMap::<String, i64>::new();
+    for b in buckets {
+        for (k, v) in b["counts"].as_object().unwrap() {
+            *outcomes.entry(k.clone()).or_default() += v.as_i64().unwrap();
+        }
+    }
+    // The three deliveries of the last minutes; the raw event of 2026-11-23 is outside.
+    assert_eq!(outcomes.values().sum::<i64>(), 3, "{series}");
+    assert_eq!(outcomes.get("silent_drop"), Some(&1), "{series}");
+    assert_eq!(outcomes.get("completed"), Some(&2), "{series}");
+    assert!(buckets.iter().any(|b| b["p95_ms"].is_i64()), "{series}");
+    // A window holding all four: the same total as the summary's, and the raw 500 a failure.
+    let series = get_json(
+        &http,
+        format!("{base}/api/stats/series?since=2026-11-01T00:00:00Z&until=2099-01-01T00:00:00Z&bucket=31536000"),
+    )
+    .await;
+    let mut outcomes = std::collections::BTreeMap::<String, i64>::new();
+    for b in series["buckets"].as_array().unwrap() {
+        for (k, v) in b["counts"].as_object().unwrap() {
+            *outcomes.entry(k.clone()).or_default() += v.as_i64().unwrap();
+        }
+    }
+    assert_eq!(outcomes.values().sum::<i64>(), 4, "{series}");
+    assert_eq!(outcomes.get("failed"), Some(&1), "{series}");
+    for bad in [
+        "bucket=0",
+        "bucket=1&since=2026-01-01T00:00:00Z&until=2026-01-02T00:00:00Z",
+        "since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",
+        "bucket=x",
+        "bogus=1",
+    ] {
+        let r = http
+            .get(format!("{base}/api/stats/series?{bad}"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    let r = http
+        .get(format!("{base}/api/stats/series"))
+        .bearer_auth("ow_live_not_a_key_of_this_server_000000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "scoped to the project's key");
+
     let big: Vec<Value> = (0..1001).map(|_| json!({})).collect();
     let r = http
         .post(format!("{base}/api/ingest"))

@@ -10,6 +10,8 @@
 //!   ingress `/t/{slug}/...`;
 //! - `GET /api/events?provider=&status=&processing_status=&signature_valid=&since=&until=&limit=&before_id=`:
 //!   the stored events, newest first; `GET /api/stats?since=&until=`: their counts;
+//!   `GET /api/stats/series?since=&until=&bucket=`: counts per outcome and p50/p95 latency
+//!   per time bucket, for charts;
 //! - `GET /dashboard/`: a page over those two (the API key is typed into it).
 //!
 //! Every `/api` call needs `Authorization: Bearer <api key>` with a configured key (401

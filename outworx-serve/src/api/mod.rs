@@ -7,7 +7,7 @@
 //! - [`ingest`]: event validation and `POST /api/ingest`;
 //! - [`idempotency`]: `POST /api/sdk/idempotency/check` and `/complete`;
 //! - [`forward`]: the tunnel sessions, their polls and responses, and the public ingress;
-//! - [`query`]: `GET /api/events` and `GET /api/stats`.
+//! - [`query`]: `GET /api/events`, `GET /api/stats` and `GET /api/stats/series`.
 // Helpers return the ready error `Response` to the handler, which answers with it: the error
 // path builds it once, so boxing it would only add an allocation.
 #![allow(clippy::result_large_err)]
@@ -34,7 +34,7 @@ use auth::verify;
 use forward::{close_session, create_session, forward_status, ingress, poll, respond};
 use idempotency::{check, complete};
 use ingest::ingest;
-use query::{events, stats};
+use query::{events, series, stats};
 
 pub(crate) use forward::DEFAULT_POLL_WAIT;
 #[cfg(test)]
@@ -64,6 +64,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/forward/status", get(forward_status))
         .route("/api/events", get(events))
         .route("/api/stats", get(stats))
+        .route("/api/stats/series", get(series))
         .route("/healthz", get(|| async { "ok" }))
         // Prometheus: the ingest, idempotency and tunnel counters (no project data).
         .merge(outworx_hooks::report::metrics::router().with_state(()))

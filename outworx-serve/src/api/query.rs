@@ -70,6 +70,67 @@ pub(super) async fn stats(
     }
 }
 
+/// The window and bucket of `/api/stats/series`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeriesQuery {
+    since: Option<String>,
+    until: Option<String>,
+    /// Seconds per bucket.
+    bucket: Option<String>,
+}
+
+/// The project's events over time, in buckets: counts per outcome and p50/p95 latency, for
+/// the dashboard's charts. The window defaults to the last 24 hours, the bucket to a
+/// sixtieth of the window (at least one second); at most 1,000 buckets.
+pub(super) async fn series(
+    State(app): State<Arc<App>>,
+    Project(project): Project,
+    uri: Uri,
+) -> Response {
+    let q: SeriesQuery = match strict_query(uri.query().unwrap_or("")) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let (since, until) = match window(&q.since, &q.until) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let until = until.unwrap_or_else(crate::db::now_ms);
+    let since = since.unwrap_or(until - 86_400_000);
+    if since >= until {
+        return error(StatusCode::BAD_REQUEST, "`since` must be before `until`");
+    }
+    let bucket_ms = match q.bucket.as_deref() {
+        None => ((until - since) / 60).max(1000),
+        Some(b) => match b.parse::<i64>() {
+            Ok(s) if (1..=31_536_000).contains(&s) => s * 1000,
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "`bucket` is a whole number of seconds, 1 to 31536000",
+                );
+            }
+        },
+    };
+    if (until - since + bucket_ms - 1) / bucket_ms > crate::db::MAX_BUCKETS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "more than 1000 buckets: widen `bucket` or narrow the window",
+        );
+    }
+    match app.db.series(&project, since, until, bucket_ms).await {
+        Ok(buckets) => Json(json!({
+            "since_ms": since,
+            "until_ms": until,
+            "bucket_ms": bucket_ms,
+            "buckets": buckets,
+        }))
+        .into_response(),
+        Err(e) => db_error(e),
+    }
+}
+
 /// `since` / `until` (RFC 3339) as milliseconds since 1970; a 400 names the bad one.
 fn window(
     since: &Option<String>,

@@ -25,7 +25,47 @@ pub(crate) struct EventRow {
     pub(crate) processing_status: Option<String>,
     pub(crate) signature_valid: Option<i64>,
     pub(crate) event_type: Option<String>,
+    pub(crate) duration_ms: Option<i64>,
+    pub(crate) outcome: &'static str,
     pub(crate) text: String,
+}
+
+/// What became of a delivery, as the dashboard's charts stack it; one name per event.
+pub(crate) fn outcome(event: &serde_json::Value) -> &'static str {
+    let processing = event.get("processing_status").and_then(|v| v.as_str());
+    let duplicate = event
+        .get("metadata")
+        .and_then(|m| m.get("duplicate"))
+        .and_then(serde_json::Value::as_bool)
+        == Some(true);
+    let status = event
+        .get("status_code")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0);
+    if event
+        .get("signature_valid")
+        .and_then(serde_json::Value::as_bool)
+        == Some(false)
+    {
+        "signature_failure"
+    } else if duplicate {
+        "duplicate"
+    } else if let Some(p @ ("ignored" | "silent_drop" | "failed" | "queued" | "completed")) =
+        processing
+    {
+        match p {
+            "ignored" => "ignored",
+            "silent_drop" => "silent_drop",
+            "failed" => "failed",
+            "queued" => "queued",
+            _ if (200..300).contains(&status) => "completed",
+            _ => "failed",
+        }
+    } else if (200..300).contains(&status) {
+        "completed"
+    } else {
+        "failed"
+    }
 }
 
 impl EventRow {
@@ -45,6 +85,11 @@ impl EventRow {
                 .and_then(|v| v.as_bool())
                 .map(i64::from),
             event_type: s("event_type"),
+            duration_ms: event
+                .get("duration_ms")
+                .and_then(serde_json::Value::as_i64)
+                .filter(|d| *d >= 0),
+            outcome: outcome(event),
             text,
         }
     }
@@ -101,7 +146,87 @@ pub struct Stats {
     pub signature_invalid: i64,
 }
 
+/// One bucket of `/api/stats/series`: `[start_ms, start_ms + bucket)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Bucket {
+    /// Where the bucket starts, milliseconds since 1970.
+    pub start_ms: i64,
+    /// Events per outcome (`completed`, `failed`, `silent_drop`, `signature_failure`,
+    /// `duplicate`, `ignored`, `queued`; `unknown` for rows stored before outcomes were).
+    pub counts: BTreeMap<String, i64>,
+    /// Median latency in milliseconds (nearest rank), when any event reported one.
+    pub p50_ms: Option<i64>,
+    /// 95th percentile latency in milliseconds (nearest rank).
+    pub p95_ms: Option<i64>,
+}
+
+/// At most this many buckets in one series.
+pub(crate) const MAX_BUCKETS: i64 = 1_000;
+
 impl Db {
+    /// `project`'s events in `[since_ms, until_ms)`, in buckets of `bucket_ms` from `since_ms`:
+    /// counts per outcome and latency percentiles, computed in SQL (the same statements on
+    /// SQLite and PostgreSQL). Every bucket of the window is returned, empty ones included.
+    pub async fn series(
+        &self,
+        project: &str,
+        since_ms: i64,
+        until_ms: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<Bucket>, DbError> {
+        let bucket_ms = bucket_ms.max(1);
+        let n = ((until_ms - since_ms).max(0) + bucket_ms - 1) / bucket_ms;
+        let mut out: Vec<Bucket> = (0..n.min(MAX_BUCKETS))
+            .map(|i| Bucket {
+                start_ms: since_ms + i * bucket_ms,
+                ..Bucket::default()
+            })
+            .collect();
+        let counts = sqlx::query(
+            "SELECT (occurred_at - $2) / $4, COALESCE(outcome, 'unknown'), COUNT(*) \
+             FROM events WHERE project = $1 AND occurred_at >= $2 AND occurred_at < $3 \
+             GROUP BY (occurred_at - $2) / $4, COALESCE(outcome, 'unknown')",
+        )
+        .bind(project)
+        .bind(since_ms)
+        .bind(until_ms)
+        .bind(bucket_ms)
+        .fetch_all(&self.reads)
+        .await?;
+        for row in &counts {
+            let i: i64 = row.try_get(0)?;
+            let outcome: String = row.try_get(1)?;
+            let count: i64 = row.try_get(2)?;
+            if let Some(b) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+                *b.counts.entry(outcome).or_default() += count;
+            }
+        }
+        // Nearest-rank percentiles: the row at rank ceil(p * n) of each bucket, by latency.
+        let percentiles = sqlx::query(
+            "SELECT i, MIN(CASE WHEN r * 100 >= n * 50 THEN duration_ms END), \
+             MIN(CASE WHEN r * 100 >= n * 95 THEN duration_ms END) FROM ( \
+             SELECT (occurred_at - $2) / $4 AS i, duration_ms, \
+             ROW_NUMBER() OVER (PARTITION BY (occurred_at - $2) / $4 ORDER BY duration_ms) AS r, \
+             COUNT(*) OVER (PARTITION BY (occurred_at - $2) / $4) AS n \
+             FROM events WHERE project = $1 AND occurred_at >= $2 AND occurred_at < $3 \
+             AND duration_ms IS NOT NULL) ranked GROUP BY i",
+        )
+        .bind(project)
+        .bind(since_ms)
+        .bind(until_ms)
+        .bind(bucket_ms)
+        .fetch_all(&self.reads)
+        .await?;
+        for row in &percentiles {
+            let i: i64 = row.try_get(0)?;
+            if let Some(b) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+                b.p50_ms = row.try_get(1)?;
+                b.p95_ms = row.try_get(2)?;
+            }
+        }
+        Ok(out)
+    }
+
     /// Stores validated events of one batch in one transaction.
     pub async fn insert_events(
         &self,
@@ -126,8 +251,8 @@ impl Db {
         for r in rows {
             sqlx::query(
                 "INSERT INTO events (project, received_at, occurred_at, provider, status_code, \
-                 processing_status, signature_valid, event_type, event) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 processing_status, signature_valid, event_type, event, duration_ms, outcome) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(project)
             .bind(received_at)
@@ -138,6 +263,8 @@ impl Db {
             .bind(r.signature_valid)
             .bind(r.event_type.as_deref())
             .bind(r.text.as_str())
+            .bind(r.duration_ms)
+            .bind(r.outcome)
             .execute(&mut *tx)
             .await?;
         }
@@ -276,6 +403,136 @@ fn stored_event(row: &AnyRow) -> Result<StoredEvent, DbError> {
 mod tests {
     use super::*;
     use crate::db::testing::temp_db;
+
+    #[test]
+    fn every_event_has_one_outcome() {
+        use serde_json::json;
+        let cases = [
+            (
+                json!({"status_code": 200, "processing_status": "completed"}),
+                "completed",
+            ),
+            (json!({"status_code": 200}), "completed"),
+            (json!({"status_code": 500}), "failed"),
+            (
+                json!({"status_code": 200, "processing_status": "failed"}),
+                "failed",
+            ),
+            (
+                json!({"status_code": 500, "processing_status": "completed"}),
+                "failed",
+            ),
+            (
+                json!({"status_code": 200, "processing_status": "silent_drop"}),
+                "silent_drop",
+            ),
+            (
+                json!({"status_code": 200, "processing_status": "ignored"}),
+                "ignored",
+            ),
+            (
+                json!({"status_code": 200, "processing_status": "queued"}),
+                "queued",
+            ),
+            (
+                json!({"status_code": 401, "signature_valid": false}),
+                "signature_failure",
+            ),
+            (
+                json!({"status_code": 200, "metadata": {"duplicate": true}}),
+                "duplicate",
+            ),
+        ];
+        for (event, want) in cases {
+            assert_eq!(outcome(&event), want, "{event}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_series_counts_outcomes_and_latency_per_bucket_in_sql() {
+        use serde_json::json;
+        let (db, dir) = temp_db("series").await;
+        let t0 = 1_700_000_000_000i64;
+        let mut events = vec![
+            (
+                t0 + 1_000,
+                json!({"provider": "stripe", "status_code": 200, "processing_status": "completed", "duration_ms": 10}),
+            ),
+            (
+                t0 + 2_000,
+                json!({"provider": "stripe", "status_code": 500, "duration_ms": 30}),
+            ),
+            (
+                t0 + 59_999,
+                json!({"provider": "stripe", "status_code": 401, "signature_valid": false, "duration_ms": 1}),
+            ),
+            (
+                t0 + 60_000,
+                json!({"provider": "github", "status_code": 200, "metadata": {"duplicate": true}, "duration_ms": 2}),
+            ),
+            (
+                t0 + 70_000,
+                json!({"provider": "github", "status_code": 200, "processing_status": "ignored"}),
+            ),
+            (
+                t0 + 80_000,
+                json!({"provider": "github", "status_code": 200, "processing_status": "silent_drop", "duration_ms": 50}),
+            ),
+            // Outside the window, and another project's.
+            (t0 - 1, json!({"provider": "stripe", "status_code": 200})),
+            (
+                t0 + 240_000,
+                json!({"provider": "stripe", "status_code": 200}),
+            ),
+        ];
+        for d in 1..=20 {
+            events.push((
+                t0 + 180_000 + d,
+                json!({"provider": "stripe", "status_code": 200, "duration_ms": d}),
+            ));
+        }
+        db.insert_events("p", &events).await.unwrap();
+        db.insert_events(
+            "other",
+            &[(
+                t0 + 1_000,
+                json!({"provider": "stripe", "status_code": 500}),
+            )],
+        )
+        .await
+        .unwrap();
+
+        let s = db.series("p", t0, t0 + 240_000, 60_000).await.unwrap();
+        let counts = |i: usize| -> Vec<(&str, i64)> {
+            s[i].counts.iter().map(|(k, v)| (k.as_str(), *v)).collect()
+        };
+        assert_eq!(s.len(), 4);
+        assert_eq!(s[1].start_ms, t0 + 60_000);
+        assert_eq!(
+            counts(0),
+            [("completed", 1), ("failed", 1), ("signature_failure", 1)]
+        );
+        assert_eq!((s[0].p50_ms, s[0].p95_ms), (Some(10), Some(30)));
+        assert_eq!(
+            counts(1),
+            [("duplicate", 1), ("ignored", 1), ("silent_drop", 1)]
+        );
+        assert_eq!(
+            (s[1].p50_ms, s[1].p95_ms),
+            (Some(2), Some(50)),
+            "the ignored one has no latency"
+        );
+        assert!(counts(2).is_empty());
+        assert_eq!((s[2].p50_ms, s[2].p95_ms), (None, None));
+        assert_eq!(counts(3), [("completed", 20)]);
+        assert_eq!((s[3].p50_ms, s[3].p95_ms), (Some(10), Some(19)));
+        // The window's total is the summary's total.
+        let stats = db.stats("p", Some(t0), Some(t0 + 240_000)).await.unwrap();
+        let sum: i64 = s.iter().flat_map(|b| b.counts.values()).sum();
+        assert_eq!(sum, stats.total);
+        drop(db);
+        std::fs::remove_dir_all(dir).ok();
+    }
 
     #[tokio::test]
     async fn old_events_are_pruned_in_batches() {

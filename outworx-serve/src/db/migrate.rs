@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/common/0002_sweep_indexes.sql"),
         include_str!("../../migrations/common/0002_sweep_indexes.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/common/0003_series_columns.sql"),
+        include_str!("../../migrations/common/0003_series_columns.sql"),
+    ),
 ];
 
 impl Db {

@@ -15,7 +15,8 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
 pub(crate) use events::EventRow;
-pub use events::{EventFilter, MAX_EVENTS_BYTES, Stats, StoredEvent};
+pub(crate) use events::MAX_BUCKETS;
+pub use events::{Bucket, EventFilter, MAX_EVENTS_BYTES, Stats, StoredEvent};
 pub use idempotency::{Check, STALE_RESERVATION_MS};
 
 /// Errors of the storage layer.
