@@ -80,9 +80,13 @@ struct SeriesQuery {
     bucket: Option<String>,
 }
 
+/// The longest window of one series: a year and a day.
+const MAX_SERIES_WINDOW_MS: i64 = 366 * 86_400_000;
+
 /// The project's events over time, in buckets: counts per outcome and p50/p95 latency, for
-/// the dashboard's charts. The window defaults to the last 24 hours, the bucket to a
-/// sixtieth of the window (at least one second); at most 1,000 buckets.
+/// the dashboard's charts. The window defaults to the last 24 hours (its start aligned to
+/// the bucket, so refreshes keep their edges), the bucket to a sixtieth of the window in
+/// whole seconds; at most 1,000 buckets and 366 days.
 pub(super) async fn series(
     State(app): State<Arc<App>>,
     Project(project): Project,
@@ -97,12 +101,18 @@ pub(super) async fn series(
         Err(r) => return r,
     };
     let until = until.unwrap_or_else(crate::db::now_ms);
-    let since = since.unwrap_or(until - 86_400_000);
-    if since >= until {
+    let span = since.map_or(86_400_000, |s| until - s);
+    if span <= 0 {
         return error(StatusCode::BAD_REQUEST, "`since` must be before `until`");
     }
+    if span > MAX_SERIES_WINDOW_MS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the window is longer than 366 days",
+        );
+    }
     let bucket_ms = match q.bucket.as_deref() {
-        None => ((until - since) / 60).max(1000),
+        None => (span / 60).max(1000).div_euclid(1000) * 1000,
         Some(b) => match b.parse::<i64>() {
             Ok(s) if (1..=31_536_000).contains(&s) => s * 1000,
             _ => {
@@ -113,6 +123,8 @@ pub(super) async fn series(
             }
         },
     };
+    // A default start is aligned down to the bucket: the same edges on every refresh.
+    let since = since.unwrap_or_else(|| (until - span).div_euclid(bucket_ms) * bucket_ms);
     if (until - since + bucket_ms - 1) / bucket_ms > crate::db::MAX_BUCKETS {
         return error(
             StatusCode::BAD_REQUEST,

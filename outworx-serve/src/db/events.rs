@@ -33,11 +33,15 @@ pub(crate) struct EventRow {
 /// What became of a delivery, as the dashboard's charts stack it; one name per event.
 pub(crate) fn outcome(event: &serde_json::Value) -> &'static str {
     let processing = event.get("processing_status").and_then(|v| v.as_str());
-    let duplicate = event
-        .get("metadata")
-        .and_then(|m| m.get("duplicate"))
-        .and_then(serde_json::Value::as_bool)
-        == Some(true);
+    // A replayed first response, or a 409 while the first delivery still runs: a retry.
+    let flag = |k: &str| {
+        event
+            .get("metadata")
+            .and_then(|m| m.get(k))
+            .and_then(serde_json::Value::as_bool)
+            == Some(true)
+    };
+    let duplicate = flag("duplicate") || flag("in_flight");
     let status = event
         .get("status_code")
         .and_then(serde_json::Value::as_i64)
@@ -440,6 +444,10 @@ mod tests {
             ),
             (
                 json!({"status_code": 200, "metadata": {"duplicate": true}}),
+                "duplicate",
+            ),
+            (
+                json!({"status_code": 409, "metadata": {"in_flight": true}}),
                 "duplicate",
             ),
         ];
