@@ -202,7 +202,7 @@ impl Shard {
 /// Keys are spread over independently locked shards, each an insertion-ordered hash map, so a
 /// new key is one hash-map insert under one uncontended lock. Entries expire with their TTL
 /// and are dropped as new keys arrive; past `max_entries` keys or `max_bytes` bytes (cached
-/// response bodies and a fixed 128 bytes per entry) the **oldest** entries are evicted
+/// response bodies and a fixed 160 bytes per entry) the **oldest** entries are evicted
 /// first: the ones least likely to be retried. Under that pressure a retry of an evicted key
 /// runs the handler again, so size the bounds for your providers' retry window.
 ///
@@ -268,9 +268,9 @@ impl MemoryStore {
         MemoryStore::with_bounds(max_entries, DEFAULT_MAX_BYTES)
     }
 
-    /// A store holding at most `max_entries` keys and about `max_bytes` bytes: keys, cached
-    /// bodies and content types, plus 160 bytes per entry for the map itself (the key is not
-    /// held: see the type's notes).
+    /// A store holding at most `max_entries` keys and about `max_bytes` bytes: cached bodies
+    /// and content types, plus 160 bytes per entry for the map itself (the key is not held:
+    /// see the type's notes).
     ///
     /// ```
     /// use outworx_hooks::MemoryStore;
