@@ -18,6 +18,7 @@
     shown: null, // the row ids on screen
     seq: 0,
     timer: null,
+    range: null, // a bucket of the chart the table is limited to
   };
 
   // --- the API --------------------------------------------------------------------------
@@ -75,6 +76,88 @@
       case 'silent_drop': return ['silent drop', 'warn'];
       default: return ['—', 'muted'];
     }
+  }
+
+  // --- the chart ------------------------------------------------------------------------
+
+  // Outcomes bottom up; a name the server sends that is not here is not drawn.
+  const OUTCOMES = ['completed', 'queued', 'duplicate', 'ignored', 'silent_drop', 'failed', 'signature_failure', 'unknown'];
+  const SVG = 'http://www.w3.org/2000/svg';
+  const W = 1000;
+
+  function svg(tag, attrs) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    return node;
+  }
+
+  // Draws the series: a stacked bar per bucket (a click filters the table to it) and the
+  // p50/p95 latency lines. Every value is a number from the API, set as an attribute or text.
+  function renderSeries(series) {
+    const chart = $('#chart');
+    const buckets = Array.isArray(series.buckets) ? series.buckets : [];
+    const total = (b) => OUTCOMES.reduce((sum, o) => sum + (Number((b.counts || {})[o]) || 0), 0);
+    const max = Math.max(1, ...buckets.map(total));
+    const w = W / Math.max(1, buckets.length);
+    const H = 100;
+    const bars = buckets.map((b, i) => {
+      const start = Number(b.start_ms);
+      const g = svg('g', { class: 'bar', tabindex: 0, 'data-start': start, 'data-total': total(b) });
+      g.append(svg('rect', { class: 'hit', x: i * w, y: 0, width: w, height: H }));
+      let y = H;
+      for (const o of OUTCOMES) {
+        const n = Number((b.counts || {})[o]) || 0;
+        if (!n) continue;
+        const h = (n / max) * H;
+        y -= h;
+        g.append(svg('rect', { class: 'o-' + o, x: i * w + w * 0.1, y, width: w * 0.8, height: h, 'data-outcome': o, 'data-count': n }));
+      }
+      const title = svg('title');
+      const lat = typeof b.p50_ms === 'number' ? `, p50 ${b.p50_ms} ms, p95 ${b.p95_ms} ms` : '';
+      title.textContent = `${when(start)}: ${total(b)} deliveries${lat}`;
+      g.append(title);
+      const pick = () => pickRange(start, start + Number(series.bucket_ms), g);
+      g.addEventListener('click', pick);
+      g.addEventListener('keydown', (ev) => {
+        if (ev.key === 'Enter') pick();
+      });
+      return g;
+    });
+    chart.setAttribute('viewBox', `0 0 ${W} ${H}`);
+    chart.dataset.since = String(series.since_ms);
+    chart.dataset.until = String(series.until_ms);
+    chart.dataset.bucket = String(series.bucket_ms);
+    chart.replaceChildren(...bars);
+
+    const latency = $('#latency');
+    const top = Math.max(1, ...buckets.map((b) => Number(b.p95_ms) || 0));
+    const line = (key, cls) => svg('polyline', {
+      class: cls,
+      points: buckets
+        .map((b, i) => (typeof b[key] === 'number' ? `${i * w + w / 2},${40 - (b[key] / top) * 38}` : null))
+        .filter(Boolean)
+        .join(' '),
+    });
+    latency.setAttribute('viewBox', `0 0 ${W} 40`);
+    latency.replaceChildren(line('p50_ms', 'l-p50'), line('p95_ms', 'l-p95'));
+  }
+
+  // The table shows one bucket of the chart until the range is cleared.
+  function pickRange(since, until, bar) {
+    state.range = { since: new Date(since).toISOString(), until: new Date(until).toISOString() };
+    for (const g of document.querySelectorAll('#chart .picked')) g.classList.remove('picked');
+    if (bar) bar.classList.add('picked');
+    $('#range').textContent = `Showing ${when(since)} to ${when(until)}`;
+    $('#range').hidden = false;
+    $('#range-clear').hidden = false;
+    load();
+  }
+
+  function clearRange() {
+    state.range = null;
+    for (const g of document.querySelectorAll('#chart .picked')) g.classList.remove('picked');
+    $('#range').hidden = true;
+    $('#range-clear').hidden = true;
   }
 
   const statusClass = (code) => (code >= 500 ? 'bad' : code >= 400 ? 'warn' : code >= 200 && code < 300 ? 'ok' : 'muted');
@@ -219,6 +302,10 @@
     };
     const seconds = $('#f-window').value;
     if (seconds) p.since = new Date(Date.now() - Number(seconds) * 1000).toISOString();
+    if (state.range) {
+      p.since = state.range.since;
+      p.until = state.range.until;
+    }
     const status = $('#f-status').value.trim();
     if (status && !/^[1-5][0-9]{2}$/.test(status)) {
       throw new Error('HTTP status is a three-digit code, such as 200 or 401.');
@@ -231,12 +318,18 @@
     const seq = ++state.seq;
     try {
       const params = filterParams();
-      const [stats, page] = await Promise.all([
-        more ? null : api('stats', { since: params.since }),
+      // The chart covers the window (all time: the series' longest, a year), not a picked bar.
+      const seconds = Number($('#f-window').value) || 365 * 86400;
+      const until = Date.now();
+      const window = { since: new Date(until - seconds * 1000).toISOString(), until: new Date(until).toISOString() };
+      const [stats, page, series] = await Promise.all([
+        more ? null : api('stats', { since: params.since, until: params.until }),
         api('events', { ...params, limit: PAGE, before_id: more ? state.nextBefore : '' }),
+        more ? null : api('stats/series', window),
       ]);
       if (seq !== state.seq) return; // a newer load has superseded this one
       if (stats) renderStats(stats);
+      if (series && !state.range) renderSeries(series);
       if (!more) state.rows = [];
       state.rows.push(...page.events);
       state.paged = more;
@@ -277,6 +370,7 @@
     state.key = '';
     state.rows = [];
     state.shown = null;
+    clearRange();
     sessionStorage.removeItem(KEY_STORE);
     $('#filters').reset(); // the next project starts unfiltered
     $('#events tbody').replaceChildren();
@@ -310,6 +404,7 @@
 
   $('#signout').addEventListener('click', () => signOut(''));
   $('#filters').addEventListener('change', (ev) => {
+    if (ev.target.id === 'f-window') clearRange();
     if (ev.target.id !== 'f-live') load();
   });
   $('#filters').addEventListener('submit', (ev) => {
@@ -322,6 +417,10 @@
     load();
   });
   $('#older').addEventListener('click', () => load(true));
+  $('#range-clear').addEventListener('click', () => {
+    clearRange();
+    load();
+  });
   for (const card of document.querySelectorAll('[data-filter]')) {
     card.addEventListener('click', () => {
       const [name, value] = card.dataset.filter.split('=');

@@ -1,5 +1,6 @@
 //! The dashboard: one static page (HTML, CSS, JavaScript embedded in the binary, no build
-//! step) that reads `/api/stats` and `/api/events` with the project's API key.
+//! step) that reads `/api/stats`, `/api/stats/series` (its chart, drawn in SVG by the page)
+//! and `/api/events` with the project's API key.
 //!
 //! The page is public; the data is not: the key is typed into the page, kept in the tab's
 //! `sessionStorage` and sent as a Bearer header, exactly as the SDKs do. Everything the page

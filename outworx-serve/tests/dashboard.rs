@@ -418,6 +418,93 @@ async fn the_dashboard_in_a_real_browser() {
         .await;
     assert_eq!(providers, json!(["", "github", "shopify", "stripe"]));
 
+    // The chart: drawn by the page from /api/stats/series, its bars equal to the API's
+    // buckets for the same window, outcome by outcome.
+    b.wait(
+        "document.querySelectorAll('#chart g.bar').length > 0",
+        "the chart",
+    )
+    .await;
+    let drawn = b
+        .js("const c = document.querySelector('#chart'); return {since: +c.dataset.since, \
+             until: +c.dataset.until, bucket: +c.dataset.bucket, bars: [...c.querySelectorAll('g.bar')] \
+             .map(g => ({start: +g.dataset.start, counts: Object.fromEntries([...g.querySelectorAll( \
+             'rect[data-outcome]')].map(r => [r.dataset.outcome, +r.dataset.count]))}))};")
+        .await;
+    let rfc3339 = |ms: &Value| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(ms.as_i64().unwrap()) * 1_000_000,
+        )
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+    };
+    let api: Value = reqwest::Client::new()
+        .get(format!("{base}/api/stats/series"))
+        .query(&[
+            ("since", rfc3339(&drawn["since"])),
+            ("until", rfc3339(&drawn["until"])),
+            (
+                "bucket",
+                (drawn["bucket"].as_i64().unwrap() / 1000).to_string(),
+            ),
+        ])
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let from_api: Vec<Value> = api["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| json!({"start": b["start_ms"], "counts": b["counts"]}))
+        .collect();
+    assert_eq!(
+        drawn["bars"],
+        json!(from_api),
+        "the chart is the API's series"
+    );
+    let drawn_total: i64 = from_api
+        .iter()
+        .flat_map(|b| b["counts"].as_object().unwrap().values())
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        drawn_total, 6,
+        "the last day's six deliveries, in the chart"
+    );
+
+    // A click on the fullest bar limits the table to its bucket; "Whole window" undoes it.
+    let fullest = b
+        .js(
+            "const bars = [...document.querySelectorAll('#chart g.bar')]; \
+             bars.sort((x, y) => +y.dataset.total - +x.dataset.total); \
+             return {start: bars[0].dataset.start, total: +bars[0].dataset.total};",
+        )
+        .await;
+    let n = usize::try_from(fullest["total"].as_i64().unwrap()).unwrap();
+    b.click(&format!(
+        "#chart g.bar[data-start=\"{}\"]",
+        fullest["start"].as_str().unwrap()
+    ))
+    .await;
+    b.wait_rows(
+        n,
+        "!document.querySelector('#range').hidden",
+        "the bucket's deliveries",
+    )
+    .await;
+    b.click("#range-clear").await;
+    b.wait_rows(
+        6,
+        "document.querySelector('#range').hidden",
+        "the whole window again",
+    )
+    .await;
+
     // Newest first, every column as the event says.
     let rows = b.rows().await;
     assert!(
