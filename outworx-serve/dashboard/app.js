@@ -325,7 +325,8 @@
       const [stats, page, series] = await Promise.all([
         more ? null : api('stats', { since: params.since, until: params.until }),
         api('events', { ...params, limit: PAGE, before_id: more ? state.nextBefore : '' }),
-        more ? null : api('stats/series', window),
+        // The chart is extra: if its series fails, the table and the counts still show.
+        more ? null : api('stats/series', window).catch((err) => (err instanceof Unauthorized ? Promise.reject(err) : null)),
       ]);
       if (seq !== state.seq) return; // a newer load has superseded this one
       if (stats) renderStats(stats);
