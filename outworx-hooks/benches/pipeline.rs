@@ -6,51 +6,14 @@
 //! memory store is bounded at N entries instead of the default 100,000 (how much of the cost is
 //! the store's memory footprint: cache misses once it is full).
 
+mod app;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::routing::post;
-use axum::{Json, Router};
+use app::{app, body, request};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use outworx_hooks::security::Provider;
-use outworx_hooks::testing::Signer;
-use outworx_hooks::{Track, webhook};
-use serde::Deserialize;
 use tower::ServiceExt as _;
-
-const SECRET: &str = "whsec_bench_secret";
-
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct Event {
-    id: String,
-    r#type: String,
-    data: serde_json::Value,
-}
-
-async fn bare(Json(event): Json<Event>) -> &'static str {
-    std::hint::black_box(&event);
-    "ok"
-}
-
-#[webhook(provider = "stripe", secret = "whsec_bench_secret", idempotency = body.id, require_processed)]
-async fn hooked(track: Track, Json(event): Json<Event>) -> &'static str {
-    std::hint::black_box(&event);
-    track.processed();
-    "ok"
-}
-
-/// A Stripe-style event of about 1.7 KB with a unique id.
-fn body(n: u64) -> String {
-    let filler = "x".repeat(1400);
-    serde_json::json!({
-        "id": format!("evt_{n:020}"), "object": "event", "type": "payment_intent.succeeded",
-        "api_version": "2024-06-20", "created": 1_700_000_000,
-        "data": { "object": { "id": "pi_3Nq", "amount": 2000, "currency": "eur", "description": filler } }
-    })
-    .to_string()
-}
 
 fn pipeline(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -71,17 +34,9 @@ fn pipeline(c: &mut Criterion) {
     // recorder: the difference against a run without is what metrics cost.
     #[cfg(feature = "prometheus")]
     let _metrics = outworx_hooks::report::metrics::prometheus_handle().expect("the recorder");
-    let app = Router::new()
-        .route("/bare", post(bare))
-        .route("/hooked", post(hooked));
+    let app = app();
     let next = AtomicU64::new(0);
-    let request = |path: &str| {
-        let n = next.fetch_add(1, Ordering::Relaxed);
-        Signer::new(Provider::Stripe, SECRET)
-            .request(path, body(n))
-            .expect("sign")
-            .map(Body::from)
-    };
+    let request = |path: &str| request(path, next.fetch_add(1, Ordering::Relaxed));
     assert!(body(0).len() > 1600 && body(0).len() < 1800);
 
     let mut group = c.benchmark_group("pipeline_1.7KB");

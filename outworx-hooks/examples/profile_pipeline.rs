@@ -7,43 +7,10 @@
 //! valgrind --tool=callgrind target/release/examples/profile_pipeline 20000 bare
 //! ```
 
-use axum::body::Body;
-use axum::routing::post;
-use axum::{Json, Router};
-use outworx_hooks::security::Provider;
-use outworx_hooks::testing::Signer;
-use outworx_hooks::{Track, webhook};
+#[path = "../benches/app/mod.rs"]
+mod app;
+
 use tower::ServiceExt as _;
-
-#[derive(serde::Deserialize)]
-#[allow(dead_code)]
-struct Event {
-    id: String,
-    r#type: String,
-    data: serde_json::Value,
-}
-
-async fn bare(Json(event): Json<Event>) -> &'static str {
-    std::hint::black_box(&event);
-    "ok"
-}
-
-#[webhook(provider = "stripe", secret = "whsec_bench_secret", idempotency = body.id, require_processed)]
-async fn hooked(track: Track, Json(event): Json<Event>) -> &'static str {
-    std::hint::black_box(&event);
-    track.processed();
-    "ok"
-}
-
-fn body(n: u64) -> String {
-    let filler = "x".repeat(1400);
-    serde_json::json!({
-        "id": format!("evt_{n:020}"), "object": "event", "type": "payment_intent.succeeded",
-        "api_version": "2024-06-20", "created": 1_700_000_000,
-        "data": { "object": { "id": "pi_3Nq", "amount": 2000, "currency": "eur", "description": filler } }
-    })
-    .to_string()
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -57,18 +24,9 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let app = Router::new()
-        .route("/bare", post(bare))
-        .route("/hooked", post(hooked));
+    let app = app::app();
     // Signed up front, so the profile holds the pipeline, not the signer.
-    let requests: Vec<_> = (0..n)
-        .map(|i| {
-            Signer::new(Provider::Stripe, "whsec_bench_secret")
-                .request(path, body(i))
-                .expect("sign")
-                .map(Body::from)
-        })
-        .collect();
+    let requests: Vec<_> = (0..n).map(|i| app::request(path, i)).collect();
     rt.block_on(async {
         for req in requests {
             let r = app.clone().oneshot(req).await.expect("infallible");

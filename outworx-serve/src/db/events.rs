@@ -51,24 +51,19 @@ pub(crate) fn outcome(event: &serde_json::Value) -> &'static str {
         .and_then(serde_json::Value::as_bool)
         == Some(false)
     {
-        "signature_failure"
-    } else if duplicate {
-        "duplicate"
-    } else if let Some(p @ ("ignored" | "silent_drop" | "failed" | "queued" | "completed")) =
-        processing
-    {
-        match p {
-            "ignored" => "ignored",
-            "silent_drop" => "silent_drop",
-            "failed" => "failed",
-            "queued" => "queued",
-            _ if (200..300).contains(&status) => "completed",
-            _ => "failed",
-        }
-    } else if (200..300).contains(&status) {
-        "completed"
-    } else {
-        "failed"
+        return "signature_failure";
+    }
+    if duplicate {
+        return "duplicate";
+    }
+    match processing {
+        Some("ignored") => "ignored",
+        Some("silent_drop") => "silent_drop",
+        Some("failed") => "failed",
+        Some("queued") => "queued",
+        // Marked completed, or not marked: what the answer says.
+        _ if (200..300).contains(&status) => "completed",
+        _ => "failed",
     }
 }
 

@@ -190,13 +190,8 @@ impl Sig {
 pub(crate) fn mac(algo: Algo, key: &[u8], parts: &[&[u8]]) -> Sig {
     fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> Sig {
         // HMAC accepts keys of any length, so this never fails; an empty Sig never matches.
-        let Ok(mut m) = <M as hmac::digest::KeyInit>::new_from_slice(key) else {
-            return Sig::empty();
-        };
-        for p in parts {
-            m.update(p);
-        }
-        Sig::from_bytes(&m.finalize().into_bytes()).unwrap_or_else(Sig::empty)
+        <M as hmac::digest::KeyInit>::new_from_slice(key)
+            .map_or_else(|_| Sig::empty(), |m| absorb(m, parts))
     }
     match algo {
         Algo::Sha1 => run::<Hmac<Sha1>>(key, parts),
@@ -206,17 +201,18 @@ pub(crate) fn mac(algo: Algo, key: &[u8], parts: &[&[u8]]) -> Sig {
 
 /// [`mac`] from a secret's keyed state (its key schedule made once, not per delivery).
 pub(crate) fn keyed_mac(algo: Algo, key: &super::keys::Secret, parts: &[&[u8]]) -> Sig {
-    fn run<M: Mac + Clone>(keyed: &M, parts: &[&[u8]]) -> Sig {
-        let mut m = keyed.clone();
-        for p in parts {
-            m.update(p);
-        }
-        Sig::from_bytes(&m.finalize().into_bytes()).unwrap_or_else(Sig::empty)
-    }
     match algo {
-        Algo::Sha1 => run(key.hmac_sha1(), parts),
-        Algo::Sha256 => run(key.hmac_sha256(), parts),
+        Algo::Sha1 => absorb(key.hmac_sha1().clone(), parts),
+        Algo::Sha256 => absorb(key.hmac_sha256().clone(), parts),
     }
+}
+
+/// Feeds `parts` to a keyed MAC and finishes it.
+fn absorb<M: Mac>(mut m: M, parts: &[&[u8]]) -> Sig {
+    for p in parts {
+        m.update(p);
+    }
+    Sig::from_bytes(&m.finalize().into_bytes()).unwrap_or_else(Sig::empty)
 }
 
 /// Constant-time equality of a computed MAC and a received one. The early length check leaks
