@@ -186,12 +186,7 @@ fn logs() -> Result<Option<outworx_hooks::otel::Otel>, Box<dyn std::error::Error
     use tracing_subscriber::prelude::*;
     let filter =
         || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let otel = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-    {
-        Ok(v) if !v.trim().is_empty() => Some(outworx_hooks::otel::Otel::from_env()?),
-        _ => None,
-    };
+    let otel = outworx_hooks::otel::Otel::from_env_if_configured()?;
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_filter(filter()))
         .with(otel.as_ref().map(|o| o.layer().with_filter(filter())))

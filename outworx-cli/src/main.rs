@@ -98,14 +98,8 @@ pub(crate) fn logs() -> Result<Logs, String> {
         .with_filter(filter());
     #[cfg(feature = "otel")]
     {
-        let otel = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-        {
-            Ok(v) if !v.trim().is_empty() => Some(
-                outworx_hooks::otel::Otel::from_env().map_err(|e| format!("OpenTelemetry: {e}"))?,
-            ),
-            _ => None,
-        };
+        let otel = outworx_hooks::otel::Otel::from_env_if_configured()
+            .map_err(|e| format!("OpenTelemetry: {e}"))?;
         let _ = tracing_subscriber::registry()
             .with(fmt)
             .with(otel.as_ref().map(|o| o.layer().with_filter(filter())))

@@ -338,6 +338,21 @@ mod exporter {
             Ok(Self::install(provider, Some(thread)))
         }
 
+        /// [`Otel::from_env`] when an OTLP endpoint is set (`OTEL_EXPORTER_OTLP_ENDPOINT` or
+        /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, not empty), `None` otherwise: for a binary that
+        /// exports only where a collector is configured.
+        ///
+        /// # Errors
+        /// As [`Otel::from_env`].
+        pub fn from_env_if_configured() -> Result<Option<Self>, OtelError> {
+            let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
+            if set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+                Self::from_env().map(Some)
+            } else {
+                Ok(None)
+            }
+        }
+
         fn install(provider: SdkTracerProvider, thread: Option<ExportThread>) -> Self {
             opentelemetry::global::set_tracer_provider(provider.clone());
             opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());

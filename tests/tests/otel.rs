@@ -163,6 +163,17 @@ async fn collector(listener: std::net::TcpListener, spans: Spans) {
 fn one_trace_from_emit_through_send_receive_and_the_inbox() {
     // The exporter is configured from the standard variables only, before any thread runs.
     let otlp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // No endpoint configured: nothing is built.
+    // SAFETY: no other thread exists yet in this test binary's one test.
+    unsafe {
+        std::env::remove_var("OTEL_EXPORTER_OTLP_ENDPOINT");
+        std::env::set_var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", " ");
+    }
+    assert!(
+        outworx_hooks::otel::Otel::from_env_if_configured()
+            .unwrap()
+            .is_none()
+    );
     // SAFETY: no other thread exists yet in this test binary's one test.
     unsafe {
         std::env::set_var(
@@ -185,7 +196,9 @@ fn one_trace_from_emit_through_send_receive_and_the_inbox() {
             std::env::remove_var(v);
         }
     }
-    let otel = outworx_hooks::otel::Otel::from_env().unwrap();
+    let otel = outworx_hooks::otel::Otel::from_env_if_configured()
+        .unwrap()
+        .expect("an endpoint is configured");
     let filter = tracing_subscriber::filter::Targets::new()
         .with_target("outworx_hooks", tracing::Level::DEBUG)
         .with_target("otel_test", tracing::Level::INFO);
