@@ -101,6 +101,17 @@ async fn forward(
     }
 }
 
+/// A series' counts per outcome, summed over its buckets.
+fn outcomes_of(series: &Value) -> std::collections::BTreeMap<String, i64> {
+    let mut outcomes = std::collections::BTreeMap::new();
+    for b in series["buckets"].as_array().unwrap() {
+        for (k, v) in b["counts"].as_object().unwrap() {
+            *outcomes.entry(k.clone()).or_default() += v.as_i64().unwrap();
+        }
+    }
+    outcomes
+}
+
 async fn scenario(db: &str) {
     let addr = start_serve(db).await;
     let base = format!("http://{addr}");
@@ -246,12 +257,7 @@ async fn scenario(db: &str) {
         "the last 24 hours by the hour, from an hour's edge"
     );
     assert_eq!(series["since_ms"].as_i64().unwrap() % 3_600_000, 0);
-    let mut outcomes = std::collections::BTreeMap::<String, i64>::new();
-    for b in buckets {
-        for (k, v) in b["counts"].as_object().unwrap() {
-            *outcomes.entry(k.clone()).or_default() += v.as_i64().unwrap();
-        }
-    }
+    let outcomes = outcomes_of(&series);
     // The three deliveries of the last minutes; the raw event of 2026-11-23 is outside.
     assert_eq!(outcomes.values().sum::<i64>(), 3, "{series}");
     assert_eq!(outcomes.get("silent_drop"), Some(&1), "{series}");
@@ -263,12 +269,7 @@ async fn scenario(db: &str) {
         format!("{base}/api/stats/series?since=2026-11-01T00:00:00Z&until=2027-11-01T00:00:00Z&bucket=86400"),
     )
     .await;
-    let mut outcomes = std::collections::BTreeMap::<String, i64>::new();
-    for b in series["buckets"].as_array().unwrap() {
-        for (k, v) in b["counts"].as_object().unwrap() {
-            *outcomes.entry(k.clone()).or_default() += v.as_i64().unwrap();
-        }
-    }
+    let outcomes = outcomes_of(&series);
     assert_eq!(outcomes.values().sum::<i64>(), 4, "{series}");
     assert_eq!(outcomes.get("failed"), Some(&1), "{series}");
     // The raw event's day alone: its outcome and its latency, exactly, on either backend.
