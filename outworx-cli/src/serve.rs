@@ -44,6 +44,19 @@ pub(crate) struct ServeArgs {
     /// MiB one tunnel may hold.
     #[arg(long, default_value_t = 16)]
     tunnel_session_budget_mib: usize,
+    /// An application's own outbox (the database its `Emitter` sends from: a SQLite path or
+    /// URL, or `postgres://`): the dashboard shows its endpoints, messages and attempts, and
+    /// replays, disables and rotates. This server never sends; the application's workers do.
+    #[arg(long, env = "OUTWORX_SERVE_OUTBOX_DB", hide_env_values = true)]
+    outbox_db: Option<String>,
+    /// An application's own inbox (its `queue` routes' database): the dashboard shows its
+    /// pending, retrying and dead deliveries, and replays them.
+    #[arg(long, env = "OUTWORX_SERVE_INBOX_DB", hide_env_values = true)]
+    inbox_db: Option<String>,
+    /// The project that sees --outbox-db and --inbox-db: its id (`POST /api/sdk/verify`
+    /// answers it). Default: the only key's project; required with several keys.
+    #[arg(long, env = "OUTWORX_SERVE_ATTACH_PROJECT")]
+    attach_project: Option<String>,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
@@ -81,6 +94,39 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
     config.tunnel.max_session_bytes = args.tunnel_session_budget_mib.saturating_mul(1 << 20);
     config.retention = (args.retention_days > 0)
         .then(|| std::time::Duration::from_secs(args.retention_days.saturating_mul(86_400)));
+    if args.outbox_db.is_some() || args.inbox_db.is_some() {
+        let project = match (args.attach_project, config.api_keys.as_slice()) {
+            (Some(p), _) => p,
+            (None, [only]) => outworx_serve::project_id(only),
+            (None, _) => {
+                return Err(format!(
+                    "--outbox-db and --inbox-db are shown to one project: with several keys, \
+                     name it with --attach-project (one of {})",
+                    config
+                        .api_keys
+                        .iter()
+                        .map(|k| outworx_serve::project_id(k))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        };
+        // A mistyped path would open a new, empty database: say so instead.
+        for url in [&args.outbox_db, &args.inbox_db].into_iter().flatten() {
+            let is_path = !url.contains("://") && !url.starts_with("sqlite:");
+            if is_path && !std::path::Path::new(url).exists() {
+                return Err(format!("no database at {url}"));
+            }
+        }
+        let mut attached = outworx_serve::Attached::new(project);
+        if let Some(url) = &args.outbox_db {
+            attached = attached.outbox_db(url).await.map_err(|e| e.to_string())?;
+        }
+        if let Some(url) = &args.inbox_db {
+            attached = attached.inbox_db(url).await.map_err(|e| e.to_string())?;
+        }
+        config.attached = Some(attached);
+    }
     config.check().map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -92,6 +138,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
         redact_url(&args.db)
     );
     println!("dashboard: http://{addr}/dashboard/");
+    for (what, url) in [("outbox", &args.outbox_db), ("inbox", &args.inbox_db)] {
+        if let Some(url) = url {
+            println!("{what}: {}", redact_url(url));
+        }
+    }
     if let Some(t) = &config.tunnel_url {
         println!("tunnels: {}/t/...", t.trim_end_matches('/'));
     }

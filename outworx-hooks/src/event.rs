@@ -487,6 +487,23 @@ pub(crate) fn sample() -> DeliveryEvent {
 mod tests {
     use super::*;
 
+    /// Every status this SDK reports is one the wire (and `outworx serve`'s ingest) accepts:
+    /// a status missing there had receipts of `queue` routes refused with a 422.
+    #[test]
+    fn every_processing_status_is_on_the_wire() {
+        use ProcessingStatus::*;
+        for p in [Completed, Failed, SilentDrop, Queued, Ignored] {
+            // A new variant fails to compile here until it is listed.
+            match p {
+                Completed | Failed | SilentDrop | Queued | Ignored => {}
+            }
+            assert!(
+                crate::wire::PROCESSING_STATUSES.contains(&processing_name(p)),
+                "{p:?}"
+            );
+        }
+    }
+
     #[test]
     fn absent_fields_are_omitted() {
         let e = DeliveryEvent {

@@ -66,8 +66,11 @@ pub fn json_size(v: &impl Serialize) -> usize {
     c.0
 }
 
-/// The values of `processing_status` (ours beyond the first three are additive).
-pub const PROCESSING_STATUSES: &[&str] = &["completed", "failed", "silent_drop"];
+/// The values of `processing_status`: the Outworx API's three, then the two this SDK adds
+/// (`queued`: a `queue` route's receipt; `ignored`: a type outside the route's `events`),
+/// which `outworx serve` must accept from it.
+pub const PROCESSING_STATUSES: &[&str] =
+    &["completed", "failed", "silent_drop", "queued", "ignored"];
 
 /// The most bytes (as JSON) each field of an event may take; see [`EVENT_FIELDS`].
 pub mod limits {

@@ -1,6 +1,8 @@
-// The Outworx dashboard: reads /api/stats and /api/events with the project's API key.
-// Event data is untrusted (it is whatever a webhook sender put in a request): it is only ever
-// set as text (textContent), never parsed as markup.
+// The Outworx dashboard: reads /api/stats and /api/events with the project's API key, and
+// with an application's outbox or inbox attached, /api/outbound and /api/inbox.
+// Every value from the API is untrusted (event types, URLs, answers and errors are whatever a
+// webhook sender or an endpoint wrote): it is only ever set as text (textContent) or as an
+// attribute, never parsed as markup.
 'use strict';
 
 (() => {
@@ -19,19 +21,22 @@
     seq: 0,
     timer: null,
     range: null, // a bucket of the chart the table is limited to
+    view: 'received',
+    attached: { outbox: false, inbox: false },
+    endpoints: new Map(), // id -> endpoint, for the messages' endpoint column
   };
 
   // --- the API --------------------------------------------------------------------------
 
   class Unauthorized extends Error {}
 
-  async function api(path, params, key = state.key) {
+  async function api(path, params, key = state.key, method = 'GET') {
     // Relative to the page, so the dashboard also works behind a path prefix.
     const url = new URL('../api/' + path, location.href);
     for (const [k, v] of Object.entries(params || {})) {
       if (v !== '' && v !== null && v !== undefined) url.searchParams.set(k, v);
     }
-    const res = await fetch(url, { headers: { Authorization: 'Bearer ' + key }, cache: 'no-store' });
+    const res = await fetch(url, { method, headers: { Authorization: 'Bearer ' + key }, cache: 'no-store' });
     if (res.status === 401) throw new Unauthorized('The server did not accept this API key.');
     let body = null;
     try {
@@ -39,9 +44,15 @@
     } catch (_) {
       // Not JSON: the status says enough.
     }
-    if (!res.ok) throw new Error((body && body.error) || `The server answered ${res.status}.`);
+    if (!res.ok) {
+      const err = new Error((body && body.error) || `The server answered ${res.status}.`);
+      err.status = res.status;
+      throw err;
+    }
     return body;
   }
+
+  const post = (path, params) => api(path, params, state.key, 'POST');
 
   // --- formatting -----------------------------------------------------------------------
 
@@ -288,8 +299,358 @@
       if (text === null) continue;
       box.append(el('h3', name), el('pre', text));
     }
+    const actions = [];
+    // A delivery of a queue route: its inbox row, with its attempts.
+    const inboxId = e.metadata && e.metadata.inbox_id;
+    if (state.attached.inbox && Number.isSafeInteger(inboxId)) {
+      actions.push(button(`Inbox delivery #${inboxId}`, () => openInbox(inboxId), 'd-inbox'));
+    }
+    showDetail(actions);
+  }
+
+  // Opens the detail dialog with these action buttons (its fields are already set).
+  function showDetail(actions) {
+    $('#d-actions').replaceChildren(...actions);
+    setError('#d-note', '');
     const dialog = $('#detail');
     if (!dialog.open) dialog.showModal();
+  }
+
+  function button(label, onClick, id, cls = 'quiet') {
+    const b = el('button', label, cls);
+    b.type = 'button';
+    if (id) b.id = id;
+    b.addEventListener('click', (ev) => {
+      ev.stopPropagation(); // not the row's click
+      onClick(b);
+    });
+    return b;
+  }
+
+  function fieldList(fields) {
+    const dl = $('#d-fields');
+    dl.replaceChildren();
+    for (const [name, value] of fields) {
+      if (value === undefined || value === null || value === '') continue;
+      dl.append(el('dt', name), el('dd', value));
+    }
+  }
+
+  const at = (ms) => (typeof ms === 'number' ? when(ms) : '—');
+
+  function age(ms) {
+    if (typeof ms !== 'number') return '—';
+    const s = Math.floor(ms / 1000);
+    if (s < 60) return `${s}s`;
+    if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+    if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+    return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
+  }
+
+  // --- sending: the attached outbox -----------------------------------------------------
+
+  const DELIVERY_CLASS = { delivered: 'ok', dead: 'bad', pending: 'warn', sending: 'muted' };
+
+  function since(select) {
+    const seconds = $(select).value;
+    return seconds ? new Date(Date.now() - Number(seconds) * 1000).toISOString() : '';
+  }
+
+  function endpointRow(item) {
+    const ep = item.endpoint || {};
+    const h = item.health || {};
+    const tr = el('tr');
+    tr.dataset.id = ep.id;
+    const name = el('td', ep.url, 'wrap');
+    name.title = ep.id || '';
+    const enabled = ep.enabled
+      ? el('td', 'enabled', 'ok')
+      : el('td', `disabled${ep.disabled_reason ? ': ' + ep.disabled_reason : ''}`, 'bad wrap');
+    const tried = Number(h.recent_attempts) || 0;
+    const ok = Number(h.recent_succeeded) || 0;
+    const rate = tried ? Math.round((ok / tried) * 100) : null;
+    const success = el('td', rate === null ? '—' : `${rate}%`, rate === null ? 'num muted' : rate >= 95 ? 'num ok' : rate >= 50 ? 'num warn' : 'num bad');
+    success.title = tried ? `${ok} of the last ${tried} attempts answered 2xx` : 'no attempts yet';
+    const last = h.last_status
+      ? el('td', `${h.last_status} · ${at(h.last_attempt_at)}`, statusClass(h.last_status))
+      : h.last_error
+        ? el('td', `${h.last_error} · ${at(h.last_attempt_at)}`, 'bad wrap')
+        : el('td', '—', 'muted');
+    const actions = el('td');
+    const box = el('div', null, 'actions');
+    box.append(
+      button('Replay dead', (b) => act(b, `outbound/endpoints/${encodeURIComponent(ep.id)}/replay`, { since: since('#ep-window') }, '#out-note')),
+      ep.enabled
+        ? button('Disable', (b) => act(b, `outbound/endpoints/${encodeURIComponent(ep.id)}/disable`, {}, '#out-note'))
+        : button('Enable', (b) => act(b, `outbound/endpoints/${encodeURIComponent(ep.id)}/enable`, {}, '#out-note')),
+      button('Rotate secret', (b) => rotate(b, ep.id)),
+      button('Messages', () => {
+        $('#out-endpoint').value = ep.id;
+        loadSending();
+      }),
+    );
+    actions.append(box);
+    tr.append(name, el('td', ep.owner || '—', ep.owner ? '' : 'muted'), enabled, success, last,
+      el('td', h.waiting ?? 0, 'num'), el('td', h.dead ?? 0, Number(h.dead) ? 'num bad' : 'num'), actions);
+    return tr;
+  }
+
+  // A POST from a button, disabled while it runs: its outcome (or error) is written at
+  // `noteAt`, then the view reloads.
+  async function act(b, path, params, noteAt) {
+    b.disabled = true;
+    try {
+      const r = await post(path, params);
+      const what = r && typeof r.replayed === 'number'
+        ? `${r.replayed} queued again`
+        : r && r.endpoint ? `${r.endpoint.url}: ${r.endpoint.enabled ? 'enabled' : 'disabled'}` : 'done';
+      setError(noteAt, what);
+      $(noteAt).classList.remove('failed');
+    } catch (err) {
+      if (err instanceof Unauthorized) return signOut(err.message);
+      setError(noteAt, err.message);
+      $(noteAt).classList.add('failed');
+    } finally {
+      b.disabled = false;
+    }
+    refresh();
+  }
+
+  async function rotate(b, id) {
+    b.disabled = true;
+    try {
+      const r = await post(`outbound/endpoints/${encodeURIComponent(id)}/rotate`, {});
+      $('#s-value').textContent = String(r.secret || '');
+      $('#secret').showModal();
+    } catch (err) {
+      if (err instanceof Unauthorized) return signOut(err.message);
+      setError('#sending-error', err.message);
+    } finally {
+      b.disabled = false;
+    }
+  }
+
+  function messageRow(d) {
+    const tr = el('tr');
+    tr.tabIndex = 0;
+    tr.dataset.id = d.id;
+    tr.dataset.message = d.message_id;
+    const ep = state.endpoints.get(d.endpoint_id);
+    const answer = d.last_status ? el('td', d.last_status, statusClass(d.last_status)) : el('td', d.last_error || '—', d.last_error ? 'bad wrap' : 'muted');
+    tr.append(
+      el('td', at(d.updated_at)),
+      el('td', d.message_id),
+      el('td', d.event_type),
+      el('td', ep ? ep.url : d.endpoint_id, 'wrap'),
+      el('td', d.status, DELIVERY_CLASS[d.status] || ''),
+      el('td', d.attempts, 'num'),
+      answer,
+    );
+    const open = () => openMessage(d.message_id);
+    tr.addEventListener('click', open);
+    tr.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter') open();
+    });
+    return tr;
+  }
+
+  async function openMessage(id) {
+    let m;
+    try {
+      m = await api(`outbound/messages/${encodeURIComponent(id)}`);
+    } catch (err) {
+      if (err instanceof Unauthorized) return signOut(err.message);
+      return setError('#sending-error', err.message);
+    }
+    const first = (m.deliveries || [])[0] || {};
+    $('#d-title').textContent = `${first.event_type || 'message'} · ${id}`;
+    fieldList([
+      ['Message', id],
+      ['Event type', first.event_type],
+      ['Deliveries', (m.deliveries || []).map((d) => {
+        const ep = state.endpoints.get(d.endpoint_id);
+        return `${ep ? ep.url : d.endpoint_id}: ${d.status} after ${d.attempts} attempt(s)`;
+      }).join('\n')],
+    ]);
+    const box = $('#d-sections');
+    box.replaceChildren(el('h3', `Attempts (${(m.attempts || []).length}), newest first`));
+    for (const a of m.attempts || []) {
+      const ep = state.endpoints.get(a.endpoint_id);
+      const head = `#${a.attempt} · ${at(a.at)} · ${a.status_code ?? 'no answer'} · ${a.duration_ms} ms · ${ep ? ep.url : a.endpoint_id}`;
+      const h = el('h3', head, a.status_code >= 200 && a.status_code < 300 ? 'ok' : 'bad');
+      h.classList.add('attempt');
+      box.append(h);
+      if (a.error) box.append(el('pre', a.error));
+      box.append(el('pre', a.response || '(empty answer)', 'response'));
+    }
+    showDetail([button('Replay this message', (b) => act(b, `outbound/messages/${encodeURIComponent(id)}/replay`, {}, '#d-note'), 'd-replay')]);
+  }
+
+  async function loadSending() {
+    const seq = ++state.seq;
+    try {
+      const [overview, list] = await Promise.all([
+        api('outbound'),
+        api('outbound/messages', { status: $('#out-status').value, endpoint_id: $('#out-endpoint').value, limit: 100 }),
+      ]);
+      if (seq !== state.seq) return;
+      const endpoints = overview.endpoints || [];
+      state.endpoints = new Map(endpoints.map((e) => [e.endpoint.id, e.endpoint]));
+      for (const node of document.querySelectorAll('[data-out]')) {
+        node.textContent = String((overview.counts || {})[node.dataset.out] || 0);
+      }
+      $('#health-note').textContent = `success over each endpoint's last ${Number(overview.health_attempts) || 0} attempts`;
+      $('#endpoints tbody').replaceChildren(...endpoints.map(endpointRow));
+      $('#endpoints-empty').hidden = endpoints.length > 0;
+      const select = $('#out-endpoint');
+      const chosen = select.value;
+      const option = (value, label) => {
+        const o = el('option', label);
+        o.value = value;
+        return o;
+      };
+      select.replaceChildren(option('', 'all'), ...endpoints.map((e) => option(e.endpoint.id, e.endpoint.url)));
+      select.value = chosen;
+      const deliveries = list.deliveries || [];
+      $('#messages tbody').replaceChildren(...deliveries.map(messageRow));
+      $('#messages-empty').hidden = deliveries.length > 0;
+      setError('#sending-error', '');
+      document.body.dataset.loaded = String(seq);
+    } catch (err) {
+      if (seq !== state.seq) return;
+      if (err instanceof Unauthorized) signOut(err.message);
+      else setError('#sending-error', err.message);
+    }
+  }
+
+  // --- the inbox --------------------------------------------------------------------------
+
+  const INBOX_CLASS = { done: 'ok', dead: 'bad', pending: 'warn', processing: 'muted' };
+
+  function inboxStatus(e) {
+    return e.status === 'pending' && e.attempts > 0 ? 'retrying' : e.status;
+  }
+
+  function inboxRow(e) {
+    const tr = el('tr');
+    tr.tabIndex = 0;
+    tr.dataset.id = e.id;
+    const status = inboxStatus(e);
+    tr.append(
+      el('td', e.id, 'num'),
+      el('td', at(e.received_at)),
+      el('td', e.route),
+      el('td', e.event_type || '—', e.event_type ? '' : 'muted'),
+      el('td', status, INBOX_CLASS[e.status] || ''),
+      el('td', `${e.attempts} / ${e.max_attempts}`, 'num'),
+      el('td', e.last_error || '—', e.last_error ? 'bad wrap' : 'muted'),
+    );
+    const open = () => openInbox(e.id);
+    tr.addEventListener('click', open);
+    tr.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter') open();
+    });
+    return tr;
+  }
+
+  async function openInbox(id) {
+    let r;
+    try {
+      r = await api(`inbox/${encodeURIComponent(id)}`);
+    } catch (err) {
+      if (err instanceof Unauthorized) return signOut(err.message);
+      if ($('#detail').open) return setError('#d-note', err.message);
+      return setError('#inbox-error', err.message);
+    }
+    const e = r.entry || {};
+    $('#d-title').textContent = `Inbox delivery #${e.id} · ${e.route}`;
+    fieldList([
+      ['Status', inboxStatus(e)],
+      ['Route', e.route],
+      ['Event type', e.event_type],
+      ['Request', `${e.method} ${e.uri}`],
+      ['Idempotency key', e.key],
+      ['Received', at(e.received_at)],
+      ['Attempts', `${e.attempts} of ${e.max_attempts}`],
+      ['Next attempt', e.status === 'pending' ? at(e.next_attempt_at) : null],
+      ['Last HTTP status', e.last_status],
+      ['Last error', e.last_error],
+      ['Body', `${bytes(e.body_bytes)} (not shown: outworx inbox show --body)`],
+    ]);
+    const box = $('#d-sections');
+    const events = r.events || [];
+    box.replaceChildren(el('h3', `Reported attempts (${events.length}): the receipt, then each run`));
+    const list = el('ol', null, 'runs');
+    for (const item of events) {
+      const ev = item.event || {};
+      const [proc] = processing(ev);
+      const text = `${when(ev.timestamp)} · ${ev.status_code} · ${ev.processing_status === 'queued' ? 'queued' : proc}` +
+        `${typeof ev.duration_ms === 'number' ? ` · ${ev.duration_ms} ms` : ''}` +
+        `${ev.processing_failure_reason ? ' · ' + ev.processing_failure_reason : ''}${ev.error_message ? ' · ' + ev.error_message : ''}`;
+      list.append(el('li', text, statusClass(ev.status_code)));
+    }
+    box.append(list);
+    showDetail([button('Replay this delivery', (b) => act(b, `inbox/${encodeURIComponent(e.id)}/replay`, {}, '#d-note'), 'd-replay')]);
+  }
+
+  async function loadInbox() {
+    const seq = ++state.seq;
+    try {
+      const r = await api('inbox', { status: $('#in-status').value, route: $('#in-route').value.trim(), limit: 100 });
+      if (seq !== state.seq) return;
+      const summary = r.summary || {};
+      for (const node of document.querySelectorAll('[data-in]')) {
+        node.textContent = String(summary[node.dataset.in] || 0);
+      }
+      const oldest = r.oldest_pending_age_ms;
+      $('#inbox-oldest').textContent = typeof oldest === 'number' ? age(oldest) : 'nothing waits';
+      $('#inbox-oldest-card').classList.toggle('late', typeof oldest === 'number' && oldest > 5 * 60 * 1000);
+      const entries = r.entries || [];
+      $('#inbox tbody').replaceChildren(...entries.map(inboxRow));
+      $('#inbox-empty').hidden = entries.length > 0;
+      setError('#inbox-error', '');
+      document.body.dataset.loaded = String(seq);
+    } catch (err) {
+      if (seq !== state.seq) return;
+      if (err instanceof Unauthorized) signOut(err.message);
+      else setError('#inbox-error', err.message);
+    }
+  }
+
+  // --- views ------------------------------------------------------------------------------
+
+  function refresh() {
+    if (state.view === 'sending') return loadSending();
+    if (state.view === 'inbox') return loadInbox();
+    return load();
+  }
+
+  function showView(view) {
+    state.view = view;
+    for (const tab of document.querySelectorAll('#tabs [data-view]')) {
+      if (tab.dataset.view === view) tab.setAttribute('aria-current', 'page');
+      else tab.removeAttribute('aria-current');
+    }
+    for (const name of ['received', 'sending', 'inbox']) $(`#view-${name}`).hidden = name !== view;
+    refresh();
+  }
+
+  // Which of the outbox and the inbox this project has attached (404: not attached to it).
+  async function probe() {
+    const has = async (path) => {
+      try {
+        await api(path, { limit: 1 });
+        return true;
+      } catch (err) {
+        if (err instanceof Unauthorized) throw err;
+        return err.status !== 404;
+      }
+    };
+    const [outbox, inbox] = await Promise.all([has('outbound/messages'), has('inbox')]);
+    state.attached = { outbox, inbox };
+    $('#tab-sending').hidden = !outbox;
+    $('#tab-inbox').hidden = !inbox;
+    $('#tabs').hidden = !(outbox || inbox);
   }
 
   // --- loading --------------------------------------------------------------------------
@@ -350,8 +711,9 @@
     clearInterval(state.timer);
     state.timer = setInterval(() => {
       // Paged views stay as the reader left them; a hidden tab or an open detail waits.
-      if (!$('#f-live').checked || state.paged || document.hidden || $('#detail').open) return;
-      load();
+      if (!$('#f-live').checked || document.hidden || $('#detail').open || $('#secret').open) return;
+      if (state.view === 'received' && state.paged) return;
+      refresh();
     }, LIVE_MS);
   }
 
@@ -361,8 +723,11 @@
     $('#login').hidden = true;
     $('#board').hidden = false;
     $('#signout').hidden = false;
-    load();
+    showView('received');
     live();
+    probe().catch((err) => {
+      if (err instanceof Unauthorized) signOut(err.message);
+    });
   }
 
   function signOut(message) {
@@ -375,6 +740,14 @@
     sessionStorage.removeItem(KEY_STORE);
     $('#filters').reset(); // the next project starts unfiltered
     $('#events tbody').replaceChildren();
+    for (const t of ['#endpoints', '#messages', '#inbox']) $(`${t} tbody`).replaceChildren();
+    for (const f of ['#out-filters', '#in-filters']) $(f).reset();
+    state.attached = { outbox: false, inbox: false };
+    state.endpoints = new Map();
+    state.view = 'received';
+    for (const t of ['#tabs', '#tab-sending', '#tab-inbox']) $(t).hidden = true;
+    for (const d of ['#detail', '#secret']) if ($(d).open) $(d).close();
+    $('#s-value').textContent = '';
     $('#board').hidden = true;
     $('#signout').hidden = true;
     $('#login').hidden = false;
@@ -431,6 +804,52 @@
     });
   }
   $('#d-close').addEventListener('click', () => $('#detail').close());
+  for (const tab of document.querySelectorAll('#tabs [data-view]')) {
+    tab.addEventListener('click', () => showView(tab.dataset.view));
+  }
+  $('#out-filters').addEventListener('change', () => loadSending());
+  $('#in-filters').addEventListener('change', (ev) => {
+    if (ev.target.id !== 'in-since') loadInbox();
+  });
+  $('#in-filters').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    loadInbox();
+  });
+  for (const card of document.querySelectorAll('[data-out-status]')) {
+    card.addEventListener('click', () => {
+      $('#out-status').value = card.dataset.outStatus;
+      loadSending();
+    });
+  }
+  for (const card of document.querySelectorAll('[data-in-status]')) {
+    card.addEventListener('click', () => {
+      $('#in-status').value = card.dataset.inStatus;
+      loadInbox();
+    });
+  }
+  $('#in-replay-dead').addEventListener('click', async (ev) => {
+    const route = $('#in-route').value.trim();
+    if (!route) return setError('#inbox-error', 'Name the route whose dead deliveries to replay.');
+    const b = ev.currentTarget;
+    b.disabled = true;
+    try {
+      const r = await post('inbox/replay', { route, since: since('#in-since') });
+      setError('#inbox-error', '');
+      setError('#inbox-note', `${r.replayed} queued again`);
+    } catch (err) {
+      if (err instanceof Unauthorized) return signOut(err.message);
+      setError('#inbox-error', err.message);
+    } finally {
+      b.disabled = false;
+    }
+    loadInbox();
+  });
+  // The secret is shown once: closing its dialog forgets it.
+  $('#s-done').addEventListener('click', () => $('#secret').close());
+  $('#secret').addEventListener('close', () => {
+    $('#s-value').textContent = '';
+    refresh();
+  });
   $('#detail').addEventListener('click', (ev) => {
     // A click on the backdrop (the dialog element itself) closes it.
     if (ev.target === $('#detail')) $('#detail').close();

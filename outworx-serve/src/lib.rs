@@ -12,7 +12,13 @@
 //!   the stored events, newest first; `GET /api/stats?since=&until=`: their counts;
 //!   `GET /api/stats/series?since=&until=&bucket=`: counts per outcome and p50/p95 latency
 //!   per time bucket, for charts;
-//! - `GET /dashboard/`: a page over those two (the API key is typed into it).
+//! - with an application's outbox and inbox attached ([`Attached`], `--outbox-db`,
+//!   `--inbox-db`): `GET /api/outbound` (endpoints with their health),
+//!   `GET /api/outbound/messages`, `GET /api/outbound/messages/{id}` (with its attempts),
+//!   `POST /api/outbound/messages/{id}/replay`, `POST /api/outbound/endpoints/{id}/replay`,
+//!   `/disable`, `/enable`, `/rotate`; `GET /api/inbox`, `GET /api/inbox/{id}`,
+//!   `POST /api/inbox/{id}/replay`, `POST /api/inbox/replay?route=&since=`;
+//! - `GET /dashboard/`: a page over all of it (the API key is typed into it).
 //!
 //! Every `/api` call needs `Authorization: Bearer <api key>` with a configured key (401
 //! otherwise); events and idempotency keys are scoped by key. Storage is a SQLite file by
@@ -75,6 +81,99 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// Connections served at once; more wait to be accepted (default 1,024).
     pub max_connections: usize,
+    /// An application's own outbox and inbox, shown to one project (default: none).
+    pub attached: Option<Attached>,
+}
+
+/// An application's own outbox (sending) and inbox (queue-first receiving), attached to one
+/// project: that project's key sees and operates them on `/api/outbound`, `/api/inbox` and the
+/// dashboard; any other key is answered 404, as if nothing were attached.
+///
+/// Sending and queued receiving run in the application, against its own database, and stay
+/// there: this server never sends and never runs a handler. It reads and changes those rows
+/// only through the SDK's [`Emitter`](outworx_hooks::send::Emitter) (built without a worker)
+/// and [`Inbox`](outworx_hooks::inbox::Inbox), the same code the application runs. A replay
+/// puts rows back in the queue; the application's workers deliver or process them.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use outworx_serve::{Attached, ServeConfig};
+/// let key = "ohk_0123456789abcdef0123456789abcdef";
+/// let mut config = ServeConfig::new(vec![key.into()]);
+/// config.attached = Some(
+///     Attached::new(outworx_serve::project_id(key))
+///         .outbox_db("postgres://app@db/app")
+///         .await?
+///         .inbox_db("postgres://app@db/app")
+///         .await?,
+/// );
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Attached {
+    pub(crate) project: String,
+    pub(crate) outbox: Option<outworx_hooks::send::Emitter>,
+    pub(crate) inbox: Option<outworx_hooks::inbox::Inbox>,
+}
+
+impl std::fmt::Debug for Attached {
+    // Written out: only what is attached, never a database URL (it may hold a password).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attached")
+            .field("project", &self.project)
+            .field("outbox", &self.outbox.is_some())
+            .field("inbox", &self.inbox.is_some())
+            .finish()
+    }
+}
+
+impl Attached {
+    /// Nothing attached yet, for the project with this id ([`project_id`] of its key).
+    pub fn new(project: impl Into<String>) -> Self {
+        Attached {
+            project: project.into(),
+            outbox: None,
+            inbox: None,
+        }
+    }
+
+    /// Attaches an outbox already open.
+    pub fn outbox(mut self, outbox: outworx_hooks::send::Outbox) -> Self {
+        self.outbox = Some(
+            outworx_hooks::send::Emitter::builder(outbox)
+                .worker(None)
+                .build(),
+        );
+        self
+    }
+
+    /// Opens and attaches the outbox at `url` (a SQLite path or URL, or `postgres://`).
+    pub async fn outbox_db(self, url: &str) -> Result<Self, ServeError> {
+        let outbox = outworx_hooks::send::Outbox::open(url)
+            .await
+            .map_err(|e| ServeError::Attach(format!("the outbox: {e}")))?;
+        Ok(self.outbox(outbox))
+    }
+
+    /// Attaches an inbox already open.
+    pub fn inbox(mut self, inbox: outworx_hooks::inbox::Inbox) -> Self {
+        self.inbox = Some(inbox);
+        self
+    }
+
+    /// Opens and attaches the inbox at `url` (a SQLite path or URL, or `postgres://`).
+    pub async fn inbox_db(self, url: &str) -> Result<Self, ServeError> {
+        let inbox = outworx_hooks::inbox::Inbox::open(url)
+            .await
+            .map_err(|e| ServeError::Attach(format!("the inbox: {e}")))?;
+        Ok(self.inbox(inbox))
+    }
+}
+
+/// The stable, non-secret id of an API key's project: what scopes its events, and what
+/// [`Attached::new`] names (`POST /api/sdk/verify` answers it too).
+pub fn project_id(api_key: &str) -> String {
+    api::project_id(api_key)
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -92,6 +191,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("max_body", &self.max_body)
             .field("tunnel", &self.tunnel)
             .field("max_connections", &self.max_connections)
+            .field("attached", &self.attached)
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +213,7 @@ impl ServeConfig {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             max_connections: 1024,
+            attached: None,
         }
     }
 
@@ -131,6 +232,19 @@ impl ServeConfig {
             if !ok {
                 return Err(ServeError::BadApiKey(project_hint(k)));
             }
+        }
+        if let Some(a) = &self.attached
+            && !self.api_keys.iter().any(|k| project_id(k) == a.project)
+        {
+            return Err(ServeError::Attach(format!(
+                "project {} has no key here; the keys' projects are {}",
+                a.project,
+                self.api_keys
+                    .iter()
+                    .map(|k| project_id(k))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
         }
         let public = self.public_url.as_deref().map(authority).transpose()?;
         if let Some(tunnel) = self.tunnel_url.as_deref() {
@@ -200,6 +314,9 @@ pub enum ServeError {
     /// A configured URL is not usable.
     #[error("{0}")]
     Url(String),
+    /// An attached outbox or inbox could not be opened, or names no configured project.
+    #[error("attaching {0}")]
+    Attach(String),
 }
 
 /// The router over an opened database (for embedding the backend in another app or a test).
@@ -354,6 +471,12 @@ mod tests {
             assert!(err.contains(why), "{err}");
         }
         assert!(api::validate(&serde_json::json!([1])).is_err());
+        // Every processing status the SDK reports, a queued receipt and an ignored type too.
+        for p in ["completed", "failed", "silent_drop", "queued", "ignored"] {
+            let mut e = ok.clone();
+            e["processing_status"] = p.into();
+            api::validate(&e).unwrap_or_else(|why| panic!("{p}: {why}"));
+        }
     }
 
     mod properties {

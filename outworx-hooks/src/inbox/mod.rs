@@ -39,7 +39,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 pub(crate) use store::NewEntry;
-pub use store::{InboxEntry, InboxFilter, InboxStatus};
+pub use store::{InboxEntry, InboxFilter, InboxStatus, InboxSummary};
 pub use worker::InboxWorkerHandle;
 pub use worker::{InboxWorker, InboxWorkerOptions};
 

@@ -120,6 +120,9 @@ pub struct InboxFilter {
     pub until: Option<i64>,
     /// At most this many (default and cap 1,000), newest first.
     pub limit: Option<u32>,
+    /// Only deliveries whose handler has failed at least once this round (with
+    /// [`InboxStatus::Pending`]: the ones waiting for a retry).
+    pub retrying: bool,
 }
 
 impl InboxFilter {
@@ -153,6 +156,31 @@ impl InboxFilter {
         self.limit = Some(n);
         self
     }
+    /// Only pending deliveries whose handler has failed at least once: the retries.
+    pub fn retrying(mut self) -> Self {
+        self.status = Some(InboxStatus::Pending);
+        self.retrying = true;
+        self
+    }
+}
+
+/// Where an inbox stands, for an operator's overview: how many deliveries are in each state,
+/// and how long the oldest pending one has waited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct InboxSummary {
+    /// Waiting for an attempt (first or next).
+    pub pending: u64,
+    /// Of those, waiting for a retry: the handler failed at least once.
+    pub retrying: u64,
+    /// A worker is running their handler.
+    pub processing: u64,
+    /// Processed.
+    pub done: u64,
+    /// Every attempt failed: replay them once fixed.
+    pub dead: u64,
+    /// When the oldest pending delivery arrived, in ms since 1970.
+    pub oldest_pending_at: Option<i64>,
 }
 
 /// A delivery to commit.
@@ -324,13 +352,15 @@ macro_rules! inbox_dialect {
                      CAST(LENGTH(body) AS BIGINT) AS body_bytes FROM outworx_inbox \
                      WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR status = $2) \
                      AND ($3 IS NULL OR route = $3) AND ($4 IS NULL OR updated_at >= $4) \
-                     AND ($5 IS NULL OR updated_at < $5) ORDER BY id DESC LIMIT $6",
+                     AND ($5 IS NULL OR updated_at < $5) AND ($6 = 0 OR attempts > 0) \
+                     ORDER BY id DESC LIMIT $7",
                 )
                 .bind(f.id)
                 .bind(f.status.map(InboxStatus::as_str))
                 .bind(&f.route)
                 .bind(f.since)
                 .bind(f.until)
+                .bind(i64::from(f.retrying))
                 .bind(limit)
                 .fetch_all(&mut *c)
                 .await?;
@@ -383,7 +413,7 @@ macro_rules! inbox_dialect {
                      last_error = NULL, updated_at = $1 WHERE status IN ('dead', 'done', 'pending') \
                      AND ($2 IS NULL OR id = $2) AND ($3 IS NULL OR status = $3) \
                      AND ($4 IS NULL OR route = $4) AND ($5 IS NULL OR updated_at >= $5) \
-                     AND ($6 IS NULL OR updated_at < $6)",
+                     AND ($6 IS NULL OR updated_at < $6) AND ($7 = 0 OR attempts > 0)",
                 )
                 .bind(now)
                 .bind(f.id)
@@ -391,6 +421,7 @@ macro_rules! inbox_dialect {
                 .bind(&f.route)
                 .bind(f.since)
                 .bind(f.until)
+                .bind(i64::from(f.retrying))
                 .execute(&mut *c)
                 .await?;
                 Ok(done.rows_affected())
@@ -432,6 +463,36 @@ macro_rules! inbox_dialect {
                 .fetch_one(&mut *c)
                 .await?;
                 Ok((out, oldest.try_get("oldest")?))
+            }
+
+            /// Counts per status (the retries among the pending ones), and the oldest pending
+            /// delivery's arrival, in one grouped scan.
+            pub(crate) async fn summary(c: &mut Conn) -> Result<InboxSummary, InboxError> {
+                let rows = sqlx::query(
+                    "SELECT status, COUNT(*) AS n, \
+                     SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END) AS failed_before, \
+                     MIN(received_at) AS oldest FROM outworx_inbox GROUP BY status",
+                )
+                .fetch_all(&mut *c)
+                .await?;
+                let mut out = InboxSummary::default();
+                for r in &rows {
+                    let status: String = r.try_get("status")?;
+                    let n: i64 = r.try_get("n")?;
+                    let n = u64::try_from(n).unwrap_or(0);
+                    match InboxStatus::parse(&status) {
+                        InboxStatus::Pending => {
+                            let failed: Option<i64> = r.try_get("failed_before")?;
+                            out.pending = n;
+                            out.retrying = u64::try_from(failed.unwrap_or(0)).unwrap_or(0);
+                            out.oldest_pending_at = r.try_get("oldest")?;
+                        }
+                        InboxStatus::Processing => out.processing = n,
+                        InboxStatus::Done => out.done = n,
+                        InboxStatus::Dead => out.dead = n,
+                    }
+                }
+                Ok(out)
             }
 
             pub(crate) async fn counts(c: &mut Conn) -> Result<Vec<(InboxStatus, u64)>, InboxError> {

@@ -484,6 +484,12 @@ impl Inbox {
         on_pool!(&self.inner.pool, |c, db, _q| db::purge(c, before).await)
     }
 
+    /// How many deliveries are in each state, the retries among the pending ones, and when the
+    /// oldest pending one arrived: an operator's overview (`outworx serve --inbox-db`).
+    pub async fn summary(&self) -> Result<super::InboxSummary, InboxError> {
+        on_pool!(&self.inner.pool, |c, db, _q| db::summary(c).await)
+    }
+
     /// How many deliveries are in each status.
     pub async fn counts(&self) -> Result<Vec<(InboxStatus, u64)>, InboxError> {
         on_pool!(&self.inner.pool, |c, db, _q| db::counts(c).await)

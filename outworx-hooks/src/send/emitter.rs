@@ -551,6 +551,37 @@ impl Emitter {
         Ok(n)
     }
 
+    /// The health of the endpoints `scope` may see (at most [`MAX_LIST`](super::MAX_LIST)):
+    /// the success rate of each one's last `recent` attempts (1 to 1,000), its last attempt,
+    /// and its waiting and dead deliveries. For an operator's overview, such as
+    /// `outworx serve --outbox-db`'s dashboard.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use outworx_hooks::send::{Emitter, NewEndpoint, Outbox, Scope, TargetPolicy};
+    ///
+    /// let emitter = Emitter::builder(Outbox::memory().await?)
+    ///     .policy(TargetPolicy::default().allow("127.0.0.0/8".parse().unwrap()))
+    ///     .worker(None)
+    ///     .build();
+    /// emitter.create_endpoint(NewEndpoint::new("http://127.0.0.1:9/hooks")).await?;
+    /// emitter.send("order.created", &serde_json::json!({"id": 1})).await?;
+    /// let health = emitter.endpoint_health(Scope::All, 100).await?;
+    /// assert_eq!((health[0].recent_attempts, health[0].waiting), (0, 1), "one waits, none tried");
+    /// # Ok::<(), outworx_hooks::send::SendError>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn endpoint_health(
+        &self,
+        scope: Scope<'_>,
+        recent: u32,
+    ) -> Result<Vec<super::EndpointHealth>, SendError> {
+        with_conn!(&self.inner.outbox.pool, |c, db| db::endpoint_health(
+            c, scope, recent
+        )
+        .await)
+    }
+
     /// How many deliveries are in each status.
     pub async fn counts(&self, scope: Scope<'_>) -> Result<Vec<(DeliveryStatus, u64)>, SendError> {
         with_conn!(&self.inner.outbox.pool, |c, db| db::counts(c, scope).await)

@@ -39,9 +39,9 @@ pub use emit::{EmitContext, EmitLayer, EmitService, IntoOwner, IntoPayload, MAX_
 pub use emitter::{DeadLetter, DisabledEndpoint, Emitter, EmitterBuilder, OutboxTx};
 pub use manage::{OwnerFn, management_router};
 pub use model::{
-    Attempt, Auth, CreatedEndpoint, Delivery, DeliveryStatus, Endpoint, EndpointUpdate, Format,
-    MAX_ENDPOINTS_PER_OWNER, MAX_EVENT_TYPE_LEN, MAX_METADATA_BYTES, MAX_PATTERNS, MAX_TEXT_LEN,
-    MAX_URL_LEN, NewEndpoint, NewMessage, RESPONSE_SNIPPET_BYTES, Sent,
+    Attempt, Auth, CreatedEndpoint, Delivery, DeliveryStatus, Endpoint, EndpointHealth,
+    EndpointUpdate, Format, MAX_ENDPOINTS_PER_OWNER, MAX_EVENT_TYPE_LEN, MAX_METADATA_BYTES,
+    MAX_PATTERNS, MAX_TEXT_LEN, MAX_URL_LEN, NewEndpoint, NewMessage, RESPONSE_SNIPPET_BYTES, Sent,
 };
 pub use store::{DeliveryFilter, MAX_LIST, Outbox, Scope};
 pub use target::{ALLOW_TARGETS_ENV, TargetPolicy};

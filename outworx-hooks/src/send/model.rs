@@ -379,6 +379,35 @@ impl Endpoint {
     }
 }
 
+/// How an endpoint is doing, for an operator's overview: its recent attempts' success rate,
+/// its last attempt, and how many of its deliveries wait or are dead.
+///
+/// "Recent" is the endpoint's last `recent` attempts (see [`Emitter::endpoint_health`]), a
+/// count rather than a time window: each endpoint's figure is read from its newest attempts by
+/// index, so the cost does not grow with its history.
+///
+/// [`Emitter::endpoint_health`]: super::Emitter::endpoint_health
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EndpointHealth {
+    /// The endpoint (`ep_...`).
+    pub endpoint_id: String,
+    /// How many of its last attempts were looked at (fewer when it has had fewer).
+    pub recent_attempts: u32,
+    /// How many of those were answered 2xx.
+    pub recent_succeeded: u32,
+    /// The last attempt's HTTP status, when it was answered.
+    pub last_status: Option<u16>,
+    /// The last attempt's error, when it had no answer (connect, timeout, refused target).
+    pub last_error: Option<String>,
+    /// When the last attempt started, in ms since 1970.
+    pub last_attempt_at: Option<i64>,
+    /// Deliveries waiting for an attempt (pending or sending).
+    pub waiting: u64,
+    /// Dead deliveries (replay them once it is fixed).
+    pub dead: u64,
+}
+
 /// A created endpoint, or a rotated secret: the secret is in this answer and never again.
 #[derive(Clone, Serialize)]
 #[non_exhaustive]

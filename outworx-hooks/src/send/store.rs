@@ -835,6 +835,62 @@ macro_rules! dialect {
                     .map_err(SendError::from)
             }
 
+            /// Each endpoint's health: its last `recent` attempts and its last one, read by
+            /// the `(endpoint_id, id)` index, and its waiting and dead deliveries, by the
+            /// `(endpoint_id, status, ..)` one.
+            pub(crate) async fn endpoint_health(
+                c: &mut Conn,
+                scope: Scope<'_>,
+                recent: u32,
+            ) -> Result<Vec<EndpointHealth>, SendError> {
+                let sql = format!(
+                    "SELECT e.id, \
+                     (SELECT COUNT(*) FROM (SELECT a.status_code FROM outworx_attempts a \
+                      WHERE a.endpoint_id = e.id ORDER BY a.id DESC LIMIT $3) r) AS recent, \
+                     (SELECT COUNT(*) FROM (SELECT a.status_code FROM outworx_attempts a \
+                      WHERE a.endpoint_id = e.id ORDER BY a.id DESC LIMIT $3) r \
+                      WHERE r.status_code BETWEEN 200 AND 299) AS succeeded, \
+                     (SELECT a.status_code FROM outworx_attempts a WHERE a.endpoint_id = e.id \
+                      ORDER BY a.id DESC LIMIT 1) AS last_status, \
+                     (SELECT a.error FROM outworx_attempts a WHERE a.endpoint_id = e.id \
+                      ORDER BY a.id DESC LIMIT 1) AS last_error, \
+                     (SELECT a.at FROM outworx_attempts a WHERE a.endpoint_id = e.id \
+                      ORDER BY a.id DESC LIMIT 1) AS last_at, \
+                     (SELECT COUNT(*) FROM outworx_deliveries d WHERE d.endpoint_id = e.id \
+                      AND d.status IN ('pending', 'sending')) AS waiting, \
+                     (SELECT COUNT(*) FROM outworx_deliveries d WHERE d.endpoint_id = e.id \
+                      AND d.status = 'dead') AS dead \
+                     FROM outworx_endpoints e WHERE ($1 = 1 OR e.owner = $2) \
+                     ORDER BY e.created_at, e.id LIMIT {MAX_LIST}"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(scope.all())
+                    .bind(scope.owner_text())
+                    .bind(i64::from(recent.clamp(1, MAX_LIST)))
+                    .fetch_all(&mut *c)
+                    .await?;
+                let count = |r: &<Db as sqlx::Database>::Row, k: &str| -> Result<u64, sqlx::Error> {
+                    let n: i64 = r.try_get(k)?;
+                    Ok(u64::try_from(n).unwrap_or(0))
+                };
+                rows.iter()
+                    .map(|r| {
+                        Ok(EndpointHealth {
+                            endpoint_id: r.try_get("id")?,
+                            recent_attempts: u32::try_from(count(r, "recent")?).unwrap_or(u32::MAX),
+                            recent_succeeded: u32::try_from(count(r, "succeeded")?)
+                                .unwrap_or(u32::MAX),
+                            last_status: u16_opt(r.try_get("last_status")?),
+                            last_error: r.try_get("last_error")?,
+                            last_attempt_at: r.try_get("last_at")?,
+                            waiting: count(r, "waiting")?,
+                            dead: count(r, "dead")?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(SendError::from)
+            }
+
             /// How many deliveries wait (by the status index, for the pending gauge).
             #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
             pub(crate) async fn pending_count(c: &mut Conn) -> Result<u64, SendError> {

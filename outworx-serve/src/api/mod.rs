@@ -7,7 +7,8 @@
 //! - [`ingest`]: event validation and `POST /api/ingest`;
 //! - [`idempotency`]: `POST /api/sdk/idempotency/check` and `/complete`;
 //! - [`forward`]: the tunnel sessions, their polls and responses, and the public ingress;
-//! - [`query`]: `GET /api/events`, `GET /api/stats` and `GET /api/stats/series`.
+//! - [`query`]: `GET /api/events`, `GET /api/stats` and `GET /api/stats/series`;
+//! - [`ops`]: `/api/outbound/...` and `/api/inbox/...`, the attached outbox and inbox.
 // Helpers return the ready error `Response` to the handler, which answers with it: the error
 // path builds it once, so boxing it would only add an allocation.
 #![allow(clippy::result_large_err)]
@@ -16,6 +17,7 @@ mod auth;
 mod forward;
 mod idempotency;
 mod ingest;
+mod ops;
 mod query;
 
 use std::sync::Arc;
@@ -36,6 +38,7 @@ use idempotency::{check, complete};
 use ingest::ingest;
 use query::{events, series, stats};
 
+pub(crate) use auth::project_id;
 pub(crate) use forward::DEFAULT_POLL_WAIT;
 #[cfg(test)]
 pub(crate) use ingest::{MAX_EVENT_BYTES, validate};
@@ -65,6 +68,26 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/events", get(events))
         .route("/api/stats", get(stats))
         .route("/api/stats/series", get(series))
+        .route("/api/outbound", get(ops::overview))
+        .route("/api/outbound/messages", get(ops::messages))
+        .route("/api/outbound/messages/{id}", get(ops::message))
+        .route(
+            "/api/outbound/messages/{id}/replay",
+            post(ops::replay_message),
+        )
+        .route(
+            "/api/outbound/endpoints/{id}/replay",
+            post(ops::replay_endpoint),
+        )
+        .route("/api/outbound/endpoints/{id}/rotate", post(ops::rotate))
+        .route(
+            "/api/outbound/endpoints/{id}/{action}",
+            post(ops::set_enabled),
+        )
+        .route("/api/inbox", get(ops::inbox_list))
+        .route("/api/inbox/replay", post(ops::inbox_replay_dead))
+        .route("/api/inbox/{id}", get(ops::inbox_entry))
+        .route("/api/inbox/{id}/replay", post(ops::inbox_replay_one))
         .route("/healthz", get(|| async { "ok" }))
         // Prometheus: the ingest, idempotency and tunnel counters (no project data).
         .merge(outworx_hooks::report::metrics::router().with_state(()))

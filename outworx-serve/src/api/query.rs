@@ -144,7 +144,7 @@ pub(super) async fn series(
 }
 
 /// `since` / `until` (RFC 3339) as milliseconds since 1970; a 400 names the bad one.
-fn window(
+pub(super) fn window(
     since: &Option<String>,
     until: &Option<String>,
 ) -> Result<(Option<i64>, Option<i64>), Response> {

@@ -27,6 +27,8 @@ pub(crate) struct EventRow {
     pub(crate) event_type: Option<String>,
     pub(crate) duration_ms: Option<i64>,
     pub(crate) outcome: &'static str,
+    /// The inbox row of a queued delivery (`metadata.inbox_id`).
+    pub(crate) inbox_id: Option<i64>,
     pub(crate) text: String,
 }
 
@@ -89,6 +91,10 @@ impl EventRow {
                 .and_then(serde_json::Value::as_i64)
                 .filter(|d| *d >= 0),
             outcome: outcome(event),
+            inbox_id: event
+                .get("metadata")
+                .and_then(|m| m.get("inbox_id"))
+                .and_then(serde_json::Value::as_i64),
             text,
         }
     }
@@ -250,8 +256,8 @@ impl Db {
         for r in rows {
             sqlx::query(
                 "INSERT INTO events (project, received_at, occurred_at, provider, status_code, \
-                 processing_status, signature_valid, event_type, event, duration_ms, outcome) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                 processing_status, signature_valid, event_type, event, duration_ms, outcome, \
+                 inbox_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(project)
             .bind(received_at)
@@ -264,6 +270,7 @@ impl Db {
             .bind(r.text.as_str())
             .bind(r.duration_ms)
             .bind(r.outcome)
+            .bind(r.inbox_id)
             .execute(&mut *tx)
             .await?;
         }
@@ -304,6 +311,34 @@ impl Db {
         .bind(filter.limit.unwrap_or(100).clamp(1, 1000));
         // Rows are read one at a time, so a page of large events stops at the byte budget
         // instead of arriving whole.
+        let mut rows = query.fetch(&self.reads);
+        let (mut out, mut bytes) = (Vec::new(), 0usize);
+        while let Some(row) = rows.try_next().await? {
+            let event = stored_event(&row)?;
+            bytes += event.size;
+            if !out.is_empty() && bytes > MAX_EVENTS_BYTES {
+                break;
+            }
+            out.push(event);
+        }
+        Ok(out)
+    }
+
+    /// The events of `project` reported for one inbox row (its receipt and each worker run),
+    /// oldest first: at most 200 and [`MAX_EVENTS_BYTES`] (at least one), by the
+    /// `(project, inbox_id)` index.
+    pub async fn events_of_inbox(
+        &self,
+        project: &str,
+        inbox_id: i64,
+    ) -> Result<Vec<StoredEvent>, DbError> {
+        use futures_util::TryStreamExt as _;
+        let query = sqlx::query(
+            "SELECT id, received_at, event FROM events WHERE project = $1 AND inbox_id = $2 \
+             ORDER BY id LIMIT 200",
+        )
+        .bind(project)
+        .bind(inbox_id);
         let mut rows = query.fetch(&self.reads);
         let (mut out, mut bytes) = (Vec::new(), 0usize);
         while let Some(row) = rows.try_next().await? {

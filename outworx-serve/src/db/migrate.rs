@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/common/0003_series_columns.sql"),
         include_str!("../../migrations/common/0003_series_columns.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/common/0004_inbox_link.sql"),
+        include_str!("../../migrations/common/0004_inbox_link.sql"),
+    ),
 ];
 
 impl Db {

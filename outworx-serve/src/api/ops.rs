@@ -1,0 +1,486 @@
+//! The sending and queue-first receiving sides of an application, for its operators: the
+//! endpoints of its outbox with their health, messages with their attempts, dead letters and
+//! replay, disable/enable and secret rotation; the deliveries of its inbox, and their replay.
+//!
+//! The rows live in the application's own databases (`--outbox-db`, `--inbox-db`), attached
+//! to one project ([`crate::Attached`]). They are read and changed only through the SDK's
+//! `Emitter` and `Inbox`, the same code the application and `outworx` CLI run, so this module
+//! holds no SQL of its own. Another project's key is answered 404, as if nothing were
+//! attached: it learns nothing of these rows, not even that they exist.
+// Helpers return the ready error `Response` to the handler, which answers with it.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use outworx_hooks::inbox::{Inbox, InboxError, InboxFilter, InboxStatus};
+use outworx_hooks::send::{DeliveryFilter, DeliveryStatus, Emitter, Scope, SendError};
+use serde_json::{Value, json};
+
+use super::auth::Project;
+use super::query::window;
+use super::{App, db_error, error, strict_query};
+
+/// How many of an endpoint's last attempts its success rate is read from.
+pub(crate) const HEALTH_ATTEMPTS: u32 = 100;
+/// Most rows one list answers (the SDK caps at 1,000; a page needs fewer).
+const MAX_ROWS: u32 = 500;
+/// Most attempts one message's detail answers.
+const MAX_ATTEMPTS: u32 = 200;
+
+/// The attached outbox, for this project only.
+fn outbox<'a>(app: &'a App, project: &str) -> Result<&'a Emitter, Response> {
+    app.config
+        .attached
+        .as_ref()
+        .filter(|a| a.project == project)
+        .and_then(|a| a.outbox.as_ref())
+        .ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                "no outbox is attached to this project (outworx serve --outbox-db)",
+            )
+        })
+}
+
+/// The attached inbox, for this project only.
+fn inbox<'a>(app: &'a App, project: &str) -> Result<&'a Inbox, Response> {
+    app.config
+        .attached
+        .as_ref()
+        .filter(|a| a.project == project)
+        .and_then(|a| a.inbox.as_ref())
+        .ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                "no inbox is attached to this project (outworx serve --inbox-db)",
+            )
+        })
+}
+
+fn send_error(e: SendError) -> Response {
+    match e {
+        SendError::NotFound => error(StatusCode::NOT_FOUND, "not found"),
+        e if e.is_client_error() => error(StatusCode::BAD_REQUEST, e.to_string()),
+        e => {
+            tracing::error!(error = %e, "the attached outbox failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the outbox database is unavailable; retry later",
+            )
+        }
+    }
+}
+
+fn inbox_error(e: InboxError) -> Response {
+    match e {
+        InboxError::Invalid(why) => error(StatusCode::BAD_REQUEST, why),
+        e => {
+            tracing::error!(error = %e, "the attached inbox failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the inbox database is unavailable; retry later",
+            )
+        }
+    }
+}
+
+/// An answer that no cache keeps (a rotated secret).
+fn no_store(body: Value) -> Response {
+    ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+/// `GET /api/outbound`: every endpoint with its health, and the deliveries per status.
+pub(super) async fn overview(State(app): State<Arc<App>>, Project(project): Project) -> Response {
+    let emitter = match outbox(&app, &project) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let endpoints = match emitter.endpoints(Scope::All).await {
+        Ok(e) => e,
+        Err(e) => return send_error(e),
+    };
+    let health = match emitter.endpoint_health(Scope::All, HEALTH_ATTEMPTS).await {
+        Ok(h) => h,
+        Err(e) => return send_error(e),
+    };
+    let counts = match emitter.counts(Scope::All).await {
+        Ok(c) => c,
+        Err(e) => return send_error(e),
+    };
+    let mut health: BTreeMap<String, Value> = health
+        .into_iter()
+        .map(|h| (h.endpoint_id.clone(), json!(h)))
+        .collect();
+    let endpoints: Vec<Value> = endpoints
+        .into_iter()
+        .map(|ep| {
+            let h = health.remove(&ep.id).unwrap_or(Value::Null);
+            json!({ "endpoint": ep, "health": h })
+        })
+        .collect();
+    let counts: BTreeMap<&str, u64> = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Sending,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Dead,
+    ]
+    .into_iter()
+    .map(|s| {
+        let n = counts.iter().find(|(k, _)| *k == s).map_or(0, |(_, n)| *n);
+        (status_name(s), n)
+    })
+    .collect();
+    Json(json!({
+        "endpoints": endpoints,
+        "counts": counts,
+        "health_attempts": HEALTH_ATTEMPTS,
+    }))
+    .into_response()
+}
+
+fn status_name(s: DeliveryStatus) -> &'static str {
+    match s {
+        DeliveryStatus::Pending => "pending",
+        DeliveryStatus::Sending => "sending",
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::Dead => "dead",
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessagesQuery {
+    status: Option<String>,
+    endpoint_id: Option<String>,
+    limit: Option<i64>,
+}
+
+fn limit(v: Option<i64>, max: u32) -> Result<u32, Response> {
+    match v.map(u32::try_from) {
+        None => Ok(100.min(max)),
+        Some(Ok(n)) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("`limit` is 1 to {max}"),
+        )),
+    }
+}
+
+/// `GET /api/outbound/messages?status=&endpoint_id=&limit=`: deliveries, newest first.
+pub(super) async fn messages(
+    State(app): State<Arc<App>>,
+    Project(project): Project,
+    uri: Uri,
+) -> Response {
+    let emitter = match outbox(&app, &project) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let q: MessagesQuery = match strict_query(uri.query().unwrap_or("")) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let status = match q.status.as_deref().map(str::parse::<DeliveryStatus>) {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => return send_error(e),
+    };
+    let mut filter = DeliveryFilter::default();
+    filter.status = status;
+    filter.endpoint_id = q.endpoint_id;
+    filter.limit = match limit(q.limit, MAX_ROWS) {
+        Ok(n) => Some(n),
+        Err(r) => return r,
+    };
+    match emitter.deliveries(Scope::All, &filter).await {
+        Ok(list) => Json(json!({ "deliveries": list })).into_response(),
+        Err(e) => send_error(e),
+    }
+}
+
+/// `GET /api/outbound/messages/{id}`: one message's deliveries and their attempts (each with
+/// the first 4 KiB of the endpoint's answer).
+pub(super) async fn message(
+    State(app): State<Arc<App>>,
+    Project(project): Project,
+    Path(id): Path<String>,
+) -> Response {
+    let emitter = match outbox(&app, &project) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let deliveries = match emitter
+        .deliveries(Scope::All, &DeliveryFilter::default().message(&id))
+        .await
+    {
+        Ok(d) if d.is_empty() => return error(StatusCode::NOT_FOUND, "no such message"),
+        Ok(d) => d,
+        Err(e) => return send_error(e),
+    };
+    match emitter
+        .attempts(Scope::All, None, Some(&id), MAX_ATTEMPTS)
+        .await
+    {
+        Ok(attempts) => {
+            Json(json!({ "message_id": id, "deliveries": deliveries, "attempts": attempts }))
+                .into_response()
+        }
+        Err(e) => send_error(e),
+    }
+}
+
+/// `POST /api/outbound/messages/{id}/replay`: its finished deliveries, queued again.
+pub(super) async fn replay_message(
+    State(app): State<Arc<App>>,
+    Project(project): Project,
+    Path(id): Path<String>,
+) -> Response {
+    let emitter = match outbox(&app, &project) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    match emitter
+        .replay(Scope::All, &DeliveryFilter::default().message(id))
+        .await
+    {
+        Ok(0) => error(
+            StatusCode::NOT_FOUND,
+            "no finished delivery of that message to replay",
+        ),
+        Ok(n) => Json(json!({ "replayed": n })).into_response(),
+        Err(e) => send_error(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowQuery {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// `POST /api/outbound/endpoints/{id}/replay?since=&until=`: the endpoint's dead deliveries
+/// that died in the window (RFC 3339; open ends by default), queued again.
+pub(super) async fn replay_endpoint(
+    State(app): State<Arc<App>>,
+    Project(project): Project,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Response {
+    let emitter = match outbox(&app, &project) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let q: WindowQuery = match strict_query(uri.query().unwrap_or("")) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let (since, until) = match window(&q.since, &q.until) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    match emitter.endpoint(Scope::All, &id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such endpoint"),
+        Err(e) => return send_error(e),
+    }
+    let mut filter = DeliveryFilter::default()
+        .endpoint(id)
+        .status(DeliveryStatus::Dead);
+    filter.since = since;
+    filter.until = until;
+    match emitter.replay(Scope::All, &filter).await {
+        Ok(n) => Json(json!({ "replayed": n })).into_response(),
+        Err(e) => send_error(e),
+    }
+}
+
+/// `POST /api/outbound/endpoints/{id}/disable` and `/enable`.
+pub(super) async fn set_enabled(
+    State(app): State<Arc<App>>,
+    Project(project): Project,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    let enabled = match action.as_str() {
+        "enable" => true,
+        "disable" => false,
+        _ => return error(StatusCode::NOT_FOUND, "not found"),
+    };
+    let emitter = match outbox(&app, &project) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    match emitter.set_enabled(Scope::All, &id, enabled).await {
+        Ok(ep) => Json(json!({ "endpoint": ep })).into_response(),
+        Err(e) => send_error(e),
+    }
+}
+
+/// `POST /api/outbound/endpoints/{id}/rotate`: a new secret, in this answer only (`no-store`);
+/// the old one signs beside it for the rotation grace.
+pub(super) async fn rotate(
+    State(app): State<Arc<App>>,
+    Project(project): Project,
+    Path(id): Path<String>,
+) -> Response {
+    let emitter = match outbox(&app, &project) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    match emitter.rotate_secret(Scope::All, &id).await {
+        Ok(rotated) => {
+            tracing::info!(endpoint_id = %id, "endpoint secret rotated from the dashboard");
+            no_store(json!(rotated))
+        }
+        Err(e) => send_error(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboxQuery {
+    status: Option<String>,
+    route: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/inbox?status=&route=&limit=`: the inbox's summary (with the oldest pending
+/// delivery's age) and its deliveries, newest first. `status` is `pending`, `retrying`
+/// (pending after a failure), `processing`, `done` or `dead`.
+pub(super) async fn inbox_list(
+    State(app): State<Arc<App>>,
+    Project(project): Project,
+    uri: Uri,
+) -> Response {
+    let inbox = match inbox(&app, &project) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let q: InboxQuery = match strict_query(uri.query().unwrap_or("")) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let mut filter = match q.status.as_deref() {
+        None => InboxFilter::default(),
+        Some("retrying") => InboxFilter::default().retrying(),
+        Some(s) => match s.parse::<InboxStatus>() {
+            Ok(s) => InboxFilter::default().status(s),
+            Err(e) => return inbox_error(e),
+        },
+    };
+    filter.route = q.route;
+    filter.limit = match limit(q.limit, MAX_ROWS) {
+        Ok(n) => Some(n),
+        Err(r) => return r,
+    };
+    let summary = match inbox.summary().await {
+        Ok(s) => s,
+        Err(e) => return inbox_error(e),
+    };
+    let now = crate::db::now_ms();
+    let oldest_age_ms = summary
+        .oldest_pending_at
+        .map(|t| now.saturating_sub(t).max(0));
+    match inbox.list(&filter).await {
+        Ok(entries) => Json(json!({
+            "summary": summary,
+            "oldest_pending_age_ms": oldest_age_ms,
+            "now_ms": now,
+            "entries": entries,
+        }))
+        .into_response(),
+        Err(e) => inbox_error(e),
+    }
+}
+
+/// `GET /api/inbox/{id}`: one delivery's state, and the events this project was reported for
+/// it (its receipt, then each worker run: its attempts). Its stored body is not answered:
+/// it may hold personal data (`outworx inbox show --body` reads it).
+pub(super) async fn inbox_entry(
+    State(app): State<Arc<App>>,
+    Project(project): Project,
+    Path(id): Path<i64>,
+) -> Response {
+    let inbox = match inbox(&app, &project) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let entry = match inbox.list(&InboxFilter::default().id(id)).await {
+        Ok(list) => match list.into_iter().next() {
+            Some(e) => e,
+            None => return error(StatusCode::NOT_FOUND, "no such delivery"),
+        },
+        Err(e) => return inbox_error(e),
+    };
+    match app.db.events_of_inbox(&project, id).await {
+        Ok(rows) => {
+            let events: Vec<Value> = rows
+                .into_iter()
+                .map(|r| json!({ "id": r.id, "received_at": r.received_at, "event": r.event }))
+                .collect();
+            Json(json!({ "entry": entry, "events": events })).into_response()
+        }
+        Err(e) => db_error(e),
+    }
+}
+
+/// `POST /api/inbox/{id}/replay`: one finished delivery, queued again.
+pub(super) async fn inbox_replay_one(
+    State(app): State<Arc<App>>,
+    Project(project): Project,
+    Path(id): Path<i64>,
+) -> Response {
+    let inbox = match inbox(&app, &project) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    match inbox.replay(&InboxFilter::default().id(id)).await {
+        Ok(0) => error(
+            StatusCode::NOT_FOUND,
+            "no such delivery, or it is being processed",
+        ),
+        Ok(n) => Json(json!({ "replayed": n })).into_response(),
+        Err(e) => inbox_error(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadQuery {
+    route: String,
+    since: Option<String>,
+}
+
+/// `POST /api/inbox/replay?route=&since=`: every dead delivery of a route (that died at or
+/// after `since`, RFC 3339), queued again.
+pub(super) async fn inbox_replay_dead(
+    State(app): State<Arc<App>>,
+    Project(project): Project,
+    uri: Uri,
+) -> Response {
+    let inbox = match inbox(&app, &project) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let q: DeadQuery = match strict_query(uri.query().unwrap_or("")) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let (since, _) = match window(&q.since, &None) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let mut filter = InboxFilter::default()
+        .status(InboxStatus::Dead)
+        .route(q.route);
+    filter.since = since;
+    match inbox.replay(&filter).await {
+        Ok(n) => Json(json!({ "replayed": n })).into_response(),
+        Err(e) => inbox_error(e),
+    }
+}
