@@ -57,6 +57,10 @@ pub(crate) struct ServeArgs {
     /// answers it). Default: the only key's project; required with several keys.
     #[arg(long, env = "OUTWORX_SERVE_ATTACH_PROJECT")]
     attach_project: Option<String>,
+    /// Hours a rotated endpoint secret's predecessor keeps signing: what the application's
+    /// `Emitter` uses (its default, 24).
+    #[arg(long, default_value_t = 24)]
+    rotation_grace_hours: u64,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
@@ -94,6 +98,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
     config.tunnel.max_session_bytes = args.tunnel_session_budget_mib.saturating_mul(1 << 20);
     config.retention = (args.retention_days > 0)
         .then(|| std::time::Duration::from_secs(args.retention_days.saturating_mul(86_400)));
+    if args.attach_project.is_some() && args.outbox_db.is_none() && args.inbox_db.is_none() {
+        return Err("--attach-project names who sees --outbox-db and --inbox-db; give one".into());
+    }
     if args.outbox_db.is_some() || args.inbox_db.is_some() {
         let project = match (args.attach_project, config.api_keys.as_slice()) {
             (Some(p), _) => p,
@@ -111,14 +118,27 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
                 ));
             }
         };
+        // Checked before anything is opened: opening runs the SDK's (idempotent) migrations.
+        if !config
+            .api_keys
+            .iter()
+            .any(|k| outworx_serve::project_id(k) == project)
+        {
+            return Err(format!(
+                "--attach-project {project} is not the project of any key given"
+            ));
+        }
         // A mistyped path would open a new, empty database: say so instead.
         for url in [&args.outbox_db, &args.inbox_db].into_iter().flatten() {
-            let is_path = !url.contains("://") && !url.starts_with("sqlite:");
-            if is_path && !std::path::Path::new(url).exists() {
-                return Err(format!("no database at {url}"));
+            if let Some(path) = sqlite_path(url)
+                && !std::path::Path::new(path).exists()
+            {
+                return Err(format!("no database at {path}"));
             }
         }
-        let mut attached = outworx_serve::Attached::new(project);
+        let mut attached = outworx_serve::Attached::new(project).rotation_grace(
+            std::time::Duration::from_secs(args.rotation_grace_hours.saturating_mul(3600)),
+        );
         if let Some(url) = &args.outbox_db {
             attached = attached.outbox_db(url).await.map_err(|e| e.to_string())?;
         }
@@ -152,6 +172,19 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
     outworx_serve::serve_until(listener, &args.db, config, shutdown)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The file of a SQLite database URL or path (`None` for PostgreSQL and `:memory:`).
+fn sqlite_path(url: &str) -> Option<&str> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return None;
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = path.split('?').next().unwrap_or(path);
+    (path != ":memory:" && !path.is_empty()).then_some(path)
 }
 
 /// A database URL without its password (in the user info or a `password=` parameter), for
@@ -188,5 +221,15 @@ mod tests {
             "postgres://u@h/db?sslmode=require&password=***"
         );
         assert_eq!(r("outworx.db"), "outworx.db");
+    }
+
+    #[test]
+    fn sqlite_files_are_found_in_paths_and_urls() {
+        let p = super::sqlite_path;
+        assert_eq!(p("app.db"), Some("app.db"));
+        assert_eq!(p("sqlite://app.db?mode=rwc"), Some("app.db"));
+        assert_eq!(p("sqlite:/var/app.db"), Some("/var/app.db"));
+        assert_eq!(p("postgres://u@h/db"), None);
+        assert_eq!(p("sqlite::memory:"), None);
     }
 }

@@ -24,6 +24,8 @@
     view: 'received',
     attached: { outbox: false, inbox: false },
     endpoints: new Map(), // id -> endpoint, for the messages' endpoint column
+    epoch: 0, // bumped at sign-out: an answer begun before it is dropped
+    detail: 0, // the latest detail asked for: an older one's answer is dropped
   };
 
   // --- the API --------------------------------------------------------------------------
@@ -85,6 +87,8 @@
       case 'completed': return ['completed', 'ok'];
       case 'failed': return ['failed', 'bad'];
       case 'silent_drop': return ['silent drop', 'warn'];
+      case 'queued': return ['queued', 'muted'];
+      case 'ignored': return ['ignored', 'muted'];
       default: return ['—', 'muted'];
     }
   }
@@ -337,6 +341,8 @@
   }
 
   const at = (ms) => (typeof ms === 'number' ? when(ms) : '—');
+  // A count the server stopped at its cap is "at least".
+  const capped = (n, cap) => (Number(n) >= Number(cap) ? `${cap}+` : String(Number(n) || 0));
 
   function age(ms) {
     if (typeof ms !== 'number') return '—';
@@ -383,7 +389,7 @@
       ep.enabled
         ? button('Disable', (b) => act(b, `outbound/endpoints/${encodeURIComponent(ep.id)}/disable`, {}, '#out-note'))
         : button('Enable', (b) => act(b, `outbound/endpoints/${encodeURIComponent(ep.id)}/enable`, {}, '#out-note')),
-      button('Rotate secret', (b) => rotate(b, ep.id)),
+      button('Rotate secret', (b) => confirmed(b, 'Rotate secret', () => rotate(b, ep.id))),
       button('Messages', () => {
         $('#out-endpoint').value = ep.id;
         loadSending();
@@ -398,15 +404,18 @@
   // A POST from a button, disabled while it runs: its outcome (or error) is written at
   // `noteAt`, then the view reloads.
   async function act(b, path, params, noteAt) {
+    const epoch = state.epoch;
     b.disabled = true;
     try {
       const r = await post(path, params);
+      if (epoch !== state.epoch) return;
       const what = r && typeof r.replayed === 'number'
         ? `${r.replayed} queued again`
         : r && r.endpoint ? `${r.endpoint.url}: ${r.endpoint.enabled ? 'enabled' : 'disabled'}` : 'done';
       setError(noteAt, what);
       $(noteAt).classList.remove('failed');
     } catch (err) {
+      if (epoch !== state.epoch) return;
       if (err instanceof Unauthorized) return signOut(err.message);
       setError(noteAt, err.message);
       $(noteAt).classList.add('failed');
@@ -416,13 +425,32 @@
     refresh();
   }
 
+  // A button that acts only on a second click within 5 s (the first asks to confirm).
+  function confirmed(b, label, onConfirm) {
+    if (b.dataset.armed) {
+      delete b.dataset.armed;
+      b.textContent = label;
+      onConfirm(b);
+      return;
+    }
+    b.dataset.armed = '1';
+    b.textContent = 'Click again to confirm';
+    setTimeout(() => {
+      delete b.dataset.armed;
+      b.textContent = label;
+    }, 5000);
+  }
+
   async function rotate(b, id) {
+    const epoch = state.epoch;
     b.disabled = true;
     try {
       const r = await post(`outbound/endpoints/${encodeURIComponent(id)}/rotate`, {});
+      if (epoch !== state.epoch) return; // signed out meanwhile: never show it
       $('#s-value').textContent = String(r.secret || '');
       $('#secret').showModal();
     } catch (err) {
+      if (epoch !== state.epoch) return;
       if (err instanceof Unauthorized) return signOut(err.message);
       setError('#sending-error', err.message);
     } finally {
@@ -455,13 +483,16 @@
   }
 
   async function openMessage(id) {
+    const [epoch, detail] = [state.epoch, ++state.detail];
     let m;
     try {
       m = await api(`outbound/messages/${encodeURIComponent(id)}`);
     } catch (err) {
+      if (epoch !== state.epoch || detail !== state.detail) return;
       if (err instanceof Unauthorized) return signOut(err.message);
       return setError('#sending-error', err.message);
     }
+    if (epoch !== state.epoch || detail !== state.detail) return;
     const first = (m.deliveries || [])[0] || {};
     $('#d-title').textContent = `${first.event_type || 'message'} · ${id}`;
     fieldList([
@@ -497,9 +528,10 @@
       const endpoints = overview.endpoints || [];
       state.endpoints = new Map(endpoints.map((e) => [e.endpoint.id, e.endpoint]));
       for (const node of document.querySelectorAll('[data-out]')) {
-        node.textContent = String((overview.counts || {})[node.dataset.out] || 0);
+        node.textContent = capped((overview.counts || {})[node.dataset.out], overview.count_cap);
       }
-      $('#health-note').textContent = `success over each endpoint's last ${Number(overview.health_attempts) || 0} attempts`;
+      const shown = endpoints.length < Number(overview.endpoints_total) ? `; the first ${endpoints.length} of ${Number(overview.endpoints_total)} shown` : '';
+      $('#health-note').textContent = `success over each endpoint's last ${Number(overview.health_attempts) || 0} attempts${shown}`;
       $('#endpoints tbody').replaceChildren(...endpoints.map(endpointRow));
       $('#endpoints-empty').hidden = endpoints.length > 0;
       const select = $('#out-endpoint');
@@ -509,8 +541,12 @@
         o.value = value;
         return o;
       };
-      select.replaceChildren(option('', 'all'), ...endpoints.map((e) => option(e.endpoint.id, e.endpoint.url)));
-      select.value = chosen;
+      // Rebuilt only when the list changes, so a live refresh does not close an open list.
+      const wanted = ['', ...endpoints.map((e) => e.endpoint.id)];
+      if ([...select.options].map((o) => o.value).join('\n') !== wanted.join('\n')) {
+        select.replaceChildren(option('', 'all'), ...endpoints.map((e) => option(e.endpoint.id, e.endpoint.url)));
+        select.value = chosen;
+      }
       const deliveries = list.deliveries || [];
       $('#messages tbody').replaceChildren(...deliveries.map(messageRow));
       $('#messages-empty').hidden = deliveries.length > 0;
@@ -554,14 +590,17 @@
   }
 
   async function openInbox(id) {
+    const [epoch, detail] = [state.epoch, ++state.detail];
     let r;
     try {
       r = await api(`inbox/${encodeURIComponent(id)}`);
     } catch (err) {
+      if (epoch !== state.epoch || detail !== state.detail) return;
       if (err instanceof Unauthorized) return signOut(err.message);
       if ($('#detail').open) return setError('#d-note', err.message);
       return setError('#inbox-error', err.message);
     }
+    if (epoch !== state.epoch || detail !== state.detail) return;
     const e = r.entry || {};
     $('#d-title').textContent = `Inbox delivery #${e.id} · ${e.route}`;
     fieldList([
@@ -590,7 +629,11 @@
       list.append(el('li', text, statusClass(ev.status_code)));
     }
     box.append(list);
-    showDetail([button('Replay this delivery', (b) => act(b, `inbox/${encodeURIComponent(e.id)}/replay`, {}, '#d-note'), 'd-replay')]);
+    // A dead one is replayed; a done one may be run again on purpose; a queued one waits.
+    const replay = e.status === 'dead' || e.status === 'done'
+      ? [button(e.status === 'dead' ? 'Replay this delivery' : 'Run it again', (b) => act(b, `inbox/${encodeURIComponent(e.id)}/replay`, {}, '#d-note'), 'd-replay')]
+      : [];
+    showDetail(replay);
   }
 
   async function loadInbox() {
@@ -600,7 +643,7 @@
       if (seq !== state.seq) return;
       const summary = r.summary || {};
       for (const node of document.querySelectorAll('[data-in]')) {
-        node.textContent = String(summary[node.dataset.in] || 0);
+        node.textContent = capped(summary[node.dataset.in], r.count_cap);
       }
       const oldest = r.oldest_pending_age_ms;
       $('#inbox-oldest').textContent = typeof oldest === 'number' ? age(oldest) : 'nothing waits';
@@ -620,6 +663,7 @@
   // --- views ------------------------------------------------------------------------------
 
   function refresh() {
+    if (!state.key) return undefined; // signed out: nothing to load
     if (state.view === 'sending') return loadSending();
     if (state.view === 'inbox') return loadInbox();
     return load();
@@ -637,6 +681,7 @@
 
   // Which of the outbox and the inbox this project has attached (404: not attached to it).
   async function probe() {
+    const epoch = state.epoch;
     const has = async (path) => {
       try {
         await api(path, { limit: 1 });
@@ -647,6 +692,7 @@
       }
     };
     const [outbox, inbox] = await Promise.all([has('outbound/messages'), has('inbox')]);
+    if (epoch !== state.epoch) return; // asked for the previous key
     state.attached = { outbox, inbox };
     $('#tab-sending').hidden = !outbox;
     $('#tab-inbox').hidden = !inbox;
@@ -733,6 +779,7 @@
   function signOut(message) {
     clearInterval(state.timer);
     state.seq += 1; // an answer still on its way belongs to the old key: drop it
+    state.epoch += 1;
     state.key = '';
     state.rows = [];
     state.shown = null;
@@ -747,7 +794,16 @@
     state.view = 'received';
     for (const t of ['#tabs', '#tab-sending', '#tab-inbox']) $(t).hidden = true;
     for (const d of ['#detail', '#secret']) if ($(d).open) $(d).close();
+    // Nothing of the previous project stays in the page.
     $('#s-value').textContent = '';
+    for (const n of ['#d-title', '#d-fields', '#d-sections', '#d-actions', '#health-note']) $(n).replaceChildren();
+    for (const n of ['#d-note', '#out-note', '#inbox-note', '#sending-error', '#inbox-error']) setError(n, '');
+    for (const n of document.querySelectorAll('[data-out], [data-in]')) n.textContent = '0';
+    $('#inbox-oldest').textContent = '—';
+    const all = el('option', 'all');
+    all.value = '';
+    $('#out-endpoint').replaceChildren(all);
+    $('#ep-window').value = '86400';
     $('#board').hidden = true;
     $('#signout').hidden = true;
     $('#login').hidden = false;
@@ -846,6 +902,8 @@
   });
   // The secret is shown once: closing its dialog forgets it.
   $('#s-done').addEventListener('click', () => $('#secret').close());
+  // Escape would close it with the secret unread: only the button closes it.
+  $('#secret').addEventListener('cancel', (ev) => ev.preventDefault());
   $('#secret').addEventListener('close', () => {
     $('#s-value').textContent = '';
     refresh();

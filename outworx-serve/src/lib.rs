@@ -114,6 +114,7 @@ pub struct Attached {
     pub(crate) project: String,
     pub(crate) outbox: Option<outworx_hooks::send::Emitter>,
     pub(crate) inbox: Option<outworx_hooks::inbox::Inbox>,
+    rotation_grace: Duration,
 }
 
 impl std::fmt::Debug for Attached {
@@ -123,6 +124,7 @@ impl std::fmt::Debug for Attached {
             .field("project", &self.project)
             .field("outbox", &self.outbox.is_some())
             .field("inbox", &self.inbox.is_some())
+            .field("rotation_grace", &self.rotation_grace)
             .finish()
     }
 }
@@ -134,7 +136,18 @@ impl Attached {
             project: project.into(),
             outbox: None,
             inbox: None,
+            rotation_grace: Duration::from_secs(24 * 3600),
         }
+    }
+
+    /// How long a rotated secret's predecessor keeps signing beside it (default 24 h): set it
+    /// to what the application's `Emitter` uses.
+    pub fn rotation_grace(mut self, grace: Duration) -> Self {
+        self.rotation_grace = grace;
+        if let Some(emitter) = self.outbox.take() {
+            self = self.outbox(emitter.outbox().clone());
+        }
+        self
     }
 
     /// Attaches an outbox already open.
@@ -142,6 +155,7 @@ impl Attached {
         self.outbox = Some(
             outworx_hooks::send::Emitter::builder(outbox)
                 .worker(None)
+                .rotation_grace(self.rotation_grace)
                 .build(),
         );
         self

@@ -302,7 +302,7 @@ pub(crate) async fn scenario(serve_db: &str, app_db: &str, tag: &str) {
     until("the inbox settled: 1 done, 2 dead, 1 retrying", || {
         let inbox = inbox.clone();
         async move {
-            let s = inbox.summary().await.unwrap();
+            let s = inbox.summary(10_000).await.unwrap();
             s.done == 1 && s.dead == 2 && s.retrying == 1
         }
     })
@@ -522,9 +522,15 @@ pub(crate) async fn scenario(serve_db: &str, app_db: &str, tag: &str) {
     )
     .await;
 
-    // Rotate: the new secret is shown once, then gone from the page and every answer.
+    // Rotate (a second click confirms): the new secret is shown once, then gone from the page
+    // and every answer.
     b.js(&format!("{}.click(); return 1;", button("Rotate secret")))
         .await;
+    b.js(&format!(
+        "{}.click(); return 1;",
+        button("Click again to confirm")
+    ))
+    .await;
     b.wait(
         "document.querySelector('#secret').open && document.querySelector('#s-value').textContent.startsWith('whsec_')",
         "the new secret",
@@ -586,6 +592,14 @@ pub(crate) async fn scenario(serve_db: &str, app_db: &str, tag: &str) {
             "{card}"
         );
     }
+    // The retries: the one whose next attempt is an hour away.
+    b.click("[data-in-status=\"retrying\"]").await;
+    b.wait(
+        "document.querySelectorAll('#inbox tbody tr').length === 1 \
+         && document.querySelector('#inbox tbody tr').innerText.includes('retrying')",
+        "the retrying one",
+    )
+    .await;
     b.click("[data-in-status=\"dead\"]").await;
     b.wait(
         "document.querySelectorAll('#inbox tbody tr').length === 2",
@@ -641,7 +655,7 @@ pub(crate) async fn scenario(serve_db: &str, app_db: &str, tag: &str) {
     assert_eq!(b.js("return typeof window.__pwned;").await, "undefined");
     assert_eq!(
         b.js(
-            "return document.querySelectorAll(['#view-sending', '#view-inbox', '#detail'] \
+            "return document.querySelectorAll(['#events', '#view-sending', '#view-inbox', '#detail'] \
               .map(v => `${v} img, ${v} script, ${v} b, ${v} svg`).join()).length;"
         )
         .await,
@@ -665,10 +679,14 @@ pub(crate) async fn scenario(serve_db: &str, app_db: &str, tag: &str) {
     for url in &urls {
         let (status, body) = api(KEY, reqwest::Method::GET, url.clone()).await;
         assert_eq!(status, 200, "{url}: {body}");
-        assert!(!body.contains(&secret), "{url} answered the secret");
+        assert!(
+            !body.contains(&secret) && !body.contains(&first_secret),
+            "{url} answered a secret"
+        );
         // Another project's key: 404, and not a word of these rows.
         let (status, body) = api(OTHER, reqwest::Method::GET, url.clone()).await;
         if url.contains("/api/events") {
+            assert_eq!(status, 200);
             assert!(!body.contains("inbox_id"), "{body}");
         } else {
             assert_eq!(status, 404, "{url} for another key: {body}");
@@ -695,9 +713,107 @@ pub(crate) async fn scenario(serve_db: &str, app_db: &str, tag: &str) {
             .unwrap()
             .enabled
     );
+    // The other key's rotate changed nothing: the browser's secret still signs.
+    let after = emitter
+        .send_message(NewMessage::json("order.closed", r#"{"order":3}"#).owner(XSS_OWNER))
+        .await
+        .unwrap();
+    until("the message after the other key's attempts", || {
+        let (got, id) = (got.clone(), after.message_id.clone());
+        async move { got.count("ok", &id) == 1 }
+    })
+    .await;
+    let (headers, body) = got.last_ok.lock().unwrap().clone().unwrap();
+    let verdict = outworx_hooks::security::verify(
+        "standard",
+        &headers,
+        &body,
+        &[secret.as_str()],
+        Duration::from_secs(300),
+    );
+    assert!(verdict.valid, "{verdict:?}");
+    // An event another project reports with this inbox's id is not this delivery's.
+    let runs = |key: &'static str| {
+        let base = base.clone();
+        async move {
+            let (_, body) = api(
+                key,
+                reqwest::Method::GET,
+                format!("{base}/api/inbox/{boom_1}"),
+            )
+            .await;
+            serde_json::from_str::<Value>(&body).unwrap()["events"]
+                .as_array()
+                .map_or(0, Vec::len)
+        }
+    };
+    let before = runs(KEY).await;
+    let forged = json!({"provider": "standard", "status_code": 200, "success": true,
+        "duration_ms": 1, "payload_size": 1, "timestamp": ago(0),
+        "metadata": {"inbox_id": boom_1}});
+    let r = http
+        .post(format!("{base}/api/ingest"))
+        .bearer_auth(OTHER)
+        .json(&json!({ "events": [forged] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(runs(KEY).await, before);
+    // A queued delivery is not replayed (that would reset its attempts): 409.
+    let later = inbox
+        .list(&InboxFilter::default().status(InboxStatus::Pending))
+        .await
+        .unwrap()[0]
+        .id;
+    let (status, body) = api(
+        KEY,
+        reqwest::Method::POST,
+        format!("{base}/api/inbox/{later}/replay"),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+
+    // Signing out with the secret dialog open leaves nothing of the project in the page.
+    b.click("#tab-sending").await;
+    b.wait(
+        "document.querySelectorAll('#endpoints tbody tr').length === 2",
+        "the endpoints again",
+    )
+    .await;
+    b.js(&format!("{}.click(); return 1;", button("Rotate secret")))
+        .await;
+    b.js(&format!(
+        "{}.click(); return 1;",
+        button("Click again to confirm")
+    ))
+    .await;
+    b.wait(
+        "document.querySelector('#secret').open && document.querySelector('#s-value').textContent.startsWith('whsec_')",
+        "another new secret",
+    )
+    .await;
+    let last_secret = b.text("#s-value").await;
+    b.js("document.querySelector('#signout').click(); return 1;")
+        .await;
+    b.wait(
+        "!document.querySelector('#login').hidden && !document.querySelector('#secret').open",
+        "the sign-in form",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let page = b.js("return document.documentElement.outerHTML;").await;
+    let page = page.as_str().unwrap();
+    for gone in [last_secret.as_str(), &ok.endpoint.url, &msg, "queued again"] {
+        assert!(!page.contains(gone), "{gone} is still in the page");
+    }
+    assert_eq!(
+        b.text("#login-error").await,
+        "",
+        "a deliberate sign-out says nothing"
+    );
 
     // In the browser, another key sees no sending or inbox view.
-    b.click("#signout").await;
     b.type_into("#key", OTHER).await;
     b.click("#login-form button[type=submit]").await;
     b.wait(

@@ -26,3 +26,7 @@ CREATE TABLE IF NOT EXISTS outworx_inbox (
 CREATE INDEX IF NOT EXISTS outworx_inbox_due ON outworx_inbox (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS outworx_inbox_lease ON outworx_inbox (lease_token) WHERE lease_token IS NOT NULL;
 CREATE INDEX IF NOT EXISTS outworx_inbox_updated ON outworx_inbox (status, updated_at);
+-- The overview (`Inbox::summary`, the depth gauge): retries and the oldest pending arrival,
+-- read from the index alone, never from rows whose bodies may be large. Added to older
+-- inboxes when they are next opened.
+CREATE INDEX IF NOT EXISTS outworx_inbox_state ON outworx_inbox (status, attempts, received_at);

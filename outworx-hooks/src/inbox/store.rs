@@ -465,33 +465,34 @@ macro_rules! inbox_dialect {
                 Ok((out, oldest.try_get("oldest")?))
             }
 
-            /// Counts per status (the retries among the pending ones), and the oldest pending
-            /// delivery's arrival, in one grouped scan.
-            pub(crate) async fn summary(c: &mut Conn) -> Result<InboxSummary, InboxError> {
-                let rows = sqlx::query(
-                    "SELECT status, COUNT(*) AS n, \
-                     SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END) AS failed_before, \
-                     MIN(received_at) AS oldest FROM outworx_inbox GROUP BY status",
+            /// Counts per status, each read from the `(status, ..)` index and capped at `cap`
+            /// rows (a count at the cap means "at least"); the retries among the pending ones and
+            /// the oldest pending arrival from the `(status, attempts, received_at)` index: no
+            /// row is read, however large its body, and a huge history costs the cap.
+            pub(crate) async fn summary(c: &mut Conn, cap: i64) -> Result<InboxSummary, InboxError> {
+                let capped = |status: &'static str, retrying: bool| {
+                    sqlx::query_scalar::<_, i64>(
+                        "SELECT COUNT(*) FROM (SELECT 1 FROM outworx_inbox WHERE status = $1 \
+                         AND ($2 = 0 OR attempts > 0) LIMIT $3) AS capped",
+                    )
+                    .bind(status)
+                    .bind(i64::from(retrying))
+                    .bind(cap)
+                };
+                let n = |v: i64| u64::try_from(v).unwrap_or(0);
+                let mut out = InboxSummary {
+                    pending: n(capped("pending", false).fetch_one(&mut *c).await?),
+                    retrying: n(capped("pending", true).fetch_one(&mut *c).await?),
+                    processing: n(capped("processing", false).fetch_one(&mut *c).await?),
+                    done: n(capped("done", false).fetch_one(&mut *c).await?),
+                    dead: n(capped("dead", false).fetch_one(&mut *c).await?),
+                    oldest_pending_at: None,
+                };
+                out.oldest_pending_at = sqlx::query_scalar(
+                    "SELECT MIN(received_at) FROM outworx_inbox WHERE status = 'pending'",
                 )
-                .fetch_all(&mut *c)
+                .fetch_one(&mut *c)
                 .await?;
-                let mut out = InboxSummary::default();
-                for r in &rows {
-                    let status: String = r.try_get("status")?;
-                    let n: i64 = r.try_get("n")?;
-                    let n = u64::try_from(n).unwrap_or(0);
-                    match InboxStatus::parse(&status) {
-                        InboxStatus::Pending => {
-                            let failed: Option<i64> = r.try_get("failed_before")?;
-                            out.pending = n;
-                            out.retrying = u64::try_from(failed.unwrap_or(0)).unwrap_or(0);
-                            out.oldest_pending_at = r.try_get("oldest")?;
-                        }
-                        InboxStatus::Processing => out.processing = n,
-                        InboxStatus::Done => out.done = n,
-                        InboxStatus::Dead => out.dead = n,
-                    }
-                }
                 Ok(out)
             }
 

@@ -484,10 +484,13 @@ impl Inbox {
         on_pool!(&self.inner.pool, |c, db, _q| db::purge(c, before).await)
     }
 
-    /// How many deliveries are in each state, the retries among the pending ones, and when the
-    /// oldest pending one arrived: an operator's overview (`outworx serve --inbox-db`).
-    pub async fn summary(&self) -> Result<super::InboxSummary, InboxError> {
-        on_pool!(&self.inner.pool, |c, db, _q| db::summary(c).await)
+    /// How many deliveries are in each state (each count capped at `cap`: a count equal to it
+    /// means at least that many), the retries among the pending ones, and when the oldest
+    /// pending one arrived: an operator's overview (`outworx serve --inbox-db`), read from an
+    /// index, so its cost is bounded by `cap` whatever the inbox's history.
+    pub async fn summary(&self, cap: u32) -> Result<super::InboxSummary, InboxError> {
+        let cap = i64::from(cap.max(1));
+        on_pool!(&self.inner.pool, |c, db, _q| db::summary(c, cap).await)
     }
 
     /// How many deliveries are in each status.

@@ -551,9 +551,11 @@ impl Emitter {
         Ok(n)
     }
 
-    /// The health of the endpoints `scope` may see (at most [`MAX_LIST`](super::MAX_LIST)):
-    /// the success rate of each one's last `recent` attempts (1 to 1,000), its last attempt,
-    /// and its waiting and dead deliveries. For an operator's overview, such as
+    /// The health of the first `endpoints` endpoints `scope` may see (oldest first, 1 to
+    /// [`MAX_LIST`](super::MAX_LIST)): the success rate of each one's last `recent` attempts
+    /// (1 to 1,000), its last attempt, and its waiting and dead deliveries, each counted up to
+    /// `cap` (a count equal to it means at least that many). Every figure is read by index
+    /// and bounded, whatever the outbox's history: for an operator's overview, such as
     /// `outworx serve --outbox-db`'s dashboard.
     ///
     /// ```
@@ -566,7 +568,7 @@ impl Emitter {
     ///     .build();
     /// emitter.create_endpoint(NewEndpoint::new("http://127.0.0.1:9/hooks")).await?;
     /// emitter.send("order.created", &serde_json::json!({"id": 1})).await?;
-    /// let health = emitter.endpoint_health(Scope::All, 100).await?;
+    /// let health = emitter.endpoint_health(Scope::All, 100, 200, 10_000).await?;
     /// assert_eq!((health[0].recent_attempts, health[0].waiting), (0, 1), "one waits, none tried");
     /// # Ok::<(), outworx_hooks::send::SendError>(())
     /// # }).unwrap();
@@ -575,9 +577,26 @@ impl Emitter {
         &self,
         scope: Scope<'_>,
         recent: u32,
+        endpoints: u32,
+        cap: u32,
     ) -> Result<Vec<super::EndpointHealth>, SendError> {
+        let cap = i64::from(cap.max(1));
         with_conn!(&self.inner.outbox.pool, |c, db| db::endpoint_health(
-            c, scope, recent
+            c, scope, recent, endpoints, cap
+        )
+        .await)
+    }
+
+    /// Deliveries per status, each counted by the status index up to `cap` (a count equal to
+    /// it means at least that many): [`counts`](Emitter::counts) with a bounded cost.
+    pub async fn counts_capped(
+        &self,
+        scope: Scope<'_>,
+        cap: u32,
+    ) -> Result<Vec<(DeliveryStatus, u64)>, SendError> {
+        let cap = i64::from(cap.max(1));
+        with_conn!(&self.inner.outbox.pool, |c, db| db::capped_counts(
+            c, scope, cap
         )
         .await)
     }

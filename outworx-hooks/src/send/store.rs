@@ -842,6 +842,8 @@ macro_rules! dialect {
                 c: &mut Conn,
                 scope: Scope<'_>,
                 recent: u32,
+                endpoints: u32,
+                cap: i64,
             ) -> Result<Vec<EndpointHealth>, SendError> {
                 let sql = format!(
                     "SELECT e.id, \
@@ -856,17 +858,20 @@ macro_rules! dialect {
                       ORDER BY a.id DESC LIMIT 1) AS last_error, \
                      (SELECT a.at FROM outworx_attempts a WHERE a.endpoint_id = e.id \
                       ORDER BY a.id DESC LIMIT 1) AS last_at, \
-                     (SELECT COUNT(*) FROM outworx_deliveries d WHERE d.endpoint_id = e.id \
-                      AND d.status IN ('pending', 'sending')) AS waiting, \
-                     (SELECT COUNT(*) FROM outworx_deliveries d WHERE d.endpoint_id = e.id \
-                      AND d.status = 'dead') AS dead \
+                     (SELECT COUNT(*) FROM (SELECT 1 FROM outworx_deliveries d \
+                      WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'sending') \
+                      LIMIT $4) w) AS waiting, \
+                     (SELECT COUNT(*) FROM (SELECT 1 FROM outworx_deliveries d \
+                      WHERE d.endpoint_id = e.id AND d.status = 'dead' LIMIT $4) x) AS dead \
                      FROM outworx_endpoints e WHERE ($1 = 1 OR e.owner = $2) \
-                     ORDER BY e.created_at, e.id LIMIT {MAX_LIST}"
+                     ORDER BY e.created_at, e.id LIMIT $5"
                 );
                 let rows = sqlx::query(&sql)
                     .bind(scope.all())
                     .bind(scope.owner_text())
                     .bind(i64::from(recent.clamp(1, MAX_LIST)))
+                    .bind(cap)
+                    .bind(i64::from(endpoints.clamp(1, MAX_LIST)))
                     .fetch_all(&mut *c)
                     .await?;
                 let count = |r: &<Db as sqlx::Database>::Row, k: &str| -> Result<u64, sqlx::Error> {
@@ -889,6 +894,34 @@ macro_rules! dialect {
                     })
                     .collect::<Result<_, sqlx::Error>>()
                     .map_err(SendError::from)
+            }
+
+            /// Deliveries per status, each counted by the status index and capped at `cap`.
+            pub(crate) async fn capped_counts(
+                c: &mut Conn,
+                scope: Scope<'_>,
+                cap: i64,
+            ) -> Result<Vec<(DeliveryStatus, u64)>, SendError> {
+                let mut out = Vec::with_capacity(4);
+                for status in [
+                    DeliveryStatus::Pending,
+                    DeliveryStatus::Sending,
+                    DeliveryStatus::Delivered,
+                    DeliveryStatus::Dead,
+                ] {
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM (SELECT 1 FROM outworx_deliveries WHERE status = $1 \
+                         AND ($2 = 1 OR owner = $3) LIMIT $4) AS capped",
+                    )
+                    .bind(status.as_str())
+                    .bind(scope.all())
+                    .bind(scope.owner_text())
+                    .bind(cap)
+                    .fetch_one(&mut *c)
+                    .await?;
+                    out.push((status, u64::try_from(n).unwrap_or(0)));
+                }
+                Ok(out)
             }
 
             /// How many deliveries wait (by the status index, for the pending gauge).

@@ -31,6 +31,11 @@ pub(crate) const HEALTH_ATTEMPTS: u32 = 100;
 const MAX_ROWS: u32 = 500;
 /// Most attempts one message's detail answers.
 const MAX_ATTEMPTS: u32 = 200;
+/// Most endpoints the overview shows (oldest first), so a refresh stays small.
+pub(crate) const MAX_ENDPOINTS: usize = 200;
+/// Counts stop here ("10,000 or more"): each is read by index, and costs at most this many
+/// index entries whatever the history.
+pub(crate) const COUNT_CAP: u32 = 10_000;
 
 /// The attached outbox, for this project only.
 fn outbox<'a>(app: &'a App, project: &str) -> Result<&'a Emitter, Response> {
@@ -100,15 +105,20 @@ pub(super) async fn overview(State(app): State<Arc<App>>, Project(project): Proj
         Ok(e) => e,
         Err(r) => return r,
     };
-    let endpoints = match emitter.endpoints(Scope::All).await {
+    let mut endpoints = match emitter.endpoints(Scope::All).await {
         Ok(e) => e,
         Err(e) => return send_error(e),
     };
-    let health = match emitter.endpoint_health(Scope::All, HEALTH_ATTEMPTS).await {
+    let total_endpoints = endpoints.len();
+    endpoints.truncate(MAX_ENDPOINTS);
+    let health = match emitter
+        .endpoint_health(Scope::All, HEALTH_ATTEMPTS, MAX_ENDPOINTS as u32, COUNT_CAP)
+        .await
+    {
         Ok(h) => h,
         Err(e) => return send_error(e),
     };
-    let counts = match emitter.counts(Scope::All).await {
+    let counts = match emitter.counts_capped(Scope::All, COUNT_CAP).await {
         Ok(c) => c,
         Err(e) => return send_error(e),
     };
@@ -118,8 +128,10 @@ pub(super) async fn overview(State(app): State<Arc<App>>, Project(project): Proj
         .collect();
     let endpoints: Vec<Value> = endpoints
         .into_iter()
-        .map(|ep| {
+        .map(|mut ep| {
             let h = health.remove(&ep.id).unwrap_or(Value::Null);
+            // Up to 4 KiB each, and not what an overview is for.
+            ep.metadata = serde_json::Map::new();
             json!({ "endpoint": ep, "health": h })
         })
         .collect();
@@ -138,7 +150,9 @@ pub(super) async fn overview(State(app): State<Arc<App>>, Project(project): Proj
     Json(json!({
         "endpoints": endpoints,
         "counts": counts,
+        "count_cap": COUNT_CAP,
         "health_attempts": HEALTH_ATTEMPTS,
+        "endpoints_total": total_endpoints,
     }))
     .into_response()
 }
@@ -378,7 +392,7 @@ pub(super) async fn inbox_list(
         Ok(n) => Some(n),
         Err(r) => return r,
     };
-    let summary = match inbox.summary().await {
+    let summary = match inbox.summary(COUNT_CAP).await {
         Ok(s) => s,
         Err(e) => return inbox_error(e),
     };
@@ -389,6 +403,7 @@ pub(super) async fn inbox_list(
     match inbox.list(&filter).await {
         Ok(entries) => Json(json!({
             "summary": summary,
+            "count_cap": COUNT_CAP,
             "oldest_pending_age_ms": oldest_age_ms,
             "now_ms": now,
             "entries": entries,
@@ -429,7 +444,8 @@ pub(super) async fn inbox_entry(
     }
 }
 
-/// `POST /api/inbox/{id}/replay`: one finished delivery, queued again.
+/// `POST /api/inbox/{id}/replay`: one finished delivery (dead, or done: run again on
+/// purpose), queued again. A pending or processing one is already queued: 409.
 pub(super) async fn inbox_replay_one(
     State(app): State<Arc<App>>,
     Project(project): Project,
@@ -439,10 +455,27 @@ pub(super) async fn inbox_replay_one(
         Ok(i) => i,
         Err(r) => return r,
     };
-    match inbox.replay(&InboxFilter::default().id(id)).await {
+    let status = match inbox.list(&InboxFilter::default().id(id)).await {
+        Ok(list) => match list.first() {
+            Some(e) => e.status,
+            None => return error(StatusCode::NOT_FOUND, "no such delivery"),
+        },
+        Err(e) => return inbox_error(e),
+    };
+    if !matches!(status, InboxStatus::Dead | InboxStatus::Done) {
+        return error(
+            StatusCode::CONFLICT,
+            "the delivery is already queued; only a dead or done one is replayed",
+        );
+    }
+    // Only if it is still what was checked: a worker may have claimed it since.
+    match inbox
+        .replay(&InboxFilter::default().id(id).status(status))
+        .await
+    {
         Ok(0) => error(
-            StatusCode::NOT_FOUND,
-            "no such delivery, or it is being processed",
+            StatusCode::CONFLICT,
+            "the delivery changed meanwhile; look again",
         ),
         Ok(n) => Json(json!({ "replayed": n })).into_response(),
         Err(e) => inbox_error(e),

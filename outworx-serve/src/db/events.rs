@@ -324,9 +324,9 @@ impl Db {
         Ok(out)
     }
 
-    /// The events of `project` reported for one inbox row (its receipt and each worker run),
-    /// oldest first: at most 200 and [`MAX_EVENTS_BYTES`] (at least one), by the
-    /// `(project, inbox_id)` index.
+    /// The events of `project` reported for one inbox row (its receipt and each worker run):
+    /// the newest 200 at most, and at most [`MAX_EVENTS_BYTES`] of them (at least one), by
+    /// the partial `(project, inbox_id)` index, answered oldest first.
     pub async fn events_of_inbox(
         &self,
         project: &str,
@@ -335,7 +335,7 @@ impl Db {
         use futures_util::TryStreamExt as _;
         let query = sqlx::query(
             "SELECT id, received_at, event FROM events WHERE project = $1 AND inbox_id = $2 \
-             ORDER BY id LIMIT 200",
+             ORDER BY id DESC LIMIT 200",
         )
         .bind(project)
         .bind(inbox_id);
@@ -349,6 +349,7 @@ impl Db {
             }
             out.push(event);
         }
+        out.reverse();
         Ok(out)
     }
 
