@@ -20,6 +20,7 @@ pub struct Config {
     pub(crate) endpoint: Option<String>,
     pub(crate) debug: bool,
     pub(crate) store: Option<Arc<dyn Store>>,
+    pub(crate) store_breaker: crate::store::BreakerOptions,
     pub(crate) sinks: Vec<Arc<dyn Sink>>,
     pub(crate) fail_closed: bool,
     pub(crate) timeout: Duration,
@@ -61,6 +62,7 @@ impl Config {
             endpoint: None,
             debug: false,
             store: None,
+            store_breaker: crate::store::BreakerOptions::default(),
             sinks: Vec::new(),
             fail_closed: false,
             timeout: Duration::from_secs(5),
@@ -106,9 +108,28 @@ impl Config {
         self
     }
 
-    /// The idempotency store (default: [`MemoryStore`](crate::MemoryStore)).
+    /// The idempotency store (default: [`MemoryStore`](crate::MemoryStore)). A store given
+    /// here is guarded: each call is bounded by a timeout (2 s), and after 5 failures in a row
+    /// a circuit breaker skips it until a probe succeeds, so an outage costs a delivery
+    /// nothing once the breaker is open ([`Config::store_breaker`]).
     pub fn store(mut self, store: impl Store) -> Self {
         self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The timeout and circuit breaker around the configured [`store`](Config::store)
+    /// (default [`BreakerOptions::default`](crate::store::BreakerOptions)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use outworx_hooks::{Config, store::BreakerOptions};
+    ///
+    /// let config = Config::new()
+    ///     .store_breaker(BreakerOptions::default().timeout(Duration::from_millis(300)));
+    /// # let _ = config;
+    /// ```
+    pub fn store_breaker(mut self, options: crate::store::BreakerOptions) -> Self {
+        self.store_breaker = options;
         self
     }
 

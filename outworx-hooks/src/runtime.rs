@@ -164,9 +164,14 @@ pub fn init(mut config: Config) -> Result<Guard, ConfigError> {
         return Err(ConfigError::Secrets(problems));
     }
     let guard = start_sinks(&mut config)?;
-    let store = config
-        .store
-        .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn Store>);
+    // A configured store is networked (or may be): guarded by a timeout and a breaker. The
+    // embedded memory store answers in memory, never fails, and stays unwrapped.
+    let store = match config.store.take() {
+        Some(store) => {
+            Arc::new(crate::store::Guarded::new(store, config.store_breaker)) as Arc<dyn Store>
+        }
+        None => Arc::new(MemoryStore::new()) as Arc<dyn Store>,
+    };
     if store.is_shared() && config.service.is_none() {
         tracing::warn!(
             service = %default_service(),

@@ -71,3 +71,66 @@ mod tests {
         assert_eq!(panic_message(&*caught), "a panic without a message");
     }
 }
+
+/// At most one log line per `every` from one call site; the lines it held back are counted
+/// and reported with the next one. An outage that fails every delivery logs a line a period,
+/// not a line a delivery.
+#[derive(Debug)]
+pub(crate) struct Every {
+    every_ms: u64,
+    /// When the last line was let through, in ms since the first call (plus one; 0: never).
+    last: std::sync::atomic::AtomicU64,
+    held: std::sync::atomic::AtomicU64,
+    epoch: std::sync::OnceLock<std::time::Instant>,
+}
+
+impl Every {
+    pub(crate) const fn new(every: std::time::Duration) -> Self {
+        Every {
+            every_ms: every.as_millis() as u64,
+            last: std::sync::atomic::AtomicU64::new(0),
+            held: std::sync::atomic::AtomicU64::new(0),
+            epoch: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// `Some(lines held back since the last one)` when this line may be logged now.
+    pub(crate) fn allow(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let epoch = self.epoch.get_or_init(std::time::Instant::now);
+        let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1;
+        let last = self.last.load(Ordering::Relaxed);
+        if last != 0 && now < last.saturating_add(self.every_ms) {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        if self
+            .last
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.held.swap(0, Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod every_tests {
+    use super::Every;
+    use std::time::Duration;
+
+    #[test]
+    fn one_line_a_period_and_the_rest_counted() {
+        let every = Every::new(Duration::from_secs(3600));
+        assert_eq!(every.allow(), Some(0));
+        for _ in 0..99 {
+            assert_eq!(every.allow(), None);
+        }
+        let zero = Every::new(Duration::ZERO);
+        assert_eq!(zero.allow(), Some(0));
+        assert_eq!(zero.allow(), Some(0));
+        assert_eq!(every.held.load(std::sync::atomic::Ordering::Relaxed), 99);
+    }
+}

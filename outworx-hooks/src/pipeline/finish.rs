@@ -84,8 +84,10 @@ impl Verified {
                 Ok(Reservation::New(token)) => held.keys.push((key, token)),
                 other => {
                     // Best effort: a reservation left behind goes stale and is taken over.
-                    if let Err(e) = held.release(&*self.rt.store).await {
-                        tracing::warn!("releasing an idempotency reservation: {e}");
+                    if let Err(e) = held.release(&*self.rt.store).await
+                        && let Some(held) = STORE_FAILED.allow()
+                    {
+                        tracing::warn!(held, "releasing an idempotency reservation: {e}");
                     }
                     return match other {
                         Ok(Reservation::Duplicate(cached)) => Reserved::Duplicate(cached),
@@ -235,7 +237,9 @@ impl Verified {
         let replay =
             (answered.status.is_success() && !lease.keys.is_empty()).then(|| answered.cached());
         if let Err(err) = lease.settle(&*self.rt.store, replay, ttl).await {
-            tracing::warn!(handler = self.route.handler, "{err}");
+            if let Some(held) = STORE_FAILED.allow() {
+                tracing::warn!(handler = self.route.handler, held, "{err}");
+            }
             extra.insert("idempotency_error".into(), err.to_string().into());
         }
         e.status_code = answered.status.as_u16();
@@ -407,7 +411,9 @@ impl Verified {
                 self.without_handler(resp, note)
             }
             Err(e) => {
-                tracing::warn!(handler = self.route.handler, error = %e, "committing to the inbox failed; answering 503");
+                if let Some(held) = INBOX_FAILED.allow() {
+                    tracing::warn!(handler = self.route.handler, held, error = %e, "committing to the inbox failed; answering 503");
+                }
                 let resp = (
                     StatusCode::SERVICE_UNAVAILABLE,
                     [(header::RETRY_AFTER, "5")],
@@ -446,7 +452,9 @@ impl Verified {
                 Err((resp, "in_flight", true.into()))
             }
             Reserved::Failed(err) if self.rt.fail_closed => {
-                tracing::warn!(handler, "{err}; answering 503 (fail closed)");
+                if let Some(held) = STORE_FAILED.allow() {
+                    tracing::warn!(handler, held, "{err}; answering 503 (fail closed)");
+                }
                 let resp = (
                     StatusCode::SERVICE_UNAVAILABLE,
                     [(header::RETRY_AFTER, "30")],
@@ -456,13 +464,22 @@ impl Verified {
                 Err((resp, "idempotency_error", err.to_string().into()))
             }
             Reserved::Failed(err) => {
-                tracing::warn!(handler, "{err}; handling without deduplication");
+                if let Some(held) = STORE_FAILED.allow() {
+                    tracing::warn!(handler, held, "{err}; handling without deduplication");
+                }
                 extra.insert("idempotency_error".into(), err.to_string().into());
                 Ok(Lease::default())
             }
         }
     }
 }
+
+/// A store outage fails every delivery: one line every 10 s says so (with how many it held
+/// back), and each event carries the error.
+static STORE_FAILED: crate::util::Every = crate::util::Every::new(Duration::from_secs(10));
+/// The same for an inbox that cannot commit (each such delivery is answered 503).
+#[cfg(feature = "inbox")]
+static INBOX_FAILED: crate::util::Every = crate::util::Every::new(Duration::from_secs(10));
 
 /// The handler's answer: what is sent, cached for retries and reported. Its body is read only
 /// as far as something keeps it (see [`Held`]). A panic, or a body that fails while it is
@@ -741,8 +758,10 @@ impl Lease {
             loop {
                 tokio::time::sleep(every).await;
                 for (key, token) in &self.keys {
-                    if let Err(e) = store.renew(key, token).await {
-                        tracing::warn!("renewing an idempotency reservation: {e}");
+                    if let Err(e) = store.renew(key, token).await
+                        && let Some(held) = STORE_FAILED.allow()
+                    {
+                        tracing::warn!(held, "renewing an idempotency reservation: {e}");
                     }
                 }
             }

@@ -70,12 +70,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+mod breaker;
 mod memory;
 #[cfg(feature = "outworx-api")]
 mod outworx_api;
 #[cfg(feature = "redis")]
 mod redis;
 
+pub use breaker::BreakerOptions;
+pub(crate) use breaker::Guarded;
 pub use memory::MemoryStore;
 #[cfg(feature = "outworx-api")]
 pub use outworx_api::OutworxApiStore;
