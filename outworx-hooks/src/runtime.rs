@@ -135,6 +135,13 @@ impl std::fmt::Debug for Guard {
 impl Guard {
     /// Flushes every sink (the Outworx sink gives up after 10 s).
     pub async fn shutdown(self) {
+        self.flush().await;
+    }
+
+    /// Delivers what every sink holds now, and keeps them running (the Outworx sink gives up
+    /// after 10 s): then [`dropped_events`](Guard::dropped_events) plus what the ingest
+    /// received is every event reported.
+    pub async fn flush(&self) {
         for sink in &self.sinks {
             sink.flush().await;
         }
