@@ -60,7 +60,15 @@ pub enum InboxError {
     /// A value was refused.
     #[error("invalid {0}")]
     Invalid(String),
+    /// The database did not answer in time. The commit may still land: the provider's retry
+    /// is then answered as a duplicate, never run twice.
+    #[error("inbox: the database did not answer within {} ms", .0.as_millis())]
+    Timeout(std::time::Duration),
 }
+
+/// The longest a `queue` route waits for its commit before answering 503 (the provider
+/// retries): a database that hangs costs a delivery this, never more.
+pub const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl From<sqlx::Error> for InboxError {
     fn from(e: sqlx::Error) -> Self {

@@ -395,7 +395,12 @@ impl Verified {
                 backoff: Duration::from_millis(q.backoff_ms),
             },
         };
-        match inbox.enqueue(&entry).await {
+        let committed = tokio::time::timeout(crate::inbox::COMMIT_TIMEOUT, inbox.enqueue(&entry))
+            .await
+            .unwrap_or(Err(crate::inbox::InboxError::Timeout(
+                crate::inbox::COMMIT_TIMEOUT,
+            )));
+        match committed {
             Ok(done) => {
                 let body = format!(
                     r#"{{"queued":true,"id":{},"duplicate":{}}}"#,

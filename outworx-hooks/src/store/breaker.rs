@@ -40,7 +40,7 @@ pub struct BreakerOptions {
     pub failures: u32,
     /// How long it stays open before a probe (default 1 s).
     pub cooldown: Duration,
-    /// The longest it stays open after failed probes, doubling from `cooldown` (default 30 s).
+    /// The longest it stays open after failed probes, doubling from `cooldown` (default 10 s: a store that is back is used again within about 10 s).
     pub max_cooldown: Duration,
 }
 
@@ -50,7 +50,7 @@ impl Default for BreakerOptions {
             timeout: Duration::from_secs(2),
             failures: 5,
             cooldown: Duration::from_secs(1),
-            max_cooldown: Duration::from_secs(30),
+            max_cooldown: Duration::from_secs(10),
         }
     }
 }
