@@ -85,7 +85,7 @@ impl Verified {
                 other => {
                     // Best effort: a reservation left behind goes stale and is taken over.
                     if let Err(e) = held.release(&*self.rt.store).await
-                        && let Some(held) = STORE_FAILED.allow()
+                        && let Some(held) = RELEASE_FAILED.allow()
                     {
                         tracing::warn!(held, "releasing an idempotency reservation: {e}");
                     }
@@ -237,7 +237,7 @@ impl Verified {
         let replay =
             (answered.status.is_success() && !lease.keys.is_empty()).then(|| answered.cached());
         if let Err(err) = lease.settle(&*self.rt.store, replay, ttl).await {
-            if let Some(held) = STORE_FAILED.allow() {
+            if let Some(held) = SETTLE_FAILED.allow() {
                 tracing::warn!(handler = self.route.handler, held, "{err}");
             }
             extra.insert("idempotency_error".into(), err.to_string().into());
@@ -457,7 +457,7 @@ impl Verified {
                 Err((resp, "in_flight", true.into()))
             }
             Reserved::Failed(err) if self.rt.fail_closed => {
-                if let Some(held) = STORE_FAILED.allow() {
+                if let Some(held) = FAILED_CLOSED.allow() {
                     tracing::warn!(handler, held, "{err}; answering 503 (fail closed)");
                 }
                 let resp = (
@@ -469,7 +469,7 @@ impl Verified {
                 Err((resp, "idempotency_error", err.to_string().into()))
             }
             Reserved::Failed(err) => {
-                if let Some(held) = STORE_FAILED.allow() {
+                if let Some(held) = FAILED_OPEN.allow() {
                     tracing::warn!(handler, held, "{err}; handling without deduplication");
                 }
                 extra.insert("idempotency_error".into(), err.to_string().into());
@@ -481,7 +481,12 @@ impl Verified {
 
 /// A store outage fails every delivery: one line every 10 s says so (with how many it held
 /// back), and each event carries the error.
-static STORE_FAILED: crate::util::Every = crate::util::Every::new(Duration::from_secs(10));
+/// (One per call site: a renewal's warning never hides the first "without deduplication".)
+static FAILED_OPEN: crate::util::Every = crate::util::Every::new(Duration::from_secs(10));
+static FAILED_CLOSED: crate::util::Every = crate::util::Every::new(Duration::from_secs(10));
+static SETTLE_FAILED: crate::util::Every = crate::util::Every::new(Duration::from_secs(10));
+static RELEASE_FAILED: crate::util::Every = crate::util::Every::new(Duration::from_secs(10));
+static RENEW_FAILED: crate::util::Every = crate::util::Every::new(Duration::from_secs(10));
 /// The same for an inbox that cannot commit (each such delivery is answered 503).
 #[cfg(feature = "inbox")]
 static INBOX_FAILED: crate::util::Every = crate::util::Every::new(Duration::from_secs(10));
@@ -764,7 +769,7 @@ impl Lease {
                 tokio::time::sleep(every).await;
                 for (key, token) in &self.keys {
                     if let Err(e) = store.renew(key, token).await
-                        && let Some(held) = STORE_FAILED.allow()
+                        && let Some(held) = RENEW_FAILED.allow()
                     {
                         tracing::warn!(held, "renewing an idempotency reservation: {e}");
                     }

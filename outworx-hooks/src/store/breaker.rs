@@ -164,16 +164,7 @@ impl Breaker {
 
     fn failed(&self, probe: bool, error: &StoreError) {
         if probe {
-            let cooldown = self
-                .cooldown_ms
-                .load(Ordering::Relaxed)
-                .saturating_mul(2)
-                .min(ms(self.options.max_cooldown).max(1));
-            self.cooldown_ms.store(cooldown, Ordering::Relaxed);
-            self.open_until
-                .store(self.now_ms() + cooldown + 1, Ordering::Release);
-            self.probing.store(false, Ordering::Release);
-            tracing::debug!(%error, cooldown_ms = cooldown, "the idempotency store's probe failed");
+            self.probe_failed(error);
             return;
         }
         let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -199,6 +190,49 @@ impl Breaker {
                  skip it until a probe succeeds"
             );
             gauge(true);
+        }
+    }
+}
+
+impl Breaker {
+    /// A probe failed, or ended without an answer (its caller went away): open for twice as
+    /// long, and let the next probe through after that.
+    fn probe_failed(&self, why: &dyn std::fmt::Display) {
+        let floor = ms(self.options.cooldown).max(1);
+        let cooldown = self
+            .cooldown_ms
+            .load(Ordering::Relaxed)
+            .saturating_mul(2)
+            .min(ms(self.options.max_cooldown).max(floor));
+        self.cooldown_ms.store(cooldown, Ordering::Relaxed);
+        let until = self.now_ms() + cooldown + 1;
+        let current = self.open_until.load(Ordering::Acquire);
+        // Closed meanwhile by a call let in before it opened: this is an ordinary failure of
+        // a closed breaker, counted as such.
+        let reopened = current != 0
+            && self
+                .open_until
+                .compare_exchange(current, until, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+        self.probing.store(false, Ordering::Release);
+        if reopened {
+            tracing::debug!(%why, cooldown_ms = cooldown, "the idempotency store's probe failed");
+        } else {
+            self.failed(false, &StoreError(why.to_string()));
+        }
+    }
+}
+
+/// Ends a probe that was dropped before it answered (a cancelled request, a finished
+/// handler's renewal) as a failed one, so the breaker is never left waiting on it.
+struct Probing<'a> {
+    breaker: Option<&'a Breaker>,
+}
+
+impl Drop for Probing<'_> {
+    fn drop(&mut self) {
+        if let Some(b) = self.breaker {
+            b.probe_failed(&"the probe was cancelled");
         }
     }
 }
@@ -259,6 +293,9 @@ impl Guarded {
             )));
         }
         let probe = admit == Admit::Probe;
+        let mut probing = Probing {
+            breaker: probe.then_some(&self.breaker),
+        };
         let result = match tokio::time::timeout(self.breaker.options.timeout, f()).await {
             Ok(r) => r,
             Err(_) => Err(StoreError(format!(
@@ -266,6 +303,8 @@ impl Guarded {
                 self.breaker.options.timeout.as_millis()
             ))),
         };
+        // Answered: the probe's outcome is recorded below, not by the guard.
+        probing.breaker = None;
         match &result {
             Ok(_) => {
                 count("ok");
@@ -435,6 +474,43 @@ mod tests {
         assert_eq!(store.reserve("k", ttl).await, Ok(Reservation::InFlight));
         assert!(!store.breaker.is_open());
         assert_eq!(store.reserve("k", ttl).await, Ok(Reservation::InFlight));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_probe_does_not_wedge_the_breaker() {
+        let clock = crate::store::ManualClock::new();
+        let flaky = Arc::new(Flaky {
+            mode: AtomicUsize::new(1),
+            calls: AtomicUsize::new(0),
+        });
+        let options = BreakerOptions::default()
+            .failures(1)
+            .cooldown(Duration::from_secs(1));
+        let store = Guarded::with_clock(flaky.clone(), options, Arc::new(clock.clone()));
+        let ttl = Duration::from_secs(60);
+        assert!(store.reserve("k", ttl).await.is_err());
+        // The probe hangs, and its caller goes away.
+        flaky.mode.store(2, Ordering::SeqCst);
+        clock.advance(Duration::from_millis(1001));
+        let probe = store.reserve("k", ttl);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), probe)
+                .await
+                .is_err()
+        );
+        // The next probe goes after the (doubled) cooldown, and closes it.
+        flaky.mode.store(0, Ordering::SeqCst);
+        assert!(
+            store
+                .reserve("k", ttl)
+                .await
+                .unwrap_err()
+                .0
+                .contains("open")
+        );
+        clock.advance(Duration::from_millis(2001));
+        assert_eq!(store.reserve("k", ttl).await, Ok(Reservation::InFlight));
+        assert!(!store.breaker.is_open());
     }
 
     #[tokio::test]

@@ -48,9 +48,20 @@
 //! For providers whose natural key is a header their signature does not cover (GitHub,
 //! Shopify, GitLab, Bitbucket, Linear, Razorpay, Twilio), bare `idempotency` also reserves a
 //! digest of the signed body: a captured delivery replayed under a new id header is still a
-//! duplicate. A store error fails open (the handler runs, a warning is logged, the event
-//! carries `metadata.idempotency_error`); [`Config::fail_closed`](crate::Config::fail_closed)
-//! answers 503 with `Retry-After` instead.
+//! duplicate. A store error fails open (the handler runs, a warning is logged at most once
+//! every 10 s, the event carries `metadata.idempotency_error`);
+//! [`Config::fail_closed`](crate::Config::fail_closed) answers 503 with `Retry-After`
+//! instead.
+//!
+//! # A store that is down
+//!
+//! A store given to [`Config::store`](crate::Config::store) is guarded
+//! ([`BreakerOptions`]): every call is bounded by a timeout (2 s), and after 5 failures in a
+//! row a circuit breaker opens, so later deliveries skip the store at once instead of each
+//! paying the timeout (fail open: handled without deduplication; fail closed: 503 at once).
+//! After a cooldown (1 s, doubling to 10 s) one call probes the store; its success closes the
+//! breaker. Opening and closing are one log line each and the
+//! `webhook_store_breaker_open` gauge. Measured with every fault in `docs/performance.md`.
 //!
 //! The Outworx API's check answer has no in-flight status and no release endpoint of its own:
 //! `OutworxApiStore` sends its reservation token, reads a `duplicate` without a cached status
