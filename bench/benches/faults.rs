@@ -518,13 +518,25 @@ async fn store_rows(
     });
     for (label, fault) in faults {
         proxy.set(fault).await;
-        let phase = load(url, connections, seconds, &ids, |_| async {}).await;
+        // The first window holds the opening (the calls that pay the timeout); the second is
+        // the breaker open.
+        let opening = load(url, connections, seconds, &ids, |_| async {}).await;
+        let open = load(url, connections, seconds, &ids, |_| async {}).await;
         proxy.set(Fault::Pass).await;
         let rec = recovery(|| deduplicates(url, &ids)).await;
         rows.push(Row {
             dependency,
-            fault: label,
-            phase,
+            fault: format!("{label}: first {seconds} s"),
+            phase: opening,
+            healthy: h,
+            healthy_p99: hp99,
+            lost: "none; deduplication off while it lasts (fail open)".into(),
+            recovery: "-".into(),
+        });
+        rows.push(Row {
+            dependency,
+            fault: format!("{label}: next {seconds} s (breaker open)"),
+            phase: open,
             healthy: h,
             healthy_p99: hp99,
             lost: "none; deduplication off while it lasts (fail open)".into(),

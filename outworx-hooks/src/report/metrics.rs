@@ -16,6 +16,7 @@
 //! | `webhook_outbound_seconds` | histogram | | one attempt |
 //! | `webhook_outbound_dead_total` | counter | | deliveries that ran out of attempts |
 //! | `webhook_outbound_pending` | gauge | | deliveries waiting |
+//! | `webhook_report_dropped_total` | counter | | delivery events the Outworx reporter dropped |
 //! | `webhook_store_breaker_open` | gauge | | 1 while a configured store's circuit breaker is open |
 //! | `webhook_store_calls_total` | counter | `result` | calls to a configured store: `ok`, `error`, `skipped` |
 //!

@@ -117,6 +117,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// Counts `n` events dropped (and `webhook_report_dropped_total`, with metrics); the
+    /// count before.
+    fn drop_events(&self, n: u64) -> u64 {
+        #[cfg(feature = "metrics")]
+        metrics::counter!("webhook_report_dropped_total").increment(n);
+        self.dropped.fetch_add(n, Ordering::Relaxed)
+    }
+
     fn dequeued(&self, batch: &[Arc<DeliveryEvent>]) {
         let bytes: usize = batch.iter().map(|e| e.approx_size()).sum();
         self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
@@ -189,7 +197,7 @@ impl OutworxSink {
 impl Sink for OutworxSink {
     fn send(&self, event: &Arc<DeliveryEvent>) {
         if self.stopped() {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            self.shared.drop_events(1);
             return;
         }
         let size = event.approx_size();
@@ -198,7 +206,7 @@ impl Sink for OutworxSink {
             queued > self.shared.max_queued_bytes || self.tx.try_send(event.clone()).is_err();
         if full {
             self.shared.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            let n = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            let n = self.shared.drop_events(1) + 1;
             if !self.shared.warned_full.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     dropped = n,
@@ -390,7 +398,7 @@ impl Worker {
                 Ok(bytes) => encoded.push(bytes),
                 Err(err) => {
                     tracing::warn!("a delivery event could not be serialized: {err}");
-                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.shared.drop_events(1);
                 }
             }
         }
@@ -420,7 +428,7 @@ impl Worker {
                     "{e} for a single delivery event; it is dropped"
                 );
                 self.fail(&e);
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                self.shared.drop_events(1);
                 continue;
             }
             let back = chunk.split_off(chunk.len() / 2);
@@ -436,7 +444,7 @@ impl Worker {
         let mut backoff = Duration::from_millis(100);
         loop {
             if self.shared.stopped.load(Ordering::Relaxed) {
-                self.shared.dropped.fetch_add(n, Ordering::Relaxed);
+                self.shared.drop_events(n);
                 return false;
             }
             match self.post(events).await {
@@ -450,21 +458,21 @@ impl Worker {
                     tracing::warn!("{e}: the ingest refused {refused} of {n} delivery events");
                     self.fail(&e);
                     self.shared.sent.fetch_add(accepted, Ordering::Relaxed);
-                    self.shared.dropped.fetch_add(refused, Ordering::Relaxed);
+                    self.shared.drop_events(refused);
                     return false;
                 }
                 Outcome::Stop(e) => {
                     if let ReportError::Unauthorized(s) = e {
                         self.stop(s);
                     }
-                    self.shared.dropped.fetch_add(n, Ordering::Relaxed);
+                    self.shared.drop_events(n);
                     return false;
                 }
                 Outcome::Drop(e) => {
                     // A 4xx other than auth: the batch will never be accepted as it is.
                     tracing::warn!("{e}; {n} delivery events dropped");
                     self.fail(&e);
-                    self.shared.dropped.fetch_add(n, Ordering::Relaxed);
+                    self.shared.drop_events(n);
                     return false;
                 }
                 Outcome::Retry(e) => {
