@@ -196,8 +196,11 @@ async fn a_worker_killed_mid_run_loses_nothing() {
         })
         .await
     );
-    // At least once: a repeat is possible only for the attempts the kill cut short.
-    assert!(rx.total() - 1000 <= 8, "{} repeats", rx.total() - 1000);
+    // At least once: a repeat is possible only for an attempt that was answered and not yet
+    // recorded when the kill came: the 8 in flight, the results queued for the recorder (its
+    // channel holds twice the concurrency) and the batch it was writing (as many again). A
+    // loaded CI host filled that queue once (11 repeats), so the bound is the design's, 40.
+    assert!(rx.total() - 1000 <= 8 * 5, "{} repeats", rx.total() - 1000);
     std::fs::remove_dir_all(dir).ok();
 }
 

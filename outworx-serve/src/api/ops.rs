@@ -37,34 +37,58 @@ pub(crate) const MAX_ENDPOINTS: usize = 200;
 /// index entries whatever the history.
 pub(crate) const COUNT_CAP: u32 = 10_000;
 
-/// The attached outbox, for this project only.
-fn outbox<'a>(app: &'a App, project: &str) -> Result<&'a Emitter, Response> {
-    app.config
-        .attached
-        .as_ref()
-        .filter(|a| a.project == project)
-        .and_then(|a| a.outbox.as_ref())
-        .ok_or_else(|| {
-            error(
-                StatusCode::NOT_FOUND,
-                "no outbox is attached to this project (outworx serve --outbox-db)",
-            )
-        })
+/// The attached outbox, for the request's project only: 401 without a known key, 404 for any
+/// other project (as if nothing were attached), before anything else is read.
+pub(super) struct AttachedOutbox(Emitter);
+
+/// The attached inbox, and the project it is shown to (see [`AttachedOutbox`]).
+pub(super) struct AttachedInbox(Inbox, String);
+
+impl axum::extract::FromRequestParts<Arc<App>> for AttachedOutbox {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Response> {
+        let Project(project) = Project::from_request_parts(parts, app).await?;
+        app.config
+            .attached
+            .as_ref()
+            .filter(|a| a.project == project)
+            .and_then(|a| a.outbox.clone())
+            .map(AttachedOutbox)
+            .ok_or_else(|| {
+                error(
+                    StatusCode::NOT_FOUND,
+                    "no outbox is attached to this project (outworx serve --outbox-db)",
+                )
+            })
+    }
 }
 
-/// The attached inbox, for this project only.
-fn inbox<'a>(app: &'a App, project: &str) -> Result<&'a Inbox, Response> {
-    app.config
-        .attached
-        .as_ref()
-        .filter(|a| a.project == project)
-        .and_then(|a| a.inbox.as_ref())
-        .ok_or_else(|| {
-            error(
-                StatusCode::NOT_FOUND,
-                "no inbox is attached to this project (outworx serve --inbox-db)",
-            )
-        })
+impl axum::extract::FromRequestParts<Arc<App>> for AttachedInbox {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Response> {
+        let Project(project) = Project::from_request_parts(parts, app).await?;
+        let inbox = app
+            .config
+            .attached
+            .as_ref()
+            .filter(|a| a.project == project)
+            .and_then(|a| a.inbox.clone())
+            .ok_or_else(|| {
+                error(
+                    StatusCode::NOT_FOUND,
+                    "no inbox is attached to this project (outworx serve --inbox-db)",
+                )
+            })?;
+        Ok(AttachedInbox(inbox, project))
+    }
 }
 
 fn send_error(e: SendError) -> Response {
@@ -100,11 +124,7 @@ fn no_store(body: Value) -> Response {
 }
 
 /// `GET /api/outbound`: every endpoint with its health, and the deliveries per status.
-pub(super) async fn overview(State(app): State<Arc<App>>, Project(project): Project) -> Response {
-    let emitter = match outbox(&app, &project) {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
+pub(super) async fn overview(AttachedOutbox(emitter): AttachedOutbox) -> Response {
     let mut endpoints = match emitter.endpoints(Scope::All).await {
         Ok(e) => e,
         Err(e) => return send_error(e),
@@ -135,23 +155,17 @@ pub(super) async fn overview(State(app): State<Arc<App>>, Project(project): Proj
             json!({ "endpoint": ep, "health": h })
         })
         .collect();
-    let counts: BTreeMap<&str, u64> = [
-        DeliveryStatus::Pending,
-        DeliveryStatus::Sending,
-        DeliveryStatus::Delivered,
-        DeliveryStatus::Dead,
-    ]
-    .into_iter()
-    .map(|s| {
-        let n = counts.iter().find(|(k, _)| *k == s).map_or(0, |(_, n)| *n);
-        (status_name(s), n)
-    })
-    .collect();
+    // Every status, each counted up to the cap.
+    let counts: BTreeMap<&str, u64> = counts
+        .into_iter()
+        .map(|(s, n)| (status_name(s), n))
+        .collect();
     Json(json!({
         "endpoints": endpoints,
         "counts": counts,
         "count_cap": COUNT_CAP,
         "health_attempts": HEALTH_ATTEMPTS,
+        // At most the SDK's list cap (1,000): "the first 200 of 1,000" may mean more.
         "endpoints_total": total_endpoints,
     }))
     .into_response()
@@ -186,15 +200,7 @@ fn limit(v: Option<i64>, max: u32) -> Result<u32, Response> {
 }
 
 /// `GET /api/outbound/messages?status=&endpoint_id=&limit=`: deliveries, newest first.
-pub(super) async fn messages(
-    State(app): State<Arc<App>>,
-    Project(project): Project,
-    uri: Uri,
-) -> Response {
-    let emitter = match outbox(&app, &project) {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
+pub(super) async fn messages(AttachedOutbox(emitter): AttachedOutbox, uri: Uri) -> Response {
     let q: MessagesQuery = match strict_query(uri.query().unwrap_or("")) {
         Ok(q) => q,
         Err(r) => return r,
@@ -220,14 +226,9 @@ pub(super) async fn messages(
 /// `GET /api/outbound/messages/{id}`: one message's deliveries and their attempts (each with
 /// the first 4 KiB of the endpoint's answer).
 pub(super) async fn message(
-    State(app): State<Arc<App>>,
-    Project(project): Project,
+    AttachedOutbox(emitter): AttachedOutbox,
     Path(id): Path<String>,
 ) -> Response {
-    let emitter = match outbox(&app, &project) {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
     let deliveries = match emitter
         .deliveries(Scope::All, &DeliveryFilter::default().message(&id))
         .await
@@ -250,14 +251,9 @@ pub(super) async fn message(
 
 /// `POST /api/outbound/messages/{id}/replay`: its finished deliveries, queued again.
 pub(super) async fn replay_message(
-    State(app): State<Arc<App>>,
-    Project(project): Project,
+    AttachedOutbox(emitter): AttachedOutbox,
     Path(id): Path<String>,
 ) -> Response {
-    let emitter = match outbox(&app, &project) {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
     match emitter
         .replay(Scope::All, &DeliveryFilter::default().message(id))
         .await
@@ -281,15 +277,10 @@ struct WindowQuery {
 /// `POST /api/outbound/endpoints/{id}/replay?since=&until=`: the endpoint's dead deliveries
 /// that died in the window (RFC 3339; open ends by default), queued again.
 pub(super) async fn replay_endpoint(
-    State(app): State<Arc<App>>,
-    Project(project): Project,
+    AttachedOutbox(emitter): AttachedOutbox,
     Path(id): Path<String>,
     uri: Uri,
 ) -> Response {
-    let emitter = match outbox(&app, &project) {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
     let q: WindowQuery = match strict_query(uri.query().unwrap_or("")) {
         Ok(q) => q,
         Err(r) => return r,
@@ -316,18 +307,13 @@ pub(super) async fn replay_endpoint(
 
 /// `POST /api/outbound/endpoints/{id}/disable` and `/enable`.
 pub(super) async fn set_enabled(
-    State(app): State<Arc<App>>,
-    Project(project): Project,
+    AttachedOutbox(emitter): AttachedOutbox,
     Path((id, action)): Path<(String, String)>,
 ) -> Response {
     let enabled = match action.as_str() {
         "enable" => true,
         "disable" => false,
         _ => return error(StatusCode::NOT_FOUND, "not found"),
-    };
-    let emitter = match outbox(&app, &project) {
-        Ok(e) => e,
-        Err(r) => return r,
     };
     match emitter.set_enabled(Scope::All, &id, enabled).await {
         Ok(ep) => Json(json!({ "endpoint": ep })).into_response(),
@@ -338,14 +324,9 @@ pub(super) async fn set_enabled(
 /// `POST /api/outbound/endpoints/{id}/rotate`: a new secret, in this answer only (`no-store`);
 /// the old one signs beside it for the rotation grace.
 pub(super) async fn rotate(
-    State(app): State<Arc<App>>,
-    Project(project): Project,
+    AttachedOutbox(emitter): AttachedOutbox,
     Path(id): Path<String>,
 ) -> Response {
-    let emitter = match outbox(&app, &project) {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
     match emitter.rotate_secret(Scope::All, &id).await {
         Ok(rotated) => {
             tracing::info!(endpoint_id = %id, "endpoint secret rotated from the dashboard");
@@ -366,15 +347,7 @@ struct InboxQuery {
 /// `GET /api/inbox?status=&route=&limit=`: the inbox's summary (with the oldest pending
 /// delivery's age) and its deliveries, newest first. `status` is `pending`, `retrying`
 /// (pending after a failure), `processing`, `done` or `dead`.
-pub(super) async fn inbox_list(
-    State(app): State<Arc<App>>,
-    Project(project): Project,
-    uri: Uri,
-) -> Response {
-    let inbox = match inbox(&app, &project) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+pub(super) async fn inbox_list(AttachedInbox(inbox, _): AttachedInbox, uri: Uri) -> Response {
     let q: InboxQuery = match strict_query(uri.query().unwrap_or("")) {
         Ok(q) => q,
         Err(r) => return r,
@@ -418,13 +391,9 @@ pub(super) async fn inbox_list(
 /// it may hold personal data (`outworx inbox show --body` reads it).
 pub(super) async fn inbox_entry(
     State(app): State<Arc<App>>,
-    Project(project): Project,
+    AttachedInbox(inbox, project): AttachedInbox,
     Path(id): Path<i64>,
 ) -> Response {
-    let inbox = match inbox(&app, &project) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
     let entry = match inbox.list(&InboxFilter::default().id(id)).await {
         Ok(list) => match list.into_iter().next() {
             Some(e) => e,
@@ -447,14 +416,9 @@ pub(super) async fn inbox_entry(
 /// `POST /api/inbox/{id}/replay`: one finished delivery (dead, or done: run again on
 /// purpose), queued again. A pending or processing one is already queued: 409.
 pub(super) async fn inbox_replay_one(
-    State(app): State<Arc<App>>,
-    Project(project): Project,
+    AttachedInbox(inbox, _): AttachedInbox,
     Path(id): Path<i64>,
 ) -> Response {
-    let inbox = match inbox(&app, &project) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
     let status = match inbox.list(&InboxFilter::default().id(id)).await {
         Ok(list) => match list.first() {
             Some(e) => e.status,
@@ -492,14 +456,9 @@ struct DeadQuery {
 /// `POST /api/inbox/replay?route=&since=`: every dead delivery of a route (that died at or
 /// after `since`, RFC 3339), queued again.
 pub(super) async fn inbox_replay_dead(
-    State(app): State<Arc<App>>,
-    Project(project): Project,
+    AttachedInbox(inbox, _): AttachedInbox,
     uri: Uri,
 ) -> Response {
-    let inbox = match inbox(&app, &project) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
     let q: DeadQuery = match strict_query(uri.query().unwrap_or("")) {
         Ok(q) => q,
         Err(r) => return r,

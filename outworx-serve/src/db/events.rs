@@ -287,7 +287,6 @@ impl Db {
         since_ms: Option<i64>,
         until_ms: Option<i64>,
     ) -> Result<Vec<StoredEvent>, DbError> {
-        use futures_util::TryStreamExt as _;
         // Every filter is bound; an absent one is a NULL that matches everything.
         let query = sqlx::query(
             "SELECT id, received_at, event FROM events WHERE project = $1 \
@@ -309,19 +308,7 @@ impl Db {
         .bind(filter.signature_valid.map(i64::from))
         .bind(filter.before_id)
         .bind(filter.limit.unwrap_or(100).clamp(1, 1000));
-        // Rows are read one at a time, so a page of large events stops at the byte budget
-        // instead of arriving whole.
-        let mut rows = query.fetch(&self.reads);
-        let (mut out, mut bytes) = (Vec::new(), 0usize);
-        while let Some(row) = rows.try_next().await? {
-            let event = stored_event(&row)?;
-            bytes += event.size;
-            if !out.is_empty() && bytes > MAX_EVENTS_BYTES {
-                break;
-            }
-            out.push(event);
-        }
-        Ok(out)
+        within_budget(query.fetch(&self.reads)).await
     }
 
     /// The events of `project` reported for one inbox row (its receipt and each worker run):
@@ -332,23 +319,13 @@ impl Db {
         project: &str,
         inbox_id: i64,
     ) -> Result<Vec<StoredEvent>, DbError> {
-        use futures_util::TryStreamExt as _;
         let query = sqlx::query(
             "SELECT id, received_at, event FROM events WHERE project = $1 AND inbox_id = $2 \
              ORDER BY id DESC LIMIT 200",
         )
         .bind(project)
         .bind(inbox_id);
-        let mut rows = query.fetch(&self.reads);
-        let (mut out, mut bytes) = (Vec::new(), 0usize);
-        while let Some(row) = rows.try_next().await? {
-            let event = stored_event(&row)?;
-            bytes += event.size;
-            if !out.is_empty() && bytes > MAX_EVENTS_BYTES {
-                break;
-            }
-            out.push(event);
-        }
+        let mut out = within_budget(query.fetch(&self.reads)).await?;
         out.reverse();
         Ok(out)
     }
@@ -422,6 +399,24 @@ impl Db {
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// The rows of `rows`, read one at a time so that large events stop at [`MAX_EVENTS_BYTES`]
+/// instead of arriving whole (at least one is answered).
+async fn within_budget(
+    mut rows: impl futures_util::Stream<Item = Result<AnyRow, sqlx::Error>> + Unpin,
+) -> Result<Vec<StoredEvent>, DbError> {
+    use futures_util::TryStreamExt as _;
+    let (mut out, mut bytes) = (Vec::new(), 0usize);
+    while let Some(row) = rows.try_next().await? {
+        let event = stored_event(&row)?;
+        bytes += event.size;
+        if !out.is_empty() && bytes > MAX_EVENTS_BYTES {
+            break;
+        }
+        out.push(event);
+    }
+    Ok(out)
 }
 
 fn stored_event(row: &AnyRow) -> Result<StoredEvent, DbError> {
