@@ -345,6 +345,62 @@ async fn a_failed_commit_answers_500_and_a_non_json_answer_too() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// An outbox that hangs (here: another connection holds SQLite's write lock, which the
+/// outbox would wait 10 s for) costs an emitting request the commit timeout, then 500: never
+/// more. Once the lock goes, the next request commits.
+#[tokio::test]
+async fn a_hung_outbox_answers_500_at_the_commit_timeout() {
+    let dir = tempdir("hung");
+    let path = dir.join("o.db");
+    let emitter = Emitter::builder(Outbox::open(path.to_str().unwrap()).await.unwrap())
+        .worker(None)
+        .commit_timeout(Duration::from_millis(300))
+        .build();
+    async fn ok() -> Json<Value> {
+        Json(json!({"ok": true}))
+    }
+    let app = Router::new().route(
+        "/ok",
+        post(ok).layer(EmitLayer::new("a.b").emitter(emitter.clone())),
+    );
+    let api = serve(app).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut lock = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let r = http.post(format!("{api}/ok")).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        500,
+        "answered, not held until the client gives up"
+    );
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    // Once the lock is gone, a request commits its message.
+    const COUNT: &str = "SELECT COUNT(*) FROM outworx_messages";
+    let before: i64 = sqlx::query_scalar(COUNT)
+        .fetch_one(&mut lock)
+        .await
+        .unwrap();
+    let r = http.post(format!("{api}/ok")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let after: i64 = sqlx::query_scalar(COUNT)
+        .fetch_one(&mut lock)
+        .await
+        .unwrap();
+    assert_eq!(after, before + 1);
+    std::fs::remove_dir_all(dir).ok();
+}
+
 fn tempdir(tag: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("outworx-send-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

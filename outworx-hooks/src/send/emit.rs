@@ -264,11 +264,18 @@ where
         Ok(None) => return Response::from_parts(parts, Body::from(bytes)),
         Err(e) => return refuse(&spec.event_type, &e),
     };
-    match emitter.send_message(message).await {
+    let timeout = emitter.inner.commit_timeout;
+    let committed = tokio::time::timeout(timeout, emitter.send_message(message))
+        .await
+        .unwrap_or(Err(SendError::Timeout(timeout)));
+    match committed {
         Ok(_) => Response::from_parts(parts, Body::from(bytes)),
         Err(e) => refuse(&spec.event_type, &e),
     }
 }
+
+/// An outbox outage fails every emitting request: one line every 10 s says so.
+static REFUSED: crate::util::Every = crate::util::Every::new(std::time::Duration::from_secs(10));
 
 /// The message for a 2xx response, or `None` when the transform says to emit nothing.
 fn message(
@@ -305,7 +312,9 @@ fn message(
 }
 
 fn refuse(event_type: &str, e: &SendError) -> Response {
-    tracing::error!(event_type, error = %e, "the webhook message could not be committed; answering 500");
+    if let Some(held) = REFUSED.allow() {
+        tracing::error!(event_type, held, error = %e, "the webhook message could not be committed; answering 500");
+    }
     let body = serde_json::json!({
         "error": "the webhook message could not be committed",
         "event_type": event_type,

@@ -59,6 +59,7 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) schedule: RetrySchedule,
     pub(crate) rotation_grace: Duration,
+    pub(crate) commit_timeout: Duration,
     pub(crate) wake: Notify,
     pub(crate) on_dead: Option<DeadHook>,
     pub(crate) on_disabled: Option<DisabledHook>,
@@ -108,6 +109,7 @@ pub struct EmitterBuilder {
     clock: Arc<dyn Clock>,
     schedule: RetrySchedule,
     rotation_grace: Duration,
+    commit_timeout: Duration,
     on_dead: Option<DeadHook>,
     on_disabled: Option<DisabledHook>,
     worker: Option<WorkerOptions>,
@@ -144,6 +146,15 @@ impl EmitterBuilder {
         self
     }
 
+    /// How long `#[emit]` and `EmitLayer` wait for the outbox to commit a message before
+    /// answering 500 (default 5 s): a database that hangs costs a request this, never more.
+    /// A commit that lands after it is still sent, so the client's retry may emit the message
+    /// twice (give it an idempotency key to make that one message).
+    pub fn commit_timeout(mut self, timeout: Duration) -> Self {
+        self.commit_timeout = timeout;
+        self
+    }
+
     /// Runs when a delivery is dead (after the commit that made it so).
     pub fn on_dead(mut self, hook: impl Fn(&DeadLetter) + Send + Sync + 'static) -> Self {
         self.on_dead = Some(Arc::new(hook));
@@ -177,6 +188,7 @@ impl EmitterBuilder {
                 clock: self.clock,
                 schedule: self.schedule,
                 rotation_grace: self.rotation_grace,
+                commit_timeout: self.commit_timeout,
                 wake: Notify::new(),
                 on_dead: self.on_dead,
                 on_disabled: self.on_disabled,
@@ -203,6 +215,7 @@ impl Emitter {
             clock: Arc::new(SystemClock),
             schedule: RetrySchedule::default(),
             rotation_grace: Duration::from_secs(24 * 3600),
+            commit_timeout: Duration::from_secs(5),
             on_dead: None,
             on_disabled: None,
             worker: Some(WorkerOptions::default()),

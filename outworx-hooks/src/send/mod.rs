@@ -82,6 +82,10 @@ pub enum SendError {
     /// The outbox's database failed; nothing was committed.
     #[error("outbox: {0}")]
     Store(String),
+    /// The outbox's database did not answer in time
+    /// ([`EmitterBuilder::commit_timeout`]); the message may still be committed and sent.
+    #[error("outbox: the database did not answer within {} ms", .0.as_millis())]
+    Timeout(std::time::Duration),
     /// No such endpoint or message for this owner.
     #[error("not found")]
     NotFound,
