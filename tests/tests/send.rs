@@ -354,15 +354,24 @@ async fn a_hung_outbox_answers_500_at_the_commit_timeout() {
     let path = dir.join("o.db");
     let emitter = Emitter::builder(Outbox::open(path.to_str().unwrap()).await.unwrap())
         .worker(None)
-        .commit_timeout(Duration::from_millis(300))
+        .commit_timeout(Some(Duration::from_millis(300)))
+        .build();
+    // The same outbox with the default timeout, for the request after the lock.
+    let patient = Emitter::builder(Outbox::open(path.to_str().unwrap()).await.unwrap())
+        .worker(None)
         .build();
     async fn ok() -> Json<Value> {
         Json(json!({"ok": true}))
     }
-    let app = Router::new().route(
-        "/ok",
-        post(ok).layer(EmitLayer::new("a.b").emitter(emitter.clone())),
-    );
+    let app = Router::new()
+        .route(
+            "/ok",
+            post(ok).layer(EmitLayer::new("a.b").emitter(emitter.clone())),
+        )
+        .route(
+            "/patient",
+            post(ok).layer(EmitLayer::new("a.b").emitter(patient.clone())),
+        );
     let api = serve(app).await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -378,11 +387,16 @@ async fn a_hung_outbox_answers_500_at_the_commit_timeout() {
         .execute(&mut lock)
         .await
         .unwrap();
+    let started = std::time::Instant::now();
     let r = http.post(format!("{api}/ok")).send().await.unwrap();
     assert_eq!(
         r.status(),
         500,
         "answered, not held until the client gives up"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the 500 is the timeout's, not an error at once"
     );
     sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
     // Once the lock is gone, a request commits its message.
@@ -391,7 +405,7 @@ async fn a_hung_outbox_answers_500_at_the_commit_timeout() {
         .fetch_one(&mut lock)
         .await
         .unwrap();
-    let r = http.post(format!("{api}/ok")).send().await.unwrap();
+    let r = http.post(format!("{api}/patient")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let after: i64 = sqlx::query_scalar(COUNT)
         .fetch_one(&mut lock)

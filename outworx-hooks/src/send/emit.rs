@@ -264,17 +264,20 @@ where
         Ok(None) => return Response::from_parts(parts, Body::from(bytes)),
         Err(e) => return refuse(&spec.event_type, &e),
     };
-    let timeout = emitter.inner.commit_timeout;
-    let committed = tokio::time::timeout(timeout, emitter.send_message(message))
-        .await
-        .unwrap_or(Err(SendError::Timeout(timeout)));
+    let committed = match emitter.inner.commit_timeout {
+        Some(t) => tokio::time::timeout(t, emitter.send_message(message))
+            .await
+            .unwrap_or(Err(SendError::Timeout(t))),
+        None => emitter.send_message(message).await,
+    };
     match committed {
         Ok(_) => Response::from_parts(parts, Body::from(bytes)),
         Err(e) => refuse(&spec.event_type, &e),
     }
 }
 
-/// An outbox outage fails every emitting request: one line every 10 s says so.
+/// An outbox outage fails every emitting request: one line every 10 s says so. (Any other
+/// refusal, a route's own fault, is logged each time.)
 static REFUSED: crate::util::Every = crate::util::Every::new(std::time::Duration::from_secs(10));
 
 /// The message for a 2xx response, or `None` when the transform says to emit nothing.
@@ -312,7 +315,10 @@ fn message(
 }
 
 fn refuse(event_type: &str, e: &SendError) -> Response {
-    if let Some(held) = REFUSED.allow() {
+    let outage = matches!(e, SendError::Store(_) | SendError::Timeout(_));
+    if !outage {
+        tracing::error!(event_type, error = %e, "the webhook message could not be committed; answering 500");
+    } else if let Some(held) = REFUSED.allow() {
         tracing::error!(event_type, held, error = %e, "the webhook message could not be committed; answering 500");
     }
     let body = serde_json::json!({

@@ -59,7 +59,7 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) schedule: RetrySchedule,
     pub(crate) rotation_grace: Duration,
-    pub(crate) commit_timeout: Duration,
+    pub(crate) commit_timeout: Option<Duration>,
     pub(crate) wake: Notify,
     pub(crate) on_dead: Option<DeadHook>,
     pub(crate) on_disabled: Option<DisabledHook>,
@@ -109,7 +109,7 @@ pub struct EmitterBuilder {
     clock: Arc<dyn Clock>,
     schedule: RetrySchedule,
     rotation_grace: Duration,
-    commit_timeout: Duration,
+    commit_timeout: Option<Duration>,
     on_dead: Option<DeadHook>,
     on_disabled: Option<DisabledHook>,
     worker: Option<WorkerOptions>,
@@ -147,10 +147,12 @@ impl EmitterBuilder {
     }
 
     /// How long `#[emit]` and `EmitLayer` wait for the outbox to commit a message before
-    /// answering 500 (default 5 s): a database that hangs costs a request this, never more.
-    /// A commit that lands after it is still sent, so the client's retry may emit the message
-    /// twice (give it an idempotency key to make that one message).
-    pub fn commit_timeout(mut self, timeout: Duration) -> Self {
+    /// answering 500 (default `Some(5 s)`): a database that hangs costs a request this, never
+    /// more. A commit that lands after it is still sent, so the client's retry may emit the
+    /// message twice (give it an idempotency key to make that one message). `None` waits as
+    /// long as the database does: for tests on tokio's paused clock, which would otherwise
+    /// jump straight to the timeout while the database works.
+    pub fn commit_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.commit_timeout = timeout;
         self
     }
@@ -215,7 +217,7 @@ impl Emitter {
             clock: Arc::new(SystemClock),
             schedule: RetrySchedule::default(),
             rotation_grace: Duration::from_secs(24 * 3600),
-            commit_timeout: Duration::from_secs(5),
+            commit_timeout: Some(Duration::from_secs(5)),
             on_dead: None,
             on_disabled: None,
             worker: Some(WorkerOptions::default()),
