@@ -109,25 +109,14 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
                 return Err(format!(
                     "--outbox-db and --inbox-db are shown to one project: with several keys, \
                      name it with --attach-project (one of {})",
-                    config
-                        .api_keys
-                        .iter()
-                        .map(|k| outworx_serve::project_id(k))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    config.projects().join(", ")
                 ));
             }
         };
         // Checked before anything is opened: opening runs the SDK's (idempotent) migrations.
-        if !config
-            .api_keys
-            .iter()
-            .any(|k| outworx_serve::project_id(k) == project)
-        {
-            return Err(format!(
-                "--attach-project {project} is not the project of any key given"
-            ));
-        }
+        config
+            .check_project(&project)
+            .map_err(|e| format!("--attach-project: {e}"))?;
         // A mistyped path would open a new, empty database: say so instead.
         for url in [&args.outbox_db, &args.inbox_db].into_iter().flatten() {
             if let Some(path) = sqlite_path(url)

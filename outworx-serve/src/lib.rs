@@ -247,18 +247,8 @@ impl ServeConfig {
                 return Err(ServeError::BadApiKey(project_hint(k)));
             }
         }
-        if let Some(a) = &self.attached
-            && !self.api_keys.iter().any(|k| project_id(k) == a.project)
-        {
-            return Err(ServeError::Attach(format!(
-                "project {} has no key here; the keys' projects are {}",
-                a.project,
-                self.api_keys
-                    .iter()
-                    .map(|k| project_id(k))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+        if let Some(a) = &self.attached {
+            self.check_project(&a.project)?;
         }
         let public = self.public_url.as_deref().map(authority).transpose()?;
         if let Some(tunnel) = self.tunnel_url.as_deref() {
@@ -275,6 +265,26 @@ impl ServeConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl ServeConfig {
+    /// The projects of the configured keys (their non-secret ids, [`project_id`]), in order.
+    pub fn projects(&self) -> Vec<String> {
+        self.api_keys.iter().map(|k| project_id(k)).collect()
+    }
+
+    /// Whether `project` is the project of a configured key: what [`Attached`] must name.
+    /// The error lists the keys' projects.
+    pub fn check_project(&self, project: &str) -> Result<(), ServeError> {
+        let projects = self.projects();
+        if projects.iter().any(|p| p == project) {
+            return Ok(());
+        }
+        Err(ServeError::Attach(format!(
+            "project {project} has no key here; the keys' projects are {}",
+            projects.join(", ")
+        )))
     }
 }
 
@@ -436,6 +446,21 @@ mod tests {
         ServeConfig::new(vec!["ohk_0123456789abcdef0123456789abcdef".into()])
             .check()
             .unwrap();
+    }
+
+    #[test]
+    fn an_attachment_names_the_project_of_a_configured_key() {
+        let key = "ohk_0123456789abcdef0123456789abcdef";
+        let mut c = ServeConfig::new(vec![key.into()]);
+        c.check_project(&project_id(key)).unwrap();
+        let e = c.check_project("0000000000000000").unwrap_err().to_string();
+        assert!(e.contains(&project_id(key)), "{e}");
+        assert!(
+            !e.contains("0123456789abcdef0123456789abcdef"),
+            "no key in {e}"
+        );
+        c.attached = Some(Attached::new("0000000000000000"));
+        assert!(matches!(c.check(), Err(ServeError::Attach(_))));
     }
 
     #[test]

@@ -443,7 +443,12 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
-    pub(crate) fn as_str(self) -> &'static str {
+    /// Its name, as stored and answered (`pending`, `sending`, `delivered`, `dead`).
+    ///
+    /// ```
+    /// assert_eq!(outworx_hooks::send::DeliveryStatus::Dead.as_str(), "dead");
+    /// ```
+    pub fn as_str(self) -> &'static str {
         match self {
             DeliveryStatus::Pending => "pending",
             DeliveryStatus::Sending => "sending",

@@ -22,7 +22,7 @@ use outworx_hooks::send::{DeliveryFilter, DeliveryStatus, Emitter, Scope, SendEr
 use serde_json::{Value, json};
 
 use super::auth::Project;
-use super::query::window;
+use super::query::{WindowQuery, window};
 use super::{App, db_error, error, strict_query};
 
 /// How many of an endpoint's last attempts its success rate is read from.
@@ -156,10 +156,7 @@ pub(super) async fn overview(AttachedOutbox(emitter): AttachedOutbox) -> Respons
         })
         .collect();
     // Every status, each counted up to the cap.
-    let counts: BTreeMap<&str, u64> = counts
-        .into_iter()
-        .map(|(s, n)| (status_name(s), n))
-        .collect();
+    let counts: BTreeMap<&str, u64> = counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect();
     Json(json!({
         "endpoints": endpoints,
         "counts": counts,
@@ -169,15 +166,6 @@ pub(super) async fn overview(AttachedOutbox(emitter): AttachedOutbox) -> Respons
         "endpoints_total": total_endpoints,
     }))
     .into_response()
-}
-
-fn status_name(s: DeliveryStatus) -> &'static str {
-    match s {
-        DeliveryStatus::Pending => "pending",
-        DeliveryStatus::Sending => "sending",
-        DeliveryStatus::Delivered => "delivered",
-        DeliveryStatus::Dead => "dead",
-    }
 }
 
 #[derive(serde::Deserialize)]
@@ -265,13 +253,6 @@ pub(super) async fn replay_message(
         Ok(n) => Json(json!({ "replayed": n })).into_response(),
         Err(e) => send_error(e),
     }
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WindowQuery {
-    since: Option<String>,
-    until: Option<String>,
 }
 
 /// `POST /api/outbound/endpoints/{id}/replay?since=&until=`: the endpoint's dead deliveries

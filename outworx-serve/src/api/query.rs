@@ -42,12 +42,13 @@ pub(super) async fn events(
     }
 }
 
-/// The time window of `/api/stats`.
+/// A time window, `since` and `until` in RFC 3339, and nothing else: the query of
+/// `/api/stats` and of an endpoint's replay.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StatsQuery {
-    since: Option<String>,
-    until: Option<String>,
+pub(super) struct WindowQuery {
+    pub(super) since: Option<String>,
+    pub(super) until: Option<String>,
 }
 
 /// Counts of the project's events in a time window, for the dashboard's summary.
@@ -56,7 +57,7 @@ pub(super) async fn stats(
     Project(project): Project,
     uri: Uri,
 ) -> Response {
-    let q: StatsQuery = match strict_query(uri.query().unwrap_or("")) {
+    let q: WindowQuery = match strict_query(uri.query().unwrap_or("")) {
         Ok(q) => q,
         Err(r) => return r,
     };
