@@ -19,6 +19,7 @@
 
 #[path = "../../outworx-cli/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -34,6 +35,7 @@ use outworx_hooks::testing::Signer;
 use outworx_hooks::{Config, Track, webhook};
 use outworx_hooks_bench::fault::{Fault, FaultProxy};
 use serde::Deserialize;
+use support::{free_port, ingest_stand_in};
 
 const SECRET: &str = "whsec_faultbench_secret";
 const KEY: &str = "ohk_0123456789abcdef0123456789abcdef";
@@ -80,13 +82,6 @@ fn arg(name: &str) -> Option<String> {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .cloned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(38_100)
 }
 
 // ---- the receiver (a child process) ---------------------------------------------------------
@@ -309,27 +304,6 @@ async fn start_receiver(ingest: &str, store: &str, inbox: Option<&str>) -> Recei
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     Receiver(child, base)
-}
-
-/// An ingest that accepts batches and counts their events.
-async fn ingest_stand_in(events: Arc<AtomicU64>) -> std::net::SocketAddr {
-    let count = move |body: axum::body::Bytes| {
-        let events = events.clone();
-        async move {
-            let n = body.windows(12).filter(|w| w == b"{\"provider\":").count() as u64;
-            events.fetch_add(n, Ordering::Relaxed);
-            "{}"
-        }
-    };
-    let app = Router::new()
-        .route("/api/ingest", post(count))
-        .route("/api/sdk/verify", post(|| async { "{}" }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind ingest");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
 }
 
 /// One row of the report.

@@ -17,6 +17,8 @@
 //! not share a runtime with the server it measures; on a 2-core machine they still share the
 //! CPU, the same way for every target.
 
+mod support;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +30,7 @@ use outworx_hooks::security::Provider;
 use outworx_hooks::testing::Signer;
 use outworx_hooks::{Config, Track, webhook};
 use serde::Deserialize;
+use support::{free_port, ingest_stand_in};
 
 const SECRET: &str = "whsec_loadbench_secret";
 const KEY: &str = "ohk_0123456789abcdef0123456789abcdef";
@@ -68,13 +71,6 @@ fn arg(name: &str, default: u64) -> u64 {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(38_000)
 }
 
 /// The server modes of this binary: `serve-bare PORT`, `serve-hooked PORT INGEST_URL`.
@@ -130,27 +126,9 @@ fn memory_of(pid: u32) -> String {
     )
 }
 
-/// Accepts event batches like the Outworx ingest, and counts the events.
-async fn ingest_stand_in(events: Arc<AtomicU64>) -> String {
-    let count = move |body: axum::body::Bytes| {
-        let events = events.clone();
-        async move {
-            // A real ingest runs elsewhere; this one only counts (every event opens with
-            // its provider), so it takes as little of the shared CPU as it can.
-            let n = body.windows(12).filter(|w| w == b"{\"provider\":").count() as u64;
-            events.fetch_add(n, Ordering::Relaxed);
-            "{}"
-        }
-    };
-    let app = Router::new()
-        .route("/api/ingest", post(count))
-        .route("/api/sdk/verify", post(|| async { "{}" }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind ingest");
-    let url = format!("http://{}/api/ingest", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+/// The ingest stand-in's URL.
+async fn ingest_url(events: Arc<AtomicU64>) -> String {
+    format!("http://{}/api/ingest", ingest_stand_in(events).await)
 }
 
 const PYTHON_APP: &str = r#"
@@ -302,7 +280,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let memory_deliveries = arg("--memory", 0);
 
     let ingested = Arc::new(AtomicU64::new(0));
-    let ingest = ingest_stand_in(ingested.clone()).await;
+    let ingest = ingest_url(ingested.clone()).await;
     let exe = std::env::current_exe()?;
     let (pa, pb, pc, pd) = (free_port(), free_port(), free_port(), free_port());
     let _a = Server(
