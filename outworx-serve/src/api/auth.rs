@@ -10,19 +10,19 @@ use serde_json::json;
 use sha2::Digest as _;
 use subtle::ConstantTimeEq as _;
 
-use super::{App, error};
+use super::{ApiError, App};
 
 /// The project of a request: a stable, non-secret id of its API key. As an extractor it
 /// answers 401 without a known key, before the handler runs.
 pub(super) struct Project(pub(super) String);
 
 impl axum::extract::FromRequestParts<Arc<App>> for Project {
-    type Rejection = Response;
+    type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
         app: &Arc<App>,
-    ) -> Result<Self, Response> {
+    ) -> Result<Self, ApiError> {
         let given = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -30,7 +30,7 @@ impl axum::extract::FromRequestParts<Arc<App>> for Project {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or_else(|| {
-                error(
+                ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "missing Authorization: Bearer <api key>",
                 )
@@ -39,7 +39,7 @@ impl axum::extract::FromRequestParts<Arc<App>> for Project {
             hit | bool::from(k.as_bytes().ct_eq(given.as_bytes()))
         });
         if !known {
-            return Err(error(StatusCode::UNAUTHORIZED, "unknown API key"));
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unknown API key"));
         }
         Ok(Project(project_id(given)))
     }

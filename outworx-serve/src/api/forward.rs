@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde_json::json;
 
 use super::auth::Project;
-use super::{App, error, parse};
+use super::{ApiError, App, error, parse};
 use crate::ServeConfig;
 use crate::tunnel::{Incoming, LocalResponse, TunnelError};
 use outworx_hooks::wire::{Polled, SessionAnswer, SessionRequest};
@@ -24,22 +24,21 @@ pub(super) async fn create_session(
     Project(project): Project,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, ApiError> {
     let req: SessionRequest = if body.is_empty() {
         SessionRequest::default()
     } else {
-        match parse(&body) {
-            Ok(v) => v,
-            Err(r) => return r,
-        }
+        parse(&body)?
     };
-    let s = match app.tunnels.create(&project, app.config.session_ttl) {
-        Ok(s) => s,
-        Err(e @ TunnelError::TooManySessions) => {
-            return error(StatusCode::TOO_MANY_REQUESTS, e.to_string());
-        }
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    };
+    let s = app
+        .tunnels
+        .create(&project, app.config.session_ttl)
+        .map_err(|e| match e {
+            TunnelError::TooManySessions => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+            }
+            e => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        })?;
     let base = app.config.tunnel_url.as_deref().map_or_else(
         || public_base(&app.config, &headers),
         |u| u.trim_end_matches('/').to_owned(),
@@ -53,12 +52,12 @@ pub(super) async fn create_session(
             })
             .unwrap_or_default();
     tracing::info!(session = %s.id, destination = req.destination_url.as_deref().unwrap_or(""), "tunnel opened");
-    Json(SessionAnswer {
+    Ok(Json(SessionAnswer {
         session_id: s.id,
         ingress_url: format!("{base}/t/{}", s.slug),
         expires_at: expires,
     })
-    .into_response()
+    .into_response())
 }
 
 /// The public base URL: `--public-url`, else what the caller reached us at.
@@ -119,11 +118,8 @@ pub(super) async fn respond(
     State(app): State<Arc<App>>,
     Project(project): Project,
     body: Bytes,
-) -> Response {
-    let mut resp: LocalResponse = match parse(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    let mut resp: LocalResponse = parse(&body)?;
     // A report that cannot become a response is refused, and the public caller is answered
     // 502 at once rather than left to time out.
     // 1xx would switch the public connection's protocol (101) or leave it waiting.
@@ -148,15 +144,15 @@ pub(super) async fn respond(
             duration_ms: resp.duration_ms,
         };
         app.tunnels.respond(&project, resp);
-        return error(StatusCode::BAD_REQUEST, why);
+        return Err(ApiError::bad_request(why));
     }
     if app.tunnels.respond(&project, resp) {
-        Json(json!({ "ok": true })).into_response()
+        Ok(Json(json!({ "ok": true })).into_response())
     } else {
-        error(
+        Err(ApiError::new(
             StatusCode::GONE,
             "no public request waits for this event (it timed out or was answered)",
-        )
+        ))
     }
 }
 

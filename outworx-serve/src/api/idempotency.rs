@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::auth::Project;
-use super::{App, db_error, error, parse};
+use super::{ApiError, App, parse};
 use crate::db::Check;
 use outworx_hooks::wire::{CheckAnswer, CheckRequest, CompleteRequest};
 
@@ -22,14 +22,9 @@ pub(super) async fn check(
     State(app): State<Arc<App>>,
     Project(project): Project,
     body: Bytes,
-) -> Response {
-    let req: CheckRequest = match parse(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    if let Err(why) = key_and_token(&req.key, req.token.as_deref()) {
-        return error(StatusCode::BAD_REQUEST, why);
-    }
+) -> Result<Response, ApiError> {
+    let req: CheckRequest = parse(&body)?;
+    key_and_token(&req.key, req.token.as_deref()).map_err(ApiError::bad_request)?;
     let ttl = req.ttl.unwrap_or(DEFAULT_TTL).clamp(60, 7 * 86_400);
     let checked = app
         .db
@@ -42,25 +37,25 @@ pub(super) async fn check(
         Err(_) => "error",
     };
     metrics::counter!("outworx_serve_idempotency_checks_total", "answer" => answer).increment(1);
-    match checked {
-        Ok(Check::New) => Json(CheckAnswer {
+    Ok(match checked? {
+        Check::New => Json(CheckAnswer {
             status: "new".into(),
             ..CheckAnswer::default()
         })
         .into_response(),
         // The Python package reads any non-"new" as a duplicate; ours reads a duplicate
         // without a cached status as in flight.
-        Ok(Check::InFlight) => Json(CheckAnswer {
+        Check::InFlight => Json(CheckAnswer {
             status: "duplicate".into(),
             in_flight: Some(true),
             ..CheckAnswer::default()
         })
         .into_response(),
-        Ok(Check::Duplicate {
+        Check::Duplicate {
             status,
             content_type,
             body,
-        }) => Json(CheckAnswer {
+        } => Json(CheckAnswer {
             status: "duplicate".into(),
             cached_status_code: Some(status),
             cached_body: body,
@@ -68,8 +63,7 @@ pub(super) async fn check(
             in_flight: None,
         })
         .into_response(),
-        Err(e) => db_error(e),
-    }
+    })
 }
 
 /// Keys and tokens as the SDKs send them: a key of 1 to 512 bytes (longer ones arrive as a
@@ -92,44 +86,37 @@ pub(super) async fn complete(
     State(app): State<Arc<App>>,
     Project(project): Project,
     body: Bytes,
-) -> Response {
-    let req: CompleteRequest = match parse(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    if let Err(why) = key_and_token(&req.key, req.token.as_deref()) {
-        return error(StatusCode::BAD_REQUEST, why);
-    }
+) -> Result<Response, ApiError> {
+    let req: CompleteRequest = parse(&body)?;
+    key_and_token(&req.key, req.token.as_deref()).map_err(ApiError::bad_request)?;
     let token = req.token.as_deref();
     let done = if req.renew {
         let Some(token) = token else {
-            return error(
-                StatusCode::BAD_REQUEST,
+            return Err(ApiError::bad_request(
                 "`renew` needs the reservation's `token`",
-            );
+            ));
         };
         app.db.renew(&project, &req.key, token).await
     } else if req.release {
         app.db.release(&project, &req.key, token).await
     } else {
         let Some(status) = req.response_status_code.filter(|s| (100..=599).contains(s)) else {
-            return error(
-                StatusCode::BAD_REQUEST,
+            return Err(ApiError::bad_request(
                 "`response_status_code` must be an HTTP status",
-            );
+            ));
         };
         if req
             .response_body
             .as_ref()
             .is_some_and(|b| b.len() > MAX_CACHED_BODY)
         {
-            return error(
+            return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "`response_body` is over 64 KiB: cache the status only",
-            );
+            ));
         }
         if req.content_type.as_ref().is_some_and(|c| c.len() > 256) {
-            return error(StatusCode::BAD_REQUEST, "`content_type` is over 256 bytes");
+            return Err(ApiError::bad_request("`content_type` is over 256 bytes"));
         }
         app.db
             .complete(
@@ -142,8 +129,6 @@ pub(super) async fn complete(
             )
             .await
     };
-    match done {
-        Ok(changed) => Json(json!({ "ok": true, "changed": changed })).into_response(),
-        Err(e) => db_error(e),
-    }
+    let changed = done?;
+    Ok(Json(json!({ "ok": true, "changed": changed })).into_response())
 }

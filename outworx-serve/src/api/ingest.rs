@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::auth::Project;
-use super::{App, db_error, error};
+use super::{ApiError, App};
 use crate::db::EventRow;
 use outworx_hooks::wire::{EVENT_FIELDS, IngestAnswer, PROCESSING_STATUSES, Rejected, json_size};
 
@@ -115,7 +115,7 @@ pub(super) async fn ingest(
     State(app): State<Arc<App>>,
     Project(project): Project,
     body: Bytes,
-) -> Response {
+) -> Result<Response, ApiError> {
     /// The batch with each event left as its raw text: one event at a time is parsed, and
     /// what is stored is the text as sent.
     #[derive(serde::Deserialize)]
@@ -123,25 +123,18 @@ pub(super) async fn ingest(
         #[serde(borrow)]
         events: Vec<&'a serde_json::value::RawValue>,
     }
-    let batch: Batch<'_> = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "the body must be {\"events\": [...]} in JSON",
-            );
-        }
-    };
+    let batch: Batch<'_> = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::bad_request("the body must be {\"events\": [...]} in JSON"))?;
     let events = batch.events;
     if events.len() > app.config.max_batch {
-        return error(
+        return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "{} events in one batch; at most {}",
                 events.len(),
                 app.config.max_batch
             ),
-        );
+        ));
     }
     let mut valid = Vec::with_capacity(events.len());
     let mut rejected = Vec::new();
@@ -162,9 +155,7 @@ pub(super) async fn ingest(
             Err(reason) => rejected.push(Rejected { index, reason }),
         }
     }
-    if let Err(e) = app.db.insert_rows(&project, &valid).await {
-        return db_error(e);
-    }
+    app.db.insert_rows(&project, &valid).await?;
     let all_valid = rejected.is_empty();
     metrics::counter!("outworx_serve_ingest_events_total", "result" => "accepted")
         .increment(valid.len() as u64);
@@ -174,10 +165,10 @@ pub(super) async fn ingest(
         accepted: valid.len() as u64,
         rejected,
     };
-    if all_valid {
+    Ok(if all_valid {
         Json(answer).into_response()
     } else {
         // The valid ones are stored; a retry of the batch would duplicate them.
         (StatusCode::UNPROCESSABLE_ENTITY, Json(answer)).into_response()
-    }
+    })
 }

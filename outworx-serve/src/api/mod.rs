@@ -9,9 +9,9 @@
 //! - [`forward`]: the tunnel sessions, their polls and responses, and the public ingress;
 //! - [`query`]: `GET /api/events`, `GET /api/stats` and `GET /api/stats/series`;
 //! - [`ops`]: `/api/outbound/...` and `/api/inbox/...`, the attached outbox and inbox.
-// Helpers return the ready error `Response` to the handler, which answers with it: the error
-// path builds it once, so boxing it would only add an allocation.
-#![allow(clippy::result_large_err)]
+//!
+//! Every handler answers `Result<_, ApiError>`: a helper or an extractor that refuses a
+//! request returns the [`ApiError`] it is answered with, and the handler passes it on with `?`.
 
 mod auth;
 mod forward;
@@ -22,7 +22,8 @@ mod query;
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
@@ -90,7 +91,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/inbox/{id}/replay", post(ops::inbox_replay_one))
         .route("/healthz", get(|| async { "ok" }))
         // Prometheus: the ingest, idempotency and tunnel counters (no project data).
-        .merge(outworx_hooks::report::metrics::router().with_state(()))
+        .merge(outworx_hooks::metrics::router().with_state(()))
         .merge(crate::dashboard::routes())
         // The ingress reads its own body, against the relay's budgets.
         .route("/t/{slug}", any(ingress))
@@ -124,27 +125,73 @@ async fn origins(
     next.run(req).await
 }
 
-/// An error answer: `{"error": reason}` with its status.
-fn error(status: StatusCode, reason: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": reason.into() }))).into_response()
+/// An error answer: `{"error": reason}` with its status. Every handler's error and every
+/// extractor's rejection.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    reason: String,
 }
 
-fn db_error(e: crate::db::DbError) -> Response {
-    tracing::error!("{e}");
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the database is unavailable; retry later",
-    )
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn bad_request(reason: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, reason)
+    }
+
+    pub(crate) fn not_found(reason: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, reason)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.reason }))).into_response()
+    }
+}
+
+/// The server's own database failed: logged, and a 503 the client retries.
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        tracing::error!("{e}");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database is unavailable; retry later",
+        )
+    }
+}
+
+/// An error answer as a response, for the middleware and the relay.
+fn error(status: StatusCode, reason: impl Into<String>) -> Response {
+    ApiError::new(status, reason).into_response()
 }
 
 /// Parses a JSON body into `T`, answering 400 with serde's reason otherwise.
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// The query string as `T`, parsed strictly: an unknown parameter is a 400, not silently
+/// ignored (`T` says `#[serde(deny_unknown_fields)]`).
+pub(super) struct StrictQuery<T>(pub(super) T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for StrictQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        strict_query(parts.uri.query().unwrap_or("")).map(StrictQuery)
+    }
 }
 
 /// Parses the query string strictly (unknown parameters are a 400, not silently ignored).
-fn strict_query<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, Response> {
+fn strict_query<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, ApiError> {
     let pairs: serde_json::Map<String, Value> = form_urlencoded::parse(q.as_bytes())
         .map(|(k, v)| {
             let v = match k.as_ref() {
@@ -160,5 +207,5 @@ fn strict_query<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, Response> 
         })
         .collect();
     serde_json::from_value(Value::Object(pairs))
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad query: {e}")))
+        .map_err(|e| ApiError::bad_request(format!("bad query: {e}")))
 }

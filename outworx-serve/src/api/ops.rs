@@ -7,15 +7,12 @@
 //! `Emitter` and `Inbox`, the same code the application and `outworx` CLI run, so this module
 //! holds no SQL of its own. Another project's key is answered 404, as if nothing were
 //! attached: it learns nothing of these rows, not even that they exist.
-// Helpers return the ready error `Response` to the handler, which answers with it.
-#![allow(clippy::result_large_err)]
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use outworx_hooks::inbox::{Inbox, InboxError, InboxFilter, InboxStatus};
 use outworx_hooks::send::{DeliveryFilter, DeliveryStatus, Emitter, Scope, SendError};
@@ -23,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::auth::Project;
 use super::query::{WindowQuery, window};
-use super::{App, db_error, error, strict_query};
+use super::{ApiError, App, StrictQuery};
 
 /// How many of an endpoint's last attempts its success rate is read from.
 pub(crate) const HEALTH_ATTEMPTS: u32 = 100;
@@ -45,12 +42,12 @@ pub(super) struct AttachedOutbox(Emitter);
 pub(super) struct AttachedInbox(Inbox, String);
 
 impl axum::extract::FromRequestParts<Arc<App>> for AttachedOutbox {
-    type Rejection = Response;
+    type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
         app: &Arc<App>,
-    ) -> Result<Self, Response> {
+    ) -> Result<Self, ApiError> {
         let Project(project) = Project::from_request_parts(parts, app).await?;
         app.config
             .attached
@@ -59,8 +56,7 @@ impl axum::extract::FromRequestParts<Arc<App>> for AttachedOutbox {
             .and_then(|a| a.outbox.clone())
             .map(AttachedOutbox)
             .ok_or_else(|| {
-                error(
-                    StatusCode::NOT_FOUND,
+                ApiError::not_found(
                     "no outbox is attached to this project (outworx serve --outbox-db)",
                 )
             })
@@ -68,12 +64,12 @@ impl axum::extract::FromRequestParts<Arc<App>> for AttachedOutbox {
 }
 
 impl axum::extract::FromRequestParts<Arc<App>> for AttachedInbox {
-    type Rejection = Response;
+    type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
         app: &Arc<App>,
-    ) -> Result<Self, Response> {
+    ) -> Result<Self, ApiError> {
         let Project(project) = Project::from_request_parts(parts, app).await?;
         let inbox = app
             .config
@@ -82,8 +78,7 @@ impl axum::extract::FromRequestParts<Arc<App>> for AttachedInbox {
             .filter(|a| a.project == project)
             .and_then(|a| a.inbox.clone())
             .ok_or_else(|| {
-                error(
-                    StatusCode::NOT_FOUND,
+                ApiError::not_found(
                     "no inbox is attached to this project (outworx serve --inbox-db)",
                 )
             })?;
@@ -91,29 +86,35 @@ impl axum::extract::FromRequestParts<Arc<App>> for AttachedInbox {
     }
 }
 
-fn send_error(e: SendError) -> Response {
-    match e {
-        SendError::NotFound => error(StatusCode::NOT_FOUND, "not found"),
-        e if e.is_client_error() => error(StatusCode::BAD_REQUEST, e.to_string()),
-        e => {
-            tracing::error!(error = %e, "the attached outbox failed");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the outbox database is unavailable; retry later",
-            )
+/// The attached outbox's error: 404, 400 for the caller's input, 503 (logged) otherwise.
+impl From<SendError> for ApiError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::NotFound => ApiError::not_found("not found"),
+            e if e.is_client_error() => ApiError::bad_request(e.to_string()),
+            e => {
+                tracing::error!(error = %e, "the attached outbox failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the outbox database is unavailable; retry later",
+                )
+            }
         }
     }
 }
 
-fn inbox_error(e: InboxError) -> Response {
-    match e {
-        InboxError::Invalid(why) => error(StatusCode::BAD_REQUEST, why),
-        e => {
-            tracing::error!(error = %e, "the attached inbox failed");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the inbox database is unavailable; retry later",
-            )
+/// The attached inbox's error: 400 for the caller's input, 503 (logged) otherwise.
+impl From<InboxError> for ApiError {
+    fn from(e: InboxError) -> Self {
+        match e {
+            InboxError::Invalid(why) => ApiError::bad_request(why),
+            e => {
+                tracing::error!(error = %e, "the attached inbox failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the inbox database is unavailable; retry later",
+                )
+            }
         }
     }
 }
@@ -124,24 +125,16 @@ fn no_store(body: Value) -> Response {
 }
 
 /// `GET /api/outbound`: every endpoint with its health, and the deliveries per status.
-pub(super) async fn overview(AttachedOutbox(emitter): AttachedOutbox) -> Response {
-    let mut endpoints = match emitter.endpoints(Scope::All).await {
-        Ok(e) => e,
-        Err(e) => return send_error(e),
-    };
+pub(super) async fn overview(
+    AttachedOutbox(emitter): AttachedOutbox,
+) -> Result<Response, ApiError> {
+    let mut endpoints = emitter.endpoints(Scope::All).await?;
     let total_endpoints = endpoints.len();
     endpoints.truncate(MAX_ENDPOINTS);
-    let health = match emitter
+    let health = emitter
         .endpoint_health(Scope::All, HEALTH_ATTEMPTS, MAX_ENDPOINTS as u32, COUNT_CAP)
-        .await
-    {
-        Ok(h) => h,
-        Err(e) => return send_error(e),
-    };
-    let counts = match emitter.counts_capped(Scope::All, COUNT_CAP).await {
-        Ok(c) => c,
-        Err(e) => return send_error(e),
-    };
+        .await?;
+    let counts = emitter.counts_capped(Scope::All, COUNT_CAP).await?;
     let mut health: BTreeMap<String, Value> = health
         .into_iter()
         .map(|h| (h.endpoint_id.clone(), json!(h)))
@@ -157,7 +150,7 @@ pub(super) async fn overview(AttachedOutbox(emitter): AttachedOutbox) -> Respons
         .collect();
     // Every status, each counted up to the cap.
     let counts: BTreeMap<&str, u64> = counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect();
-    Json(json!({
+    Ok(Json(json!({
         "endpoints": endpoints,
         "counts": counts,
         "count_cap": COUNT_CAP,
@@ -165,50 +158,41 @@ pub(super) async fn overview(AttachedOutbox(emitter): AttachedOutbox) -> Respons
         // At most the SDK's list cap (1,000): "the first 200 of 1,000" may mean more.
         "endpoints_total": total_endpoints,
     }))
-    .into_response()
+    .into_response())
 }
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MessagesQuery {
+pub(super) struct MessagesQuery {
     status: Option<String>,
     endpoint_id: Option<String>,
     limit: Option<i64>,
 }
 
-fn limit(v: Option<i64>, max: u32) -> Result<u32, Response> {
+fn limit(v: Option<i64>, max: u32) -> Result<u32, ApiError> {
     match v.map(u32::try_from) {
         None => Ok(100.min(max)),
         Some(Ok(n)) if (1..=max).contains(&n) => Ok(n),
-        Some(_) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("`limit` is 1 to {max}"),
-        )),
+        Some(_) => Err(ApiError::bad_request(format!("`limit` is 1 to {max}"))),
     }
 }
 
 /// `GET /api/outbound/messages?status=&endpoint_id=&limit=`: deliveries, newest first.
-pub(super) async fn messages(AttachedOutbox(emitter): AttachedOutbox, uri: Uri) -> Response {
-    let q: MessagesQuery = match strict_query(uri.query().unwrap_or("")) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
-    let status = match q.status.as_deref().map(str::parse::<DeliveryStatus>) {
-        None => None,
-        Some(Ok(s)) => Some(s),
-        Some(Err(e)) => return send_error(e),
-    };
+pub(super) async fn messages(
+    AttachedOutbox(emitter): AttachedOutbox,
+    StrictQuery(q): StrictQuery<MessagesQuery>,
+) -> Result<Response, ApiError> {
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<DeliveryStatus>)
+        .transpose()?;
     let mut filter = DeliveryFilter::default();
     filter.status = status;
     filter.endpoint_id = q.endpoint_id;
-    filter.limit = match limit(q.limit, MAX_ROWS) {
-        Ok(n) => Some(n),
-        Err(r) => return r,
-    };
-    match emitter.deliveries(Scope::All, &filter).await {
-        Ok(list) => Json(json!({ "deliveries": list })).into_response(),
-        Err(e) => send_error(e),
-    }
+    filter.limit = Some(limit(q.limit, MAX_ROWS)?);
+    let list = emitter.deliveries(Scope::All, &filter).await?;
+    Ok(Json(json!({ "deliveries": list })).into_response())
 }
 
 /// `GET /api/outbound/messages/{id}`: one message's deliveries and their attempts (each with
@@ -216,42 +200,35 @@ pub(super) async fn messages(AttachedOutbox(emitter): AttachedOutbox, uri: Uri) 
 pub(super) async fn message(
     AttachedOutbox(emitter): AttachedOutbox,
     Path(id): Path<String>,
-) -> Response {
-    let deliveries = match emitter
+) -> Result<Response, ApiError> {
+    let deliveries = emitter
         .deliveries(Scope::All, &DeliveryFilter::default().message(&id))
-        .await
-    {
-        Ok(d) if d.is_empty() => return error(StatusCode::NOT_FOUND, "no such message"),
-        Ok(d) => d,
-        Err(e) => return send_error(e),
-    };
-    match emitter
-        .attempts(Scope::All, None, Some(&id), MAX_ATTEMPTS)
-        .await
-    {
-        Ok(attempts) => {
-            Json(json!({ "message_id": id, "deliveries": deliveries, "attempts": attempts }))
-                .into_response()
-        }
-        Err(e) => send_error(e),
+        .await?;
+    if deliveries.is_empty() {
+        return Err(ApiError::not_found("no such message"));
     }
+    let attempts = emitter
+        .attempts(Scope::All, None, Some(&id), MAX_ATTEMPTS)
+        .await?;
+    Ok(
+        Json(json!({ "message_id": id, "deliveries": deliveries, "attempts": attempts }))
+            .into_response(),
+    )
 }
 
 /// `POST /api/outbound/messages/{id}/replay`: its finished deliveries, queued again.
 pub(super) async fn replay_message(
     AttachedOutbox(emitter): AttachedOutbox,
     Path(id): Path<String>,
-) -> Response {
+) -> Result<Response, ApiError> {
     match emitter
         .replay(Scope::All, &DeliveryFilter::default().message(id))
-        .await
+        .await?
     {
-        Ok(0) => error(
-            StatusCode::NOT_FOUND,
+        0 => Err(ApiError::not_found(
             "no finished delivery of that message to replay",
-        ),
-        Ok(n) => Json(json!({ "replayed": n })).into_response(),
-        Err(e) => send_error(e),
+        )),
+        n => Ok(Json(json!({ "replayed": n })).into_response()),
     }
 }
 
@@ -260,46 +237,33 @@ pub(super) async fn replay_message(
 pub(super) async fn replay_endpoint(
     AttachedOutbox(emitter): AttachedOutbox,
     Path(id): Path<String>,
-    uri: Uri,
-) -> Response {
-    let q: WindowQuery = match strict_query(uri.query().unwrap_or("")) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
-    let (since, until) = match window(&q.since, &q.until) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    match emitter.endpoint(Scope::All, &id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return error(StatusCode::NOT_FOUND, "no such endpoint"),
-        Err(e) => return send_error(e),
+    StrictQuery(q): StrictQuery<WindowQuery>,
+) -> Result<Response, ApiError> {
+    let (since, until) = window(&q.since, &q.until)?;
+    if emitter.endpoint(Scope::All, &id).await?.is_none() {
+        return Err(ApiError::not_found("no such endpoint"));
     }
     let mut filter = DeliveryFilter::default()
         .endpoint(id)
         .status(DeliveryStatus::Dead);
     filter.since = since;
     filter.until = until;
-    match emitter.replay(Scope::All, &filter).await {
-        Ok(n) => Json(json!({ "replayed": n })).into_response(),
-        Err(e) => send_error(e),
-    }
+    let n = emitter.replay(Scope::All, &filter).await?;
+    Ok(Json(json!({ "replayed": n })).into_response())
 }
 
 /// `POST /api/outbound/endpoints/{id}/disable` and `/enable`.
 pub(super) async fn set_enabled(
     AttachedOutbox(emitter): AttachedOutbox,
     Path((id, action)): Path<(String, String)>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let enabled = match action.as_str() {
         "enable" => true,
         "disable" => false,
-        _ => return error(StatusCode::NOT_FOUND, "not found"),
+        _ => return Err(ApiError::not_found("not found")),
     };
-    match emitter.set_enabled(Scope::All, &id, enabled).await {
-        Ok(ep) => Json(json!({ "endpoint": ep })).into_response(),
-        Err(e) => send_error(e),
-    }
+    let ep = emitter.set_enabled(Scope::All, &id, enabled).await?;
+    Ok(Json(json!({ "endpoint": ep })).into_response())
 }
 
 /// `POST /api/outbound/endpoints/{id}/rotate`: a new secret, in this answer only (`no-store`);
@@ -307,19 +271,15 @@ pub(super) async fn set_enabled(
 pub(super) async fn rotate(
     AttachedOutbox(emitter): AttachedOutbox,
     Path(id): Path<String>,
-) -> Response {
-    match emitter.rotate_secret(Scope::All, &id).await {
-        Ok(rotated) => {
-            tracing::info!(endpoint_id = %id, "endpoint secret rotated from the dashboard");
-            no_store(json!(rotated))
-        }
-        Err(e) => send_error(e),
-    }
+) -> Result<Response, ApiError> {
+    let rotated = emitter.rotate_secret(Scope::All, &id).await?;
+    tracing::info!(endpoint_id = %id, "endpoint secret rotated from the dashboard");
+    Ok(no_store(json!(rotated)))
 }
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct InboxQuery {
+pub(super) struct InboxQuery {
     status: Option<String>,
     route: Option<String>,
     limit: Option<i64>,
@@ -328,43 +288,31 @@ struct InboxQuery {
 /// `GET /api/inbox?status=&route=&limit=`: the inbox's summary (with the oldest pending
 /// delivery's age) and its deliveries, newest first. `status` is `pending`, `retrying`
 /// (pending after a failure), `processing`, `done` or `dead`.
-pub(super) async fn inbox_list(AttachedInbox(inbox, _): AttachedInbox, uri: Uri) -> Response {
-    let q: InboxQuery = match strict_query(uri.query().unwrap_or("")) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+pub(super) async fn inbox_list(
+    AttachedInbox(inbox, _): AttachedInbox,
+    StrictQuery(q): StrictQuery<InboxQuery>,
+) -> Result<Response, ApiError> {
     let mut filter = match q.status.as_deref() {
         None => InboxFilter::default(),
         Some("retrying") => InboxFilter::default().retrying(),
-        Some(s) => match s.parse::<InboxStatus>() {
-            Ok(s) => InboxFilter::default().status(s),
-            Err(e) => return inbox_error(e),
-        },
+        Some(s) => InboxFilter::default().status(s.parse::<InboxStatus>()?),
     };
     filter.route = q.route;
-    filter.limit = match limit(q.limit, MAX_ROWS) {
-        Ok(n) => Some(n),
-        Err(r) => return r,
-    };
-    let summary = match inbox.summary(COUNT_CAP).await {
-        Ok(s) => s,
-        Err(e) => return inbox_error(e),
-    };
+    filter.limit = Some(limit(q.limit, MAX_ROWS)?);
+    let summary = inbox.summary(COUNT_CAP).await?;
     let now = crate::db::now_ms();
     let oldest_age_ms = summary
         .oldest_pending_at
         .map(|t| now.saturating_sub(t).max(0));
-    match inbox.list(&filter).await {
-        Ok(entries) => Json(json!({
-            "summary": summary,
-            "count_cap": COUNT_CAP,
-            "oldest_pending_age_ms": oldest_age_ms,
-            "now_ms": now,
-            "entries": entries,
-        }))
-        .into_response(),
-        Err(e) => inbox_error(e),
-    }
+    let entries = inbox.list(&filter).await?;
+    Ok(Json(json!({
+        "summary": summary,
+        "count_cap": COUNT_CAP,
+        "oldest_pending_age_ms": oldest_age_ms,
+        "now_ms": now,
+        "entries": entries,
+    }))
+    .into_response())
 }
 
 /// `GET /api/inbox/{id}`: one delivery's state, and the events this project was reported for
@@ -374,24 +322,21 @@ pub(super) async fn inbox_entry(
     State(app): State<Arc<App>>,
     AttachedInbox(inbox, project): AttachedInbox,
     Path(id): Path<i64>,
-) -> Response {
-    let entry = match inbox.list(&InboxFilter::default().id(id)).await {
-        Ok(list) => match list.into_iter().next() {
-            Some(e) => e,
-            None => return error(StatusCode::NOT_FOUND, "no such delivery"),
-        },
-        Err(e) => return inbox_error(e),
-    };
-    match app.db.events_of_inbox(&project, id).await {
-        Ok(rows) => {
-            let events: Vec<Value> = rows
-                .into_iter()
-                .map(|r| json!({ "id": r.id, "received_at": r.received_at, "event": r.event }))
-                .collect();
-            Json(json!({ "entry": entry, "events": events })).into_response()
-        }
-        Err(e) => db_error(e),
-    }
+) -> Result<Response, ApiError> {
+    let entry = inbox
+        .list(&InboxFilter::default().id(id))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::not_found("no such delivery"))?;
+    let events: Vec<Value> = app
+        .db
+        .events_of_inbox(&project, id)
+        .await?
+        .into_iter()
+        .map(|r| json!({ "id": r.id, "received_at": r.received_at, "event": r.event }))
+        .collect();
+    Ok(Json(json!({ "entry": entry, "events": events })).into_response())
 }
 
 /// `POST /api/inbox/{id}/replay`: one finished delivery (dead, or done: run again on
@@ -399,37 +344,35 @@ pub(super) async fn inbox_entry(
 pub(super) async fn inbox_replay_one(
     AttachedInbox(inbox, _): AttachedInbox,
     Path(id): Path<i64>,
-) -> Response {
-    let status = match inbox.list(&InboxFilter::default().id(id)).await {
-        Ok(list) => match list.first() {
-            Some(e) => e.status,
-            None => return error(StatusCode::NOT_FOUND, "no such delivery"),
-        },
-        Err(e) => return inbox_error(e),
-    };
+) -> Result<Response, ApiError> {
+    let status = inbox
+        .list(&InboxFilter::default().id(id))
+        .await?
+        .first()
+        .map(|e| e.status)
+        .ok_or_else(|| ApiError::not_found("no such delivery"))?;
     if !matches!(status, InboxStatus::Dead | InboxStatus::Done) {
-        return error(
+        return Err(ApiError::new(
             StatusCode::CONFLICT,
             "the delivery is already queued; only a dead or done one is replayed",
-        );
+        ));
     }
     // Only if it is still what was checked: a worker may have claimed it since.
     match inbox
         .replay(&InboxFilter::default().id(id).status(status))
-        .await
+        .await?
     {
-        Ok(0) => error(
+        0 => Err(ApiError::new(
             StatusCode::CONFLICT,
             "the delivery changed meanwhile; look again",
-        ),
-        Ok(n) => Json(json!({ "replayed": n })).into_response(),
-        Err(e) => inbox_error(e),
+        )),
+        n => Ok(Json(json!({ "replayed": n })).into_response()),
     }
 }
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DeadQuery {
+pub(super) struct DeadQuery {
     route: String,
     since: Option<String>,
 }
@@ -438,22 +381,13 @@ struct DeadQuery {
 /// after `since`, RFC 3339), queued again.
 pub(super) async fn inbox_replay_dead(
     AttachedInbox(inbox, _): AttachedInbox,
-    uri: Uri,
-) -> Response {
-    let q: DeadQuery = match strict_query(uri.query().unwrap_or("")) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
-    let (since, _) = match window(&q.since, &None) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
+    StrictQuery(q): StrictQuery<DeadQuery>,
+) -> Result<Response, ApiError> {
+    let (since, _) = window(&q.since, &None)?;
     let mut filter = InboxFilter::default()
         .status(InboxStatus::Dead)
         .route(q.route);
     filter.since = since;
-    match inbox.replay(&filter).await {
-        Ok(n) => Json(json!({ "replayed": n })).into_response(),
-        Err(e) => inbox_error(e),
-    }
+    let n = inbox.replay(&filter).await?;
+    Ok(Json(json!({ "replayed": n })).into_response())
 }

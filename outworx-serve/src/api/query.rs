@@ -1,45 +1,30 @@
 //! The query API: the project's stored events, newest first and filtered, and their counts
 //! for the dashboard.
-// Helpers return the ready error `Response` to the handler, which answers with it: the error
-// path builds it once, so boxing it would only add an allocation.
-#![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::auth::Project;
-use super::{App, db_error, error, strict_query};
+use super::{ApiError, App, StrictQuery};
 use crate::db::EventFilter;
 
 pub(super) async fn events(
     State(app): State<Arc<App>>,
     Project(project): Project,
-    uri: Uri,
-) -> Response {
-    let filter: EventFilter = match strict_query(uri.query().unwrap_or("")) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let (since, until) = match window(&filter.since, &filter.until) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    match app.db.events(&project, &filter, since, until).await {
-        Ok(rows) => {
-            let next = rows.last().map(|r| r.id);
-            let events: Vec<Value> = rows
-                .into_iter()
-                .map(|r| json!({ "id": r.id, "received_at": r.received_at, "event": r.event }))
-                .collect();
-            Json(json!({ "events": events, "next_before_id": next })).into_response()
-        }
-        Err(e) => db_error(e),
-    }
+    StrictQuery(filter): StrictQuery<EventFilter>,
+) -> Result<Response, ApiError> {
+    let (since, until) = window(&filter.since, &filter.until)?;
+    let rows = app.db.events(&project, &filter, since, until).await?;
+    let next = rows.last().map(|r| r.id);
+    let events: Vec<Value> = rows
+        .into_iter()
+        .map(|r| json!({ "id": r.id, "received_at": r.received_at, "event": r.event }))
+        .collect();
+    Ok(Json(json!({ "events": events, "next_before_id": next })).into_response())
 }
 
 /// A time window, `since` and `until` in RFC 3339, and nothing else: the query of
@@ -55,26 +40,16 @@ pub(super) struct WindowQuery {
 pub(super) async fn stats(
     State(app): State<Arc<App>>,
     Project(project): Project,
-    uri: Uri,
-) -> Response {
-    let q: WindowQuery = match strict_query(uri.query().unwrap_or("")) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
-    let (since, until) = match window(&q.since, &q.until) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    match app.db.stats(&project, since, until).await {
-        Ok(stats) => Json(stats).into_response(),
-        Err(e) => db_error(e),
-    }
+    StrictQuery(q): StrictQuery<WindowQuery>,
+) -> Result<Response, ApiError> {
+    let (since, until) = window(&q.since, &q.until)?;
+    Ok(Json(app.db.stats(&project, since, until).await?).into_response())
 }
 
 /// The window and bucket of `/api/stats/series`.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SeriesQuery {
+pub(super) struct SeriesQuery {
     since: Option<String>,
     until: Option<String>,
     /// Seconds per bucket.
@@ -91,64 +66,50 @@ const MAX_SERIES_WINDOW_MS: i64 = 366 * 86_400_000;
 pub(super) async fn series(
     State(app): State<Arc<App>>,
     Project(project): Project,
-    uri: Uri,
-) -> Response {
-    let q: SeriesQuery = match strict_query(uri.query().unwrap_or("")) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
-    let (since, until) = match window(&q.since, &q.until) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
+    StrictQuery(q): StrictQuery<SeriesQuery>,
+) -> Result<Response, ApiError> {
+    let (since, until) = window(&q.since, &q.until)?;
     let until = until.unwrap_or_else(crate::db::now_ms);
     let span = since.map_or(86_400_000, |s| until - s);
     if span <= 0 {
-        return error(StatusCode::BAD_REQUEST, "`since` must be before `until`");
+        return Err(ApiError::bad_request("`since` must be before `until`"));
     }
     if span > MAX_SERIES_WINDOW_MS {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the window is longer than 366 days",
-        );
+        return Err(ApiError::bad_request("the window is longer than 366 days"));
     }
     let bucket_ms = match q.bucket.as_deref() {
         None => (span / 60).max(1000).div_euclid(1000) * 1000,
         Some(b) => match b.parse::<i64>() {
             Ok(s) if (1..=31_536_000).contains(&s) => s * 1000,
             _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
+                return Err(ApiError::bad_request(
                     "`bucket` is a whole number of seconds, 1 to 31536000",
-                );
+                ));
             }
         },
     };
     // A default start is aligned down to the bucket: the same edges on every refresh.
     let since = since.unwrap_or_else(|| (until - span).div_euclid(bucket_ms) * bucket_ms);
     if (until - since + bucket_ms - 1) / bucket_ms > crate::db::MAX_BUCKETS {
-        return error(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::bad_request(
             "more than 1000 buckets: widen `bucket` or narrow the window",
-        );
+        ));
     }
-    match app.db.series(&project, since, until, bucket_ms).await {
-        Ok(buckets) => Json(json!({
-            "since_ms": since,
-            "until_ms": until,
-            "bucket_ms": bucket_ms,
-            "buckets": buckets,
-        }))
-        .into_response(),
-        Err(e) => db_error(e),
-    }
+    let buckets = app.db.series(&project, since, until, bucket_ms).await?;
+    Ok(Json(json!({
+        "since_ms": since,
+        "until_ms": until,
+        "bucket_ms": bucket_ms,
+        "buckets": buckets,
+    }))
+    .into_response())
 }
 
 /// `since` / `until` (RFC 3339) as milliseconds since 1970; a 400 names the bad one.
 pub(super) fn window(
     since: &Option<String>,
     until: &Option<String>,
-) -> Result<(Option<i64>, Option<i64>), Response> {
+) -> Result<(Option<i64>, Option<i64>), ApiError> {
     let ms = |s: &Option<String>, name: &str| {
         s.as_deref()
             .map(|t| {
@@ -156,9 +117,7 @@ pub(super) fn window(
                     .map(|t| {
                         i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
                     })
-                    .map_err(|_| {
-                        error(StatusCode::BAD_REQUEST, format!("`{name}` is not RFC 3339"))
-                    })
+                    .map_err(|_| ApiError::bad_request(format!("`{name}` is not RFC 3339")))
             })
             .transpose()
     };
