@@ -180,7 +180,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/customers/broken", post(customer_broken))
         .route("/webhooks/queued", post(slow_standard))
         // Prometheus metrics of every delivery, received and sent.
-        .merge(outworx_hooks::report::metrics::router());
+        .merge(outworx_hooks::metrics::router());
     // The inbox (in memory for the demo: not durable) and its worker, which runs queued
     // deliveries through this same router.
     let inbox = Inbox::memory().await?;

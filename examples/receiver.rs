@@ -246,7 +246,7 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         listener.local_addr()?
     );
     // Prometheus metrics beside the routes (the worker dispatches through `app` alone).
-    let app = app.merge(outworx_hooks::report::metrics::router());
+    let app = app.merge(outworx_hooks::metrics::router());
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

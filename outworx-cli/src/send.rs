@@ -324,7 +324,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<(), String> {
             "outworx worker: metrics on http://{}/metrics",
             listener.local_addr().map_err(|e| e.to_string())?
         );
-        let app = outworx_hooks::report::metrics::router();
+        let app = outworx_hooks::metrics::router();
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
     shutdown_signal().await;

@@ -33,7 +33,7 @@ fn pipeline(c: &mut Criterion) {
     // With `--features prometheus`, every delivery is also recorded into a real Prometheus
     // recorder: the difference against a run without is what metrics cost.
     #[cfg(feature = "prometheus")]
-    let _metrics = outworx_hooks::report::metrics::prometheus_handle().expect("the recorder");
+    let _metrics = outworx_hooks::metrics::prometheus_handle().expect("the recorder");
     let app = app();
     let next = AtomicU64::new(0);
     let request = |path: &str| request(path, next.fetch_add(1, Ordering::Relaxed));

@@ -65,8 +65,10 @@ pub mod event;
 #[cfg(feature = "inbox")]
 pub mod inbox;
 pub mod layer;
+pub mod metrics;
 pub mod otel;
 mod pipeline;
+#[cfg(any(feature = "send", feature = "inbox"))]
 pub mod queue;
 pub mod report;
 mod route;

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 /// The SDK's top-level modules, bottom up (the order `lib.rs` and ARCHITECTURE.md describe).
 const LAYERS: &[&str] = &[
-    "util", "otel", "queue", "wire", "body", "security", "event", "envelope", "store", "report",
-    "config", "route", "runtime", "track", "inbox", "pipeline", "layer", "send", "testing",
+    "util", "otel", "queue", "wire", "body", "security", "event", "metrics", "envelope", "store",
+    "report", "config", "route", "runtime", "track", "inbox", "pipeline", "layer", "send",
+    "testing",
 ];
 
 /// The crate root's re-exports, by the module that defines them: `crate::Config` is a use of

@@ -75,7 +75,7 @@ async fn prometheus_scrapes_exact_counts() {
 
     let app = Router::new()
         .route("/stripe", post(stripe_hook))
-        .merge(outworx_hooks::report::metrics::router());
+        .merge(outworx_hooks::metrics::router());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -189,7 +189,7 @@ fn the_dashboard_queries_only_metrics_we_record() {
         .unwrap();
     let dashboard = std::fs::read_to_string(root.join("docs/grafana/outworx-hooks.json")).unwrap();
     let table = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
-    let source = std::fs::read_to_string(root.join("outworx-hooks/src/report/metrics.rs")).unwrap();
+    let source = std::fs::read_to_string(root.join("outworx-hooks/src/metrics.rs")).unwrap();
     let mut names = Vec::new();
     let bytes = dashboard.as_bytes();
     let mut i = 0;
@@ -225,7 +225,7 @@ fn the_dashboard_queries_only_metrics_we_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_attempts_and_dead_deliveries_are_counted() {
     use outworx_hooks::send::{Emitter, NewEndpoint, Outbox, TargetPolicy, WorkerOptions};
-    let handle = outworx_hooks::report::metrics::prometheus_handle().expect("the recorder");
+    let handle = outworx_hooks::metrics::prometheus_handle().expect("the recorder");
     let failing = Router::new().route(
         "/down",
         post(|| async { axum::http::StatusCode::SERVICE_UNAVAILABLE }),
@@ -244,7 +244,7 @@ async fn outbound_attempts_and_dead_deliveries_are_counted() {
         .unwrap();
     emitter.send("order.created", &json!({})).await.unwrap();
     let worker = std::sync::Arc::new(emitter.worker(WorkerOptions::default()));
-    assert_eq!(worker.run_once().await.unwrap(), 1);
+    assert_eq!(worker.run_once(64).await.unwrap(), 1);
     let text = handle.render();
     assert!(
         text.contains(

@@ -267,7 +267,7 @@ async fn deliver() {
         .await
         .unwrap();
     let sending = Arc::new(emitter.worker(WorkerOptions::default()));
-    assert_eq!(sending.run_once().await.unwrap(), 2);
+    assert_eq!(sending.run_once(64).await.unwrap(), 2);
     assert_eq!(processing.run_once(16).await.unwrap(), 1);
 
     // A sender's malformed `traceparent` (and an oversized `tracestate`) changes nothing:

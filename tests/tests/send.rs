@@ -265,7 +265,7 @@ async fn transform_owner_headers_and_request_reach_the_message() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(step(&emitter).run_once().await.unwrap(), 1);
+    assert_eq!(step(&emitter).run_once(64).await.unwrap(), 1);
     let seen = rx.seen.lock().unwrap().clone();
     let payload: Value = serde_json::from_str(&seen[0].1).unwrap();
     assert_eq!(payload["raw"], body, "the exact request bytes");
@@ -461,7 +461,7 @@ async fn failures_follow_the_schedule_then_dead_then_replay() {
     expected_steps[1] = Duration::from_secs(3600); // Retry-After wins over 5 min
     for (i, base) in expected_steps.iter().enumerate() {
         let before = clock_now(&clock);
-        assert_eq!(worker.run_once().await.unwrap(), 1, "attempt {}", i + 1);
+        assert_eq!(worker.run_once(64).await.unwrap(), 1, "attempt {}", i + 1);
         let d = only_delivery(&emitter).await;
         assert_eq!(d.status, DeliveryStatus::Pending, "after attempt {}", i + 1);
         assert_eq!(d.attempts, u32::try_from(i + 1).unwrap());
@@ -479,11 +479,11 @@ async fn failures_follow_the_schedule_then_dead_then_replay() {
         );
         // Not due a millisecond early.
         clock.set(d.next_attempt_at - 1);
-        assert_eq!(worker.run_once().await.unwrap(), 0);
+        assert_eq!(worker.run_once(64).await.unwrap(), 0);
         clock.set(d.next_attempt_at);
     }
     // The eighth attempt fails: dead, and the hook runs once.
-    assert_eq!(worker.run_once().await.unwrap(), 1);
+    assert_eq!(worker.run_once(64).await.unwrap(), 1);
     let d = only_delivery(&emitter).await;
     assert_eq!(d.status, DeliveryStatus::Dead);
     assert_eq!(d.attempts, 8);
@@ -506,7 +506,7 @@ async fn failures_follow_the_schedule_then_dead_then_replay() {
         .await
         .unwrap();
     assert_eq!(n, 1);
-    assert_eq!(worker.run_once().await.unwrap(), 1);
+    assert_eq!(worker.run_once(64).await.unwrap(), 1);
     assert_eq!(
         only_delivery(&emitter).await.status,
         DeliveryStatus::Delivered
@@ -537,7 +537,7 @@ async fn gone_disables_the_endpoint_and_long_failure_does_too() {
         .await
         .unwrap();
     emitter.send("a.b", &json!({})).await.unwrap();
-    step(&emitter).run_once().await.unwrap();
+    step(&emitter).run_once(64).await.unwrap();
     let ep = emitter
         .endpoint(Scope::All, &gone.endpoint.id)
         .await
@@ -577,7 +577,7 @@ async fn gone_disables_the_endpoint_and_long_failure_does_too() {
     emitter.send("a.c", &json!({})).await.unwrap();
     let worker = step(&emitter);
     for _ in 0..200 {
-        if worker.run_once().await.unwrap() == 0 {
+        if worker.run_once(64).await.unwrap() == 0 {
             clock.advance(Duration::from_secs(4 * 3600));
             continue;
         }
@@ -624,7 +624,7 @@ async fn ssrf_targets_are_refused_by_address_not_by_name() {
         .await
         .unwrap();
     strict.send("a.b", &json!({})).await.unwrap();
-    step(&strict).run_once().await.unwrap();
+    step(&strict).run_once(64).await.unwrap();
     let attempts = strict.attempts(Scope::All, None, None, 10).await.unwrap();
     let error = attempts[0].error.as_deref().unwrap();
     assert!(
@@ -644,7 +644,7 @@ async fn ssrf_targets_are_refused_by_address_not_by_name() {
             .is_err()
     );
     open.send("a.b", &json!({})).await.unwrap();
-    step(&open).run_once().await.unwrap();
+    step(&open).run_once(64).await.unwrap();
     assert_eq!(rx.count(), 1);
 }
 
@@ -667,7 +667,7 @@ async fn redirects_are_not_followed() {
         .await
         .unwrap();
     emitter.send("a.b", &json!({})).await.unwrap();
-    step(&emitter).run_once().await.unwrap();
+    step(&emitter).run_once(64).await.unwrap();
     assert_eq!(rx.count(), 0);
     let d = only_delivery(&emitter).await;
     assert_eq!(d.last_status, Some(307));
@@ -712,7 +712,7 @@ async fn a_receiver_with_only_the_old_secret_accepts_during_the_grace() {
         .valid
     };
     emitter.send("a.b", &json!({"n": 1})).await.unwrap();
-    step(&emitter).run_once().await.unwrap();
+    step(&emitter).run_once(64).await.unwrap();
     assert!(
         verify(0, &old),
         "the old secret still verifies during the grace"
@@ -720,7 +720,7 @@ async fn a_receiver_with_only_the_old_secret_accepts_during_the_grace() {
     assert!(verify(0, &rotated.secret));
     clock.advance(Duration::from_secs(3601));
     emitter.send("a.b", &json!({"n": 2})).await.unwrap();
-    step(&emitter).run_once().await.unwrap();
+    step(&emitter).run_once(64).await.unwrap();
     assert!(
         !verify(1, &old),
         "after the grace, only the new secret signs"
@@ -747,7 +747,7 @@ async fn ed25519_endpoints_sign_v1a_and_answer_the_public_key() {
         Some(created.secret.as_str())
     );
     emitter.send("a.b", &json!({})).await.unwrap();
-    step(&emitter).run_once().await.unwrap();
+    step(&emitter).run_once(64).await.unwrap();
     let (headers, body) = rx.seen.lock().unwrap()[0].clone();
     assert!(
         headers["webhook-signature"]
@@ -825,7 +825,7 @@ async fn send_in_commits_or_rolls_back_with_the_callers_transaction() {
     assert_eq!(sent.deliveries, 1);
     tx.commit().await.unwrap();
 
-    step(&emitter).run_once().await.unwrap();
+    step(&emitter).run_once(64).await.unwrap();
     let seen = rx.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1, "only the committed message");
     let body: Value = serde_json::from_str(&seen[0].1).unwrap();
@@ -855,7 +855,7 @@ async fn an_idempotency_key_makes_a_repeated_send_one_message() {
     // The same key for another owner is another message.
     let other = emitter.send_message(m().owner("globex")).await.unwrap();
     assert!(!other.duplicate);
-    step(&emitter).run_once().await.unwrap();
+    step(&emitter).run_once(64).await.unwrap();
     assert_eq!(rx.count(), 1);
 }
 
@@ -1036,7 +1036,7 @@ async fn the_management_router_keeps_tenants_apart() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    step(&emitter).run_once().await.unwrap();
+    step(&emitter).run_once(64).await.unwrap();
     assert_eq!(rx.count(), 1);
     assert_eq!(rx.seen.lock().unwrap()[0].0["authorization"], "Bearer t0p");
     let attempts: Value = acme(reqwest::Method::GET, &format!("/endpoints/{id}/attempts"))
@@ -1086,7 +1086,7 @@ async fn every_attempt_is_reported_as_an_outbound_event_without_its_url() {
         .await
         .unwrap();
     let sent = emitter.send("order.created", &json!({})).await.unwrap();
-    step(&emitter).run_once().await.unwrap();
+    step(&emitter).run_once(64).await.unwrap();
     loop {
         let e = tokio::time::timeout(Duration::from_secs(5), events.recv())
             .await
@@ -1172,7 +1172,7 @@ async fn one_endpoints_backlog_does_not_hold_up_the_others() {
 async fn an_owner_has_at_most_its_cap_of_endpoints() {
     let clock = ManualClock::new(1_700_000_000_000);
     let emitter = manual(&clock).await;
-    let cap = outworx_hooks::send::MAX_ENDPOINTS_PER_OWNER;
+    let cap = outworx_hooks::send::limits::MAX_ENDPOINTS_PER_OWNER;
     for i in 0..cap {
         emitter
             .create_endpoint(NewEndpoint::new(format!("http://127.0.0.1:9/{i}")).owner("acme"))

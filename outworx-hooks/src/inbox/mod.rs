@@ -32,49 +32,31 @@
 //! idempotency store (the inbox holds each route and key once), runs the handler, and tells
 //! the worker what became of it. A request from the network cannot carry an extension.
 
+mod error;
 mod store;
 mod worker;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use outworx_hooks_queue::{Pool, on_pool};
+use tokio::sync::Notify;
+
+pub use crate::queue::WorkerHandle;
+pub use error::InboxError;
 pub(crate) use store::NewEntry;
 pub use store::{InboxEntry, InboxFilter, InboxStatus, InboxSummary};
-pub use worker::InboxWorkerHandle;
 pub use worker::{InboxWorker, InboxWorkerOptions};
 
 use crate::queue::{Clock, SystemClock};
-use store::Pool;
 
 /// The `sqlx` this crate is built with (for handlers that write their side effects in the
 /// same database).
 pub use sqlx;
 
-/// Why an inbox operation failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum InboxError {
-    /// The database failed; nothing was committed.
-    #[error("inbox: {0}")]
-    Store(String),
-    /// A value was refused.
-    #[error("invalid {0}")]
-    Invalid(String),
-    /// The database did not answer in time. The commit may still land: the provider's retry
-    /// is then answered as a duplicate, never run twice.
-    #[error("inbox: the database did not answer within {} ms", .0.as_millis())]
-    Timeout(std::time::Duration),
-}
-
 /// The longest a `queue` route waits for its commit before answering 503 (the provider
 /// retries): a database that hangs costs a delivery this, never more.
 pub const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-impl From<sqlx::Error> for InboxError {
-    fn from(e: sqlx::Error) -> Self {
-        InboxError::Store(e.to_string())
-    }
-}
 
 /// A `queue` route's retry settings, stored with each delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +98,8 @@ pub(crate) struct Inner {
     pub(crate) pool: Pool,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) on_dead: RwLock<Option<DeadHook>>,
+    /// A commit in this process wakes an idle worker at once.
+    pub(crate) wake: Notify,
 }
 
 /// The durable inbox: SQLite (a file next to the app, the embedded default), PostgreSQL
@@ -153,6 +137,7 @@ impl Inbox {
                 pool,
                 clock: Arc::new(SystemClock),
                 on_dead: RwLock::new(None),
+                wake: Notify::new(),
             }),
         }
     }
@@ -170,6 +155,7 @@ impl Inbox {
                 pool: self.inner.pool.clone(),
                 clock: Arc::new(clock),
                 on_dead: RwLock::new(on_dead),
+                wake: Notify::new(),
             }),
         }
     }
@@ -201,7 +187,7 @@ impl Inbox {
     /// Starts a worker that processes this inbox by re-dispatching each delivery through
     /// `router` (the application's own, with its state), with the default options.
     #[must_use = "keep the handle to shut the worker down"]
-    pub fn start(&self, router: axum::Router) -> worker::InboxWorkerHandle {
+    pub fn start(&self, router: axum::Router) -> WorkerHandle {
         InboxWorker::new(self.clone(), router, InboxWorkerOptions::default()).spawn()
     }
 
@@ -232,4 +218,89 @@ pub(crate) enum Processed {
     /// The route does not take it any more: dead at once, with the reason (replay it after
     /// the fix).
     Dead(String),
+}
+
+impl Inbox {
+    /// Queued deliveries, newest first (at most 1,000).
+    pub async fn list(&self, filter: &InboxFilter) -> Result<Vec<InboxEntry>, InboxError> {
+        on_pool!(conn & self.inner.pool, crate::inbox::store, |c, db| {
+            db::list(c, filter).await
+        })
+    }
+
+    /// One queued delivery, with its stored body.
+    pub async fn show(&self, id: i64) -> Result<Option<(InboxEntry, Vec<u8>)>, InboxError> {
+        let entry = self
+            .list(&InboxFilter::default().id(id))
+            .await?
+            .into_iter()
+            .next();
+        let Some(entry) = entry else { return Ok(None) };
+        let body = on_pool!(conn & self.inner.pool, crate::inbox::store, |c, db| {
+            db::body(c, id).await?
+        });
+        Ok(Some((entry, body.unwrap_or_default())))
+    }
+
+    /// Puts deliveries not in flight (dead, done, or pending a far-off retry) matching
+    /// `filter` back in the queue, due now, with a new round of attempts. A filter must name an
+    /// id, a status or a route.
+    pub async fn replay(&self, filter: &InboxFilter) -> Result<u64, InboxError> {
+        if filter.id.is_none() && filter.status.is_none() && filter.route.is_none() {
+            return Err(InboxError::Invalid(
+                "replay: name a delivery, a status (dead) or a route".into(),
+            ));
+        }
+        let now = self.now();
+        on_pool!(tx & self.inner.pool, crate::inbox::store, |c, db| {
+            db::replay(c, filter, now).await
+        })
+    }
+
+    /// Deletes finished deliveries (done, dead) last changed more than `older_than` ago.
+    pub async fn purge(&self, older_than: Duration) -> Result<u64, InboxError> {
+        let ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+        let before = self.now().saturating_sub(ms);
+        on_pool!(tx & self.inner.pool, crate::inbox::store, |c, db| {
+            db::purge(c, before).await
+        })
+    }
+
+    /// How many deliveries are in each state (each count capped at `cap`: a count equal to it
+    /// means at least that many), the retries among the pending ones, and when the oldest
+    /// pending one arrived: an operator's overview (`outworx serve --inbox-db`), read from an
+    /// index, so its cost is bounded by `cap` whatever the inbox's history.
+    pub async fn summary(&self, cap: u32) -> Result<InboxSummary, InboxError> {
+        let cap = i64::from(cap.max(1));
+        on_pool!(tx & self.inner.pool, crate::inbox::store, |c, db| {
+            db::summary(c, cap).await
+        })
+    }
+
+    /// How many deliveries are in each status.
+    pub async fn counts(&self) -> Result<Vec<(InboxStatus, u64)>, InboxError> {
+        on_pool!(conn & self.inner.pool, crate::inbox::store, |c, db| {
+            db::counts(c).await
+        })
+    }
+
+    /// A worker over this inbox and `router`, to spawn or step by hand.
+    pub fn worker(&self, router: axum::Router, options: InboxWorkerOptions) -> InboxWorker {
+        InboxWorker::new(self.clone(), router, options)
+    }
+
+    /// Commits one verified delivery (the receive path of a `queue` route).
+    pub(crate) async fn enqueue(
+        &self,
+        e: &store::NewEntry<'_>,
+    ) -> Result<store::Enqueued, InboxError> {
+        let now = self.now();
+        let done = on_pool!(tx & self.inner.pool, crate::inbox::store, |c, db| {
+            db::enqueue(c, e, now).await
+        })?;
+        if !done.duplicate {
+            self.inner.wake.notify_one();
+        }
+        Ok(done)
+    }
 }

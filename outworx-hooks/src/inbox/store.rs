@@ -3,11 +3,17 @@
 
 use base64::Engine as _;
 use serde::Serialize;
-use sqlx::Row as _;
+
+use outworx_hooks_queue::{Claim, Pool, QueueTable};
 
 use super::{InboxError, QueueOptions};
-pub(crate) use crate::queue::sql::Pool;
-use crate::queue::sql::Table;
+
+/// The inbox's queue table.
+pub(crate) const TABLE: QueueTable = QueueTable {
+    name: "outworx_inbox",
+    leased: "processing",
+    done: "done",
+};
 
 const SQLITE_SCHEMA: &str = include_str!("../../migrations/inbox/0001_inbox.sqlite.sql");
 const POSTGRES_SCHEMA: &str = include_str!("../../migrations/inbox/0001_inbox.postgres.sql");
@@ -245,310 +251,295 @@ fn u32_of(v: i64) -> u32 {
     u32::try_from(v.max(0)).unwrap_or(u32::MAX)
 }
 
-macro_rules! inbox_dialect {
-    ($name:ident, $conn:ty) => {
-        pub(crate) mod $name {
-            use super::*;
+outworx_hooks_queue::dialects! {
+    pub(crate),
+    use sqlx::Row as _;
 
-            type Conn = $conn;
+    use super::*;
 
-            /// Commits a delivery once per route and key; a repeat answers the first's id.
-            pub(crate) async fn enqueue(
-                c: &mut Conn,
-                e: &NewEntry<'_>,
-                now: i64,
-            ) -> Result<Enqueued, InboxError> {
-                let backoff = i64::try_from(e.options.backoff.as_millis()).unwrap_or(i64::MAX);
-                let row = sqlx::query(
-                    "INSERT INTO outworx_inbox (route, key, method, uri, headers, body, signature_valid, \
-                     event_type, received_at, max_attempts, backoff_ms, status, attempts, next_attempt_at, \
-                     updated_at, traceparent) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', 0, $9, $9, $12) \
-                     ON CONFLICT (route, key) DO NOTHING RETURNING id",
-                )
-                .bind(e.route)
-                .bind(e.key)
-                .bind(e.method)
-                .bind(e.uri)
-                .bind(headers_json(e.headers))
-                .bind(e.body)
-                .bind(e.signature_valid.map(i64::from))
-                .bind(e.event_type)
-                .bind(now)
-                .bind(i64::from(e.options.attempts.max(1)))
-                .bind(backoff)
-                .bind(&e.traceparent)
-                .fetch_optional(&mut *c)
-                .await?;
-                if let Some(r) = row {
-                    return Ok(Enqueued { id: r.try_get("id")?, duplicate: false });
-                }
-                let r = sqlx::query("SELECT id FROM outworx_inbox WHERE route = $1 AND key = $2")
-                    .bind(e.route)
-                    .bind(e.key)
-                    .fetch_one(&mut *c)
-                    .await?;
-                Ok(Enqueued { id: r.try_get("id")?, duplicate: true })
-            }
-
-            pub(crate) async fn claim(
-                c: &mut Conn,
-                now: i64,
-                lease_until: i64,
-                token: &str,
-                limit: u32,
-            ) -> Result<Vec<Claimed>, InboxError> {
-                let ids = crate::queue::sql::$name::claim(
-                    c,
-                    Table::Inbox,
-                    now,
-                    lease_until,
-                    token,
-                    limit,
-                    None,
-                )
-                .await?;
-                if ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let rows = sqlx::query(
-                    "SELECT id, attempts, route, key, method, uri, headers, body, signature_valid, \
-                     max_attempts, backoff_ms, traceparent FROM outworx_inbox WHERE lease_token = $1",
-                )
-                .bind(token)
-                .fetch_all(&mut *c)
-                .await?;
-                rows.iter()
-                    .map(|r| {
-                        let headers: String = r.try_get("headers")?;
-                        let valid: Option<i64> = r.try_get("signature_valid")?;
-                        Ok(Claimed {
-                            id: r.try_get("id")?,
-                            attempt: u32_of(r.try_get("attempts")?),
-                            route: r.try_get("route")?,
-                            key: r.try_get("key")?,
-                            method: r.try_get("method")?,
-                            uri: r.try_get("uri")?,
-                            headers: headers_of(&headers),
-                            body: r.try_get("body")?,
-                            signature_valid: valid.map(|v| v != 0),
-                            max_attempts: u32_of(r.try_get("max_attempts")?),
-                            backoff_ms: r.try_get("backoff_ms")?,
-                            traceparent: r.try_get("traceparent")?,
-                        })
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(InboxError::from)
-            }
-
-            pub(crate) async fn list(
-                c: &mut Conn,
-                f: &InboxFilter,
-            ) -> Result<Vec<InboxEntry>, InboxError> {
-                let limit = i64::from(f.limit.unwrap_or(MAX_LIST).min(MAX_LIST));
-                let rows = sqlx::query(
-                    "SELECT id, route, key, method, uri, event_type, signature_valid, received_at, status, \
-                     attempts, max_attempts, next_attempt_at, last_status, last_error, \
-                     CAST(LENGTH(body) AS BIGINT) AS body_bytes FROM outworx_inbox \
-                     WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR status = $2) \
-                     AND ($3 IS NULL OR route = $3) AND ($4 IS NULL OR updated_at >= $4) \
-                     AND ($5 IS NULL OR updated_at < $5) AND ($6 = 0 OR attempts > 0) \
-                     ORDER BY id DESC LIMIT $7",
-                )
-                .bind(f.id)
-                .bind(f.status.map(InboxStatus::as_str))
-                .bind(&f.route)
-                .bind(f.since)
-                .bind(f.until)
-                .bind(i64::from(f.retrying))
-                .bind(limit)
-                .fetch_all(&mut *c)
-                .await?;
-                rows.iter()
-                    .map(|r| {
-                        let status: String = r.try_get("status")?;
-                        let valid: Option<i64> = r.try_get("signature_valid")?;
-                        let last: Option<i64> = r.try_get("last_status")?;
-                        let bytes: i64 = r.try_get("body_bytes")?;
-                        Ok(InboxEntry {
-                            id: r.try_get("id")?,
-                            route: r.try_get("route")?,
-                            key: r.try_get("key")?,
-                            method: r.try_get("method")?,
-                            uri: r.try_get("uri")?,
-                            event_type: r.try_get("event_type")?,
-                            signature_valid: valid.map(|v| v != 0),
-                            received_at: r.try_get("received_at")?,
-                            status: InboxStatus::parse(&status),
-                            attempts: u32_of(r.try_get("attempts")?),
-                            max_attempts: u32_of(r.try_get("max_attempts")?),
-                            next_attempt_at: r.try_get("next_attempt_at")?,
-                            last_status: last.and_then(|v| u16::try_from(v).ok()),
-                            last_error: r.try_get("last_error")?,
-                            body_bytes: u64::try_from(bytes).unwrap_or(0),
-                        })
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(InboxError::from)
-            }
-
-            /// The stored body of one row.
-            pub(crate) async fn body(c: &mut Conn, id: i64) -> Result<Option<Vec<u8>>, InboxError> {
-                let row = sqlx::query("SELECT body FROM outworx_inbox WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *c)
-                    .await?;
-                Ok(row.map(|r| r.try_get("body")).transpose()?)
-            }
-
-            /// Rows not in flight (done, dead, or pending: a far-off retry) matching `f` back to
-            /// pending, due now, a new round.
-            pub(crate) async fn replay(
-                c: &mut Conn,
-                f: &InboxFilter,
-                now: i64,
-            ) -> Result<u64, InboxError> {
-                let done = sqlx::query(
-                    "UPDATE outworx_inbox SET status = 'pending', attempts = 0, next_attempt_at = $1, \
-                     last_error = NULL, updated_at = $1 WHERE status IN ('dead', 'done', 'pending') \
-                     AND ($2 IS NULL OR id = $2) AND ($3 IS NULL OR status = $3) \
-                     AND ($4 IS NULL OR route = $4) AND ($5 IS NULL OR updated_at >= $5) \
-                     AND ($6 IS NULL OR updated_at < $6) AND ($7 = 0 OR attempts > 0)",
-                )
-                .bind(now)
-                .bind(f.id)
-                .bind(f.status.map(InboxStatus::as_str))
-                .bind(&f.route)
-                .bind(f.since)
-                .bind(f.until)
-                .bind(i64::from(f.retrying))
-                .execute(&mut *c)
-                .await?;
-                Ok(done.rows_affected())
-            }
-
-            /// Deletes finished rows (done, dead) last changed before `before`.
-            pub(crate) async fn purge(c: &mut Conn, before: i64) -> Result<u64, InboxError> {
-                let done = sqlx::query(
-                    "DELETE FROM outworx_inbox WHERE status IN ('done', 'dead') AND updated_at < $1",
-                )
-                .bind(before)
-                .execute(&mut *c)
-                .await?;
-                Ok(done.rows_affected())
-            }
-
-            /// Pending and processing deliveries per route, and the oldest pending one's
-            /// arrival (for the metrics' gauges).
-            #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-            pub(crate) async fn depth(
-                c: &mut Conn,
-            ) -> Result<(Vec<(String, &'static str, u64)>, Option<i64>), InboxError> {
-                let rows = sqlx::query(
-                    "SELECT route, status, COUNT(*) AS n FROM outworx_inbox \
-                     WHERE status IN ('pending', 'processing') GROUP BY route, status",
-                )
-                .fetch_all(&mut *c)
-                .await?;
-                let mut out = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    let status: String = r.try_get("status")?;
-                    let n: i64 = r.try_get("n")?;
-                    let status = InboxStatus::parse(&status).as_str();
-                    out.push((r.try_get("route")?, status, u64::try_from(n).unwrap_or(0)));
-                }
-                let oldest = sqlx::query(
-                    "SELECT MIN(received_at) AS oldest FROM outworx_inbox WHERE status = 'pending'",
-                )
-                .fetch_one(&mut *c)
-                .await?;
-                Ok((out, oldest.try_get("oldest")?))
-            }
-
-            /// Counts per status, each read from the `(status, ..)` index and capped at `cap`
-            /// rows (a count at the cap means "at least"); the retries among the pending ones and
-            /// the oldest pending arrival from the `(status, attempts, received_at)` index: no
-            /// row is read, however large its body, and a huge history costs the cap.
-            pub(crate) async fn summary(c: &mut Conn, cap: i64) -> Result<InboxSummary, InboxError> {
-                let capped = |status: &'static str, retrying: bool| {
-                    sqlx::query_scalar::<_, i64>(
-                        "SELECT COUNT(*) FROM (SELECT 1 FROM outworx_inbox WHERE status = $1 \
-                         AND ($2 = 0 OR attempts > 0) LIMIT $3) AS capped",
-                    )
-                    .bind(status)
-                    .bind(i64::from(retrying))
-                    .bind(cap)
-                };
-                let n = |v: i64| u64::try_from(v).unwrap_or(0);
-                let mut out = InboxSummary {
-                    pending: n(capped("pending", false).fetch_one(&mut *c).await?),
-                    retrying: n(capped("pending", true).fetch_one(&mut *c).await?),
-                    processing: n(capped("processing", false).fetch_one(&mut *c).await?),
-                    done: n(capped("done", false).fetch_one(&mut *c).await?),
-                    dead: n(capped("dead", false).fetch_one(&mut *c).await?),
-                    oldest_pending_at: None,
-                };
-                out.oldest_pending_at = sqlx::query_scalar(
-                    "SELECT MIN(received_at) FROM outworx_inbox WHERE status = 'pending'",
-                )
-                .fetch_one(&mut *c)
-                .await?;
-                Ok(out)
-            }
-
-            pub(crate) async fn counts(c: &mut Conn) -> Result<Vec<(InboxStatus, u64)>, InboxError> {
-                let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM outworx_inbox GROUP BY status")
-                    .fetch_all(&mut *c)
-                    .await?;
-                rows.iter()
-                    .map(|r| {
-                        let s: String = r.try_get("status")?;
-                        let n: i64 = r.try_get("n")?;
-                        Ok((InboxStatus::parse(&s), u64::try_from(n).unwrap_or(0)))
-                    })
-                    .collect::<Result<_, sqlx::Error>>()
-                    .map_err(InboxError::from)
-            }
+    /// Commits a delivery once per route and key; a repeat answers the first's id.
+    pub(crate) async fn enqueue(
+        c: &mut Conn,
+        e: &NewEntry<'_>,
+        now: i64,
+    ) -> Result<Enqueued, InboxError> {
+        let backoff = i64::try_from(e.options.backoff.as_millis()).unwrap_or(i64::MAX);
+        let row = sqlx::query(
+            "INSERT INTO outworx_inbox (route, key, method, uri, headers, body, signature_valid, \
+             event_type, received_at, max_attempts, backoff_ms, status, attempts, next_attempt_at, \
+             updated_at, traceparent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', 0, $9, $9, $12) \
+             ON CONFLICT (route, key) DO NOTHING RETURNING id",
+        )
+        .bind(e.route)
+        .bind(e.key)
+        .bind(e.method)
+        .bind(e.uri)
+        .bind(headers_json(e.headers))
+        .bind(e.body)
+        .bind(e.signature_valid.map(i64::from))
+        .bind(e.event_type)
+        .bind(now)
+        .bind(i64::from(e.options.attempts.max(1)))
+        .bind(backoff)
+        .bind(&e.traceparent)
+        .fetch_optional(&mut *c)
+        .await?;
+        if let Some(r) = row {
+            return Ok(Enqueued { id: r.try_get("id")?, duplicate: false });
         }
-    };
-}
+        let r = sqlx::query("SELECT id FROM outworx_inbox WHERE route = $1 AND key = $2")
+            .bind(e.route)
+            .bind(e.key)
+            .fetch_one(&mut *c)
+            .await?;
+        Ok(Enqueued { id: r.try_get("id")?, duplicate: true })
+    }
 
-inbox_dialect!(sqlite, sqlx::SqliteConnection);
-inbox_dialect!(postgres, sqlx::PgConnection);
-
-/// Runs `$body` with `$c`, a connection of the pool's driver, and `$m`, the driver's module
-/// (`inbox_dialect!`'s and `queue::sql`'s share their names).
-macro_rules! on_pool {
-    ($pool:expr, |$c:ident, $m:ident, $q:ident| $body:expr) => {
-        match $pool {
-            $crate::queue::sql::Pool::Sqlite(p) => {
-                let mut tx = p.begin().await?;
-                let out = {
-                    let $c: &mut sqlx::SqliteConnection = &mut tx;
-                    #[allow(unused_imports)]
-                    use $crate::inbox::store::sqlite as $m;
-                    #[allow(unused_imports)]
-                    use $crate::queue::sql::sqlite as $q;
-                    $body
-                };
-                tx.commit().await?;
-                out
-            }
-            $crate::queue::sql::Pool::Postgres(p) => {
-                let mut tx = p.begin().await?;
-                let out = {
-                    let $c: &mut sqlx::PgConnection = &mut tx;
-                    #[allow(unused_imports)]
-                    use $crate::inbox::store::postgres as $m;
-                    #[allow(unused_imports)]
-                    use $crate::queue::sql::postgres as $q;
-                    $body
-                };
-                tx.commit().await?;
-                out
-            }
+    /// Leases the due deliveries `claim` asks for and reads each as it was received.
+    pub(crate) async fn claim(c: &mut Conn, claim: Claim<'_>) -> Result<Vec<Claimed>, InboxError> {
+        let ids = queue_sql::claim(c, TABLE, claim).await?;
+        let token = claim.token;
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-    };
-}
+        let rows = sqlx::query(
+            "SELECT id, attempts, route, key, method, uri, headers, body, signature_valid, \
+             max_attempts, backoff_ms, traceparent FROM outworx_inbox WHERE lease_token = $1",
+        )
+        .bind(token)
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let headers: String = r.try_get("headers")?;
+                let valid: Option<i64> = r.try_get("signature_valid")?;
+                Ok(Claimed {
+                    id: r.try_get("id")?,
+                    attempt: u32_of(r.try_get("attempts")?),
+                    route: r.try_get("route")?,
+                    key: r.try_get("key")?,
+                    method: r.try_get("method")?,
+                    uri: r.try_get("uri")?,
+                    headers: headers_of(&headers),
+                    body: r.try_get("body")?,
+                    signature_valid: valid.map(|v| v != 0),
+                    max_attempts: u32_of(r.try_get("max_attempts")?),
+                    backoff_ms: r.try_get("backoff_ms")?,
+                    traceparent: r.try_get("traceparent")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(InboxError::from)
+    }
 
-pub(crate) use on_pool;
+    pub(crate) async fn list(
+        c: &mut Conn,
+        f: &InboxFilter,
+    ) -> Result<Vec<InboxEntry>, InboxError> {
+        let limit = i64::from(f.limit.unwrap_or(MAX_LIST).min(MAX_LIST));
+        let rows = sqlx::query(
+            "SELECT id, route, key, method, uri, event_type, signature_valid, received_at, status, \
+             attempts, max_attempts, next_attempt_at, last_status, last_error, \
+             CAST(LENGTH(body) AS BIGINT) AS body_bytes FROM outworx_inbox \
+             WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR status = $2) \
+             AND ($3 IS NULL OR route = $3) AND ($4 IS NULL OR updated_at >= $4) \
+             AND ($5 IS NULL OR updated_at < $5) AND ($6 = 0 OR attempts > 0) \
+             ORDER BY id DESC LIMIT $7",
+        )
+        .bind(f.id)
+        .bind(f.status.map(InboxStatus::as_str))
+        .bind(&f.route)
+        .bind(f.since)
+        .bind(f.until)
+        .bind(i64::from(f.retrying))
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get("status")?;
+                let valid: Option<i64> = r.try_get("signature_valid")?;
+                let last: Option<i64> = r.try_get("last_status")?;
+                let bytes: i64 = r.try_get("body_bytes")?;
+                Ok(InboxEntry {
+                    id: r.try_get("id")?,
+                    route: r.try_get("route")?,
+                    key: r.try_get("key")?,
+                    method: r.try_get("method")?,
+                    uri: r.try_get("uri")?,
+                    event_type: r.try_get("event_type")?,
+                    signature_valid: valid.map(|v| v != 0),
+                    received_at: r.try_get("received_at")?,
+                    status: InboxStatus::parse(&status),
+                    attempts: u32_of(r.try_get("attempts")?),
+                    max_attempts: u32_of(r.try_get("max_attempts")?),
+                    next_attempt_at: r.try_get("next_attempt_at")?,
+                    last_status: last.and_then(|v| u16::try_from(v).ok()),
+                    last_error: r.try_get("last_error")?,
+                    body_bytes: u64::try_from(bytes).unwrap_or(0),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(InboxError::from)
+    }
+
+    /// The stored body of one row.
+    pub(crate) async fn body(c: &mut Conn, id: i64) -> Result<Option<Vec<u8>>, InboxError> {
+        let row = sqlx::query("SELECT body FROM outworx_inbox WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?;
+        Ok(row.map(|r| r.try_get("body")).transpose()?)
+    }
+
+    /// Rows not in flight (done, dead, or pending: a far-off retry) matching `f` back to
+    /// pending, due now, a new round.
+    pub(crate) async fn replay(
+        c: &mut Conn,
+        f: &InboxFilter,
+        now: i64,
+    ) -> Result<u64, InboxError> {
+        let done = sqlx::query(
+            "UPDATE outworx_inbox SET status = 'pending', attempts = 0, next_attempt_at = $1, \
+             last_error = NULL, updated_at = $1 WHERE status IN ('dead', 'done', 'pending') \
+             AND ($2 IS NULL OR id = $2) AND ($3 IS NULL OR status = $3) \
+             AND ($4 IS NULL OR route = $4) AND ($5 IS NULL OR updated_at >= $5) \
+             AND ($6 IS NULL OR updated_at < $6) AND ($7 = 0 OR attempts > 0)",
+        )
+        .bind(now)
+        .bind(f.id)
+        .bind(f.status.map(InboxStatus::as_str))
+        .bind(&f.route)
+        .bind(f.since)
+        .bind(f.until)
+        .bind(i64::from(f.retrying))
+        .execute(&mut *c)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes finished rows (done, dead) last changed before `before`.
+    pub(crate) async fn purge(c: &mut Conn, before: i64) -> Result<u64, InboxError> {
+        let done = sqlx::query(
+            "DELETE FROM outworx_inbox WHERE status IN ('done', 'dead') AND updated_at < $1",
+        )
+        .bind(before)
+        .execute(&mut *c)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Pending and processing deliveries per route, and the oldest pending one's
+    /// arrival (for the metrics' gauges).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) async fn depth(
+        c: &mut Conn,
+    ) -> Result<(Vec<(String, &'static str, u64)>, Option<i64>), InboxError> {
+        let rows = sqlx::query(
+            "SELECT route, status, COUNT(*) AS n FROM outworx_inbox \
+             WHERE status IN ('pending', 'processing') GROUP BY route, status",
+        )
+        .fetch_all(&mut *c)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let status: String = r.try_get("status")?;
+            let n: i64 = r.try_get("n")?;
+            let status = InboxStatus::parse(&status).as_str();
+            out.push((r.try_get("route")?, status, u64::try_from(n).unwrap_or(0)));
+        }
+        let oldest = sqlx::query(
+            "SELECT MIN(received_at) AS oldest FROM outworx_inbox WHERE status = 'pending'",
+        )
+        .fetch_one(&mut *c)
+        .await?;
+        Ok((out, oldest.try_get("oldest")?))
+    }
+
+    /// Counts per status, each read from the `(status, ..)` index and capped at `cap`
+    /// rows (a count at the cap means "at least"); the retries among the pending ones and
+    /// the oldest pending arrival from the `(status, attempts, received_at)` index: no
+    /// row is read, however large its body, and a huge history costs the cap.
+    pub(crate) async fn summary(c: &mut Conn, cap: i64) -> Result<InboxSummary, InboxError> {
+        let capped = |status: &'static str, retrying: bool| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM outworx_inbox WHERE status = $1 \
+                 AND ($2 = 0 OR attempts > 0) LIMIT $3) AS capped",
+            )
+            .bind(status)
+            .bind(i64::from(retrying))
+            .bind(cap)
+        };
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        let mut out = InboxSummary {
+            pending: n(capped("pending", false).fetch_one(&mut *c).await?),
+            retrying: n(capped("pending", true).fetch_one(&mut *c).await?),
+            processing: n(capped("processing", false).fetch_one(&mut *c).await?),
+            done: n(capped("done", false).fetch_one(&mut *c).await?),
+            dead: n(capped("dead", false).fetch_one(&mut *c).await?),
+            oldest_pending_at: None,
+        };
+        out.oldest_pending_at = sqlx::query_scalar(
+            "SELECT MIN(received_at) FROM outworx_inbox WHERE status = 'pending'",
+        )
+        .fetch_one(&mut *c)
+        .await?;
+        Ok(out)
+    }
+
+    pub(crate) async fn counts(c: &mut Conn) -> Result<Vec<(InboxStatus, u64)>, InboxError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM outworx_inbox GROUP BY status")
+            .fetch_all(&mut *c)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let s: String = r.try_get("status")?;
+                let n: i64 = r.try_get("n")?;
+                Ok((InboxStatus::parse(&s), u64::try_from(n).unwrap_or(0)))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(InboxError::from)
+    }
+
+    /// Marks dead the deliveries whose every attempt ended with its worker.
+    pub(crate) async fn bury(c: &mut Conn, now: i64) -> Result<u64, InboxError> {
+        Ok(queue_sql::bury(c, TABLE, now, None).await?)
+    }
+
+    /// Gives leased deliveries back untried.
+    pub(crate) async fn release(
+        c: &mut Conn,
+        ids: &[i64],
+        token: &str,
+        now: i64,
+    ) -> Result<(), InboxError> {
+        Ok(queue_sql::release(c, TABLE, ids, token, now).await?)
+    }
+
+    /// Finishes one run's row if its lease is still `token`'s; returns whether it was.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn finish(
+        c: &mut Conn,
+        id: i64,
+        token: &str,
+        status: InboxStatus,
+        next_attempt_at: i64,
+        last_status: Option<u16>,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<bool, InboxError> {
+        Ok(queue_sql::finish(
+            c,
+            TABLE,
+            id,
+            token,
+            status.as_str(),
+            next_attempt_at,
+            last_status.map(i64::from),
+            error,
+            now,
+        )
+        .await?)
+    }
+}

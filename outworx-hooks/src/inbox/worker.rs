@@ -1,20 +1,21 @@
-//! The inbox's worker: claim due deliveries (with a lease longer than the handler's
-//! timeout), re-dispatch each through the application's router with the [`Dispatch`]
-//! marker, read what the pipeline says became of it, and finish it: done, a retry with
+//! The inbox's worker: the engine's loop ([`outworx_hooks_queue::Runner`]) over the inbox.
+//! A job is a verified delivery as it was received; running one re-dispatches it through the
+//! application's router with the [`Dispatch`] marker (within the handler's timeout, under a
+//! lease longer than it), and the pipeline says what became of it: done, a retry with
 //! exponential backoff and jitter, or dead.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
-use tokio::sync::{Semaphore, watch};
+use outworx_hooks_queue::{
+    BoxFuture, Claim, ClaimPolicy, RetrySchedule, Runner, RunnerOptions, WorkerHandle, on_pool,
+    storable,
+};
 use tower::ServiceExt as _;
 
-use super::store::{Claimed, InboxEntry, InboxFilter, InboxStatus, on_pool};
+use super::store::{Claimed, InboxStatus};
 use super::{DeadDelivery, Dispatch, Inbox, InboxError, Processed};
-use crate::queue::RetrySchedule;
-use crate::queue::sql::Table;
 
 /// How the inbox's worker runs.
 #[derive(Debug, Clone)]
@@ -72,174 +73,200 @@ impl InboxWorkerOptions {
     }
 }
 
-/// Processes an [`Inbox`] through an application's router.
-pub struct InboxWorker {
-    inbox: Inbox,
-    router: axum::Router,
-    options: InboxWorkerOptions,
-    id: String,
-    claims: AtomicU64,
-}
-
-impl std::fmt::Debug for InboxWorker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InboxWorker")
-            .field("id", &self.id)
-            .field("options", &self.options)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A running inbox worker. Dropping the handle does not stop it; [`InboxWorkerHandle::shutdown`]
-/// does.
+/// Processes an [`Inbox`] through an application's router: [`InboxWorker::spawn`] runs it
+/// until shut down; [`InboxWorker::run_once`] steps it by hand.
 #[derive(Debug)]
-#[must_use = "keep the handle to shut the worker down (it runs until then)"]
-pub struct InboxWorkerHandle {
-    stop: watch::Sender<bool>,
-    done: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-impl InboxWorkerHandle {
-    /// Stops claiming, waits for the handlers running, records them.
-    pub async fn shutdown(&self) {
-        let _ = self.stop.send(true);
-        if let Some(join) = self.done.lock().await.take() {
-            let _ = join.await;
-        }
-    }
+pub struct InboxWorker {
+    runner: Runner<Inbound>,
 }
 
 impl InboxWorker {
     /// A worker over `inbox` that runs deliveries through `router`.
-    pub fn new(inbox: Inbox, router: axum::Router, mut options: InboxWorkerOptions) -> Self {
-        options.concurrency = options.concurrency.clamp(1, 10_000);
-        let mut random = [0u8; 8];
-        let _ = getrandom::fill(&mut random);
-        InboxWorker {
+    pub fn new(inbox: Inbox, router: axum::Router, options: InboxWorkerOptions) -> Self {
+        let runner = RunnerOptions::new("inbox worker", "ib_")
+            .concurrency(options.concurrency)
+            .poll(options.poll)
+            .sample_every(crate::metrics::ENABLED.then_some(Duration::from_secs(5)));
+        let queue = Inbound {
             inbox,
             router,
             options,
-            id: format!("ib_{}", hex::encode(random)),
-            claims: AtomicU64::new(0),
+        };
+        InboxWorker {
+            runner: Runner::new(Arc::new(queue), runner),
         }
     }
 
     /// Runs until the handle's `shutdown`.
-    pub fn spawn(self) -> InboxWorkerHandle {
-        let (stop, stopped) = watch::channel(false);
-        let join = tokio::spawn(Arc::new(self).run(stopped));
-        InboxWorkerHandle {
-            stop,
-            done: tokio::sync::Mutex::new(Some(join)),
-        }
+    pub fn spawn(self) -> WorkerHandle {
+        self.runner.spawn()
     }
 
     /// Claims up to `limit` due deliveries, runs them all, records them; returns how many.
     /// For tests (with a manual clock) and one-shot runs.
-    pub async fn run_once(self: &Arc<Self>, limit: u32) -> Result<usize, InboxError> {
-        let (token, claimed) = self.claim(limit.clamp(1, 1_000)).await?;
-        let n = claimed.len();
-        let mut tasks = Vec::with_capacity(n);
-        for c in claimed {
-            let w = Arc::clone(self);
-            let token = token.clone();
-            tasks.push(tokio::spawn(async move { w.process(c, &token).await }));
-        }
-        for t in tasks {
-            let _ = t.await;
-        }
-        Ok(n)
+    pub async fn run_once(&self, limit: u32) -> Result<usize, InboxError> {
+        self.runner.run_once(limit).await
     }
+}
 
-    async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let permits = Arc::new(Semaphore::new(self.options.concurrency));
-        let mut backoff = Duration::from_millis(100);
-        #[cfg(feature = "metrics")]
-        let mut sampled = std::time::Instant::now() - Duration::from_secs(60);
-        loop {
-            if *stop.borrow() {
-                break;
-            }
-            #[cfg(feature = "metrics")]
-            if sampled.elapsed() >= Duration::from_secs(5) {
-                sampled = std::time::Instant::now();
-                // Off the claim loop: a large backlog makes the sample slow, not the worker.
-                let w = Arc::clone(&self);
-                tokio::spawn(async move { w.sample().await });
-            }
-            let free = permits.available_permits();
-            if free == 0 {
-                tokio::select! {
-                    p = Arc::clone(&permits).acquire_owned() => drop(p),
-                    _ = crate::queue::stopped(&mut stop) => break,
-                }
-                continue;
-            }
-            let want = u32::try_from(free).unwrap_or(u32::MAX).min(64);
-            let (token, claimed) = match self.claim(want).await {
-                Ok(c) => {
-                    backoff = Duration::from_millis(100);
-                    c
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "inbox worker: claiming failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = crate::queue::stopped(&mut stop) => break,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    continue;
-                }
+impl outworx_hooks_queue::Job for Claimed {
+    fn id(&self) -> i64 {
+        self.id
+    }
+}
+
+/// The inbox as the engine's queue.
+struct Inbound {
+    inbox: Inbox,
+    router: axum::Router,
+    options: InboxWorkerOptions,
+}
+
+/// What became of one run, to record.
+struct Ran {
+    id: i64,
+    status: InboxStatus,
+    next_attempt_at: i64,
+    last_status: Option<u16>,
+    error: Option<String>,
+    /// For the dead-letter hook.
+    route: String,
+    key: String,
+    attempt: u32,
+}
+
+impl outworx_hooks_queue::Queue for Inbound {
+    type Job = Claimed;
+    type Outcome = Ran;
+    type Error = InboxError;
+
+    fn claim<'a>(
+        &'a self,
+        token: &'a str,
+        limit: u32,
+        _busy: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Claimed>, InboxError>> {
+        Box::pin(async move {
+            let now = self.inbox.now();
+            let lease = i64::try_from(self.options.lease().as_millis()).unwrap_or(i64::MAX);
+            let claim = Claim {
+                now,
+                lease_until: now.saturating_add(lease),
+                token,
+                limit,
+                exclude: None,
+                policy: ClaimPolicy::Due,
             };
-            let got = claimed.len();
-            for c in claimed {
-                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                    break; // cannot happen: no more were claimed than permits were free
-                };
-                let w = Arc::clone(&self);
-                let token = token.clone();
-                tokio::spawn(async move {
-                    w.process(c, &token).await;
-                    drop(permit);
-                });
-            }
-            if got < usize::try_from(want).unwrap_or(usize::MAX) {
-                tokio::select! {
-                    _ = tokio::time::sleep(self.options.poll) => {}
-                    _ = crate::queue::stopped(&mut stop) => break,
+            on_pool!(tx & self.inbox.inner.pool, crate::inbox::store, |c, db| {
+                // A delivery whose every attempt outlived its lease (a handler that crashes
+                // or hangs its process) is dead, not taken again forever.
+                let buried = db::bury(c, now).await?;
+                if buried > 0 {
+                    tracing::warn!(
+                        deliveries = buried,
+                        "inbox: deliveries whose every attempt ended with its process are dead"
+                    );
+                }
+                db::claim(c, claim).await
+            })
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        token: &'a str,
+        ids: &'a [i64],
+    ) -> BoxFuture<'a, Result<(), InboxError>> {
+        Box::pin(async move {
+            let now = self.inbox.now();
+            on_pool!(tx & self.inbox.inner.pool, crate::inbox::store, |c, db| {
+                db::release(c, ids, token, now).await
+            })
+        })
+    }
+
+    fn run(&self, job: Claimed) -> BoxFuture<'_, Ran> {
+        Box::pin(self.process(job))
+    }
+
+    /// Finishes each run's row (while its lease is still this worker's), in one transaction;
+    /// then the dead ones go to the hook.
+    fn settle<'a>(
+        &'a self,
+        batch: &'a [(String, Vec<Ran>)],
+    ) -> BoxFuture<'a, Result<(), InboxError>> {
+        Box::pin(async move {
+            let now = self.inbox.now();
+            let held = on_pool!(tx & self.inbox.inner.pool, crate::inbox::store, |c, db| {
+                let mut held = Vec::new();
+                for (token, runs) in batch {
+                    for r in runs {
+                        let mine = db::finish(
+                            c,
+                            r.id,
+                            token,
+                            r.status,
+                            r.next_attempt_at,
+                            r.last_status,
+                            r.error.as_deref(),
+                            now,
+                        )
+                        .await?;
+                        held.push(mine);
+                    }
+                }
+                held
+            });
+            let runs = batch.iter().flat_map(|(_, runs)| runs);
+            for (r, mine) in runs.zip(held) {
+                if !mine {
+                    tracing::warn!(
+                        id = r.id,
+                        "inbox worker: the lease expired while the handler ran; another worker may run it again"
+                    );
+                } else if r.status == InboxStatus::Dead {
+                    self.dead(r);
                 }
             }
-        }
-        let _ = permits
-            .acquire_many(u32::try_from(self.options.concurrency).unwrap_or(u32::MAX))
-            .await;
+            Ok(())
+        })
     }
 
-    async fn claim(&self, limit: u32) -> Result<(String, Vec<Claimed>), InboxError> {
-        let token = format!(
-            "{}:{}",
-            self.id,
-            self.claims.fetch_add(1, Ordering::Relaxed)
-        );
-        let now = self.inbox.now();
-        let lease = i64::try_from(self.options.lease().as_millis()).unwrap_or(i64::MAX);
-        let claimed = on_pool!(&self.inbox.inner.pool, |c, db, q| {
-            // A delivery whose every attempt outlived its lease (a handler that crashes or
-            // hangs its process) is dead, not taken again forever.
-            let buried = q::bury(c, Table::Inbox, now, None).await?;
-            if buried > 0 {
-                tracing::warn!(
-                    deliveries = buried,
-                    "inbox: deliveries whose every attempt ended with its process are dead"
-                );
+    fn outcome_id(&self, outcome: &Ran) -> i64 {
+        outcome.id
+    }
+
+    /// The inbox's gauges: depth per route and status, the oldest pending delivery's age.
+    fn sample(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let now = self.inbox.now();
+            let r: Result<_, InboxError> = async {
+                on_pool!(
+                    conn & self.inbox.inner.pool,
+                    crate::inbox::store,
+                    |c, db| db::depth(c).await
+                )
             }
-            db::claim(c, now, now.saturating_add(lease), &token, limit).await?
-        });
-        Ok((token, claimed))
+            .await;
+            match r {
+                Ok((depth, oldest)) => {
+                    let age =
+                        oldest.map_or(0.0, |t| (now.saturating_sub(t)).max(0) as f64 / 1000.0);
+                    crate::metrics::inbox_gauges(&depth, age);
+                }
+                Err(e) => tracing::debug!(error = %e, "inbox: sampling the gauges failed"),
+            }
+        })
     }
 
-    /// Runs one delivery through the router and records what became of it.
-    async fn process(&self, mut c: Claimed, token: &str) {
+    fn wake(&self) -> Option<&tokio::sync::Notify> {
+        Some(&self.inbox.inner.wake)
+    }
+}
+
+impl Inbound {
+    /// Runs one delivery through the router and decides what becomes of it.
+    async fn process(&self, mut c: Claimed) -> Ran {
         use tracing::Instrument as _;
         // One span per run, in the trace of the delivery's receipt: the dispatched request's
         // `webhook.receive` span (and the handler's) are its children.
@@ -288,85 +315,16 @@ impl InboxWorker {
                 _ => "retry",
             },
         );
-        let error = error.as_deref().map(crate::queue::sql::storable);
-        let mut delay = Duration::from_millis(50);
-        for _ in 0..6 {
-            let r = self
-                .finish_row(
-                    c.id,
-                    token,
-                    status,
-                    next,
-                    last_status,
-                    error.as_deref(),
-                    now,
-                )
-                .await;
-            match r {
-                Ok(true) => {
-                    if status == InboxStatus::Dead {
-                        self.dead(&c, error.clone());
-                    }
-                    return;
-                }
-                Ok(false) => {
-                    tracing::warn!(
-                        id = c.id,
-                        "inbox worker: the lease expired while the handler ran; another worker may run it again"
-                    );
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(id = c.id, error = %e, "inbox worker: recording failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-            }
+        Ran {
+            id: c.id,
+            status,
+            next_attempt_at: next,
+            last_status,
+            error: error.as_deref().map(storable),
+            route: c.route,
+            key: c.key,
+            attempt: c.attempt,
         }
-        tracing::error!(
-            id = c.id,
-            "inbox worker: the outcome could not be recorded; the lease will expire and the handler will run again"
-        );
-    }
-
-    /// The inbox's gauges: depth per route and status, the oldest pending delivery's age.
-    #[cfg(feature = "metrics")]
-    async fn sample(&self) {
-        let now = self.inbox.now();
-        let r: Result<_, InboxError> =
-            async { on_pool!(&self.inbox.inner.pool, |c, db, _q| db::depth(c).await) }.await;
-        match r {
-            Ok((depth, oldest)) => {
-                let age = oldest.map_or(0.0, |t| (now.saturating_sub(t)).max(0) as f64 / 1000.0);
-                crate::report::metrics::inbox_gauges(&depth, age);
-            }
-            Err(e) => tracing::debug!(error = %e, "inbox: sampling the gauges failed"),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn finish_row(
-        &self,
-        id: i64,
-        token: &str,
-        status: InboxStatus,
-        next: i64,
-        last_status: Option<u16>,
-        error: Option<&str>,
-        now: i64,
-    ) -> Result<bool, InboxError> {
-        on_pool!(&self.inbox.inner.pool, |conn, _db, q| Ok(q::finish(
-            conn,
-            Table::Inbox,
-            id,
-            token,
-            status.as_str(),
-            next,
-            last_status.map(i64::from),
-            error,
-            now
-        )
-        .await?))
     }
 
     /// The stored request, through the router, within the handler's time.
@@ -421,13 +379,13 @@ impl InboxWorker {
         }
     }
 
-    fn dead(&self, c: &Claimed, last_error: Option<String>) {
+    fn dead(&self, r: &Ran) {
         let d = DeadDelivery {
-            id: c.id,
-            route: c.route.clone(),
-            key: c.key.clone(),
-            attempts: c.attempt,
-            last_error,
+            id: r.id,
+            route: r.route.clone(),
+            key: r.key.clone(),
+            attempts: r.attempt,
+            last_error: r.error.clone(),
         };
         tracing::warn!(id = d.id, route = %d.route, attempts = d.attempts, "queued delivery is dead");
         let hook = self
@@ -442,73 +400,5 @@ impl InboxWorker {
         {
             tracing::error!("the inbox's on_dead hook panicked");
         }
-    }
-}
-
-impl Inbox {
-    /// Queued deliveries, newest first (at most 1,000).
-    pub async fn list(&self, filter: &InboxFilter) -> Result<Vec<InboxEntry>, InboxError> {
-        on_pool!(&self.inner.pool, |c, db, _q| db::list(c, filter).await)
-    }
-
-    /// One queued delivery, with its stored body.
-    pub async fn show(&self, id: i64) -> Result<Option<(InboxEntry, Vec<u8>)>, InboxError> {
-        let entry = self
-            .list(&InboxFilter::default().id(id))
-            .await?
-            .into_iter()
-            .next();
-        let Some(entry) = entry else { return Ok(None) };
-        let body = on_pool!(&self.inner.pool, |c, db, _q| db::body(c, id).await?);
-        Ok(Some((entry, body.unwrap_or_default())))
-    }
-
-    /// Puts deliveries not in flight (dead, done, or pending a far-off retry) matching
-    /// `filter` back in the queue, due now, with a new round of attempts. A filter must name an
-    /// id, a status or a route.
-    pub async fn replay(&self, filter: &InboxFilter) -> Result<u64, InboxError> {
-        if filter.id.is_none() && filter.status.is_none() && filter.route.is_none() {
-            return Err(InboxError::Invalid(
-                "replay: name a delivery, a status (dead) or a route".into(),
-            ));
-        }
-        let now = self.now();
-        on_pool!(&self.inner.pool, |c, db, _q| db::replay(c, filter, now)
-            .await)
-    }
-
-    /// Deletes finished deliveries (done, dead) last changed more than `older_than` ago.
-    pub async fn purge(&self, older_than: Duration) -> Result<u64, InboxError> {
-        let ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
-        let before = self.now().saturating_sub(ms);
-        on_pool!(&self.inner.pool, |c, db, _q| db::purge(c, before).await)
-    }
-
-    /// How many deliveries are in each state (each count capped at `cap`: a count equal to it
-    /// means at least that many), the retries among the pending ones, and when the oldest
-    /// pending one arrived: an operator's overview (`outworx serve --inbox-db`), read from an
-    /// index, so its cost is bounded by `cap` whatever the inbox's history.
-    pub async fn summary(&self, cap: u32) -> Result<super::InboxSummary, InboxError> {
-        let cap = i64::from(cap.max(1));
-        on_pool!(&self.inner.pool, |c, db, _q| db::summary(c, cap).await)
-    }
-
-    /// How many deliveries are in each status.
-    pub async fn counts(&self) -> Result<Vec<(InboxStatus, u64)>, InboxError> {
-        on_pool!(&self.inner.pool, |c, db, _q| db::counts(c).await)
-    }
-
-    /// A worker over this inbox and `router`, to spawn or step by hand.
-    pub fn worker(&self, router: axum::Router, options: InboxWorkerOptions) -> InboxWorker {
-        InboxWorker::new(self.clone(), router, options)
-    }
-
-    /// Commits one verified delivery (the receive path of a `queue` route).
-    pub(crate) async fn enqueue(
-        &self,
-        e: &super::store::NewEntry<'_>,
-    ) -> Result<super::store::Enqueued, InboxError> {
-        let now = self.now();
-        on_pool!(&self.inner.pool, |c, db, _q| db::enqueue(c, e, now).await)
     }
 }

@@ -86,8 +86,8 @@ impl Note {
         }
     }
 
-    /// An inbox that could not commit: the provider is answered 503 and retries.
-    #[cfg(feature = "inbox")]
+    /// A `queue` route's delivery the inbox did not take (it could not commit, or the route
+    /// no longer takes a re-dispatch): the error says why.
     pub(super) fn not_queued(event_type: Option<String>, error: String) -> Note {
         Note {
             event_type,

@@ -44,8 +44,6 @@ use futures_util::Stream;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
-#[cfg(feature = "metrics")]
-pub mod metrics;
 #[cfg(feature = "outworx-api")]
 mod outworx;
 #[cfg(feature = "outworx-api")]
@@ -189,5 +187,20 @@ pub fn subscribe() -> Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         SUBSCRIBERS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The sink that turns delivery events into metrics ([`crate::metrics`]). `init` (and the
+/// embedded defaults) add it when the `metrics` feature is on; without it, it records nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsSink;
+
+impl Sink for MetricsSink {
+    fn send(&self, event: &Arc<DeliveryEvent>) {
+        crate::metrics::record(event);
+    }
+
+    fn wants_request_headers(&self) -> bool {
+        false
     }
 }

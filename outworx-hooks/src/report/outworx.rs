@@ -120,8 +120,7 @@ impl Shared {
     /// Counts `n` events dropped (and `webhook_report_dropped_total`, with metrics); the
     /// count before.
     fn drop_events(&self, n: u64) -> u64 {
-        #[cfg(feature = "metrics")]
-        metrics::counter!("webhook_report_dropped_total").increment(n);
+        crate::metrics::report_dropped(n);
         self.dropped.fetch_add(n, Ordering::Relaxed)
     }
 

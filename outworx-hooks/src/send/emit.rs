@@ -16,11 +16,9 @@ use http::{HeaderMap, StatusCode};
 
 use super::SendError;
 use super::emitter::Emitter;
+use super::limits::MAX_KEPT_REQUEST;
 use super::model::NewMessage;
 use crate::util::BoxFuture;
-
-/// The largest request body `include_request` keeps aside (2 MiB, axum's own default).
-pub const MAX_KEPT_REQUEST: usize = 2 * 1024 * 1024;
 
 /// What a `transform` or an `owner` function sees.
 pub struct EmitContext<'a> {
@@ -251,7 +249,7 @@ where
         return response;
     }
     let (parts, body) = response.into_parts();
-    let limit = emitter.inner.max_payload;
+    let limit = emitter.shared.max_payload;
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         let e = SendError::invalid(
             "response",
@@ -264,7 +262,7 @@ where
         Ok(None) => return Response::from_parts(parts, Body::from(bytes)),
         Err(e) => return refuse(&spec.event_type, &e),
     };
-    let committed = match emitter.inner.commit_timeout {
+    let committed = match emitter.shared.commit_timeout {
         Some(t) => tokio::time::timeout(t, emitter.send_message(message))
             .await
             .unwrap_or(Err(SendError::Timeout(t))),

@@ -4,67 +4,20 @@ use std::fmt;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
+use outworx_hooks_queue::on_pool;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use super::limits::{DEFAULT_MAX_PAYLOAD, MAX_ENDPOINTS_PER_OWNER};
 use super::model::{
     CreatedEndpoint, Delivery, DeliveryStatus, Endpoint, EndpointUpdate, Format, NewEndpoint,
     NewMessage, Sent, validate_endpoint_fields, validate_text,
 };
-use super::store::{DeliveryFilter, Outbox, Scope, in_tx, with_conn};
-use super::worker::{Worker, WorkerHandle, WorkerOptions};
-use super::{DEFAULT_MAX_PAYLOAD, SendError, TargetPolicy, ids};
-use crate::queue::{Clock, RetrySchedule, SystemClock};
-
-/// A delivery that ran out of attempts (or whose endpoint is gone), for [`EmitterBuilder::on_dead`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct DeadLetter {
-    /// The delivery's row id.
-    pub delivery_id: i64,
-    /// The message.
-    pub message_id: String,
-    /// The endpoint.
-    pub endpoint_id: String,
-    /// The tenant.
-    pub owner: String,
-    /// The message's event type.
-    pub event_type: String,
-    /// Attempts made in the round that ended.
-    pub attempts: u32,
-    /// The last HTTP status, if any.
-    pub last_status: Option<u16>,
-    /// The last error.
-    pub last_error: Option<String>,
-}
-
-/// An endpoint the worker disabled (410 Gone, or failing for longer than
-/// [`WorkerOptions::disable_after`]), for [`EmitterBuilder::on_disabled`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct DisabledEndpoint {
-    /// The endpoint.
-    pub endpoint_id: String,
-    /// Why.
-    pub reason: String,
-}
-
-type DeadHook = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
-type DisabledHook = Arc<dyn Fn(&DisabledEndpoint) + Send + Sync>;
-
-pub(crate) struct Inner {
-    pub(crate) outbox: Outbox,
-    pub(crate) policy: Arc<TargetPolicy>,
-    pub(crate) max_payload: usize,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) schedule: RetrySchedule,
-    pub(crate) rotation_grace: Duration,
-    pub(crate) commit_timeout: Option<Duration>,
-    pub(crate) wake: Notify,
-    pub(crate) on_dead: Option<DeadHook>,
-    pub(crate) on_disabled: Option<DisabledHook>,
-    pub(crate) worker: OnceLock<WorkerHandle>,
-}
+use super::shared::{DeadHook, DeadLetter, DisabledEndpoint, DisabledHook, Shared};
+use super::store::{DeliveryFilter, Outbox, Scope};
+use super::worker::{Worker, WorkerOptions};
+use super::{SendError, TargetPolicy, ids};
+use crate::queue::{Clock, RetrySchedule, SystemClock, WorkerHandle};
 
 /// Sends messages and manages endpoints over one [`Outbox`]. Cheap to clone.
 ///
@@ -74,7 +27,7 @@ pub(crate) struct Inner {
 ///
 /// let emitter = Emitter::builder(Outbox::memory().await?)
 ///     .policy(TargetPolicy::default().allow("127.0.0.0/8".parse().unwrap()))
-///     .worker(None) // deliver with `emitter.worker().run_once()` in this example
+///     .worker(None) // deliver with `emitter.worker(..).run_once(..)` in this example
 ///     .build();
 /// let ep = emitter
 ///     .create_endpoint(NewEndpoint::new("http://127.0.0.1:9/hooks").event("order.*"))
@@ -87,15 +40,17 @@ pub(crate) struct Inner {
 /// ```
 #[derive(Clone)]
 pub struct Emitter {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) shared: Arc<Shared>,
+    /// The in-process worker, when the builder started one.
+    worker: Arc<OnceLock<WorkerHandle>>,
 }
 
 impl fmt::Debug for Emitter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Emitter")
-            .field("outbox", &self.inner.outbox.backend())
-            .field("policy", &self.inner.policy)
-            .field("max_payload", &self.inner.max_payload)
+            .field("outbox", &self.shared.outbox.backend())
+            .field("policy", &self.shared.policy)
+            .field("max_payload", &self.shared.max_payload)
             .finish_non_exhaustive()
     }
 }
@@ -183,7 +138,7 @@ impl EmitterBuilder {
     /// With a worker, when called outside a tokio runtime.
     pub fn build(self) -> Emitter {
         let emitter = Emitter {
-            inner: Arc::new(Inner {
+            shared: Arc::new(Shared {
                 outbox: self.outbox,
                 policy: Arc::new(self.policy),
                 max_payload: self.max_payload,
@@ -194,12 +149,12 @@ impl EmitterBuilder {
                 wake: Notify::new(),
                 on_dead: self.on_dead,
                 on_disabled: self.on_disabled,
-                worker: OnceLock::new(),
             }),
+            worker: Arc::new(OnceLock::new()),
         };
         if let Some(options) = self.worker {
-            let handle = Worker::new(emitter.clone(), options).spawn();
-            let _ = emitter.inner.worker.set(handle);
+            let handle = Worker::new(Arc::clone(&emitter.shared), options).spawn();
+            let _ = emitter.worker.set(handle);
         }
         emitter
     }
@@ -246,28 +201,28 @@ impl Emitter {
 
     /// The outbox.
     pub fn outbox(&self) -> &Outbox {
-        &self.inner.outbox
+        &self.shared.outbox
     }
 
     /// The target policy.
     pub fn policy(&self) -> &TargetPolicy {
-        &self.inner.policy
+        &self.shared.policy
     }
 
     /// A worker over this emitter's outbox, to step by hand ([`Worker::run_once`]).
     pub fn worker(&self, options: WorkerOptions) -> Worker {
-        Worker::new(self.clone(), options)
+        Worker::new(Arc::clone(&self.shared), options)
     }
 
     /// Stops the in-process worker (if any) after its in-flight attempts are recorded.
     pub async fn shutdown(&self) {
-        if let Some(w) = self.inner.worker.get() {
+        if let Some(w) = self.worker.get() {
             w.shutdown().await;
         }
     }
 
     pub(crate) fn now(&self) -> i64 {
-        self.inner.clock.now_ms()
+        self.shared.now()
     }
 
     /// Commits a message for every endpoint subscribed to `event_type`.
@@ -282,15 +237,16 @@ impl Emitter {
 
     /// Commits a message built with [`NewMessage`] (an idempotency key, an owner).
     pub async fn send_message(&self, message: NewMessage) -> Result<Sent, SendError> {
-        message.validate(self.inner.max_payload)?;
+        message.validate(self.shared.max_payload)?;
         let now = self.now();
         let id = ids::new_id("msg_", now)?;
-        let sent = in_tx!(&self.inner.outbox.pool, |c, db| db::insert_message(
-            c, &message, &id, now
-        )
-        .await?);
+        let sent = on_pool!(
+            tx & self.shared.outbox.pool,
+            crate::send::store::messages,
+            |c, db| db::insert_message(c, &message, &id, now).await?
+        );
         if sent.deliveries > 0 {
-            self.inner.wake.notify_one();
+            self.shared.wake.notify_one();
         }
         Ok(sent)
     }
@@ -324,32 +280,30 @@ impl Emitter {
         tx: &mut T,
         message: NewMessage,
     ) -> Result<Sent, SendError> {
-        message.validate(self.inner.max_payload)?;
+        message.validate(self.shared.max_payload)?;
         let now = self.now();
         let id = ids::new_id("msg_", now)?;
         let sent = tx.insert_message(&message, &id, now).await?;
         // The caller commits later; a worker polling finds it then.
-        self.inner.wake.notify_one();
+        self.shared.wake.notify_one();
         Ok(sent)
     }
 
     /// Creates an endpoint; the answer holds its secret, which is never answered again.
     pub async fn create_endpoint(&self, new: NewEndpoint) -> Result<CreatedEndpoint, SendError> {
-        self.inner.policy.check_url(&new.url)?;
+        self.shared.policy.check_url(&new.url)?;
         validate_endpoint_fields(&new.events, &new.auth, &new.metadata)?;
         validate_text("owner", &new.owner, true)?;
         // Counted, not listed: the cap is checked without reading the owner's rows.
-        let existing = with_conn!(&self.inner.outbox.pool, |c, db| db::count_endpoints(
-            c, &new.owner
-        )
-        .await?);
-        if existing >= super::model::MAX_ENDPOINTS_PER_OWNER as u64 {
+        let existing = on_pool!(
+            conn & self.shared.outbox.pool,
+            crate::send::store::endpoints,
+            |c, db| db::count_endpoints(c, &new.owner).await?
+        );
+        if existing >= MAX_ENDPOINTS_PER_OWNER as u64 {
             return Err(SendError::invalid(
                 "endpoints",
-                format!(
-                    "an owner has at most {} endpoints",
-                    super::model::MAX_ENDPOINTS_PER_OWNER
-                ),
+                format!("an owner has at most {} endpoints", MAX_ENDPOINTS_PER_OWNER),
             ));
         }
         let secret = match new.secret {
@@ -371,10 +325,11 @@ impl Emitter {
             public_key: crate::security::scheme::standard_public_key(&secret),
             created_at: now,
         };
-        with_conn!(&self.inner.outbox.pool, |c, db| db::insert_endpoint(
-            c, &endpoint, &new.auth, &secret, now
-        )
-        .await?);
+        on_pool!(
+            conn & self.shared.outbox.pool,
+            crate::send::store::endpoints,
+            |c, db| db::insert_endpoint(c, &endpoint, &new.auth, &secret, now).await?
+        );
         let secret = endpoint.public_key.clone().unwrap_or(secret);
         Ok(CreatedEndpoint { endpoint, secret })
     }
@@ -385,15 +340,21 @@ impl Emitter {
         scope: Scope<'_>,
         id: &str,
     ) -> Result<Option<Endpoint>, SendError> {
-        let row = with_conn!(&self.inner.outbox.pool, |c, db| db::endpoint(c, scope, id)
-            .await?);
+        let row = on_pool!(
+            conn & self.shared.outbox.pool,
+            crate::send::store::endpoints,
+            |c, db| db::endpoint(c, scope, id).await?
+        );
         Ok(row.map(|r| r.endpoint))
     }
 
     /// The endpoints `scope` may see (at most 1,000).
     pub async fn endpoints(&self, scope: Scope<'_>) -> Result<Vec<Endpoint>, SendError> {
-        with_conn!(&self.inner.outbox.pool, |c, db| db::endpoints(c, scope)
-            .await)
+        on_pool!(
+            conn & self.shared.outbox.pool,
+            crate::send::store::endpoints,
+            |c, db| db::endpoints(c, scope).await
+        )
     }
 
     /// Changes an endpoint: only the fields given are written, so a change made meanwhile
@@ -404,11 +365,14 @@ impl Emitter {
         id: &str,
         update: EndpointUpdate,
     ) -> Result<Endpoint, SendError> {
-        let row = with_conn!(&self.inner.outbox.pool, |c, db| db::endpoint(c, scope, id)
-            .await?);
+        let row = on_pool!(
+            conn & self.shared.outbox.pool,
+            crate::send::store::endpoints,
+            |c, db| db::endpoint(c, scope, id).await?
+        );
         let row = row.ok_or(SendError::NotFound)?;
         if let Some(url) = &update.url {
-            self.inner.policy.check_url(url)?;
+            self.shared.policy.check_url(url)?;
         }
         let events = update.events.as_ref().unwrap_or(&row.endpoint.events);
         let metadata = update.metadata.as_ref().unwrap_or(&row.endpoint.metadata);
@@ -422,14 +386,12 @@ impl Emitter {
             check_secret(&row.secret, format)?;
         }
         let now = self.now();
-        let done = with_conn!(&self.inner.outbox.pool, |c, db| db::update_endpoint(
-            c,
-            &row.endpoint.id,
-            &row.endpoint.owner,
-            &update,
-            now
-        )
-        .await?);
+        let done = on_pool!(
+            conn & self.shared.outbox.pool,
+            crate::send::store::endpoints,
+            |c, db| db::update_endpoint(c, &row.endpoint.id, &row.endpoint.owner, &update, now)
+                .await?
+        );
         if !done {
             return Err(SendError::NotFound);
         }
@@ -452,10 +414,11 @@ impl Emitter {
 
     /// Deletes an endpoint; its pending deliveries end `dead` ("endpoint deleted").
     pub async fn delete_endpoint(&self, scope: Scope<'_>, id: &str) -> Result<bool, SendError> {
-        with_conn!(&self.inner.outbox.pool, |c, db| db::delete_endpoint(
-            c, scope, id
+        on_pool!(
+            conn & self.shared.outbox.pool,
+            crate::send::store::endpoints,
+            |c, db| db::delete_endpoint(c, scope, id).await
         )
-        .await)
     }
 
     /// Replaces an endpoint's secret with a new one of the same kind. The old one keeps
@@ -466,8 +429,11 @@ impl Emitter {
         scope: Scope<'_>,
         id: &str,
     ) -> Result<CreatedEndpoint, SendError> {
-        let row = with_conn!(&self.inner.outbox.pool, |c, db| db::endpoint(c, scope, id)
-            .await?);
+        let row = on_pool!(
+            conn & self.shared.outbox.pool,
+            crate::send::store::endpoints,
+            |c, db| db::endpoint(c, scope, id).await?
+        );
         let row = row.ok_or(SendError::NotFound)?;
         // The same kind of key as before: Ed25519 stays Ed25519; fastapihooks and HMAC get a
         // new random secret.
@@ -477,16 +443,12 @@ impl Emitter {
             ids::new_hmac_secret()?
         };
         let now = self.now();
-        let grace = i64::try_from(self.inner.rotation_grace.as_millis()).unwrap_or(i64::MAX);
-        let done = with_conn!(&self.inner.outbox.pool, |c, db| db::rotate(
-            c,
-            scope,
-            id,
-            &secret,
-            now.saturating_add(grace),
-            now
-        )
-        .await?);
+        let grace = i64::try_from(self.shared.rotation_grace.as_millis()).unwrap_or(i64::MAX);
+        let done = on_pool!(
+            conn & self.shared.outbox.pool,
+            crate::send::store::endpoints,
+            |c, db| db::rotate(c, scope, id, &secret, now.saturating_add(grace), now).await?
+        );
         if !done {
             return Err(SendError::NotFound);
         }
@@ -514,10 +476,11 @@ impl Emitter {
         scope: Scope<'_>,
         filter: &DeliveryFilter,
     ) -> Result<Vec<Delivery>, SendError> {
-        with_conn!(&self.inner.outbox.pool, |c, db| db::deliveries(
-            c, scope, filter
+        on_pool!(
+            conn & self.shared.outbox.pool,
+            crate::send::store::views,
+            |c, db| db::deliveries(c, scope, filter).await
         )
-        .await)
     }
 
     /// Attempts `scope` may see, newest first, of one endpoint and/or one message.
@@ -528,14 +491,11 @@ impl Emitter {
         message_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<super::Attempt>, SendError> {
-        with_conn!(&self.inner.outbox.pool, |c, db| db::attempts(
-            c,
-            scope,
-            endpoint_id,
-            message_id,
-            limit
+        on_pool!(
+            conn & self.shared.outbox.pool,
+            crate::send::store::views,
+            |c, db| db::attempts(c, scope, endpoint_id, message_id, limit).await
         )
-        .await)
     }
 
     /// Puts the matching finished deliveries (dead, or delivered) back in the queue, due now,
@@ -556,12 +516,13 @@ impl Emitter {
             ));
         }
         let now = self.now();
-        let n = with_conn!(&self.inner.outbox.pool, |c, db| db::replay(
-            c, scope, filter, now
-        )
-        .await?);
+        let n = on_pool!(
+            conn & self.shared.outbox.pool,
+            crate::send::store::deliveries,
+            |c, db| db::replay(c, scope, filter, now).await?
+        );
         if n > 0 {
-            self.inner.wake.notify_one();
+            self.shared.wake.notify_one();
         }
         Ok(n)
     }
@@ -596,10 +557,11 @@ impl Emitter {
         cap: u32,
     ) -> Result<Vec<super::EndpointHealth>, SendError> {
         let cap = i64::from(cap.max(1));
-        with_conn!(&self.inner.outbox.pool, |c, db| db::endpoint_health(
-            c, scope, recent, endpoints, cap
+        on_pool!(
+            conn & self.shared.outbox.pool,
+            crate::send::store::views,
+            |c, db| db::endpoint_health(c, scope, recent, endpoints, cap).await
         )
-        .await)
     }
 
     /// Deliveries per status, each counted by the status index up to `cap` (a count equal to
@@ -610,15 +572,20 @@ impl Emitter {
         cap: u32,
     ) -> Result<Vec<(DeliveryStatus, u64)>, SendError> {
         let cap = i64::from(cap.max(1));
-        with_conn!(&self.inner.outbox.pool, |c, db| db::capped_counts(
-            c, scope, cap
+        on_pool!(
+            conn & self.shared.outbox.pool,
+            crate::send::store::views,
+            |c, db| db::capped_counts(c, scope, cap).await
         )
-        .await)
     }
 
     /// How many deliveries are in each status.
     pub async fn counts(&self, scope: Scope<'_>) -> Result<Vec<(DeliveryStatus, u64)>, SendError> {
-        with_conn!(&self.inner.outbox.pool, |c, db| db::counts(c, scope).await)
+        on_pool!(
+            conn & self.shared.outbox.pool,
+            crate::send::store::views,
+            |c, db| db::counts(c, scope).await
+        )
     }
 }
 
@@ -667,7 +634,9 @@ macro_rules! outbox_tx {
                 id: &'a str,
                 now: i64,
             ) -> crate::util::BoxFuture<'a, Result<Sent, SendError>> {
-                Box::pin(super::store::$db::insert_message(self, message, id, now))
+                Box::pin(super::store::messages::$db::insert_message(
+                    self, message, id, now,
+                ))
             }
         }
     };

@@ -33,7 +33,7 @@ impl axum::extract::FromRequestParts<Manage> for Owner {
     async fn from_request_parts(parts: &mut Parts, state: &Manage) -> Result<Self, Response> {
         match (state.owner)(parts) {
             // An empty owner is the default tenant (`emitter.send`, the CLI): never a caller's.
-            Some(o) if !o.is_empty() && o.len() <= super::model::MAX_TEXT_LEN => Ok(Owner(o)),
+            Some(o) if !o.is_empty() && o.len() <= super::limits::MAX_TEXT_LEN => Ok(Owner(o)),
             _ => Err(problem(StatusCode::UNAUTHORIZED, "not authenticated")),
         }
     }

@@ -8,22 +8,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::SendError;
-
-/// Longest endpoint URL accepted, in bytes.
-pub const MAX_URL_LEN: usize = 2048;
-/// Longest event type or event pattern, in bytes.
-pub const MAX_EVENT_TYPE_LEN: usize = outworx_hooks_providers::MAX_EVENT_TYPE_LEN;
-/// Most event patterns on one endpoint.
-pub const MAX_PATTERNS: usize = 64;
-/// Most bytes of an endpoint's metadata (as JSON).
-pub const MAX_METADATA_BYTES: usize = 4096;
-/// Longest owner, idempotency key or auth value, in bytes.
-pub const MAX_TEXT_LEN: usize = 256;
-/// Most endpoints one owner may have: every message is queued for each subscribed one, in
-/// the sender's transaction, so the fan-out of one send is bounded.
-pub const MAX_ENDPOINTS_PER_OWNER: usize = 100;
-/// The first bytes of each attempt's response that are kept.
-pub const RESPONSE_SNIPPET_BYTES: usize = 4096;
+use super::limits::{MAX_EVENT_TYPE_LEN, MAX_METADATA_BYTES, MAX_PATTERNS, MAX_TEXT_LEN};
 
 /// The wire format of an endpoint's messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

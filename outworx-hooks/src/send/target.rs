@@ -83,7 +83,7 @@ impl TargetPolicy {
     /// Whether a URL may be stored as an endpoint: `http(s)`, a host, no credentials, and
     /// `https` unless `http` is allowed here. Its addresses are checked at connect time.
     pub fn check_url(&self, url: &str) -> Result<reqwest::Url, SendError> {
-        if url.len() > super::model::MAX_URL_LEN {
+        if url.len() > super::limits::MAX_URL_LEN {
             return Err(SendError::invalid("url", "at most 2048 bytes"));
         }
         let parsed = reqwest::Url::parse(url)

@@ -241,19 +241,13 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2)
 }
 
-#[cfg(feature = "metrics")]
 fn gauge(open: bool) {
-    metrics::gauge!("webhook_store_breaker_open").set(if open { 1.0 } else { 0.0 });
+    crate::metrics::breaker_open(open);
 }
-#[cfg(not(feature = "metrics"))]
-fn gauge(_open: bool) {}
 
-#[cfg(feature = "metrics")]
 fn count(result: &'static str) {
-    metrics::counter!("webhook_store_calls_total", "result" => result).increment(1);
+    crate::metrics::store_call(result);
 }
-#[cfg(not(feature = "metrics"))]
-fn count(_result: &'static str) {}
 
 /// A store behind a timeout and a [`Breaker`]: what [`crate::init`] installs around a
 /// configured store.

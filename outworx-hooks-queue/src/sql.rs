@@ -1,0 +1,223 @@
+//! The queue mechanics every queue table shares, written once: claim due rows with a lease
+//! (the claim also takes back leases that expired: it is the reaper), give rows back, and
+//! finish them (done, retry at a time, dead) only while the lease is still the caller's.
+//!
+//! A queue table has these columns besides its own: `id, status, attempts, max_attempts?,
+//! next_attempt_at, lease_until, lease_token, last_status, last_error, updated_at`, and an
+//! index on `(status, next_attempt_at)`. [`QueueTable`] names it and its status words.
+//!
+//! Each query is compiled for both drivers by one macro: [`sqlite`] and [`postgres`] hold
+//! the same functions over `SqliteConnection` and `PgConnection`, so a queue's own dialect
+//! module calls `outworx_hooks_queue::sql::$driver::claim(..)` and the caller's transaction
+//! runs the same code as the pool's.
+
+/// A table that is a queue: its name and the words its `status` column uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueTable {
+    /// The table's name.
+    pub name: &'static str,
+    /// The status of a leased row (`sending`, `processing`).
+    pub leased: &'static str,
+    /// The status of a finished row (`delivered`, `done`).
+    pub done: &'static str,
+}
+
+/// Which due rows a claim takes first.
+///
+/// Every policy takes only due rows (pending and due, or leased past their lease) and skips
+/// the rows other workers hold; a policy decides the order among them. New policies (fair by
+/// owner, strictly ordered per key) are new variants with their own candidate query, so the
+/// queues that use them and the runner above them do not change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ClaimPolicy {
+    /// The earliest due first (`ORDER BY next_attempt_at`).
+    #[default]
+    Due,
+}
+
+/// One claim: which rows, for whom, for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    /// Now, in ms since 1970.
+    pub now: i64,
+    /// The lease's end, in ms since 1970.
+    pub lease_until: i64,
+    /// The lease token the claimed rows get (finishing needs it).
+    pub token: &'a str,
+    /// At most this many rows.
+    pub limit: u32,
+    /// Leaves out rows whose `column` is in the list (at most 500 of it): the keys the
+    /// worker is already at its per-key cap for.
+    pub exclude: Option<(&'static str, &'a [String])>,
+    /// The order among the due rows.
+    pub policy: ClaimPolicy,
+}
+
+crate::dialects! {
+    pub,
+    use sqlx::Row as _;
+
+    use super::{Claim, ClaimPolicy, QueueTable};
+
+    /// Leases the due rows `claim` asks for, counting the attempt they start. Returns
+    /// their ids.
+    pub async fn claim(
+        c: &mut Conn,
+        table: QueueTable,
+        claim: Claim<'_>,
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        let t = table.name;
+        let mut q = sqlx::QueryBuilder::<Db>::new(format!("UPDATE {t} SET status = '"));
+        q.push(table.leased)
+            .push("', attempts = attempts + 1, lease_until = ")
+            .push_bind(claim.lease_until)
+            .push(", lease_token = ")
+            .push_bind(claim.token)
+            .push(", updated_at = ")
+            .push_bind(claim.now)
+            .push(format!(" WHERE id IN (SELECT id FROM {t} WHERE ((status = 'pending' AND next_attempt_at <= "))
+            .push_bind(claim.now)
+            .push(format!(") OR (status = '{}' AND lease_until <= ", table.leased))
+            .push_bind(claim.now)
+            .push("))");
+        if let Some((column, list)) = claim.exclude.filter(|(_, l)| !l.is_empty()) {
+            q.push(format!(" AND {column} NOT IN ("));
+            let mut items = q.separated(", ");
+            for v in list.iter().take(500) {
+                items.push_bind(v);
+            }
+            q.push(")");
+        }
+        match claim.policy {
+            ClaimPolicy::Due => q.push(" ORDER BY next_attempt_at"),
+        };
+        q.push(" LIMIT ")
+            .push_bind(i64::from(claim.limit))
+            .push(SKIP_LOCKED)
+            .push(") RETURNING id");
+        let rows = q.build().fetch_all(&mut *c).await?;
+        rows.iter().map(|r| r.try_get::<i64, _>("id")).collect()
+    }
+
+    /// Marks dead the rows whose lease expired on their last attempt (their process
+    /// died with them, every time): `max` attempts, or the table's `max_attempts`.
+    pub async fn bury(
+        c: &mut Conn,
+        table: QueueTable,
+        now: i64,
+        max: Option<i64>,
+    ) -> Result<u64, sqlx::Error> {
+        let limit = match max {
+            Some(_) => "$2",
+            None => "max_attempts",
+        };
+        let sql = format!(
+            "UPDATE {t} SET status = 'dead', lease_until = NULL, lease_token = NULL, \
+             last_error = 'every attempt ended with its worker (crashed or killed while running)', \
+             updated_at = $1 WHERE status = '{leased}' AND lease_until <= $1 AND attempts >= {limit}",
+            t = table.name,
+            leased = table.leased,
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        if let Some(m) = max {
+            q = q.bind(m);
+        }
+        Ok(q.execute(&mut *c).await?.rows_affected())
+    }
+
+    /// Gives leased rows back untried: the attempt the claim counted is taken back.
+    pub async fn release(
+        c: &mut Conn,
+        table: QueueTable,
+        ids: &[i64],
+        token: &str,
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        for chunk in ids.chunks(500) {
+            let mut q = sqlx::QueryBuilder::<Db>::new(format!(
+                "UPDATE {} SET status = 'pending', attempts = attempts - 1, \
+                 lease_until = NULL, lease_token = NULL, next_attempt_at = ",
+                table.name
+            ));
+            q.push_bind(now)
+                .push(", updated_at = ")
+                .push_bind(now)
+                .push(" WHERE lease_token = ")
+                .push_bind(token)
+                .push(" AND id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            q.build().execute(&mut *c).await?;
+        }
+        Ok(())
+    }
+
+    /// Finishes one row (`status`: pending with `next_attempt_at`, done, or dead) if
+    /// its lease is still `token`'s. Returns whether it was.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish(
+        c: &mut Conn,
+        table: QueueTable,
+        id: i64,
+        token: &str,
+        status: &str,
+        next_attempt_at: i64,
+        last_status: Option<i64>,
+        last_error: Option<&str>,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(&format!(
+            "UPDATE {} SET status = $1, next_attempt_at = $2, lease_until = NULL, \
+             lease_token = NULL, last_status = $3, last_error = $4, updated_at = $5 \
+             WHERE id = $6 AND lease_token = $7",
+            table.name
+        ))
+        .bind(status)
+        .bind(next_attempt_at)
+        .bind(last_status)
+        .bind(last_error)
+        .bind(now)
+        .bind(id)
+        .bind(token)
+        .execute(&mut *c)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks many rows done in one statement (the common case of a batch); returns
+    /// how many were still `token`'s.
+    pub async fn finish_done(
+        c: &mut Conn,
+        table: QueueTable,
+        ids: &[i64],
+        token: &str,
+        last_status: Option<i64>,
+        now: i64,
+    ) -> Result<u64, sqlx::Error> {
+        let mut hit = 0;
+        for chunk in ids.chunks(500) {
+            let mut q = sqlx::QueryBuilder::<Db>::new(format!(
+                "UPDATE {} SET status = '{}', lease_until = NULL, lease_token = NULL, \
+                 last_error = NULL, last_status = ",
+                table.name, table.done
+            ));
+            q.push_bind(last_status)
+                .push(", updated_at = ")
+                .push_bind(now)
+                .push(" WHERE lease_token = ")
+                .push_bind(token)
+                .push(" AND id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            hit += q.build().execute(&mut *c).await?.rows_affected();
+        }
+        Ok(hit)
+    }
+}

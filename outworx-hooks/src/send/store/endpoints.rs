@@ -1,0 +1,203 @@
+//! Endpoints: create, read, change, delete, rotate, and the per-owner count.
+
+use std::str::FromStr as _;
+
+use super::{Scope, bool_i};
+use crate::send::SendError;
+use crate::send::limits::MAX_LIST;
+use crate::send::model::{Auth, Endpoint, EndpointUpdate, Format};
+
+/// A stored endpoint's columns, before the secret is split off.
+pub(crate) struct EndpointRow {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) secret: String,
+}
+
+/// The kind of a stored auth (`none` if unreadable); its values stay in the database.
+fn auth_kind(stored: &str) -> String {
+    serde_json::from_str::<Auth>(stored)
+        .map(|a| a.kind().to_owned())
+        .unwrap_or_else(|_| "none".to_owned())
+}
+
+outworx_hooks_queue::dialects! {
+    pub(crate),
+    use sqlx::Row as _;
+
+    use super::*;
+
+
+    const ENDPOINT_COLUMNS: &str = "id, owner, url, events, auth, format, secret, metadata, \
+         enabled, disabled_reason, failing_since, created_at";
+
+    fn endpoint_row(
+        r: &<<Conn as sqlx::Connection>::Database as sqlx::Database>::Row,
+    ) -> Result<EndpointRow, sqlx::Error> {
+        let secret: String = r.try_get("secret")?;
+        let text = |c: &str| -> Result<String, sqlx::Error> { r.try_get(c) };
+        let enabled: i64 = r.try_get("enabled")?;
+        let endpoint = Endpoint {
+            id: r.try_get("id")?,
+            owner: r.try_get("owner")?,
+            url: r.try_get("url")?,
+            events: serde_json::from_str(&text("events")?).unwrap_or_default(),
+            auth: auth_kind(&text("auth")?),
+            format: Format::from_str(&text("format")?).unwrap_or_default(),
+            metadata: serde_json::from_str(&text("metadata")?).unwrap_or_default(),
+            enabled: enabled != 0,
+            disabled_reason: r.try_get("disabled_reason")?,
+            failing_since: r.try_get("failing_since")?,
+            public_key: crate::security::scheme::standard_public_key(&secret),
+            created_at: r.try_get("created_at")?,
+        };
+        Ok(EndpointRow { endpoint, secret })
+    }
+
+    pub(crate) async fn insert_endpoint(
+        c: &mut Conn,
+        e: &Endpoint,
+        auth: &Auth,
+        secret: &str,
+        now: i64,
+    ) -> Result<(), SendError> {
+        sqlx::query(
+            "INSERT INTO outworx_endpoints (id, owner, url, events, auth, format, secret, \
+             metadata, enabled, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        )
+        .bind(&e.id)
+        .bind(&e.owner)
+        .bind(&e.url)
+        .bind(serde_json::to_string(&e.events)?)
+        .bind(serde_json::to_string(auth)?)
+        .bind(e.format.as_str())
+        .bind(secret)
+        .bind(serde_json::to_string(&e.metadata)?)
+        .bind(bool_i(e.enabled))
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn endpoint(
+        c: &mut Conn,
+        scope: Scope<'_>,
+        id: &str,
+    ) -> Result<Option<EndpointRow>, SendError> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM outworx_endpoints \
+             WHERE id = $1 AND ($2 = 1 OR owner = $3)"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .bind(scope.all())
+            .bind(scope.owner_text())
+            .fetch_optional(&mut *c)
+            .await?;
+        Ok(row.as_ref().map(endpoint_row).transpose()?)
+    }
+
+    pub(crate) async fn endpoints(
+        c: &mut Conn,
+        scope: Scope<'_>,
+    ) -> Result<Vec<Endpoint>, SendError> {
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM outworx_endpoints \
+             WHERE ($1 = 1 OR owner = $2) ORDER BY created_at, id LIMIT {MAX_LIST}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(scope.all())
+            .bind(scope.owner_text())
+            .fetch_all(&mut *c)
+            .await?;
+        rows.iter()
+            .map(|r| endpoint_row(r).map(|e| e.endpoint).map_err(SendError::from))
+            .collect()
+    }
+
+    /// How many endpoints an owner has (for the per-owner cap).
+    pub(crate) async fn count_endpoints(c: &mut Conn, owner: &str) -> Result<u64, SendError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM outworx_endpoints WHERE owner = $1")
+            .bind(owner)
+            .fetch_one(&mut *c)
+            .await?;
+        let n: i64 = row.try_get("n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Writes only the fields `u` gives; `enabled` (and its reason, and the failure
+    /// clock) only when `u` says so.
+    pub(crate) async fn update_endpoint(
+        c: &mut Conn,
+        id: &str,
+        owner: &str,
+        u: &EndpointUpdate,
+        now: i64,
+    ) -> Result<bool, SendError> {
+        let events = u.events.as_ref().map(serde_json::to_string).transpose()?;
+        let auth = u.auth.as_ref().map(serde_json::to_string).transpose()?;
+        let metadata = u.metadata.as_ref().map(serde_json::to_string).transpose()?;
+        let enabled = u.enabled.map(bool_i);
+        let done = sqlx::query(
+            "UPDATE outworx_endpoints SET url = COALESCE($1, url), events = COALESCE($2, events), \
+             auth = COALESCE($3, auth), format = COALESCE($4, format), \
+             metadata = COALESCE($5, metadata), enabled = COALESCE($6, enabled), \
+             disabled_reason = CASE WHEN $6 IS NULL THEN disabled_reason \
+               WHEN $6 = 1 THEN NULL ELSE 'disabled by an operator' END, \
+             failing_since = CASE WHEN $6 = 1 THEN NULL ELSE failing_since END, \
+             updated_at = $7 WHERE id = $8 AND owner = $9",
+        )
+        .bind(&u.url)
+        .bind(events)
+        .bind(auth)
+        .bind(u.format.map(Format::as_str))
+        .bind(metadata)
+        .bind(enabled)
+        .bind(now)
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *c)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn delete_endpoint(
+        c: &mut Conn,
+        scope: Scope<'_>,
+        id: &str,
+    ) -> Result<bool, SendError> {
+        let done = sqlx::query(
+            "DELETE FROM outworx_endpoints WHERE id = $1 AND ($2 = 1 OR owner = $3)",
+        )
+        .bind(id)
+        .bind(scope.all())
+        .bind(scope.owner_text())
+        .execute(&mut *c)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn rotate(
+        c: &mut Conn,
+        scope: Scope<'_>,
+        id: &str,
+        secret: &str,
+        previous_until: i64,
+        now: i64,
+    ) -> Result<bool, SendError> {
+        let done = sqlx::query(
+            "UPDATE outworx_endpoints SET previous_secret = secret, previous_until = $1, \
+             secret = $2, updated_at = $3 WHERE id = $4 AND ($5 = 1 OR owner = $6)",
+        )
+        .bind(previous_until)
+        .bind(secret)
+        .bind(now)
+        .bind(id)
+        .bind(scope.all())
+        .bind(scope.owner_text())
+        .execute(&mut *c)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
