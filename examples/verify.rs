@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use outworx_hooks::security::{Delivery, Provider, SignatureResult, Verifier, now_unix};
+use outworx_hooks::security::{Provider, SignatureResult, SignedRequest, Verifier, now_unix};
 use outworx_hooks::testing::{Signed, Signer, TestKeys};
 
 const URL: &str = "https://hooks.example.com/webhooks/twilio";
@@ -34,7 +34,7 @@ fn main() {
         };
         let check = |s: &Signed, body: &[u8]| {
             let url = s.url.as_deref().unwrap_or(URL);
-            verifier.verify_at(&Delivery::new(&s.headers, body).with_url(url), now)
+            verifier.verify_at(&SignedRequest::new(&s.headers, body).with_url(url), now)
         };
         let fresh = sign(now);
         rows.push((
@@ -68,7 +68,7 @@ fn main() {
     rows.push((
         "stripe".into(),
         "re-serialized JSON",
-        verifier.verify(&Delivery::new(&signed.headers, reencoded)),
+        verifier.verify(&SignedRequest::new(&signed.headers, reencoded)),
     ));
 
     // A body that is not UTF-8 verifies: signatures are over bytes.
@@ -80,7 +80,7 @@ fn main() {
     rows.push((
         "github".into(),
         "non-UTF-8 body",
-        verifier.verify(&Delivery::new(&signed.headers, binary)),
+        verifier.verify(&SignedRequest::new(&signed.headers, binary)),
     ));
 
     println!(

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::post;
-use outworx_hooks::inbox::{Inbox, InboxStatus, InboxWorkerOptions};
+use outworx_hooks::inbox::{DeliveryStatus, Inbox, WorkerOptions};
 use outworx_hooks::security::Provider;
 use outworx_hooks::testing::Signer;
 use outworx_hooks::{Track, webhook};
@@ -127,7 +127,7 @@ async fn wait_done(inbox: &Inbox, n: u64) {
         let counts = inbox.counts().await.expect("counts");
         if counts
             .iter()
-            .any(|(s, c)| *s == InboxStatus::Done && *c >= n)
+            .any(|(s, c)| *s == DeliveryStatus::Done && *c >= n)
         {
             return;
         }
@@ -141,7 +141,7 @@ async fn acks(label: &str, url: &str, base: &str, n: usize) {
     HANDLER_MS.store(2000, Ordering::Relaxed);
     let inbox = Inbox::open(url).await.expect("inbox");
     inbox.install();
-    let worker = inbox.worker(app(), InboxWorkerOptions::default().concurrency(64));
+    let worker = inbox.worker(app(), WorkerOptions::default().concurrency(64));
     let handle = worker.spawn();
     let http = reqwest::Client::new();
     let mut times = Vec::with_capacity(n);
@@ -185,7 +185,7 @@ async fn throughput(label: &str, url: &str, base: &str, n: usize, workers: usize
     let handles: Vec<_> = (0..workers)
         .map(|_| {
             inbox
-                .worker(app(), InboxWorkerOptions::default().concurrency(32))
+                .worker(app(), WorkerOptions::default().concurrency(32))
                 .spawn()
         })
         .collect();

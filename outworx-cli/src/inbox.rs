@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Subcommand;
-use outworx_hooks::inbox::{Inbox, InboxFilter, InboxStatus};
+use outworx_hooks::inbox::{DeliveryFilter, DeliveryStatus, Inbox};
 
 #[derive(Subcommand)]
 pub(crate) enum InboxCommand {
@@ -90,14 +90,14 @@ pub(crate) async fn run(cmd: InboxCommand) -> Result<(), String> {
             json,
         } => {
             let inbox = open(&db).await?;
-            let mut f = InboxFilter::default().limit(limit);
+            let mut f = DeliveryFilter::default().limit(limit);
             if let Some(s) = status {
-                f = f.status(s.parse::<InboxStatus>().map_err(|e| e.to_string())?);
+                f = f.status(s.parse::<DeliveryStatus>().map_err(|e| e.to_string())?);
             }
             if let Some(r) = route {
                 f = f.route(r);
             }
-            let list = inbox.list(&f).await.map_err(|e| e.to_string())?;
+            let list = inbox.deliveries(&f).await.map_err(|e| e.to_string())?;
             if json {
                 println!(
                     "{}",
@@ -126,7 +126,7 @@ pub(crate) async fn run(cmd: InboxCommand) -> Result<(), String> {
         } => {
             let inbox = open(&db).await?;
             let (entry, body) = inbox
-                .show(id)
+                .delivery(id)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no delivery {id}"))?;
@@ -147,9 +147,9 @@ pub(crate) async fn run(cmd: InboxCommand) -> Result<(), String> {
         } => {
             let inbox = open(&db).await?;
             let filter = match (id, dead) {
-                (Some(id), false) => InboxFilter::default().id(id),
+                (Some(id), false) => DeliveryFilter::default().id(id),
                 (None, true) => {
-                    let mut f = InboxFilter::default().status(InboxStatus::Dead);
+                    let mut f = DeliveryFilter::default().status(DeliveryStatus::Dead);
                     if let Some(s) = since {
                         f = f.since(crate::since_ms(&s)?);
                     }

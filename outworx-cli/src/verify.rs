@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use outworx_hooks::security::{Delivery, Provider, SignatureResult, Verifier, now_unix};
+use outworx_hooks::security::{Provider, SignatureResult, SignedRequest, Verifier, now_unix};
 
 #[derive(Args)]
 #[command(group(clap::ArgGroup::new("payload").required(true).args(["body", "body_file"])))]
@@ -93,7 +93,7 @@ fn verify(args: &VerifyArgs) -> Result<SignatureResult, String> {
         headers.append(name, value);
     }
     let body = read_body(args)?;
-    let mut delivery = Delivery::new(&headers, &body).with_method(&args.method);
+    let mut delivery = SignedRequest::new(&headers, &body).with_method(&args.method);
     if let Some(url) = &args.url {
         delivery = delivery.with_url(url);
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::post;
-use outworx_hooks::inbox::{Inbox, InboxWorkerOptions};
+use outworx_hooks::inbox::{Inbox, WorkerOptions};
 use outworx_hooks::security::Provider;
 use outworx_hooks::testing::Signer;
 use outworx_hooks::webhook;
@@ -68,7 +68,7 @@ async fn the_cli_lists_shows_replays_and_purges_the_inbox() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let worker = std::sync::Arc::new(inbox.worker(app, InboxWorkerOptions::default()));
+    let worker = std::sync::Arc::new(inbox.worker(app, WorkerOptions::default()));
     assert_eq!(worker.run_once(10).await.unwrap(), 1); // one attempt: dead
 
     let (code, out, _) = outworx(&["inbox", "list", "--db", &db]);

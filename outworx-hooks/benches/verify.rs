@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hmac::{Hmac, Mac};
-use outworx_hooks::security::{Delivery, Provider, Verifier};
+use outworx_hooks::security::{Provider, SignedRequest, Verifier};
 use outworx_hooks::testing::{Signer, TestKeys};
 
 const NOW: i64 = 1_700_000_000;
@@ -48,7 +48,7 @@ fn families(c: &mut Criterion) {
                 .url(URL)
                 .sign(body(size))
                 .expect("sign");
-            let delivery = Delivery::new(&signed.headers, &signed.body).with_url(URL);
+            let delivery = SignedRequest::new(&signed.headers, &signed.body).with_url(URL);
             assert!(verifier.verify_at(&delivery, NOW).valid, "{provider}");
             group.throughput(Throughput::Bytes(signed.body.len() as u64));
             group.bench_function(BenchmarkId::from_parameter(label), |b| {
@@ -90,7 +90,7 @@ fn hostile(c: &mut Criterion) {
             .at(NOW)
             .sign(nested.clone())
             .expect("sign");
-        let delivery = Delivery::new(&forged.headers, &nested);
+        let delivery = SignedRequest::new(&forged.headers, &nested);
         assert!(!verifier.verify_at(&delivery, NOW).valid);
         group.throughput(Throughput::Bytes(nested.len() as u64));
         group.bench_function(BenchmarkId::from_parameter(provider.name()), |b| {

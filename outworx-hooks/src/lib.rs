@@ -105,7 +105,7 @@ pub mod __private {
     pub use crate::pipeline::{IntoKey, Verified, WithState, receive};
     pub use crate::route::{IntoSecret, KeyOrigin, Route, RouteRef, SecretSource};
     pub use crate::security::custom::{CustomVerifier, IntoVerdict, Verdict};
-    pub use crate::security::{Delivery, Provider};
+    pub use crate::security::{Provider, SignedRequest};
     #[cfg(feature = "send")]
     pub use crate::send::{EmitContext, EmitSpec, emit_around};
     pub use crate::util::BoxFuture;

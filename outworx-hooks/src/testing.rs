@@ -4,7 +4,7 @@
 //! headers (and, for Mailgun and Twilio, the body or URL) that a real provider would send.
 //!
 //! ```
-//! use outworx_hooks::security::{Delivery, Provider, Verifier};
+//! use outworx_hooks::security::{SignedRequest, Provider, Verifier};
 //! use outworx_hooks::testing::Signer;
 //!
 //! let request = Signer::new(Provider::Github, "my-secret")
@@ -14,7 +14,7 @@
 //! assert!(request.headers().contains_key("x-hub-signature-256"));
 //!
 //! let verifier = Verifier::new(Provider::Github, &["my-secret"]).unwrap();
-//! assert!(verifier.verify(&Delivery::new(request.headers(), request.body())).valid);
+//! assert!(verifier.verify(&SignedRequest::new(request.headers(), request.body())).valid);
 //! ```
 //!
 //! Send such a request to your router (`tower::ServiceExt::oneshot`) to test a handler end to
@@ -26,7 +26,7 @@
 //!
 //! let keys = TestKeys::for_provider(Provider::Discord); // keys.signing: the seed; keys.verifying: the public key
 //! let signed = Signer::new(Provider::Discord, &keys.signing).sign(&b"{}"[..]).unwrap();
-//! assert!(security::verify_discord_signature(&signed.headers, &signed.body, &keys.verifying));
+//! assert!(security::compat::verify_discord_signature(&signed.headers, &signed.body, &keys.verifying));
 //! ```
 //!
 //! [`Signer`] sets the id headers real providers send (`X-GitHub-Delivery`, `svix-id`, ...),

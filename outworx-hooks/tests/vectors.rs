@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use outworx_hooks::security::{Delivery, FailureReason, Provider, SignatureResult, Verifier};
+use outworx_hooks::security::{FailureReason, Provider, SignatureResult, SignedRequest, Verifier};
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -28,7 +28,7 @@ fn check(
     now: i64,
 ) -> SignatureResult {
     let v = Verifier::new(provider, &[secret]).unwrap();
-    let mut d = Delivery::new(h, body);
+    let mut d = SignedRequest::new(h, body);
     if let Some(url) = url {
         d = d.with_url(url);
     }
@@ -902,7 +902,7 @@ fn tolerance_is_configurable() {
         .with_tolerance(Duration::from_secs(5));
     assert_eq!(v.tolerance(), Duration::from_secs(5));
     assert_reason(
-        v.verify_at(&Delivery::new(&h, b""), 1000),
+        v.verify_at(&SignedRequest::new(&h, b""), 1000),
         FailureReason::HmacMismatch,
     );
 }

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use outworx_hooks::inbox::sqlx;
-use outworx_hooks::inbox::{Inbox, InboxWorkerOptions};
+use outworx_hooks::inbox::{Inbox, WorkerOptions};
 use outworx_hooks::{Track, webhook};
 
 static EFFECTS: tokio::sync::OnceCell<Effects> = tokio::sync::OnceCell::const_new();
@@ -92,7 +92,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let inbox = Inbox::open(&var("INBOX")?).await?;
     inbox.install();
     let app = Router::new().route("/hook", post(hook));
-    let options = InboxWorkerOptions::default()
+    let options = WorkerOptions::default()
         .concurrency(8)
         .handler_timeout(Duration::from_secs(2))
         .lease_margin(Duration::from_secs(1))

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use outworx_hooks::event::{DeliveryEvent, ProcessingStatus};
-use outworx_hooks::security::{Delivery, FailureReason, Provider};
+use outworx_hooks::security::{FailureReason, Provider, SignedRequest};
 use outworx_hooks::testing::{Signed, Signer, TestKeys};
 use outworx_hooks::{Track, webhook};
 use serde::Deserialize;
@@ -162,11 +162,11 @@ async fn value_key_hook(
     tag.to_owned()
 }
 
-fn token_verifier(d: &Delivery<'_>) -> bool {
+fn token_verifier(d: &SignedRequest<'_>) -> bool {
     d.headers.get("x-token").is_some_and(|v| v == "letmein")
 }
 
-fn panicking_verifier(_: &Delivery<'_>) -> Result<bool, String> {
+fn panicking_verifier(_: &SignedRequest<'_>) -> Result<bool, String> {
     panic!("verifier exploded")
 }
 

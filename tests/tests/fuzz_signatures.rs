@@ -160,7 +160,7 @@ proptest! {
             let Ok(v) = HeaderValue::from_bytes(&value) else { continue };
             let mut h = signed.headers.clone();
             h.insert(name.clone(), v);
-            let d = security::Delivery::new(&h, &signed.body).with_url(signed.url.as_deref().unwrap_or(url));
+            let d = security::SignedRequest::new(&h, &signed.body).with_url(signed.url.as_deref().unwrap_or(url));
             let verifier = security::Verifier::new(*p, &[&keys.verifying]).unwrap();
             let r = verifier.verify_at(&d, NOW);
             if p.secret_headers().contains(&name.as_str()) {

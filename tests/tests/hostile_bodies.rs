@@ -144,7 +144,7 @@ async fn nested_bodies() {
 
 mod properties {
     use super::*;
-    use outworx_hooks::security::{Delivery, Verifier};
+    use outworx_hooks::security::{SignedRequest, Verifier};
     use proptest::prelude::*;
     use proptest::test_runner::RngSeed;
 
@@ -194,7 +194,7 @@ mod properties {
                 prop_assume!(body.len() <= 64 * 1024);
                 let before = LIVE.load(Ordering::Relaxed);
                 PEAK.store(before, Ordering::Relaxed);
-                let r = verifier.verify(&Delivery::new(&forged.headers, &body));
+                let r = verifier.verify(&SignedRequest::new(&forged.headers, &body));
                 let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
                 prop_assert!(!r.valid);
                 prop_assert!(

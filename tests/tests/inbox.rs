@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::post;
-use outworx_hooks::inbox::{Inbox, InboxFilter, InboxStatus, InboxWorkerOptions};
+use outworx_hooks::inbox::{DeliveryFilter, DeliveryStatus, Inbox, WorkerOptions};
 use outworx_hooks::queue::{Clock, ManualClock};
 use outworx_hooks::security::Provider;
 use outworx_hooks::testing::Signer;
@@ -218,9 +218,9 @@ async fn post_to(
     Ok((status, r.json().await.unwrap_or(Value::Null)))
 }
 
-async fn status_of(inbox: &Inbox, id: i64) -> outworx_hooks::inbox::InboxEntry {
+async fn status_of(inbox: &Inbox, id: i64) -> outworx_hooks::inbox::Delivery {
     inbox
-        .list(&InboxFilter::default().id(id))
+        .deliveries(&DeliveryFilter::default().id(id))
         .await
         .unwrap()
         .into_iter()
@@ -244,7 +244,7 @@ async fn queue_first_receiving() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app()).await.unwrap() });
-    let worker = std::sync::Arc::new(inbox.worker(app(), InboxWorkerOptions::default()));
+    let worker = std::sync::Arc::new(inbox.worker(app(), WorkerOptions::default()));
 
     // A provider that waits 1 s: inline, the 2 s handler times it out (and it will retry).
     let provider = reqwest::Client::builder()
@@ -282,7 +282,7 @@ async fn queue_first_receiving() {
     );
     assert_eq!(worker.run_once(16).await.unwrap(), 1);
     assert_eq!(SLOW_RUNS.load(Ordering::SeqCst), 1);
-    assert_eq!(status_of(&inbox, id).await.status, InboxStatus::Done);
+    assert_eq!(status_of(&inbox, id).await.status, DeliveryStatus::Done);
     assert_eq!(worker.run_once(16).await.unwrap(), 0, "done is done");
 
     // A handler failing twice (a 500, then a `failed` mark), then succeeding: retried on
@@ -299,7 +299,7 @@ async fn queue_first_receiving() {
         let before = clock.now_ms();
         assert_eq!(worker.run_once(16).await.unwrap(), 1);
         let e = status_of(&inbox, id).await;
-        assert_eq!(e.status, InboxStatus::Pending, "after run {run}");
+        assert_eq!(e.status, DeliveryStatus::Pending, "after run {run}");
         let wait = e.next_attempt_at - before;
         assert!(
             (base_ms * 8 / 10..=base_ms * 12 / 10).contains(&wait),
@@ -311,7 +311,7 @@ async fn queue_first_receiving() {
         clock.set(e.next_attempt_at);
     }
     assert_eq!(worker.run_once(16).await.unwrap(), 1);
-    assert_eq!(status_of(&inbox, id).await.status, InboxStatus::Done);
+    assert_eq!(status_of(&inbox, id).await.status, DeliveryStatus::Done);
     assert_eq!(FLAKY_RUNS.load(Ordering::SeqCst), 3);
 
     // Failing always (a panic): dead after its 3 attempts, on_dead once; replayed once fixed.
@@ -328,7 +328,7 @@ async fn queue_first_receiving() {
         clock.advance(Duration::from_secs(60));
     }
     let e = status_of(&inbox, id).await;
-    assert_eq!(e.status, InboxStatus::Dead);
+    assert_eq!(e.status, DeliveryStatus::Dead);
     assert!(
         e.last_error.as_deref().unwrap().contains("not fixed yet"),
         "{e:?}"
@@ -336,17 +336,17 @@ async fn queue_first_receiving() {
     assert_eq!(dead.lock().unwrap().len(), 1);
     assert_eq!(worker.run_once(16).await.unwrap(), 0);
     assert!(
-        inbox.replay(&InboxFilter::default()).await.is_err(),
+        inbox.replay(&DeliveryFilter::default()).await.is_err(),
         "a replay needs a target"
     );
     BROKEN_FIXED.store(true, Ordering::SeqCst);
     let n = inbox
-        .replay(&InboxFilter::default().status(InboxStatus::Dead))
+        .replay(&DeliveryFilter::default().status(DeliveryStatus::Dead))
         .await
         .unwrap();
     assert_eq!(n, 1);
     assert_eq!(worker.run_once(16).await.unwrap(), 1);
-    assert_eq!(status_of(&inbox, id).await.status, InboxStatus::Done);
+    assert_eq!(status_of(&inbox, id).await.status, DeliveryStatus::Done);
     assert_eq!(BROKEN_RUNS.load(Ordering::SeqCst), 4);
 
     // The filter: other types are answered 200 without the handler or the store.
@@ -394,7 +394,7 @@ async fn queue_first_receiving() {
     let layered_id = body["id"].as_i64().unwrap();
     assert_eq!(
         status_of(&inbox, layered_id).await.status,
-        InboxStatus::Done
+        DeliveryStatus::Done
     );
 
     // A nested router: the worker dispatches the original URI, from the top.
@@ -408,7 +408,10 @@ async fn queue_first_receiving() {
     assert_eq!(worker.run_once(16).await.unwrap(), 1);
     assert_eq!(NESTED_RUNS.load(Ordering::SeqCst), 1);
     let nested_id = body["id"].as_i64().unwrap();
-    assert_eq!(status_of(&inbox, nested_id).await.status, InboxStatus::Done);
+    assert_eq!(
+        status_of(&inbox, nested_id).await.status,
+        DeliveryStatus::Done
+    );
     // Credentials and signatures are not kept at rest.
     let pool = outworx_hooks::inbox::sqlx::SqlitePool::connect(&format!(
         "sqlite://{}",
@@ -457,13 +460,13 @@ async fn queue_first_receiving() {
         .unwrap();
     let impatient = std::sync::Arc::new(inbox.worker(
         app(),
-        InboxWorkerOptions::default().handler_timeout(Duration::from_millis(200)),
+        WorkerOptions::default().handler_timeout(Duration::from_millis(200)),
     ));
     let t = Instant::now();
     assert_eq!(impatient.run_once(16).await.unwrap(), 1);
     assert!(t.elapsed() < Duration::from_secs(5));
     let e = status_of(&inbox, body["id"].as_i64().unwrap()).await;
-    assert_eq!(e.status, InboxStatus::Pending);
+    assert_eq!(e.status, DeliveryStatus::Pending);
     assert!(
         e.last_error.as_deref().unwrap().contains("ran past"),
         "{e:?}"
@@ -479,17 +482,17 @@ async fn queue_first_receiving() {
     .unwrap();
     assert_eq!(worker.run_once(16).await.unwrap(), 1);
     let e = status_of(&inbox, body["id"].as_i64().unwrap()).await;
-    assert_eq!(e.status, InboxStatus::Pending, "{e:?}");
+    assert_eq!(e.status, DeliveryStatus::Pending, "{e:?}");
     assert!(e.last_error.as_deref().unwrap().contains("body"), "{e:?}");
 
     // What the CLI shows.
-    let all = inbox.list(&InboxFilter::default()).await.unwrap();
+    let all = inbox.deliveries(&DeliveryFilter::default()).await.unwrap();
     assert_eq!(
         all.len(),
         8,
         "the inline and filtered routes stored nothing"
     );
-    let (entry, body) = inbox.show(id).await.unwrap().unwrap();
+    let (entry, body) = inbox.delivery(id).await.unwrap().unwrap();
     assert!(entry.route.contains("broken"), "{entry:?}");
     assert_eq!(body, signed("msg_broken", "a.b").body);
     clock.advance(Duration::from_secs(31 * 86_400));

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use outworx_hooks::inbox::sqlx;
-use outworx_hooks::inbox::{Inbox, InboxStatus};
+use outworx_hooks::inbox::{DeliveryStatus, Inbox};
 use outworx_hooks::security::Provider;
 use outworx_hooks::testing::Signer;
 use processes::{Kill, Postgres};
@@ -99,7 +99,7 @@ async fn all_done(inbox: &str, n: u64) -> bool {
     let inbox = Inbox::open(inbox).await.unwrap();
     for _ in 0..200 {
         let counts = inbox.counts().await.unwrap();
-        if counts == [(InboxStatus::Done, n)] {
+        if counts == [(DeliveryStatus::Done, n)] {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -172,7 +172,7 @@ async fn two_receivers_on_one_postgres_inbox_process_each_delivery_once() {
     if distinct != 1000 {
         let inbox = Inbox::open(&db).await.unwrap();
         let some = inbox
-            .list(&outworx_hooks::inbox::InboxFilter::default().limit(3))
+            .deliveries(&outworx_hooks::inbox::DeliveryFilter::default().limit(3))
             .await
             .unwrap();
         panic!(

@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
-use outworx_hooks::inbox::{Inbox, InboxWorkerOptions};
+use outworx_hooks::inbox::{self, Inbox};
 use outworx_hooks::send::{Emitter, NewEndpoint, Outbox, TargetPolicy, WorkerOptions};
 use outworx_hooks::{Track, webhook};
 use prost::Message as _;
@@ -248,7 +248,7 @@ async fn deliver() {
     tokio::spawn(async move { axum::serve(receiver, app()).await.unwrap() });
     let inbox = Inbox::memory().await.unwrap();
     inbox.install();
-    let processing = Arc::new(inbox.worker(app(), InboxWorkerOptions::default()));
+    let processing = Arc::new(inbox.worker(app(), inbox::WorkerOptions::default()));
 
     let emitter = Emitter::builder(Outbox::memory().await.unwrap())
         .policy(TargetPolicy::default().allow("127.0.0.0/8".parse().unwrap()))

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
-use outworx_hooks::security::{self, Delivery, FailureReason, Provider, SignatureResult, Verifier};
+use outworx_hooks::security::{
+    self, FailureReason, Provider, SignatureResult, SignedRequest, Verifier,
+};
 use outworx_hooks::testing::{Signed, Signer, TestKeys};
 
 const T: i64 = 1_700_000_000;
@@ -56,7 +58,7 @@ fn sign(p: Provider, keys: &TestKeys, at: i64, body: &[u8]) -> Signed {
 fn verify(p: Provider, secrets: &[&str], s: &Signed, body: &[u8], now: i64) -> SignatureResult {
     let v = Verifier::new(p, secrets).unwrap_or_else(|e| panic!("{p}: {e}"));
     let url = s.url.as_deref().unwrap_or(URL);
-    v.verify_at(&Delivery::new(&s.headers, body).with_url(url), now)
+    v.verify_at(&SignedRequest::new(&s.headers, body).with_url(url), now)
 }
 
 #[track_caller]
@@ -149,7 +151,7 @@ fn tolerance_is_honoured() {
         .unwrap()
         .with_tolerance(Duration::from_secs(3600));
     assert!(
-        v.verify_at(&Delivery::new(&s.headers, &s.body), T + 3000)
+        v.verify_at(&SignedRequest::new(&s.headers, &s.body), T + 3000)
             .valid
     );
 }
@@ -423,7 +425,7 @@ fn random_inputs_never_panic_and_never_verify() {
                 2 if p != Provider::Mailgun => template.body.clone(),
                 _ => (0..(next() % 512)).map(|_| next() as u8).collect(),
             };
-            let d = Delivery::new(&headers, &body).with_url(URL);
+            let d = SignedRequest::new(&headers, &body).with_url(URL);
             let r = v.verify_at(&d, T);
             assert!(!r.valid, "{p}: random input verified");
             assert!(r.reason.is_some() && r.hint.is_some());
@@ -482,12 +484,12 @@ fn per_provider_functions_agree_with_the_generic_path() {
     let s = Signer::new(Provider::Paddle, &keys.signing)
         .sign(BODY)
         .unwrap();
-    assert!(security::verify_paddle_signature(
+    assert!(security::compat::verify_paddle_signature(
         &s.headers,
         &s.body,
         &keys.verifying
     ));
-    let r = security::verify_paddle_signature_detailed(&s.headers, b"{}", &keys.verifying);
+    let r = security::compat::verify_paddle_signature_detailed(&s.headers, b"{}", &keys.verifying);
     assert_eq!(reason(&r), FailureReason::HmacMismatch);
 
     let keys = TestKeys::for_provider(Provider::Hubspot);
@@ -495,13 +497,13 @@ fn per_provider_functions_agree_with_the_generic_path() {
         .url(URL)
         .sign(BODY)
         .unwrap();
-    assert!(security::verify_hubspot_signature(
+    assert!(security::compat::verify_hubspot_signature(
         URL,
         &s.headers,
         &s.body,
         &keys.verifying
     ));
-    assert!(!security::verify_hubspot_signature(
+    assert!(!security::compat::verify_hubspot_signature(
         "https://evil.example/x",
         &s.headers,
         &s.body,

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hmac::{Hmac, Mac};
-use outworx_hooks::security::{Delivery, Provider, Verifier, now_unix};
+use outworx_hooks::security::{SignedRequest, Provider, Verifier, now_unix};
 use outworx_hooks::testing::Signer;
 
 const SIZES: [(usize, &str); 3] = [(1 << 10, "1KiB"), (64 << 10, "64KiB"), (1 << 20, "1MiB")];
@@ -98,7 +98,7 @@ fn standard(c: &mut Criterion) {
         let svix = svix::webhooks::Webhook::new(STANDARD_SECRET).expect("key");
         let wv_secret = webhook_verify::Secret::new(STANDARD_SECRET);
         // Everyone accepts the same delivery before anything is timed.
-        assert!(ours.verify(&Delivery::new(h, body)).valid);
+        assert!(ours.verify(&SignedRequest::new(h, body)).valid);
         assert!(
             outworx_hooks::security::verify("standard", h, body, &[STANDARD_SECRET], TOLERANCE)
                 .valid
@@ -116,7 +116,7 @@ fn standard(c: &mut Criterion) {
         let mut g = c.benchmark_group("standard");
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(BenchmarkId::new("ours_verifier", label), |b| {
-            b.iter(|| ours.verify(black_box(&Delivery::new(h, body))))
+            b.iter(|| ours.verify(black_box(&SignedRequest::new(h, body))))
         });
         g.bench_function(BenchmarkId::new("ours_verify", label), |b| {
             b.iter(|| {
@@ -147,7 +147,7 @@ fn standard(c: &mut Criterion) {
         });
         g.finish();
         // Still inside every peer's 300 s window: no row timed an early rejection.
-        assert!(ours.verify(&Delivery::new(h, body)).valid);
+        assert!(ours.verify(&SignedRequest::new(h, body)).valid);
         sw.verify(body, h)
             .expect("standardwebhooks still accepts it");
         // The key's length, not its bytes, is what costs (24 bytes, as the decoded secret).
@@ -169,7 +169,7 @@ fn stripe(c: &mut Criterion) {
         let async_stripe_ok = |r: Result<_, stripe_webhook::WebhookError>| {
             matches!(r, Err(stripe_webhook::WebhookError::BadParse(_)))
         };
-        assert!(ours.verify(&Delivery::new(h, body)).valid);
+        assert!(ours.verify(&SignedRequest::new(h, body)).valid);
         wv(webhook_verify::Provider::Stripe, h, body, &wv_secret)
             .expect("webhook-verify accepts it");
         assert!(
@@ -184,7 +184,7 @@ fn stripe(c: &mut Criterion) {
         let mut g = c.benchmark_group("stripe");
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(BenchmarkId::new("ours_verifier", label), |b| {
-            b.iter(|| ours.verify(black_box(&Delivery::new(h, body))))
+            b.iter(|| ours.verify(black_box(&SignedRequest::new(h, body))))
         });
         g.bench_function(BenchmarkId::new("ours_verify", label), |b| {
             b.iter(|| {
@@ -215,7 +215,7 @@ fn stripe(c: &mut Criterion) {
         });
         g.finish();
         assert!(
-            ours.verify(&Delivery::new(h, body)).valid,
+            ours.verify(&SignedRequest::new(h, body)).valid,
             "still in the window"
         );
         assert!(async_stripe_ok(stripe_webhook::Webhook::construct_event(
@@ -238,7 +238,7 @@ fn github(c: &mut Criterion) {
         let octo =
             octocrab::models::webhook_events::verification::WebhookVerifier::new(GITHUB_SECRET);
         let wv_secret = webhook_verify::Secret::new(GITHUB_SECRET);
-        assert!(ours.verify(&Delivery::new(h, body)).valid);
+        assert!(ours.verify(&SignedRequest::new(h, body)).valid);
         octo.verify(&header, body).expect("octocrab accepts it");
         wv(webhook_verify::Provider::GitHub, h, body, &wv_secret)
             .expect("webhook-verify accepts it");
@@ -246,7 +246,7 @@ fn github(c: &mut Criterion) {
         let mut g = c.benchmark_group("github");
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(BenchmarkId::new("ours_verifier", label), |b| {
-            b.iter(|| ours.verify(black_box(&Delivery::new(h, body))))
+            b.iter(|| ours.verify(black_box(&SignedRequest::new(h, body))))
         });
         g.bench_function(BenchmarkId::new("ours_verify", label), |b| {
             b.iter(|| {

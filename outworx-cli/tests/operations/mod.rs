@@ -23,7 +23,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use browser::{Browser, Kill};
-use outworx_hooks::inbox::{Inbox, InboxFilter, InboxStatus, InboxWorkerOptions, QueueOptions};
+use outworx_hooks::inbox::{self, Inbox, QueueOptions};
 use outworx_hooks::send::{
     DeliveryFilter, DeliveryStatus, Emitter, NewEndpoint, NewMessage, Outbox, Scope, TargetPolicy,
     WorkerOptions,
@@ -273,7 +273,7 @@ pub(crate) async fn scenario(serve_db: &str, app_db: &str, tag: &str) {
     let _worker = inbox
         .worker(
             app.clone(),
-            InboxWorkerOptions::default().poll(Duration::from_millis(50)),
+            inbox::WorkerOptions::default().poll(Duration::from_millis(50)),
         )
         .spawn();
     let app_url = serve_app(app).await;
@@ -308,7 +308,7 @@ pub(crate) async fn scenario(serve_db: &str, app_db: &str, tag: &str) {
     })
     .await;
     let dead: Vec<_> = inbox
-        .list(&InboxFilter::default().status(InboxStatus::Dead))
+        .deliveries(&inbox::DeliveryFilter::default().status(inbox::DeliveryStatus::Dead))
         .await
         .unwrap();
     let route = dead[0].route.clone();
@@ -636,7 +636,12 @@ pub(crate) async fn scenario(serve_db: &str, app_db: &str, tag: &str) {
     let done = |id: i64| {
         let inbox = inbox.clone();
         async move {
-            inbox.list(&InboxFilter::default().id(id)).await.unwrap()[0].status == InboxStatus::Done
+            inbox
+                .deliveries(&inbox::DeliveryFilter::default().id(id))
+                .await
+                .unwrap()[0]
+                .status
+                == inbox::DeliveryStatus::Done
         }
     };
     until("the replayed delivery done", || done(boom_1)).await;
@@ -762,7 +767,7 @@ pub(crate) async fn scenario(serve_db: &str, app_db: &str, tag: &str) {
     assert_eq!(runs(KEY).await, before);
     // A queued delivery is not replayed (that would reset its attempts): 409.
     let later = inbox
-        .list(&InboxFilter::default().status(InboxStatus::Pending))
+        .deliveries(&inbox::DeliveryFilter::default().status(inbox::DeliveryStatus::Pending))
         .await
         .unwrap()[0]
         .id;

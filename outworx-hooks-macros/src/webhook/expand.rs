@@ -153,7 +153,7 @@ fn route(m: &Model, p: &TokenStream, name: &syn::Ident) -> TokenStream {
     }
     if let Some(path) = &m.verifier {
         route.extend(quote_spanned! {crate::at(path.span())=>
-            .custom_verifier(|d: &#p::Delivery<'_>| #p::IntoVerdict::into_verdict(#path(d)))
+            .custom_verifier(|d: &#p::SignedRequest<'_>| #p::IntoVerdict::into_verdict(#path(d)))
         });
     }
     let opts = [

@@ -45,8 +45,8 @@ use tokio::sync::Notify;
 pub use crate::queue::WorkerHandle;
 pub use error::InboxError;
 pub(crate) use store::NewEntry;
-pub use store::{InboxEntry, InboxFilter, InboxStatus, InboxSummary};
-pub use worker::{InboxWorker, InboxWorkerOptions};
+pub use store::{Delivery, DeliveryFilter, DeliveryStatus, InboxSummary};
+pub use worker::{Worker, WorkerOptions};
 
 use crate::queue::{Clock, SystemClock};
 
@@ -79,7 +79,7 @@ impl Default for QueueOptions {
 /// A delivery the worker gave up on, for [`Inbox::on_dead`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct DeadDelivery {
+pub struct DeadLetter {
     /// The inbox row.
     pub id: i64,
     /// The route.
@@ -92,7 +92,7 @@ pub struct DeadDelivery {
     pub last_error: Option<String>,
 }
 
-type DeadHook = Arc<dyn Fn(&DeadDelivery) + Send + Sync>;
+type DeadHook = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
 
 pub(crate) struct Inner {
     pub(crate) pool: Pool,
@@ -161,7 +161,7 @@ impl Inbox {
     }
 
     /// Runs `hook` when a delivery is dead (after the commit that made it so).
-    pub fn on_dead(&self, hook: impl Fn(&DeadDelivery) + Send + Sync + 'static) {
+    pub fn on_dead(&self, hook: impl Fn(&DeadLetter) + Send + Sync + 'static) {
         *self
             .inner
             .on_dead
@@ -188,7 +188,7 @@ impl Inbox {
     /// `router` (the application's own, with its state), with the default options.
     #[must_use = "keep the handle to shut the worker down"]
     pub fn start(&self, router: axum::Router) -> WorkerHandle {
-        InboxWorker::new(self.clone(), router, InboxWorkerOptions::default()).spawn()
+        Worker::new(self.clone(), router, WorkerOptions::default()).spawn()
     }
 
     pub(crate) fn now(&self) -> i64 {
@@ -222,16 +222,16 @@ pub(crate) enum Processed {
 
 impl Inbox {
     /// Queued deliveries, newest first (at most 1,000).
-    pub async fn list(&self, filter: &InboxFilter) -> Result<Vec<InboxEntry>, InboxError> {
+    pub async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, InboxError> {
         on_pool!(conn & self.inner.pool, crate::inbox::store, |c, db| {
             db::list(c, filter).await
         })
     }
 
     /// One queued delivery, with its stored body.
-    pub async fn show(&self, id: i64) -> Result<Option<(InboxEntry, Vec<u8>)>, InboxError> {
+    pub async fn delivery(&self, id: i64) -> Result<Option<(Delivery, Vec<u8>)>, InboxError> {
         let entry = self
-            .list(&InboxFilter::default().id(id))
+            .deliveries(&DeliveryFilter::default().id(id))
             .await?
             .into_iter()
             .next();
@@ -245,7 +245,7 @@ impl Inbox {
     /// Puts deliveries not in flight (dead, done, or pending a far-off retry) matching
     /// `filter` back in the queue, due now, with a new round of attempts. A filter must name an
     /// id, a status or a route.
-    pub async fn replay(&self, filter: &InboxFilter) -> Result<u64, InboxError> {
+    pub async fn replay(&self, filter: &DeliveryFilter) -> Result<u64, InboxError> {
         if filter.id.is_none() && filter.status.is_none() && filter.route.is_none() {
             return Err(InboxError::Invalid(
                 "replay: name a delivery, a status (dead) or a route".into(),
@@ -278,15 +278,15 @@ impl Inbox {
     }
 
     /// How many deliveries are in each status.
-    pub async fn counts(&self) -> Result<Vec<(InboxStatus, u64)>, InboxError> {
+    pub async fn counts(&self) -> Result<Vec<(DeliveryStatus, u64)>, InboxError> {
         on_pool!(conn & self.inner.pool, crate::inbox::store, |c, db| {
             db::counts(c).await
         })
     }
 
     /// A worker over this inbox and `router`, to spawn or step by hand.
-    pub fn worker(&self, router: axum::Router, options: InboxWorkerOptions) -> InboxWorker {
-        InboxWorker::new(self.clone(), router, options)
+    pub fn worker(&self, router: axum::Router, options: WorkerOptions) -> Worker {
+        Worker::new(self.clone(), router, options)
     }
 
     /// Commits one verified delivery (the receive path of a `queue` route).

@@ -31,7 +31,7 @@ pub(crate) async fn open(url: &str) -> Result<Pool, InboxError> {
 /// Where a queued delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum InboxStatus {
+pub enum DeliveryStatus {
     /// Waiting for its (next) attempt.
     Pending,
     /// A worker is running its handler.
@@ -42,31 +42,31 @@ pub enum InboxStatus {
     Dead,
 }
 
-impl InboxStatus {
+impl DeliveryStatus {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            InboxStatus::Pending => "pending",
-            InboxStatus::Processing => "processing",
-            InboxStatus::Done => "done",
-            InboxStatus::Dead => "dead",
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Processing => "processing",
+            DeliveryStatus::Done => "done",
+            DeliveryStatus::Dead => "dead",
         }
     }
 
-    fn parse(s: &str) -> InboxStatus {
+    fn parse(s: &str) -> DeliveryStatus {
         match s {
-            "processing" => InboxStatus::Processing,
-            "done" => InboxStatus::Done,
-            "dead" => InboxStatus::Dead,
-            _ => InboxStatus::Pending,
+            "processing" => DeliveryStatus::Processing,
+            "done" => DeliveryStatus::Done,
+            "dead" => DeliveryStatus::Dead,
+            _ => DeliveryStatus::Pending,
         }
     }
 }
 
-impl std::str::FromStr for InboxStatus {
+impl std::str::FromStr for DeliveryStatus {
     type Err = InboxError;
     fn from_str(s: &str) -> Result<Self, InboxError> {
         match s {
-            "pending" | "processing" | "done" | "dead" => Ok(InboxStatus::parse(s)),
+            "pending" | "processing" | "done" | "dead" => Ok(DeliveryStatus::parse(s)),
             _ => Err(InboxError::Invalid(
                 "status: expected pending, processing, done or dead".into(),
             )),
@@ -77,7 +77,7 @@ impl std::str::FromStr for InboxStatus {
 /// One queued delivery, as listed (its headers and body are not: see [`super::Inbox::show`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
-pub struct InboxEntry {
+pub struct Delivery {
     /// Row id.
     pub id: i64,
     /// The route (its idempotency namespace).
@@ -95,7 +95,7 @@ pub struct InboxEntry {
     /// When it arrived, in ms since 1970.
     pub received_at: i64,
     /// Where it stands.
-    pub status: InboxStatus,
+    pub status: DeliveryStatus,
     /// Attempts made in this round.
     pub attempts: u32,
     /// Attempts allowed.
@@ -113,11 +113,11 @@ pub struct InboxEntry {
 /// A filter for listing, replaying and purging.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
-pub struct InboxFilter {
+pub struct DeliveryFilter {
     /// One row.
     pub id: Option<i64>,
     /// Only this status.
-    pub status: Option<InboxStatus>,
+    pub status: Option<DeliveryStatus>,
     /// Only this route.
     pub route: Option<String>,
     /// Changed at or after (ms since 1970).
@@ -127,18 +127,18 @@ pub struct InboxFilter {
     /// At most this many (default and cap 1,000), newest first.
     pub limit: Option<u32>,
     /// Only deliveries whose handler has failed at least once this round (with
-    /// [`InboxStatus::Pending`]: the ones waiting for a retry).
+    /// [`DeliveryStatus::Pending`]: the ones waiting for a retry).
     pub retrying: bool,
 }
 
-impl InboxFilter {
+impl DeliveryFilter {
     /// One row.
     pub fn id(mut self, id: i64) -> Self {
         self.id = Some(id);
         self
     }
     /// Only this status.
-    pub fn status(mut self, s: InboxStatus) -> Self {
+    pub fn status(mut self, s: DeliveryStatus) -> Self {
         self.status = Some(s);
         self
     }
@@ -164,7 +164,7 @@ impl InboxFilter {
     }
     /// Only pending deliveries whose handler has failed at least once: the retries.
     pub fn retrying(mut self) -> Self {
-        self.status = Some(InboxStatus::Pending);
+        self.status = Some(DeliveryStatus::Pending);
         self.retrying = true;
         self
     }
@@ -335,8 +335,8 @@ outworx_hooks_queue::dialects! {
 
     pub(crate) async fn list(
         c: &mut Conn,
-        f: &InboxFilter,
-    ) -> Result<Vec<InboxEntry>, InboxError> {
+        f: &DeliveryFilter,
+    ) -> Result<Vec<Delivery>, InboxError> {
         let limit = i64::from(f.limit.unwrap_or(MAX_LIST).min(MAX_LIST));
         let rows = sqlx::query(
             "SELECT id, route, key, method, uri, event_type, signature_valid, received_at, status, \
@@ -348,7 +348,7 @@ outworx_hooks_queue::dialects! {
              ORDER BY id DESC LIMIT $7",
         )
         .bind(f.id)
-        .bind(f.status.map(InboxStatus::as_str))
+        .bind(f.status.map(DeliveryStatus::as_str))
         .bind(&f.route)
         .bind(f.since)
         .bind(f.until)
@@ -362,7 +362,7 @@ outworx_hooks_queue::dialects! {
                 let valid: Option<i64> = r.try_get("signature_valid")?;
                 let last: Option<i64> = r.try_get("last_status")?;
                 let bytes: i64 = r.try_get("body_bytes")?;
-                Ok(InboxEntry {
+                Ok(Delivery {
                     id: r.try_get("id")?,
                     route: r.try_get("route")?,
                     key: r.try_get("key")?,
@@ -371,7 +371,7 @@ outworx_hooks_queue::dialects! {
                     event_type: r.try_get("event_type")?,
                     signature_valid: valid.map(|v| v != 0),
                     received_at: r.try_get("received_at")?,
-                    status: InboxStatus::parse(&status),
+                    status: DeliveryStatus::parse(&status),
                     attempts: u32_of(r.try_get("attempts")?),
                     max_attempts: u32_of(r.try_get("max_attempts")?),
                     next_attempt_at: r.try_get("next_attempt_at")?,
@@ -397,7 +397,7 @@ outworx_hooks_queue::dialects! {
     /// pending, due now, a new round.
     pub(crate) async fn replay(
         c: &mut Conn,
-        f: &InboxFilter,
+        f: &DeliveryFilter,
         now: i64,
     ) -> Result<u64, InboxError> {
         let done = sqlx::query(
@@ -409,7 +409,7 @@ outworx_hooks_queue::dialects! {
         )
         .bind(now)
         .bind(f.id)
-        .bind(f.status.map(InboxStatus::as_str))
+        .bind(f.status.map(DeliveryStatus::as_str))
         .bind(&f.route)
         .bind(f.since)
         .bind(f.until)
@@ -446,7 +446,7 @@ outworx_hooks_queue::dialects! {
         for r in &rows {
             let status: String = r.try_get("status")?;
             let n: i64 = r.try_get("n")?;
-            let status = InboxStatus::parse(&status).as_str();
+            let status = DeliveryStatus::parse(&status).as_str();
             out.push((r.try_get("route")?, status, u64::try_from(n).unwrap_or(0)));
         }
         let oldest = sqlx::query(
@@ -488,7 +488,7 @@ outworx_hooks_queue::dialects! {
         Ok(out)
     }
 
-    pub(crate) async fn counts(c: &mut Conn) -> Result<Vec<(InboxStatus, u64)>, InboxError> {
+    pub(crate) async fn counts(c: &mut Conn) -> Result<Vec<(DeliveryStatus, u64)>, InboxError> {
         let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM outworx_inbox GROUP BY status")
             .fetch_all(&mut *c)
             .await?;
@@ -496,7 +496,7 @@ outworx_hooks_queue::dialects! {
             .map(|r| {
                 let s: String = r.try_get("status")?;
                 let n: i64 = r.try_get("n")?;
-                Ok((InboxStatus::parse(&s), u64::try_from(n).unwrap_or(0)))
+                Ok((DeliveryStatus::parse(&s), u64::try_from(n).unwrap_or(0)))
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(InboxError::from)
@@ -523,7 +523,7 @@ outworx_hooks_queue::dialects! {
         c: &mut Conn,
         id: i64,
         token: &str,
-        status: InboxStatus,
+        status: DeliveryStatus,
         next_attempt_at: i64,
         last_status: Option<u16>,
         error: Option<&str>,

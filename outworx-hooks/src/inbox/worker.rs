@@ -14,13 +14,13 @@ use outworx_hooks_queue::{
 };
 use tower::ServiceExt as _;
 
-use super::store::{Claimed, InboxStatus};
-use super::{DeadDelivery, Dispatch, Inbox, InboxError, Processed};
+use super::store::{Claimed, DeliveryStatus};
+use super::{DeadLetter, Dispatch, Inbox, InboxError, Processed};
 
 /// How the inbox's worker runs.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct InboxWorkerOptions {
+pub struct WorkerOptions {
     /// Handlers running at once (default 16).
     pub concurrency: usize,
     /// How long one handler may run before it counts as failed and is retried (default 30 s).
@@ -32,9 +32,9 @@ pub struct InboxWorkerOptions {
     pub lease_margin: Duration,
 }
 
-impl Default for InboxWorkerOptions {
+impl Default for WorkerOptions {
     fn default() -> Self {
-        InboxWorkerOptions {
+        WorkerOptions {
             concurrency: 16,
             handler_timeout: Duration::from_secs(30),
             poll: Duration::from_millis(200),
@@ -43,7 +43,7 @@ impl Default for InboxWorkerOptions {
     }
 }
 
-impl InboxWorkerOptions {
+impl WorkerOptions {
     /// Sets the concurrency.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.clamp(1, 10_000);
@@ -73,16 +73,16 @@ impl InboxWorkerOptions {
     }
 }
 
-/// Processes an [`Inbox`] through an application's router: [`InboxWorker::spawn`] runs it
-/// until shut down; [`InboxWorker::run_once`] steps it by hand.
+/// Processes an [`Inbox`] through an application's router: [`Worker::spawn`] runs it
+/// until shut down; [`Worker::run_once`] steps it by hand.
 #[derive(Debug)]
-pub struct InboxWorker {
+pub struct Worker {
     runner: Runner<Inbound>,
 }
 
-impl InboxWorker {
+impl Worker {
     /// A worker over `inbox` that runs deliveries through `router`.
-    pub fn new(inbox: Inbox, router: axum::Router, options: InboxWorkerOptions) -> Self {
+    pub fn new(inbox: Inbox, router: axum::Router, options: WorkerOptions) -> Self {
         let runner = RunnerOptions::new("inbox worker", "ib_")
             .concurrency(options.concurrency)
             .poll(options.poll)
@@ -92,7 +92,7 @@ impl InboxWorker {
             router,
             options,
         };
-        InboxWorker {
+        Worker {
             runner: Runner::new(Arc::new(queue), runner),
         }
     }
@@ -119,13 +119,13 @@ impl outworx_hooks_queue::Job for Claimed {
 struct Inbound {
     inbox: Inbox,
     router: axum::Router,
-    options: InboxWorkerOptions,
+    options: WorkerOptions,
 }
 
 /// What became of one run, to record.
 struct Ran {
     id: i64,
-    status: InboxStatus,
+    status: DeliveryStatus,
     next_attempt_at: i64,
     last_status: Option<u16>,
     error: Option<String>,
@@ -224,7 +224,7 @@ impl outworx_hooks_queue::Queue for Inbound {
                         id = r.id,
                         "inbox worker: the lease expired while the handler ran; another worker may run it again"
                     );
-                } else if r.status == InboxStatus::Dead {
+                } else if r.status == DeliveryStatus::Dead {
                     self.dead(r);
                 }
             }
@@ -285,8 +285,8 @@ impl Inbound {
         }
         let now = self.inbox.now();
         let (status, next, last_status, error) = match outcome {
-            (Processed::Done, code) => (InboxStatus::Done, now, code, None),
-            (Processed::Dead(why), code) => (InboxStatus::Dead, now, code, Some(why)),
+            (Processed::Done, code) => (DeliveryStatus::Done, now, code, None),
+            (Processed::Dead(why), code) => (DeliveryStatus::Dead, now, code, Some(why)),
             (Processed::Retry(why), code) => {
                 let schedule = RetrySchedule::exponential(
                     c.max_attempts,
@@ -296,13 +296,13 @@ impl Inbound {
                     Some(d) => {
                         let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
                         (
-                            InboxStatus::Pending,
+                            DeliveryStatus::Pending,
                             now.saturating_add(ms),
                             code,
                             Some(why),
                         )
                     }
-                    None => (InboxStatus::Dead, now, code, Some(why)),
+                    None => (DeliveryStatus::Dead, now, code, Some(why)),
                 }
             }
         };
@@ -310,8 +310,8 @@ impl Inbound {
         span.record(
             "webhook.processing_status",
             match status {
-                InboxStatus::Done => "completed",
-                InboxStatus::Dead => "dead",
+                DeliveryStatus::Done => "completed",
+                DeliveryStatus::Dead => "dead",
                 _ => "retry",
             },
         );
@@ -380,7 +380,7 @@ impl Inbound {
     }
 
     fn dead(&self, r: &Ran) {
-        let d = DeadDelivery {
+        let d = DeadLetter {
             id: r.id,
             route: r.route.clone(),
             key: r.key.clone(),

@@ -16,7 +16,7 @@ use super::respond::Note;
 use crate::route::{Resolved, Route, RouteHandle};
 use crate::runtime::runtime;
 use crate::security::custom::{run_custom, run_dyn};
-use crate::security::{Delivery, FailureReason, Provider, SignatureResult, handshake};
+use crate::security::{FailureReason, Provider, SignatureResult, SignedRequest, handshake};
 
 /// Reads, limits and verifies one delivery; answers early (403, 413, 401, 500, handshakes).
 pub async fn receive(route: &'static Route, req: Request) -> Result<Verified, Response> {
@@ -205,8 +205,8 @@ impl Verified {
         // Only URL-signing schemes (and custom verifiers) need the public URL.
         let url = (route.has_custom() || route.provider.is_some_and(Provider::signs_url))
             .then(|| super::url::public_url(&self.parts, public_base, trusted));
-        let mut delivery =
-            Delivery::new(&self.parts.headers, &self.body).with_method(self.parts.method.as_str());
+        let mut delivery = SignedRequest::new(&self.parts.headers, &self.body)
+            .with_method(self.parts.method.as_str());
         if let Some(url) = &url {
             delivery = delivery.with_url(url);
         }

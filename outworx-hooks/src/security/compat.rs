@@ -4,14 +4,14 @@
 //! [`verify_delivery_at`] with one secret, the default tolerance
 //! and the system clock; a [`Verifier`](super::Verifier) does the same for any provider, with
 //! rotation and a fixed clock.
-//!
-//! They are also re-exported from [`security`](super), as in earlier releases.
 
 use http::HeaderMap;
 
-use super::{DEFAULT_TOLERANCE, Delivery, Provider, SignatureResult, now_unix, verify_delivery_at};
+use super::{
+    DEFAULT_TOLERANCE, Provider, SignatureResult, SignedRequest, now_unix, verify_delivery_at,
+};
 
-fn one(provider: Provider, delivery: Delivery<'_>, secret: &str) -> SignatureResult {
+fn one(provider: Provider, delivery: SignedRequest<'_>, secret: &str) -> SignatureResult {
     verify_delivery_at(
         provider,
         &delivery,
@@ -41,7 +41,7 @@ macro_rules! per_provider {
 
         #[doc = concat!("Verifies a `", stringify!($p), "` delivery with `secret` and says why it failed.")]
         pub fn $detailed(headers: &HeaderMap, raw_body: &[u8], secret: &str) -> SignatureResult {
-            one(Provider::$p, Delivery::new(headers, raw_body), secret)
+            one(Provider::$p, SignedRequest::new(headers, raw_body), secret)
         }
     )+ };
     (url: $( $p:ident => $short:ident, $detailed:ident; )+) => { $(
@@ -62,7 +62,7 @@ macro_rules! per_provider {
 
         #[doc = concat!("Verifies a `", stringify!($p), "` `POST` to `url` with `secret` and says why it failed.")]
         pub fn $detailed(url: &str, headers: &HeaderMap, raw_body: &[u8], secret: &str) -> SignatureResult {
-            one(Provider::$p, Delivery::new(headers, raw_body).with_url(url), secret)
+            one(Provider::$p, SignedRequest::new(headers, raw_body).with_url(url), secret)
         }
     )+ };
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::FutureExt as _;
 
-use crate::security::{Delivery, FailureReason, SignatureResult};
+use crate::security::{FailureReason, SignatureResult, SignedRequest};
 use crate::util::{BoxFuture, panic_message};
 
 /// What a custom verifier says.
@@ -41,7 +41,7 @@ impl<E: std::fmt::Display> IntoVerdict for Result<bool, E> {
 }
 
 /// A custom verifier: the raw delivery in, a verdict out.
-pub type CustomVerifier = fn(&Delivery<'_>) -> Verdict;
+pub type CustomVerifier = fn(&SignedRequest<'_>) -> Verdict;
 
 /// A run-time verifier over the raw bytes and headers.
 pub(crate) type SyncVerifyFn =
@@ -67,7 +67,7 @@ impl std::fmt::Debug for DynVerifier {
     }
 }
 
-pub(crate) fn run_custom(custom: CustomVerifier, d: &Delivery<'_>) -> SignatureResult {
+pub(crate) fn run_custom(custom: CustomVerifier, d: &SignedRequest<'_>) -> SignatureResult {
     run_custom_outcome(std::panic::catch_unwind(AssertUnwindSafe(|| custom(d))))
 }
 
@@ -120,14 +120,14 @@ mod tests {
 
     #[test]
     fn custom_verifiers_that_fail_or_panic_are_verifier_threw() {
-        fn panics(_: &Delivery<'_>) -> Verdict {
+        fn panics(_: &SignedRequest<'_>) -> Verdict {
             panic!("boom")
         }
-        fn errs(_: &Delivery<'_>) -> Verdict {
+        fn errs(_: &SignedRequest<'_>) -> Verdict {
             Err::<bool, _>("no key").into_verdict()
         }
         let h = http::HeaderMap::new();
-        let d = Delivery::new(&h, b"");
+        let d = SignedRequest::new(&h, b"");
         let r = run_custom(panics, &d);
         assert_eq!(r.reason, Some(FailureReason::VerifierThrew));
         assert!(r.hint.unwrap().contains("boom"));

@@ -23,18 +23,18 @@
 //! ```
 //!
 //! ```
-//! use outworx_hooks::security::{Delivery, Provider, Verifier};
+//! use outworx_hooks::security::{SignedRequest, Provider, Verifier};
 //! use outworx_hooks::testing::Signer;
 //!
 //! let verifier = Verifier::new(Provider::Github, &["new-secret", "old-secret"]).unwrap();
 //! let signed = Signer::new(Provider::Github, "old-secret").sign(&b"{}"[..]).unwrap();
-//! assert!(verifier.verify(&Delivery::new(&signed.headers, &signed.body)).valid);
+//! assert!(verifier.verify(&SignedRequest::new(&signed.headers, &signed.body)).valid);
 //!
 //! // Twilio, Square and HubSpot sign the public URL (and HubSpot the method) too.
 //! let signed = Signer::new(Provider::Twilio, "token")
 //!     .url("https://example.com/twilio/sms").sign(&b"Digits=1234"[..]).unwrap();
 //! let url = signed.url.as_deref().unwrap();
-//! let delivery = Delivery::new(&signed.headers, &signed.body).with_url(url);
+//! let delivery = SignedRequest::new(&signed.headers, &signed.body).with_url(url);
 //! assert!(Verifier::new(Provider::Twilio, &["token"]).unwrap().verify(&delivery).valid);
 //! ```
 //!
@@ -77,9 +77,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 
-// The Python package's per-provider functions, at their old paths (`security::verify_stripe_signature`).
-#[doc(hidden)]
-pub use compat::*;
 pub use keys::SecretError;
 pub(crate) use keys::{Key, b64, parse_key};
 /// The provider catalog (`outworx-hooks-providers`): the types [`Provider::spec`] describes
@@ -185,15 +182,15 @@ impl From<Failure> for SignatureResult {
 /// that sign it (Twilio, Square, HubSpot) the method and full public URL.
 ///
 /// ```
-/// use outworx_hooks::security::Delivery;
+/// use outworx_hooks::security::SignedRequest;
 /// let headers = http::HeaderMap::new();
-/// let d = Delivery::new(&headers, b"Digits=1234")
+/// let d = SignedRequest::new(&headers, b"Digits=1234")
 ///     .with_url("https://example.com/twilio")
 ///     .with_method("POST");
 /// assert_eq!(d.url, Some("https://example.com/twilio"));
 /// ```
 #[derive(Debug, Clone, Copy)]
-pub struct Delivery<'a> {
+pub struct SignedRequest<'a> {
     /// The request headers.
     pub headers: &'a HeaderMap,
     /// The body exactly as received.
@@ -204,10 +201,10 @@ pub struct Delivery<'a> {
     pub url: Option<&'a str>,
 }
 
-impl<'a> Delivery<'a> {
+impl<'a> SignedRequest<'a> {
     /// A `POST` delivery without a URL.
     pub fn new(headers: &'a HeaderMap, body: &'a [u8]) -> Self {
-        Delivery {
+        SignedRequest {
             headers,
             body,
             method: "POST",
@@ -234,13 +231,13 @@ impl<'a> Delivery<'a> {
 /// the receiving pipeline answers 5xx for it, never 401).
 ///
 /// ```
-/// use outworx_hooks::security::{Delivery, Provider, Verifier};
+/// use outworx_hooks::security::{SignedRequest, Provider, Verifier};
 /// use outworx_hooks::testing::Signer;
 ///
 /// // Rotation: the new secret first, the old one still accepted.
 /// let verifier = Verifier::new(Provider::Github, &["new-secret", "old-secret"]).unwrap();
 /// let signed = Signer::new(Provider::Github, "old-secret").sign(&b"{}"[..]).unwrap();
-/// assert!(verifier.verify(&Delivery::new(&signed.headers, &signed.body)).valid);
+/// assert!(verifier.verify(&SignedRequest::new(&signed.headers, &signed.body)).valid);
 /// ```
 #[derive(Debug, Clone)]
 pub struct Verifier {
@@ -283,12 +280,12 @@ impl Verifier {
     }
 
     /// Verifies a delivery against the system clock.
-    pub fn verify(&self, delivery: &Delivery<'_>) -> SignatureResult {
+    pub fn verify(&self, delivery: &SignedRequest<'_>) -> SignatureResult {
         self.verify_at(delivery, now_unix())
     }
 
     /// Verifies a delivery as if the time were `now_unix` (seconds since 1970).
-    pub fn verify_at(&self, delivery: &Delivery<'_>, now_unix: i64) -> SignatureResult {
+    pub fn verify_at(&self, delivery: &SignedRequest<'_>, now_unix: i64) -> SignatureResult {
         run(
             self.provider,
             delivery,
@@ -301,13 +298,14 @@ impl Verifier {
 
 fn run(
     provider: Provider,
-    d: &Delivery<'_>,
+    d: &SignedRequest<'_>,
     keys: &[Key],
     tolerance: Duration,
     now: i64,
 ) -> SignatureResult {
     let spec = provider.spec();
-    let check = |d: &Delivery<'_>| scheme::check(&spec.scheme, spec.name, d, keys, tolerance, now);
+    let check =
+        |d: &SignedRequest<'_>| scheme::check(&spec.scheme, spec.name, d, keys, tolerance, now);
     match check(d) {
         Ok(()) => SignatureResult::ok(),
         // Only for shared secrets: re-trying a dozen candidates costs a dozen HMACs, but a
@@ -315,7 +313,7 @@ fn run(
         Err(f) if f.compared && spec.scheme.signs_body() && keys.iter().all(Key::is_secret) => {
             // Bounded by construction: see `reserialized`.
             let original = reserialized::find_original(d.body, |candidate| {
-                let alt = Delivery {
+                let alt = SignedRequest {
                     body: candidate,
                     ..*d
                 };
@@ -348,7 +346,7 @@ pub fn now_unix() -> i64 {
 ///
 /// Unknown provider names give [`FailureReason::UnsupportedProvider`]; secrets that cannot
 /// be used for the provider are skipped (the hint says so). Providers that sign the URL
-/// (Twilio, Square, HubSpot) need [`Verifier`] with [`Delivery::with_url`].
+/// (Twilio, Square, HubSpot) need [`Verifier`] with [`SignedRequest::with_url`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -388,18 +386,18 @@ pub fn verify_at<S: AsRef<str>>(
     };
     verify_delivery_at(
         provider,
-        &Delivery::new(headers, raw_body),
+        &SignedRequest::new(headers, raw_body),
         secrets,
         tolerance,
         now_unix,
     )
 }
 
-/// Verifies a [`Delivery`] (which may carry the URL and method) against any of `secrets`,
+/// Verifies a [`SignedRequest`] (which may carry the URL and method) against any of `secrets`,
 /// skipping unusable secrets as [`verify`] does.
 pub fn verify_delivery_at<S: AsRef<str>>(
     provider: Provider,
-    delivery: &Delivery<'_>,
+    delivery: &SignedRequest<'_>,
     secrets: &[S],
     tolerance: Duration,
     now_unix: i64,

@@ -14,7 +14,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use outworx_hooks::inbox::{Inbox, InboxError, InboxFilter, InboxStatus};
+use outworx_hooks::inbox::{self, Inbox, InboxError};
 use outworx_hooks::send::{DeliveryFilter, DeliveryStatus, Emitter, Scope, SendError};
 use serde_json::{Value, json};
 
@@ -293,9 +293,9 @@ pub(super) async fn inbox_list(
     StrictQuery(q): StrictQuery<InboxQuery>,
 ) -> Result<Response, ApiError> {
     let mut filter = match q.status.as_deref() {
-        None => InboxFilter::default(),
-        Some("retrying") => InboxFilter::default().retrying(),
-        Some(s) => InboxFilter::default().status(s.parse::<InboxStatus>()?),
+        None => inbox::DeliveryFilter::default(),
+        Some("retrying") => inbox::DeliveryFilter::default().retrying(),
+        Some(s) => inbox::DeliveryFilter::default().status(s.parse::<inbox::DeliveryStatus>()?),
     };
     filter.route = q.route;
     filter.limit = Some(limit(q.limit, MAX_ROWS)?);
@@ -304,7 +304,7 @@ pub(super) async fn inbox_list(
     let oldest_age_ms = summary
         .oldest_pending_at
         .map(|t| now.saturating_sub(t).max(0));
-    let entries = inbox.list(&filter).await?;
+    let entries = inbox.deliveries(&filter).await?;
     Ok(Json(json!({
         "summary": summary,
         "count_cap": COUNT_CAP,
@@ -324,7 +324,7 @@ pub(super) async fn inbox_entry(
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
     let entry = inbox
-        .list(&InboxFilter::default().id(id))
+        .deliveries(&inbox::DeliveryFilter::default().id(id))
         .await?
         .into_iter()
         .next()
@@ -346,12 +346,15 @@ pub(super) async fn inbox_replay_one(
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
     let status = inbox
-        .list(&InboxFilter::default().id(id))
+        .deliveries(&inbox::DeliveryFilter::default().id(id))
         .await?
         .first()
         .map(|e| e.status)
         .ok_or_else(|| ApiError::not_found("no such delivery"))?;
-    if !matches!(status, InboxStatus::Dead | InboxStatus::Done) {
+    if !matches!(
+        status,
+        inbox::DeliveryStatus::Dead | inbox::DeliveryStatus::Done
+    ) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "the delivery is already queued; only a dead or done one is replayed",
@@ -359,7 +362,7 @@ pub(super) async fn inbox_replay_one(
     }
     // Only if it is still what was checked: a worker may have claimed it since.
     match inbox
-        .replay(&InboxFilter::default().id(id).status(status))
+        .replay(&inbox::DeliveryFilter::default().id(id).status(status))
         .await?
     {
         0 => Err(ApiError::new(
@@ -384,8 +387,8 @@ pub(super) async fn inbox_replay_dead(
     StrictQuery(q): StrictQuery<DeadQuery>,
 ) -> Result<Response, ApiError> {
     let (since, _) = window(&q.since, &None)?;
-    let mut filter = InboxFilter::default()
-        .status(InboxStatus::Dead)
+    let mut filter = inbox::DeliveryFilter::default()
+        .status(inbox::DeliveryStatus::Dead)
         .route(q.route);
     filter.since = since;
     let n = inbox.replay(&filter).await?;

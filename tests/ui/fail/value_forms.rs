@@ -1,8 +1,8 @@
 // Each route has one malformed value; every one is reported at its own token.
-use outworx_hooks::security::Delivery;
+use outworx_hooks::security::SignedRequest;
 use outworx_hooks::{Track, webhook};
 
-fn check(_: &Delivery<'_>) -> bool {
+fn check(_: &SignedRequest<'_>) -> bool {
     true
 }
 

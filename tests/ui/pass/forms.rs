@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::{Json, Router, routing::post};
-use outworx_hooks::security::Delivery;
+use outworx_hooks::security::SignedRequest;
 use outworx_hooks::{Track, webhook};
 use serde_json::Value;
 
@@ -10,7 +10,7 @@ fn secret_from_vault() -> Option<String> {
     Some("whsec_from_fn".into())
 }
 
-fn check(d: &Delivery<'_>) -> Result<bool, String> {
+fn check(d: &SignedRequest<'_>) -> Result<bool, String> {
     Ok(d.headers.contains_key("x-signature"))
 }
 

@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::keys::{Key, b64};
-use super::{Delivery, FailureReason, Provider, SecretError};
+use super::{FailureReason, Provider, SecretError, SignedRequest};
 
 pub(crate) use outworx_hooks_providers::{Algo, Encoding, Scheme};
 #[cfg(feature = "send")]
@@ -99,7 +99,7 @@ impl Failure {
             FailureReason::MissingHeader,
             format!(
                 "{provider} signs the full request URL, and none was given: pass the public URL \
-                 the provider posts to (`Delivery::with_url`, or `--url` in the CLI)"
+                 the provider posts to (`SignedRequest::with_url`, or `--url` in the CLI)"
             ),
         )
     }
@@ -269,7 +269,7 @@ fn has_ed25519(keys: &[Key]) -> bool {
     keys.iter().any(|k| !matches!(k, Key::Secret(_)))
 }
 
-fn header<'a>(d: &Delivery<'a>, name: &str) -> Result<&'a str, Failure> {
+fn header<'a>(d: &SignedRequest<'a>, name: &str) -> Result<&'a str, Failure> {
     let value = d.headers.get(name).ok_or_else(|| Failure::missing(name))?;
     let text = value
         .to_str()
@@ -336,7 +336,7 @@ pub(crate) fn sha256_hex(body: &[u8]) -> String {
 #[derive(Clone, Copy)]
 pub(super) struct Input<'a> {
     pub(super) provider: &'a str,
-    pub(super) d: &'a Delivery<'a>,
+    pub(super) d: &'a SignedRequest<'a>,
     pub(super) keys: &'a [Key],
     pub(super) tolerance: Duration,
     pub(super) now: i64,
@@ -346,7 +346,7 @@ pub(super) struct Input<'a> {
 pub(crate) fn check(
     scheme: &Scheme,
     provider: &str,
-    d: &Delivery<'_>,
+    d: &SignedRequest<'_>,
     keys: &[Key],
     tolerance: Duration,
     now: i64,

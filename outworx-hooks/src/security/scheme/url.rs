@@ -233,7 +233,7 @@ pub(super) fn hubspot_parts<'a>(
     [method.as_bytes(), uri.as_bytes(), body, ts_ms.as_bytes()]
 }
 
-fn is_form(d: &Delivery<'_>) -> bool {
+fn is_form(d: &SignedRequest<'_>) -> bool {
     d.headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
