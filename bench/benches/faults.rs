@@ -17,10 +17,6 @@
 //! Run: `cargo bench -p outworx-hooks-bench --bench faults -- [--seconds 5] [--connections 32]
 //! [--only ingest,redis,api,postgres]`. The numbers are in `docs/performance.md`.
 
-#[path = "../../outworx-cli/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,9 +29,11 @@ use outworx_hooks::inbox::Inbox;
 use outworx_hooks::security::Provider;
 use outworx_hooks::testing::Signer;
 use outworx_hooks::{Config, Track, webhook};
-use outworx_hooks_bench::fault::{Fault, FaultProxy};
+use outworx_test_support::fault::{Fault, FaultProxy};
+use outworx_test_support::ingest::ingest_stand_in;
+use outworx_test_support::net::free_port;
+use outworx_test_support::postgres::Postgres;
 use serde::Deserialize;
-use support::{free_port, ingest_stand_in};
 
 const SECRET: &str = "whsec_faultbench_secret";
 const KEY: &str = "ohk_0123456789abcdef0123456789abcdef";
@@ -663,7 +661,7 @@ async fn suite_api(seconds: u64, connections: u64, rows: &mut Vec<Row>) {
 }
 
 async fn suite_postgres(seconds: u64, connections: u64, rows: &mut Vec<Row>) {
-    let pg = common::Postgres::start();
+    let pg = Postgres::start();
     let arrived = Arc::new(AtomicU64::new(0));
     let ingest = ingest_stand_in(arrived).await;
     let proxy = FaultProxy::start(([127, 0, 0, 1], pg.port).into())

@@ -9,9 +9,6 @@
 //! client; PostgreSQL is a throwaway server started here. Each delivery is a new signed
 //! Standard Webhooks message of about 100 bytes.
 
-#[path = "../../outworx-cli/tests/common/mod.rs"]
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -214,8 +211,11 @@ fn main() {
         let dir = std::env::temp_dir().join(format!("outworx-inbox-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let base = serve().await;
-        let pg = (!args.iter().any(|a| a == "--no-postgres")).then(common::Postgres::start);
-        let pg_url = pg.as_ref().map(common::Postgres::url);
+        let pg = (!args.iter().any(|a| a == "--no-postgres"))
+            .then(outworx_test_support::postgres::Postgres::start);
+        let pg_url = pg
+            .as_ref()
+            .map(outworx_test_support::postgres::Postgres::url);
         if let Some(url) = &pg_url {
             for _ in 0..100 {
                 if Inbox::open(url).await.is_ok() {

@@ -17,8 +17,6 @@
 //! not share a runtime with the server it measures; on a 2-core machine they still share the
 //! CPU, the same way for every target.
 
-mod support;
-
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,8 +27,9 @@ use axum::{Json, Router};
 use outworx_hooks::security::Provider;
 use outworx_hooks::testing::Signer;
 use outworx_hooks::{Config, Track, webhook};
+use outworx_test_support::ingest::ingest_stand_in;
+use outworx_test_support::net::free_port;
 use serde::Deserialize;
-use support::{free_port, ingest_stand_in};
 
 const SECRET: &str = "whsec_loadbench_secret";
 const KEY: &str = "ohk_0123456789abcdef0123456789abcdef";

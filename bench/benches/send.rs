@@ -12,9 +12,6 @@
 //! cores with the receiver. Our worker records every attempt durably; fastapihooks keeps
 //! nothing.
 
-#[path = "../../outworx-cli/tests/common/mod.rs"]
-mod common;
-
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -232,7 +229,8 @@ fn main() {
         let sqlite = |name: &str| dir.join(name).display().to_string();
 
         send_latency("sqlite", &sqlite("latency.db"), sends).await;
-        let pg = (!args.iter().any(|a| a == "--no-postgres")).then(common::Postgres::start);
+        let pg = (!args.iter().any(|a| a == "--no-postgres"))
+            .then(outworx_test_support::postgres::Postgres::start);
         if let Some(pg) = &pg {
             let url = pg.url();
             for _ in 0..100 {

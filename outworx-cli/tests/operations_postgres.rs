@@ -2,12 +2,11 @@
 //! database, the application's outbox and inbox in another, on a real `postgres` (see
 //! `operations/mod.rs`).
 
-mod common;
 mod operations;
 
 use std::time::Duration;
 
-use common::Postgres;
+use outworx_test_support::postgres::Postgres;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sending_and_inbox_views_on_postgres() {

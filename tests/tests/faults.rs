@@ -12,6 +12,8 @@
 
 mod common;
 
+use outworx_test_support::redis::Redis;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +26,7 @@ use outworx_hooks::security::Provider;
 use outworx_hooks::store::{BreakerOptions, RedisStore};
 use outworx_hooks::testing::Signer;
 use outworx_hooks::{Config, webhook};
-use outworx_hooks_bench::fault::{Fault, FaultProxy};
+use outworx_test_support::fault::{Fault, FaultProxy};
 
 const KEY: &str = "ohk_0123456789abcdef0123456789abcdef";
 const SECRET: &str = "faults-test-secret";
@@ -165,7 +167,7 @@ async fn ingest_and_store_faults_cost_no_answer_and_lose_nothing_uncounted() {
             .map_or(0, |s| s.len() as u64)
     };
     let ingest_proxy = FaultProxy::start(ingest(&ARRIVED).await).await.unwrap();
-    let redis = common::Redis::start();
+    let redis = Redis::start();
     let redis_proxy = FaultProxy::start(([127, 0, 0, 1], redis.port).into())
         .await
         .unwrap();

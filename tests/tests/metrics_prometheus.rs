@@ -243,7 +243,7 @@ async fn outbound_attempts_and_dead_deliveries_are_counted() {
         .await
         .unwrap();
     emitter.send("order.created", &json!({})).await.unwrap();
-    let worker = std::sync::Arc::new(emitter.worker(WorkerOptions::default()));
+    let worker = emitter.worker(WorkerOptions::default());
     assert_eq!(worker.run_once(64).await.unwrap(), 1);
     let text = handle.render();
     assert!(

@@ -248,7 +248,7 @@ async fn deliver() {
     tokio::spawn(async move { axum::serve(receiver, app()).await.unwrap() });
     let inbox = Inbox::memory().await.unwrap();
     inbox.install();
-    let processing = Arc::new(inbox.worker(app(), inbox::WorkerOptions::default()));
+    let processing = inbox.worker(app(), inbox::WorkerOptions::default());
 
     let emitter = Emitter::builder(Outbox::memory().await.unwrap())
         .policy(TargetPolicy::default().allow("127.0.0.0/8".parse().unwrap()))
@@ -266,7 +266,7 @@ async fn deliver() {
         .instrument(order)
         .await
         .unwrap();
-    let sending = Arc::new(emitter.worker(WorkerOptions::default()));
+    let sending = emitter.worker(WorkerOptions::default());
     assert_eq!(sending.run_once(64).await.unwrap(), 2);
     assert_eq!(processing.run_once(16).await.unwrap(), 1);
 

@@ -4,6 +4,8 @@
 
 mod common;
 
+use outworx_test_support::redis::Redis;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +30,7 @@ fn token(r: Reservation) -> outworx_hooks::store::ReservationToken {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_semantics() {
-    let redis = common::Redis::start();
+    let redis = Redis::start();
     let store = RedisStore::connect(&redis.url)
         .await
         .unwrap()
@@ -98,7 +100,7 @@ async fn redis_store_semantics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_winner_across_separate_connections() {
-    let redis = common::Redis::start();
+    let redis = Redis::start();
     let a = Arc::new(RedisStore::connect(&redis.url).await.unwrap());
     let b = Arc::new(RedisStore::connect(&redis.url).await.unwrap());
     let tasks: Vec<_> = (0..200)
@@ -116,7 +118,7 @@ async fn one_winner_across_separate_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_on_redis_and_round_trips_per_delivery() {
-    let redis = common::Redis::start();
+    let redis = Redis::start();
     let store = RedisStore::connect(&redis.url).await.unwrap();
     let _guard = outworx_hooks::init(outworx_hooks::Config::new().store(store)).unwrap();
     let base = common::serve(common::router()).await;
@@ -142,14 +144,14 @@ async fn pipeline_on_redis_and_round_trips_per_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_while_redis_is_down_and_reconnects_when_it_is_back() {
-    let redis = common::Redis::start();
+    let redis = Redis::start();
     let port = redis.port;
     let store = RedisStore::connect(&redis.url).await.unwrap();
     token(store.reserve("before", TTL).await.unwrap());
     drop(redis); // the server goes away
     let r = store.reserve("k", TTL).await;
     assert!(r.is_err(), "{r:?}");
-    let _back = common::Redis::start_on(port);
+    let _back = Redis::start_on(port);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         match store.reserve("after", TTL).await {
@@ -259,7 +261,7 @@ fn stripe_delivery(id: &str) -> outworx_hooks::testing::Signed {
 /// copies of a delivery, spread over both, run the handler once between them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_receiver_processes_share_one_redis() {
-    let redis = common::Redis::start();
+    let redis = Redis::start();
     let (children, urls, logs) = instances(&redis.url, &[None, None]);
     let s = stripe_delivery("evt_two_instances");
     let client = reqwest::Client::new();
@@ -308,7 +310,7 @@ async fn two_receiver_processes_share_one_redis() {
 /// the same Stripe event sent to both runs both handlers; neither is the other's duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_services_sharing_one_redis_both_run() {
-    let redis = common::Redis::start();
+    let redis = Redis::start();
     let (children, urls, logs) = instances(&redis.url, &[Some("billing"), Some("shipping")]);
     let s = stripe_delivery("evt_two_services");
     let client = reqwest::Client::new();

@@ -8,9 +8,6 @@
 //! delivery to the server. The browser only sees the server. Each backend runs in its own test
 //! binary (`operations_sqlite`, `operations_postgres`): the reporter is one per process.
 
-#[path = "../../../outworx-serve/tests/browser/mod.rs"]
-mod browser;
-
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -22,7 +19,6 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use browser::{Browser, Kill};
 use outworx_hooks::inbox::{self, Inbox, QueueOptions};
 use outworx_hooks::send::{
     DeliveryFilter, DeliveryStatus, Emitter, NewEndpoint, NewMessage, Outbox, Scope, TargetPolicy,
@@ -30,6 +26,8 @@ use outworx_hooks::send::{
 };
 use outworx_hooks::testing::Signer;
 use outworx_hooks::{OutworxHooksLayer, Provider, TrackOptions};
+use outworx_test_support::browser::Browser;
+use outworx_test_support::process::Kill;
 use serde_json::{Value, json};
 
 pub(crate) const KEY: &str = "ohk_0123456789abcdef0123456789abcdef";

@@ -1,86 +1,16 @@
-//! Shared by the store tests: a real `redis-server` on a free port, a counting handler, and
-//! a driver that sends many concurrent copies of one delivery.
+//! Shared by the store tests: a counting handler, and a driver that sends many concurrent
+//! copies of one delivery (the `redis-server` they run is `outworx_test_support::redis`).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use outworx_hooks::security::Provider;
 use outworx_hooks::testing::Signer;
 use outworx_hooks::webhook;
-
-/// A `redis-server` of our own, stopped on drop.
-pub(crate) struct Redis {
-    child: Child,
-    pub url: String,
-    pub port: u16,
-}
-
-impl Redis {
-    pub(crate) fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        Redis::start_on(port)
-    }
-
-    /// A server on `port` (to restart one where a client expects it).
-    pub(crate) fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is not installed: `.ci/run` installs it (apt-get install redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis {
-            child,
-            url: format!("redis://127.0.0.1:{port}"),
-            port,
-        }
-    }
-
-    /// Round trips clients made: script calls (`EVALSHA`, `EVAL`, `SCRIPT`), which is all the
-    /// store sends; commands run inside scripts are counted apart by Redis and excluded.
-    pub(crate) fn round_trips(&self) -> u64 {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "INFO", "commandstats"])
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| {
-                l.starts_with("cmdstat_evalsha:")
-                    || l.starts_with("cmdstat_eval:")
-                    || l.starts_with("cmdstat_script")
-            })
-            .filter_map(|l| {
-                l.split("calls=")
-                    .nth(1)?
-                    .split(',')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 static RUNS: Mutex<Option<HashMap<String, usize>>> = Mutex::new(None);
 

@@ -4,9 +4,8 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them when missing);
 //! `CHROMIUM` and `CHROMEDRIVER` override the paths. Without them the test fails and says so.
 
-mod browser;
-
-use browser::{Browser, temp_dir};
+use outworx_test_support::browser::Browser;
+use outworx_test_support::net::temp_dir;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

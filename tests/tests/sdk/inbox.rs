@@ -1,7 +1,8 @@
 //! Queue-first receiving in one process, over real HTTP on loopback and a real SQLite file:
 //! a slow handler inline against the same handler queued, retries with backoff on a manual
-//! clock, dead and replay, and the event-type filter. One test function: the inbox is the
-//! process's, and its worker would run the other tests' deliveries through the wrong router.
+//! clock, dead and replay, the event-type filter, the layer, nested routers, unsigned
+//! delivery ids, timeouts and broken bodies. Each test has its own inbox, handed to its
+//! routes as an `Extension` (nothing is installed process-wide), its own clock and worker.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::post;
-use outworx_hooks::inbox::{DeliveryFilter, DeliveryStatus, Inbox, WorkerOptions};
+use outworx_hooks::inbox::{DeliveryFilter, DeliveryStatus, Inbox, Worker, WorkerOptions};
 use outworx_hooks::queue::{Clock, ManualClock};
 use outworx_hooks::security::Provider;
 use outworx_hooks::testing::Signer;
@@ -170,7 +171,7 @@ async fn body_breaks(track: Track, body: String) -> axum::body::Body {
     axum::body::Body::from_stream(futures_util::stream::iter(parts))
 }
 
-fn app() -> Router {
+fn app(inbox: &Inbox) -> Router {
     use outworx_hooks::{OutworxHooksLayer, TrackOptions};
     let options = TrackOptions::new(Provider::Standard)
         .secret(SECRET)
@@ -191,6 +192,7 @@ fn app() -> Router {
         .route("/broken", post(broken))
         .route("/filtered", post(filtered))
         .route("/body_breaks", post(body_breaks))
+        .layer(axum::Extension(inbox.clone()))
 }
 
 fn signed(id: &str, kind: &str) -> outworx_hooks::testing::Signed {
@@ -228,24 +230,60 @@ async fn status_of(inbox: &Inbox, id: i64) -> outworx_hooks::inbox::Delivery {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queue_first_receiving() {
-    let dir = std::env::temp_dir().join(format!("outworx-inbox-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let clock = ManualClock::new(outworx_hooks::security::now_unix() * 1000);
-    let inbox = Inbox::open(dir.join("inbox.db").to_str().unwrap())
-        .await
-        .unwrap()
-        .with_clock(clock.clone());
-    let dead = std::sync::Arc::new(Mutex::new(Vec::new()));
-    let d2 = std::sync::Arc::clone(&dead);
-    inbox.on_dead(move |d| d2.lock().unwrap().push(d.clone()));
-    inbox.install();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app()).await.unwrap() });
-    let worker = std::sync::Arc::new(inbox.worker(app(), WorkerOptions::default()));
+/// One test's inbox (a SQLite file of its own, on a manual clock), the app serving it on
+/// loopback, and a worker over the same app.
+struct Setup {
+    inbox: Inbox,
+    clock: ManualClock,
+    base: String,
+    worker: Worker,
+    dir: std::path::PathBuf,
+}
 
+impl Setup {
+    async fn new(tag: &str) -> Setup {
+        let dir = std::env::temp_dir().join(format!("outworx-inbox-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let clock = ManualClock::new(outworx_hooks::security::now_unix() * 1000);
+        let inbox = Inbox::open(dir.join("inbox.db").to_str().unwrap())
+            .await
+            .unwrap()
+            .with_clock(clock.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let served = app(&inbox);
+        tokio::spawn(async move { axum::serve(listener, served).await.unwrap() });
+        let worker = inbox.worker(app(&inbox), WorkerOptions::default());
+        Setup {
+            inbox,
+            clock,
+            base,
+            worker,
+            dir,
+        }
+    }
+
+    async fn post(&self, path: &str, s: &outworx_hooks::testing::Signed) -> (u16, Value) {
+        post_to(&reqwest::Client::new(), &format!("{}{path}", self.base), s)
+            .await
+            .unwrap()
+    }
+
+    async fn run(&self) -> usize {
+        self.worker.run_once(16).await.unwrap()
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_route_answers_at_once_and_runs_the_handler_once_in_the_worker() {
+    let t = Setup::new("queued").await;
     // A provider that waits 1 s: inline, the 2 s handler times it out (and it will retry).
     let provider = reqwest::Client::builder()
         .timeout(Duration::from_secs(1))
@@ -253,7 +291,7 @@ async fn queue_first_receiving() {
         .unwrap();
     let inline = post_to(
         &provider,
-        &format!("{base}/inline"),
+        &format!("{}/inline", t.base),
         &signed("msg_inline", "a.b"),
     )
     .await;
@@ -261,18 +299,16 @@ async fn queue_first_receiving() {
 
     // Queued: acknowledged in milliseconds, processed once by the worker, a repeat stored once.
     let s = signed("msg_queued", "a.b");
-    let t = Instant::now();
-    let (status, body) = post_to(&provider, &format!("{base}/queued"), &s)
+    let started = Instant::now();
+    let (status, body) = post_to(&provider, &format!("{}/queued", t.base), &s)
         .await
         .unwrap();
-    let ack = t.elapsed();
+    let ack = started.elapsed();
     assert_eq!(status, 200);
     assert_eq!(body["queued"], true);
     assert!(ack < Duration::from_millis(900), "acknowledged in {ack:?}");
     let id = body["id"].as_i64().unwrap();
-    let (status, again) = post_to(&provider, &format!("{base}/queued"), &s)
-        .await
-        .unwrap();
+    let (status, again) = t.post("/queued", &s).await;
     assert_eq!((status, again["duplicate"].clone()), (200, json!(true)));
     assert_eq!(again["id"], id);
     assert_eq!(
@@ -280,25 +316,29 @@ async fn queue_first_receiving() {
         0,
         "nothing ran at receipt"
     );
-    assert_eq!(worker.run_once(16).await.unwrap(), 1);
+    assert_eq!(t.run().await, 1);
     assert_eq!(SLOW_RUNS.load(Ordering::SeqCst), 1);
-    assert_eq!(status_of(&inbox, id).await.status, DeliveryStatus::Done);
-    assert_eq!(worker.run_once(16).await.unwrap(), 0, "done is done");
+    assert_eq!(status_of(&t.inbox, id).await.status, DeliveryStatus::Done);
+    assert_eq!(t.run().await, 0, "done is done");
+    let all = t
+        .inbox
+        .deliveries(&DeliveryFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1, "the inline route stored nothing");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_handler_is_retried_on_the_backoff_not_a_moment_early() {
+    let t = Setup::new("flaky").await;
     // A handler failing twice (a 500, then a `failed` mark), then succeeding: retried on
     // the backoff (10 s, then 20 s, ± 20 %), not a moment early.
-    let (_, body) = post_to(
-        &provider,
-        &format!("{base}/flaky"),
-        &signed("msg_flaky", "a.b"),
-    )
-    .await
-    .unwrap();
+    let (_, body) = t.post("/flaky", &signed("msg_flaky", "a.b")).await;
     let id = body["id"].as_i64().unwrap();
     for (run, base_ms) in [(1, 10_000), (2, 20_000)] {
-        let before = clock.now_ms();
-        assert_eq!(worker.run_once(16).await.unwrap(), 1);
-        let e = status_of(&inbox, id).await;
+        let before = t.clock.now_ms();
+        assert_eq!(t.run().await, 1);
+        let e = status_of(&t.inbox, id).await;
         assert_eq!(e.status, DeliveryStatus::Pending, "after run {run}");
         let wait = e.next_attempt_at - before;
         assert!(
@@ -306,51 +346,69 @@ async fn queue_first_receiving() {
             "run {run}: waits {wait} ms"
         );
         assert!(e.last_error.is_some());
-        clock.set(e.next_attempt_at - 1);
-        assert_eq!(worker.run_once(16).await.unwrap(), 0);
-        clock.set(e.next_attempt_at);
+        t.clock.set(e.next_attempt_at - 1);
+        assert_eq!(t.run().await, 0);
+        t.clock.set(e.next_attempt_at);
     }
-    assert_eq!(worker.run_once(16).await.unwrap(), 1);
-    assert_eq!(status_of(&inbox, id).await.status, DeliveryStatus::Done);
+    assert_eq!(t.run().await, 1);
+    assert_eq!(status_of(&t.inbox, id).await.status, DeliveryStatus::Done);
     assert_eq!(FLAKY_RUNS.load(Ordering::SeqCst), 3);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_always_fails_is_dead_and_replays_once_fixed() {
+    let t = Setup::new("broken").await;
+    let dead = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let d2 = std::sync::Arc::clone(&dead);
+    t.inbox.on_dead(move |d| d2.lock().unwrap().push(d.clone()));
     // Failing always (a panic): dead after its 3 attempts, on_dead once; replayed once fixed.
-    let (_, body) = post_to(
-        &provider,
-        &format!("{base}/broken"),
-        &signed("msg_broken", "a.b"),
-    )
-    .await
-    .unwrap();
+    let (_, body) = t.post("/broken", &signed("msg_broken", "a.b")).await;
     let id = body["id"].as_i64().unwrap();
     for _ in 0..3 {
-        assert_eq!(worker.run_once(16).await.unwrap(), 1);
-        clock.advance(Duration::from_secs(60));
+        assert_eq!(t.run().await, 1);
+        t.clock.advance(Duration::from_secs(60));
     }
-    let e = status_of(&inbox, id).await;
+    let e = status_of(&t.inbox, id).await;
     assert_eq!(e.status, DeliveryStatus::Dead);
     assert!(
         e.last_error.as_deref().unwrap().contains("not fixed yet"),
         "{e:?}"
     );
     assert_eq!(dead.lock().unwrap().len(), 1);
-    assert_eq!(worker.run_once(16).await.unwrap(), 0);
+    assert_eq!(t.run().await, 0);
     assert!(
-        inbox.replay(&DeliveryFilter::default()).await.is_err(),
+        t.inbox.replay(&DeliveryFilter::default()).await.is_err(),
         "a replay needs a target"
     );
     BROKEN_FIXED.store(true, Ordering::SeqCst);
-    let n = inbox
+    let n = t
+        .inbox
         .replay(&DeliveryFilter::default().status(DeliveryStatus::Dead))
         .await
         .unwrap();
     assert_eq!(n, 1);
-    assert_eq!(worker.run_once(16).await.unwrap(), 1);
-    assert_eq!(status_of(&inbox, id).await.status, DeliveryStatus::Done);
+    assert_eq!(t.run().await, 1);
+    assert_eq!(status_of(&t.inbox, id).await.status, DeliveryStatus::Done);
     assert_eq!(BROKEN_RUNS.load(Ordering::SeqCst), 4);
 
-    // The filter: other types are answered 200 without the handler or the store.
-    let http = reqwest::Client::new();
+    // What the CLI shows: the delivery with its body as received, then purged once old.
+    let (entry, stored) = t.inbox.delivery(id).await.unwrap().unwrap();
+    assert!(entry.route.contains("broken"), "{entry:?}");
+    assert_eq!(stored, signed("msg_broken", "a.b").body);
+    t.clock.advance(Duration::from_secs(31 * 86_400));
+    assert_eq!(
+        t.inbox
+            .purge(Duration::from_secs(30 * 86_400))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(t.inbox.delivery(id).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_event_types_are_answered_without_the_handler_or_the_inbox() {
+    let t = Setup::new("filtered").await;
     for (i, kind) in [
         "invoice.paid",
         "invoice.voided",
@@ -360,13 +418,9 @@ async fn queue_first_receiving() {
     .iter()
     .enumerate()
     {
-        let (status, body) = post_to(
-            &http,
-            &format!("{base}/filtered"),
-            &signed(&format!("msg_f{i}"), kind),
-        )
-        .await
-        .unwrap();
+        let (status, body) = t
+            .post("/filtered", &signed(&format!("msg_f{i}"), kind))
+            .await;
         assert_eq!(status, 200);
         let ignored = body.get("ignored") == Some(&Value::Bool(true));
         assert_eq!(
@@ -378,50 +432,48 @@ async fn queue_first_receiving() {
         *SEEN_TYPES.lock().unwrap(),
         ["invoice.paid", "customer.created"]
     );
+    let all = t
+        .inbox
+        .deliveries(&DeliveryFilter::default())
+        .await
+        .unwrap();
+    assert!(all.is_empty(), "the filtered route is not queued: {all:?}");
+}
 
-    // The layer queues the same way.
-    let (status, body) = post_to(
-        &http,
-        &format!("{base}/layered"),
-        &signed("msg_layer", "a.b"),
-    )
-    .await
-    .unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_layer_queues_the_same_way() {
+    let t = Setup::new("layered").await;
+    let (status, body) = t.post("/layered", &signed("msg_layer", "a.b")).await;
     assert_eq!((status, body["queued"].clone()), (200, json!(true)));
     assert_eq!(LAYERED_RUNS.load(Ordering::SeqCst), 0);
-    assert_eq!(worker.run_once(16).await.unwrap(), 1);
+    assert_eq!(t.run().await, 1);
     assert_eq!(LAYERED_RUNS.load(Ordering::SeqCst), 1);
-    let layered_id = body["id"].as_i64().unwrap();
-    assert_eq!(
-        status_of(&inbox, layered_id).await.status,
-        DeliveryStatus::Done
-    );
+    let id = body["id"].as_i64().unwrap();
+    assert_eq!(status_of(&t.inbox, id).await.status, DeliveryStatus::Done);
+}
 
-    // A nested router: the worker dispatches the original URI, from the top.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_route_is_dispatched_from_the_top_and_keeps_no_credentials() {
+    let t = Setup::new("nested").await;
     let mut s = signed("msg_nested", "a.b");
     s.headers
         .insert("authorization", "Bearer s3cr3t".parse().unwrap());
-    let (status, body) = post_to(&http, &format!("{base}/nested/hook"), &s)
-        .await
-        .unwrap();
+    let (status, body) = t.post("/nested/hook", &s).await;
     assert_eq!((status, body["queued"].clone()), (200, json!(true)));
-    assert_eq!(worker.run_once(16).await.unwrap(), 1);
+    assert_eq!(t.run().await, 1);
     assert_eq!(NESTED_RUNS.load(Ordering::SeqCst), 1);
-    let nested_id = body["id"].as_i64().unwrap();
-    assert_eq!(
-        status_of(&inbox, nested_id).await.status,
-        DeliveryStatus::Done
-    );
+    let id = body["id"].as_i64().unwrap();
+    assert_eq!(status_of(&t.inbox, id).await.status, DeliveryStatus::Done);
     // Credentials and signatures are not kept at rest.
     let pool = outworx_hooks::inbox::sqlx::SqlitePool::connect(&format!(
         "sqlite://{}",
-        dir.join("inbox.db").display()
+        t.dir.join("inbox.db").display()
     ))
     .await
     .unwrap();
     let (stored,): (String,) =
         outworx_hooks::inbox::sqlx::query_as("SELECT headers FROM outworx_inbox WHERE id = $1")
-            .bind(nested_id)
+            .bind(id)
             .fetch_one(&pool)
             .await
             .unwrap();
@@ -430,7 +482,11 @@ async fn queue_first_receiving() {
         "{stored}"
     );
     assert!(stored.contains("webhook-id"), "{stored}");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_delivery_id_does_not_make_a_replay_new() {
+    let t = Setup::new("github").await;
     // GitHub's delivery id is not signed: the same body under a new id is the same delivery.
     let gh = |id: &str| {
         let mut s = Signer::new(Provider::Github, "gh-secret")
@@ -440,66 +496,63 @@ async fn queue_first_receiving() {
         s.headers.insert("x-github-event", "push".parse().unwrap());
         s
     };
-    let (_, first) = post_to(&http, &format!("{base}/github"), &gh("d-1"))
-        .await
-        .unwrap();
-    let (_, again) = post_to(&http, &format!("{base}/github"), &gh("d-2"))
-        .await
-        .unwrap();
+    let (_, first) = t.post("/github", &gh("d-1")).await;
+    let (_, again) = t.post("/github", &gh("d-2")).await;
     assert_eq!(first["duplicate"], false, "{first}");
     assert_eq!(
         again["duplicate"], true,
         "a replay under a new id was stored again"
     );
-    assert_eq!(worker.run_once(16).await.unwrap(), 1);
+    assert_eq!(t.run().await, 1);
     assert_eq!(GITHUB_RUNS.load(Ordering::SeqCst), 1);
+}
 
-    // A handler past its time is cut off and retried later.
-    let (_, body) = post_to(&http, &format!("{base}/hangs"), &signed("msg_hangs", "a.b"))
-        .await
-        .unwrap();
-    let impatient = std::sync::Arc::new(inbox.worker(
-        app(),
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_past_its_time_is_cut_off_and_retried() {
+    let t = Setup::new("hangs").await;
+    let (_, body) = t.post("/hangs", &signed("msg_hangs", "a.b")).await;
+    let impatient = t.inbox.worker(
+        app(&t.inbox),
         WorkerOptions::default().handler_timeout(Duration::from_millis(200)),
-    ));
-    let t = Instant::now();
+    );
+    let started = Instant::now();
     assert_eq!(impatient.run_once(16).await.unwrap(), 1);
-    assert!(t.elapsed() < Duration::from_secs(5));
-    let e = status_of(&inbox, body["id"].as_i64().unwrap()).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let e = status_of(&t.inbox, body["id"].as_i64().unwrap()).await;
     assert_eq!(e.status, DeliveryStatus::Pending);
     assert!(
         e.last_error.as_deref().unwrap().contains("ran past"),
         "{e:?}"
     );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_response_body_breaks_is_retried_not_done() {
+    let t = Setup::new("body").await;
     // Marked processed, but its response body failed: retried, not done.
-    let (_, body) = post_to(
-        &provider,
-        &format!("{base}/body_breaks"),
-        &signed("msg_body_breaks", "a.b"),
+    let (_, body) = t
+        .post("/body_breaks", &signed("msg_body_breaks", "a.b"))
+        .await;
+    assert_eq!(t.run().await, 1);
+    let e = status_of(&t.inbox, body["id"].as_i64().unwrap()).await;
+    assert_eq!(e.status, DeliveryStatus::Pending, "{e:?}");
+    assert!(e.last_error.as_deref().unwrap().contains("body"), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_inbox_a_queue_route_answers_503_so_the_provider_retries() {
+    // No `Extension(inbox)` and none installed in this process: nothing can commit it.
+    let app = Router::new().route("/queued", post(slow_queued));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (status, _) = post_to(
+        &reqwest::Client::new(),
+        &format!("{base}/queued"),
+        &signed("msg_no_inbox", "a.b"),
     )
     .await
     .unwrap();
-    assert_eq!(worker.run_once(16).await.unwrap(), 1);
-    let e = status_of(&inbox, body["id"].as_i64().unwrap()).await;
-    assert_eq!(e.status, DeliveryStatus::Pending, "{e:?}");
-    assert!(e.last_error.as_deref().unwrap().contains("body"), "{e:?}");
-
-    // What the CLI shows.
-    let all = inbox.deliveries(&DeliveryFilter::default()).await.unwrap();
-    assert_eq!(
-        all.len(),
-        8,
-        "the inline and filtered routes stored nothing"
-    );
-    let (entry, body) = inbox.delivery(id).await.unwrap().unwrap();
-    assert!(entry.route.contains("broken"), "{entry:?}");
-    assert_eq!(body, signed("msg_broken", "a.b").body);
-    clock.advance(Duration::from_secs(31 * 86_400));
-    // Finished ones are purged (the pending one stays).
-    assert_eq!(
-        inbox.purge(Duration::from_secs(30 * 86_400)).await.unwrap(),
-        6
-    );
-    std::fs::remove_dir_all(dir).ok();
+    assert_eq!(status, 503);
+    assert!(Inbox::installed().is_none());
 }

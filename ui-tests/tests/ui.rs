@@ -1,5 +1,5 @@
 //! Compile-time checks of `#[webhook]`: every misuse is an error at its token with a fix
-//! (`tests/ui/fail/*.rs` with their `.stderr`), and every accepted form compiles (`tests/ui/pass`).
+//! (`ui/fail/*.rs` with their `.stderr`), and every accepted form compiles (`ui/pass`).
 //! Regenerate the expected output with `TRYBUILD=overwrite` and review the diff like code.
 
 #[test]

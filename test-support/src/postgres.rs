@@ -1,31 +1,20 @@
-//! What the CLI's tests share: a child process killed with its test, and a throwaway
-//! PostgreSQL server.
+//! A throwaway PostgreSQL server.
 
-#![allow(dead_code)]
+use std::process::{Command, Stdio};
 
-use std::process::{Child, Command, Stdio};
-
-/// A child process, killed (and reaped) when dropped.
-pub(crate) struct Kill(pub(crate) Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::process::Kill;
 
 /// A throwaway PostgreSQL server on a free port (as the `postgres` user when run as root).
-pub(crate) struct Postgres {
+pub struct Postgres {
     server: Kill,
     dir: std::path::PathBuf,
     /// Its port on 127.0.0.1.
-    pub(crate) port: u16,
+    pub port: u16,
 }
 
 impl Postgres {
     /// Starts one (initdb, then postgres), as the `postgres` user when run as root.
-    pub(crate) fn start() -> Postgres {
+    pub fn start() -> Postgres {
         let bin = [
             "/usr/lib/postgresql/17/bin",
             "/usr/lib/postgresql/16/bin",
@@ -99,7 +88,7 @@ impl Drop for Postgres {
 
 impl Postgres {
     /// `postgres://postgres@127.0.0.1:PORT/postgres`.
-    pub(crate) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 }

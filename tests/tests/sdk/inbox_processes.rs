@@ -2,9 +2,6 @@
 //! and restarted loses nothing and repeats nothing in effect; two of them on one PostgreSQL
 //! inbox process each delivery once.
 
-#[path = "../../outworx-cli/tests/common/mod.rs"]
-mod processes;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,7 +9,8 @@ use outworx_hooks::inbox::sqlx;
 use outworx_hooks::inbox::{DeliveryStatus, Inbox};
 use outworx_hooks::security::Provider;
 use outworx_hooks::testing::Signer;
-use processes::{Kill, Postgres};
+use outworx_test_support::postgres::Postgres;
+use outworx_test_support::process::Kill;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 

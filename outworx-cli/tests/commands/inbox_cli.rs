@@ -48,8 +48,9 @@ async fn the_cli_lists_shows_replays_and_purges_the_inbox() {
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("inbox.db").display().to_string();
     let inbox = Inbox::open(&db).await.unwrap();
-    inbox.install();
-    let app = Router::new().route("/hook", post(hook));
+    let app = Router::new()
+        .route("/hook", post(hook))
+        .layer(axum::Extension(inbox.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn({
@@ -68,7 +69,7 @@ async fn the_cli_lists_shows_replays_and_purges_the_inbox() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let worker = std::sync::Arc::new(inbox.worker(app, WorkerOptions::default()));
+    let worker = inbox.worker(app, WorkerOptions::default());
     assert_eq!(worker.run_once(10).await.unwrap(), 1); // one attempt: dead
 
     let (code, out, _) = outworx(&["inbox", "list", "--db", &db]);

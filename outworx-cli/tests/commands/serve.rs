@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 
 const KEY: &str = "ohk_0123456789abcdef0123456789abcdef";
 
-mod common;
-use common::{Kill, Postgres};
+use outworx_test_support::postgres::Postgres;
+use outworx_test_support::process::Kill;
 
 async fn start_serve(db: &str) -> SocketAddr {
     start_serve_with(db, |_| {}).await

@@ -85,8 +85,8 @@ async fn manual(clock: &ManualClock) -> Emitter {
         .build()
 }
 
-fn step(emitter: &Emitter) -> Arc<outworx_hooks::send::Worker> {
-    Arc::new(emitter.worker(WorkerOptions::default()))
+fn step(emitter: &Emitter) -> outworx_hooks::send::Worker {
+    emitter.worker(WorkerOptions::default())
 }
 
 async fn only_delivery(emitter: &Emitter) -> outworx_hooks::send::Delivery {

@@ -1,5 +1,5 @@
-//! What the HTTP benchmarks (`load.rs`, `faults.rs`) share: a free port, and the ingest
-//! stand-in their receivers report to.
+//! An ingest stand-in for receivers that report: it accepts event batches as the Outworx
+//! ingest does and counts the events.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,16 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Router;
 use axum::routing::post;
 
-/// A free loopback port (one of the high ones if none is given).
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(38_000)
-}
-
 /// Accepts event batches like the Outworx ingest, and counts the events into `events`.
-pub(crate) async fn ingest_stand_in(events: Arc<AtomicU64>) -> std::net::SocketAddr {
+pub async fn ingest_stand_in(events: Arc<AtomicU64>) -> std::net::SocketAddr {
     let count = move |body: axum::body::Bytes| {
         let events = events.clone();
         async move {

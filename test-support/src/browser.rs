@@ -1,44 +1,21 @@
 //! A real headless Chromium driven over WebDriver (`chromedriver`), for the dashboard's
-//! browser tests (this crate's `dashboard` test and the CLI's `operations_*` tests, which
-//! include this file by path).
+//! browser tests (`outworx-serve`'s and the CLI's `operations_*`).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them when missing);
 //! `CHROMIUM` and `CHROMEDRIVER` override the paths. Without them a test fails and says so.
-#![allow(dead_code)]
-
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::net::{free_port, temp_dir};
+use crate::process::Kill;
+
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-pub(crate) struct Kill(pub(crate) Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub(crate) fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("outworx-dash-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A WebDriver session on a headless Chromium.
-pub(crate) struct Browser {
+pub struct Browser {
     http: reqwest::Client,
     url: String,
     _driver: Kill,
@@ -46,7 +23,7 @@ pub(crate) struct Browser {
 }
 
 impl Browser {
-    pub(crate) async fn start() -> Browser {
+    pub async fn start() -> Browser {
         let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         assert!(
@@ -128,12 +105,7 @@ impl Browser {
         }
     }
 
-    pub(crate) async fn cmd(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Value {
+    pub async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut req = self.http.request(method, format!("{}{path}", self.url));
         if let Some(b) = body {
             req = req.json(&b);
@@ -145,15 +117,15 @@ impl Browser {
         res["value"].clone()
     }
 
-    pub(crate) async fn post(&self, path: &str, body: Value) -> Value {
+    pub async fn post(&self, path: &str, body: Value) -> Value {
         self.cmd(reqwest::Method::POST, path, Some(body)).await
     }
 
-    pub(crate) async fn goto(&self, url: &str) {
+    pub async fn goto(&self, url: &str) {
         self.post("/url", json!({ "url": url })).await;
     }
 
-    pub(crate) async fn find(&self, css: &str) -> String {
+    pub async fn find(&self, css: &str) -> String {
         let v = self
             .post("/element", json!({"using": "css selector", "value": css}))
             .await;
@@ -163,31 +135,31 @@ impl Browser {
             .to_owned()
     }
 
-    pub(crate) async fn click(&self, css: &str) {
+    pub async fn click(&self, css: &str) {
         let id = self.find(css).await;
         self.post(&format!("/element/{id}/click"), json!({})).await;
     }
 
-    pub(crate) async fn type_into(&self, css: &str, text: &str) {
+    pub async fn type_into(&self, css: &str, text: &str) {
         let id = self.find(css).await;
         self.post(&format!("/element/{id}/clear"), json!({})).await;
         self.post(&format!("/element/{id}/value"), json!({ "text": text }))
             .await;
     }
 
-    pub(crate) async fn js(&self, script: &str) -> Value {
+    pub async fn js(&self, script: &str) -> Value {
         self.post("/execute/sync", json!({"script": script, "args": []}))
             .await
     }
 
     /// Runs `script`, whose last argument is the callback that returns its value.
-    pub(crate) async fn js_async(&self, script: &str) -> Value {
+    pub async fn js_async(&self, script: &str) -> Value {
         self.post("/execute/async", json!({"script": script, "args": []}))
             .await
     }
 
     /// Polls `script` until it is true (15 s); on timeout, fails showing the page's text.
-    pub(crate) async fn wait(&self, script: &str, what: &str) {
+    pub async fn wait(&self, script: &str, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if self.js(&format!("return Boolean({script});")).await == true {
@@ -205,7 +177,7 @@ impl Browser {
     }
 
     /// Waits until the table has `n` rows and `also` (JavaScript; may be empty) holds.
-    pub(crate) async fn wait_rows(&self, n: usize, also: &str, what: &str) {
+    pub async fn wait_rows(&self, n: usize, also: &str, what: &str) {
         let also = if also.is_empty() { "true" } else { also };
         self.wait(
             &format!("document.querySelectorAll('#events tbody tr').length === {n} && ({also})"),
@@ -214,14 +186,14 @@ impl Browser {
         .await;
     }
 
-    pub(crate) async fn rows(&self) -> Vec<String> {
+    pub async fn rows(&self) -> Vec<String> {
         let v = self
             .js("return [...document.querySelectorAll('#events tbody tr')].map(r => r.innerText.replace(/\\s+/g, ' ').trim());")
             .await;
         serde_json::from_value(v).unwrap()
     }
 
-    pub(crate) async fn text(&self, css: &str) -> String {
+    pub async fn text(&self, css: &str) -> String {
         self.js(&format!(
             "return document.querySelector({}).textContent.trim();",
             json!(css)
@@ -232,7 +204,7 @@ impl Browser {
         .to_owned()
     }
 
-    pub(crate) async fn screenshot(&self, path: &std::path::Path) {
+    pub async fn screenshot(&self, path: &std::path::Path) {
         use base64::Engine as _;
         let png = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
         let bytes = base64::engine::general_purpose::STANDARD
@@ -241,7 +213,7 @@ impl Browser {
         std::fs::write(path, bytes).unwrap();
     }
 
-    pub(crate) async fn quit(self) {
+    pub async fn quit(self) {
         self.cmd(reqwest::Method::DELETE, "", None).await;
         let _ = std::fs::remove_dir_all(&self.profile);
     }
@@ -250,7 +222,7 @@ impl Browser {
 impl Browser {
     /// Waits for the dashboard's chart, then checks that its bars are the API's series for
     /// the window the page drew, bucket by bucket and outcome by outcome. Returns the total.
-    pub(crate) async fn chart_equals_api(&self, base: &str, key: &str) -> i64 {
+    pub async fn chart_equals_api(&self, base: &str, key: &str) -> i64 {
         let b = self;
         b.wait(
             "document.querySelectorAll('#chart g.bar').length > 0",

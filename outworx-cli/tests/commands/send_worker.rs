@@ -2,8 +2,6 @@
 //! lost; two of them on one PostgreSQL deliver each message once. Plus the CLI's endpoint
 //! and message commands. Receivers are real HTTP servers on loopback.
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -13,8 +11,9 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::post;
-use common::{Kill, Postgres};
 use outworx_hooks::send::{DeliveryFilter, DeliveryStatus, Emitter, Outbox, Scope, sqlx};
+use outworx_test_support::postgres::Postgres;
+use outworx_test_support::process::Kill;
 
 /// Counts each (endpoint path, webhook-id) it receives, after `delay`.
 #[derive(Clone, Default)]

@@ -48,11 +48,11 @@ fn the_readme_lists_every_provider_in_order() {
 
 #[test]
 fn the_attribute_case_covers_every_provider() {
-    let case = read("tests/ui/pass/all_providers.rs");
+    let case = read("ui-tests/ui/pass/all_providers.rs");
     for p in Provider::ALL {
         assert!(
             case.contains(&format!("provider = \"{}\"", p.name())),
-            "tests/ui/pass/all_providers.rs has no route for {p}"
+            "ui-tests/ui/pass/all_providers.rs has no route for {p}"
         );
     }
 }

@@ -15,7 +15,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
-//! use outworx_hooks_bench::fault::{Fault, FaultProxy};
+//! use outworx_test_support::fault::{Fault, FaultProxy};
 //! let proxy = FaultProxy::start("127.0.0.1:6379".parse().unwrap()).await?;
 //! let url = format!("redis://{}", proxy.addr());
 //! proxy.set(Fault::BlackHole).await;
