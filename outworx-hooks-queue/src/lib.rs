@@ -14,7 +14,6 @@
 //! Users of `outworx-hooks` meet this crate as `outworx_hooks::queue`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
 mod dialect;

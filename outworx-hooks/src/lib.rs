@@ -39,20 +39,17 @@
 //! | [`wire`] | the Outworx HTTP API's types, shared with `outworx-serve` and `outworx-cli` |
 //! | `send` | (feature `send`) sending webhooks: `#[emit]`, `Emitter`, the outbox, the delivery worker |
 //! | `inbox` | (feature `inbox`) queue-first receiving: the durable inbox behind `#[webhook(.., queue)]` and its worker |
-//! | [`queue`] | the clock and retry schedule durable queues run on |
+//! | `queue` | (features `send`, `inbox`) the clock, the retry schedule and the worker handle both queues run on |
 //!
 //! Configure the process once with [`init`] and a [`Config`]; without it, the embedded
 //! defaults apply (no network, the memory store, one `tracing` line per delivery).
 //!
 //! # Feature flags
 //!
-//! - `ed25519` (default): Ed25519 schemes (Discord, Standard Webhooks `v1a`);
-//! - `ecdsa` (default): ECDSA P-256 (SendGrid);
-//! - `redis`: `RedisStore`, idempotency shared by many instances;
-//! - `outworx-api`: reporting to Outworx (or `outworx serve`) and `OutworxApiStore`;
-//! - `send`: sending webhooks (`#[emit]`, `send::Emitter`, the outbox, the worker);
-//! - `inbox`: queue-first receiving (`#[webhook(.., queue)]`, `inbox::Inbox`, its worker).
+//! Items behind a feature say which on docs.rs.
+#![doc = document_features::document_features!()]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 // The layers, bottom up: util, queue, wire, body, security, event, envelope, store, report,

@@ -14,7 +14,7 @@
 //!
 //! The context is W3C Trace Context (`traceparent`, and `tracestate` on the wire), whatever
 //! global propagator the application installs. Spans reach OpenTelemetry through
-//! `tracing-opentelemetry`: [`Otel::layer`] is that layer, or bring your own built on the
+//! `tracing-opentelemetry`: `Otel::layer` (feature `otel`) is that layer, or bring your own built on the
 //! same versions (`opentelemetry` 0.33, `tracing-opentelemetry` 0.34).
 //!
 //! A `traceparent` from the network is read before the signature is checked (the span

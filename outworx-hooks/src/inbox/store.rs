@@ -74,7 +74,7 @@ impl std::str::FromStr for DeliveryStatus {
     }
 }
 
-/// One queued delivery, as listed (its headers and body are not: see [`super::Inbox::show`]).
+/// One queued delivery, as listed (its headers and body are not: see [`super::Inbox::delivery`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Delivery {

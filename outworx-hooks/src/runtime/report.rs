@@ -49,7 +49,7 @@ impl Runtime {
     }
 }
 
-/// Returned by [`init`]: call [`Guard::shutdown`] before exit so queued events are delivered.
+/// Returned by [`init`](crate::init): call [`Guard::shutdown`] before exit so queued events are delivered.
 ///
 /// With axum's graceful shutdown:
 ///

@@ -528,7 +528,7 @@ impl Emitter {
     }
 
     /// The health of the first `endpoints` endpoints `scope` may see (oldest first, 1 to
-    /// [`MAX_LIST`](super::MAX_LIST)): the success rate of each one's last `recent` attempts
+    /// [`MAX_LIST`](super::limits::MAX_LIST)): the success rate of each one's last `recent` attempts
     /// (1 to 1,000), its last attempt, and its waiting and dead deliveries, each counted up to
     /// `cap` (a count equal to it means at least that many). Every figure is read by index
     /// and bounded, whatever the outbox's history: for an operator's overview, such as
