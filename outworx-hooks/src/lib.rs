@@ -52,9 +52,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
-// The layers, bottom up: util, queue, wire, body, security, event, envelope, store, report,
-// config, route, runtime, track, inbox, pipeline, layer, send, testing. Each module uses only those before it
-// (tests/tests/architecture.rs checks it; ARCHITECTURE.md says what each holds).
+// Which module may use which is a list of allowed edges (tests/tests/sdk/architecture.rs);
+// ARCHITECTURE.md says what each holds.
 mod body;
 mod config;
 pub mod envelope;

@@ -1,37 +1,4 @@
-//! Metrics through the [`metrics`](https://docs.rs/metrics) facade (feature `metrics`), so any
-//! exporter works; with the `prometheus` feature, `router()` serves them at `/metrics`.
-//! Without the feature every recording call here is a no-op, so the code that records needs
-//! no `cfg` of its own (as [`crate::otel`] does for traces).
-//!
-//! | name | type | labels | what |
-//! |---|---|---|---|
-//! | `webhooks_received_total` | counter | `provider`, `route`, `event_type`, `status` | every received delivery, by its answer |
-//! | `webhook_processing_seconds` | histogram | `provider`, `route` | from the first byte to the answer |
-//! | `webhook_errors_total` | counter | `provider`, `route`, `error_type` | `signature`, `client_error` (4xx), `server_error` (5xx), `store` |
-//! | `webhook_signature_failures_total` | counter | `provider`, `route`, `reason` | by failure reason (`hmac_mismatch`, `timestamp_drift`, ...) |
-//! | `webhook_duplicates_total` | counter | `provider`, `route` | retries answered from the store (or the inbox) |
-//! | `webhook_silent_drops_total` | counter | `provider`, `route` | 2xx never marked under `require_processed` |
-//! | `webhook_processing_failures_total` | counter | `provider`, `route` | `Track::failed` |
-//! | `webhook_inbox_depth` | gauge | `route`, `status` | queued deliveries pending or processing |
-//! | `webhook_inbox_oldest_seconds` | gauge | | the age of the oldest pending delivery |
-//! | `webhook_outbound_attempts_total` | counter | `endpoint_host`, `status_class` | `2xx`, `3xx`, `4xx`, `5xx`, `error` |
-//! | `webhook_outbound_seconds` | histogram | | one attempt |
-//! | `webhook_outbound_dead_total` | counter | | deliveries that ran out of attempts |
-//! | `webhook_outbound_pending` | gauge | | deliveries waiting |
-//! | `webhook_report_dropped_total` | counter | | delivery events the Outworx reporter dropped |
-//! | `webhook_store_breaker_open` | gauge | | 1 while a configured store's circuit breaker is open |
-//! | `webhook_store_calls_total` | counter | `result` | calls to a configured store: `ok`, `error`, `skipped` |
-//!
-//! **Cardinality is bounded by construction.** `route` is a handler's name (or a layer's), and
-//! `provider` a catalog name: both fixed by the code. `event_type` keeps the first
-//! `MAX_EVENT_TYPES` types of verified deliveries seen; any other is `other` (`unverified`
-//! for a delivery whose signature failed, `none` when the type is unknown). `endpoint_host` keeps the first
-//! `MAX_HOSTS` hosts (never a URL's path or query, never an id); any other is `other`.
-//! `status` is the HTTP status code. Recording looks a handle up by `&'static str` labels and
-//! increments it: no allocation once a label set has been seen.
-//!
-//! Install your recorder before the first delivery (handles are kept once made), or call
-//! `reset()` after.
+#![doc = include_str!("../docs/metrics.md")]
 
 use crate::event::DeliveryEvent;
 

@@ -1,45 +1,4 @@
-//! OpenTelemetry: W3C trace context across the wire and through both queues, and an OTLP
-//! exporter configured from the standard `OTEL_*` variables (feature `otel`).
-//!
-//! With the feature on, one trace shows a webhook's whole life:
-//!
-//! - a receiving route's `webhook.receive` span is a child of the sender's `traceparent`
-//!   header, as any OpenTelemetry HTTP server's span is;
-//! - a queued delivery stores its receive span's `traceparent` in the inbox, and the worker's
-//!   `webhook.process` span (around the handler) is its child, however long it waited and
-//!   whichever process runs it;
-//! - an emitted message stores the `traceparent` of the span it was emitted in, each
-//!   `webhook.send` attempt is its child, and the attempt's own context goes out in the
-//!   message's `traceparent` header.
-//!
-//! The context is W3C Trace Context (`traceparent`, and `tracestate` on the wire), whatever
-//! global propagator the application installs. Spans reach OpenTelemetry through
-//! `tracing-opentelemetry`: `Otel::layer` (feature `otel`) is that layer, or bring your own built on the
-//! same versions (`opentelemetry` 0.33, `tracing-opentelemetry` 0.34).
-//!
-//! A `traceparent` from the network is read before the signature is checked (the span
-//! exists from the first byte), so it is taken only in W3C's exact version-`00` form (55
-//! bytes); anything else is ignored, and an inbound `tracestate` is never read. It places
-//! spans in a trace and nothing more: what is processed, answered and stored is the same
-//! without it. When the application already has a span for the request (its own
-//! `TraceLayer`, say), that span is the parent and the header is left to it. Without the
-//! feature every function here does nothing, and nothing is stored.
-//!
-//! ```no_run
-//! # #[cfg(feature = "otel")]
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use tracing_subscriber::prelude::*;
-//!
-//! // OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 OTEL_SERVICE_NAME=billing
-//! let otel = outworx_hooks::otel::Otel::from_env()?;
-//! tracing_subscriber::registry().with(otel.layer()).init();
-//! // .. serve; then, before the process exits, flush what is buffered:
-//! otel.shutdown()?;
-//! # Ok(())
-//! # }
-//! # #[cfg(not(feature = "otel"))]
-//! # fn main() {}
-//! ```
+#![doc = include_str!("../docs/otel.md")]
 
 use http::HeaderMap;
 

@@ -1,6 +1,6 @@
 //! Faults, at a small scale (the fault suite, `cargo bench -p outworx-hooks-bench --bench
 //! faults`, measures them): real dependencies behind the fault-injecting proxy
-//! (`bench/src/fault.rs`), real HTTP on loopback, short timeouts, no long sleeps.
+//! (`test-support`'s `fault`), real HTTP on loopback, short timeouts, no long sleeps.
 //!
 //! - A black-holed ingest: 2,000 deliveries are all answered, and once it is back the drop
 //!   counter is exactly what was reported minus what arrived.

@@ -181,14 +181,14 @@ async fn prometheus_scrapes_exact_counts() {
 }
 
 /// Every metric the Grafana dashboard queries is one the SDK records (named in the table of
-/// `docs/metrics.md`).
+/// `outworx-hooks/docs/metrics.md`).
 #[test]
 fn the_dashboard_queries_only_metrics_we_record() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap();
     let dashboard = std::fs::read_to_string(root.join("docs/grafana/outworx-hooks.json")).unwrap();
-    let table = std::fs::read_to_string(root.join("docs/metrics.md")).unwrap();
+    let table = std::fs::read_to_string(root.join("outworx-hooks/docs/metrics.md")).unwrap();
     let source = std::fs::read_to_string(root.join("outworx-hooks/src/metrics.rs")).unwrap();
     let mut names = Vec::new();
     let bytes = dashboard.as_bytes();
@@ -211,7 +211,7 @@ fn the_dashboard_queries_only_metrics_we_record() {
             .trim_end_matches("_sum");
         assert!(
             table.contains(&format!("`{base}`")),
-            "{base} is not in docs/metrics.md"
+            "{base} is not in outworx-hooks/docs/metrics.md"
         );
         assert!(
             source.contains(&format!("\"{base}\"")),

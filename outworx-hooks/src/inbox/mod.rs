@@ -1,36 +1,4 @@
-//! Queue-first receiving: a verified delivery is committed to a durable inbox and the
-//! provider is answered at once; a worker runs the route's handler later, retries it, and
-//! gives up (`dead`) after its attempts (feature `inbox`).
-//!
-//! ```no_run
-//! use axum::{Router, routing::post};
-//! use outworx_hooks::inbox::Inbox;
-//! use outworx_hooks::{Track, webhook};
-//!
-//! #[webhook(provider = "stripe", secret = "whsec_test", idempotency, queue)]
-//! async fn stripe(track: Track, body: String) -> &'static str {
-//!     // Runs in the worker, with the stored request, as often as it takes.
-//!     track.processed();
-//!     "ok"
-//! }
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let inbox = Inbox::open("inbox.db").await?; // or postgres://...
-//! inbox.install(); // `queue` routes commit here
-//! let app = Router::new().route("/webhooks/stripe", post(stripe));
-//! let worker = inbox.start(app.clone()); // the worker dispatches through the same router
-//! let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
-//! axum::serve(listener, app).await?;
-//! worker.shutdown().await;
-//! # Ok(()) }
-//! ```
-//!
-//! **How the worker runs the handler.** It re-dispatches the stored request (method, URI,
-//! headers, exact body) through the application's own `Router`, so the handler keeps its
-//! extractors and the router its state, with a request extension only this crate can make:
-//! the route sees it, skips verification (the delivery was verified when it arrived) and the
-//! idempotency store (the inbox holds each route and key once), runs the handler, and tells
-//! the worker what became of it. A request from the network cannot carry an extension.
+#![doc = include_str!("../../docs/inbox.md")]
 
 mod error;
 mod store;
