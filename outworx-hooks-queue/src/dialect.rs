@@ -44,11 +44,12 @@ macro_rules! dialects {
 /// (`crate::send::store::endpoints` gives `...::endpoints::sqlite` or `...::postgres`): every
 /// query is written once, in a dialect macro compiled for each driver, and this picks one.
 ///
-/// `tx` runs it in a transaction committed when `$body` succeeds; `conn` on one connection.
+/// `on_pool!(&pool, tx, path, |c, m| body)` runs it in a transaction committed when `body`
+/// succeeds; `conn` instead of `tx`, on one connection.
 /// `?` in `$body` (and on the pool) needs `From<sqlx::Error>` for the enclosing error type.
 #[macro_export]
 macro_rules! on_pool {
-    (tx $pool:expr, $($path:ident)::+, |$c:ident, $m:ident| $body:expr) => {
+    ($pool:expr, tx, $($path:ident)::+, |$c:ident, $m:ident| $body:expr) => {
         match $pool {
             $crate::Pool::Sqlite(p) => {
                 let mut tx = p.begin().await?;
@@ -74,7 +75,7 @@ macro_rules! on_pool {
             }
         }
     };
-    (conn $pool:expr, $($path:ident)::+, |$c:ident, $m:ident| $body:expr) => {
+    ($pool:expr, conn, $($path:ident)::+, |$c:ident, $m:ident| $body:expr) => {
         match $pool {
             $crate::Pool::Sqlite(p) => {
                 let mut conn = p.acquire().await?;

@@ -295,12 +295,13 @@ impl<Q: Queue> Runner<Q> {
                 outcomes.push(o);
             }
         }
-        if !released.is_empty() {
-            q.release(&token, &released).await?;
-        }
+        // What ran is recorded first: a release that fails must not lose it.
         let n = outcomes.len();
         if n > 0 {
-            q.settle(&[(token, outcomes)]).await?;
+            q.settle(&[(token.clone(), outcomes)]).await?;
+        }
+        if !released.is_empty() {
+            q.release(&token, &released).await?;
         }
         Ok(n)
     }
@@ -542,10 +543,16 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
-/// 16 random hex digits (a fixed value if the system has no randomness to give: the claim
-/// counter still tells a runner's tokens apart).
+/// 16 random hex digits; if the system has no randomness to give, the process id and the
+/// time in nanoseconds, so runners in different processes still never share a lease token.
 fn random_hex() -> String {
     let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
+    if getrandom::fill(&mut b).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        b[..4].copy_from_slice(&std::process::id().to_le_bytes());
+        b[4..].copy_from_slice(&nanos.to_le_bytes());
+    }
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -123,7 +123,7 @@ impl Queue for Toy {
                 exclude: Some(("key", busy)),
                 policy: ClaimPolicy::Due,
             };
-            on_pool!(tx & self.pool, toy, |c, q| {
+            on_pool!(&self.pool, tx, toy, |c, q| {
                 q::bury(c, TOY, now, None).await?;
                 let ids = q::claim(c, TOY, claim).await?;
                 let mut jobs = Vec::new();
@@ -146,7 +146,7 @@ impl Queue for Toy {
     ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         Box::pin(async move {
             let now = self.clock.now_ms();
-            on_pool!(tx & self.pool, toy, |c, q| q::release(
+            on_pool!(&self.pool, tx, toy, |c, q| q::release(
                 c, TOY, ids, token, now
             )
             .await)
@@ -175,7 +175,7 @@ impl Queue for Toy {
     ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         Box::pin(async move {
             let now = self.clock.now_ms();
-            on_pool!(tx & self.pool, toy, |c, q| {
+            on_pool!(&self.pool, tx, toy, |c, q| {
                 for (token, ids) in batch {
                     q::finish_done(c, TOY, ids, token, Some(200), now).await?;
                 }

@@ -8,7 +8,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use outworx_hooks_queue::{Pool, on_pool};
-use tokio::sync::Notify;
 
 pub use crate::queue::WorkerHandle;
 pub use error::InboxError;
@@ -66,8 +65,6 @@ pub(crate) struct Inner {
     pub(crate) pool: Pool,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) on_dead: RwLock<Option<DeadHook>>,
-    /// A commit in this process wakes an idle worker at once.
-    pub(crate) wake: Notify,
 }
 
 /// The durable inbox: SQLite (a file next to the app, the embedded default), PostgreSQL
@@ -105,7 +102,6 @@ impl Inbox {
                 pool,
                 clock: Arc::new(SystemClock),
                 on_dead: RwLock::new(None),
-                wake: Notify::new(),
             }),
         }
     }
@@ -123,7 +119,6 @@ impl Inbox {
                 pool: self.inner.pool.clone(),
                 clock: Arc::new(clock),
                 on_dead: RwLock::new(on_dead),
-                wake: Notify::new(),
             }),
         }
     }
@@ -191,7 +186,7 @@ pub(crate) enum Processed {
 impl Inbox {
     /// Queued deliveries, newest first (at most 1,000).
     pub async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, InboxError> {
-        on_pool!(conn & self.inner.pool, crate::inbox::store, |c, db| {
+        on_pool!(&self.inner.pool, conn, crate::inbox::store, |c, db| {
             db::list(c, filter).await
         })
     }
@@ -204,7 +199,7 @@ impl Inbox {
             .into_iter()
             .next();
         let Some(entry) = entry else { return Ok(None) };
-        let body = on_pool!(conn & self.inner.pool, crate::inbox::store, |c, db| {
+        let body = on_pool!(&self.inner.pool, conn, crate::inbox::store, |c, db| {
             db::body(c, id).await?
         });
         Ok(Some((entry, body.unwrap_or_default())))
@@ -220,7 +215,7 @@ impl Inbox {
             ));
         }
         let now = self.now();
-        on_pool!(tx & self.inner.pool, crate::inbox::store, |c, db| {
+        on_pool!(&self.inner.pool, tx, crate::inbox::store, |c, db| {
             db::replay(c, filter, now).await
         })
     }
@@ -229,7 +224,7 @@ impl Inbox {
     pub async fn purge(&self, older_than: Duration) -> Result<u64, InboxError> {
         let ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
         let before = self.now().saturating_sub(ms);
-        on_pool!(tx & self.inner.pool, crate::inbox::store, |c, db| {
+        on_pool!(&self.inner.pool, tx, crate::inbox::store, |c, db| {
             db::purge(c, before).await
         })
     }
@@ -240,14 +235,14 @@ impl Inbox {
     /// index, so its cost is bounded by `cap` whatever the inbox's history.
     pub async fn summary(&self, cap: u32) -> Result<InboxSummary, InboxError> {
         let cap = i64::from(cap.max(1));
-        on_pool!(tx & self.inner.pool, crate::inbox::store, |c, db| {
+        on_pool!(&self.inner.pool, tx, crate::inbox::store, |c, db| {
             db::summary(c, cap).await
         })
     }
 
     /// How many deliveries are in each status.
     pub async fn counts(&self) -> Result<Vec<(DeliveryStatus, u64)>, InboxError> {
-        on_pool!(conn & self.inner.pool, crate::inbox::store, |c, db| {
+        on_pool!(&self.inner.pool, conn, crate::inbox::store, |c, db| {
             db::counts(c).await
         })
     }
@@ -263,12 +258,8 @@ impl Inbox {
         e: &store::NewEntry<'_>,
     ) -> Result<store::Enqueued, InboxError> {
         let now = self.now();
-        let done = on_pool!(tx & self.inner.pool, crate::inbox::store, |c, db| {
+        on_pool!(&self.inner.pool, tx, crate::inbox::store, |c, db| {
             db::enqueue(c, e, now).await
-        })?;
-        if !done.duplicate {
-            self.inner.wake.notify_one();
-        }
-        Ok(done)
+        })
     }
 }

@@ -157,7 +157,7 @@ impl outworx_hooks_queue::Queue for Inbound {
                 exclude: None,
                 policy: ClaimPolicy::Due,
             };
-            on_pool!(tx & self.inbox.inner.pool, crate::inbox::store, |c, db| {
+            on_pool!(&self.inbox.inner.pool, tx, crate::inbox::store, |c, db| {
                 // A delivery whose every attempt outlived its lease (a handler that crashes
                 // or hangs its process) is dead, not taken again forever.
                 let buried = db::bury(c, now).await?;
@@ -179,7 +179,7 @@ impl outworx_hooks_queue::Queue for Inbound {
     ) -> BoxFuture<'a, Result<(), InboxError>> {
         Box::pin(async move {
             let now = self.inbox.now();
-            on_pool!(tx & self.inbox.inner.pool, crate::inbox::store, |c, db| {
+            on_pool!(&self.inbox.inner.pool, tx, crate::inbox::store, |c, db| {
                 db::release(c, ids, token, now).await
             })
         })
@@ -197,7 +197,7 @@ impl outworx_hooks_queue::Queue for Inbound {
     ) -> BoxFuture<'a, Result<(), InboxError>> {
         Box::pin(async move {
             let now = self.inbox.now();
-            let held = on_pool!(tx & self.inbox.inner.pool, crate::inbox::store, |c, db| {
+            let held = on_pool!(&self.inbox.inner.pool, tx, crate::inbox::store, |c, db| {
                 let mut held = Vec::new();
                 for (token, runs) in batch {
                     for r in runs {
@@ -242,7 +242,8 @@ impl outworx_hooks_queue::Queue for Inbound {
             let now = self.inbox.now();
             let r: Result<_, InboxError> = async {
                 on_pool!(
-                    conn & self.inbox.inner.pool,
+                    &self.inbox.inner.pool,
+                    conn,
                     crate::inbox::store,
                     |c, db| db::depth(c).await
                 )
@@ -257,10 +258,6 @@ impl outworx_hooks_queue::Queue for Inbound {
                 Err(e) => tracing::debug!(error = %e, "inbox: sampling the gauges failed"),
             }
         })
-    }
-
-    fn wake(&self) -> Option<&tokio::sync::Notify> {
-        Some(&self.inbox.inner.wake)
     }
 }
 

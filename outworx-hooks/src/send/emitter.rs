@@ -241,7 +241,8 @@ impl Emitter {
         let now = self.now();
         let id = ids::new_id("msg_", now)?;
         let sent = on_pool!(
-            tx & self.shared.outbox.pool,
+            &self.shared.outbox.pool,
+            tx,
             crate::send::store::messages,
             |c, db| db::insert_message(c, &message, &id, now).await?
         );
@@ -296,7 +297,8 @@ impl Emitter {
         validate_text("owner", &new.owner, true)?;
         // Counted, not listed: the cap is checked without reading the owner's rows.
         let existing = on_pool!(
-            conn & self.shared.outbox.pool,
+            &self.shared.outbox.pool,
+            conn,
             crate::send::store::endpoints,
             |c, db| db::count_endpoints(c, &new.owner).await?
         );
@@ -326,7 +328,8 @@ impl Emitter {
             created_at: now,
         };
         on_pool!(
-            conn & self.shared.outbox.pool,
+            &self.shared.outbox.pool,
+            conn,
             crate::send::store::endpoints,
             |c, db| db::insert_endpoint(c, &endpoint, &new.auth, &secret, now).await?
         );
@@ -341,7 +344,8 @@ impl Emitter {
         id: &str,
     ) -> Result<Option<Endpoint>, SendError> {
         let row = on_pool!(
-            conn & self.shared.outbox.pool,
+            &self.shared.outbox.pool,
+            conn,
             crate::send::store::endpoints,
             |c, db| db::endpoint(c, scope, id).await?
         );
@@ -351,7 +355,8 @@ impl Emitter {
     /// The endpoints `scope` may see (at most 1,000).
     pub async fn endpoints(&self, scope: Scope<'_>) -> Result<Vec<Endpoint>, SendError> {
         on_pool!(
-            conn & self.shared.outbox.pool,
+            &self.shared.outbox.pool,
+            conn,
             crate::send::store::endpoints,
             |c, db| db::endpoints(c, scope).await
         )
@@ -366,7 +371,8 @@ impl Emitter {
         update: EndpointUpdate,
     ) -> Result<Endpoint, SendError> {
         let row = on_pool!(
-            conn & self.shared.outbox.pool,
+            &self.shared.outbox.pool,
+            conn,
             crate::send::store::endpoints,
             |c, db| db::endpoint(c, scope, id).await?
         );
@@ -387,7 +393,8 @@ impl Emitter {
         }
         let now = self.now();
         let done = on_pool!(
-            conn & self.shared.outbox.pool,
+            &self.shared.outbox.pool,
+            conn,
             crate::send::store::endpoints,
             |c, db| db::update_endpoint(c, &row.endpoint.id, &row.endpoint.owner, &update, now)
                 .await?
@@ -415,7 +422,8 @@ impl Emitter {
     /// Deletes an endpoint; its pending deliveries end `dead` ("endpoint deleted").
     pub async fn delete_endpoint(&self, scope: Scope<'_>, id: &str) -> Result<bool, SendError> {
         on_pool!(
-            conn & self.shared.outbox.pool,
+            &self.shared.outbox.pool,
+            conn,
             crate::send::store::endpoints,
             |c, db| db::delete_endpoint(c, scope, id).await
         )
@@ -430,7 +438,8 @@ impl Emitter {
         id: &str,
     ) -> Result<CreatedEndpoint, SendError> {
         let row = on_pool!(
-            conn & self.shared.outbox.pool,
+            &self.shared.outbox.pool,
+            conn,
             crate::send::store::endpoints,
             |c, db| db::endpoint(c, scope, id).await?
         );
@@ -445,7 +454,8 @@ impl Emitter {
         let now = self.now();
         let grace = i64::try_from(self.shared.rotation_grace.as_millis()).unwrap_or(i64::MAX);
         let done = on_pool!(
-            conn & self.shared.outbox.pool,
+            &self.shared.outbox.pool,
+            conn,
             crate::send::store::endpoints,
             |c, db| db::rotate(c, scope, id, &secret, now.saturating_add(grace), now).await?
         );
@@ -477,7 +487,8 @@ impl Emitter {
         filter: &DeliveryFilter,
     ) -> Result<Vec<Delivery>, SendError> {
         on_pool!(
-            conn & self.shared.outbox.pool,
+            &self.shared.outbox.pool,
+            conn,
             crate::send::store::views,
             |c, db| db::deliveries(c, scope, filter).await
         )
@@ -492,7 +503,8 @@ impl Emitter {
         limit: u32,
     ) -> Result<Vec<super::Attempt>, SendError> {
         on_pool!(
-            conn & self.shared.outbox.pool,
+            &self.shared.outbox.pool,
+            conn,
             crate::send::store::views,
             |c, db| db::attempts(c, scope, endpoint_id, message_id, limit).await
         )
@@ -517,7 +529,8 @@ impl Emitter {
         }
         let now = self.now();
         let n = on_pool!(
-            conn & self.shared.outbox.pool,
+            &self.shared.outbox.pool,
+            conn,
             crate::send::store::deliveries,
             |c, db| db::replay(c, scope, filter, now).await?
         );
@@ -558,7 +571,8 @@ impl Emitter {
     ) -> Result<Vec<super::EndpointHealth>, SendError> {
         let cap = i64::from(cap.max(1));
         on_pool!(
-            conn & self.shared.outbox.pool,
+            &self.shared.outbox.pool,
+            conn,
             crate::send::store::views,
             |c, db| db::endpoint_health(c, scope, recent, endpoints, cap).await
         )
@@ -573,7 +587,8 @@ impl Emitter {
     ) -> Result<Vec<(DeliveryStatus, u64)>, SendError> {
         let cap = i64::from(cap.max(1));
         on_pool!(
-            conn & self.shared.outbox.pool,
+            &self.shared.outbox.pool,
+            conn,
             crate::send::store::views,
             |c, db| db::capped_counts(c, scope, cap).await
         )
@@ -582,7 +597,8 @@ impl Emitter {
     /// How many deliveries are in each status.
     pub async fn counts(&self, scope: Scope<'_>) -> Result<Vec<(DeliveryStatus, u64)>, SendError> {
         on_pool!(
-            conn & self.shared.outbox.pool,
+            &self.shared.outbox.pool,
+            conn,
             crate::send::store::views,
             |c, db| db::counts(c, scope).await
         )

@@ -189,7 +189,8 @@ impl outworx_hooks_queue::Queue for Outbound {
             };
             let max = self.shared.schedule.attempts();
             Ok(on_pool!(
-                tx & self.shared.outbox.pool,
+                &self.shared.outbox.pool,
+                tx,
                 crate::send::store::deliveries,
                 |c, db| {
                     let buried = db::bury(c, now, max).await?;
@@ -214,7 +215,8 @@ impl outworx_hooks_queue::Queue for Outbound {
         Box::pin(async move {
             let now = self.shared.now();
             on_pool!(
-                tx & self.shared.outbox.pool,
+                &self.shared.outbox.pool,
+                tx,
                 crate::send::store::deliveries,
                 |c, db| db::release(c, ids, token, now).await?
             );
@@ -244,7 +246,8 @@ impl outworx_hooks_queue::Queue for Outbound {
         Box::pin(async move {
             let counted: Result<u64, SendError> = async {
                 Ok(on_pool!(
-                    conn & self.shared.outbox.pool,
+                    &self.shared.outbox.pool,
+                    conn,
                     crate::send::store::views,
                     |c, db| db::pending_count(c).await?
                 ))

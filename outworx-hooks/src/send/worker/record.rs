@@ -21,7 +21,8 @@ pub(crate) async fn record(
     }
     let now = shared.now();
     let settled = on_pool!(
-        tx & shared.outbox.pool,
+        &shared.outbox.pool,
+        tx,
         crate::send::store::deliveries,
         |c, db| {
             let mut all = Settled::default();
