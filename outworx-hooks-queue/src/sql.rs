@@ -54,6 +54,28 @@ pub struct Claim<'a> {
     pub policy: ClaimPolicy,
 }
 
+impl<'a> Claim<'a> {
+    /// Up to `limit` due rows, leased under `token` from `now` (ms since 1970) for `lease`,
+    /// earliest due first, none left out.
+    pub fn new(token: &'a str, limit: u32, now: i64, lease: std::time::Duration) -> Self {
+        let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        Claim {
+            now,
+            lease_until: now.saturating_add(lease),
+            token,
+            limit,
+            exclude: None,
+            policy: ClaimPolicy::Due,
+        }
+    }
+
+    /// Leaves out the rows whose `column` is one of `keys`.
+    pub fn excluding(mut self, column: &'static str, keys: &'a [String]) -> Self {
+        self.exclude = Some((column, keys));
+        self
+    }
+}
+
 crate::dialects! {
     pub,
     use sqlx::Row as _;
@@ -146,11 +168,7 @@ crate::dialects! {
                 .push(" WHERE lease_token = ")
                 .push_bind(token)
                 .push(" AND id IN (");
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            q.push(")");
+            push_ids(&mut q, chunk);
             q.build().execute(&mut *c).await?;
         }
         Ok(())
@@ -211,13 +229,18 @@ crate::dialects! {
                 .push(" WHERE lease_token = ")
                 .push_bind(token)
                 .push(" AND id IN (");
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            q.push(")");
+            push_ids(&mut q, chunk);
             hit += q.build().execute(&mut *c).await?.rows_affected();
         }
         Ok(hit)
+    }
+
+    /// `ids` as bound values, and the list's closing parenthesis.
+    fn push_ids(q: &mut sqlx::QueryBuilder<'_, Db>, ids: &[i64]) {
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        q.push(")");
     }
 }

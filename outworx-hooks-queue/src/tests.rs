@@ -9,8 +9,8 @@ use std::time::Duration;
 use sqlx::Row as _;
 
 use crate::{
-    BoxFuture, Claim, ClaimPolicy, Clock, Job, ManualClock, Pool, Queue, QueueTable, Runner,
-    RunnerOptions, on_pool,
+    BoxFuture, Claim, Clock, Job, ManualClock, Pool, Queue, QueueTable, Runner, RunnerOptions,
+    on_pool,
 };
 
 const TOY: QueueTable = QueueTable {
@@ -51,7 +51,7 @@ impl Job for ToyJob {
 struct Toy {
     pool: Pool,
     clock: ManualClock,
-    lease_ms: i64,
+    lease: Duration,
     /// How long each run takes.
     work: Duration,
     /// Runs per id.
@@ -80,7 +80,7 @@ impl Toy {
         Arc::new(Toy {
             pool,
             clock: ManualClock::new(1_000),
-            lease_ms: 30_000,
+            lease: Duration::from_millis(30_000),
             work,
             runs: Mutex::default(),
             running: Mutex::default(),
@@ -115,14 +115,7 @@ impl Queue for Toy {
     ) -> BoxFuture<'a, Result<Vec<ToyJob>, sqlx::Error>> {
         Box::pin(async move {
             let now = self.clock.now_ms();
-            let claim = Claim {
-                now,
-                lease_until: now + self.lease_ms,
-                token,
-                limit,
-                exclude: Some(("key", busy)),
-                policy: ClaimPolicy::Due,
-            };
+            let claim = Claim::new(token, limit, now, self.lease).excluding("key", busy);
             on_pool!(&self.pool, tx, toy, |c, q| {
                 q::bury(c, TOY, now, None).await?;
                 let ids = q::claim(c, TOY, claim).await?;

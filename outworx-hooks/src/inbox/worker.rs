@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use outworx_hooks_queue::{
-    BoxFuture, Claim, ClaimPolicy, RetrySchedule, Runner, RunnerOptions, WorkerHandle, on_pool,
-    storable,
+    BoxFuture, Claim, RetrySchedule, Runner, RunnerOptions, WorkerHandle, on_pool, storable,
 };
 use tower::ServiceExt as _;
 
@@ -148,15 +147,7 @@ impl outworx_hooks_queue::Queue for Inbound {
     ) -> BoxFuture<'a, Result<Vec<Claimed>, InboxError>> {
         Box::pin(async move {
             let now = self.inbox.now();
-            let lease = i64::try_from(self.options.lease().as_millis()).unwrap_or(i64::MAX);
-            let claim = Claim {
-                now,
-                lease_until: now.saturating_add(lease),
-                token,
-                limit,
-                exclude: None,
-                policy: ClaimPolicy::Due,
-            };
+            let claim = Claim::new(token, limit, now, self.options.lease());
             on_pool!(&self.inbox.inner.pool, tx, crate::inbox::store, |c, db| {
                 // A delivery whose every attempt outlived its lease (a handler that crashes
                 // or hangs its process) is dead, not taken again forever.

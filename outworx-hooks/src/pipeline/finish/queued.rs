@@ -6,8 +6,27 @@
 
 #[cfg(not(feature = "inbox"))]
 pub(super) use off::{Redispatch, enqueue};
+
+use axum::response::{IntoResponse, Response};
+use http::{StatusCode, header};
+
+use crate::pipeline::Verified;
+use crate::pipeline::respond::Note;
 #[cfg(feature = "inbox")]
 pub(super) use on::{Redispatch, enqueue};
+
+/// A `queue` route with nowhere to commit: logged with `why`, answered 503 with
+/// `Retry-After` so the provider retries once an inbox is there.
+fn no_inbox(v: Verified, event_type: Option<String>, why: &'static str) -> Response {
+    tracing::error!(handler = v.route.handler, "{why}");
+    let resp = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "30")],
+        "the webhook inbox is unavailable; retry later",
+    )
+        .into_response();
+    v.without_handler(resp, Note::not_queued(event_type, why.to_owned()))
+}
 
 #[cfg(feature = "inbox")]
 mod on {
@@ -126,16 +145,12 @@ mod on {
             .cloned()
             .or_else(Inbox::installed);
         let Some(inbox) = inbox else {
-            let why = "this route has `queue` but no inbox is installed: call \
-                       `Inbox::open(..).await?.install()` at start, or add `Extension(inbox)` to the router";
-            tracing::error!(handler = v.route.handler, "{why}");
-            let resp = (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "30")],
-                "the webhook inbox is unavailable; retry later",
-            )
-                .into_response();
-            return v.without_handler(resp, Note::not_queued(event_type, why.to_owned()));
+            return super::no_inbox(
+                v,
+                event_type,
+                "this route has `queue` but no inbox is installed: call \
+                 `Inbox::open(..).await?.install()` at start, or add `Extension(inbox)` to the router",
+            );
         };
         let valid = v.signature.as_ref().map(|s| s.valid);
         let namespace = v
@@ -279,13 +294,11 @@ mod on {
 
 #[cfg(not(feature = "inbox"))]
 mod off {
-    use axum::response::{IntoResponse, Response};
+    use axum::response::Response;
     use http::request::Parts;
-    use http::{StatusCode, header};
 
     use crate::pipeline::Verified;
     use crate::pipeline::finish::answer::Answered;
-    use crate::pipeline::respond::Note;
     use crate::route::{KeyOrigin, QueueConfig};
     use crate::track::Track;
 
@@ -342,14 +355,10 @@ mod off {
         _origin: KeyOrigin,
         event_type: Option<String>,
     ) -> Response {
-        let why = "this route has `queue` but outworx-hooks was built without its `inbox` feature";
-        tracing::error!(handler = v.route.handler, "{why}");
-        let resp = (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "30")],
-            "the webhook inbox is unavailable; retry later",
+        super::no_inbox(
+            v,
+            event_type,
+            "this route has `queue` but outworx-hooks was built without its `inbox` feature",
         )
-            .into_response();
-        v.without_handler(resp, Note::not_queued(event_type, why.to_owned()))
     }
 }

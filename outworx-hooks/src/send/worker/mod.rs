@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outworx_hooks_queue::{
-    BoxFuture, Claim, ClaimPolicy, Runner, RunnerOptions, WorkerHandle, on_pool, storable,
+    BoxFuture, Claim, Runner, RunnerOptions, WorkerHandle, on_pool, storable,
 };
 
 use super::SendError;
@@ -176,17 +176,10 @@ impl outworx_hooks_queue::Queue for Outbound {
     ) -> BoxFuture<'a, Result<Vec<Job>, SendError>> {
         Box::pin(async move {
             let now = self.shared.now();
-            let lease = i64::try_from(self.options.lease.as_millis()).unwrap_or(i64::MAX);
-            let claim = Claim {
-                now,
-                lease_until: now.saturating_add(lease),
-                token,
-                limit,
-                // Endpoints this worker is at its cap for are left for later, so one
-                // endpoint's backlog does not fill every claim.
-                exclude: Some(("endpoint_id", busy)),
-                policy: ClaimPolicy::Due,
-            };
+            // Endpoints this worker is at its cap for are left for later, so one endpoint's
+            // backlog does not fill every claim.
+            let claim =
+                Claim::new(token, limit, now, self.options.lease).excluding("endpoint_id", busy);
             let max = self.shared.schedule.attempts();
             Ok(on_pool!(
                 &self.shared.outbox.pool,
