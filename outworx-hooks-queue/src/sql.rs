@@ -89,8 +89,33 @@ crate::dialects! {
         table: QueueTable,
         claim: Claim<'_>,
     ) -> Result<Vec<i64>, sqlx::Error> {
+        let rows = claim_query(table, claim, "").build().fetch_all(&mut *c).await?;
+        rows.iter().map(|r| r.try_get::<i64, _>("id")).collect()
+    }
+
+    /// The plan the database makes for [`claim`] (each line of `EXPLAIN QUERY PLAN` on
+    /// SQLite, of `EXPLAIN` on PostgreSQL): for tests that check it reads an index, never
+    /// the whole table, whatever the backlog.
+    #[doc(hidden)]
+    pub async fn claim_plan(
+        c: &mut Conn,
+        table: QueueTable,
+        claim: Claim<'_>,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        let explain = if SKIP_LOCKED.is_empty() { "EXPLAIN QUERY PLAN " } else { "EXPLAIN " };
+        let rows = claim_query(table, claim, explain).build().fetch_all(&mut *c).await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(if SKIP_LOCKED.is_empty() { 3 } else { 0 }))
+            .collect()
+    }
+
+    fn claim_query<'a>(
+        table: QueueTable,
+        claim: Claim<'a>,
+        prefix: &str,
+    ) -> sqlx::QueryBuilder<'a, Db> {
         let t = table.name;
-        let mut q = sqlx::QueryBuilder::<Db>::new(format!("UPDATE {t} SET status = '"));
+        let mut q = sqlx::QueryBuilder::<Db>::new(format!("{prefix}UPDATE {t} SET status = '"));
         q.push(table.leased)
             .push("', attempts = attempts + 1, lease_until = ")
             .push_bind(claim.lease_until)
@@ -98,28 +123,40 @@ crate::dialects! {
             .push_bind(claim.token)
             .push(", updated_at = ")
             .push_bind(claim.now)
-            .push(format!(" WHERE id IN (SELECT id FROM {t} WHERE ((status = 'pending' AND next_attempt_at <= "))
-            .push_bind(claim.now)
-            .push(format!(") OR (status = '{}' AND lease_until <= ", table.leased))
-            .push_bind(claim.now)
-            .push("))");
-        if let Some((column, list)) = claim.exclude.filter(|(_, l)| !l.is_empty()) {
-            q.push(format!(" AND {column} NOT IN ("));
-            let mut items = q.separated(", ");
-            for v in list.iter().take(500) {
-                items.push_bind(v);
-            }
-            q.push(")");
-        }
-        match claim.policy {
-            ClaimPolicy::Due => q.push(" ORDER BY next_attempt_at"),
+            .push(" WHERE id IN (");
+        // Two range scans of the `(status, next_attempt_at)` index, each stopping after
+        // `limit` rows: the due rows, earliest first, and the rows whose lease ran out (their
+        // worker died). One `OR` of both would read, and sort, every due row to keep
+        // `limit` of them: a claim's cost would grow with the backlog.
+        let order = match claim.policy {
+            ClaimPolicy::Due => "next_attempt_at",
         };
+        for (i, (status, due_column)) in [("pending", "next_attempt_at"), (table.leased, "lease_until")]
+            .into_iter()
+            .enumerate()
+        {
+            if i > 0 {
+                q.push(" UNION ALL ");
+            }
+            q.push(format!("SELECT id FROM (SELECT id FROM {t} WHERE status = '{status}' AND {due_column} <= "))
+                .push_bind(claim.now);
+            if let Some((column, list)) = claim.exclude.filter(|(_, l)| !l.is_empty()) {
+                q.push(format!(" AND {column} NOT IN ("));
+                let mut items = q.separated(", ");
+                for v in list.iter().take(500) {
+                    items.push_bind(v);
+                }
+                q.push(")");
+            }
+            q.push(format!(" ORDER BY {order} LIMIT "))
+                .push_bind(i64::from(claim.limit))
+                .push(SKIP_LOCKED)
+                .push(format!(") AS due{i}"));
+        }
         q.push(" LIMIT ")
             .push_bind(i64::from(claim.limit))
-            .push(SKIP_LOCKED)
             .push(") RETURNING id");
-        let rows = q.build().fetch_all(&mut *c).await?;
-        rows.iter().map(|r| r.try_get::<i64, _>("id")).collect()
+        q
     }
 
     /// Marks dead the rows whose lease expired on their last attempt (their process
