@@ -45,13 +45,44 @@ macro_rules! dialects {
 /// query is written once, in a dialect macro compiled for each driver, and this picks one.
 ///
 /// `on_pool!(&pool, tx, path, |c, m| body)` runs it in a transaction committed when `body`
-/// succeeds; `conn` instead of `tx`, on one connection.
+/// succeeds (on SQLite, write-locked from its `BEGIN IMMEDIATE`); `read` in a transaction
+/// that only reads (one snapshot, no write lock); `conn` on one connection.
 /// `?` in `$body` (and on the pool) needs `From<sqlx::Error>` for the enclosing error type.
 #[macro_export]
 macro_rules! on_pool {
     ($pool:expr, tx, $($path:ident)::+, |$c:ident, $m:ident| $body:expr) => {
         match $pool {
             $crate::Pool::Sqlite(p) => {
+                // Write-locked from the start: a transaction that reads, then writes, never
+                // fails on a snapshot another writer made stale (SQLITE_BUSY_SNAPSHOT, which
+                // the busy timeout does not cover); it waits for its turn instead.
+                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                let out = {
+                    let $c: &mut $crate::sqlx::SqliteConnection = &mut tx;
+                    #[allow(unused_imports)]
+                    use $($path)::+::sqlite as $m;
+                    $body
+                };
+                tx.commit().await?;
+                out
+            }
+            $crate::Pool::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                let out = {
+                    let $c: &mut $crate::sqlx::PgConnection = &mut tx;
+                    #[allow(unused_imports)]
+                    use $($path)::+::postgres as $m;
+                    $body
+                };
+                tx.commit().await?;
+                out
+            }
+        }
+    };
+    ($pool:expr, read, $($path:ident)::+, |$c:ident, $m:ident| $body:expr) => {
+        match $pool {
+            $crate::Pool::Sqlite(p) => {
+                // A deferred transaction: one snapshot for several reads, and no write lock.
                 let mut tx = p.begin().await?;
                 let out = {
                     let $c: &mut $crate::sqlx::SqliteConnection = &mut tx;

@@ -6,6 +6,7 @@
 //! | [`Pool`], [`on_pool!`] | where a queue lives (SQLite or PostgreSQL), its migrations, and the one macro that runs a query module's code on either driver |
 //! | [`sql`] | the claim (with its lease; the reaper), bury, release and finish queries, for any [`QueueTable`] |
 //! | [`Clock`], [`RetrySchedule`] | the time a queue runs on, and when a failed job is tried again |
+//! | [`GroupCommit`], [`WriteGate`] | group commit of the writes a client waits for (receipts, sends), and the order in which they and a worker's writes take SQLite's one writer |
 //! | [`Runner`], [`Queue`] | the worker loop: claims, concurrency and per-key caps, batched recording, backoff, shutdown ([`WorkerHandle`]) and gauge sampling |
 //!
 //! A queue implements [`Queue`]: how it claims (with [`sql`]), runs and settles its jobs.
@@ -17,13 +18,17 @@
 
 mod clock;
 mod dialect;
+mod gate;
+mod group;
 mod pool;
 mod runner;
 mod schedule;
 pub mod sql;
 
 pub use clock::{Clock, ManualClock, SystemClock, now_ms};
-pub use pool::{Pool, storable};
+pub use gate::{Turn, Urgency, WriteGate};
+pub use group::{Commit, GroupCommit, GroupError, GroupOptions};
+pub use pool::{Durability, Pool, storable};
 pub use runner::{BoxFuture, Job, Queue, Runner, RunnerOptions, WorkerHandle};
 pub use schedule::RetrySchedule;
 pub use sql::{Claim, ClaimPolicy, QueueTable};

@@ -4,7 +4,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -28,13 +28,27 @@ impl Pool {
     }
 
     /// Opens `url`: a `postgres://` URL, a `sqlite:` URL, `:memory:`, or a file path
-    /// (created if missing).
+    /// (created if missing), with the backend's default [`Durability`].
     pub async fn open(url: &str) -> Result<Pool, sqlx::Error> {
+        Pool::open_with(url, None).await
+    }
+
+    /// Opens `url` with a commit's durability set (`None`: the backend's default, SQLite's
+    /// [`Durability::Process`] and the PostgreSQL server's own `synchronous_commit`).
+    pub async fn open_with(url: &str, durability: Option<Durability>) -> Result<Pool, sqlx::Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let mut opts = PgConnectOptions::from_str(url)?;
+            if let Some(d) = durability {
+                let on = match d {
+                    Durability::Process => "off",
+                    Durability::Disk => "on",
+                };
+                opts = opts.options([("synchronous_commit", on)]);
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
+                .connect_with(opts)
                 .await?;
             return Ok(Pool::Postgres(pool));
         }
@@ -47,13 +61,19 @@ impl Pool {
         };
         // WAL with NORMAL sync: a commit survives the process being killed (what a durable
         // queue promises); only a power loss may take the last commits, never corrupting it.
+        // FULL syncs the WAL at every commit: a power loss takes nothing committed.
+        let sync = match durability.unwrap_or(Durability::Process) {
+            Durability::Process => SqliteSynchronous::Normal,
+            Durability::Disk => SqliteSynchronous::Full,
+        };
         let opts = opts
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(sync)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(opts)
             .await?;
         Ok(Pool::Sqlite(pool))
@@ -138,6 +158,21 @@ impl Pool {
     }
 }
 
+/// What a commit survives: how far an acknowledged write (a receipt answered 200, a send
+/// answered with its id) is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// The application's crash (`kill -9`), not the machine's: a power loss or an OS crash
+    /// may take the last commits (never corrupting the database). SQLite: WAL with
+    /// `synchronous=NORMAL` (its default here); PostgreSQL: `synchronous_commit=off` (also
+    /// a crash of the PostgreSQL server may take the last commits).
+    Process,
+    /// The machine's crash too: every commit is on disk before it is answered. SQLite:
+    /// `synchronous=FULL`; PostgreSQL: `synchronous_commit=on`.
+    Disk,
+}
+
 /// Text a queue's database stores as it is: PostgreSQL refuses NUL in `TEXT`, so it becomes
 /// U+FFFD (keys, event types, errors, response snippets: whatever a sender chose).
 pub fn storable(text: &str) -> String {
@@ -147,6 +182,43 @@ pub fn storable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The durability asked for is the setting SQLite applies, on every connection.
+    #[tokio::test]
+    async fn sqlite_applies_the_durability_asked_for() {
+        let dir = std::env::temp_dir().join(format!("outworx-durability-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (durability, expected) in [
+            (None, 1),
+            (Some(Durability::Process), 1),
+            (Some(Durability::Disk), 2),
+        ] {
+            let file = dir.join(format!("{expected}-{}.db", durability.is_some()));
+            let pool = Pool::open_with(file.to_str().unwrap(), durability)
+                .await
+                .unwrap();
+            let Pool::Sqlite(p) = &pool else {
+                unreachable!("a file is SQLite")
+            };
+            // Several connections at once: each one has the setting.
+            let mut held = Vec::new();
+            for _ in 0..3 {
+                let mut c = p.acquire().await.unwrap();
+                let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(&mut *c)
+                    .await
+                    .unwrap();
+                assert_eq!(sync, expected, "{durability:?}: 1 is NORMAL, 2 is FULL");
+                let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+                    .fetch_one(&mut *c)
+                    .await
+                    .unwrap();
+                assert_eq!(journal, "wal");
+                held.push(c);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// A table an older version created gains the columns added since, once, in place.
     #[tokio::test]

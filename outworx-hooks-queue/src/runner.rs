@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
+use crate::gate::WriteGate;
+
 /// A boxed, `Send` future: what [`Queue`]'s methods return, so a queue is a plain trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -42,7 +44,7 @@ pub trait Queue: Send + Sync + 'static {
     /// A claimed job.
     type Job: Job;
     /// What became of a job, to record.
-    type Outcome: Send + 'static;
+    type Outcome: Send + Sync + 'static;
     /// Why the database refused a claim, a release or a settlement.
     type Error: fmt::Display + Send + 'static;
 
@@ -83,6 +85,13 @@ pub trait Queue: Send + Sync + 'static {
     /// Notified when a job is added in this process, so an idle runner claims at once rather
     /// than at its next poll; `None` to rely on polling.
     fn wake(&self) -> Option<&Notify> {
+        None
+    }
+
+    /// The writer this queue's database shares with urgent writes in this process (SQLite's
+    /// receipts and sends): the runner's claims, releases and settlements take
+    /// [`WriteGate::background`] turns at it. `None`: no gate.
+    fn gate(&self) -> Option<&WriteGate> {
         None
     }
 }
@@ -273,7 +282,10 @@ impl<Q: Queue> Runner<Q> {
         let token = self.inner.token();
         let busy = self.inner.busy();
         let q = &self.inner.queue;
-        let jobs = q.claim(&token, limit.clamp(1, 1_000), &busy).await?;
+        let jobs = self
+            .inner
+            .claim(&token, limit.clamp(1, 1_000), &busy)
+            .await?;
         let mut tasks = Vec::with_capacity(jobs.len());
         let mut released = Vec::new();
         for job in jobs {
@@ -298,10 +310,10 @@ impl<Q: Queue> Runner<Q> {
         // What ran is recorded first: a release that fails must not lose it.
         let n = outcomes.len();
         if n > 0 {
-            q.settle(&[(token.clone(), outcomes)]).await?;
+            self.inner.settle(&[(token.clone(), outcomes)]).await?;
         }
         if !released.is_empty() {
-            q.release(&token, &released).await?;
+            self.inner.release(&token, &released).await?;
         }
         Ok(n)
     }
@@ -320,7 +332,8 @@ impl<Q: Queue> Runner<Q> {
         let inner = &self.inner;
         let o = &inner.options;
         let permits = Arc::new(Semaphore::new(o.concurrency));
-        let (tx, rx) = mpsc::channel::<(String, Q::Outcome)>(o.concurrency * 2);
+        // Never full: each message holds one of the `concurrency` permits.
+        let (tx, rx) = mpsc::channel::<Done<Q>>(o.concurrency + 1);
         let recorder = tokio::spawn(Arc::clone(inner).record_loop(rx));
         let mut backoff = Duration::from_millis(100);
         let mut sampled: Option<Instant> = None;
@@ -358,7 +371,7 @@ impl<Q: Queue> Runner<Q> {
             let want = u32::try_from(free).unwrap_or(u32::MAX).min(o.batch);
             let token = inner.token();
             let busy = inner.busy();
-            let jobs = match inner.queue.claim(&token, want, &busy).await {
+            let jobs = match inner.claim(&token, want, &busy).await {
                 Ok(jobs) => {
                     backoff = Duration::from_millis(100);
                     jobs
@@ -397,7 +410,7 @@ impl<Q: Queue> Runner<Q> {
                 ));
             }
             if !released.is_empty()
-                && let Err(e) = inner.queue.release(&token, &released).await
+                && let Err(e) = inner.release(&token, &released).await
             {
                 tracing::warn!(error = %e, "{}: giving jobs back failed; their leases will expire", o.name);
             }
@@ -428,23 +441,64 @@ impl<Q: Queue> Runner<Q> {
     }
 }
 
-/// One job in its task: run, free its key's slot, hand the outcome to the recorder, then
-/// free the runner's slot (so shutdown's wait for every permit covers the hand-over).
+/// A job that ran, on its way to the recorder. It keeps its places (the runner's permit, its
+/// key's slot) until its outcome is committed: the jobs run but not yet recorded are never
+/// more than `concurrency`, nor more than `per_key` for one key, and those are all a crash can
+/// make run again (besides the jobs whose leases it leaves: the same places).
+struct Done<Q: Queue> {
+    token: String,
+    outcome: Q::Outcome,
+    places: (Option<Slot<Q>>, OwnedSemaphorePermit),
+}
+
+/// One job in its task: run, then hand the outcome, with its places, to the recorder.
 async fn run_one<Q: Queue>(
     queue: Arc<Q>,
     job: Q::Job,
     slot: Option<Slot<Q>>,
     permit: OwnedSemaphorePermit,
-    tx: mpsc::Sender<(String, Q::Outcome)>,
+    tx: mpsc::Sender<Done<Q>>,
     token: String,
 ) {
     let outcome = queue.run(job).await;
-    drop(slot);
-    let _ = tx.send((token, outcome)).await;
-    drop(permit);
+    let _ = tx
+        .send(Done {
+            token,
+            outcome,
+            places: (slot, permit),
+        })
+        .await;
 }
 
 impl<Q: Queue> Inner<Q> {
+    async fn claim(
+        &self,
+        token: &str,
+        limit: u32,
+        busy: &[String],
+    ) -> Result<Vec<Q::Job>, Q::Error> {
+        let _turn = self.background().await;
+        self.queue.claim(token, limit, busy).await
+    }
+
+    async fn release(&self, token: &str, ids: &[i64]) -> Result<(), Q::Error> {
+        let _turn = self.background().await;
+        self.queue.release(token, ids).await
+    }
+
+    async fn settle(&self, batch: &[(String, Vec<Q::Outcome>)]) -> Result<(), Q::Error> {
+        let _turn = self.background().await;
+        self.queue.settle(batch).await
+    }
+
+    /// A turn at the queue's writer, after the urgent writes (none without a gate).
+    async fn background(&self) -> Option<crate::gate::Turn<'_>> {
+        match self.queue.gate() {
+            Some(gate) => Some(gate.background().await),
+            None => None,
+        }
+    }
+
     fn token(&self) -> String {
         format!(
             "{}:{}",
@@ -483,18 +537,26 @@ impl<Q: Queue> Inner<Q> {
         }))
     }
 
-    /// Records outcomes as they come, many per transaction.
-    async fn record_loop(self: Arc<Self>, mut rx: mpsc::Receiver<(String, Q::Outcome)>) {
-        let mut batch: Vec<(String, Q::Outcome)> = Vec::new();
+    /// Records outcomes as they come, many per transaction; frees their places after.
+    async fn record_loop(self: Arc<Self>, mut rx: mpsc::Receiver<Done<Q>>) {
+        let mut batch: Vec<Done<Q>> = Vec::new();
         while rx.recv_many(&mut batch, self.options.record_batch).await > 0 {
             let mut groups: Vec<(String, Vec<Q::Outcome>)> = Vec::new();
-            for (token, outcome) in batch.drain(..) {
+            let mut places = Vec::with_capacity(batch.len());
+            for done in batch.drain(..) {
+                let Done {
+                    token,
+                    outcome,
+                    places: held,
+                } = done;
+                places.push(held);
                 match groups.iter_mut().find(|(t, _)| *t == token) {
                     Some((_, list)) => list.push(outcome),
                     None => groups.push((token, vec![outcome])),
                 }
             }
             self.record(groups).await;
+            drop(places);
         }
     }
 
@@ -505,7 +567,7 @@ impl<Q: Queue> Inner<Q> {
         let name = self.options.name;
         let mut delay = Duration::from_millis(50);
         for _ in 0..4 {
-            match self.queue.settle(&groups).await {
+            match self.settle(&groups).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "{name}: recording outcomes failed; retrying");
@@ -518,7 +580,7 @@ impl<Q: Queue> Inner<Q> {
             for outcome in outcomes {
                 let id = self.queue.outcome_id(&outcome);
                 let one = [(token.clone(), vec![outcome])];
-                if let Err(e) = self.queue.settle(&one).await {
+                if let Err(e) = self.settle(&one).await {
                     tracing::error!(
                         error = %e,
                         id,

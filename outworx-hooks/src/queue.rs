@@ -5,4 +5,6 @@
 //! the engine's too; [`crate::send`] and [`crate::inbox`] each say only what a job is and how
 //! it runs.
 
-pub use outworx_hooks_queue::{Clock, ManualClock, RetrySchedule, SystemClock, WorkerHandle};
+pub use outworx_hooks_queue::{
+    Clock, Durability, ManualClock, RetrySchedule, SystemClock, WorkerHandle,
+};

@@ -7,12 +7,14 @@ mod worker;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use outworx_hooks_queue::{Pool, on_pool};
+use outworx_hooks_queue::{GroupCommit, GroupError, GroupOptions, Pool, WriteGate, on_pool};
+
+use crate::queue::Durability;
 
 pub use crate::queue::WorkerHandle;
 pub use error::InboxError;
-pub(crate) use store::NewEntry;
 pub use store::{Delivery, DeliveryFilter, DeliveryStatus, InboxSummary};
+pub(crate) use store::{NewEntry, headers_json};
 pub use worker::{Worker, WorkerOptions};
 
 use crate::queue::{Clock, SystemClock};
@@ -65,6 +67,35 @@ pub(crate) struct Inner {
     pub(crate) pool: Pool,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) on_dead: RwLock<Option<DeadHook>>,
+    /// SQLite's one writer in this process: receipts first, the worker after.
+    pub(crate) gate: Arc<WriteGate>,
+    /// Concurrent receipts, committed together.
+    receipts: GroupCommit<store::Receipts>,
+}
+
+impl Inner {
+    fn new(
+        pool: Pool,
+        clock: Arc<dyn Clock>,
+        on_dead: Option<DeadHook>,
+        gate: Arc<WriteGate>,
+    ) -> Inner {
+        let receipts = GroupCommit::new(
+            store::Receipts {
+                pool: pool.clone(),
+                clock: Arc::clone(&clock),
+            },
+            Arc::clone(&gate),
+            GroupOptions::for_pool(&pool),
+        );
+        Inner {
+            pool,
+            clock,
+            on_dead: RwLock::new(on_dead),
+            gate,
+            receipts,
+        }
+    }
 }
 
 /// The durable inbox: SQLite (a file next to the app, the embedded default), PostgreSQL
@@ -87,22 +118,30 @@ static INSTALLED: RwLock<Option<Inbox>> = RwLock::new(None);
 
 impl Inbox {
     /// Opens `url`: a `postgres://` URL, a `sqlite:` URL, `:memory:`, or a file path.
+    ///
+    /// A receipt answered 200 survives the application's crash (`kill -9`) on either backend
+    /// (see [`Durability`]; [`Inbox::open_with`] to choose).
     pub async fn open(url: &str) -> Result<Inbox, InboxError> {
-        Ok(Inbox::with_pool(store::open(url).await?))
+        Ok(Inbox::with_pool(store::open(url, None).await?))
+    }
+
+    /// Opens `url` with a receipt's durability chosen: [`Durability::Process`] (SQLite's
+    /// default: a 200 survives the application's crash, a power loss may take the last
+    /// ones) or [`Durability::Disk`] (every 200 is on disk first; SQLite `synchronous=FULL`,
+    /// PostgreSQL `synchronous_commit=on`).
+    pub async fn open_with(url: &str, durability: Durability) -> Result<Inbox, InboxError> {
+        Ok(Inbox::with_pool(store::open(url, Some(durability)).await?))
     }
 
     /// An inbox in memory. **Not durable**: a crash loses every queued delivery. For tests.
     pub async fn memory() -> Result<Inbox, InboxError> {
-        Ok(Inbox::with_pool(store::open(":memory:").await?))
+        Ok(Inbox::with_pool(store::open(":memory:", None).await?))
     }
 
     fn with_pool(pool: Pool) -> Inbox {
+        let gate = Arc::new(WriteGate::for_pool(&pool));
         Inbox {
-            inner: Arc::new(Inner {
-                pool,
-                clock: Arc::new(SystemClock),
-                on_dead: RwLock::new(None),
-            }),
+            inner: Arc::new(Inner::new(pool, Arc::new(SystemClock), None, gate)),
         }
     }
 
@@ -115,11 +154,12 @@ impl Inbox {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         Inbox {
-            inner: Arc::new(Inner {
-                pool: self.inner.pool.clone(),
-                clock: Arc::new(clock),
-                on_dead: RwLock::new(on_dead),
-            }),
+            inner: Arc::new(Inner::new(
+                self.inner.pool.clone(),
+                Arc::new(clock),
+                on_dead,
+                Arc::clone(&self.inner.gate),
+            )),
         }
     }
 
@@ -235,7 +275,7 @@ impl Inbox {
     /// index, so its cost is bounded by `cap` whatever the inbox's history.
     pub async fn summary(&self, cap: u32) -> Result<InboxSummary, InboxError> {
         let cap = i64::from(cap.max(1));
-        on_pool!(&self.inner.pool, tx, crate::inbox::store, |c, db| {
+        on_pool!(&self.inner.pool, read, crate::inbox::store, |c, db| {
             db::summary(c, cap).await
         })
     }
@@ -252,14 +292,12 @@ impl Inbox {
         Worker::new(self.clone(), router, options)
     }
 
-    /// Commits one verified delivery (the receive path of a `queue` route).
-    pub(crate) async fn enqueue(
-        &self,
-        e: &store::NewEntry<'_>,
-    ) -> Result<store::Enqueued, InboxError> {
-        let now = self.now();
-        on_pool!(&self.inner.pool, tx, crate::inbox::store, |c, db| {
-            db::enqueue(c, e, now).await
+    /// Commits one verified delivery (the receive path of a `queue` route), in one
+    /// transaction with the receipts arriving meanwhile; answers once it is committed.
+    pub(crate) async fn enqueue(&self, e: store::NewEntry) -> Result<store::Enqueued, InboxError> {
+        self.inner.receipts.submit(e).await.map_err(|e| match e {
+            GroupError::Failed(refused) => InboxError::Store(refused.message),
+            other => InboxError::Store(other.to_string()),
         })
     }
 }

@@ -21,8 +21,11 @@ const POSTGRES_SCHEMA: &str = include_str!("../../migrations/inbox/0001_inbox.po
 /// that received the delivery (feature `otel`; `NULL` without it).
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("outworx_inbox", "traceparent", "TEXT")];
 
-pub(crate) async fn open(url: &str) -> Result<Pool, InboxError> {
-    let pool = Pool::open(url).await?;
+pub(crate) async fn open(
+    url: &str,
+    durability: Option<outworx_hooks_queue::Durability>,
+) -> Result<Pool, InboxError> {
+    let pool = Pool::open_with(url, durability).await?;
     pool.migrate(SQLITE_SCHEMA, POSTGRES_SCHEMA, ADDED_COLUMNS)
         .await?;
     Ok(pool)
@@ -189,18 +192,95 @@ pub struct InboxSummary {
     pub oldest_pending_at: Option<i64>,
 }
 
-/// A delivery to commit.
-pub(crate) struct NewEntry<'a> {
-    pub(crate) route: &'a str,
-    pub(crate) key: &'a str,
-    pub(crate) method: &'a str,
-    pub(crate) uri: &'a str,
-    pub(crate) headers: &'a http::HeaderMap,
-    pub(crate) body: &'a [u8],
+/// A delivery to commit: a `queue` route's receipt, owned, so that it can wait for the
+/// transaction it joins (see [`Receipts`]).
+pub(crate) struct NewEntry {
+    pub(crate) route: String,
+    pub(crate) key: String,
+    pub(crate) method: String,
+    pub(crate) uri: String,
+    /// JSON `[[name, base64 value], ..]` (see [`headers_json`]).
+    pub(crate) headers: String,
+    pub(crate) body: bytes::Bytes,
     pub(crate) signature_valid: Option<bool>,
-    pub(crate) event_type: Option<&'a str>,
+    pub(crate) event_type: Option<String>,
     pub(crate) traceparent: Option<String>,
     pub(crate) options: QueueOptions,
+}
+
+impl NewEntry {
+    /// What it weighs in a batch: its bytes, and a row's overhead.
+    fn weight(&self) -> usize {
+        self.body.len()
+            + self.headers.len()
+            + self.key.len()
+            + self.uri.len()
+            + self.route.len()
+            + self.traceparent.as_ref().map_or(0, String::len)
+            + 128
+    }
+}
+
+/// The inbox's group commit: concurrent receipts join one transaction
+/// (see [`outworx_hooks_queue::GroupCommit`]).
+pub(crate) struct Receipts {
+    pub(crate) pool: Pool,
+    pub(crate) clock: std::sync::Arc<dyn outworx_hooks_queue::Clock>,
+}
+
+/// Why a batch of receipts was not committed, and whether it can be one row's fault (a
+/// constraint, a value too large for an index) rather than the database's (I/O, a full
+/// disk, the pool).
+#[derive(Debug, Clone)]
+pub(crate) struct Refused {
+    pub(crate) message: String,
+    row: bool,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<sqlx::Error> for Refused {
+    fn from(e: sqlx::Error) -> Self {
+        Refused {
+            row: matches!(e, sqlx::Error::Database(_)),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl outworx_hooks_queue::Commit for Receipts {
+    type Item = NewEntry;
+    type Output = Enqueued;
+    type Error = Refused;
+
+    fn bytes(item: &NewEntry) -> usize {
+        item.weight()
+    }
+
+    fn commit<'a>(
+        &'a self,
+        items: &'a [NewEntry],
+    ) -> outworx_hooks_queue::BoxFuture<'a, Result<Vec<Enqueued>, Refused>> {
+        Box::pin(async move {
+            let now = self.clock.now_ms();
+            // One statement, committed on its own (no BEGIN, no COMMIT: each is a round trip
+            // to the database while SQLite's write lock is held).
+            Ok(outworx_hooks_queue::on_pool!(
+                &self.pool,
+                conn,
+                crate::inbox::store,
+                |c, db| db::enqueue(c, items, now).await?
+            ))
+        })
+    }
+
+    fn alone(&self, error: &Refused) -> bool {
+        error.row
+    }
 }
 
 /// A claimed delivery, with what the worker needs to run it again.
@@ -229,7 +309,7 @@ pub(crate) struct Enqueued {
 
 const MAX_LIST: u32 = 1000;
 
-fn headers_json(h: &http::HeaderMap) -> String {
+pub(crate) fn headers_json(h: &http::HeaderMap) -> String {
     let b64 = base64::engine::general_purpose::STANDARD;
     let list: Vec<(&str, String)> = h
         .iter()
@@ -257,43 +337,81 @@ outworx_hooks_queue::dialects! {
 
     use super::*;
 
-    /// Commits a delivery once per route and key; a repeat answers the first's id.
+    /// Commits deliveries, each once per route and key, in one statement (atomic on its
+    /// own: run it outside a transaction, and it is its own): a repeat (of a stored one, or
+    /// of one earlier in `entries`) answers the first's id, read after.
     pub(crate) async fn enqueue(
         c: &mut Conn,
-        e: &NewEntry<'_>,
+        entries: &[NewEntry],
         now: i64,
-    ) -> Result<Enqueued, InboxError> {
-        let backoff = i64::try_from(e.options.backoff.as_millis()).unwrap_or(i64::MAX);
-        let row = sqlx::query(
+    ) -> Result<Vec<Enqueued>, sqlx::Error> {
+        // The first entry of each (route, key); the others repeat it.
+        let mut first: std::collections::HashMap<(&str, &str), usize> =
+            std::collections::HashMap::with_capacity(entries.len());
+        let mut fresh = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            if let std::collections::hash_map::Entry::Vacant(v) =
+                first.entry((e.route.as_str(), e.key.as_str()))
+            {
+                v.insert(i);
+                fresh.push(e);
+            }
+        }
+        let mut q = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO outworx_inbox (route, key, method, uri, headers, body, signature_valid, \
              event_type, received_at, max_attempts, backoff_ms, status, attempts, next_attempt_at, \
-             updated_at, traceparent) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', 0, $9, $9, $12) \
-             ON CONFLICT (route, key) DO NOTHING RETURNING id",
-        )
-        .bind(e.route)
-        .bind(e.key)
-        .bind(e.method)
-        .bind(e.uri)
-        .bind(headers_json(e.headers))
-        .bind(e.body)
-        .bind(e.signature_valid.map(i64::from))
-        .bind(e.event_type)
-        .bind(now)
-        .bind(i64::from(e.options.attempts.max(1)))
-        .bind(backoff)
-        .bind(&e.traceparent)
-        .fetch_optional(&mut *c)
-        .await?;
-        if let Some(r) = row {
-            return Ok(Enqueued { id: r.try_get("id")?, duplicate: false });
+             updated_at, traceparent) ",
+        );
+        q.push_values(&fresh, |mut row, e| {
+            let backoff = i64::try_from(e.options.backoff.as_millis()).unwrap_or(i64::MAX);
+            row.push_bind(&e.route)
+                .push_bind(&e.key)
+                .push_bind(&e.method)
+                .push_bind(&e.uri)
+                .push_bind(&e.headers)
+                .push_bind(e.body.as_ref())
+                .push_bind(e.signature_valid.map(i64::from))
+                .push_bind(&e.event_type)
+                .push_bind(now)
+                .push_bind(i64::from(e.options.attempts.max(1)))
+                .push_bind(backoff)
+                .push("'pending'")
+                .push("0")
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(&e.traceparent);
+        });
+        q.push(" ON CONFLICT (route, key) DO NOTHING RETURNING id, route, key");
+        let rows = q.build().fetch_all(&mut *c).await?;
+        // Row ids by (route, key): the rows inserted now, then the ones stored before.
+        let mut ids: std::collections::HashMap<(String, String), (i64, bool)> =
+            std::collections::HashMap::with_capacity(fresh.len());
+        for r in &rows {
+            ids.insert((r.try_get("route")?, r.try_get("key")?), (r.try_get("id")?, false));
         }
-        let r = sqlx::query("SELECT id FROM outworx_inbox WHERE route = $1 AND key = $2")
-            .bind(e.route)
-            .bind(e.key)
-            .fetch_one(&mut *c)
-            .await?;
-        Ok(Enqueued { id: r.try_get("id")?, duplicate: true })
+        for e in &fresh {
+            if ids.contains_key(&(e.route.clone(), e.key.clone())) {
+                continue;
+            }
+            let r = sqlx::query("SELECT id FROM outworx_inbox WHERE route = $1 AND key = $2")
+                .bind(&e.route)
+                .bind(&e.key)
+                .fetch_one(&mut *c)
+                .await?;
+            ids.insert((e.route.clone(), e.key.clone()), (r.try_get("id")?, true));
+        }
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let (id, stored_before) = ids
+                    .get(&(e.route.clone(), e.key.clone()))
+                    .copied()
+                    .ok_or_else(|| sqlx::Error::RowNotFound)?;
+                let repeat = first.get(&(e.route.as_str(), e.key.as_str())) != Some(&i);
+                Ok(Enqueued { id, duplicate: stored_before || repeat })
+            })
+            .collect()
     }
 
     /// Leases the due deliveries `claim` asks for and reads each as it was received.

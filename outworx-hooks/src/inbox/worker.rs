@@ -250,6 +250,10 @@ impl outworx_hooks_queue::Queue for Inbound {
             }
         })
     }
+
+    fn gate(&self) -> Option<&outworx_hooks_queue::WriteGate> {
+        Some(&self.inbox.inner.gate)
+    }
 }
 
 impl Inbound {

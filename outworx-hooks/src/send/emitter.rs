@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-use outworx_hooks_queue::on_pool;
+use outworx_hooks_queue::{GroupCommit, GroupError, GroupOptions, WriteGate, on_pool};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -14,6 +14,7 @@ use super::model::{
     NewMessage, Sent, validate_endpoint_fields, validate_text,
 };
 use super::shared::{DeadHook, DeadLetter, DisabledEndpoint, DisabledHook, Shared};
+use super::store::messages::{Pending, Sends};
 use super::store::{DeliveryFilter, Outbox, Scope};
 use super::worker::{Worker, WorkerOptions};
 use super::{SendError, TargetPolicy, ids};
@@ -137,8 +138,20 @@ impl EmitterBuilder {
     /// # Panics
     /// With a worker, when called outside a tokio runtime.
     pub fn build(self) -> Emitter {
+        let pool = self.outbox.pool.clone();
+        let gate = Arc::new(WriteGate::for_pool(&pool));
+        let sends = GroupCommit::new(
+            Sends {
+                pool: pool.clone(),
+                clock: Arc::clone(&self.clock),
+            },
+            Arc::clone(&gate),
+            GroupOptions::for_pool(&pool),
+        );
         let emitter = Emitter {
             shared: Arc::new(Shared {
+                gate,
+                sends,
                 outbox: self.outbox,
                 policy: Arc::new(self.policy),
                 max_payload: self.max_payload,
@@ -236,16 +249,27 @@ impl Emitter {
     }
 
     /// Commits a message built with [`NewMessage`] (an idempotency key, an owner).
+    ///
+    /// Concurrent sends share a transaction (group commit): each is answered once the
+    /// transaction holding it committed, with its own result.
     pub async fn send_message(&self, message: NewMessage) -> Result<Sent, SendError> {
         message.validate(self.shared.max_payload)?;
-        let now = self.now();
-        let id = ids::new_id("msg_", now)?;
-        let sent = on_pool!(
-            &self.shared.outbox.pool,
-            tx,
-            crate::send::store::messages,
-            |c, db| db::insert_message(c, &message, &id, now).await?
-        );
+        let id = ids::new_id("msg_", self.now())?;
+        let pending = Pending {
+            message,
+            id,
+            // The span it was emitted in: each attempt's span is that span's child.
+            traceparent: crate::otel::traceparent(&tracing::Span::current()),
+        };
+        let sent = self
+            .shared
+            .sends
+            .submit(pending)
+            .await
+            .map_err(|e| match e {
+                GroupError::Failed(e) => e,
+                other => SendError::Store(other.to_string()),
+            })?;
         if sent.deliveries > 0 {
             self.shared.wake.notify_one();
         }

@@ -1,7 +1,7 @@
 //! Why a send, an endpoint change or a query failed.
 
 /// Why a send, an endpoint change or a query failed. Never carries a secret.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
     /// A value was refused before anything was stored.

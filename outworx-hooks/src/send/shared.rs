@@ -61,6 +61,10 @@ pub(crate) struct Shared {
     pub(crate) wake: Notify,
     pub(crate) on_dead: Option<DeadHook>,
     pub(crate) on_disabled: Option<DisabledHook>,
+    /// SQLite's one writer in this process: sends first, the worker after.
+    pub(crate) gate: Arc<outworx_hooks_queue::WriteGate>,
+    /// Concurrent sends (outside a caller's transaction), committed together.
+    pub(crate) sends: outworx_hooks_queue::GroupCommit<super::store::messages::Sends>,
 }
 
 impl Shared {

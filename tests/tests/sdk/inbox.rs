@@ -556,3 +556,55 @@ async fn without_an_inbox_a_queue_route_answers_503_so_the_provider_retries() {
     assert_eq!(status, 503);
     assert!(Inbox::installed().is_none());
 }
+
+/// Concurrent deliveries share commits, and each is answered for itself: 40 distinct
+/// deliveries sent three times each, all at once, make 40 rows; every copy is answered 200 with
+/// its delivery's row, and exactly one copy of each is not a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_share_commits_and_each_is_answered_for_itself() {
+    let s = Setup::new("group").await;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(120)
+        .build()
+        .unwrap();
+    let url = format!("{}/flaky", s.base);
+    let sends: Vec<_> = (0..120)
+        .map(|n| {
+            let (http, url) = (http.clone(), url.clone());
+            let id = format!("msg_group_{:02}", n % 40);
+            tokio::spawn(async move {
+                let (status, body) = post_to(&http, &url, &signed(&id, "order.created"))
+                    .await
+                    .unwrap();
+                (id, status, body)
+            })
+        })
+        .collect();
+    let mut rows: std::collections::HashMap<String, Vec<(i64, bool)>> = Default::default();
+    for send in sends {
+        let (id, status, body) = send.await.unwrap();
+        assert_eq!(status, 200, "{id}: {body}");
+        rows.entry(id).or_default().push((
+            body["id"].as_i64().unwrap(),
+            body["duplicate"].as_bool().unwrap(),
+        ));
+    }
+    assert_eq!(rows.len(), 40);
+    for (id, answers) in &rows {
+        assert!(
+            answers.iter().all(|(row, _)| *row == answers[0].0),
+            "{id}: copies answered with different rows: {answers:?}"
+        );
+        assert_eq!(
+            answers.iter().filter(|(_, dup)| !dup).count(),
+            1,
+            "{id}: {answers:?}"
+        );
+    }
+    let stored = s
+        .inbox
+        .deliveries(&DeliveryFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 40);
+}

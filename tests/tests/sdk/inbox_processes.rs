@@ -140,6 +140,118 @@ async fn a_receiver_killed_mid_run_loses_nothing() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// A burst of concurrent deliveries (they share group commits), and the receiver SIGKILLed
+/// in the middle of it: after a restart, every delivery that was answered 2xx is in the
+/// inbox, checked one by one by its id, and processed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_during_a_burst_loses_no_acknowledged_delivery() {
+    let dir = std::env::temp_dir().join(format!("outworx-inbox-burst-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let inbox = dir.join("inbox.db").display().to_string();
+    let fx = dir.join("effects.db").display().to_string();
+    let (first, url) = instance(&inbox, &fx, 0).await;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(32)
+        .build()
+        .unwrap();
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<usize>::new()));
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let senders: Vec<_> = (0..32)
+        .map(|_| {
+            let (http, url, acked, next) = (http.clone(), url.clone(), acked.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= 20_000 {
+                        return;
+                    }
+                    let signed = Signer::new(Provider::Standard, SECRET)
+                        .id(format!("msg_{i:05}"))
+                        .sign(format!(r#"{{"type":"order.created","data":{{"n":{i}}}}}"#))
+                        .unwrap();
+                    let sent = http
+                        .post(&url)
+                        .headers(signed.headers)
+                        .body(signed.body)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status().is_success() => acked.lock().unwrap().push(i),
+                        Ok(_) => {}
+                        // The receiver is gone: this sender is done.
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill it mid-burst, while requests are in flight and batches are committing.
+    let start = Instant::now();
+    while acked.lock().unwrap().len() < 2_000 && start.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(first);
+    for s in senders {
+        let _ = s.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 2_000,
+        "only {} acknowledged before the kill",
+        acked.len()
+    );
+
+    // Every acknowledged delivery is in the inbox, by its id, before anything runs again.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{inbox}"))
+        .await
+        .unwrap();
+    let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM outworx_inbox")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    let ids: std::collections::HashSet<&str> =
+        keys.iter().filter_map(|k| k.rsplit(':').next()).collect();
+    let missing: Vec<usize> = acked
+        .iter()
+        .copied()
+        .filter(|i| !ids.contains(format!("msg_{i:05}").as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged deliveries are not in the inbox (first: msg_{:05})",
+        missing.len(),
+        acked.len(),
+        missing.first().copied().unwrap_or_default()
+    );
+
+    // And after the restart, each is processed (the ones the kill cut short, once their
+    // leases run out).
+    let (_second, _) = instance(&inbox, &fx, 0).await;
+    let fx_pool = sqlx::SqlitePool::connect(&format!("sqlite://{fx}"))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let unprocessed = loop {
+        let done: std::collections::HashSet<String> = sqlx::query_scalar("SELECT id FROM effects")
+            .fetch_all(&fx_pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        let left = acked
+            .iter()
+            .filter(|i| !done.contains(&format!("msg_{i:05}")))
+            .count();
+        if left == 0 || start.elapsed() > Duration::from_secs(120) {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(unprocessed, 0, "acknowledged deliveries never processed");
+    std::fs::remove_dir_all(dir).ok();
+}
+
 /// Two receiver processes on one PostgreSQL inbox: 1,000 deliveries, each processed once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_receivers_on_one_postgres_inbox_process_each_delivery_once() {

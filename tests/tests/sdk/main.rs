@@ -5,6 +5,7 @@
 
 mod architecture;
 mod catalog;
+mod claim_plans;
 mod fuzz_signatures;
 mod inbox;
 mod inbox_processes;

@@ -1190,3 +1190,57 @@ async fn an_owner_has_at_most_its_cap_of_endpoints() {
         .await
         .unwrap();
 }
+
+/// Concurrent sends share commits, and each is answered for itself: 20 idempotency keys sent
+/// three times each, all at once, and 20 more without a key, make 40 messages with one
+/// delivery each; the copies of a key answer its first message's id, exactly one as new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_share_commits_and_each_is_answered_for_itself() {
+    let emitter = Emitter::builder(Outbox::memory().await.unwrap())
+        .policy(TargetPolicy::default().allow("127.0.0.0/8".parse().unwrap()))
+        .worker(None)
+        .build();
+    emitter
+        .create_endpoint(NewEndpoint::new("http://127.0.0.1:9/in").event("order.*"))
+        .await
+        .unwrap();
+    let sends: Vec<_> = (0..80)
+        .map(|n| {
+            let emitter = emitter.clone();
+            tokio::spawn(async move {
+                let mut m = NewMessage::new("order.created", &json!({"n": n})).unwrap();
+                let key = (n < 60).then(|| format!("key-{}", n % 20));
+                if let Some(k) = &key {
+                    m = m.idempotency_key(k.clone());
+                }
+                (key, emitter.send_message(m).await.unwrap())
+            })
+        })
+        .collect();
+    let mut by_key: HashMap<String, Vec<outworx_hooks::send::Sent>> = HashMap::new();
+    let mut unkeyed = 0;
+    for s in sends {
+        match s.await.unwrap() {
+            (Some(k), sent) => by_key.entry(k).or_default().push(sent),
+            (None, sent) => {
+                assert!(!sent.duplicate && sent.deliveries == 1, "{sent:?}");
+                unkeyed += 1;
+            }
+        }
+    }
+    assert_eq!((by_key.len(), unkeyed), (20, 20));
+    for (key, sent) in &by_key {
+        assert!(
+            sent.iter().all(|s| s.message_id == sent[0].message_id),
+            "{key}: {sent:?}"
+        );
+        let new: Vec<_> = sent.iter().filter(|s| !s.duplicate).collect();
+        assert_eq!(new.len(), 1, "{key}: {sent:?}");
+        assert_eq!(new[0].deliveries, 1);
+    }
+    let pending = emitter
+        .deliveries(Scope::All, &DeliveryFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 40);
+}

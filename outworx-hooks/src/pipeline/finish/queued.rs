@@ -189,16 +189,15 @@ mod on {
             .map_or("/", |p| p.as_str())
             .to_owned();
         let headers = stored_headers(&v.parts.headers, &v.route);
-        let event_type_text = event_type.as_deref().map(outworx_hooks_queue::storable);
         let entry = crate::inbox::NewEntry {
-            route: &namespace,
-            key: &key,
-            method: v.parts.method.as_str(),
-            uri: &uri,
-            headers: &headers,
-            body: &v.body,
+            route: namespace,
+            key,
+            method: v.parts.method.as_str().to_owned(),
+            uri,
+            headers: crate::inbox::headers_json(&headers),
+            body: v.body.clone(),
             signature_valid: valid,
-            event_type: event_type_text.as_deref(),
+            event_type: event_type.as_deref().map(outworx_hooks_queue::storable),
             // The worker's span continues this delivery's trace.
             traceparent: crate::otel::traceparent(&v.span),
             options: crate::inbox::QueueOptions {
@@ -206,7 +205,7 @@ mod on {
                 backoff: Duration::from_millis(q.backoff_ms),
             },
         };
-        let committed = tokio::time::timeout(crate::inbox::COMMIT_TIMEOUT, inbox.enqueue(&entry))
+        let committed = tokio::time::timeout(crate::inbox::COMMIT_TIMEOUT, inbox.enqueue(entry))
             .await
             .unwrap_or(Err(crate::inbox::InboxError::Timeout(
                 crate::inbox::COMMIT_TIMEOUT,

@@ -132,6 +132,19 @@ impl Outbox {
         Outbox::migrated(Pool::open(url).await?).await
     }
 
+    /// Opens `url` with a commit's durability chosen: [`Durability::Process`] (SQLite's
+    /// default: a committed send survives the application's crash, a power loss may take the
+    /// last ones) or [`Durability::Disk`] (on disk before `send` answers).
+    ///
+    /// [`Durability::Process`]: crate::queue::Durability::Process
+    /// [`Durability::Disk`]: crate::queue::Durability::Disk
+    pub async fn open_with(
+        url: &str,
+        durability: crate::queue::Durability,
+    ) -> Result<Outbox, SendError> {
+        Outbox::migrated(Pool::open_with(url, Some(durability)).await?).await
+    }
+
     /// An outbox in memory: for tests and demos only; nothing survives the process.
     pub async fn memory() -> Result<Outbox, SendError> {
         Outbox::migrated(Pool::memory().await?).await

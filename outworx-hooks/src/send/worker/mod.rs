@@ -255,6 +255,10 @@ impl outworx_hooks_queue::Queue for Outbound {
     fn wake(&self) -> Option<&tokio::sync::Notify> {
         Some(&self.shared.wake)
     }
+
+    fn gate(&self) -> Option<&outworx_hooks_queue::WriteGate> {
+        Some(&self.shared.gate)
+    }
 }
 
 impl Outbound {

@@ -1,0 +1,159 @@
+//! A worker's claim reads an index range, never the whole queue: checked on the real inbox and
+//! outbox tables, each holding a backlog, with the plan SQLite and PostgreSQL make for the
+//! claim itself. (A claim that read every due row to keep 64 of them made draining a growing
+//! backlog slower the larger it grew.) And the durability asked of PostgreSQL is the
+//! `synchronous_commit` its connections run with.
+
+use outworx_hooks::inbox::Inbox;
+use outworx_hooks::send::Outbox;
+use outworx_hooks_queue::{Claim, QueueTable, sqlx};
+use outworx_test_support::net::temp_dir;
+use outworx_test_support::postgres::Postgres;
+
+const INBOX: QueueTable = QueueTable {
+    name: "outworx_inbox",
+    leased: "processing",
+    done: "done",
+};
+const OUTBOX: QueueTable = QueueTable {
+    name: "outworx_deliveries",
+    leased: "sending",
+    done: "delivered",
+};
+const BACKLOG: i64 = 20_000;
+
+fn claim(busy: &[String]) -> Claim<'_> {
+    Claim::new("plan", 64, 1_000, std::time::Duration::from_secs(60)).excluding("endpoint_id", busy)
+}
+
+/// The claims to check: none left out; and on the outbox, whose worker leaves out the
+/// endpoints at their cap, some left out.
+fn busy_lists<'a>(table: QueueTable, busy: &'a [String]) -> Vec<&'a [String]> {
+    match table.name {
+        "outworx_deliveries" => vec![&[], busy],
+        _ => vec![&[]],
+    }
+}
+
+/// No line of the plan reads the table from end to end, or sorts what it read.
+fn assert_ranges_only(table: &str, plan: &[String]) {
+    let text = plan.join("\n");
+    assert!(
+        plan.iter().all(|l| {
+            let l = l.trim_start_matches([' ', '-', '>']);
+            !l.starts_with(&format!("SCAN {table}"))
+                && !l.starts_with(&format!("Seq Scan on {table}"))
+                && !l.contains("TEMP B-TREE")
+        }),
+        "the claim scans {table}:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("{table}_due")),
+        "the claim does not read {table}_due:\n{text}"
+    );
+}
+
+async fn backlog_sqlite(pool: &sqlx::SqlitePool, table: &str) {
+    let sql = match table {
+        "outworx_inbox" => {
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+             INSERT INTO outworx_inbox (route, key, method, uri, headers, body, received_at, \
+             max_attempts, backoff_ms, status, attempts, next_attempt_at, updated_at) \
+             SELECT 'r', 'k' || i, 'POST', '/', '[]', x'00', 0, 3, 1000, \
+             CASE WHEN i % 10 = 0 THEN 'done' ELSE 'pending' END, 0, i, 0 FROM n"
+        }
+        _ => {
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+             INSERT INTO outworx_deliveries (message_id, endpoint_id, owner, status, attempts, \
+             next_attempt_at, created_at, updated_at) \
+             SELECT 'm' || i, 'ep_' || (i % 50), '', \
+             CASE WHEN i % 10 = 0 THEN 'delivered' ELSE 'pending' END, 0, i, 0, 0 FROM n"
+        }
+    };
+    sqlx::query(sql).bind(BACKLOG).execute(pool).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_claim_reads_an_index_range_on_sqlite() {
+    let dir = temp_dir("claim-plans");
+    let busy = ["ep_1".to_owned(), "ep_2".to_owned()];
+    for (table, file) in [(INBOX, "inbox.db"), (OUTBOX, "outbox.db")] {
+        let path = dir.join(file).display().to_string();
+        match table.name {
+            "outworx_inbox" => drop(Inbox::open(&path).await.unwrap()),
+            _ => drop(Outbox::open(&path).await.unwrap()),
+        }
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{path}"))
+            .await
+            .unwrap();
+        backlog_sqlite(&pool, table.name).await;
+        let mut c = pool.acquire().await.unwrap();
+        for busy in busy_lists(table, &busy) {
+            let plan = outworx_hooks_queue::sql::sqlite::claim_plan(&mut c, table, claim(busy))
+                .await
+                .unwrap();
+            assert_ranges_only(table.name, &plan);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_reads_an_index_range_and_durability_applies_on_postgres() {
+    let pg = Postgres::start();
+    let url = pg.url();
+    drop(Inbox::open(&url).await.unwrap());
+    drop(Outbox::open(&url).await.unwrap());
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO outworx_inbox (route, key, method, uri, headers, body, received_at, \
+         max_attempts, backoff_ms, status, attempts, next_attempt_at, updated_at) \
+         SELECT 'r', 'k' || i, 'POST', '/', '[]', '\\x00', 0, 3, 1000, \
+         CASE WHEN i % 10 = 0 THEN 'done' ELSE 'pending' END, 0, i, 0 \
+         FROM generate_series(1, $1) AS i",
+    )
+    .bind(BACKLOG)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO outworx_deliveries (message_id, endpoint_id, owner, status, attempts, \
+         next_attempt_at, created_at, updated_at) \
+         SELECT 'm' || i, 'ep_' || (i % 50), '', \
+         CASE WHEN i % 10 = 0 THEN 'delivered' ELSE 'pending' END, 0, i, 0, 0 \
+         FROM generate_series(1, $1) AS i",
+    )
+    .bind(BACKLOG)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE").execute(&pool).await.unwrap();
+    let busy = ["ep_1".to_owned(), "ep_2".to_owned()];
+    let mut c = pool.acquire().await.unwrap();
+
+    // The durability asked for is the setting each connection of the pool runs with.
+    use outworx_hooks_queue::{Durability, Pool};
+    for (durability, expected) in [(Durability::Process, "off"), (Durability::Disk, "on")] {
+        let Pool::Postgres(p) = Pool::open_with(&url, Some(durability)).await.unwrap() else {
+            unreachable!("a postgres:// URL")
+        };
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut conn = p.acquire().await.unwrap();
+            let applied: String = sqlx::query_scalar("SHOW synchronous_commit")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(applied, expected, "{durability:?}");
+            held.push(conn);
+        }
+    }
+
+    for table in [INBOX, OUTBOX] {
+        for busy in busy_lists(table, &busy) {
+            let plan = outworx_hooks_queue::sql::postgres::claim_plan(&mut c, table, claim(busy))
+                .await
+                .unwrap();
+            assert_ranges_only(table.name, &plan);
+        }
+    }
+}
