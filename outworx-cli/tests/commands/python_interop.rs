@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The virtualenv's python (made once, rebuilt when `requirements.txt` changes).
-fn python() -> String {
+pub(crate) fn python() -> String {
     let outworx = Path::new(env!("CARGO_BIN_EXE_outworx"));
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
     // target/<profile>/outworx → target/python-1.5, shared with the load bench.
