@@ -182,7 +182,7 @@ impl<C: Commit> GroupCommit<C> {
     pub async fn submit(&self, item: C::Item) -> Result<C::Output, GroupError<C::Error>> {
         let bytes = C::bytes(&item);
         let (reply, answer) = oneshot::channel();
-        {
+        let start = {
             let mut state = self.inner.lock();
             if state.queued_bytes > 0
                 && state.queued_bytes.saturating_add(bytes) > self.inner.options.max_queued_bytes
@@ -191,9 +191,23 @@ impl<C: Commit> GroupCommit<C> {
             }
             state.queued_bytes += bytes;
             state.queue.push_back(Waiting { item, bytes, reply });
-            if state.running < self.inner.options.committers {
+            let start = state.running < self.inner.options.committers;
+            if start {
                 state.running += 1;
-                tokio::spawn(Arc::clone(&self.inner).run());
+            }
+            start
+        };
+        if start {
+            // The place is taken before the task exists: a task the runtime drops unpolled
+            // (it is shutting down), or no runtime at all, still frees it (and answers what
+            // waits, if no committer is left), never leaving the count stuck.
+            let place = Running {
+                inner: Arc::clone(&self.inner),
+                ended: false,
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(Inner::run(place))),
+                Err(_) => drop(place),
             }
         }
         answer.await.unwrap_or(Err(GroupError::Lost))
@@ -203,12 +217,12 @@ impl<C: Commit> GroupCommit<C> {
 /// The committer's place, freed when its task ends however it ends: by finding the queue
 /// empty ([`Inner::next`]), or by a panic or the runtime dropping it, when what waits is
 /// answered (`Lost`) rather than left to time out, if no other committer is left to take it.
-struct Running<'a, C: Commit> {
-    inner: &'a Inner<C>,
+struct Running<C: Commit> {
+    inner: Arc<Inner<C>>,
     ended: bool,
 }
 
-impl<C: Commit> Drop for Running<'_, C> {
+impl<C: Commit> Drop for Running<C> {
     fn drop(&mut self) {
         if self.ended {
             return;
@@ -229,7 +243,7 @@ impl<C: Commit> Inner<C> {
 
     /// The next batch: callers still waiting, within the bounds; `None` (and this committer
     /// ends) when there are none.
-    fn next(&self, place: &mut Running<'_, C>) -> Option<Vec<Waiting<C>>> {
+    fn next(&self, place: &mut Running<C>) -> Option<Vec<Waiting<C>>> {
         let mut state = self.lock();
         let mut batch = Vec::new();
         let mut bytes = 0usize;
@@ -258,15 +272,12 @@ impl<C: Commit> Inner<C> {
         Some(batch)
     }
 
-    async fn run(self: Arc<Self>) {
-        let mut place = Running {
-            inner: &self,
-            ended: false,
-        };
+    async fn run(mut place: Running<C>) {
+        let this = Arc::clone(&place.inner);
         // Receipts are pending from now until the last batch is committed: a worker's write
         // waits (a while) rather than slipping in between two batches.
-        let _urgent = self.gate.urgent();
-        while let Some(batch) = self.next(&mut place) {
+        let _urgent = this.gate.urgent();
+        while let Some(batch) = this.next(&mut place) {
             if batch.is_empty() {
                 continue;
             }
@@ -276,7 +287,7 @@ impl<C: Commit> Inner<C> {
                 items.push(w.item);
                 replies.push(w.reply);
             }
-            self.commit_batch(&items, replies).await;
+            this.commit_batch(&items, replies).await;
         }
     }
 
@@ -462,6 +473,21 @@ mod tests {
         let results = submit_all(&g, 0..10).await;
         assert!(results.contains(&Err(GroupError::Overloaded)));
         assert!(results.iter().any(|r| r.is_ok()));
+    }
+
+    /// A committer dropped with its runtime (mid-commit) frees its place: the next caller,
+    /// on another runtime, starts one again and is answered.
+    #[test]
+    fn a_committer_dropped_with_its_runtime_frees_its_place() {
+        let g = group(1, 64);
+        let first = tokio::runtime::Runtime::new().unwrap();
+        let g2 = g.clone();
+        first.spawn(async move { g2.submit(1000).await });
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        drop(first);
+        assert_eq!(g.inner.lock().running, 0);
+        let second = tokio::runtime::Runtime::new().unwrap();
+        assert_eq!(second.block_on(g.submit(1001)).unwrap().0, 1001);
     }
 
     /// Several committers (PostgreSQL) run transactions at once and still answer everyone.

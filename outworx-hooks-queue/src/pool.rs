@@ -173,6 +173,24 @@ pub enum Durability {
     Disk,
 }
 
+/// Whether a database error can be one row's fault rather than the database's: a constraint,
+/// a value of the wrong type or too large (an index entry over PostgreSQL's limit). Then a
+/// batch is worth retrying a row at a time; an outage (I/O, a full disk, a busy or closed
+/// database, the pool) is not.
+pub fn row_fault(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        // SQLSTATE classes 22 (data exception), 23 (integrity constraint), 54 (program limit).
+        return ["22", "23", "54"].iter().any(|c| pg.code().starts_with(c));
+    }
+    // SQLite: the primary result code of the extended one: TOOBIG, CONSTRAINT, MISMATCH.
+    db.code()
+        .and_then(|c| c.parse::<i64>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 18..=20))
+}
+
 /// Text a queue's database stores as it is: PostgreSQL refuses NUL in `TEXT`, so it becomes
 /// U+FFFD (keys, event types, errors, response snippets: whatever a sender chose).
 pub fn storable(text: &str) -> String {
@@ -182,6 +200,30 @@ pub fn storable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A constraint is one row's fault; a missing table is the database's.
+    #[tokio::test]
+    async fn a_constraint_is_a_row_fault_and_a_missing_table_is_not() {
+        let pool = Pool::memory().await.unwrap();
+        let Pool::Sqlite(p) = &pool else {
+            unreachable!("memory is SQLite")
+        };
+        sqlx::raw_sql("CREATE TABLE u (k TEXT PRIMARY KEY); INSERT INTO u VALUES ('a')")
+            .execute(p)
+            .await
+            .unwrap();
+        let dup = sqlx::query("INSERT INTO u VALUES ('a')")
+            .execute(p)
+            .await
+            .unwrap_err();
+        assert!(row_fault(&dup), "{dup}");
+        let missing = sqlx::query("INSERT INTO nowhere VALUES (1)")
+            .execute(p)
+            .await
+            .unwrap_err();
+        assert!(!row_fault(&missing), "{missing}");
+        assert!(!row_fault(&sqlx::Error::PoolTimedOut));
+    }
 
     /// The durability asked for is the setting SQLite applies, on every connection.
     #[tokio::test]

@@ -125,13 +125,14 @@ crate::dialects! {
             .push_bind(claim.now)
             .push(" WHERE id IN (");
         // Two range scans of the `(status, next_attempt_at)` index, each stopping after
-        // `limit` rows: the due rows, earliest first, and the rows whose lease ran out (their
-        // worker died). One `OR` of both would read, and sort, every due row to keep
+        // `limit` rows: the rows whose lease ran out (their worker died; a few, at most what
+        // was in flight), first, so that they never wait behind a backlog; then the due rows,
+        // earliest first. One `OR` of both would read, and sort, every due row to keep
         // `limit` of them: a claim's cost would grow with the backlog.
         let order = match claim.policy {
             ClaimPolicy::Due => "next_attempt_at",
         };
-        for (i, (status, due_column)) in [("pending", "next_attempt_at"), (table.leased, "lease_until")]
+        for (i, (status, due_column)) in [(table.leased, "lease_until"), ("pending", "next_attempt_at")]
             .into_iter()
             .enumerate()
         {

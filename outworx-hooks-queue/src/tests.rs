@@ -282,3 +282,44 @@ async fn shutdown_waits_for_the_running_jobs_and_records_them() {
         "recorded before shutdown returned"
     );
 }
+
+/// A job whose worker died (its lease ran out) is claimed before a backlog of due jobs larger
+/// than the claim: it never waits for the backlog to drain.
+#[tokio::test]
+async fn an_expired_lease_is_claimed_before_a_backlog() {
+    let pool = Pool::memory().await.unwrap();
+    pool.migrate(SCHEMA, SCHEMA, &[]).await.unwrap();
+    let Pool::Sqlite(p) = &pool else {
+        unreachable!()
+    };
+    for i in 0..100 {
+        sqlx::query(
+            "INSERT INTO toy (key, status, next_attempt_at, updated_at) VALUES ($1, 'pending', 0, 0)",
+        )
+        .bind(format!("due-{i}"))
+        .execute(p)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO toy (key, status, next_attempt_at, lease_until, lease_token, updated_at) \
+         VALUES ('orphan', 'running', 0, 5, 'dead-worker', 0)",
+    )
+    .execute(p)
+    .await
+    .unwrap();
+    let orphan: i64 = sqlx::query_scalar("SELECT id FROM toy WHERE key = 'orphan'")
+        .fetch_one(p)
+        .await
+        .unwrap();
+    let mut c = p.acquire().await.unwrap();
+    let claimed = crate::sql::sqlite::claim(
+        &mut c,
+        TOY,
+        Claim::new("next-worker", 10, 1_000, Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(claimed.len(), 10);
+    assert!(claimed.contains(&orphan), "{claimed:?}");
+}

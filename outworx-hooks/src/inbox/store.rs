@@ -246,7 +246,7 @@ impl std::fmt::Display for Refused {
 impl From<sqlx::Error> for Refused {
     fn from(e: sqlx::Error) -> Self {
         Refused {
-            row: matches!(e, sqlx::Error::Database(_)),
+            row: outworx_hooks_queue::row_fault(&e),
             message: e.to_string(),
         }
     }
@@ -357,12 +357,65 @@ outworx_hooks_queue::dialects! {
                 fresh.push(e);
             }
         }
+        // In one order, so that concurrent committers (PostgreSQL) inserting the same keys
+        // wait for each other instead of deadlocking.
+        fresh.sort_unstable_by(|a, b| (&a.route, &a.key).cmp(&(&b.route, &b.key)));
+        // Row ids by (route, key): the rows inserted now, then the ones stored before.
+        let mut ids: std::collections::HashMap<(String, String), (i64, bool)> =
+            std::collections::HashMap::with_capacity(fresh.len());
+        for (route, key, id) in insert(c, &fresh, now).await? {
+            ids.insert((route, key), (id, false));
+        }
+        let mut gone = Vec::new();
+        for e in &fresh {
+            if ids.contains_key(&(e.route.clone(), e.key.clone())) {
+                continue;
+            }
+            let r = sqlx::query("SELECT id FROM outworx_inbox WHERE route = $1 AND key = $2")
+                .bind(&e.route)
+                .bind(&e.key)
+                .fetch_optional(&mut *c)
+                .await?;
+            match r {
+                Some(r) => {
+                    ids.insert((e.route.clone(), e.key.clone()), (r.try_get("id")?, true));
+                }
+                // Purged between the insert and the read: stored again, as new.
+                None => gone.push(*e),
+            }
+        }
+        if !gone.is_empty() {
+            for (route, key, id) in insert(c, &gone, now).await? {
+                ids.insert((route, key), (id, false));
+            }
+        }
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let (id, stored_before) = ids
+                    .get(&(e.route.clone(), e.key.clone()))
+                    .copied()
+                    .ok_or_else(|| sqlx::Error::RowNotFound)?;
+                let repeat = first.get(&(e.route.as_str(), e.key.as_str())) != Some(&i);
+                Ok(Enqueued { id, duplicate: stored_before || repeat })
+            })
+            .collect()
+    }
+
+    /// One statement for `entries`: the (route, key, id) of the rows it inserted (not the
+    /// ones whose key was stored).
+    async fn insert(
+        c: &mut Conn,
+        entries: &[&NewEntry],
+        now: i64,
+    ) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
         let mut q = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO outworx_inbox (route, key, method, uri, headers, body, signature_valid, \
              event_type, received_at, max_attempts, backoff_ms, status, attempts, next_attempt_at, \
              updated_at, traceparent) ",
         );
-        q.push_values(&fresh, |mut row, e| {
+        q.push_values(entries, |mut row, e| {
             let backoff = i64::try_from(e.options.backoff.as_millis()).unwrap_or(i64::MAX);
             row.push_bind(&e.route)
                 .push_bind(&e.key)
@@ -382,35 +435,11 @@ outworx_hooks_queue::dialects! {
                 .push_bind(&e.traceparent);
         });
         q.push(" ON CONFLICT (route, key) DO NOTHING RETURNING id, route, key");
-        let rows = q.build().fetch_all(&mut *c).await?;
-        // Row ids by (route, key): the rows inserted now, then the ones stored before.
-        let mut ids: std::collections::HashMap<(String, String), (i64, bool)> =
-            std::collections::HashMap::with_capacity(fresh.len());
-        for r in &rows {
-            ids.insert((r.try_get("route")?, r.try_get("key")?), (r.try_get("id")?, false));
-        }
-        for e in &fresh {
-            if ids.contains_key(&(e.route.clone(), e.key.clone())) {
-                continue;
-            }
-            let r = sqlx::query("SELECT id FROM outworx_inbox WHERE route = $1 AND key = $2")
-                .bind(&e.route)
-                .bind(&e.key)
-                .fetch_one(&mut *c)
-                .await?;
-            ids.insert((e.route.clone(), e.key.clone()), (r.try_get("id")?, true));
-        }
-        entries
+        q.build()
+            .fetch_all(&mut *c)
+            .await?
             .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let (id, stored_before) = ids
-                    .get(&(e.route.clone(), e.key.clone()))
-                    .copied()
-                    .ok_or_else(|| sqlx::Error::RowNotFound)?;
-                let repeat = first.get(&(e.route.as_str(), e.key.as_str())) != Some(&i);
-                Ok(Enqueued { id, duplicate: stored_before || repeat })
-            })
+            .map(|r| Ok((r.try_get("route")?, r.try_get("key")?, r.try_get("id")?)))
             .collect()
     }
 

@@ -313,7 +313,10 @@ fn message(
 }
 
 fn refuse(event_type: &str, e: &SendError) -> Response {
-    let outage = matches!(e, SendError::Store(_) | SendError::Timeout(_));
+    let outage = matches!(
+        e,
+        SendError::Store(_) | SendError::Timeout(_) | SendError::Uncertain
+    );
     if !outage {
         tracing::error!(event_type, error = %e, "the webhook message could not be committed; answering 500");
     } else if let Some(held) = REFUSED.allow() {

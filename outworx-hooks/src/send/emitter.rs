@@ -267,8 +267,12 @@ impl Emitter {
             .submit(pending)
             .await
             .map_err(|e| match e {
-                GroupError::Failed(e) => e,
-                other => SendError::Store(other.to_string()),
+                GroupError::Failed(refused) => refused.error,
+                GroupError::Overloaded => {
+                    SendError::Store("too many sends are waiting for the database".into())
+                }
+                // Lost (and whatever a later version adds): it may have been committed.
+                _ => SendError::Uncertain,
             })?;
         if sent.deliveries > 0 {
             self.shared.wake.notify_one();

@@ -31,6 +31,11 @@ pub enum SendError {
     /// message may still be committed and sent.
     #[error("outbox: the database did not answer within {} ms", .0.as_millis())]
     Timeout(std::time::Duration),
+    /// The send's commit was cut off before it answered (the runtime running it shut down):
+    /// the message may or may not be committed. Send it again with an idempotency key to be
+    /// sure it is sent once.
+    #[error("outbox: the commit was cut off before it answered; the message may be committed")]
+    Uncertain,
     /// No such endpoint or message for this owner.
     #[error("not found")]
     NotFound,

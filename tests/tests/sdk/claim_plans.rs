@@ -28,7 +28,7 @@ fn claim(busy: &[String]) -> Claim<'_> {
 
 /// The claims to check: none left out; and on the outbox, whose worker leaves out the
 /// endpoints at their cap, some left out.
-fn busy_lists<'a>(table: QueueTable, busy: &'a [String]) -> Vec<&'a [String]> {
+fn busy_lists(table: QueueTable, busy: &[String]) -> Vec<&[String]> {
     match table.name {
         "outworx_deliveries" => vec![&[], busy],
         _ => vec![&[]],

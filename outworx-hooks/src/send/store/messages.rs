@@ -28,16 +28,48 @@ pub(crate) struct Sends {
     pub(crate) clock: Arc<dyn Clock>,
 }
 
+/// Why a batch of sends was not committed, and whether it can be one message's fault (see
+/// [`outworx_hooks_queue::row_fault`]; a message refused as invalid).
+#[derive(Debug, Clone)]
+pub(crate) struct SendRefused {
+    pub(crate) error: SendError,
+    row: bool,
+}
+
+impl std::fmt::Display for SendRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl From<sqlx::Error> for SendRefused {
+    fn from(e: sqlx::Error) -> Self {
+        SendRefused {
+            row: outworx_hooks_queue::row_fault(&e),
+            error: e.into(),
+        }
+    }
+}
+
+impl From<SendError> for SendRefused {
+    fn from(error: SendError) -> Self {
+        SendRefused {
+            row: matches!(error, SendError::Invalid { .. }),
+            error,
+        }
+    }
+}
+
 impl Commit for Sends {
     type Item = Pending;
     type Output = Sent;
-    type Error = SendError;
+    type Error = SendRefused;
 
     fn bytes(p: &Pending) -> usize {
         p.message.payload.len() + p.message.event_type.len() + p.message.owner.len() + 128
     }
 
-    fn commit<'a>(&'a self, items: &'a [Pending]) -> BoxFuture<'a, Result<Vec<Sent>, SendError>> {
+    fn commit<'a>(&'a self, items: &'a [Pending]) -> BoxFuture<'a, Result<Vec<Sent>, SendRefused>> {
         Box::pin(async move {
             let now = self.clock.now_ms();
             Ok(outworx_hooks_queue::on_pool!(
@@ -51,8 +83,8 @@ impl Commit for Sends {
 
     /// A refused row, or a message whose id was taken, may be one message's fault; the
     /// batch is then tried a message at a time.
-    fn alone(&self, e: &SendError) -> bool {
-        matches!(e, SendError::Store(_) | SendError::Invalid { .. })
+    fn alone(&self, e: &SendRefused) -> bool {
+        e.row
     }
 }
 
@@ -157,7 +189,7 @@ outworx_hooks_queue::dialects! {
         c: &mut Conn,
         items: &[Pending],
         now: i64,
-    ) -> Result<Vec<Sent>, SendError> {
+    ) -> Result<Vec<Sent>, SendRefused> {
         // The first of each (owner, key) in the batch; a later one repeats it.
         let mut first: HashMap<(&str, &str), usize> = HashMap::new();
         let mut fresh: Vec<usize> = Vec::with_capacity(items.len());
@@ -174,6 +206,15 @@ outworx_hooks_queue::dialects! {
                 None => fresh.push(i),
             }
         }
+        // In one order, so that concurrent committers (PostgreSQL) inserting the same keys
+        // wait for each other instead of deadlocking.
+        fresh.sort_unstable_by(|a, b| {
+            let key = |i: &usize| {
+                let m = &items[*i].message;
+                (m.owner.as_str(), m.idempotency_key.as_deref(), items[*i].id.as_str())
+            };
+            key(a).cmp(&key(b))
+        });
         let mut q = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO outworx_messages (id, owner, event_type, payload, idempotency_key, \
              created_at, traceparent) ",
@@ -209,7 +250,7 @@ outworx_hooks_queue::dialects! {
                     None => None,
                 };
                 let Some(known) = known else {
-                    return Err(SendError::invalid("message", "its id is already taken"));
+                    return Err(SendError::invalid("message", "its id is already taken").into());
                 };
                 sent[i] = Some(Sent { message_id: known, deliveries: 0, duplicate: true });
                 continue;
@@ -260,7 +301,7 @@ outworx_hooks_queue::dialects! {
                 .and_then(|&f| sent[f].as_ref())
                 .map(|s| s.message_id.clone());
             let Some(first_id) = first_id else {
-                return Err(SendError::invalid("message", "a repeat without its first"));
+                return Err(SendError::invalid("message", "a repeat without its first").into());
             };
             sent[i] = Some(Sent { message_id: first_id, deliveries: 0, duplicate: true });
         }
