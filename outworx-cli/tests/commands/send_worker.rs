@@ -540,6 +540,13 @@ async fn the_cli_manages_endpoints_and_messages() {
         text.contains(r#"webhook_outbound_attempts_total{endpoint_host="127.0.0.1","#),
         "{text}"
     );
+    // The attempt is counted before its result is committed: wait for the commit, then stop.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            futures_block(statuses(&db)).get(&DeliveryStatus::Delivered) == Some(&1)
+        })
+        .await
+    );
     drop(w);
     let out = outworx(&["messages", "list", "--db", &db, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
