@@ -2,6 +2,7 @@
 
 use clap::Args;
 use outworx_serve::ServeConfig;
+use std::io::Write as _;
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
@@ -141,19 +142,22 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    // The one line scripts wait for.
-    println!(
+    // The one line scripts wait for. A script may close the pipe once it has it: what is
+    // printed after must not fail (println! panics on EPIPE, and the server would stop).
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
         "outworx serve listening on http://{addr} (db: {})",
         redact_url(&args.db)
     );
-    println!("dashboard: http://{addr}/dashboard/");
+    let _ = writeln!(out, "dashboard: http://{addr}/dashboard/");
     for (what, url) in [("outbox", &args.outbox_db), ("inbox", &args.inbox_db)] {
         if let Some(url) = url {
-            println!("{what}: {}", redact_url(url));
+            let _ = writeln!(out, "{what}: {}", redact_url(url));
         }
     }
     if let Some(t) = &config.tunnel_url {
-        println!("tunnels: {}/t/...", t.trim_end_matches('/'));
+        let _ = writeln!(out, "tunnels: {}/t/...", t.trim_end_matches('/'));
     }
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -538,3 +538,45 @@ async fn forward_exits_when_its_session_is_gone() {
     assert!(err.contains("session is gone"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A script that has what it waits for may close the pipe: `outworx serve` with its standard
+/// output closed before it prints anything (every line it prints fails with EPIPE) still
+/// serves. (It printed with `println!`, which panics on EPIPE: a test that read the first
+/// line and dropped the pipe stopped it when the second line came after the drop.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_keeps_serving_when_its_output_pipe_is_closed() {
+    let dir = outworx_test_support::net::temp_dir("serve-epipe");
+    let port = outworx_test_support::net::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_outworx"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(dir.join("serve.db"))
+        .env("OUTWORX_SERVE_API_KEYS", KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // closed before the first line
+    let server = Kill(child);
+    let http = reqwest::Client::new();
+    let mut answered = None;
+    for _ in 0..100 {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/dashboard/"))
+            .send()
+            .await
+        {
+            answered = Some(r.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(answered, Some(200), "the server stopped");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = http
+        .get(format!("http://127.0.0.1:{port}/dashboard/"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    assert_eq!(again.ok(), Some(200), "the server stopped after printing");
+    drop(server);
+}
