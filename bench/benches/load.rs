@@ -386,6 +386,27 @@ struct Target {
     acknowledged: Arc<AtomicU64>,
 }
 
+impl Target {
+    fn new(
+        name: &'static str,
+        port: u16,
+        path: &'static str,
+        signed: bool,
+        pid: u32,
+        queued: bool,
+    ) -> Target {
+        Target {
+            name,
+            port,
+            path,
+            signed,
+            pid,
+            queued,
+            acknowledged: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
 /// Keeps `connections` requests in flight for `seconds` (or until `limit` ids were sent),
 /// each a fresh delivery.
 async fn load(
@@ -535,15 +556,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut all = vec![args[0].clone(), port.to_string()];
         all.extend(args[1..].iter().cloned());
         let child = Command::new(&exe).args(&all).spawn()?;
-        targets.push(Target {
-            name,
-            port,
-            path,
-            signed,
-            pid: child.id(),
-            queued,
-            acknowledged: Arc::new(AtomicU64::new(0)),
-        });
+        targets.push(Target::new(name, port, path, signed, child.id(), queued));
         servers.push(Server(child));
         Ok(())
     };
@@ -627,15 +640,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let child = Command::new(&exe)
             .args(["serve-hooked", &port.to_string(), &black_hole().await])
             .spawn()?;
-        targets.push(Target {
-            name: "#[webhook] black-hole ingest",
+        targets.push(Target::new(
+            "#[webhook] black-hole ingest",
             port,
-            path: PATH,
-            signed: true,
-            pid: child.id(),
-            queued: false,
-            acknowledged: Arc::new(AtomicU64::new(0)),
-        });
+            PATH,
+            true,
+            child.id(),
+            false,
+        ));
         Some(Server(child))
     } else {
         None
@@ -664,15 +676,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .env("SECRET", SECRET)
                     .stdout(Stdio::null())
                     .spawn()?;
-                targets.push(Target {
-                    name: "Python 1.5 (FastAPI)",
+                targets.push(Target::new(
+                    "Python 1.5 (FastAPI)",
                     port,
-                    path: PATH,
-                    signed: true,
-                    pid: child.id(),
-                    queued: false,
-                    acknowledged: Arc::new(AtomicU64::new(0)),
-                });
+                    PATH,
+                    true,
+                    child.id(),
+                    false,
+                ));
                 Some(Server(child))
             }
             None => {
@@ -826,15 +837,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         println!("\n#[webhook] before: {}", memory_of(pid));
         let mids = Arc::new(AtomicU64::new(1 << 40));
-        let t = Target {
-            name: "memory",
-            port,
-            path: PATH,
-            signed: true,
-            pid,
-            queued: false,
-            acknowledged: Arc::new(AtomicU64::new(0)),
-        };
+        let t = Target::new("memory", port, PATH, true, pid, false);
         let started = Instant::now();
         let r = load(&t, connections, 3600, &mids, (1 << 40) + memory_deliveries).await;
         println!("errors during the run: {}", r.errors);

@@ -50,40 +50,20 @@ macro_rules! dialects {
 /// `?` in `$body` (and on the pool) needs `From<sqlx::Error>` for the enclosing error type.
 #[macro_export]
 macro_rules! on_pool {
+    // Write-locked from the start on SQLite: a transaction that reads, then writes, never
+    // fails on a snapshot another writer made stale (SQLITE_BUSY_SNAPSHOT, which the busy
+    // timeout does not cover); it waits for its turn instead.
     ($pool:expr, tx, $($path:ident)::+, |$c:ident, $m:ident| $body:expr) => {
-        match $pool {
-            $crate::Pool::Sqlite(p) => {
-                // Write-locked from the start: a transaction that reads, then writes, never
-                // fails on a snapshot another writer made stale (SQLITE_BUSY_SNAPSHOT, which
-                // the busy timeout does not cover); it waits for its turn instead.
-                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-                let out = {
-                    let $c: &mut $crate::sqlx::SqliteConnection = &mut tx;
-                    #[allow(unused_imports)]
-                    use $($path)::+::sqlite as $m;
-                    $body
-                };
-                tx.commit().await?;
-                out
-            }
-            $crate::Pool::Postgres(p) => {
-                let mut tx = p.begin().await?;
-                let out = {
-                    let $c: &mut $crate::sqlx::PgConnection = &mut tx;
-                    #[allow(unused_imports)]
-                    use $($path)::+::postgres as $m;
-                    $body
-                };
-                tx.commit().await?;
-                out
-            }
-        }
+        $crate::on_pool!(@begin "BEGIN IMMEDIATE", $pool, $($path)::+, |$c, $m| $body)
     };
+    // Deferred: one snapshot for several reads, and no write lock.
     ($pool:expr, read, $($path:ident)::+, |$c:ident, $m:ident| $body:expr) => {
+        $crate::on_pool!(@begin "BEGIN", $pool, $($path)::+, |$c, $m| $body)
+    };
+    (@begin $begin:literal, $pool:expr, $($path:ident)::+, |$c:ident, $m:ident| $body:expr) => {
         match $pool {
             $crate::Pool::Sqlite(p) => {
-                // A deferred transaction: one snapshot for several reads, and no write lock.
-                let mut tx = p.begin().await?;
+                let mut tx = p.begin_with($begin).await?;
                 let out = {
                     let $c: &mut $crate::sqlx::SqliteConnection = &mut tx;
                     #[allow(unused_imports)]

@@ -160,24 +160,9 @@ outworx_hooks_queue::dialects! {
                 targets.push(ep);
             }
         }
-        // One statement for all the deliveries (chunked to stay under bind limits).
-        for chunk in targets.chunks(500) {
-            let mut q = sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO outworx_deliveries (message_id, endpoint_id, owner, status, attempts, \
-                 next_attempt_at, created_at, updated_at) ",
-            );
-            q.push_values(chunk, |mut row, ep| {
-                row.push_bind(id)
-                    .push_bind(ep)
-                    .push_bind(&m.owner)
-                    .push("'pending'")
-                    .push("0")
-                    .push_bind(now)
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            q.build().execute(&mut *c).await?;
-        }
+        let rows: Vec<(&str, &str, &str)> =
+            targets.iter().map(|ep| (id, *ep, m.owner.as_str())).collect();
+        insert_deliveries(c, &rows, now).await?;
         Ok(Sent { message_id: id.to_owned(), deliveries: targets.len(), duplicate: false })
     }
 
@@ -271,23 +256,9 @@ outworx_hooks_queue::dialects! {
             }
             sent[i] = Some(Sent { message_id: p.id.clone(), deliveries: n, duplicate: false });
         }
-        for chunk in deliveries.chunks(500) {
-            let mut q = sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO outworx_deliveries (message_id, endpoint_id, owner, status, attempts, \
-                 next_attempt_at, created_at, updated_at) ",
-            );
-            q.push_values(chunk, |mut row, (message, ep, owner)| {
-                row.push_bind(*message)
-                    .push_bind(ep)
-                    .push_bind(*owner)
-                    .push("'pending'")
-                    .push("0")
-                    .push_bind(now)
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            q.build().execute(&mut *c).await?;
-        }
+        let rows: Vec<(&str, &str, &str)> =
+            deliveries.iter().map(|(m, ep, owner)| (*m, ep.as_str(), *owner)).collect();
+        insert_deliveries(c, &rows, now).await?;
         // A repeat within the batch answers its first's id.
         for (i, p) in items.iter().enumerate() {
             if sent[i].is_some() {
@@ -306,6 +277,33 @@ outworx_hooks_queue::dialects! {
             sent[i] = Some(Sent { message_id: first_id, deliveries: 0, duplicate: true });
         }
         Ok(sent.into_iter().flatten().collect())
+    }
+
+    /// Pending deliveries, `(message, endpoint, owner)`, one statement per 500 (under every
+    /// bind limit).
+    async fn insert_deliveries(
+        c: &mut Conn,
+        rows: &[(&str, &str, &str)],
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        for chunk in rows.chunks(500) {
+            let mut q = sqlx::QueryBuilder::<Db>::new(
+                "INSERT INTO outworx_deliveries (message_id, endpoint_id, owner, status, attempts, \
+                 next_attempt_at, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut row, (message, ep, owner)| {
+                row.push_bind(*message)
+                    .push_bind(*ep)
+                    .push_bind(*owner)
+                    .push("'pending'")
+                    .push("0")
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *c).await?;
+        }
+        Ok(())
     }
 
     /// A tenant's enabled endpoints, with their event filters.
