@@ -104,7 +104,11 @@ impl TargetPolicy {
             "http" => {
                 return Err(SendError::invalid(
                     "url",
-                    "plain http is refused: use https, or allow the target",
+                    format!(
+                        "plain http is refused: use https, or allow the target with \
+                         {ALLOW_TARGETS_ENV} (e.g. 127.0.0.0/8), TargetPolicy::allow or \
+                         `--allow-target`"
+                    ),
                 ));
             }
             _ => return Err(SendError::invalid("url", "the scheme is http or https")),
@@ -129,7 +133,8 @@ impl TargetPolicy {
         self.check_ip(ip)?;
         if !https && !self.allow_http && !self.allowed.iter().any(|n| n.contains(&ip)) {
             return Err(SendError::Target(format!(
-                "plain http to {ip} is refused: use https, or allow the target"
+                "plain http to {ip} is refused: use https, or allow the target with \
+                 {ALLOW_TARGETS_ENV}, TargetPolicy::allow or `--allow-target`"
             )));
         }
         Ok(())
@@ -289,6 +294,24 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// A refusal of plain http names the setting that allows the target.
+    #[test]
+    fn a_plain_http_refusal_names_the_setting() {
+        let e = TargetPolicy::default()
+            .check_url("http://example.com/hook")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(ALLOW_TARGETS_ENV) && e.contains("TargetPolicy::allow"),
+            "{e}"
+        );
+        let e = TargetPolicy::default()
+            .check_connect(ip("93.184.216.34"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(ALLOW_TARGETS_ENV), "{e}");
     }
 
     #[test]
