@@ -101,10 +101,7 @@ fn body(n: u64) -> String {
 }
 
 fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
+    arg_text(name)
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
@@ -517,12 +514,6 @@ fn installed(program: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-fn postgres_installed() -> bool {
-    ["17", "16", "15"]
-        .iter()
-        .any(|v| std::path::Path::new(&format!("/usr/lib/postgresql/{v}/bin/initdb")).exists())
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -595,8 +586,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             vec!["serve-queued".into(), ingest.clone(), db],
         )?;
     }
-    let postgres = (wanted.contains(&"postgres") && postgres_installed())
-        .then(outworx_test_support::postgres::Postgres::start);
+    let postgres = (wanted.contains(&"postgres")
+        && outworx_test_support::postgres::Postgres::installed())
+    .then(outworx_test_support::postgres::Postgres::start);
     if let Some(pg) = &postgres {
         spawn(
             "queue, PostgreSQL inbox",

@@ -9,7 +9,7 @@
 //! waiting for it. When the queue is empty the committer ends: nothing runs while idle.
 //!
 //! A batch the database refuses is tried again one item per transaction, when the error can
-//! be one item's fault ([`Commit::alone`]), so a poisoned row fails only its own caller.
+//! be one item's fault ([`Refusal::one_item`]), so a poisoned row fails only its own caller.
 //! Waiting writes are bounded in bytes ([`GroupOptions::max_queued_bytes`]): past it, a
 //! caller is refused at once ([`GroupError::Overloaded`]) rather than queued. A caller that
 //! stopped waiting (its request timed out) before its batch began is left out of it.
@@ -36,16 +36,34 @@ pub trait Commit: Send + Sync + 'static {
     fn bytes(item: &Self::Item) -> usize;
 
     /// Writes `items` in one transaction and commits it: one output per item, in order, or
-    /// the transaction's error (nothing of it committed).
-    fn commit<'a>(
-        &'a self,
-        items: &'a [Self::Item],
-    ) -> BoxFuture<'a, Result<Vec<Self::Output>, Self::Error>>;
+    /// why the transaction failed (nothing of it committed).
+    fn commit<'a>(&'a self, items: &'a [Self::Item]) -> Committed<'a, Self::Output, Self::Error>;
+}
 
-    /// Whether `error` may be one item's fault (a constraint, a value the database refuses):
-    /// then each item is tried alone. `false` (the database is down, the pool timed out)
-    /// fails the whole batch at once.
-    fn alone(&self, error: &Self::Error) -> bool;
+/// What [`Commit::commit`] returns: a future of one output per item, or why none was
+/// committed.
+pub type Committed<'a, O, E> = BoxFuture<'a, Result<Vec<O>, Refusal<E>>>;
+
+/// Why a [`Commit`] failed, and whether it may be one item's fault (a constraint, a value the
+/// database refuses): then each item is tried alone. Otherwise (the database is down, the
+/// pool timed out) the whole batch fails at once.
+#[derive(Debug, Clone)]
+pub struct Refusal<E> {
+    /// The error each caller gets.
+    pub error: E,
+    /// Whether one item may be the cause.
+    pub one_item: bool,
+}
+
+/// A database error, classified by [`row_fault`](crate::row_fault): `?` on `sqlx` in a
+/// [`Commit::commit`] gives this.
+impl<E: From<sqlx::Error>> From<sqlx::Error> for Refusal<E> {
+    fn from(e: sqlx::Error) -> Self {
+        Refusal {
+            one_item: crate::row_fault(&e),
+            error: e.into(),
+        }
+    }
 }
 
 /// Why a caller's write was not committed.
@@ -312,7 +330,7 @@ impl<C: Commit> Inner<C> {
                     let _ = reply.send(Err(GroupError::Lost));
                 }
             }
-            Err(e) if items.len() > 1 && self.commit.alone(&e) => {
+            Err(refused) if items.len() > 1 && refused.one_item => {
                 for (item, reply) in items.iter().zip(replies) {
                     if reply.is_closed() {
                         continue;
@@ -322,13 +340,13 @@ impl<C: Commit> Inner<C> {
                     let _ = reply.send(match self.commit.commit(one).await {
                         Ok(mut out) if out.len() == 1 => out.pop().ok_or(GroupError::Lost),
                         Ok(_) => Err(GroupError::Lost),
-                        Err(e) => Err(GroupError::Failed(e)),
+                        Err(refused) => Err(GroupError::Failed(refused.error)),
                     });
                 }
             }
-            Err(e) => {
+            Err(refused) => {
                 for reply in replies {
-                    let _ = reply.send(Err(GroupError::Failed(e.clone())));
+                    let _ = reply.send(Err(GroupError::Failed(refused.error.clone())));
                 }
             }
         }
@@ -356,26 +374,25 @@ mod tests {
             100
         }
 
-        fn commit<'a>(
-            &'a self,
-            items: &'a [u32],
-        ) -> BoxFuture<'a, Result<Vec<(u32, usize)>, String>> {
+        fn commit<'a>(&'a self, items: &'a [u32]) -> Committed<'a, (u32, usize), String> {
             Box::pin(async move {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 if items.contains(&13) {
-                    return Err("13 is refused".into());
+                    return Err(Refusal {
+                        error: "13 is refused".into(),
+                        one_item: true,
+                    });
                 }
                 if items.contains(&666) {
-                    return Err("the database is down".into());
+                    return Err(Refusal {
+                        error: "the database is down".into(),
+                        one_item: false,
+                    });
                 }
                 let n = self.transactions.fetch_add(1, Ordering::SeqCst);
                 self.largest.fetch_max(items.len(), Ordering::SeqCst);
                 Ok(items.iter().map(|i| (*i, n)).collect())
             })
-        }
-
-        fn alone(&self, error: &String) -> bool {
-            error.starts_with("13")
         }
     }
 

@@ -27,7 +27,7 @@ pub mod sql;
 
 pub use clock::{Clock, ManualClock, SystemClock, now_ms};
 pub use gate::{Turn, Urgency, WriteGate};
-pub use group::{Commit, GroupCommit, GroupError, GroupOptions};
+pub use group::{Commit, Committed, GroupCommit, GroupError, GroupOptions, Refusal};
 pub use pool::{Durability, Pool, row_fault, storable};
 pub use runner::{BoxFuture, Job, Queue, Runner, RunnerOptions, WorkerHandle};
 pub use schedule::RetrySchedule;

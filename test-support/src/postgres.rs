@@ -12,19 +12,28 @@ pub struct Postgres {
     pub port: u16,
 }
 
+/// The directory of PostgreSQL's `initdb` and `postgres`, if it is installed.
+fn bin_dir() -> Option<std::path::PathBuf> {
+    [
+        "/usr/lib/postgresql/17/bin",
+        "/usr/lib/postgresql/16/bin",
+        "/usr/lib/postgresql/15/bin",
+        "/usr/local/bin",
+    ]
+    .into_iter()
+    .map(std::path::PathBuf::from)
+    .find(|d| d.join("initdb").exists())
+}
+
 impl Postgres {
+    /// Whether PostgreSQL is installed here ([`Postgres::start`] needs it).
+    pub fn installed() -> bool {
+        bin_dir().is_some()
+    }
+
     /// Starts one (initdb, then postgres), as the `postgres` user when run as root.
     pub fn start() -> Postgres {
-        let bin = [
-            "/usr/lib/postgresql/17/bin",
-            "/usr/lib/postgresql/16/bin",
-            "/usr/lib/postgresql/15/bin",
-            "/usr/local/bin",
-        ]
-        .into_iter()
-        .map(std::path::PathBuf::from)
-        .find(|d| d.join("initdb").exists())
-        .expect("PostgreSQL is not installed (.ci/run installs it)");
+        let bin = bin_dir().expect("PostgreSQL is not installed (.ci/run installs it)");
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()

@@ -1,7 +1,7 @@
 //! Why an inbox operation failed.
 
 /// Why an inbox operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum InboxError {
     /// The database failed; nothing was committed.

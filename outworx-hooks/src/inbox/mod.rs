@@ -296,7 +296,7 @@ impl Inbox {
     /// transaction with the receipts arriving meanwhile; answers once it is committed.
     pub(crate) async fn enqueue(&self, e: store::NewEntry) -> Result<store::Enqueued, InboxError> {
         self.inner.receipts.submit(e).await.map_err(|e| match e {
-            GroupError::Failed(refused) => InboxError::Store(refused.message),
+            GroupError::Failed(e) => e,
             other => InboxError::Store(other.to_string()),
         })
     }

@@ -228,34 +228,10 @@ pub(crate) struct Receipts {
     pub(crate) clock: std::sync::Arc<dyn outworx_hooks_queue::Clock>,
 }
 
-/// Why a batch of receipts was not committed, and whether it can be one row's fault (a
-/// constraint, a value too large for an index) rather than the database's (I/O, a full
-/// disk, the pool).
-#[derive(Debug, Clone)]
-pub(crate) struct Refused {
-    pub(crate) message: String,
-    row: bool,
-}
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl From<sqlx::Error> for Refused {
-    fn from(e: sqlx::Error) -> Self {
-        Refused {
-            row: outworx_hooks_queue::row_fault(&e),
-            message: e.to_string(),
-        }
-    }
-}
-
 impl outworx_hooks_queue::Commit for Receipts {
     type Item = NewEntry;
     type Output = Enqueued;
-    type Error = Refused;
+    type Error = InboxError;
 
     fn bytes(item: &NewEntry) -> usize {
         item.weight()
@@ -264,7 +240,10 @@ impl outworx_hooks_queue::Commit for Receipts {
     fn commit<'a>(
         &'a self,
         items: &'a [NewEntry],
-    ) -> outworx_hooks_queue::BoxFuture<'a, Result<Vec<Enqueued>, Refused>> {
+    ) -> outworx_hooks_queue::BoxFuture<
+        'a,
+        Result<Vec<Enqueued>, outworx_hooks_queue::Refusal<InboxError>>,
+    > {
         Box::pin(async move {
             let now = self.clock.now_ms();
             // One statement, committed on its own (no BEGIN, no COMMIT: each is a round trip
@@ -276,10 +255,6 @@ impl outworx_hooks_queue::Commit for Receipts {
                 |c, db| db::enqueue(c, items, now).await?
             ))
         })
-    }
-
-    fn alone(&self, error: &Refused) -> bool {
-        error.row
     }
 }
 

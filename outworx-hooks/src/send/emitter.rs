@@ -267,7 +267,7 @@ impl Emitter {
             .submit(pending)
             .await
             .map_err(|e| match e {
-                GroupError::Failed(refused) => refused.error,
+                GroupError::Failed(e) => e,
                 GroupError::Overloaded => {
                     SendError::Store("too many sends are waiting for the database".into())
                 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use outworx_hooks_queue::{BoxFuture, Clock, Commit, Pool};
+use outworx_hooks_queue::{Clock, Commit, Committed, Pool, Refusal};
 
 use crate::send::SendError;
 use crate::send::limits::MAX_ENDPOINTS_PER_OWNER;
@@ -28,33 +28,12 @@ pub(crate) struct Sends {
     pub(crate) clock: Arc<dyn Clock>,
 }
 
-/// Why a batch of sends was not committed, and whether it can be one message's fault (see
-/// [`outworx_hooks_queue::row_fault`]; a message refused as invalid).
-#[derive(Debug, Clone)]
-pub(crate) struct SendRefused {
-    pub(crate) error: SendError,
-    row: bool,
-}
-
-impl std::fmt::Display for SendRefused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.error.fmt(f)
-    }
-}
-
-impl From<sqlx::Error> for SendRefused {
-    fn from(e: sqlx::Error) -> Self {
-        SendRefused {
-            row: outworx_hooks_queue::row_fault(&e),
-            error: e.into(),
-        }
-    }
-}
-
-impl From<SendError> for SendRefused {
+/// A message refused as invalid (its id taken, in practice never) may be that message's
+/// fault: the batch is then tried a message at a time. Anything else is the batch's.
+impl From<SendError> for Refusal<SendError> {
     fn from(error: SendError) -> Self {
-        SendRefused {
-            row: matches!(error, SendError::Invalid { .. }),
+        Refusal {
+            one_item: matches!(error, SendError::Invalid { .. }),
             error,
         }
     }
@@ -63,13 +42,13 @@ impl From<SendError> for SendRefused {
 impl Commit for Sends {
     type Item = Pending;
     type Output = Sent;
-    type Error = SendRefused;
+    type Error = SendError;
 
     fn bytes(p: &Pending) -> usize {
         p.message.payload.len() + p.message.event_type.len() + p.message.owner.len() + 128
     }
 
-    fn commit<'a>(&'a self, items: &'a [Pending]) -> BoxFuture<'a, Result<Vec<Sent>, SendRefused>> {
+    fn commit<'a>(&'a self, items: &'a [Pending]) -> Committed<'a, Sent, SendError> {
         Box::pin(async move {
             let now = self.clock.now_ms();
             Ok(outworx_hooks_queue::on_pool!(
@@ -79,12 +58,6 @@ impl Commit for Sends {
                 |c, db| db::insert_messages(c, items, now).await?
             ))
         })
-    }
-
-    /// A refused row, or a message whose id was taken, may be one message's fault; the
-    /// batch is then tried a message at a time.
-    fn alone(&self, e: &SendRefused) -> bool {
-        e.row
     }
 }
 
@@ -174,7 +147,7 @@ outworx_hooks_queue::dialects! {
         c: &mut Conn,
         items: &[Pending],
         now: i64,
-    ) -> Result<Vec<Sent>, SendRefused> {
+    ) -> Result<Vec<Sent>, Refusal<SendError>> {
         // The first of each (owner, key) in the batch; a later one repeats it.
         let mut first: HashMap<(&str, &str), usize> = HashMap::new();
         let mut fresh: Vec<usize> = Vec::with_capacity(items.len());
