@@ -315,7 +315,13 @@ fn generate(m: Model, func: ItemFn) -> TokenStream {
     };
     let (docs, inner_fn) = crate::webhook::expand::user_fn(&func, inner);
 
+    let name_str = name.to_string();
+    let line = quote_spanned!(crate::at(name.span())=> ::core::line!());
     quote! {
+        #p::inventory::submit! {
+            #p::EmitRef { handler: #name_str, file: ::core::file!(), line: #line }
+        }
+
         #(#docs)*
         #vis fn #name #generics(__outworx_req: #p::WithState<__S>) -> #p::BoxFuture<'static, #p::axum::response::Response>
         where

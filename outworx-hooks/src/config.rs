@@ -214,7 +214,7 @@ pub struct SecretProblem {
 }
 
 /// Why [`init`](crate::init) refused the configuration.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// The API key does not have the `ohk_` + 32 lowercase hex form.
@@ -237,6 +237,18 @@ pub enum ConfigError {
     /// Some routes cannot verify: their secrets are unset or unusable.
     #[error("{} webhook route(s) cannot verify deliveries:{}", .0.len(), .0.iter().map(|p| format!("\n  - handler `{}` ({}): {}", p.handler, p.location, p.problem)).collect::<String>())]
     Secrets(Vec<SecretProblem>),
+    /// `#[emit]` routes are compiled in, and no emitter is installed to commit their
+    /// messages: each would answer 500. Each item names a handler and where it is.
+    #[error("{} #[emit] route(s) have no emitter: call `emitter.install()` before init (an `Extension<Emitter>` on a router overrides it for that router):{}", .0.len(), .0.iter().map(|r| format!("\n  - handler {r}")).collect::<String>())]
+    NoEmitter(Vec<String>),
+}
+
+/// Its text, as `Display` writes it: `main` returning this error (`?` into `Box<dyn Error>`)
+/// prints the readable explanation, not a struct dump.
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 pub(crate) fn valid_api_key(key: &str) -> bool {

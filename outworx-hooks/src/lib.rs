@@ -100,6 +100,7 @@ pub mod __private {
     pub use crate::envelope;
     pub use crate::pipeline::{IntoKey, Verified, WithState, receive};
     pub use crate::route::{IntoSecret, KeyOrigin, Route, RouteRef, SecretSource};
+    pub use crate::runtime::EmitRef;
     pub use crate::security::custom::{CustomVerifier, IntoVerdict, Verdict};
     pub use crate::security::{Provider, SignedRequest};
     #[cfg(feature = "send")]

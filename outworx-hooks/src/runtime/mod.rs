@@ -2,6 +2,7 @@
 //! proxies) and every delivery reads, with the embedded defaults until then. Receiving's
 //! state is here; reporting (the sinks, the [`Guard`] that flushes them) is in `report.rs`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 mod report;
@@ -67,8 +68,64 @@ pub(crate) fn runtime() -> Arc<Runtime> {
         .clone()
 }
 
+/// An `#[emit]` handler compiled into this binary (registered by the attribute), so that
+/// [`init`] can refuse to start when no emitter would answer it.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct EmitRef {
+    /// The handler function's name.
+    pub handler: &'static str,
+    /// Its file.
+    pub file: &'static str,
+    /// Its line.
+    pub line: u32,
+}
+
+inventory::collect!(EmitRef);
+
+/// Whether an emitter was installed (set by the sending side's `Emitter::install`).
+static EMITTER_INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Notes that `#[emit]` handlers now have an emitter.
+pub(crate) fn emitter_installed() {
+    EMITTER_INSTALLED.store(true, Ordering::Release);
+}
+
+/// The `#[emit]` handlers that no emitter would answer: every one when none is installed.
+fn emit_routes_without_emitter() -> Vec<String> {
+    if EMITTER_INSTALLED.load(Ordering::Acquire) {
+        return Vec::new();
+    }
+    let mut routes: Vec<String> = inventory::iter::<EmitRef>
+        .into_iter()
+        .map(|r| format!("`{}` ({}:{})", r.handler, r.file, r.line))
+        .collect();
+    routes.sort();
+    routes
+}
+
+/// Prints, once per process, how to see the per-delivery log lines when no `tracing`
+/// subscriber is installed: without one, the default sink's lines go nowhere. It never
+/// installs one itself: the application's own `fmt().init()` afterwards would then panic.
+fn hint_without_subscriber() {
+    static HINTED: AtomicBool = AtomicBool::new(false);
+    if tracing::dispatcher::has_been_set() || HINTED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "outworx-hooks: no tracing subscriber is installed, so its log line per delivery goes \
+         nowhere; install one before init, e.g. `tracing_subscriber::fmt().init()`"
+    );
+}
+
 /// Validates `config`, checks that every `#[webhook]` route in the binary can read and use its
-/// secret, and installs the configuration for every delivery from now on.
+/// secret and that every `#[emit]` route has an emitter, and installs the configuration for
+/// every delivery from now on.
+///
+/// When no `tracing` subscriber is installed, it prints a one-line hint to stderr (once):
+/// the default sink logs each delivery through `tracing`.
 ///
 /// ```
 /// let guard = outworx_hooks::init(outworx_hooks::Config::new());
@@ -79,6 +136,14 @@ pub fn init(mut config: Config) -> Result<Guard, ConfigError> {
     let problems = crate::route::check_all_routes();
     if !problems.is_empty() {
         return Err(ConfigError::Secrets(problems));
+    }
+    let unanswered = emit_routes_without_emitter();
+    if !unanswered.is_empty() {
+        return Err(ConfigError::NoEmitter(unanswered));
+    }
+    // Without sinks or an API key, deliveries are logged through `tracing` (TracingSink).
+    if config.sinks.is_empty() && config.api_key.is_none() {
+        hint_without_subscriber();
     }
     let guard = start_sinks(&mut config)?;
     // A configured store is networked (or may be): guarded by a timeout and a breaker. The

@@ -203,7 +203,11 @@ impl Emitter {
 
     /// Makes this the emitter `#[emit]` handlers and [`super::EmitLayer`]s use when the
     /// request carries no `Extension<Emitter>`.
+    ///
+    /// [`init`](crate::init) refuses to start when `#[emit]` routes are compiled in and no
+    /// emitter is installed: install it before `init`.
     pub fn install(&self) {
+        crate::runtime::emitter_installed();
         *GLOBAL.write().unwrap_or_else(|p| p.into_inner()) = Some(self.clone());
     }
 

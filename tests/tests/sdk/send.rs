@@ -296,6 +296,52 @@ async fn an_emit_without_an_emitter_refuses_before_the_handler_runs() {
     }
 }
 
+/// An application with an `#[emit]` route and no emitter does not start: `init` says which
+/// handler, where, and how to give it one, in words (`main`'s `?` prints the error's text, not
+/// a struct); with the emitter installed it starts, and prints the hint that no `tracing`
+/// subscriber is installed.
+#[test]
+fn init_refuses_an_emit_route_without_an_emitter() {
+    let run = |install: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_unemitted"));
+        if install {
+            cmd.env("INSTALL", "1");
+        }
+        let out = cmd.output().expect("run unemitted");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (status, stdout, stderr) = run(false);
+    assert!(!status.success(), "{stdout}{stderr}");
+    assert!(!stdout.contains("started"), "{stdout}");
+    assert!(
+        stderr.starts_with(
+            "Error: 1 #[emit] route(s) have no emitter: call `emitter.install()` before init"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("handler `create_order` (tests/bin/unemitted.rs:"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("NoEmitter("),
+        "the text, not the Debug of a struct: {stderr}"
+    );
+
+    let (status, stdout, stderr) = run(true);
+    assert!(status.success(), "{stdout}{stderr}");
+    assert_eq!(stdout.trim(), "started");
+    assert_eq!(
+        stderr.matches("no tracing subscriber is installed").count(),
+        1,
+        "one hint: {stderr}"
+    );
+}
+
 #[tokio::test]
 async fn a_failed_commit_answers_500_and_a_non_json_answer_too() {
     let dir = tempdir("commit");
