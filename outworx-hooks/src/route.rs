@@ -351,6 +351,17 @@ impl Route {
             .provider
             .ok_or_else(|| "the route has neither a provider nor a verifier".to_owned())?;
         let secrets = self.read_secrets()?;
+        for (i, secret) in secrets.iter().enumerate() {
+            if let Some(hint) = unlikely_secret(provider, secret) {
+                // Which secret, never its value.
+                tracing::warn!(
+                    handler = self.handler,
+                    location = %self.location(),
+                    secret = i + 1,
+                    "{hint}"
+                );
+            }
+        }
         let verifier = Verifier::new(provider, &secrets)
             .map_err(|e| e.to_string())?
             .with_tolerance(self.tolerance);
@@ -428,6 +439,20 @@ impl Deref for RouteHandle {
     }
 }
 
+/// A warning for a secret that verifies nothing the provider sends, though its form is
+/// accepted: Stripe's signing secrets start with `whsec_`, and an API key (`sk_..`,
+/// `rk_..`) pasted instead fails every delivery as `hmac_mismatch`.
+pub(crate) fn unlikely_secret(provider: Provider, secret: &str) -> Option<&'static str> {
+    match provider {
+        Provider::Stripe if !secret.trim().starts_with("whsec_") => Some(
+            "this Stripe secret does not start with `whsec_`, as Stripe's signing secrets do: \
+             use the endpoint's signing secret (Dashboard > Webhooks, or `stripe listen`), not \
+             an API key; every delivery will fail as hmac_mismatch otherwise",
+        ),
+        _ => None,
+    }
+}
+
 /// Registers a route so [`crate::init`] can check its secrets.
 #[derive(Debug)]
 pub struct RouteRef(pub &'static Route);
@@ -438,7 +463,7 @@ pub(crate) fn check_all_routes() -> Vec<SecretProblem> {
     let mut problems: Vec<SecretProblem> = inventory::iter::<RouteRef>
         .into_iter()
         .filter_map(|r| {
-            r.0.build().err().map(|problem| SecretProblem {
+            r.0.check().err().map(|problem| SecretProblem {
                 handler: r.0.handler,
                 location: r.0.location(),
                 problem,
@@ -452,6 +477,16 @@ pub(crate) fn check_all_routes() -> Vec<SecretProblem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Stripe secret that is not a signing secret is warned about; others are not.
+    #[test]
+    fn a_stripe_secret_without_whsec_is_unlikely() {
+        assert!(unlikely_secret(Provider::Stripe, "sk_live_abc").is_some());
+        assert!(unlikely_secret(Provider::Stripe, "whsec_abc").is_none());
+        assert!(unlikely_secret(Provider::Github, "anything").is_none());
+        let hint = unlikely_secret(Provider::Stripe, "sk_live_abc").unwrap();
+        assert!(!hint.contains("sk_live_abc"), "never the secret itself");
+    }
 
     #[test]
     fn key_components_are_escaped_so_they_never_run_into_each_other() {

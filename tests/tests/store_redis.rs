@@ -293,11 +293,11 @@ async fn two_receiver_processes_share_one_redis() {
     let logs = logs.lock().unwrap();
     let deliveries = logs
         .iter()
-        .filter(|l| l.contains("webhook delivery"))
+        .filter(|l| l.contains("outworx_hooks::delivery"))
         .count();
     let handled = logs
         .iter()
-        .filter(|l| l.contains("Some(Completed)"))
+        .filter(|l| l.contains("signature valid, completed"))
         .count();
     assert_eq!(
         deliveries, 200,
@@ -325,9 +325,12 @@ async fn two_services_sharing_one_redis_both_run() {
     let logs = logs.lock().unwrap();
     let handled = logs
         .iter()
-        .filter(|l| l.contains("Some(Completed)"))
+        .filter(|l| l.contains("signature valid, completed"))
         .count();
-    let duplicates = logs.iter().filter(|l| l.contains("duplicate=true")).count();
+    let duplicates = logs
+        .iter()
+        .filter(|l| l.contains("duplicate: the first response replayed"))
+        .count();
     assert_eq!(handled, 2, "both services ran their handler: {logs:#?}");
     assert_eq!(duplicates, 1, "only the retry was a duplicate");
 }

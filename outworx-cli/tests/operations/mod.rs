@@ -34,10 +34,28 @@ pub(crate) const KEY: &str = "ohk_0123456789abcdef0123456789abcdef";
 const OTHER: &str = "ohk_fedcba9876543210fedcba9876543210";
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// What the failing endpoint answers, and its tenant's name: markup that must stay text.
-const XSS_RESPONSE: &str = "<script>window.__pwned=1</script><b>bold</b>";
-const XSS_OWNER: &str = "<img src=x onerror=\"window.__pwned=2\">";
+/// When the README's screenshots are refreshed (`OUTWORX_DOCS_SCREENSHOTS`), plain words
+/// instead: a reader should see a tenant, not a test fixture.
+fn xss_response() -> &'static str {
+    docs_or(
+        "upstream error",
+        "<script>window.__pwned=1</script><b>bold</b>",
+    )
+}
+fn xss_owner() -> &'static str {
+    docs_or("acme", "<img src=x onerror=\"window.__pwned=2\">")
+}
 /// The failing deliveries' event type, as the provider sent it.
-const XSS_TYPE: &str = "boom.<svg/onload=window.__pwned=3>";
+fn xss_type() -> &'static str {
+    docs_or("invoice.failed", "boom.<svg/onload=window.__pwned=3>")
+}
+fn docs_or(docs: &'static str, hostile: &'static str) -> &'static str {
+    if std::env::var_os("OUTWORX_DOCS_SCREENSHOTS").is_some() {
+        docs
+    } else {
+        hostile
+    }
+}
 
 /// What the loopback receivers got: message id → how many times, per path.
 #[derive(Default)]
@@ -76,7 +94,7 @@ async fn receivers(got: Arc<Received>) -> String {
                     *got.last_ok.lock().unwrap() = Some((headers, body.to_vec()));
                     (StatusCode::OK, "thanks".to_owned())
                 } else {
-                    (StatusCode::INTERNAL_SERVER_ERROR, XSS_RESPONSE.to_owned())
+                    (StatusCode::INTERNAL_SERVER_ERROR, xss_response().to_owned())
                 }
             }
         }
@@ -229,18 +247,22 @@ pub(crate) async fn scenario(serve_db: &str, app_db: &str, tag: &str) {
         ))
         .build();
     let ok = emitter
-        .create_endpoint(NewEndpoint::new(format!("{receiver}/ok")).owner(XSS_OWNER))
+        .create_endpoint(NewEndpoint::new(format!("{receiver}/ok")).owner(xss_owner()))
         .await
         .unwrap();
     let bad = emitter
         .create_endpoint(
-            NewEndpoint::new(format!("{receiver}/bad?tag=%3Cb%3Ex%3C/b%3E")).owner(XSS_OWNER),
+            NewEndpoint::new(format!(
+                "{receiver}/bad{}",
+                docs_or("", "?tag=%3Cb%3Ex%3C/b%3E")
+            ))
+            .owner(xss_owner()),
         )
         .await
         .unwrap();
     let first_secret = ok.secret.clone();
     let sent = emitter
-        .send_message(NewMessage::json("order.paid", r#"{"order":1}"#).owner(XSS_OWNER))
+        .send_message(NewMessage::json("order.paid", r#"{"order":1}"#).owner(xss_owner()))
         .await
         .unwrap();
     let msg = sent.message_id.clone();
@@ -294,8 +316,8 @@ pub(crate) async fn scenario(serve_db: &str, app_db: &str, tag: &str) {
         }
     };
     deliver("/hooks", "msg_fine", "order.shipped").await;
-    deliver("/hooks", "msg_boom_1", XSS_TYPE).await;
-    deliver("/hooks", "msg_boom_2", XSS_TYPE).await;
+    deliver("/hooks", "msg_boom_1", xss_type()).await;
+    deliver("/hooks", "msg_boom_2", xss_type()).await;
     deliver("/later", "msg_later", "order.delayed").await;
     until("the inbox settled: 1 done, 2 dead, 1 retrying", || {
         let inbox = inbox.clone();
@@ -424,12 +446,14 @@ pub(crate) async fn scenario(serve_db: &str, app_db: &str, tag: &str) {
     };
     let ok_text = text(ok_row.clone()).await;
     assert!(
-        ok_text.contains("enabled") && ok_text.contains("100%") && ok_text.contains(XSS_OWNER),
+        ok_text.contains("enabled") && ok_text.contains("100%") && ok_text.contains(xss_owner()),
         "{ok_text}"
     );
     let bad_text = text(bad_row.clone()).await;
     assert!(
-        bad_text.contains("0%") && bad_text.contains("500") && bad_text.contains("%3Cb%3Ex"),
+        bad_text.contains("0%")
+            && bad_text.contains("500")
+            && bad_text.contains(docs_or("/bad", "%3Cb%3Ex")),
         "{bad_text}"
     );
     assert_eq!(
@@ -448,7 +472,7 @@ pub(crate) async fn scenario(serve_db: &str, app_db: &str, tag: &str) {
     .await;
     let detail = b.text("#d-sections").await;
     assert!(
-        detail.contains(XSS_RESPONSE) && detail.contains("#2") && detail.contains("#1"),
+        detail.contains(xss_response()) && detail.contains("#2") && detail.contains("#1"),
         "{detail}"
     );
     // Replay from the browser: the real receiver gets it again.
@@ -546,7 +570,7 @@ pub(crate) async fn scenario(serve_db: &str, app_db: &str, tag: &str) {
     assert!(!page.as_str().unwrap().contains(&secret));
     // The new secret signs: the next message verifies with it.
     let next = emitter
-        .send_message(NewMessage::json("order.refunded", r#"{"order":2}"#).owner(XSS_OWNER))
+        .send_message(NewMessage::json("order.refunded", r#"{"order":2}"#).owner(xss_owner()))
         .await
         .unwrap();
     until("the message after the rotation", || {
@@ -608,9 +632,7 @@ pub(crate) async fn scenario(serve_db: &str, app_db: &str, tag: &str) {
         .js("return [...document.querySelectorAll('#inbox tbody tr')].map(r => r.innerText);")
         .await;
     assert!(
-        rows.to_string()
-            .contains("boom.<svg/onload=window.__pwned=3>")
-            || rows.to_string().contains("boom.\\u003csvg"),
+        rows.to_string().contains(xss_type()) || rows.to_string().contains("boom.\\u003csvg"),
         "the hostile event type, as text: {rows}"
     );
     b.screenshot(&screenshot_path(&format!("dashboard-inbox{tag}.png")))
@@ -718,7 +740,7 @@ pub(crate) async fn scenario(serve_db: &str, app_db: &str, tag: &str) {
     );
     // The other key's rotate changed nothing: the browser's secret still signs.
     let after = emitter
-        .send_message(NewMessage::json("order.closed", r#"{"order":3}"#).owner(XSS_OWNER))
+        .send_message(NewMessage::json("order.closed", r#"{"order":3}"#).owner(xss_owner()))
         .await
         .unwrap();
     until("the message after the other key's attempts", || {

@@ -56,11 +56,41 @@ impl Scan<'_> {
 }
 
 impl<'ast> Visit<'ast> for Scan<'_> {
+    fn visit_stmt(&mut self, stmt: &'ast syn::Stmt) {
+        // `track;`, `&track;`: evaluated and dropped on the spot, handed to nothing.
+        if let syn::Stmt::Expr(e, Some(_)) = stmt
+            && self.is_alias_of_binding(e)
+        {
+            return;
+        }
+        syn::visit::visit_stmt(self, stmt);
+    }
+
+    fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
+        // `drop(track)` discards it: handed to nothing that could mark.
+        if let Expr::Path(f) = &*call.func
+            && f.path.segments.last().is_some_and(|s| s.ident == "drop")
+            && call.args.len() == 1
+            && call.args.iter().all(|a| self.is_alias_of_binding(a))
+        {
+            return;
+        }
+        syn::visit::visit_expr_call(self, call);
+    }
+
     fn visit_local(&mut self, local: &'ast syn::Local) {
         let pat = match &local.pat {
             Pat::Type(t) => &*t.pat,
             other => other,
         };
+        // `let _ = &track;` binds nothing: the value is dropped at once (a misuse that
+        // silenced the check).
+        if let (Pat::Wild(_), Some(init)) = (pat, &local.init)
+            && init.diverge.is_none()
+            && self.is_alias_of_binding(&init.expr)
+        {
+            return;
+        }
         if let (Pat::Ident(p), Some(init)) = (pat, &local.init)
             && p.subpat.is_none()
             && init.diverge.is_none()
