@@ -97,7 +97,27 @@ macro_rules! providers {
             $( #[doc = $summary] $variant, )+
         }
 
-        impl Provider {
+        impl Spec {
+    /// The cargo feature of `outworx-hooks` this provider's verification needs beyond the
+    /// default build: `ed25519` (Discord) or `ecdsa` (SendGrid). Standard Webhooks' `v1a`
+    /// needs `ed25519` too, but only for a `whpk_` key, which `init` checks.
+    ///
+    /// ```
+    /// use outworx_hooks_providers::Provider;
+    /// assert_eq!(Provider::Discord.spec().feature(), Some("ed25519"));
+    /// assert_eq!(Provider::Sendgrid.spec().feature(), Some("ecdsa"));
+    /// assert_eq!(Provider::Stripe.spec().feature(), None);
+    /// ```
+    pub fn feature(&self) -> Option<&'static str> {
+        match self.key {
+            KeyKind::Ed25519Hex => Some("ed25519"),
+            KeyKind::P256Der => Some("ecdsa"),
+            _ => None,
+        }
+    }
+}
+
+impl Provider {
             /// Every provider, in a stable order.
             pub const ALL: &'static [Provider] = &[ $( Provider::$variant, )+ ];
 

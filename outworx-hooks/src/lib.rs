@@ -47,7 +47,12 @@
 //! # Feature flags
 //!
 //! Items behind a feature say which on docs.rs.
-#![doc = document_features::document_features!()]
+// The feature list, rendered in the docs from Cargo.toml's comments: its macro is a docs-only
+// dependency (docs.rs builds with every feature), not one every receiver compiles.
+#![cfg_attr(
+    feature = "document-features",
+    doc = document_features::document_features!()
+)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
@@ -108,6 +113,10 @@ pub mod __private {
     pub use crate::util::BoxFuture;
     /// Whether the `inbox` feature is on: `#[webhook(.., queue)]` asserts it at compile time.
     pub const INBOX: bool = cfg!(feature = "inbox");
+    /// Whether the `ed25519` feature is on: a Discord route asserts it at compile time.
+    pub const ED25519: bool = cfg!(feature = "ed25519");
+    /// Whether the `ecdsa` feature is on: a SendGrid route asserts it at compile time.
+    pub const ECDSA: bool = cfg!(feature = "ecdsa");
     pub use std::borrow::Cow;
     pub use {axum, bytes, http, inventory, serde_json};
 

@@ -94,6 +94,19 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
     } else {
         quote!()
     };
+    // A provider whose scheme is behind a feature: without it, the build stops here, naming it.
+    let feature_check = match m.provider.and_then(|s| Some((s.name, s.feature()?))) {
+        Some((provider, feature)) => {
+            let flag = format_ident!("{}", feature.to_uppercase());
+            let message = format!(
+                "#[webhook(provider = \"{provider}\")] needs the `{feature}` feature of outworx-hooks: features = [\"{feature}\"]"
+            );
+            quote_spanned! {crate::at(name.span())=>
+                const _: () = ::core::assert!(#p::#flag, #message);
+            }
+        }
+        None => quote!(),
+    };
     quote! {
         #[doc(hidden)]
         #[allow(non_upper_case_globals)]
@@ -101,6 +114,7 @@ pub(crate) fn expand(m: Model, func: ItemFn) -> TokenStream {
 
         #p::inventory::submit! { #p::RouteRef(&#route_static) }
         #inbox_check
+        #feature_check
 
         #(#docs)*
         #vis fn #name #generics(__outworx_req: #p::WithState<__S>) -> #p::BoxFuture<'static, #p::axum::response::Response>

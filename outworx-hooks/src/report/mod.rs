@@ -42,7 +42,6 @@ use std::task::{Context, Poll};
 
 use futures_util::Stream;
 use tokio::sync::broadcast;
-use tokio_stream::wrappers::BroadcastStream;
 
 #[cfg(feature = "outworx-api")]
 mod outworx;
@@ -173,7 +172,7 @@ pub(crate) fn summary(e: &DeliveryEvent) -> String {
 /// [`Stream`] of events, or [`Subscription::recv`] one at a time. A subscriber that falls
 /// more than 1,024 events behind skips the oldest.
 pub struct Subscription {
-    inner: BroadcastStream<Arc<DeliveryEvent>>,
+    inner: futures_util::stream::BoxStream<'static, Arc<DeliveryEvent>>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -186,15 +185,7 @@ impl Stream for Subscription {
     type Item = Arc<DeliveryEvent>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            match Pin::new(&mut self.inner).poll_next(cx) {
-                Poll::Ready(Some(Ok(e))) => return Poll::Ready(Some(e)),
-                // Lagged: skip what was missed, keep going.
-                Poll::Ready(Some(Err(_))) => continue,
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        self.inner.as_mut().poll_next(cx)
     }
 }
 
@@ -235,8 +226,18 @@ fn events() -> &'static broadcast::Sender<Arc<DeliveryEvent>> {
 /// ```
 pub fn subscribe() -> Subscription {
     SUBSCRIBERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let events = futures_util::stream::unfold(events().subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) => return Some((e, rx)),
+                // Lagged: skip what was missed, keep going.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
     Subscription {
-        inner: BroadcastStream::new(events().subscribe()),
+        inner: Box::pin(events),
     }
 }
 

@@ -87,6 +87,7 @@ inventory::collect!(EmitRef);
 static EMITTER_INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// Notes that `#[emit]` handlers now have an emitter.
+#[cfg(feature = "send")]
 pub(crate) fn emitter_installed() {
     EMITTER_INSTALLED.store(true, Ordering::Release);
 }

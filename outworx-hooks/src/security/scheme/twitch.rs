@@ -17,11 +17,13 @@ pub(super) fn check_twitch(i: &Input<'_>) -> Check {
     let id = header(d, ID)?;
     let ts_text = header(d, TS)?;
     let raw = header(d, SIG)?;
-    let signed_ms =
-        time::OffsetDateTime::parse(ts_text, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| Failure::malformed(TS, "the timestamp is not RFC 3339"))?
-            .unix_timestamp_nanos()
-            / 1_000_000;
+    // Twitch sends UTC (`2019-11-16T10:11:12.634234626Z`); RFC 3339 with `Z`.
+    let signed = humantime::parse_rfc3339(ts_text)
+        .map_err(|_| Failure::malformed(TS, "the timestamp is not RFC 3339 in UTC"))?;
+    let signed_ms: i128 = match signed.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => i128::try_from(after.as_millis()).unwrap_or(i128::MAX),
+        Err(before) => -i128::try_from(before.duration().as_millis()).unwrap_or(i128::MAX),
+    };
     let text = strip_prefix_ignore_case(raw, "sha256=")
         .ok_or_else(|| Failure::malformed(SIG, "it does not start with `sha256=`"))?;
     let sig = Sig::decode(Encoding::Hex, text)
@@ -35,12 +37,10 @@ pub(super) fn check_twitch(i: &Input<'_>) -> Check {
 
 /// Signs a body as the `Twitch` family does.
 pub(super) fn sign_twitch(s: &mut SignCtx<'_>) -> Result<(), SignError> {
-    let stamp = time::OffsetDateTime::from_unix_timestamp(s.ts)
+    let stamp = u64::try_from(s.ts)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|secs| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs)))
+        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
         .ok_or(SignError::HeaderValue("twitch-eventsub-message-timestamp"))?;
     let parts = [s.id.as_bytes(), stamp.as_bytes(), &s.body];
     let sig = hex::encode(mac(Algo::Sha256, &s.hmac_key()?, &parts).bytes());

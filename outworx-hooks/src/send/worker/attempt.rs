@@ -161,13 +161,9 @@ pub(crate) fn parse_retry_after(v: &str, now_ms: i64) -> Option<Duration> {
     if let Ok(secs) = v.trim().parse::<u64>() {
         return Some(Duration::from_secs(secs).min(cap));
     }
-    let fmt = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    let at = time::PrimitiveDateTime::parse(v.trim(), &fmt)
-        .ok()?
-        .assume_utc();
-    let at_ms = i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()?;
+    // An HTTP date (IMF-fixdate, or the obsolete RFC 850 and asctime forms).
+    let at = httpdate::parse_http_date(v.trim()).ok()?;
+    let at_ms = i64::try_from(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()?;
     let ms = u64::try_from(at_ms.saturating_sub(now_ms)).unwrap_or(0);
     Some(Duration::from_millis(ms).min(cap))
 }
@@ -232,15 +228,33 @@ pub(crate) fn build_request(
     Ok((Bytes::from(body), headers))
 }
 
+/// RFC 3339 in UTC with the milliseconds there are (`2024-05-01T12:00:00.25Z`, none for a
+/// whole second); the epoch for a time before it.
+fn rfc3339_ms(ms: i64) -> String {
+    let Some(t) = u64::try_from(ms)
+        .ok()
+        .and_then(|ms| std::time::UNIX_EPOCH.checked_add(Duration::from_millis(ms)))
+    else {
+        return "1970-01-01T00:00:00Z".to_owned();
+    };
+    let text = humantime::format_rfc3339_millis(t).to_string();
+    // `..:SS.mmmZ`: drop the fraction's trailing zeros, and its dot when nothing is left.
+    match text.strip_suffix('Z').and_then(|t| t.split_once('.')) {
+        Some((whole, fraction)) => {
+            let fraction = fraction.trim_end_matches('0');
+            if fraction.is_empty() {
+                format!("{whole}Z")
+            } else {
+                format!("{whole}.{fraction}Z")
+            }
+        }
+        None => text,
+    }
+}
+
 /// `{"type":..,"timestamp":..,"data":..}`, the payload placed as stored (already JSON).
 fn standard_body(event_type: &str, created_at_ms: i64, payload: &str) -> String {
-    let ts = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(created_at_ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned());
+    let ts = rfc3339_ms(created_at_ms);
     let mut out = String::with_capacity(payload.len() + event_type.len() + 64);
     out.push_str("{\"type\":");
     out.push_str(&serde_json::Value::from(event_type).to_string());
@@ -348,5 +362,29 @@ mod tests {
             Some(Duration::from_secs(60))
         );
         assert_eq!(parse_retry_after("soon", 0), None);
+        // A date in the past: retry now.
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+    }
+
+    /// The message's timestamp is what the `time` crate's RFC 3339 writes (the format the
+    /// outbox always sent), for whole seconds, milliseconds and across the calendar.
+    #[test]
+    fn message_timestamps_are_rfc3339_as_before() {
+        let mut ms: i64 = 0;
+        for step in [1, 999, 1_000, 86_399_999, 2_592_000_123, 31_536_000_250] {
+            for _ in 0..40 {
+                ms += step;
+                let want =
+                    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                        .unwrap()
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap();
+                assert_eq!(rfc3339_ms(ms), want, "{ms}");
+            }
+        }
+        assert_eq!(rfc3339_ms(-5), "1970-01-01T00:00:00Z");
     }
 }
