@@ -124,13 +124,9 @@ async fn serve(mode: &str, port: u16, args: &[String]) -> Result<(), Box<dyn std
             if let (Some(url), "serve-hooked") = (args.get(1), mode) {
                 config = config.store(outworx_hooks::store::RedisStore::connect(url).await?);
             }
-            // This binary has an `#[emit]` route (serve-emit's): `init` refuses to start
-            // unless an emitter answers it, which these modes never route to.
-            Emitter::builder(Outbox::memory().await?)
-                .worker(None)
-                .build()
-                .install();
-            Some(outworx_hooks::init(config)?)
+            // This binary has an `#[emit]` route that these modes never serve (serve-emit
+            // installs its own emitter): `init` needs none here.
+            Some(outworx_hooks::init(config.emit_by_extension())?)
         }
         _ => None,
     };

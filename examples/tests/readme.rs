@@ -1,8 +1,10 @@
-//! The README's two examples, run as a newcomer would run them: the binaries are the README's
-//! own text (`build.rs` extracts it), started as processes, driven over real HTTP on loopback,
-//! and stopped with Ctrl-C (SIGINT).
+//! The README's two examples, run as a newcomer would run them: each is a fresh crate made of
+//! the README's own blocks (`build.rs` extracts its `Cargo.toml` lines and its `src/main.rs`),
+//! built by cargo on its own, started as a process, driven over real HTTP on loopback, and
+//! stopped with Ctrl-C (SIGINT).
 
 use std::io::{BufRead as _, BufReader, Read as _};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -13,6 +15,60 @@ use outworx_test_support::net::{free_port, temp_dir};
 use outworx_test_support::process::Kill;
 
 const SECRET: &str = "whsec_readme_example_secret";
+
+/// Makes the README's example `name` a crate of its own, as `cargo new` and a paste would
+/// (its `path` line pointed at this repository's `outworx-hooks`), builds it and answers its
+/// binary. It builds against the workspace's lock, in a target directory the fresh crates
+/// share.
+fn fresh_crate(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("the workspace");
+    let blocks = Path::new(env!("OUT_DIR")).join("readme").join(name);
+    let dir = root
+        .join("target/fresh-crates")
+        .join(format!("readme-{name}"));
+    std::fs::create_dir_all(dir.join("src")).expect("mkdir");
+    let lines = std::fs::read_to_string(blocks.join("Cargo.toml")).expect("the README's lines");
+    let hooks = root.join("outworx-hooks");
+    let pasted = "\"../outworx-hooks/outworx-hooks\"";
+    assert!(lines.contains(pasted), "the README's path line: {lines}");
+    let lines = lines.replace(pasted, &format!("{:?}", hooks.display().to_string()));
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"readme-{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+             [workspace]\n\n{lines}"
+        ),
+    )
+    .expect("write Cargo.toml");
+    std::fs::copy(blocks.join("src/main.rs"), dir.join("src/main.rs")).expect("main.rs");
+    std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock")).expect("Cargo.lock");
+    let target = root.join("target/fresh-crates/target");
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "--quiet"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "the README's {name} example does not build:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("debug").join(format!("readme-{name}"))
+}
+
+/// A command for `binary` with only the environment given here: nothing of this process's
+/// (an `OUTWORX_HOOKS_API_KEY`, a `RUST_LOG`) leaks into what the example does.
+fn example(binary: &Path) -> Command {
+    let mut cmd = Command::new(binary);
+    cmd.env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
 
 /// `line` without its terminal colours (`ESC [ .. m`).
 fn plain(line: &str) -> String {
@@ -45,13 +101,17 @@ fn lines_of(out: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> 
     rx
 }
 
-/// Waits until `port` accepts connections (the child is listening), at most 60 s.
-async fn wait_for(port: u16) {
+/// Waits until `port` accepts connections (the child is listening), at most 60 s; a child
+/// that exits first fails the test with what it printed.
+async fn wait_for(port: u16, child: &mut Kill) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .is_err()
     {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("the example exited ({status}):\n{}", stderr_of(child));
+        }
         assert!(Instant::now() < deadline, "nothing listened on {port}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -101,19 +161,17 @@ fn stderr_of(child: &mut Kill) -> String {
 /// cleanly.
 #[tokio::test]
 async fn the_readme_receiver_verifies_logs_and_stops_on_ctrl_c() {
+    let binary = fresh_crate("receive");
     let port = free_port();
     let mut child = Kill(
-        Command::new(env!("CARGO_BIN_EXE_readme-receive"))
+        example(&binary)
             .env("STRIPE_WEBHOOK_SECRET", SECRET)
             .env("PORT", port.to_string())
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
-            .expect("start readme-receive"),
+            .expect("start the receiving example"),
     );
     let out = lines_of(child.0.stdout.take().expect("stdout"));
-    wait_for(port).await;
+    wait_for(port, &mut child).await;
     let url = format!("http://127.0.0.1:{port}/webhooks/stripe");
     let body = r#"{"id":"evt_readme_1","object":"event","type":"payment_intent.succeeded","data":{"object":{}}}"#;
     let signed = Signer::new(Provider::Stripe, SECRET)
@@ -195,21 +253,20 @@ async fn the_readme_sender_delivers_emitted_and_transactional_messages() {
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
 
+    let binary = fresh_crate("send");
     let dir = temp_dir("readme-send");
     let port = free_port();
     let mut child = Kill(
-        Command::new(env!("CARGO_BIN_EXE_readme-send"))
+        example(&binary)
             .current_dir(&dir)
             .env("PORT", port.to_string())
             .env("RECEIVER_URL", &receiver)
             .env("OUTWORX_ALLOW_TARGETS", "127.0.0.0/8")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
-            .expect("start readme-send"),
+            .expect("start the sending example"),
     );
     let _out = lines_of(child.0.stdout.take().expect("stdout"));
-    wait_for(port).await;
+    wait_for(port, &mut child).await;
     let client = reqwest::Client::new();
     let created = client
         .post(format!("http://127.0.0.1:{port}/orders"))
@@ -239,7 +296,7 @@ async fn the_readme_sender_delivers_emitted_and_transactional_messages() {
         }
         let message: serde_json::Value = serde_json::from_str(&body).expect("JSON");
         types.push(message["type"].as_str().unwrap_or_default().to_owned());
-        assert!(body.contains(&id.to_string()), "{body}");
+        assert_eq!(message["data"]["id"].as_i64(), Some(id), "{body}");
     }
     types.sort();
     assert_eq!(types, ["order.created", "order.shipped"]);

@@ -29,6 +29,7 @@ pub struct Config {
     pub(crate) service: Option<String>,
     pub(crate) public_url: Option<String>,
     pub(crate) trusted_proxies: Vec<String>,
+    pub(crate) emit_by_extension: bool,
 }
 
 /// The callback of [`Config::on_error`].
@@ -71,6 +72,7 @@ impl Config {
             service: None,
             public_url: None,
             trusted_proxies: Vec::new(),
+            emit_by_extension: false,
         }
     }
 
@@ -183,6 +185,21 @@ impl Config {
         self
     }
 
+    /// Every `#[emit]` route of this process gets its emitter from an `Extension<Emitter>` on
+    /// its router (or is not served by this process at all): [`init`](crate::init) then does
+    /// not require an installed emitter. Without it, `init` refuses to start while `#[emit]`
+    /// routes are compiled in and no emitter is installed
+    /// ([`ConfigError::NoEmitter`]), rather than have each request answered 500.
+    ///
+    /// ```
+    /// let config = outworx_hooks::Config::new().emit_by_extension();
+    /// assert!(outworx_hooks::init(config).is_ok());
+    /// ```
+    pub fn emit_by_extension(mut self) -> Self {
+        self.emit_by_extension = true;
+        self
+    }
+
     /// Proxies (CIDRs or addresses) whose `X-Forwarded-For`, `X-Forwarded-Host` and
     /// `X-Forwarded-Proto` are believed; from anyone else those headers are ignored. The peer
     /// address comes from axum's `ConnectInfo<SocketAddr>`, so serve the app with
@@ -237,9 +254,10 @@ pub enum ConfigError {
     /// Some routes cannot verify: their secrets are unset or unusable.
     #[error("{} webhook route(s) cannot verify deliveries:{}", .0.len(), .0.iter().map(|p| format!("\n  - handler `{}` ({}): {}", p.handler, p.location, p.problem)).collect::<String>())]
     Secrets(Vec<SecretProblem>),
-    /// `#[emit]` routes are compiled in, and no emitter is installed to commit their
-    /// messages: each would answer 500. Each item names a handler and where it is.
-    #[error("{} #[emit] route(s) have no emitter: call `emitter.install()` before init (an `Extension<Emitter>` on a router overrides it for that router):{}", .0.len(), .0.iter().map(|r| format!("\n  - handler {r}")).collect::<String>())]
+    /// `#[emit]` routes are compiled in, no emitter is installed to commit their messages,
+    /// and [`Config::emit_by_extension`] does not say their routers carry one: a request to
+    /// one without would be answered 500. Each item names a handler and where it is.
+    #[error("{} #[emit] route(s) may have no emitter: call `emitter.install()` before init, or, when each of their routers has `.layer(Extension(emitter))`, init with `Config::emit_by_extension()`:{}", .0.len(), .0.iter().map(|r| format!("\n  - handler {r}")).collect::<String>())]
     NoEmitter(Vec<String>),
 }
 

@@ -351,9 +351,12 @@ impl Route {
             .provider
             .ok_or_else(|| "the route has neither a provider nor a verifier".to_owned())?;
         let secrets = self.read_secrets()?;
+        let verifier = Verifier::new(provider, &secrets)
+            .map_err(|e| e.to_string())?
+            .with_tolerance(self.tolerance);
+        // Once the route resolves (it is cached then): which secret, never its value.
         for (i, secret) in secrets.iter().enumerate() {
             if let Some(hint) = unlikely_secret(provider, secret) {
-                // Which secret, never its value.
                 tracing::warn!(
                     handler = self.handler,
                     location = %self.location(),
@@ -362,9 +365,6 @@ impl Route {
                 );
             }
         }
-        let verifier = Verifier::new(provider, &secrets)
-            .map_err(|e| e.to_string())?
-            .with_tolerance(self.tolerance);
         Ok(Resolved {
             first_secret: secrets.into_iter().next(),
             verifier: Some(verifier),

@@ -1,5 +1,6 @@
 //! An application with an `#[emit]` route: with `INSTALL=1` it installs an emitter before
-//! `init`, otherwise it forgets to. `init` must refuse to start then, naming the handler;
+//! `init`, with `EXTENSION=1` it says its routers carry theirs (`Config::emit_by_extension`),
+//! otherwise it forgets to. `init` must refuse to start then, naming the handler;
 //! `main` returns the error as an application would (`?`), so its text is what a user sees.
 
 use axum::Json;
@@ -20,7 +21,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .build()
             .install();
     }
-    let _guard = outworx_hooks::init(Config::new())?;
+    let mut config = Config::new();
+    if std::env::var_os("EXTENSION").is_some() {
+        config = config.emit_by_extension();
+    }
+    let _guard = outworx_hooks::init(config)?;
     println!("started");
     Ok(())
 }

@@ -27,6 +27,7 @@ pub async fn receive(route: &'static Route, req: Request) -> Result<Verified, Re
 pub(crate) async fn receive_route(route: RouteHandle, req: Request) -> Result<Verified, Response> {
     // One span per delivery, with OpenTelemetry's HTTP fields; `finish` and `emit` fill in
     // the rest (event type, key hash, verdict, status, processing status).
+    let outer = tracing::Span::current();
     let span = tracing::info_span!(
         "webhook.receive",
         "http.request.method" = %req.method(),
@@ -54,13 +55,16 @@ pub(crate) async fn receive_route(route: RouteHandle, req: Request) -> Result<Ve
     if !dispatched {
         crate::otel::set_remote_parent(&span, req.headers());
     }
-    receive_in(route, req, span.clone()).instrument(span).await
+    receive_in(route, req, span.clone(), outer)
+        .instrument(span)
+        .await
 }
 
 async fn receive_in(
     route: RouteHandle,
     req: Request,
     span: tracing::Span,
+    outer: tracing::Span,
 ) -> Result<Verified, Response> {
     let started = Instant::now();
     let arrived = SystemTime::now();
@@ -74,6 +78,7 @@ async fn receive_in(
         started,
         arrived,
         span,
+        outer,
         signature: None,
     };
 

@@ -44,7 +44,7 @@ impl Verified {
                 .get_or_insert_with(Default::default)
                 .insert(flag.into(), value);
         }
-        self.rt.emit_in(e, &self.span);
+        self.rt.emit_in(e, &self.span, &self.outer);
         resp
     }
 }

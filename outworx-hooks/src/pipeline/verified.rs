@@ -39,6 +39,9 @@ pub struct Verified {
     pub(super) arrived: SystemTime,
     /// The delivery's span (`webhook.receive`).
     pub(super) span: tracing::Span,
+    /// The span the request arrived in (the application's, or none): the parent of the
+    /// delivery's log line.
+    pub(super) outer: tracing::Span,
     pub(super) signature: Option<SignatureResult>,
 }
 

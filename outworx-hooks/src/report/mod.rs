@@ -89,12 +89,17 @@ pub struct TracingSink;
 
 impl Sink for TracingSink {
     fn send(&self, e: &Arc<DeliveryEvent>) {
-        // A root event: inside the delivery's span, a formatter would print the span's
-        // fields before the event's, the same facts twice.
+        // Its parent is the span the request arrived in (the application's request span, for
+        // its request id), not the delivery's own `webhook.receive` span: under that one a
+        // formatter would print the same facts twice, the span's before the line's.
+        let parent = LOG_PARENT
+            .with(|p| p.borrow().clone())
+            .unwrap_or_else(tracing::Span::none);
         tracing::info!(
             target: "outworx_hooks::delivery",
-            parent: None,
+            parent: &parent,
             handler = e.handler,
+            provider = %e.provider,
             event_type = e.event_type.as_deref(),
             status = e.status_code,
             duration_ms = e.duration_ms,
@@ -102,6 +107,8 @@ impl Sink for TracingSink {
             signature_valid = e.signature_valid,
             signature_failure_reason = e.signature_failure_reason.map(|r| r.as_str()),
             processing_status = e.processing_status.map(crate::event::processing_name),
+            duplicate = e.meta("duplicate").is_some().then_some(true),
+            error = e.error_message.as_deref(),
             "{}",
             summary(e)
         );
@@ -110,6 +117,27 @@ impl Sink for TracingSink {
     fn wants_request_headers(&self) -> bool {
         false
     }
+}
+
+thread_local! {
+    /// The parent of the [`TracingSink`]'s line while a delivery's sinks run (they run on
+    /// one thread, without awaiting): see [`with_log_parent`].
+    static LOG_PARENT: std::cell::RefCell<Option<tracing::Span>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (a delivery's sinks) with `parent` as the parent of the [`TracingSink`]'s line.
+pub(crate) fn with_log_parent<R>(parent: &tracing::Span, f: impl FnOnce() -> R) -> R {
+    /// Puts the previous parent back, even when a sink panics.
+    struct Restore(Option<tracing::Span>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            LOG_PARENT.with(|p| *p.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(LOG_PARENT.with(|p| p.replace(Some(parent.clone()))));
+    f()
 }
 
 /// One delivery in words, for a log line: the provider and the status, then the signature's
@@ -165,6 +193,20 @@ pub(crate) fn summary(e: &DeliveryEvent) -> String {
         s.push_str(": ");
         s.push_str(&parts.join(", "));
     }
+    // Reasons and errors can carry a sender's text: a line break in them must not start a
+    // forged log line.
+    if s.chars().any(char::is_control) {
+        s = s
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+    }
     s
 }
 
@@ -172,7 +214,8 @@ pub(crate) fn summary(e: &DeliveryEvent) -> String {
 /// [`Stream`] of events, or [`Subscription::recv`] one at a time. A subscriber that falls
 /// more than 1,024 events behind skips the oldest.
 pub struct Subscription {
-    inner: futures_util::stream::BoxStream<'static, Arc<DeliveryEvent>>,
+    // `Sync` as well as `Send`: only ever polled through `&mut`.
+    inner: sync_wrapper::SyncWrapper<futures_util::stream::BoxStream<'static, Arc<DeliveryEvent>>>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -185,7 +228,7 @@ impl Stream for Subscription {
     type Item = Arc<DeliveryEvent>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.as_mut().poll_next(cx)
+        self.inner.get_mut().as_mut().poll_next(cx)
     }
 }
 
@@ -195,6 +238,12 @@ impl Subscription {
         futures_util::StreamExt::next(self).await
     }
 }
+
+// A subscription can live in shared state (`Send + Sync`): checked at compile time.
+const _: fn() = || {
+    fn check<T: Send + Sync>() {}
+    check::<Subscription>();
+};
 
 /// How many [`Subscription`]s are alive: read on every delivery without taking the
 /// channel's lock.
@@ -237,7 +286,7 @@ pub fn subscribe() -> Subscription {
         }
     });
     Subscription {
-        inner: Box::pin(events),
+        inner: sync_wrapper::SyncWrapper::new(Box::pin(events)),
     }
 }
 
@@ -309,6 +358,17 @@ mod tests {
             true.into(),
         )]));
         assert!(summary(&dup).contains("duplicate: the first response replayed"));
+
+        let mut forged = sample();
+        forged.status_code = 500;
+        forged.processing_status = Some(ProcessingStatus::Failed);
+        forged.processing_failure_reason = Some("no\n2026-01-01 INFO forged".into());
+        assert!(!summary(&forged).contains('\n'), "{}", summary(&forged));
+        assert!(
+            summary(&forged).contains("no\\n2026"),
+            "{}",
+            summary(&forged)
+        );
 
         let mut sent = sample();
         sent.signature_valid = None;

@@ -139,7 +139,7 @@ pub fn init(mut config: Config) -> Result<Guard, ConfigError> {
         return Err(ConfigError::Secrets(problems));
     }
     let unanswered = emit_routes_without_emitter();
-    if !unanswered.is_empty() {
+    if !unanswered.is_empty() && !config.emit_by_extension {
         return Err(ConfigError::NoEmitter(unanswered));
     }
     // Without sinks or an API key, deliveries are logged through `tracing` (TracingSink).

@@ -18,8 +18,14 @@ impl Runtime {
     }
 
     /// Reports a delivery's event; its span (`webhook.receive`) gets the outcome, and a
-    /// `webhook.report` span under it covers the sinks.
-    pub(crate) fn emit_in(&self, event: DeliveryEvent, span: &tracing::Span) {
+    /// `webhook.report` span under it covers the sinks. `outer` is the span the request
+    /// arrived in: the parent of the [`TracingSink`]'s line.
+    pub(crate) fn emit_in(
+        &self,
+        event: DeliveryEvent,
+        span: &tracing::Span,
+        outer: &tracing::Span,
+    ) {
         span.record("http.response.status_code", event.status_code);
         if let Some(p) = event.processing_status {
             span.record(
@@ -31,7 +37,7 @@ impl Runtime {
             span.record("webhook.inbox_id", id);
         }
         let _report = tracing::debug_span!(parent: span, "webhook.report").entered();
-        self.emit(event);
+        crate::report::with_log_parent(outer, || self.emit(event));
     }
 
     pub(crate) fn emit(&self, mut event: DeliveryEvent) {

@@ -6,6 +6,7 @@
 mod architecture;
 mod catalog;
 mod claim_plans;
+mod delivery_log;
 mod fuzz_signatures;
 mod inbox;
 mod inbox_processes;

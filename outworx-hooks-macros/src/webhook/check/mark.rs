@@ -67,9 +67,12 @@ impl<'ast> Visit<'ast> for Scan<'_> {
     }
 
     fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
-        // `drop(track)` discards it: handed to nothing that could mark.
+        // `drop(track)`, `mem::forget(track)` discard it: handed to nothing that could mark.
         if let Expr::Path(f) = &*call.func
-            && f.path.segments.last().is_some_and(|s| s.ident == "drop")
+            && f.path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "drop" || s.ident == "forget")
             && call.args.len() == 1
             && call.args.iter().all(|a| self.is_alias_of_binding(a))
         {

@@ -187,7 +187,7 @@ impl Verified {
                 .extend(extra);
         }
         self.body = Bytes::new();
-        self.rt.emit_in(e, &self.span);
+        self.rt.emit_in(e, &self.span, &self.outer);
         verdict.attach(answered.into_response())
     }
 

@@ -40,7 +40,14 @@ pub(super) fn sign_twitch(s: &mut SignCtx<'_>) -> Result<(), SignError> {
     let stamp = u64::try_from(s.ts)
         .ok()
         .and_then(|secs| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs)))
-        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+        .and_then(|t| {
+            // humantime refuses (fmt::Error) a year past 9999: an error, never a panic.
+            use std::fmt::Write as _;
+            let mut text = String::with_capacity(20);
+            write!(text, "{}", humantime::format_rfc3339_seconds(t))
+                .ok()
+                .map(|()| text)
+        })
         .ok_or(SignError::HeaderValue("twitch-eventsub-message-timestamp"))?;
     let parts = [s.id.as_bytes(), stamp.as_bytes(), &s.body];
     let sig = hex::encode(mac(Algo::Sha256, &s.hmac_key()?, &parts).bytes());
@@ -57,4 +64,26 @@ pub(super) fn sign_twitch(s: &mut SignCtx<'_>) -> Result<(), SignError> {
         "notification".into(),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::security::Provider;
+    use crate::testing::Signer;
+
+    /// A signing time RFC 3339 cannot write (past year 9999) is an error, not a panic; a
+    /// time it can is written to the second.
+    #[test]
+    fn a_time_past_year_9999_is_an_error() {
+        let far = Signer::new(Provider::Twitch, "secret").at(253_402_300_800);
+        assert!(far.sign(&b"{}"[..]).is_err());
+        let signed = Signer::new(Provider::Twitch, "secret")
+            .at(1_700_000_000)
+            .sign(&b"{}"[..])
+            .unwrap();
+        assert_eq!(
+            signed.headers["twitch-eventsub-message-timestamp"],
+            "2023-11-14T22:13:20Z"
+        );
+    }
 }

@@ -163,7 +163,9 @@ pub(crate) fn parse_retry_after(v: &str, now_ms: i64) -> Option<Duration> {
     }
     // An HTTP date (IMF-fixdate, or the obsolete RFC 850 and asctime forms).
     let at = httpdate::parse_http_date(v.trim()).ok()?;
-    let at_ms = i64::try_from(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()?;
+    // A date before the epoch is in the past too: retry now.
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let at_ms = i64::try_from(since.as_millis()).ok()?;
     let ms = u64::try_from(at_ms.saturating_sub(now_ms)).unwrap_or(0);
     Some(Duration::from_millis(ms).min(cap))
 }
@@ -229,15 +231,22 @@ pub(crate) fn build_request(
 }
 
 /// RFC 3339 in UTC with the milliseconds there are (`2024-05-01T12:00:00.25Z`, none for a
-/// whole second); the epoch for a time before it.
+/// whole second); the epoch for a time RFC 3339's four-digit years cannot write (after
+/// 9999) or before the epoch (a clock set wrong, a row written by hand).
 fn rfc3339_ms(ms: i64) -> String {
+    use std::fmt::Write as _;
+    const EPOCH: &str = "1970-01-01T00:00:00Z";
     let Some(t) = u64::try_from(ms)
         .ok()
         .and_then(|ms| std::time::UNIX_EPOCH.checked_add(Duration::from_millis(ms)))
     else {
-        return "1970-01-01T00:00:00Z".to_owned();
+        return EPOCH.to_owned();
     };
-    let text = humantime::format_rfc3339_millis(t).to_string();
+    // humantime refuses (fmt::Error) a year past 9999: written, never `to_string`ed.
+    let mut text = String::with_capacity(24);
+    if write!(text, "{}", humantime::format_rfc3339_millis(t)).is_err() {
+        return EPOCH.to_owned();
+    }
     // `..:SS.mmmZ`: drop the fraction's trailing zeros, and its dot when nothing is left.
     match text.strip_suffix('Z').and_then(|t| t.split_once('.')) {
         Some((whole, fraction)) => {
@@ -370,7 +379,8 @@ mod tests {
     }
 
     /// The message's timestamp is what the `time` crate's RFC 3339 writes (the format the
-    /// outbox always sent), for whole seconds, milliseconds and across the calendar.
+    /// outbox always sent), for whole seconds, milliseconds and across the calendar from the
+    /// epoch on.
     #[test]
     fn message_timestamps_are_rfc3339_as_before() {
         let mut ms: i64 = 0;
@@ -386,5 +396,9 @@ mod tests {
             }
         }
         assert_eq!(rfc3339_ms(-5), "1970-01-01T00:00:00Z");
+        // Past year 9999 (which RFC 3339 cannot write): the epoch, never a panic.
+        assert_eq!(rfc3339_ms(253_402_300_800_000), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_ms(i64::MAX), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_ms(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
     }
 }
