@@ -107,7 +107,7 @@ pub struct GroupOptions {
 }
 
 impl GroupOptions {
-    /// The defaults for a pool: one committer on SQLite, four on PostgreSQL.
+    /// The defaults for a pool: one committer on SQLite, up to four on PostgreSQL.
     pub fn for_pool(pool: &crate::Pool) -> Self {
         GroupOptions {
             max_items: 256,
