@@ -363,25 +363,7 @@ pub(crate) fn redact_headers<S: AsRef<str>>(
 /// The request's path, and its query with every value redacted (a custom verifier's token, or
 /// anything else a sender put there, must not reach a report).
 pub(crate) fn source_url(uri: &http::Uri) -> String {
-    let path = uri.path();
-    let Some(query) = uri.query().filter(|q| !q.is_empty()) else {
-        return path.to_owned();
-    };
-    let mut out = String::with_capacity(path.len() + query.len() + 16);
-    out.push_str(path);
-    for (i, pair) in query.split('&').enumerate() {
-        out.push(if i == 0 { '?' } else { '&' });
-        match pair.split_once('=') {
-            Some((name, _)) => {
-                out.push_str(name);
-                out.push('=');
-                out.push_str(REDACTED);
-            }
-            // A bare item may be a token itself.
-            None => out.push_str(REDACTED),
-        }
-    }
-    out
+    crate::util::query_redacted(uri.path(), uri.query())
 }
 
 pub(crate) fn capture(body: &[u8]) -> String {

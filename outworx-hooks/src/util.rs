@@ -10,6 +10,29 @@ use std::sync::Mutex;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The message of a caught panic (`panic!("...")` carries a `&str` or a `String`).
+/// `path` and its query with every value `[REDACTED]` (names kept; a bare item, which may be a
+/// token itself, redacted whole): how a request's URL is shown anywhere but to its handler.
+pub(crate) fn query_redacted(path: &str, query: Option<&str>) -> String {
+    let Some(query) = query.filter(|q| !q.is_empty()) else {
+        return path.to_owned();
+    };
+    const REDACTED: &str = "[REDACTED]";
+    let mut out = String::with_capacity(path.len() + query.len() + 16);
+    out.push_str(path);
+    for (i, pair) in query.split('&').enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        match pair.split_once('=') {
+            Some((name, _)) => {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(REDACTED);
+            }
+            None => out.push_str(REDACTED),
+        }
+    }
+    out
+}
+
 pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -89,7 +89,8 @@ pub struct Delivery {
     pub key: String,
     /// The request's method.
     pub method: String,
-    /// The request's path and query.
+    /// The request's path and query, the query's values `[REDACTED]` as in delivery events
+    /// (a provider may sign or authenticate with a token there); the run gets them as sent.
     pub uri: String,
     /// The event type, when known.
     pub event_type: Option<String>,
@@ -484,12 +485,17 @@ outworx_hooks_queue::dialects! {
                 let valid: Option<i64> = r.try_get("signature_valid")?;
                 let last: Option<i64> = r.try_get("last_status")?;
                 let bytes: i64 = r.try_get("body_bytes")?;
+                let uri: String = r.try_get("uri")?;
+                let (path, query) = match uri.split_once('?') {
+                    Some((path, query)) => (path, Some(query)),
+                    None => (uri.as_str(), None),
+                };
                 Ok(Delivery {
                     id: r.try_get("id")?,
                     route: r.try_get("route")?,
                     key: r.try_get("key")?,
                     method: r.try_get("method")?,
-                    uri: r.try_get("uri")?,
+                    uri: crate::util::query_redacted(path, query),
                     event_type: r.try_get("event_type")?,
                     signature_valid: valid.map(|v| v != 0),
                     received_at: r.try_get("received_at")?,

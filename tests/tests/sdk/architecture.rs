@@ -18,7 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("envelope", &[]),
     ("track", &[]),
     ("security", &["body", "util"]),
-    ("event", &["security", "wire"]),
+    ("event", &["security", "util", "wire"]),
     ("metrics", &["event", "util"]),
     ("report", &["event", "metrics", "util", "wire"]),
     // The process runtime: its configuration, the idempotency store and the reporting every
@@ -32,7 +32,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("testing", &["security"]),
     // Receiving: the inbox knows nothing of the pipeline (the pipeline reads its marker).
-    ("inbox", &["metrics", "otel", "queue"]),
+    // `util`: a listed delivery's URL is redacted as events redact it.
+    ("inbox", &["metrics", "otel", "queue", "util"]),
     (
         "pipeline",
         &[

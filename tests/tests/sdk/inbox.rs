@@ -328,6 +328,20 @@ async fn a_queued_route_answers_at_once_and_runs_the_handler_once_in_the_worker(
     assert_eq!(all.len(), 1, "the inline route stored nothing");
 }
 
+/// A listed delivery (the CLI, `outworx serve`'s `/api/inbox`) shows its URL's query values
+/// redacted, as delivery events do: a provider may authenticate with a token there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_delivery_redacts_its_query() {
+    let t = Setup::new("query").await;
+    let (status, body) = t
+        .post("/queued?token=s3cret&flag", &signed("msg_query", "a.b"))
+        .await;
+    assert_eq!(status, 200);
+    let listed = status_of(&t.inbox, body["id"].as_i64().unwrap()).await;
+    assert_eq!(listed.uri, "/queued?token=[REDACTED]&[REDACTED]");
+    assert!(!format!("{listed:?}").contains("s3cret"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_handler_is_retried_on_the_backoff_not_a_moment_early() {
     let t = Setup::new("flaky").await;
