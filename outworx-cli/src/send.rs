@@ -231,12 +231,13 @@ pub(crate) async fn endpoints(cmd: EndpointsCommand) -> Result<(), String> {
                         e.events.join(",")
                     };
                     println!(
-                        "{}  {state:8}  {:12}  {events}  {}{}",
+                        "{}  {state:8}  {:12}  {}  {}{}",
                         e.id,
                         e.format.as_str(),
-                        e.url,
+                        shown(&events),
+                        shown(&e.url),
                         e.disabled_reason
-                            .map(|r| format!("  ({r})"))
+                            .map(|r| format!("  ({})", shown(&r)))
                             .unwrap_or_default()
                     );
                 }
@@ -382,8 +383,8 @@ pub(crate) async fn messages(cmd: MessagesCommand) -> Result<(), String> {
                         d.endpoint_id,
                         format!("{:?}", d.status).to_lowercase(),
                         d.attempts,
-                        d.event_type,
-                        d.last_error.unwrap_or_default()
+                        shown(&d.event_type),
+                        shown(&d.last_error.unwrap_or_default())
                     );
                 }
             }
@@ -419,4 +420,38 @@ pub(crate) async fn messages(cmd: MessagesCommand) -> Result<(), String> {
 
 fn to_json(v: &impl serde::Serialize) -> Result<String, String> {
     serde_json::to_string_pretty(v).map_err(|e| e.to_string())
+}
+
+/// Text a tenant or a receiver chose (a URL stored before control characters were refused,
+/// an event type, an error quoting an answer), as a terminal may show it: control characters
+/// escaped (`\u{1b}`), so none is acted on.
+fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    /// A terminal escape or a line break in stored text is printed escaped, never acted on.
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(shown("https://example.com/ok"), "https://example.com/ok");
+        assert_eq!(
+            shown("https://example.com/\u{1b}[2J\nforged"),
+            "https://example.com/\\u{1b}[2J\\nforged"
+        );
+    }
 }

@@ -86,6 +86,14 @@ impl TargetPolicy {
         if url.len() > super::limits::MAX_URL_LEN {
             return Err(SendError::invalid("url", "at most 2048 bytes"));
         }
+        // Stored as given, and shown to operators and tenants: no character a terminal or a
+        // log would act on (the URL parser would drop tabs and line breaks, not refuse them).
+        if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(SendError::invalid(
+                "url",
+                "it holds a space or a control character: percent-encode it",
+            ));
+        }
         let parsed = reqwest::Url::parse(url)
             .map_err(|e| SendError::invalid("url", format!("not a URL: {e}")))?;
         if !parsed.username().is_empty() || parsed.password().is_some() {
@@ -372,6 +380,19 @@ mod tests {
         assert!(p.check_url("https://[::1]/hook").is_err());
         assert!(p.check_url("https://u:p@example.com/").is_err());
         assert!(p.check_url("ftp://example.com/").is_err());
+        // Control characters and spaces (a terminal escape, a forged log line) are refused,
+        // not silently dropped or stored.
+        for hostile in [
+            "https://example.com/\u{1b}[2J",
+            "https://example.com/a\nb",
+            "https://exa\tmple.com/",
+            "https://example.com/a b",
+            "https://example.com/\u{7f}",
+            "https://example.com/\u{85}",
+        ] {
+            let e = p.check_url(hostile).unwrap_err().to_string();
+            assert!(e.contains("control character"), "{hostile:?}: {e}");
+        }
         assert!(p.check_url("not a url").is_err());
         let open = TargetPolicy::default().allow("127.0.0.1/32".parse().unwrap());
         assert!(open.check_url("http://127.0.0.1:9/hook").is_ok());
