@@ -4,6 +4,9 @@ use std::fmt;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
+/// The reason an operator's disable stores: only an operator lifts it.
+const OPERATOR_DISABLED: &str = "disabled by an operator";
+
 use outworx_hooks_queue::{GroupCommit, GroupError, GroupOptions, WriteGate, on_pool};
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -428,16 +431,37 @@ impl Emitter {
             &self.shared.outbox.pool,
             conn,
             crate::send::store::endpoints,
-            |c, db| db::update_endpoint(c, &row.endpoint.id, &row.endpoint.owner, &update, now)
-                .await?
+            |c, db| db::update_endpoint(
+                c,
+                &row.endpoint.id,
+                &row.endpoint.owner,
+                &update,
+                now,
+                matches!(scope, Scope::All)
+            )
+            .await?
         );
         if !done {
-            return Err(SendError::NotFound);
+            // Gone meanwhile, or an operator's disable that its owner may not lift.
+            return match self.endpoint(scope, id).await? {
+                Some(e)
+                    if !e.enabled && e.disabled_reason.as_deref() == Some(OPERATOR_DISABLED) =>
+                {
+                    Err(SendError::Forbidden(
+                        "an operator disabled this endpoint: only an operator can enable it".into(),
+                    ))
+                }
+                _ => Err(SendError::NotFound),
+            };
         }
         self.endpoint(scope, id).await?.ok_or(SendError::NotFound)
     }
 
-    /// Enables or disables an endpoint.
+    /// Enables or disables an endpoint. With [`Scope::All`] (an operator: the CLI, the
+    /// dashboard) a disable says `disabled by an operator`, and its owner
+    /// ([`Scope::Owner`], the management API) cannot enable it again
+    /// ([`SendError::Forbidden`]); an owner's own disable, or the worker's (a 410, a long
+    /// failure), the owner can.
     pub async fn set_enabled(
         &self,
         scope: Scope<'_>,

@@ -39,6 +39,10 @@ pub enum SendError {
     /// No such endpoint or message for this owner.
     #[error("not found")]
     NotFound,
+    /// The caller may not do this to an existing item: a tenant enabling an endpoint an
+    /// operator disabled.
+    #[error("{0}")]
+    Forbidden(String),
     /// The system gave no randomness for an id or a secret.
     #[error("the system has no randomness to give for an id or a secret")]
     Randomness,
@@ -65,6 +69,7 @@ impl SendError {
                 | SendError::TooLarge { .. }
                 | SendError::Target(_)
                 | SendError::NotFound
+                | SendError::Forbidden(_)
         )
     }
 }

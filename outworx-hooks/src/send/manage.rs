@@ -55,6 +55,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self.0 {
             SendError::NotFound => problem(StatusCode::NOT_FOUND, "not found"),
+            SendError::Forbidden(why) => problem(StatusCode::FORBIDDEN, why),
             e if e.is_client_error() => problem(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
             e => {
                 tracing::error!(error = %e, "endpoint management failed");

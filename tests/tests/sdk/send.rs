@@ -1110,6 +1110,46 @@ async fn the_management_router_keeps_tenants_apart() {
         .await
         .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["enabled"], false);
+    // The owner lifts its own disable; an operator's disable only an operator lifts.
+    let enable = |who: &dyn Fn(reqwest::Method, &str) -> reqwest::RequestBuilder| {
+        who(reqwest::Method::PATCH, &format!("/endpoints/{id}"))
+            .json(&json!({"enabled": true}))
+            .send()
+    };
+    let r = enable(&acme).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["enabled"], true);
+    emitter.set_enabled(Scope::All, &id, false).await.unwrap();
+    let r = enable(&acme).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let why = r.json::<Value>().await.unwrap();
+    assert!(
+        why["error"]
+            .as_str()
+            .unwrap()
+            .contains("an operator disabled"),
+        "{why}"
+    );
+    let still = emitter.endpoint(Scope::All, &id).await.unwrap().unwrap();
+    assert!(!still.enabled);
+    assert_eq!(
+        still.disabled_reason.as_deref(),
+        Some("disabled by an operator")
+    );
+    // Its other fields the owner may still change; the operator enables it.
+    let r = acme(reqwest::Method::PATCH, &format!("/endpoints/{id}"))
+        .json(&json!({"events": ["order.*", "invoice.*"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        emitter
+            .set_enabled(Scope::All, &id, true)
+            .await
+            .unwrap()
+            .enabled
+    );
     let r = acme(reqwest::Method::POST, &format!("/endpoints/{id}/rotate"))
         .send()
         .await

@@ -127,13 +127,16 @@ outworx_hooks_queue::dialects! {
     }
 
     /// Writes only the fields `u` gives; `enabled` (and its reason, and the failure
-    /// clock) only when `u` says so.
+    /// clock) only when `u` says so. An endpoint an operator disabled is enabled only by an
+    /// operator (`by_operator`): for its owner nothing is written, in the same statement, so
+    /// no disable that lands meanwhile is undone.
     pub(crate) async fn update_endpoint(
         c: &mut Conn,
         id: &str,
         owner: &str,
         u: &EndpointUpdate,
         now: i64,
+        by_operator: bool,
     ) -> Result<bool, SendError> {
         let events = u.events.as_ref().map(serde_json::to_string).transpose()?;
         let auth = u.auth.as_ref().map(serde_json::to_string).transpose()?;
@@ -144,9 +147,12 @@ outworx_hooks_queue::dialects! {
              auth = COALESCE($3, auth), format = COALESCE($4, format), \
              metadata = COALESCE($5, metadata), enabled = COALESCE($6, enabled), \
              disabled_reason = CASE WHEN $6 IS NULL THEN disabled_reason \
-               WHEN $6 = 1 THEN NULL ELSE 'disabled by an operator' END, \
+               WHEN $6 = 1 THEN NULL WHEN $10 = 1 THEN 'disabled by an operator' \
+               ELSE 'disabled by its owner' END, \
              failing_since = CASE WHEN $6 = 1 THEN NULL ELSE failing_since END, \
-             updated_at = $7 WHERE id = $8 AND owner = $9",
+             updated_at = $7 WHERE id = $8 AND owner = $9 \
+             AND ($10 = 1 OR $6 IS NULL OR $6 = 0 OR enabled = 1 \
+               OR disabled_reason IS NULL OR disabled_reason <> 'disabled by an operator')",
         )
         .bind(&u.url)
         .bind(events)
@@ -157,6 +163,7 @@ outworx_hooks_queue::dialects! {
         .bind(now)
         .bind(id)
         .bind(owner)
+        .bind(i64::from(by_operator))
         .execute(&mut *c)
         .await?;
         Ok(done.rows_affected() == 1)
