@@ -240,8 +240,19 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let https = self.https;
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            // One answer for a name that does not resolve, resolves to nothing, or resolves
+            // only to refused addresses: the error is shown to the tenant that owns the
+            // endpoint, and which internal names exist is not theirs to learn. The operator's
+            // log has the reason (debug).
+            let unreachable =
+                || format!("{host} did not resolve to an address this sender delivers to").into();
+            let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await {
+                Ok(addrs) => addrs.collect(),
+                Err(e) => {
+                    tracing::debug!(%host, error = %e, "endpoint name did not resolve");
+                    return Err(unreachable());
+                }
+            };
             let mut refused = None;
             let allowed: Vec<SocketAddr> = addrs
                 .into_iter()
@@ -254,46 +265,18 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 })
                 .collect();
             if allowed.is_empty() {
-                // The kind of address, never the address: the error is shown to the tenant
-                // that owns the endpoint, and internal addresses are not theirs to learn.
-                let why = match refused {
-                    None => format!("{host} has no address"),
+                match refused {
+                    None => tracing::debug!(%host, "endpoint name has no address"),
                     Some(e) => {
                         tracing::debug!(%host, error = %e, "endpoint name refused by the target policy");
-                        let kind = match e {
-                            SendError::Target(t) => kind_of(&t),
-                            _ => "refused",
-                        };
-                        format!("refused: {host} resolves to a {kind} address (not allowed)")
                     }
-                };
-                return Err(why.into());
+                }
+                return Err(unreachable());
             }
             let iter: reqwest::dns::Addrs = Box::new(allowed.into_iter());
             Ok(iter)
         })
     }
-}
-
-/// The kind named in a refusal (`loopback`, `private`, ...), for errors a tenant sees.
-fn kind_of(refusal: &str) -> &'static str {
-    const KINDS: &[&str] = &[
-        "loopback",
-        "private",
-        "link-local",
-        "unspecified",
-        "carrier-grade NAT",
-        "multicast",
-        "reserved",
-        "documentation",
-        "non-global",
-        "plain http",
-    ];
-    KINDS
-        .iter()
-        .find(|k| refusal.contains(*k))
-        .copied()
-        .unwrap_or("non-public")
 }
 
 #[cfg(test)]
