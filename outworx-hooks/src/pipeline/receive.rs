@@ -139,7 +139,9 @@ async fn receive_in(
     let valid = verdict.valid;
     v.span.record("webhook.signature.valid", valid);
     v.signature = Some(verdict);
-    if !valid && route.reject_invalid {
+    // A `queue` route stores only what verified, whatever `reject_invalid` says: storing
+    // unauthenticated bodies would let anyone fill the inbox (100 forgeries of 1 MB, 100 MB).
+    if !valid && (route.reject_invalid || route.queue.is_some()) {
         let resp = (
             StatusCode::UNAUTHORIZED,
             [(header::CONTENT_TYPE, "application/json")],

@@ -74,6 +74,22 @@ async fn flaky(track: Track, body: String) -> axum::http::StatusCode {
     }
 }
 
+static OBSERVED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// `reject_invalid = false` (observe mode) on a `queue` route.
+#[webhook(
+    provider = "standard",
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    idempotency,
+    queue,
+    reject_invalid = false
+)]
+async fn observed(body: String) -> &'static str {
+    let _ = body;
+    OBSERVED_RUNS.fetch_add(1, Ordering::SeqCst);
+    "ok"
+}
+
 /// Panics until fixed.
 #[webhook(
     provider = "standard",
@@ -192,6 +208,7 @@ fn app(inbox: &Inbox) -> Router {
         .route("/broken", post(broken))
         .route("/filtered", post(filtered))
         .route("/body_breaks", post(body_breaks))
+        .route("/observed", post(observed))
         .layer(axum::Extension(inbox.clone()))
 }
 
@@ -326,6 +343,32 @@ async fn a_queued_route_answers_at_once_and_runs_the_handler_once_in_the_worker(
         .await
         .unwrap();
     assert_eq!(all.len(), 1, "the inline route stored nothing");
+}
+
+/// A `queue` route stores only deliveries that verified, even with `reject_invalid = false`:
+/// forgeries are answered 401 and the inbox stays empty (they filled it before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_route_stores_no_forgery_even_when_observing() {
+    let t = Setup::new("forged").await;
+    let forged = Signer::new(Provider::Standard, "whsec_bm90IHRoZSByaWdodCBzZWNyZXQ=")
+        .id("msg_forged")
+        .sign(r#"{"type":"a.b","data":{}}"#)
+        .unwrap();
+    for _ in 0..3 {
+        let (status, _) = t.post("/observed", &forged).await;
+        assert_eq!(status, 401);
+    }
+    let (status, _) = t.post("/observed", &signed("msg_real", "a.b")).await;
+    assert_eq!(status, 200);
+    let stored = t
+        .inbox
+        .deliveries(&DeliveryFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1, "only the verified one: {stored:?}");
+    assert!(stored[0].key.contains("msg_real"), "{stored:?}");
+    assert_eq!(t.run().await, 1);
+    assert_eq!(OBSERVED_RUNS.load(Ordering::SeqCst), 1);
 }
 
 /// A listed delivery (the CLI, `outworx serve`'s `/api/inbox`) shows its URL's query values

@@ -74,7 +74,9 @@ mod on {
                     d.route
                 ));
             }
-            if d.signature_valid == Some(false) && v.route.reject_invalid {
+            // Stored by an older version with `reject_invalid = false`: a `queue` route runs
+            // only deliveries that verified.
+            if d.signature_valid == Some(false) {
                 return Some(
                     "the route now refuses deliveries whose signature did not verify".into(),
                 );
@@ -161,7 +163,7 @@ mod on {
         // The route's store key identifies the delivery in the inbox: the body's digest when
         // the provider's id header is unsigned (a captured delivery re-sent under a new id is
         // the same delivery), else the key. Without a key, the digest; an unverified
-        // delivery (possible only with `reject_invalid = false`) never shares a verified one's.
+        // delivery (refused at receipt now, so never here) would never share a verified one's.
         let key = match key {
             Some(k) if valid != Some(false) => v.store_keys(k, origin).pop(),
             _ => None,
