@@ -20,6 +20,8 @@ macro_rules! dialects {
             type Db = $crate::sqlx::Sqlite;
             #[allow(dead_code)]
             const SKIP_LOCKED: &str = "";
+            #[allow(dead_code)]
+            const POSTGRES: bool = false;
             #[allow(unused_imports)]
             use $crate::sql::sqlite as queue_sql;
             $($body)*
@@ -32,6 +34,8 @@ macro_rules! dialects {
             type Db = $crate::sqlx::Postgres;
             #[allow(dead_code)]
             const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+            #[allow(dead_code)]
+            const POSTGRES: bool = true;
             #[allow(unused_imports)]
             use $crate::sql::postgres as queue_sql;
             $($body)*

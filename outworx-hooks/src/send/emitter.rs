@@ -330,19 +330,6 @@ impl Emitter {
         self.shared.policy.check_url(&new.url)?;
         validate_endpoint_fields(&new.events, &new.auth, &new.metadata)?;
         validate_text("owner", &new.owner, true)?;
-        // Counted, not listed: the cap is checked without reading the owner's rows.
-        let existing = on_pool!(
-            &self.shared.outbox.pool,
-            conn,
-            crate::send::store::endpoints,
-            |c, db| db::count_endpoints(c, &new.owner).await?
-        );
-        if existing >= MAX_ENDPOINTS_PER_OWNER as u64 {
-            return Err(SendError::invalid(
-                "endpoints",
-                format!("an owner has at most {} endpoints", MAX_ENDPOINTS_PER_OWNER),
-            ));
-        }
         let secret = match new.secret {
             Some(s) => check_secret(&s, new.format)?,
             None => ids::new_hmac_secret()?,
@@ -362,12 +349,28 @@ impl Emitter {
             public_key: crate::security::scheme::standard_public_key(&secret),
             created_at: now,
         };
-        on_pool!(
+        // Counted, not listed, and in the insert's transaction: the cap holds under
+        // concurrent creates (it did not: 300 at once all succeeded).
+        let created = on_pool!(
             &self.shared.outbox.pool,
-            conn,
+            tx,
             crate::send::store::endpoints,
-            |c, db| db::insert_endpoint(c, &endpoint, &new.auth, &secret, now).await?
+            |c, db| db::insert_endpoint_capped(
+                c,
+                &endpoint,
+                &new.auth,
+                &secret,
+                now,
+                MAX_ENDPOINTS_PER_OWNER as u64
+            )
+            .await?
         );
+        if !created {
+            return Err(SendError::invalid(
+                "endpoints",
+                format!("an owner has at most {MAX_ENDPOINTS_PER_OWNER} endpoints"),
+            ));
+        }
         let secret = endpoint.public_key.clone().unwrap_or(secret);
         Ok(CreatedEndpoint { endpoint, secret })
     }

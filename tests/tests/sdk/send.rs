@@ -1349,3 +1349,50 @@ async fn concurrent_sends_share_commits_and_each_is_answered_for_itself() {
         .unwrap();
     assert_eq!(pending.len(), 40);
 }
+
+/// 300 concurrent creates for one owner make exactly the cap (100), on SQLite and on
+/// PostgreSQL, and every endpoint created receives the owner's next message (the cap was a
+/// count, then a separate insert: all 300 succeeded, and those past the 100th never received).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_make_at_most_the_cap_and_each_receives() {
+    let dir = tempdir("cap");
+    let pg = outworx_test_support::postgres::Postgres::start();
+    for url in [dir.join("outbox.db").to_str().unwrap().to_owned(), pg.url()] {
+        let emitter = Emitter::builder(Outbox::open(&url).await.unwrap())
+            .policy(loopback())
+            .worker(None)
+            .build();
+        let tasks: Vec<_> = (0..300)
+            .map(|i| {
+                let emitter = emitter.clone();
+                tokio::spawn(async move {
+                    emitter
+                        .create_endpoint(
+                            NewEndpoint::new(format!("https://example.com/hooks/{i}"))
+                                .owner("acme"),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut created = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => created += 1,
+                Err(e) => assert!(e.to_string().contains("at most 100 endpoints"), "{e}"),
+            }
+        }
+        let url_kind = url.split(':').next().unwrap_or_default().to_owned();
+        assert_eq!(created, 100, "{url_kind}");
+        let stored = emitter.endpoints(Scope::Owner("acme")).await.unwrap();
+        assert_eq!(stored.len(), 100, "{url_kind}");
+        let sent = emitter
+            .send_message(NewMessage::new("a.b", &json!({})).unwrap().owner("acme"))
+            .await
+            .unwrap();
+        assert_eq!(
+            sent.deliveries, 100,
+            "{url_kind}: every endpoint created receives"
+        );
+    }
+}

@@ -117,6 +117,32 @@ outworx_hooks_queue::dialects! {
     }
 
     /// How many endpoints an owner has (for the per-owner cap).
+    /// Inserts `e` unless its owner has `cap` endpoints already (`Ok(false)`), in the
+    /// caller's write transaction, so no two creates both count below the cap: SQLite's
+    /// write transaction (`BEGIN IMMEDIATE`) serializes them, and on PostgreSQL, where each
+    /// statement of READ COMMITTED counts without the other's uncommitted row, an advisory
+    /// lock on the owner does, until the commit.
+    pub(crate) async fn insert_endpoint_capped(
+        c: &mut Conn,
+        e: &Endpoint,
+        auth: &Auth,
+        secret: &str,
+        now: i64,
+        cap: u64,
+    ) -> Result<bool, SendError> {
+        if POSTGRES {
+            sqlx::query("SELECT pg_advisory_xact_lock(737201, hashtext($1))")
+                .bind(&e.owner)
+                .execute(&mut *c)
+                .await?;
+        }
+        if count_endpoints(c, &e.owner).await? >= cap {
+            return Ok(false);
+        }
+        insert_endpoint(c, e, auth, secret, now).await?;
+        Ok(true)
+    }
+
     pub(crate) async fn count_endpoints(c: &mut Conn, owner: &str) -> Result<u64, SendError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM outworx_endpoints WHERE owner = $1")
             .bind(owner)
