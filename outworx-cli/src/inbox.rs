@@ -111,9 +111,9 @@ pub(crate) async fn run(cmd: InboxCommand) -> Result<(), String> {
                         format!("{:?}", e.status).to_lowercase(),
                         e.attempts,
                         e.max_attempts,
-                        e.event_type.as_deref().unwrap_or("-"),
-                        e.route,
-                        e.last_error.unwrap_or_default()
+                        crate::send::shown(e.event_type.as_deref().unwrap_or("-")),
+                        crate::send::shown(&e.route),
+                        crate::send::shown(&e.last_error.unwrap_or_default())
                     );
                 }
             }

@@ -424,14 +424,26 @@ fn to_json(v: &impl serde::Serialize) -> Result<String, String> {
 
 /// Text a tenant or a receiver chose (a URL stored before control characters were refused,
 /// an event type, an error quoting an answer), as a terminal may show it: control characters
-/// escaped (`\u{1b}`), so none is acted on.
-fn shown(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+/// and the invisible ones that reorder or hide text (bidirectional overrides and isolates,
+/// zero-width characters) escaped (`\u{1b}`, `\u{202e}`), so none is acted on.
+pub(crate) fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{061c}'
+                    | '\u{200b}'..='\u{200f}'
+                    | '\u{202a}'..='\u{202e}'
+                    | '\u{2060}'..='\u{2069}'
+                    | '\u{feff}'
+            )
+    }
+    if !text.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(text);
     }
     text.chars()
         .map(|c| {
-            if c.is_control() {
+            if unsafe_char(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()
@@ -453,5 +465,6 @@ mod tests {
             shown("https://example.com/\u{1b}[2J\nforged"),
             "https://example.com/\\u{1b}[2J\\nforged"
         );
+        assert_eq!(shown("evil\u{202e}gpj.exe"), "evil\\u{202e}gpj.exe");
     }
 }

@@ -102,7 +102,7 @@ pub struct GroupOptions {
     pub max_queued_bytes: usize,
     /// Most transactions committing at once: 1 for SQLite (one writer), more for PostgreSQL.
     /// A second (and each further) one starts only while more than a full batch per running
-    /// committer is waiting.
+    /// committer is waiting, in items or in bytes.
     pub committers: usize,
 }
 
@@ -217,9 +217,11 @@ impl<C: Commit> GroupCommit<C> {
             // and commit: on a loaded host that cost a third of PostgreSQL's receipts
             // (9.8k/s with four started at once, 13.0k/s with one, in the load bench).
             let running = state.running;
+            let options = &self.inner.options;
             let start = running == 0
-                || (running < self.inner.options.committers
-                    && state.queue.len() > self.inner.options.max_items.saturating_mul(running));
+                || (running < options.committers
+                    && (state.queue.len() > options.max_items.saturating_mul(running)
+                        || state.queued_bytes > options.max_bytes.saturating_mul(running)));
             if start {
                 state.running += 1;
             }
@@ -544,6 +546,32 @@ mod tests {
         assert!(
             (2..=4).contains(&peak),
             "a backlog of 25 batches: {peak} at once"
+        );
+    }
+
+    /// Large items fill a batch by bytes long before by count: a backlog of bytes starts
+    /// more committers too.
+    #[tokio::test]
+    async fn a_backlog_of_bytes_starts_more_committers() {
+        let options = GroupOptions {
+            max_items: 256,
+            max_bytes: 250,
+            max_queued_bytes: 1 << 20,
+            committers: 4,
+        };
+        let sums = Sums {
+            transactions: AtomicUsize::new(0),
+            largest: AtomicUsize::new(0),
+            now: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        };
+        let g = GroupCommit::new(sums, Arc::new(WriteGate::open()), options);
+        let results = submit_all(&g, 1000..1040).await;
+        assert!(results.iter().all(|r| r.is_ok()));
+        let peak = g.inner.commit.peak.load(Ordering::SeqCst);
+        assert!(
+            peak >= 2,
+            "40 items of 100 bytes, 2 a batch: {peak} at once"
         );
     }
 

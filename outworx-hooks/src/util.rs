@@ -9,7 +9,6 @@ use std::sync::Mutex;
 /// sinks, async custom verifiers). Also at [`crate::store::BoxFuture`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The message of a caught panic (`panic!("...")` carries a `&str` or a `String`).
 /// `path` and its query with every value `[REDACTED]` (names kept; a bare item, which may be a
 /// token itself, redacted whole): how a request's URL is shown anywhere but to its handler.
 pub(crate) fn query_redacted(path: &str, query: Option<&str>) -> String {
@@ -33,6 +32,7 @@ pub(crate) fn query_redacted(path: &str, query: Option<&str>) -> String {
     out
 }
 
+/// The message of a caught panic (`panic!("...")` carries a `&str` or a `String`).
 pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -327,7 +327,7 @@ impl Emitter {
 
     /// Creates an endpoint; the answer holds its secret, which is never answered again.
     pub async fn create_endpoint(&self, new: NewEndpoint) -> Result<CreatedEndpoint, SendError> {
-        self.shared.policy.check_url(&new.url)?;
+        self.shared.policy.check_new_url(&new.url)?;
         validate_endpoint_fields(&new.events, &new.auth, &new.metadata)?;
         validate_text("owner", &new.owner, true)?;
         let secret = match new.secret {
@@ -416,7 +416,7 @@ impl Emitter {
         );
         let row = row.ok_or(SendError::NotFound)?;
         if let Some(url) = &update.url {
-            self.shared.policy.check_url(url)?;
+            self.shared.policy.check_new_url(url)?;
         }
         let events = update.events.as_ref().unwrap_or(&row.endpoint.events);
         let metadata = update.metadata.as_ref().unwrap_or(&row.endpoint.metadata);

@@ -1146,6 +1146,14 @@ async fn the_management_router_keeps_tenants_apart() {
             .contains("an operator disabled"),
         "{why}"
     );
+    // Disabling it again first does not make it the owner's own disable.
+    let r = acme(reqwest::Method::PATCH, &format!("/endpoints/{id}"))
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(enable(&acme).await.unwrap().status(), 403);
     let still = emitter.endpoint(Scope::All, &id).await.unwrap().unwrap();
     assert!(!still.enabled);
     assert_eq!(

@@ -116,7 +116,6 @@ outworx_hooks_queue::dialects! {
             .collect()
     }
 
-    /// How many endpoints an owner has (for the per-owner cap).
     /// Inserts `e` unless its owner has `cap` endpoints already (`Ok(false)`), in the
     /// caller's write transaction, so no two creates both count below the cap: SQLite's
     /// write transaction (`BEGIN IMMEDIATE`) serializes them, and on PostgreSQL, where each
@@ -131,6 +130,11 @@ outworx_hooks_queue::dialects! {
         cap: u64,
     ) -> Result<bool, SendError> {
         if POSTGRES {
+            // The count must see the previous holder's committed row: a snapshot taken before
+            // the lock (a server defaulting to REPEATABLE READ) would not.
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                .execute(&mut *c)
+                .await?;
             sqlx::query("SELECT pg_advisory_xact_lock(737201, hashtext($1))")
                 .bind(&e.owner)
                 .execute(&mut *c)
@@ -143,6 +147,7 @@ outworx_hooks_queue::dialects! {
         Ok(true)
     }
 
+    /// How many endpoints an owner has (for the per-owner cap).
     pub(crate) async fn count_endpoints(c: &mut Conn, owner: &str) -> Result<u64, SendError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM outworx_endpoints WHERE owner = $1")
             .bind(owner)
@@ -174,6 +179,8 @@ outworx_hooks_queue::dialects! {
              metadata = COALESCE($5, metadata), enabled = COALESCE($6, enabled), \
              disabled_reason = CASE WHEN $6 IS NULL THEN disabled_reason \
                WHEN $6 = 1 THEN NULL WHEN $10 = 1 THEN 'disabled by an operator' \
+               WHEN enabled = 0 AND disabled_reason = 'disabled by an operator' \
+                 THEN disabled_reason \
                ELSE 'disabled by its owner' END, \
              failing_since = CASE WHEN $6 = 1 THEN NULL ELSE failing_since END, \
              updated_at = $7 WHERE id = $8 AND owner = $9 \
