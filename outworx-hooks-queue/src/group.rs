@@ -372,6 +372,7 @@ mod tests {
     use super::*;
 
     /// Sums numbers per transaction; refuses any batch holding a 13 (a poisoned item).
+    #[derive(Default)]
     struct Sums {
         transactions: AtomicUsize,
         largest: AtomicUsize,
@@ -415,25 +416,22 @@ mod tests {
     }
 
     fn group(committers: usize, max_items: usize) -> GroupCommit<Sums> {
-        let options = GroupOptions {
+        group_with(GroupOptions {
             max_items,
             max_bytes: 1 << 20,
             max_queued_bytes: 1 << 20,
             committers,
-        };
-        let sums = Sums {
-            transactions: AtomicUsize::new(0),
-            largest: AtomicUsize::new(0),
-            now: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-        };
+        })
+    }
+
+    fn group_with(options: GroupOptions) -> GroupCommit<Sums> {
         // Several committers are PostgreSQL's: its gate lets their transactions overlap.
-        let gate = if committers > 1 {
+        let gate = if options.committers > 1 {
             WriteGate::open()
         } else {
             WriteGate::new()
         };
-        GroupCommit::new(sums, Arc::new(gate), options)
+        GroupCommit::new(Sums::default(), Arc::new(gate), options)
     }
 
     async fn submit_all(
@@ -508,13 +506,7 @@ mod tests {
             max_queued_bytes: 250,
             committers: 1,
         };
-        let sums = Sums {
-            transactions: AtomicUsize::new(0),
-            largest: AtomicUsize::new(0),
-            now: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-        };
-        let g = GroupCommit::new(sums, Arc::new(WriteGate::new()), options);
+        let g = group_with(options);
         let results = submit_all(&g, 0..10).await;
         assert!(results.contains(&Err(GroupError::Overloaded)));
         assert!(results.iter().any(|r| r.is_ok()));
@@ -559,13 +551,7 @@ mod tests {
             max_queued_bytes: 1 << 20,
             committers: 4,
         };
-        let sums = Sums {
-            transactions: AtomicUsize::new(0),
-            largest: AtomicUsize::new(0),
-            now: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-        };
-        let g = GroupCommit::new(sums, Arc::new(WriteGate::open()), options);
+        let g = group_with(options);
         let results = submit_all(&g, 1000..1040).await;
         assert!(results.iter().all(|r| r.is_ok()));
         let peak = g.inner.commit.peak.load(Ordering::SeqCst);
