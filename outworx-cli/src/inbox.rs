@@ -65,7 +65,7 @@ async fn open(db: &str) -> Result<Inbox, String> {
         .map_err(|e| format!("opening the inbox: {e}"))
 }
 
-fn duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("`{text}` is not a duration: use a number with s, m, h or d (`30d`)");
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (n, unit) = text.split_at(split);

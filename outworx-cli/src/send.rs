@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use outworx_hooks::queue::Retention;
 use outworx_hooks::send::{
     Auth, DeliveryFilter, DeliveryStatus, Emitter, Format, NewEndpoint, NewMessage, Outbox, Scope,
     TargetPolicy, WorkerOptions,
@@ -133,6 +134,13 @@ pub(crate) struct WorkerArgs {
     /// Serve Prometheus metrics (`GET /metrics`) on this address, e.g. `127.0.0.1:9464`.
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// How long a delivered message is kept, with its attempts (`30d`, `12h`), or `forever`.
+    /// The worker deletes older ones a batch at a time, once a minute.
+    #[arg(long, default_value = "30d")]
+    keep_delivered: String,
+    /// How long a dead delivery is kept (`90d`), or `forever`.
+    #[arg(long, default_value = "90d")]
+    keep_dead: String,
 }
 
 #[derive(Subcommand)]
@@ -164,6 +172,34 @@ pub(crate) enum MessagesCommand {
         #[arg(long, requires = "dead")]
         since: Option<String>,
     },
+    /// Delete finished messages (every delivery delivered or dead) older than a duration,
+    /// with their deliveries and attempts, a batch per short transaction.
+    Purge {
+        #[command(flatten)]
+        db: Db,
+        /// How old a delivered message must be: a number with `s`, `m`, `h` or `d` (`30d`).
+        #[arg(long)]
+        older_than: String,
+        /// How old a dead delivery must be, when it differs (default: --older-than).
+        #[arg(long)]
+        dead_older_than: Option<String>,
+    },
+    /// Delete one message's payload and its attempts' answers now (an erasure request),
+    /// keeping its id, type, times and delivery history. Waiting deliveries end dead.
+    Expunge {
+        #[command(flatten)]
+        db: Db,
+        /// The message id (`msg_...`).
+        id: String,
+    },
+}
+
+/// A retention period: a duration (`30d`), or `forever` (`None`).
+fn kept(text: &str) -> Result<Option<Duration>, String> {
+    if text == "forever" {
+        return Ok(None);
+    }
+    crate::inbox::duration(text).map(Some)
 }
 
 /// The policy from `OUTWORX_ALLOW_TARGETS`, plus `--allow-target` CIDRs (or addresses).
@@ -309,6 +345,11 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<(), String> {
     if let Some(lease) = args.lease {
         options = options.lease(Duration::from_secs(lease));
     }
+    options = options.retention(
+        Retention::default()
+            .done(kept(&args.keep_delivered).map_err(|e| format!("--keep-delivered: {e}"))?)
+            .dead(kept(&args.keep_dead).map_err(|e| format!("--keep-dead: {e}"))?),
+    );
     let emitter = Emitter::builder(outbox)
         .policy(policy)
         .worker(Some(options))
@@ -413,6 +454,39 @@ pub(crate) async fn messages(cmd: MessagesCommand) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             println!("{n} deliveries queued again");
+            Ok(())
+        }
+        MessagesCommand::Purge {
+            db,
+            older_than,
+            dead_older_than,
+        } => {
+            let done = crate::inbox::duration(&older_than)?;
+            let dead = match dead_older_than {
+                Some(d) => crate::inbox::duration(&d)?,
+                None => done,
+            };
+            let emitter = db.emitter(TargetPolicy::default()).await?;
+            let n = emitter
+                .purge(&Retention::default().done(done).dead(dead))
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{n} finished messages deleted");
+            Ok(())
+        }
+        MessagesCommand::Expunge { db, id } => {
+            let emitter = db.emitter(TargetPolicy::default()).await?;
+            let found = emitter
+                .expunge(Scope::All, &id)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !found {
+                return Err(format!("no message {}", shown(&id)));
+            }
+            println!(
+                "{} expunged: its payload and answers are deleted",
+                shown(&id)
+            );
             Ok(())
         }
     }

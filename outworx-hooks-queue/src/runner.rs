@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::gate::WriteGate;
+use crate::retention::{Purged, Retention};
 
 /// A boxed, `Send` future: what [`Queue`]'s methods return, so a queue is a plain trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -94,6 +95,14 @@ pub trait Queue: Send + Sync + 'static {
     fn gate(&self) -> Option<&WriteGate> {
         None
     }
+
+    /// Deletes one batch (at most [`Retention::batch_size`] rows, in one short transaction)
+    /// of the jobs finished before `retention`'s cut-offs, by the queue's clock; nothing by
+    /// default.
+    fn purge<'a>(&'a self, retention: &'a Retention) -> BoxFuture<'a, Result<Purged, Self::Error>> {
+        let _ = retention;
+        Box::pin(async { Ok(Purged::default()) })
+    }
 }
 
 /// How a [`Runner`] runs.
@@ -116,6 +125,9 @@ pub struct RunnerOptions {
     pub sample_every: Option<Duration>,
     /// Most outcomes recorded per transaction.
     pub record_batch: usize,
+    /// How long finished jobs are kept (the runner purges them every
+    /// [`Retention::every`]); `None`: the runner never purges.
+    pub retention: Option<Retention>,
 }
 
 impl RunnerOptions {
@@ -131,7 +143,14 @@ impl RunnerOptions {
             poll: Duration::from_millis(250),
             sample_every: None,
             record_batch: 256,
+            retention: None,
         }
+    }
+
+    /// Purges finished jobs by `retention` (`None`: never).
+    pub fn retention(mut self, retention: Option<Retention>) -> Self {
+        self.retention = retention;
+        self
     }
 
     /// Sets the concurrency (1 to 10,000).
@@ -318,6 +337,21 @@ impl<Q: Queue> Runner<Q> {
         Ok(n)
     }
 
+    /// Deletes every job finished before `retention`'s cut-offs, a batch per transaction
+    /// with [`Retention::pause`] between batches; returns how many rows it deleted. The
+    /// runner does this by itself every [`Retention::every`] when its options carry one.
+    pub async fn purge(&self, retention: &Retention) -> Result<u64, Q::Error> {
+        let mut total = 0;
+        loop {
+            let done = self.inner.purge_batch(retention).await?;
+            total += done.rows;
+            if !done.more {
+                return Ok(total);
+            }
+            tokio::time::sleep(retention.pause).await;
+        }
+    }
+
     /// Runs until [`WorkerHandle::shutdown`].
     pub fn spawn(self) -> WorkerHandle {
         let (stop, stopped) = watch::channel(false);
@@ -335,6 +369,10 @@ impl<Q: Queue> Runner<Q> {
         // Never full: each message holds one of the `concurrency` permits.
         let (tx, rx) = mpsc::channel::<Done<Q>>(o.concurrency + 1);
         let recorder = tokio::spawn(Arc::clone(inner).record_loop(rx));
+        let purger = o
+            .retention
+            .filter(|r| !r.cutoffs(0).none())
+            .map(|r| tokio::spawn(self.clone().purge_loop(r, stop.clone())));
         let mut backoff = Duration::from_millis(100);
         let mut sampled: Option<Instant> = None;
         // Claim in chunks: one row per round trip would make the database the bottleneck.
@@ -438,6 +476,46 @@ impl<Q: Queue> Runner<Q> {
             .await;
         drop(tx);
         let _ = recorder.await;
+        if let Some(purger) = purger {
+            let _ = purger.await;
+        }
+    }
+
+    /// Purges every [`Retention::every`] (the first time at once) until stopped; a stop
+    /// between two batches ends it there (the next run goes on).
+    async fn purge_loop(self, retention: Retention, mut stop: watch::Receiver<bool>) {
+        let name = self.inner.options.name;
+        loop {
+            let mut total = 0;
+            loop {
+                if *stop.borrow() {
+                    return;
+                }
+                match self.inner.purge_batch(&retention).await {
+                    Ok(done) => {
+                        total += done.rows;
+                        if !done.more {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "{name}: purging finished jobs failed; trying again later");
+                        break;
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(retention.pause) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+            }
+            if total > 0 {
+                tracing::info!(rows = total, "{name}: deleted finished jobs past retention");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(retention.every) => {}
+                _ = stopped(&mut stop) => return,
+            }
+        }
     }
 }
 
@@ -489,6 +567,11 @@ impl<Q: Queue> Inner<Q> {
     async fn settle(&self, batch: &[(String, Vec<Q::Outcome>)]) -> Result<(), Q::Error> {
         let _turn = self.background().await;
         self.queue.settle(batch).await
+    }
+
+    async fn purge_batch(&self, retention: &Retention) -> Result<Purged, Q::Error> {
+        let _turn = self.background().await;
+        self.queue.purge(retention).await
     }
 
     /// A turn at the queue's writer, after the urgent writes (none without a gate).

@@ -93,6 +93,23 @@ crate::dialects! {
         rows.iter().map(|r| r.try_get::<i64, _>("id")).collect()
     }
 
+    /// What a query's text starts with to be planned instead of run: `EXPLAIN QUERY PLAN `
+    /// on SQLite, `EXPLAIN ` on PostgreSQL.
+    pub const EXPLAIN: &str = if POSTGRES { "EXPLAIN " } else { "EXPLAIN QUERY PLAN " };
+
+    /// The lines of the plan of `q`, a query whose text starts with [`EXPLAIN`]: each
+    /// `detail` of SQLite's plan, each line of PostgreSQL's.
+    #[doc(hidden)]
+    pub async fn explain(
+        c: &mut Conn,
+        q: &mut sqlx::QueryBuilder<'_, Db>,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        let rows = q.build().fetch_all(&mut *c).await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(if POSTGRES { 0 } else { 3 }))
+            .collect()
+    }
+
     /// The plan the database makes for [`claim`] (each line of `EXPLAIN QUERY PLAN` on
     /// SQLite, of `EXPLAIN` on PostgreSQL): for tests that check it reads an index, never
     /// the whole table, whatever the backlog.

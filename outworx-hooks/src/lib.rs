@@ -69,6 +69,10 @@ pub mod layer;
 pub mod metrics;
 pub mod otel;
 mod pipeline;
+/// The plan of every listed query (for the plan test); not a public API.
+#[cfg(any(feature = "send", feature = "inbox"))]
+#[doc(hidden)]
+pub mod plans;
 #[cfg(any(feature = "send", feature = "inbox"))]
 pub mod queue;
 pub mod report;

@@ -596,5 +596,37 @@ async fn the_cli_manages_endpoints_and_messages() {
     assert!(wait_until(Duration::from_secs(30), || rx.total() == 2).await);
     let out = outworx(&["endpoints", "rotate", "--db", &db, &id]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("secret: whsec_"));
+
+    // Erasure, then retention: the message's payload goes at once, the whole message once
+    // it is older than the period.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            futures_block(statuses(&db)).get(&DeliveryStatus::Delivered) == Some(&1)
+        })
+        .await
+    );
+    let out = outworx(&["messages", "expunge", "--db", &db, &msg]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("expunged"),
+        "{out:?}"
+    );
+    let out = outworx(&["messages", "expunge", "--db", &db, "msg_none"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no message msg_none"));
+    let out = outworx(&["messages", "purge", "--db", &db, "--older-than", "30d"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 finished messages deleted"),
+        "{out:?}"
+    );
+    let out = outworx(&["messages", "purge", "--db", &db, "--older-than", "0s"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 finished messages deleted"),
+        "{out:?}"
+    );
+    let out = outworx(&["messages", "list", "--db", &db, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 0, "{v}");
+    let out = outworx(&["messages", "purge", "--db", &db, "--older-than", "30"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a duration"));
     std::fs::remove_dir_all(dir).ok();
 }

@@ -30,3 +30,6 @@ CREATE INDEX IF NOT EXISTS outworx_inbox_updated ON outworx_inbox (status, updat
 -- read from the index alone, never from rows whose bodies may be large. Added to older
 -- inboxes when they are next opened.
 CREATE INDEX IF NOT EXISTS outworx_inbox_state ON outworx_inbox (status, attempts, received_at);
+-- Lists, newest first: one route's, one status's.
+CREATE INDEX IF NOT EXISTS outworx_inbox_route ON outworx_inbox (route, id);
+CREATE INDEX IF NOT EXISTS outworx_inbox_status ON outworx_inbox (status, id);

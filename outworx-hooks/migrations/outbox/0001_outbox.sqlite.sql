@@ -16,7 +16,11 @@ CREATE TABLE IF NOT EXISTS outworx_endpoints (
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS outworx_endpoints_owner ON outworx_endpoints (owner);
+-- Lists in the order they are shown (oldest first), for one owner or all; the owner's also
+-- counts it for the cap and finds its subscribers.
+DROP INDEX IF EXISTS outworx_endpoints_owner;
+CREATE INDEX IF NOT EXISTS outworx_endpoints_owner_created ON outworx_endpoints (owner, created_at, id);
+CREATE INDEX IF NOT EXISTS outworx_endpoints_created ON outworx_endpoints (created_at, id);
 
 CREATE TABLE IF NOT EXISTS outworx_messages (
     id              TEXT PRIMARY KEY,
@@ -28,6 +32,8 @@ CREATE TABLE IF NOT EXISTS outworx_messages (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS outworx_messages_key
     ON outworx_messages (owner, idempotency_key) WHERE idempotency_key IS NOT NULL;
+-- The purge walks messages oldest first.
+CREATE INDEX IF NOT EXISTS outworx_messages_created ON outworx_messages (created_at, id);
 
 CREATE TABLE IF NOT EXISTS outworx_deliveries (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -47,8 +53,14 @@ CREATE TABLE IF NOT EXISTS outworx_deliveries (
 );
 CREATE INDEX IF NOT EXISTS outworx_deliveries_due ON outworx_deliveries (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS outworx_deliveries_lease ON outworx_deliveries (lease_token) WHERE lease_token IS NOT NULL;
-CREATE INDEX IF NOT EXISTS outworx_deliveries_message ON outworx_deliveries (message_id);
+-- A message's deliveries are read by the UNIQUE (message_id, endpoint_id) index.
+DROP INDEX IF EXISTS outworx_deliveries_message;
+-- Health counts and replays of an endpoint's failures in a window.
 CREATE INDEX IF NOT EXISTS outworx_deliveries_endpoint ON outworx_deliveries (endpoint_id, status, updated_at);
+-- Lists, newest first: one endpoint's, one owner's, one status's.
+CREATE INDEX IF NOT EXISTS outworx_deliveries_endpoint_id ON outworx_deliveries (endpoint_id, id);
+CREATE INDEX IF NOT EXISTS outworx_deliveries_owner ON outworx_deliveries (owner, id);
+CREATE INDEX IF NOT EXISTS outworx_deliveries_status ON outworx_deliveries (status, id);
 
 CREATE TABLE IF NOT EXISTS outworx_attempts (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -64,3 +76,5 @@ CREATE TABLE IF NOT EXISTS outworx_attempts (
 );
 CREATE INDEX IF NOT EXISTS outworx_attempts_delivery ON outworx_attempts (delivery_id);
 CREATE INDEX IF NOT EXISTS outworx_attempts_endpoint ON outworx_attempts (endpoint_id, id);
+-- A message's attempts (its detail, and expunge).
+CREATE INDEX IF NOT EXISTS outworx_attempts_message ON outworx_attempts (message_id, id);

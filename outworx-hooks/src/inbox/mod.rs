@@ -1,7 +1,7 @@
 #![doc = include_str!("../../docs/inbox.md")]
 
 mod error;
-mod store;
+pub(crate) mod store;
 mod worker;
 
 use std::sync::{Arc, RwLock};
@@ -260,12 +260,35 @@ impl Inbox {
         })
     }
 
-    /// Deletes finished deliveries (done, dead) last changed more than `older_than` ago.
+    /// Deletes finished deliveries (done, dead) last changed more than `older_than` ago, a
+    /// batch per short transaction (so receipts keep their turn at the writer); returns how
+    /// many. A spawned worker purges by itself ([`WorkerOptions::retention`]).
     pub async fn purge(&self, older_than: Duration) -> Result<u64, InboxError> {
-        let ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
-        let before = self.now().saturating_sub(ms);
+        let retention = crate::queue::Retention::older_than(older_than);
+        let mut total = 0;
+        loop {
+            let done = {
+                // After the receipts waiting for the writer, as the worker's writes.
+                let _turn = self.inner.gate.background().await;
+                self.purge_batch(&retention).await?
+            };
+            total += done.rows;
+            if !done.more {
+                return Ok(total);
+            }
+            tokio::time::sleep(retention.pause).await;
+        }
+    }
+
+    /// One batch of [`Inbox::purge`], by `retention`'s cut-offs.
+    pub(crate) async fn purge_batch(
+        &self,
+        retention: &crate::queue::Retention,
+    ) -> Result<outworx_hooks_queue::Purged, InboxError> {
+        let cut = retention.cutoffs(self.now());
+        let batch = retention.batch_size();
         on_pool!(&self.inner.pool, tx, crate::inbox::store, |c, db| {
-            db::purge(c, before).await
+            db::purge(c, cut, batch).await
         })
     }
 

@@ -307,6 +307,34 @@ fn u32_of(v: i64) -> u32 {
     u32::try_from(v.max(0)).unwrap_or(u32::MAX)
 }
 
+/// Adds `f`'s conditions (`AND ..`, only the ones given): each a plain comparison the
+/// planner can take an index for.
+fn push_filter<'a, DB>(q: &mut sqlx::QueryBuilder<'a, DB>, f: &'a DeliveryFilter)
+where
+    DB: sqlx::Database,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    if let Some(id) = f.id {
+        q.push(" AND id = ").push_bind(id);
+    }
+    if let Some(status) = f.status {
+        q.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(route) = &f.route {
+        q.push(" AND route = ").push_bind(route.as_str());
+    }
+    if let Some(t) = f.since {
+        q.push(" AND updated_at >= ").push_bind(t);
+    }
+    if let Some(t) = f.until {
+        q.push(" AND updated_at < ").push_bind(t);
+    }
+    if f.retrying {
+        q.push(" AND attempts > 0");
+    }
+}
+
 outworx_hooks_queue::dialects! {
     pub(crate),
     use sqlx::Row as _;
@@ -456,29 +484,31 @@ outworx_hooks_queue::dialects! {
             .map_err(InboxError::from)
     }
 
+    /// Deliveries matching `f`, newest first, below `before` (an id; `i64::MAX` for the
+    /// newest): a range of the primary key, or of the index of the filter given.
+    pub(crate) fn list_query<'a>(
+        prefix: &str,
+        f: &'a DeliveryFilter,
+        before: i64,
+    ) -> sqlx::QueryBuilder<'a, Db> {
+        let limit = i64::from(f.limit.unwrap_or(MAX_LIST).min(MAX_LIST));
+        let mut q = sqlx::QueryBuilder::new(prefix);
+        q.push(
+            "SELECT id, route, key, method, uri, event_type, signature_valid, received_at, status, \
+             attempts, max_attempts, next_attempt_at, last_status, last_error, \
+             CAST(LENGTH(body) AS BIGINT) AS body_bytes FROM outworx_inbox WHERE id < ",
+        );
+        q.push_bind(before);
+        push_filter(&mut q, f);
+        q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        q
+    }
+
     pub(crate) async fn list(
         c: &mut Conn,
         f: &DeliveryFilter,
     ) -> Result<Vec<Delivery>, InboxError> {
-        let limit = i64::from(f.limit.unwrap_or(MAX_LIST).min(MAX_LIST));
-        let rows = sqlx::query(
-            "SELECT id, route, key, method, uri, event_type, signature_valid, received_at, status, \
-             attempts, max_attempts, next_attempt_at, last_status, last_error, \
-             CAST(LENGTH(body) AS BIGINT) AS body_bytes FROM outworx_inbox \
-             WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR status = $2) \
-             AND ($3 IS NULL OR route = $3) AND ($4 IS NULL OR updated_at >= $4) \
-             AND ($5 IS NULL OR updated_at < $5) AND ($6 = 0 OR attempts > 0) \
-             ORDER BY id DESC LIMIT $7",
-        )
-        .bind(f.id)
-        .bind(f.status.map(DeliveryStatus::as_str))
-        .bind(&f.route)
-        .bind(f.since)
-        .bind(f.until)
-        .bind(i64::from(f.retrying))
-        .bind(limit)
-        .fetch_all(&mut *c)
-        .await?;
+        let rows = list_query("", f, i64::MAX).build().fetch_all(&mut *c).await?;
         rows.iter()
             .map(|r| {
                 let status: String = r.try_get("status")?;
@@ -523,39 +553,49 @@ outworx_hooks_queue::dialects! {
 
     /// Rows not in flight (done, dead, or pending: a far-off retry) matching `f` back to
     /// pending, due now, a new round.
+    pub(crate) fn replay_query<'a>(
+        prefix: &str,
+        f: &'a DeliveryFilter,
+        now: i64,
+    ) -> sqlx::QueryBuilder<'a, Db> {
+        let mut q = sqlx::QueryBuilder::new(prefix);
+        q.push("UPDATE outworx_inbox SET status = 'pending', attempts = 0, next_attempt_at = ")
+            .push_bind(now)
+            .push(", last_error = NULL, updated_at = ")
+            .push_bind(now)
+            .push(" WHERE status IN ('dead', 'done', 'pending')");
+        push_filter(&mut q, f);
+        q
+    }
+
     pub(crate) async fn replay(
         c: &mut Conn,
         f: &DeliveryFilter,
         now: i64,
     ) -> Result<u64, InboxError> {
-        let done = sqlx::query(
-            "UPDATE outworx_inbox SET status = 'pending', attempts = 0, next_attempt_at = $1, \
-             last_error = NULL, updated_at = $1 WHERE status IN ('dead', 'done', 'pending') \
-             AND ($2 IS NULL OR id = $2) AND ($3 IS NULL OR status = $3) \
-             AND ($4 IS NULL OR route = $4) AND ($5 IS NULL OR updated_at >= $5) \
-             AND ($6 IS NULL OR updated_at < $6) AND ($7 = 0 OR attempts > 0)",
-        )
-        .bind(now)
-        .bind(f.id)
-        .bind(f.status.map(DeliveryStatus::as_str))
-        .bind(&f.route)
-        .bind(f.since)
-        .bind(f.until)
-        .bind(i64::from(f.retrying))
-        .execute(&mut *c)
-        .await?;
+        let done = replay_query("", f, now).build().execute(&mut *c).await?;
         Ok(done.rows_affected())
     }
 
-    /// Deletes finished rows (done, dead) last changed before `before`.
-    pub(crate) async fn purge(c: &mut Conn, before: i64) -> Result<u64, InboxError> {
-        let done = sqlx::query(
-            "DELETE FROM outworx_inbox WHERE status IN ('done', 'dead') AND updated_at < $1",
-        )
-        .bind(before)
-        .execute(&mut *c)
-        .await?;
-        Ok(done.rows_affected())
+    /// Deletes one batch of finished rows: done ones last changed before the done cut-off,
+    /// then (in what is left of `batch`) dead ones before the dead cut-off, each walked by the
+    /// `(status, updated_at)` index, oldest first.
+    pub(crate) async fn purge(
+        c: &mut Conn,
+        cut: outworx_hooks_queue::Cutoffs,
+        batch: u32,
+    ) -> Result<outworx_hooks_queue::Purged, InboxError> {
+        let mut left = i64::from(batch);
+        for (status, before) in [("done", cut.done_before), ("dead", cut.dead_before)] {
+            let Some(before) = before else { continue };
+            if left == 0 {
+                break;
+            }
+            let done = purge_query("", status, before, left).build().execute(&mut *c).await?;
+            left -= i64::try_from(done.rows_affected()).unwrap_or(left);
+        }
+        let rows = u64::try_from(i64::from(batch) - left).unwrap_or(0);
+        Ok(outworx_hooks_queue::Purged { rows, more: left == 0 })
     }
 
     /// Pending and processing deliveries per route, and the oldest pending one's
@@ -585,27 +625,73 @@ outworx_hooks_queue::dialects! {
         Ok((out, oldest.try_get("oldest")?))
     }
 
+    /// One status's rows (with `retrying`, only those that failed at least once), counted
+    /// by the `(status, attempts, ..)` index up to `cap`.
+    pub(crate) fn summary_count_query<'a>(
+        prefix: &str,
+        status: &'a str,
+        retrying: bool,
+        cap: i64,
+    ) -> sqlx::QueryBuilder<'a, Db> {
+        let mut q = sqlx::QueryBuilder::new(prefix);
+        q.push("SELECT COUNT(*) FROM (SELECT 1 FROM outworx_inbox WHERE status = ")
+            .push_bind(status);
+        if retrying {
+            q.push(" AND attempts > 0");
+        }
+        q.push(" LIMIT ").push_bind(cap).push(") AS capped");
+        q
+    }
+
+    /// One batch of a status's rows last changed before `before`, oldest first, by the
+    /// `(status, updated_at)` index.
+    pub(crate) fn purge_query<'a>(
+        prefix: &str,
+        status: &'a str,
+        before: i64,
+        batch: i64,
+    ) -> sqlx::QueryBuilder<'a, Db> {
+        let mut q = sqlx::QueryBuilder::new(prefix);
+        q.push("DELETE FROM outworx_inbox WHERE id IN (SELECT id FROM outworx_inbox WHERE status = ")
+            .push_bind(status)
+            .push(" AND updated_at < ")
+            .push_bind(before)
+            .push(" ORDER BY updated_at LIMIT ")
+            .push_bind(batch)
+            .push(")");
+        q
+    }
+
     /// Counts per status, each read from the `(status, ..)` index and capped at `cap`
     /// rows (a count at the cap means "at least"); the retries among the pending ones and
     /// the oldest pending arrival from the `(status, attempts, received_at)` index: no
     /// row is read, however large its body, and a huge history costs the cap.
     pub(crate) async fn summary(c: &mut Conn, cap: i64) -> Result<InboxSummary, InboxError> {
-        let capped = |status: &'static str, retrying: bool| {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM outworx_inbox WHERE status = $1 \
-                 AND ($2 = 0 OR attempts > 0) LIMIT $3) AS capped",
-            )
-            .bind(status)
-            .bind(i64::from(retrying))
-            .bind(cap)
-        };
         let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        let mut counts = [0u64; 5];
+        for (slot, (status, retrying)) in [
+            ("pending", false),
+            ("pending", true),
+            ("processing", false),
+            ("done", false),
+            ("dead", false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let v: i64 = summary_count_query("", status, retrying, cap)
+                .build_query_scalar()
+                .fetch_one(&mut *c)
+                .await?;
+            counts[slot] = n(v);
+        }
+        let [pending, retrying, processing, done, dead] = counts;
         let mut out = InboxSummary {
-            pending: n(capped("pending", false).fetch_one(&mut *c).await?),
-            retrying: n(capped("pending", true).fetch_one(&mut *c).await?),
-            processing: n(capped("processing", false).fetch_one(&mut *c).await?),
-            done: n(capped("done", false).fetch_one(&mut *c).await?),
-            dead: n(capped("dead", false).fetch_one(&mut *c).await?),
+            pending,
+            retrying,
+            processing,
+            done,
+            dead,
             oldest_pending_at: None,
         };
         out.oldest_pending_at = sqlx::query_scalar(

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use outworx_hooks_queue::{
-    BoxFuture, Claim, RetrySchedule, Runner, RunnerOptions, WorkerHandle, on_pool, storable,
+    BoxFuture, Claim, Purged, Retention, RetrySchedule, Runner, RunnerOptions, WorkerHandle,
+    on_pool, storable,
 };
 use tower::ServiceExt as _;
 
@@ -29,6 +30,10 @@ pub struct WorkerOptions {
     /// How much longer than the handler's timeout a lease lasts (default 30 s). A worker that
     /// dies leaves its deliveries to be taken again when their lease ends.
     pub lease_margin: Duration,
+    /// How long finished deliveries are kept (default: 30 days once done, 90 once dead); the
+    /// worker deletes them past it, a batch per short transaction. `None`: never (another
+    /// process does, or [`Inbox::purge`]).
+    pub retention: Option<Retention>,
 }
 
 impl Default for WorkerOptions {
@@ -38,6 +43,7 @@ impl Default for WorkerOptions {
             handler_timeout: Duration::from_secs(30),
             poll: Duration::from_millis(200),
             lease_margin: Duration::from_secs(30),
+            retention: Some(Retention::default()),
         }
     }
 }
@@ -65,6 +71,12 @@ impl WorkerOptions {
         self
     }
 
+    /// Sets how long finished deliveries are kept (`None`: this worker never purges).
+    pub fn retention(mut self, keep: impl Into<Option<Retention>>) -> Self {
+        self.retention = keep.into();
+        self
+    }
+
     /// The lease: the handler's timeout and a margin, so a running handler is never taken
     /// over by another worker.
     fn lease(&self) -> Duration {
@@ -85,7 +97,8 @@ impl Worker {
         let runner = RunnerOptions::new("inbox worker", "ib_")
             .concurrency(options.concurrency)
             .poll(options.poll)
-            .sample_every(crate::metrics::ENABLED.then_some(Duration::from_secs(5)));
+            .sample_every(crate::metrics::ENABLED.then_some(Duration::from_secs(5)))
+            .retention(options.retention);
         let queue = Inbound {
             inbox,
             router,
@@ -253,6 +266,10 @@ impl outworx_hooks_queue::Queue for Inbound {
 
     fn gate(&self) -> Option<&outworx_hooks_queue::WriteGate> {
         Some(&self.inbox.inner.gate)
+    }
+
+    fn purge<'a>(&'a self, retention: &'a Retention) -> BoxFuture<'a, Result<Purged, InboxError>> {
+        Box::pin(self.inbox.purge_batch(retention))
     }
 }
 

@@ -599,6 +599,51 @@ impl Emitter {
         Ok(n)
     }
 
+    /// Deletes the messages finished before `retention`'s cut-offs (every delivery
+    /// delivered before [`Retention::done`] ago or dead before [`Retention::dead`] ago), with
+    /// their deliveries and attempts, a batch per short transaction; returns how many
+    /// messages it deleted. A spawned worker does this by itself
+    /// ([`WorkerOptions::retention`](super::WorkerOptions::retention)); this is for an
+    /// outbox without one, and `outworx messages purge`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use outworx_hooks::queue::Retention;
+    /// use outworx_hooks::send::{Emitter, Outbox};
+    ///
+    /// let emitter = Emitter::builder(Outbox::memory().await?).worker(None).build();
+    /// emitter.send("order.created", &serde_json::json!({"id": 1})).await?; // to nobody
+    /// let month = Retention::older_than(Duration::from_secs(30 * 86_400));
+    /// assert_eq!(emitter.purge(&month).await?, 0, "sent just now: kept");
+    /// assert_eq!(emitter.purge(&Retention::older_than(Duration::ZERO)).await?, 1);
+    /// # Ok::<(), outworx_hooks::send::SendError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// [`Retention::done`]: crate::queue::Retention::done
+    /// [`Retention::dead`]: crate::queue::Retention::dead
+    pub async fn purge(&self, retention: &crate::queue::Retention) -> Result<u64, SendError> {
+        self.worker(WorkerOptions::default().retention(None))
+            .purge(retention)
+            .await
+    }
+
+    /// Forgets one message's content now, for an erasure request: its payload (answered as
+    /// `{}` from then on) and the answers its attempts recorded. Its id, type, times,
+    /// deliveries and attempts are kept; its deliveries still waiting end dead, and it can no
+    /// longer be replayed. `Ok(false)` when `scope` has no such message. An attempt in
+    /// flight at that moment still records its answer: expunge again once it has.
+    pub async fn expunge(&self, scope: Scope<'_>, message_id: &str) -> Result<bool, SendError> {
+        let now = self.now();
+        on_pool!(
+            &self.shared.outbox.pool,
+            tx,
+            crate::send::store::retention,
+            |c, db| db::expunge(c, scope, message_id, now).await
+        )
+    }
+
     /// The health of the first `endpoints` endpoints `scope` may see (oldest first, 1 to
     /// [`MAX_LIST`](super::limits::MAX_LIST)): the success rate of each one's last `recent` attempts
     /// (1 to 1,000), its last attempt, and its waiting and dead deliveries, each counted up to

@@ -156,6 +156,17 @@ async fn nested_hook(body: String) -> &'static str {
     "ok"
 }
 
+#[webhook(
+    provider = "standard",
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    idempotency,
+    queue
+)]
+async fn kept(body: String) -> &'static str {
+    let _ = body;
+    "ok"
+}
+
 #[webhook(provider = "github", secret = "gh-secret", idempotency, queue)]
 async fn github_hook(body: String) -> &'static str {
     let _ = body;
@@ -209,6 +220,7 @@ fn app(inbox: &Inbox) -> Router {
         .route("/filtered", post(filtered))
         .route("/body_breaks", post(body_breaks))
         .route("/observed", post(observed))
+        .route("/kept", post(kept))
         .layer(axum::Extension(inbox.clone()))
 }
 
@@ -461,6 +473,43 @@ async fn a_delivery_that_always_fails_is_dead_and_replays_once_fixed() {
         1
     );
     assert!(t.inbox.delivery(id).await.unwrap().is_none());
+}
+
+/// A spawned worker purges by itself: the deliveries done more than 30 days ago go, one
+/// done since stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawned_worker_deletes_what_finished_before_its_retention() {
+    use outworx_hooks::queue::Retention;
+    let t = Setup::new("retention").await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let (status, body) = t
+            .post("/kept", &signed(&format!("msg_kept{n}"), "a.b"))
+            .await;
+        assert_eq!(status, 200);
+        ids.push(body["id"].as_i64().unwrap());
+        if n < 2 {
+            assert_eq!(t.run().await, 1);
+        }
+    }
+    t.clock.advance(Duration::from_secs(31 * 86_400));
+    let keep = Retention::default()
+        .every(Duration::from_millis(20))
+        .batch(1);
+    let handle = t
+        .inbox
+        .worker(app(&t.inbox), WorkerOptions::default().retention(keep))
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.inbox.delivery(ids[1]).await.unwrap().is_some() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle.shutdown().await;
+    assert!(t.inbox.delivery(ids[0]).await.unwrap().is_none());
+    assert!(t.inbox.delivery(ids[1]).await.unwrap().is_none());
+    // The third waited 31 days, then ran: done now, kept.
+    let (third, _) = t.inbox.delivery(ids[2]).await.unwrap().unwrap();
+    assert_eq!(third.status, DeliveryStatus::Done);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 
 use outworx_hooks_queue::{Claim, QueueTable};
 
-use super::{DeliveryFilter, Scope, u32_of};
+use super::{DeliveryFilter, Scope, push_delivery_filter, u32_of};
 use crate::send::SendError;
 use crate::send::model::{Attempt, Auth, DeliveryStatus, Format};
 
@@ -40,6 +40,8 @@ pub(crate) struct Job {
     pub(crate) message_created_at: i64,
     /// The W3C trace context the message was emitted in (feature `otel`).
     pub(crate) traceparent: Option<String>,
+    /// The message's content was expunged: there is nothing to send.
+    pub(crate) expunged: bool,
     /// `None` when the endpoint was deleted.
     pub(crate) target: Option<Target>,
 }
@@ -97,7 +99,7 @@ outworx_hooks_queue::dialects! {
         let rows = sqlx::query(
             "SELECT d.id AS delivery_id, d.attempts, d.message_id, d.endpoint_id, d.owner, \
              m.event_type, m.payload, m.created_at AS message_created_at, \
-             m.traceparent, e.id AS ep_id, e.url, e.auth, e.format, e.secret, e.previous_secret, \
+             m.traceparent, m.expunged_at, e.id AS ep_id, e.url, e.auth, e.format, e.secret, e.previous_secret, \
              e.previous_until, e.enabled, e.disabled_reason \
              FROM outworx_deliveries d \
              JOIN outworx_messages m ON m.id = d.message_id \
@@ -138,6 +140,7 @@ outworx_hooks_queue::dialects! {
                 payload: r.try_get("payload")?,
                 message_created_at: r.try_get("message_created_at")?,
                 traceparent: r.try_get("traceparent")?,
+                expunged: r.try_get::<Option<i64>, _>("expunged_at")?.is_some(),
                 target,
             });
         }
@@ -323,31 +326,35 @@ outworx_hooks_queue::dialects! {
     }
 
     /// Puts matching deliveries that are not in flight back to pending, due now, with
-    /// a fresh round of attempts.
+    /// a fresh round of attempts; never those of an expunged message.
+    pub(crate) fn replay_query<'a>(
+        prefix: &str,
+        scope: Scope<'a>,
+        f: &'a DeliveryFilter,
+        now: i64,
+    ) -> sqlx::QueryBuilder<'a, Db> {
+        let mut q = sqlx::QueryBuilder::new(prefix);
+        q.push("UPDATE outworx_deliveries AS d SET status = 'pending', attempts = 0, next_attempt_at = ")
+            .push_bind(now)
+            .push(", last_error = NULL, updated_at = ")
+            .push_bind(now)
+            .push(
+                // Looked up by key for each matching row (`NOT EXISTS` becomes an anti-join
+                // that may read every message).
+                " WHERE d.status IN ('dead', 'delivered') AND (SELECT m.expunged_at FROM \
+                 outworx_messages m WHERE m.id = d.message_id) IS NULL",
+            );
+        push_delivery_filter(&mut q, scope, f);
+        q
+    }
+
     pub(crate) async fn replay(
         c: &mut Conn,
         scope: Scope<'_>,
         f: &DeliveryFilter,
         now: i64,
     ) -> Result<u64, SendError> {
-        let done = sqlx::query(
-            "UPDATE outworx_deliveries SET status = 'pending', attempts = 0, next_attempt_at = $1, \
-             last_error = NULL, updated_at = $1 \
-             WHERE status IN ('dead', 'delivered') AND ($2 = 1 OR owner = $3) \
-             AND ($4 IS NULL OR status = $4) AND ($5 IS NULL OR endpoint_id = $5) \
-             AND ($6 IS NULL OR message_id = $6) AND ($7 IS NULL OR updated_at >= $7) \
-             AND ($8 IS NULL OR updated_at < $8)",
-        )
-        .bind(now)
-        .bind(scope.all())
-        .bind(scope.owner_text())
-        .bind(f.status.map(DeliveryStatus::as_str))
-        .bind(&f.endpoint_id)
-        .bind(&f.message_id)
-        .bind(f.since)
-        .bind(f.until)
-        .execute(&mut *c)
-        .await?;
+        let done = replay_query("", scope, f, now).build().execute(&mut *c).await?;
         Ok(done.rows_affected())
     }
 }

@@ -98,19 +98,23 @@ outworx_hooks_queue::dialects! {
         Ok(row.as_ref().map(endpoint_row).transpose()?)
     }
 
+    /// The endpoints `scope` may see, oldest first (the first [`MAX_LIST`]), read in order
+    /// from the `(created_at, id)` or `(owner, created_at, id)` index.
+    pub(crate) fn endpoints_query<'a>(prefix: &str, scope: Scope<'a>) -> sqlx::QueryBuilder<'a, Db> {
+        let mut q = sqlx::QueryBuilder::new(prefix);
+        q.push(format!("SELECT {ENDPOINT_COLUMNS} FROM outworx_endpoints"));
+        if let Scope::Owner(owner) = scope {
+            q.push(" WHERE owner = ").push_bind(owner);
+        }
+        q.push(format!(" ORDER BY created_at, id LIMIT {MAX_LIST}"));
+        q
+    }
+
     pub(crate) async fn endpoints(
         c: &mut Conn,
         scope: Scope<'_>,
     ) -> Result<Vec<Endpoint>, SendError> {
-        let sql = format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM outworx_endpoints \
-             WHERE ($1 = 1 OR owner = $2) ORDER BY created_at, id LIMIT {MAX_LIST}"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(scope.all())
-            .bind(scope.owner_text())
-            .fetch_all(&mut *c)
-            .await?;
+        let rows = endpoints_query("", scope).build().fetch_all(&mut *c).await?;
         rows.iter()
             .map(|r| endpoint_row(r).map(|e| e.endpoint).map_err(SendError::from))
             .collect()

@@ -7,6 +7,7 @@
 pub(crate) mod deliveries;
 pub(crate) mod endpoints;
 pub(crate) mod messages;
+pub(crate) mod retention;
 pub(crate) mod views;
 
 use outworx_hooks_queue::Pool;
@@ -19,8 +20,12 @@ use super::model::DeliveryStatus;
 const SQLITE_SCHEMA: &str = include_str!("../../../migrations/outbox/0001_outbox.sqlite.sql");
 const POSTGRES_SCHEMA: &str = include_str!("../../../migrations/outbox/0001_outbox.postgres.sql");
 /// Columns added after the first schema: `traceparent`, the W3C trace context a message was
-/// emitted in (feature `otel`; `NULL` without it).
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("outworx_messages", "traceparent", "TEXT")];
+/// emitted in (feature `otel`; `NULL` without it); `expunged_at`, when a message's content
+/// was deleted on request.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("outworx_messages", "traceparent", "TEXT"),
+    ("outworx_messages", "expunged_at", "BIGINT"),
+];
 
 /// Which rows a call may see: one tenant's, or (for operators and the CLI) everyone's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +96,38 @@ impl DeliveryFilter {
     pub fn limit(mut self, n: u32) -> Self {
         self.limit = Some(n);
         self
+    }
+}
+
+/// Adds `scope` and `f`'s conditions on the deliveries aliased `d` (`AND ..`, only the ones
+/// given): each is a plain comparison the planner can take an index for, where
+/// `($n IS NULL OR col = $n)` kept SQLite off every index.
+pub(crate) fn push_delivery_filter<'a, DB>(
+    q: &mut sqlx::QueryBuilder<'a, DB>,
+    scope: Scope<'a>,
+    f: &'a DeliveryFilter,
+) where
+    DB: sqlx::Database,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    if let Scope::Owner(owner) = scope {
+        q.push(" AND d.owner = ").push_bind(owner);
+    }
+    if let Some(status) = f.status {
+        q.push(" AND d.status = ").push_bind(status.as_str());
+    }
+    if let Some(id) = &f.endpoint_id {
+        q.push(" AND d.endpoint_id = ").push_bind(id.as_str());
+    }
+    if let Some(id) = &f.message_id {
+        q.push(" AND d.message_id = ").push_bind(id.as_str());
+    }
+    if let Some(t) = f.since {
+        q.push(" AND d.updated_at >= ").push_bind(t);
+    }
+    if let Some(t) = f.until {
+        q.push(" AND d.updated_at < ").push_bind(t);
     }
 }
 

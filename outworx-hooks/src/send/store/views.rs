@@ -1,7 +1,7 @@
 //! What operators and tenants read: deliveries, attempts, each endpoint's health, and counts
 //! (capped, or whole). Nothing here writes.
 
-use super::{DeliveryFilter, Scope, u16_opt, u32_of};
+use super::{DeliveryFilter, Scope, push_delivery_filter, u16_opt, u32_of};
 use crate::send::SendError;
 use crate::send::limits::MAX_LIST;
 use crate::send::model::{Attempt, Delivery, DeliveryStatus, EndpointHealth};
@@ -13,32 +13,37 @@ outworx_hooks_queue::dialects! {
     use super::*;
 
 
+    /// Deliveries `scope` may see matching `f`, newest first: below `before` (an id;
+    /// `i64::MAX` for the newest), so even the unfiltered list is a range read of the
+    /// primary key, and a page's next page starts below its last id.
+    pub(crate) fn deliveries_query<'a>(
+        prefix: &str,
+        scope: Scope<'a>,
+        f: &'a DeliveryFilter,
+        before: i64,
+    ) -> sqlx::QueryBuilder<'a, Db> {
+        let limit = i64::from(f.limit.unwrap_or(MAX_LIST).min(MAX_LIST));
+        let mut q = sqlx::QueryBuilder::new(prefix);
+        q.push(
+            // The message's type is looked up by its key for each row kept (a join may
+            // read the whole messages table to match a page of deliveries).
+            "SELECT d.id, d.message_id, d.endpoint_id, \
+             (SELECT m.event_type FROM outworx_messages m WHERE m.id = d.message_id) AS event_type, \
+             d.status, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.updated_at \
+             FROM outworx_deliveries d WHERE d.id < ",
+        );
+        q.push_bind(before);
+        push_delivery_filter(&mut q, scope, f);
+        q.push(" ORDER BY d.id DESC LIMIT ").push_bind(limit);
+        q
+    }
+
     pub(crate) async fn deliveries(
         c: &mut Conn,
         scope: Scope<'_>,
         f: &DeliveryFilter,
     ) -> Result<Vec<Delivery>, SendError> {
-        let limit = i64::from(f.limit.unwrap_or(MAX_LIST).min(MAX_LIST));
-        let rows = sqlx::query(
-            "SELECT d.id, d.message_id, d.endpoint_id, m.event_type, d.status, d.attempts, \
-             d.next_attempt_at, d.last_status, d.last_error, d.updated_at \
-             FROM outworx_deliveries d JOIN outworx_messages m ON m.id = d.message_id \
-             WHERE ($1 = 1 OR d.owner = $2) \
-             AND ($3 IS NULL OR d.status = $3) AND ($4 IS NULL OR d.endpoint_id = $4) \
-             AND ($5 IS NULL OR d.message_id = $5) AND ($6 IS NULL OR d.updated_at >= $6) \
-             AND ($7 IS NULL OR d.updated_at < $7) \
-             ORDER BY d.id DESC LIMIT $8",
-        )
-        .bind(scope.all())
-        .bind(scope.owner_text())
-        .bind(f.status.map(DeliveryStatus::as_str))
-        .bind(&f.endpoint_id)
-        .bind(&f.message_id)
-        .bind(f.since)
-        .bind(f.until)
-        .bind(limit)
-        .fetch_all(&mut *c)
-        .await?;
+        let rows = deliveries_query("", scope, f, i64::MAX).build().fetch_all(&mut *c).await?;
         rows.iter()
             .map(|r| {
                 let status: String = r.try_get("status")?;
@@ -59,6 +64,36 @@ outworx_hooks_queue::dialects! {
             .map_err(SendError::from)
     }
 
+    /// Attempts of one endpoint and/or one message (for an operator, any), newest first,
+    /// read by the `(endpoint_id, id)` or `(message_id, id)` index; a tenant's are those of
+    /// its own deliveries.
+    pub(crate) fn attempts_query<'a>(
+        prefix: &str,
+        scope: Scope<'a>,
+        endpoint_id: Option<&'a str>,
+        message_id: Option<&'a str>,
+        limit: u32,
+    ) -> sqlx::QueryBuilder<'a, Db> {
+        let mut q = sqlx::QueryBuilder::new(prefix);
+        q.push(
+            "SELECT a.delivery_id, a.message_id, a.endpoint_id, a.attempt, a.at, a.status_code, \
+             a.duration_ms, a.error, a.response FROM outworx_attempts a",
+        );
+        if let Scope::Owner(owner) = scope {
+            q.push(" JOIN outworx_deliveries d ON d.id = a.delivery_id AND d.owner = ")
+                .push_bind(owner);
+        }
+        q.push(" WHERE a.id < ").push_bind(i64::MAX);
+        if let Some(id) = endpoint_id {
+            q.push(" AND a.endpoint_id = ").push_bind(id);
+        }
+        if let Some(id) = message_id {
+            q.push(" AND a.message_id = ").push_bind(id);
+        }
+        q.push(" ORDER BY a.id DESC LIMIT ").push_bind(i64::from(limit.min(MAX_LIST)));
+        q
+    }
+
     pub(crate) async fn attempts(
         c: &mut Conn,
         scope: Scope<'_>,
@@ -66,20 +101,15 @@ outworx_hooks_queue::dialects! {
         message_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Attempt>, SendError> {
-        let rows = sqlx::query(
-            "SELECT a.delivery_id, a.message_id, a.endpoint_id, a.attempt, a.at, a.status_code, \
-             a.duration_ms, a.error, a.response FROM outworx_attempts a \
-             JOIN outworx_deliveries d ON d.id = a.delivery_id \
-             WHERE ($1 = 1 OR d.owner = $2) AND ($3 IS NULL OR a.endpoint_id = $3) \
-             AND ($4 IS NULL OR a.message_id = $4) ORDER BY a.id DESC LIMIT $5",
-        )
-        .bind(scope.all())
-        .bind(scope.owner_text())
-        .bind(endpoint_id)
-        .bind(message_id)
-        .bind(i64::from(limit.min(MAX_LIST)))
-        .fetch_all(&mut *c)
-        .await?;
+        if matches!(scope, Scope::Owner(_)) && endpoint_id.is_none() && message_id.is_none() {
+            // A tenant's attempts are read by endpoint or by message (as Svix's API does):
+            // across all of them, the only index would be every tenant's.
+            return Err(SendError::invalid("attempts", "name an endpoint or a message"));
+        }
+        let rows = attempts_query("", scope, endpoint_id, message_id, limit)
+            .build()
+            .fetch_all(&mut *c)
+            .await?;
         rows.iter()
             .map(|r| {
                 let duration: i64 = r.try_get("duration_ms")?;
@@ -101,19 +131,21 @@ outworx_hooks_queue::dialects! {
 
     /// Each endpoint's health: its last `recent` attempts and its last one, read by
     /// the `(endpoint_id, id)` index, and its waiting and dead deliveries, by the
-    /// `(endpoint_id, status, ..)` one.
-    pub(crate) async fn endpoint_health(
-        c: &mut Conn,
-        scope: Scope<'_>,
+    /// `(endpoint_id, status, ..)` one; the endpoints in order from theirs.
+    pub(crate) fn endpoint_health_query<'a>(
+        prefix: &str,
+        scope: Scope<'a>,
         recent: u32,
         endpoints: u32,
         cap: i64,
-    ) -> Result<Vec<EndpointHealth>, SendError> {
-        let sql = "SELECT e.id, \
+    ) -> sqlx::QueryBuilder<'a, Db> {
+        let mut q = sqlx::QueryBuilder::new(prefix);
+        let recent = i64::from(recent.clamp(1, MAX_LIST));
+        q.push(format!("SELECT e.id, \
          (SELECT COUNT(*) FROM (SELECT a.status_code FROM outworx_attempts a \
-          WHERE a.endpoint_id = e.id ORDER BY a.id DESC LIMIT $3) r) AS recent, \
+          WHERE a.endpoint_id = e.id ORDER BY a.id DESC LIMIT {recent}) r) AS recent, \
          (SELECT COUNT(*) FROM (SELECT a.status_code FROM outworx_attempts a \
-          WHERE a.endpoint_id = e.id ORDER BY a.id DESC LIMIT $3) r \
+          WHERE a.endpoint_id = e.id ORDER BY a.id DESC LIMIT {recent}) r \
           WHERE r.status_code BETWEEN 200 AND 299) AS succeeded, \
          (SELECT a.status_code FROM outworx_attempts a WHERE a.endpoint_id = e.id \
           ORDER BY a.id DESC LIMIT 1) AS last_status, \
@@ -123,17 +155,27 @@ outworx_hooks_queue::dialects! {
           ORDER BY a.id DESC LIMIT 1) AS last_at, \
          (SELECT COUNT(*) FROM (SELECT 1 FROM outworx_deliveries d \
           WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'sending') \
-          LIMIT $4) w) AS waiting, \
+          LIMIT {cap}) w) AS waiting, \
          (SELECT COUNT(*) FROM (SELECT 1 FROM outworx_deliveries d \
-          WHERE d.endpoint_id = e.id AND d.status = 'dead' LIMIT $4) x) AS dead \
-         FROM outworx_endpoints e WHERE ($1 = 1 OR e.owner = $2) \
-         ORDER BY e.created_at, e.id LIMIT $5";
-        let rows = sqlx::query(sql)
-            .bind(scope.all())
-            .bind(scope.owner_text())
-            .bind(i64::from(recent.clamp(1, MAX_LIST)))
-            .bind(cap)
-            .bind(i64::from(endpoints.clamp(1, MAX_LIST)))
+          WHERE d.endpoint_id = e.id AND d.status = 'dead' LIMIT {cap}) x) AS dead \
+         FROM outworx_endpoints e"));
+        if let Scope::Owner(owner) = scope {
+            q.push(" WHERE e.owner = ").push_bind(owner);
+        }
+        q.push(" ORDER BY e.created_at, e.id LIMIT ")
+            .push_bind(i64::from(endpoints.clamp(1, MAX_LIST)));
+        q
+    }
+
+    pub(crate) async fn endpoint_health(
+        c: &mut Conn,
+        scope: Scope<'_>,
+        recent: u32,
+        endpoints: u32,
+        cap: i64,
+    ) -> Result<Vec<EndpointHealth>, SendError> {
+        let rows = endpoint_health_query("", scope, recent, endpoints, cap)
+            .build()
             .fetch_all(&mut *c)
             .await?;
         let count = |r: &<Db as sqlx::Database>::Row, k: &str| -> Result<u64, sqlx::Error> {
@@ -158,6 +200,24 @@ outworx_hooks_queue::dialects! {
             .map_err(SendError::from)
     }
 
+    /// One status's deliveries `scope` may see, counted by the `(status, ..)` or
+    /// `(owner, status)` index up to `cap`.
+    pub(crate) fn capped_count_query<'a>(
+        prefix: &str,
+        scope: Scope<'a>,
+        status: DeliveryStatus,
+        cap: i64,
+    ) -> sqlx::QueryBuilder<'a, Db> {
+        let mut q = sqlx::QueryBuilder::new(prefix);
+        q.push("SELECT COUNT(*) FROM (SELECT 1 FROM outworx_deliveries WHERE status = ")
+            .push_bind(status.as_str());
+        if let Scope::Owner(owner) = scope {
+            q.push(" AND owner = ").push_bind(owner);
+        }
+        q.push(" LIMIT ").push_bind(cap).push(") AS capped");
+        q
+    }
+
     /// Deliveries per status, each counted by the status index and capped at `cap`.
     pub(crate) async fn capped_counts(
         c: &mut Conn,
@@ -171,16 +231,10 @@ outworx_hooks_queue::dialects! {
             DeliveryStatus::Delivered,
             DeliveryStatus::Dead,
         ] {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM outworx_deliveries WHERE status = $1 \
-                 AND ($2 = 1 OR owner = $3) LIMIT $4) AS capped",
-            )
-            .bind(status.as_str())
-            .bind(scope.all())
-            .bind(scope.owner_text())
-            .bind(cap)
-            .fetch_one(&mut *c)
-            .await?;
+            let n: i64 = capped_count_query("", scope, status, cap)
+                .build_query_scalar()
+                .fetch_one(&mut *c)
+                .await?;
             out.push((status, u64::try_from(n).unwrap_or(0)));
         }
         Ok(out)

@@ -302,6 +302,7 @@ mod tests {
             payload: r#"{"id":1}"#.into(),
             message_created_at: 1_700_000_000_000,
             traceparent: None,
+            expunged: false,
             target: Some(target.clone()),
         };
         (job, target)

@@ -10,11 +10,11 @@
 mod attempt;
 mod record;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use outworx_hooks_queue::{
-    BoxFuture, Claim, Runner, RunnerOptions, WorkerHandle, on_pool, storable,
+    BoxFuture, Claim, Purged, Retention, Runner, RunnerOptions, WorkerHandle, on_pool, storable,
 };
 
 use super::SendError;
@@ -44,6 +44,11 @@ pub struct WorkerOptions {
     pub lease: Duration,
     /// An endpoint whose every attempt failed for this long is disabled (default 5 days).
     pub disable_after: Duration,
+    /// How long finished messages are kept (default: 30 days once delivered, 90 once dead);
+    /// the worker deletes them past it, with their deliveries and attempts, a batch per
+    /// short transaction. `None`: the worker never purges (another process does, or
+    /// [`Emitter::purge`](super::Emitter::purge)).
+    pub retention: Option<Retention>,
 }
 
 impl Default for WorkerOptions {
@@ -56,6 +61,7 @@ impl Default for WorkerOptions {
             timeout: Duration::from_secs(15),
             lease: Duration::from_secs(45),
             disable_after: Duration::from_secs(5 * 24 * 3600),
+            retention: Some(Retention::default()),
         }
     }
 }
@@ -98,6 +104,22 @@ impl WorkerOptions {
         self.disable_after = d;
         self
     }
+
+    /// Sets how long finished messages are kept (`None`: this worker never purges).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use outworx_hooks::queue::Retention;
+    /// use outworx_hooks::send::WorkerOptions;
+    ///
+    /// let week = Duration::from_secs(7 * 86_400);
+    /// let options = WorkerOptions::default().retention(Retention::default().done(week));
+    /// assert_eq!(options.retention.unwrap().done, Some(week));
+    /// ```
+    pub fn retention(mut self, keep: impl Into<Option<Retention>>) -> Self {
+        self.retention = keep.into();
+        self
+    }
 }
 
 /// A delivery worker over one [`Emitter`](super::Emitter)'s outbox: [`Worker::spawn`] runs it
@@ -117,7 +139,8 @@ impl Worker {
             .per_key(Some(options.per_endpoint))
             .batch(options.batch)
             .poll(options.poll)
-            .sample_every(crate::metrics::ENABLED.then_some(Duration::from_secs(5)));
+            .sample_every(crate::metrics::ENABLED.then_some(Duration::from_secs(5)))
+            .retention(options.retention);
         let client = attempt::Client::new(
             Arc::clone(&shared.policy),
             options.timeout,
@@ -127,6 +150,7 @@ impl Worker {
             shared,
             options,
             client,
+            cursor: Mutex::new(None),
         };
         Worker {
             runner: Runner::new(Arc::new(queue), runner),
@@ -137,6 +161,13 @@ impl Worker {
     /// how many were attempted. For tests (with a manual clock) and one-shot runs.
     pub async fn run_once(&self, limit: u32) -> Result<usize, SendError> {
         self.runner.run_once(limit).await
+    }
+
+    /// Deletes the messages finished before `retention`'s cut-offs, with their deliveries
+    /// and attempts, a batch per short transaction; returns how many messages it deleted.
+    /// A spawned worker does this every [`Retention::every`] by itself.
+    pub async fn purge(&self, retention: &Retention) -> Result<u64, SendError> {
+        self.runner.purge(retention).await
     }
 
     /// Runs until [`WorkerHandle::shutdown`].
@@ -161,6 +192,8 @@ struct Outbound {
     shared: Arc<Shared>,
     options: WorkerOptions,
     client: attempt::Client,
+    /// Where the purge's walk over the messages stopped.
+    cursor: Mutex<crate::send::store::retention::Cursor>,
 }
 
 impl outworx_hooks_queue::Queue for Outbound {
@@ -259,6 +292,26 @@ impl outworx_hooks_queue::Queue for Outbound {
     fn gate(&self) -> Option<&outworx_hooks_queue::WriteGate> {
         Some(&self.shared.gate)
     }
+
+    fn purge<'a>(&'a self, retention: &'a Retention) -> BoxFuture<'a, Result<Purged, SendError>> {
+        Box::pin(async move {
+            let cut = retention.cutoffs(self.shared.now());
+            let batch = retention.batch_size();
+            let mut cursor = self
+                .cursor
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let done = on_pool!(
+                &self.shared.outbox.pool,
+                tx,
+                crate::send::store::retention,
+                |c, db| db::purge(c, cut, batch, &mut cursor).await?
+            );
+            *self.cursor.lock().unwrap_or_else(|p| p.into_inner()) = cursor;
+            Ok(done)
+        })
+    }
 }
 
 impl Outbound {
@@ -321,6 +374,10 @@ impl Outbound {
             endpoint_ok: None,
             disable: None,
         };
+        if job.expunged {
+            s.last_error = Some(crate::send::store::retention::EXPUNGED.to_owned());
+            return s;
+        }
         let target = match &job.target {
             None => {
                 s.last_error = Some("endpoint deleted".to_owned());

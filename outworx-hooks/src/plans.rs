@@ -1,0 +1,331 @@
+//! Every query an operator, a tenant, the dashboard, the CLI or the purge runs on the outbox
+//! and the inbox, in one list, with the plan the database makes for it: a test seeds large
+//! tables and fails on any plan that reads a whole table, or sorts more than a bounded set
+//! of rows (`tests/tests/sdk/query_plans.rs`). A query added later joins this list.
+//!
+//! Each entry plans the query's own builder (the text the code runs), with representative
+//! arguments: ids that exist in the seeded tables are not needed, a plan does not depend on
+//! them.
+
+/// One listed query and its plan.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// What it is for (`outbox: deliveries of one tenant`).
+    pub name: &'static str,
+    /// The plan's lines: SQLite's `EXPLAIN QUERY PLAN` details, PostgreSQL's `EXPLAIN`.
+    pub plan: Vec<String>,
+    /// Why a sort, or a walk of a whole index, reads a bounded number of rows (`a message
+    /// has at most 100 deliveries`; `an ordered walk that stops at the limit`); `None`: the
+    /// plan may do neither.
+    pub bounded: Option<&'static str>,
+}
+
+/// The names a query gives the tables: their own, and the aliases the listed queries use.
+const TABLES: &[&str] = &["d", "m", "a", "e"];
+
+impl Planned {
+    /// What is wrong with the plan: each line that reads a whole table, or (unless
+    /// [`Planned::bounded`] says why that is bounded) walks a whole index or sorts what it
+    /// read. Empty when the plan only reads index ranges.
+    ///
+    /// On PostgreSQL, plan with `enable_seqscan` and `enable_sort` off: the planner then
+    /// takes an index wherever one serves the query, so a `Seq Scan` or a `Sort` left in the
+    /// plan means no index does (with them on, it may prefer a scan of a small test table).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for line in &self.plan {
+            let l = line.trim_start_matches([' ', '-', '>']).trim();
+            // SQLite: `SCAN t`, `SCAN t USING INDEX i`, `SCAN t USING COVERING INDEX i`.
+            if let Some(rest) = l.strip_prefix("SCAN ") {
+                let mut words = rest.split_whitespace();
+                let table = words.next().unwrap_or_default();
+                let by_index = words.next() == Some("USING");
+                if (table.starts_with("outworx_") || TABLES.contains(&table))
+                    && (!by_index || self.bounded.is_none())
+                {
+                    out.push(format!("reads all of {table}: {l}"));
+                }
+            }
+            // PostgreSQL.
+            if let Some(rest) = l.strip_prefix("Seq Scan on ") {
+                let table = rest.split_whitespace().next().unwrap_or_default();
+                out.push(format!("reads all of {table}: {l}"));
+            }
+            if self.bounded.is_none() && (l.contains("TEMP B-TREE") || l.starts_with("Sort ")) {
+                out.push(format!("sorts what it read: {l}"));
+            }
+        }
+        out
+    }
+}
+
+macro_rules! listed {
+    ($d:ident, $conn:ty) => {
+        /// Plans every listed query on this driver's connection.
+        pub async fn $d(c: &mut $conn) -> Result<Vec<Planned>, sqlx::Error> {
+            use outworx_hooks_queue::sql::$d::{EXPLAIN, explain};
+            let mut out = Vec::new();
+            #[allow(unused_macros)]
+            macro_rules! plan {
+                ($name:expr, $q:expr) => {
+                    plan!($name, None, $q)
+                };
+                ($name:expr, $bound:expr, $q:expr) => {{
+                    let mut q = $q;
+                    out.push(Planned {
+                        name: $name,
+                        plan: explain(c, &mut q).await?,
+                        bounded: $bound,
+                    });
+                }};
+            }
+            #[cfg(feature = "send")]
+            {
+                use crate::send::DeliveryStatus;
+                use crate::send::store::retention::$d as retention;
+                use crate::send::store::views::$d as views;
+                use crate::send::store::{
+                    DeliveryFilter, Scope, deliveries::$d as deliveries, endpoints::$d as endpoints,
+                };
+                use outworx_hooks_queue::Cutoffs;
+
+                let tenant = Scope::Owner("acme");
+                let none = DeliveryFilter::default();
+                let dead = DeliveryFilter::default().status(DeliveryStatus::Dead);
+                let endpoint = DeliveryFilter::default().endpoint("ep_1");
+                let message = DeliveryFilter::default().message("msg_1");
+                let window = DeliveryFilter::default()
+                    .endpoint("ep_1")
+                    .status(DeliveryStatus::Dead)
+                    .since(1)
+                    .until(2);
+                let per_message =
+                    Some("a message has a delivery per endpoint of its owner: at most 100");
+                for (name, scope, f, bound) in [
+                    (
+                        "outbox: deliveries, every tenant's",
+                        Scope::All,
+                        &none,
+                        None,
+                    ),
+                    (
+                        "outbox: deliveries, dead, every tenant's",
+                        Scope::All,
+                        &dead,
+                        None,
+                    ),
+                    ("outbox: deliveries of a tenant", tenant, &none, None),
+                    ("outbox: deliveries of a tenant, dead", tenant, &dead, None),
+                    ("outbox: deliveries of an endpoint", tenant, &endpoint, None),
+                    (
+                        "outbox: deliveries of a message",
+                        tenant,
+                        &message,
+                        per_message,
+                    ),
+                    (
+                        "outbox: deliveries of a message, any tenant",
+                        Scope::All,
+                        &message,
+                        per_message,
+                    ),
+                    (
+                        "outbox: an endpoint's dead deliveries in a window",
+                        Scope::All,
+                        &window,
+                        None,
+                    ),
+                ] {
+                    plan!(
+                        name,
+                        bound,
+                        views::deliveries_query(EXPLAIN, scope, f, i64::MAX)
+                    );
+                }
+                for (name, scope, f) in [
+                    ("outbox: replay a message", tenant, &message),
+                    ("outbox: replay a tenant's dead deliveries", tenant, &dead),
+                    ("outbox: replay every dead delivery", Scope::All, &dead),
+                    (
+                        "outbox: replay an endpoint's failures in a window",
+                        Scope::All,
+                        &window,
+                    ),
+                ] {
+                    plan!(name, deliveries::replay_query(EXPLAIN, scope, f, 1));
+                }
+                plan!(
+                    "outbox: attempts of an endpoint",
+                    views::attempts_query(EXPLAIN, tenant, Some("ep_1"), None, 100)
+                );
+                plan!(
+                    "outbox: attempts of a message",
+                    views::attempts_query(EXPLAIN, tenant, None, Some("msg_1"), 100)
+                );
+                plan!(
+                    "outbox: attempts, every tenant's",
+                    views::attempts_query(EXPLAIN, Scope::All, None, None, 100)
+                );
+                let walk =
+                    Some("an ordered walk of the (created_at, id) index that stops at the limit");
+                plan!(
+                    "outbox: endpoints, every tenant's",
+                    walk,
+                    endpoints::endpoints_query(EXPLAIN, Scope::All)
+                );
+                plan!(
+                    "outbox: endpoints of a tenant",
+                    endpoints::endpoints_query(EXPLAIN, tenant)
+                );
+                plan!(
+                    "outbox: endpoint health, every tenant's",
+                    walk,
+                    views::endpoint_health_query(EXPLAIN, Scope::All, 100, 200, 10_000)
+                );
+                plan!(
+                    "outbox: endpoint health of a tenant",
+                    views::endpoint_health_query(EXPLAIN, tenant, 100, 200, 10_000)
+                );
+                for scope in [Scope::All, tenant] {
+                    plan!(
+                        "outbox: deliveries of a status, counted to a cap",
+                        views::capped_count_query(EXPLAIN, scope, DeliveryStatus::Dead, 10_000)
+                    );
+                }
+                plan!(
+                    "outbox: purge, the next messages",
+                    retention::candidates_query(EXPLAIN, 1_000, (0, "msg_0"), 500)
+                );
+                let cut = Cutoffs {
+                    done_before: Some(1_000),
+                    dead_before: Some(10),
+                };
+                let ids = vec!["msg_1".to_owned(), "msg_2".to_owned()];
+                plan!(
+                    "outbox: purge, their finished deliveries",
+                    retention::finished_deliveries_query(EXPLAIN, cut, &ids)
+                );
+                plan!(
+                    "outbox: expunge, a message's answers",
+                    retention::expunge_answers_query(EXPLAIN, "msg_1")
+                );
+            }
+            #[cfg(feature = "inbox")]
+            {
+                use crate::inbox::store::$d as inbox;
+                use crate::inbox::{DeliveryFilter, DeliveryStatus};
+
+                let none = DeliveryFilter::default();
+                let one = DeliveryFilter::default().id(7);
+                let dead = DeliveryFilter::default().status(DeliveryStatus::Dead);
+                let route = DeliveryFilter::default().route("POST /hooks/stripe");
+                let retrying = DeliveryFilter {
+                    retrying: true,
+                    ..DeliveryFilter::default().status(DeliveryStatus::Pending)
+                };
+                let window = DeliveryFilter::default()
+                    .status(DeliveryStatus::Dead)
+                    .since(1)
+                    .until(2);
+                for (name, f) in [
+                    ("inbox: deliveries", &none),
+                    ("inbox: one delivery", &one),
+                    ("inbox: dead deliveries", &dead),
+                    ("inbox: deliveries of a route", &route),
+                    ("inbox: deliveries waiting for a retry", &retrying),
+                    ("inbox: dead deliveries in a window", &window),
+                ] {
+                    plan!(name, inbox::list_query(EXPLAIN, f, i64::MAX));
+                }
+                for (name, f) in [
+                    ("inbox: replay one delivery", &one),
+                    ("inbox: replay the dead deliveries", &dead),
+                    ("inbox: replay a route's deliveries", &route),
+                ] {
+                    plan!(name, inbox::replay_query(EXPLAIN, f, 1));
+                }
+                for (status, retrying) in [("pending", false), ("pending", true), ("done", false)] {
+                    plan!(
+                        "inbox: deliveries of a status, counted to a cap",
+                        inbox::summary_count_query(EXPLAIN, status, retrying, 10_000)
+                    );
+                }
+                for status in ["done", "dead"] {
+                    plan!(
+                        "inbox: purge, one batch",
+                        inbox::purge_query(EXPLAIN, status, 1_000, 500)
+                    );
+                }
+            }
+            Ok(out)
+        }
+    };
+}
+
+listed!(sqlite, sqlx::SqliteConnection);
+listed!(postgres, sqlx::PgConnection);
+
+#[cfg(test)]
+mod tests {
+    use super::Planned;
+
+    fn planned(plan: &[&str], bounded: Option<&'static str>) -> Planned {
+        Planned {
+            name: "t",
+            plan: plan.iter().map(|l| (*l).to_owned()).collect(),
+            bounded,
+        }
+    }
+
+    #[test]
+    fn whole_reads_and_unbounded_sorts_are_problems() {
+        for (plan, bad) in [
+            (
+                &["SEARCH d USING INDEX outworx_deliveries_owner (owner=? AND rowid<?)"][..],
+                0,
+            ),
+            (&["SCAN d"][..], 1),
+            (&["SCAN outworx_inbox USING INDEX outworx_inbox_due"][..], 1),
+            (&["SCAN r", "SEARCH a USING INDEX x (endpoint_id=?)"][..], 0),
+            (
+                &[
+                    "SEARCH d USING INDEX x (message_id=?)",
+                    "USE TEMP B-TREE FOR ORDER BY",
+                ][..],
+                1,
+            ),
+            (
+                &[
+                    "Limit  (cost=0.29..8.31 rows=1 width=8)",
+                    "  ->  Seq Scan on outworx_inbox  (cost=..)",
+                ][..],
+                1,
+            ),
+            (
+                &[
+                    "Sort  (cost=..)",
+                    "  ->  Index Scan using outworx_deliveries_owner on outworx_deliveries d",
+                ][..],
+                1,
+            ),
+        ] {
+            assert_eq!(planned(plan, None).problems().len(), bad, "{plan:?}");
+        }
+        // A sort over a bounded set, or an ordered walk to a limit, is declared, and allowed;
+        // a whole table never is.
+        let sorted = planned(
+            &[
+                "SEARCH d USING INDEX x (message_id=?)",
+                "USE TEMP B-TREE FOR ORDER BY",
+            ],
+            Some("bounded"),
+        );
+        assert!(sorted.problems().is_empty());
+        assert!(
+            planned(&["SCAN e USING COVERING INDEX c"], Some("walk"))
+                .problems()
+                .is_empty()
+        );
+        assert_eq!(planned(&["SCAN e"], Some("walk")).problems().len(), 1);
+    }
+}
