@@ -3,7 +3,8 @@
 //! run repeated after a crash does not count twice; every run is counted too.
 //!
 //! Environment: `PORT`, `INBOX` (a SQLite path or a PostgreSQL URL), `EFFECTS` (the same
-//! kinds), `HANDLER_MS` (default 20).
+//! kinds), `HANDLER_MS` (default 20), and `REDIS` (a shared idempotency store, for instances
+//! that each have their own inbox) with `STALE_MS` (its stale time, default 30 s).
 
 use std::time::Duration;
 
@@ -89,6 +90,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let var = |k: &str| std::env::var(k).map_err(|_| format!("{k} is not set"));
     let effects = Effects::open(&var("EFFECTS")?).await?;
     let _ = EFFECTS.set(effects);
+    let _guard = match std::env::var("REDIS") {
+        Ok(url) => {
+            let stale = std::env::var("STALE_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(Duration::from_secs(30), Duration::from_millis);
+            let store = outworx_hooks::store::RedisStore::connect(&url)
+                .await?
+                .with_stale_after(stale);
+            Some(outworx_hooks::init(
+                outworx_hooks::Config::new()
+                    .store(store)
+                    .service("queued-instance"),
+            )?)
+        }
+        Err(_) => None,
+    };
     let inbox = Inbox::open(&var("INBOX")?).await?;
     inbox.install();
     let app = Router::new().route("/hook", post(hook));

@@ -23,6 +23,15 @@ fn free_port() -> u16 {
 }
 
 async fn instance(inbox: &str, effects: &str, handler_ms: u64) -> (Kill, String) {
+    instance_with(inbox, effects, handler_ms, &[]).await
+}
+
+async fn instance_with(
+    inbox: &str,
+    effects: &str,
+    handler_ms: u64,
+    env: &[(&str, &str)],
+) -> (Kill, String) {
     let port = free_port();
     let child = Kill(
         Command::new(env!("CARGO_BIN_EXE_queued-instance"))
@@ -30,6 +39,7 @@ async fn instance(inbox: &str, effects: &str, handler_ms: u64) -> (Kill, String)
             .env("INBOX", inbox)
             .env("EFFECTS", effects)
             .env("HANDLER_MS", handler_ms.to_string())
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -49,6 +59,12 @@ async fn instance(inbox: &str, effects: &str, handler_ms: u64) -> (Kill, String)
 }
 
 async fn deliver(http: &reqwest::Client, url: &str, i: usize) {
+    let (status, _) = post(http, url, i).await;
+    assert_eq!(status, 200, "delivery {i} was not acknowledged");
+}
+
+/// Delivery `i` (the same signed request every time: a provider's retry), answered.
+async fn post(http: &reqwest::Client, url: &str, i: usize) -> (u16, String) {
     let signed = Signer::new(Provider::Standard, SECRET)
         .id(format!("msg_{i:05}"))
         .sign(format!(
@@ -62,7 +78,7 @@ async fn deliver(http: &reqwest::Client, url: &str, i: usize) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200, "delivery {i} was not acknowledged");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
 }
 
 /// (distinct deliveries with an effect, total handler runs).
@@ -359,5 +375,102 @@ async fn the_example_receiver_queues_with_outworx_hooks_inbox() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["queued"], true);
     assert!(all_done(&inbox, 1).await, "the worker did not process it");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+async fn inbox_rows(path: &str) -> i64 {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    let n = sqlx::query_scalar("SELECT COUNT(*) FROM outworx_inbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    n
+}
+
+/// Two instances behind a load balancer, each with its own SQLite inbox, sharing a Redis
+/// store: a provider's retry that reaches the other instance is answered as a duplicate and
+/// runs nowhere again. One instance is SIGKILLed between reserving a delivery's key and
+/// committing it (its inbox held locked by the test): the retry is answered 409 while the
+/// reservation is in flight, taken over once it is stale, and the delivery runs exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_with_their_own_inboxes_share_a_store_and_run_a_retry_once() {
+    let redis = outworx_test_support::redis::Redis::start();
+    let dir = std::env::temp_dir().join(format!("outworx-inbox-shared-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |f: &str| dir.join(f).display().to_string();
+    let fx = path("effects.db");
+    let env = [("REDIS", redis.url.as_str()), ("STALE_MS", "1500")];
+    let (a, url_a) = instance_with(&path("a.db"), &fx, 5, &env).await;
+    let (_b, url_b) = instance_with(&path("b.db"), &fx, 5, &env).await;
+    let http = reqwest::Client::new();
+
+    // A delivery to one instance, its retry to the other: queued once, run once.
+    assert_eq!(post(&http, &url_a, 1).await.0, 200);
+    let (status, body) = post(&http, &url_b, 1).await;
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""duplicate":true"#), "{body}");
+    assert_eq!(
+        wait_for_effects(&fx, 1, Duration::from_secs(30)).await,
+        (1, 1)
+    );
+    assert_eq!(
+        (
+            inbox_rows(&path("a.db")).await,
+            inbox_rows(&path("b.db")).await
+        ),
+        (1, 0)
+    );
+
+    // Instance A reserves delivery 2 and waits for its inbox, which the test holds locked.
+    let lock = sqlx::SqlitePool::connect(&format!("sqlite://{}", path("a.db")))
+        .await
+        .unwrap();
+    let mut held = lock.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let pending = tokio::spawn({
+        let (http, url) = (http.clone(), url_a.clone());
+        async move { post(&http, &url, 2).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !pending.is_finished(),
+        "the receipt did not wait for the inbox"
+    );
+    drop(a); // SIGKILL between the reservation and the commit
+    let _ = pending.await; // the connection was cut
+    held.rollback().await.unwrap();
+    lock.close().await;
+
+    // The reservation is in flight: the retry is refused for now, with a time to retry.
+    let (status, _) = post(&http, &url_b, 2).await;
+    assert_eq!(
+        status, 409,
+        "a retry while the dead instance's reservation is in flight"
+    );
+    // Once it is stale, a retry takes it over, and the delivery runs once.
+    tokio::time::sleep(Duration::from_millis(1_700)).await;
+    assert_eq!(post(&http, &url_b, 2).await.0, 200);
+    assert_eq!(
+        wait_for_effects(&fx, 2, Duration::from_secs(30)).await,
+        (2, 2)
+    );
+    // A restarted A answers the next retry from the store, and queues nothing.
+    let (_a2, url_a2) = instance_with(&path("a.db"), &fx, 5, &env).await;
+    let (status, body) = post(&http, &url_a2, 2).await;
+    assert_eq!(
+        (status, body.contains(r#""duplicate":true"#)),
+        (200, true),
+        "{body}"
+    );
+    assert_eq!(
+        inbox_rows(&path("a.db")).await,
+        1,
+        "the killed receipt never committed"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(effects(&fx).await, (2, 2), "nothing ran twice");
     std::fs::remove_dir_all(dir).ok();
 }

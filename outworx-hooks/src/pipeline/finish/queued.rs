@@ -45,6 +45,8 @@ mod on {
 
     /// An inbox that cannot commit: one line every 10 s (each such delivery is answered 503).
     static INBOX_FAILED: crate::util::Every = crate::util::Every::new(Duration::from_secs(10));
+    /// A shared store that cannot record a queued key: one line every 10 s.
+    static SETTLE_FAILED: crate::util::Every = crate::util::Every::new(Duration::from_secs(10));
 
     /// The inbox worker's re-dispatch this request is, if it is one (taken from its extensions:
     /// only this crate makes one, and a request from the network cannot carry an extension).
@@ -164,10 +166,11 @@ mod on {
         // the provider's id header is unsigned (a captured delivery re-sent under a new id is
         // the same delivery), else the key. Without a key, the digest; an unverified
         // delivery (refused at receipt now, so never here) would never share a verified one's.
-        let key = match key {
-            Some(k) if valid != Some(false) => v.store_keys(k, origin).pop(),
-            _ => None,
+        let keys = match key {
+            Some(k) if valid != Some(false) => v.store_keys(k, origin),
+            _ => Vec::new(),
         };
+        let key = keys.last().cloned();
         let key = match (key, valid) {
             (Some(k), _) => k,
             (None, Some(false)) => format!(
@@ -207,11 +210,46 @@ mod on {
                 backoff: Duration::from_millis(q.backoff_ms),
             },
         };
+        // Instances that each have their own inbox share a configured store (Redis): the key
+        // is reserved there first, as an inline route's is, so that a retry reaching another
+        // instance is answered as the duplicate it is instead of being queued, and run, there
+        // too. Completed once the row commits; released when the commit fails. A process that
+        // dies in between leaves the reservation in flight: retries are answered 409 until it
+        // is stale (the store's stale time, 30 s by default), then one takes it over.
+        let ttl = crate::store::clamp_ttl(v.route.ttl);
+        let shared = if v.rt.store.is_shared() {
+            keys
+        } else {
+            Vec::new()
+        };
+        let mut unused = serde_json::Map::new();
+        let lease = match v.admit(shared, ttl, &mut unused).await {
+            Ok(lease) => lease,
+            Err((resp, flag, value)) => {
+                return v.without_handler(resp, Note::flag(event_type, flag, value));
+            }
+        };
         let committed = tokio::time::timeout(crate::inbox::COMMIT_TIMEOUT, inbox.enqueue(entry))
             .await
             .unwrap_or(Err(crate::inbox::InboxError::Timeout(
                 crate::inbox::COMMIT_TIMEOUT,
             )));
+        // What a retry is answered with, on any instance: the same row, as a duplicate.
+        let replay = committed
+            .as_ref()
+            .ok()
+            .map(|done| crate::store::CachedResponse {
+                status: 200,
+                content_type: Some("application/json".to_owned()),
+                body: Some(
+                    format!(r#"{{"queued":true,"id":{},"duplicate":true}}"#, done.id).into(),
+                ),
+            });
+        if let Err(e) = lease.settle(&*v.rt.store, replay, ttl).await
+            && let Some(held) = SETTLE_FAILED.allow()
+        {
+            tracing::warn!(handler = v.route.handler, held, "{e}");
+        }
         match committed {
             Ok(done) => {
                 let body = format!(
