@@ -31,7 +31,7 @@ pub use gate::{Turn, Urgency, WriteGate};
 pub use group::{Commit, Committed, GroupCommit, GroupError, GroupOptions, Refusal};
 pub use pool::{Durability, Pool, row_fault, storable};
 pub use retention::{Cutoffs, Purged, Retention};
-pub use runner::{BoxFuture, Job, Queue, Runner, RunnerOptions, WorkerHandle};
+pub use runner::{BoxFuture, Busy, Job, Queue, Runner, RunnerOptions, WorkerHandle};
 pub use schedule::RetrySchedule;
 pub use sql::{Claim, ClaimPolicy, QueueTable};
 

@@ -34,6 +34,28 @@ pub trait Job: Send + 'static {
     fn key(&self) -> Option<&str> {
         None
     }
+
+    /// The group whose jobs share [`RunnerOptions::per_group`] (the sending side's tenant);
+    /// `None` for none.
+    fn group(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// What a runner is at its caps for when it claims: the keys at [`RunnerOptions::per_key`]
+/// (their jobs must be left out of the claim); the groups at [`RunnerOptions::per_group`] (a
+/// queue leaves their jobs out while other groups have due jobs, and may take them when none
+/// has); and the groups at their whole share, the concurrency less `per_group` (left out
+/// always: those places stay free for a group that comes next, so it never waits for a slow
+/// group's jobs to end).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Busy {
+    /// Keys at their cap.
+    pub keys: Vec<String>,
+    /// Groups at their cap while others wait.
+    pub groups: Vec<String>,
+    /// Groups at the most one group may run.
+    pub full_groups: Vec<String>,
 }
 
 /// What a queue is to its [`Runner`]: how its jobs are claimed, run and settled.
@@ -50,12 +72,12 @@ pub trait Queue: Send + Sync + 'static {
     type Error: fmt::Display + Send + 'static;
 
     /// Leases up to `limit` due jobs under `token`, leaving out the jobs whose key is in
-    /// `busy`.
+    /// `busy.keys` (and, while other groups have due jobs, those of `busy.groups`).
     fn claim<'a>(
         &'a self,
         token: &'a str,
         limit: u32,
-        busy: &'a [String],
+        busy: &'a Busy,
     ) -> BoxFuture<'a, Result<Vec<Self::Job>, Self::Error>>;
 
     /// Gives claimed jobs back untried (a key at its cap, or a full runner).
@@ -117,6 +139,9 @@ pub struct RunnerOptions {
     pub concurrency: usize,
     /// Jobs of one key running at once (see [`Job::key`]); `None` for no cap.
     pub per_key: Option<usize>,
+    /// Jobs of one group running at once while other groups wait (see [`Job::group`] and
+    /// [`Busy`]); `None` for no cap.
+    pub per_group: Option<usize>,
     /// Most jobs leased per claim.
     pub batch: u32,
     /// How often an idle runner looks for due jobs.
@@ -139,6 +164,7 @@ impl RunnerOptions {
             id_prefix,
             concurrency: 16,
             per_key: None,
+            per_group: None,
             batch: 64,
             poll: Duration::from_millis(250),
             sample_every: None,
@@ -165,6 +191,12 @@ impl RunnerOptions {
         self
     }
 
+    /// Caps the jobs of one group running at once while other groups wait.
+    pub fn per_group(mut self, n: Option<usize>) -> Self {
+        self.per_group = n;
+        self
+    }
+
     /// Sets the claim size (1 to 1,000).
     pub fn batch(mut self, n: u32) -> Self {
         self.batch = n;
@@ -183,10 +215,18 @@ impl RunnerOptions {
         self
     }
 
+    /// The most one group may run at once: the concurrency less its share while others wait
+    /// (at least that share), so that places stay free for another group.
+    fn group_limit(&self) -> Option<usize> {
+        self.per_group
+            .map(|share| self.concurrency.saturating_sub(share).max(share))
+    }
+
     /// The values a runner can work with: public fields are brought into range.
     fn clamped(mut self) -> Self {
         self.concurrency = self.concurrency.clamp(1, 10_000);
         self.per_key = self.per_key.map(|n| n.clamp(1, self.concurrency));
+        self.per_group = self.per_group.map(|n| n.clamp(1, self.concurrency));
         self.batch = self.batch.clamp(1, 1_000);
         self.record_batch = self.record_batch.clamp(1, 10_000);
         self
@@ -221,8 +261,8 @@ struct Inner<Q: Queue> {
     options: RunnerOptions,
     id: String,
     claims: AtomicU64,
-    /// Jobs running per key, for the per-key cap.
-    keys: Mutex<HashMap<String, usize>>,
+    /// Jobs running per key and per group, for their caps.
+    running: Mutex<Running>,
     /// A key fell below its cap: its jobs, left out of the claims, can be claimed again.
     freed: Notify,
 }
@@ -246,25 +286,50 @@ impl WorkerHandle {
     }
 }
 
-/// Counts a running job against its key's cap, until dropped.
+/// Jobs running per key and per group.
+#[derive(Default)]
+struct Running {
+    keys: HashMap<String, usize>,
+    groups: HashMap<String, usize>,
+}
+
+/// One less running in `map` under `name`; whether it was at `cap`.
+fn leave(map: &mut HashMap<String, usize>, name: &str, cap: usize) -> bool {
+    let Some(n) = map.get_mut(name) else {
+        return false;
+    };
+    let was_full = *n >= cap;
+    *n = n.saturating_sub(1);
+    if *n == 0 {
+        map.remove(name);
+    }
+    was_full
+}
+
+/// Counts a running job against its key's and its group's caps, until dropped.
 struct Slot<Q: Queue> {
     inner: Arc<Inner<Q>>,
-    key: String,
+    key: Option<String>,
+    group: Option<String>,
 }
 
 impl<Q: Queue> Drop for Slot<Q> {
     fn drop(&mut self) {
-        let cap = self.inner.options.per_key.unwrap_or(usize::MAX);
-        let mut keys = self.inner.keys.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = keys.get_mut(&self.key) {
-            let was_full = *n >= cap;
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                keys.remove(&self.key);
-            }
-            if was_full {
-                self.inner.freed.notify_one();
-            }
+        let o = &self.inner.options;
+        let mut running = self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut freed = false;
+        if let Some(key) = &self.key {
+            freed |= leave(&mut running.keys, key, o.per_key.unwrap_or(usize::MAX));
+        }
+        if let Some(group) = &self.group {
+            freed |= leave(
+                &mut running.groups,
+                group,
+                o.per_group.unwrap_or(usize::MAX),
+            );
+        }
+        if freed {
+            self.inner.freed.notify_one();
         }
     }
 }
@@ -279,7 +344,7 @@ impl<Q: Queue> Runner<Q> {
                 options: options.clamped(),
                 id,
                 claims: AtomicU64::new(0),
-                keys: Mutex::new(HashMap::new()),
+                running: Mutex::new(Running::default()),
                 freed: Notify::new(),
             }),
         }
@@ -549,12 +614,7 @@ async fn run_one<Q: Queue>(
 }
 
 impl<Q: Queue> Inner<Q> {
-    async fn claim(
-        &self,
-        token: &str,
-        limit: u32,
-        busy: &[String],
-    ) -> Result<Vec<Q::Job>, Q::Error> {
+    async fn claim(&self, token: &str, limit: u32, busy: &Busy) -> Result<Vec<Q::Job>, Q::Error> {
         let _turn = self.background().await;
         self.queue.claim(token, limit, busy).await
     }
@@ -590,33 +650,59 @@ impl<Q: Queue> Inner<Q> {
         )
     }
 
-    /// The keys at their cap: left out of the next claim.
-    fn busy(&self) -> Vec<String> {
-        let Some(cap) = self.options.per_key else {
-            return Vec::new();
+    /// The keys and groups at their caps, for the next claim.
+    fn busy(&self) -> Busy {
+        let o = &self.options;
+        if o.per_key.is_none() && o.per_group.is_none() {
+            return Busy::default();
+        }
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let full = |map: &HashMap<String, usize>, cap: Option<usize>| -> Vec<String> {
+            let Some(cap) = cap else { return Vec::new() };
+            map.iter()
+                .filter(|(_, n)| **n >= cap)
+                .map(|(k, _)| k.clone())
+                .collect()
         };
-        let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        keys.iter()
-            .filter(|(_, n)| **n >= cap)
-            .map(|(k, _)| k.clone())
-            .collect()
+        Busy {
+            keys: full(&running.keys, o.per_key),
+            groups: full(&running.groups, o.per_group),
+            full_groups: full(&running.groups, o.group_limit()),
+        }
     }
 
-    /// A slot for `job` under its key's cap (`None`: no cap applies), or its id when the key
-    /// is full (the job is given back).
+    /// A slot for `job`, counted under its key's and its group's caps (`None`: no cap
+    /// applies), or its id when its key, or its group's whole share, is full (the job is
+    /// given back). The group's cap while others wait is the queue's to apply in its claims
+    /// ([`Busy`]).
     fn slot(self: &Arc<Self>, job: &Q::Job) -> Result<Option<Slot<Q>>, i64> {
-        let (Some(cap), Some(key)) = (self.options.per_key, job.key()) else {
+        let o = &self.options;
+        let key = job.key().filter(|_| o.per_key.is_some());
+        let group = job.group().filter(|_| o.per_group.is_some());
+        if key.is_none() && group.is_none() {
             return Ok(None);
-        };
-        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        let n = keys.entry(key.to_owned()).or_insert(0);
-        if *n >= cap {
+        }
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(cap), Some(key)) = (o.per_key, key)
+            && running.keys.get(key).is_some_and(|n| *n >= cap)
+        {
             return Err(job.id());
         }
-        *n += 1;
+        if let (Some(cap), Some(group)) = (o.group_limit(), group)
+            && running.groups.get(group).is_some_and(|n| *n >= cap)
+        {
+            return Err(job.id());
+        }
+        if let Some(key) = key {
+            *running.keys.entry(key.to_owned()).or_insert(0) += 1;
+        }
+        if let Some(group) = group {
+            *running.groups.entry(group.to_owned()).or_insert(0) += 1;
+        }
         Ok(Some(Slot {
             inner: Arc::clone(self),
-            key: key.to_owned(),
+            key: key.map(str::to_owned),
+            group: group.map(str::to_owned),
         }))
     }
 

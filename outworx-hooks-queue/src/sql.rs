@@ -47,11 +47,16 @@ pub struct Claim<'a> {
     pub token: &'a str,
     /// At most this many rows.
     pub limit: u32,
-    /// Leaves out rows whose `column` is in the list (at most 500 of it): the keys the
+    /// Leaves out rows whose `column` is in the list (at most 200 of it): the keys the
     /// worker is already at its per-key cap for.
     pub exclude: Option<(&'static str, &'a [String])>,
     /// The order among the due rows.
     pub policy: ClaimPolicy,
+    /// Takes the due rows of these groups only (values of the column), about as many of
+    /// each, earliest due first within a group: a claim shared fairly between the groups
+    /// [`groups_pending`](sqlite::groups_pending) found, instead of one whose backlog is due
+    /// first filling every claim.
+    pub fair: Option<(&'static str, &'a [String])>,
 }
 
 impl<'a> Claim<'a> {
@@ -66,7 +71,14 @@ impl<'a> Claim<'a> {
             limit,
             exclude: None,
             policy: ClaimPolicy::Due,
+            fair: None,
         }
+    }
+
+    /// Takes the due rows of `groups` (values of `column`) only, shared between them.
+    pub fn fair(mut self, column: &'static str, groups: &'a [String]) -> Self {
+        self.fair = Some((column, groups));
+        self
     }
 
     /// Leaves out the rows whose `column` is one of `keys`.
@@ -149,25 +161,38 @@ crate::dialects! {
         let order = match claim.policy {
             ClaimPolicy::Due => "next_attempt_at",
         };
-        for (i, (status, due_column)) in [(table.leased, "lease_until"), ("pending", "next_attempt_at")]
-            .into_iter()
-            .enumerate()
-        {
+        // The parts: the expired leases; then the due rows, of each group in a fair claim
+        // (a range of the `(status, group, next_attempt_at)` index each, a share of the
+        // limit), or of all.
+        let mut parts: Vec<(&str, &str, Option<&String>, i64)> =
+            vec![(table.leased, "lease_until", None, i64::from(claim.limit))];
+        match claim.fair {
+            Some((_, groups)) => {
+                let n = i64::try_from(groups.len().max(1)).unwrap_or(i64::MAX);
+                let share = (i64::from(claim.limit) + n - 1) / n;
+                parts.extend(groups.iter().map(|g| ("pending", "next_attempt_at", Some(g), share)));
+            }
+            None => parts.push(("pending", "next_attempt_at", None, i64::from(claim.limit))),
+        }
+        for (i, (status, due_column, group, limit)) in parts.into_iter().enumerate() {
             if i > 0 {
                 q.push(" UNION ALL ");
             }
-            q.push(format!("SELECT id FROM (SELECT id FROM {t} WHERE status = '{status}' AND {due_column} <= "))
-                .push_bind(claim.now);
+            q.push(format!("SELECT id FROM (SELECT id FROM {t} WHERE status = '{status}'"));
+            if let (Some(value), Some((column, _))) = (group, claim.fair) {
+                q.push(format!(" AND {column} = ")).push_bind(value);
+            }
+            q.push(format!(" AND {due_column} <= ")).push_bind(claim.now);
             if let Some((column, list)) = claim.exclude.filter(|(_, l)| !l.is_empty()) {
                 q.push(format!(" AND {column} NOT IN ("));
                 let mut items = q.separated(", ");
-                for v in list.iter().take(500) {
+                for v in list.iter().take(200) {
                     items.push_bind(v);
                 }
                 q.push(")");
             }
             q.push(format!(" ORDER BY {order} LIMIT "))
-                .push_bind(i64::from(claim.limit))
+                .push_bind(limit)
                 .push(SKIP_LOCKED)
                 .push(format!(") AS due{i}"));
         }
@@ -175,6 +200,58 @@ crate::dialects! {
             .push_bind(i64::from(claim.limit))
             .push(") RETURNING id");
         q
+    }
+
+    /// Up to `max` groups (values of `column`) that have pending rows, in the column's
+    /// order, after `after` (from the first with `None`): a loose scan of the
+    /// `(status, column, ..)` index, one seek per group, whatever each one's backlog.
+    pub async fn groups_pending(
+        c: &mut Conn,
+        table: QueueTable,
+        column: &'static str,
+        after: Option<&str>,
+        max: u32,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        groups_query("", table, column, after, max)
+            .build()
+            .fetch_all(&mut *c)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect()
+    }
+
+    /// The query of [`groups_pending`], planned or run.
+    #[doc(hidden)]
+    pub fn groups_query<'a>(
+        prefix: &str,
+        table: QueueTable,
+        column: &'static str,
+        after: Option<&'a str>,
+        max: u32,
+    ) -> sqlx::QueryBuilder<'a, Db> {
+        let t = table.name;
+        let mut q = sqlx::QueryBuilder::<Db>::new(format!(
+            "{prefix}WITH RECURSIVE g(v, n) AS (SELECT (SELECT {column} FROM {t} \
+             WHERE status = 'pending'"
+        ));
+        if let Some(after) = after {
+            q.push(format!(" AND {column} > ")).push_bind(after);
+        }
+        q.push(format!(
+            " ORDER BY {column} LIMIT 1), 1 UNION ALL SELECT (SELECT {column} FROM {t} \
+             WHERE status = 'pending' AND {column} > g.v ORDER BY {column} LIMIT 1), n + 1 \
+             FROM g WHERE g.v IS NOT NULL AND n < "
+        ))
+        .push_bind(i64::from(max.max(1)))
+        .push(") SELECT v FROM g WHERE v IS NOT NULL");
+        q
+    }
+
+    /// The plan of a claim built by [`claim`]'s query (for the plan tests).
+    #[doc(hidden)]
+    pub fn claim_query_for_plan<'a>(table: QueueTable, claim: Claim<'a>) -> sqlx::QueryBuilder<'a, Db> {
+        claim_query(table, claim, EXPLAIN)
     }
 
     /// Marks dead the rows whose lease expired on their last attempt (their process

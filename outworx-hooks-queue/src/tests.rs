@@ -9,8 +9,8 @@ use std::time::Duration;
 use sqlx::Row as _;
 
 use crate::{
-    BoxFuture, Claim, Clock, Job, ManualClock, Pool, Queue, QueueTable, Runner, RunnerOptions,
-    on_pool,
+    BoxFuture, Busy, Claim, Clock, Job, ManualClock, Pool, Queue, QueueTable, Runner,
+    RunnerOptions, on_pool,
 };
 
 const TOY: QueueTable = QueueTable {
@@ -111,11 +111,11 @@ impl Queue for Toy {
         &'a self,
         token: &'a str,
         limit: u32,
-        busy: &'a [String],
+        busy: &'a Busy,
     ) -> BoxFuture<'a, Result<Vec<ToyJob>, sqlx::Error>> {
         Box::pin(async move {
             let now = self.clock.now_ms();
-            let claim = Claim::new(token, limit, now, self.lease).excluding("key", busy);
+            let claim = Claim::new(token, limit, now, self.lease).excluding("key", &busy.keys);
             on_pool!(&self.pool, tx, toy, |c, q| {
                 q::bury(c, TOY, now, None).await?;
                 let ids = q::claim(c, TOY, claim).await?;
@@ -230,14 +230,26 @@ async fn a_lease_that_ran_out_is_taken_back_and_the_last_one_is_buried() {
     let toy = Toy::new(&["a"], Duration::ZERO).await;
     let runner = Runner::new(Arc::clone(&toy), options());
     // A worker that claims and dies: the job stays leased until its lease runs out.
-    let held = toy.claim("dead:0", 10, &[]).await.unwrap();
+    let held = toy.claim("dead:0", 10, &Busy::default()).await.unwrap();
     assert_eq!(held.len(), 1);
     assert_eq!(runner.run_once(10).await.unwrap(), 0, "still leased");
     toy.clock.advance(Duration::from_millis(30_001));
     // Taken back by the next claim (the reaper is the claim); this worker dies too.
-    assert_eq!(toy.claim("dead:1", 10, &[]).await.unwrap().len(), 1);
+    assert_eq!(
+        toy.claim("dead:1", 10, &Busy::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     toy.clock.advance(Duration::from_millis(30_001));
-    assert_eq!(toy.claim("dead:2", 10, &[]).await.unwrap().len(), 1);
+    assert_eq!(
+        toy.claim("dead:2", 10, &Busy::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     toy.clock.advance(Duration::from_millis(30_001));
     // Three attempts, each ended with its worker: buried, not claimed a fourth time.
     assert_eq!(runner.run_once(10).await.unwrap(), 0);
@@ -247,7 +259,7 @@ async fn a_lease_that_ran_out_is_taken_back_and_the_last_one_is_buried() {
 #[tokio::test]
 async fn a_job_given_back_is_due_again_with_its_attempt_returned() {
     let toy = Toy::new(&["a"], Duration::ZERO).await;
-    let jobs = toy.claim("w:0", 10, &[]).await.unwrap();
+    let jobs = toy.claim("w:0", 10, &Busy::default()).await.unwrap();
     toy.release("w:0", &[jobs[0].id]).await.unwrap();
     let Pool::Sqlite(p) = &toy.pool else {
         unreachable!()
@@ -258,7 +270,7 @@ async fn a_job_given_back_is_due_again_with_its_attempt_returned() {
         .unwrap();
     assert_eq!((status.as_str(), attempts), ("pending", 0));
     // A release under another token changes nothing.
-    let jobs = toy.claim("w:1", 10, &[]).await.unwrap();
+    let jobs = toy.claim("w:1", 10, &Busy::default()).await.unwrap();
     toy.release("w:other", &[jobs[0].id]).await.unwrap();
     assert_eq!(toy.status_counts().await.get("running"), Some(&1));
 }

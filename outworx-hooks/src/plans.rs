@@ -33,8 +33,24 @@ impl Planned {
     /// plan means no index does (with them on, it may prefer a scan of a small test table).
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for line in &self.plan {
+        for (i, line) in self.plan.iter().enumerate() {
             let l = line.trim_start_matches([' ', '-', '>']).trim();
+            // PostgreSQL: an index scan without an `Index Cond` reads the whole index (for
+            // its order), which only a walk that stops at a limit may do.
+            let node = ["Index Scan", "Index Only Scan", "Bitmap Index Scan"]
+                .iter()
+                .any(|n| l.starts_with(n));
+            if node && self.bounded.is_none() {
+                let cond = self.plan[i + 1..]
+                    .iter()
+                    .take_while(|next| {
+                        !next.contains("->") && !next.trim_start().starts_with("SubPlan")
+                    })
+                    .any(|next| next.contains("Index Cond:"));
+                if !cond {
+                    out.push(format!("walks a whole index: {l}"));
+                }
+            }
             // SQLite: `SCAN t`, `SCAN t USING INDEX i`, `SCAN t USING COVERING INDEX i`.
             if let Some(rest) = l.strip_prefix("SCAN ") {
                 let mut words = rest.split_whitespace();
@@ -305,8 +321,28 @@ mod tests {
                 &[
                     "Sort  (cost=..)",
                     "  ->  Index Scan using outworx_deliveries_owner on outworx_deliveries d",
+                    "        Index Cond: (owner = 'a')",
                 ][..],
                 1,
+            ),
+            // An index read for its order alone, filtered as it goes: the whole index.
+            (
+                &[
+                    "Limit",
+                    "  ->  Index Scan Backward using outworx_deliveries_pkey on outworx_deliveries d",
+                    "        Filter: (status = 'dead')",
+                ][..],
+                1,
+            ),
+            (
+                &[
+                    "Limit",
+                    "  ->  Index Only Scan using x on outworx_endpoints e",
+                    "        Index Cond: (owner = 'a')",
+                    "        SubPlan 1",
+                    "          ->  Limit",
+                ][..],
+                0,
             ),
         ] {
             assert_eq!(planned(plan, None).problems().len(), bad, "{plan:?}");

@@ -61,6 +61,9 @@ CREATE INDEX IF NOT EXISTS outworx_deliveries_endpoint ON outworx_deliveries (en
 CREATE INDEX IF NOT EXISTS outworx_deliveries_endpoint_id ON outworx_deliveries (endpoint_id, id);
 CREATE INDEX IF NOT EXISTS outworx_deliveries_owner ON outworx_deliveries (owner, id);
 CREATE INDEX IF NOT EXISTS outworx_deliveries_status ON outworx_deliveries (status, id);
+-- Fair claims: the owners with deliveries waiting (one seek each), and each owner's due ones;
+-- also a tenant's deliveries of one status, counted.
+CREATE INDEX IF NOT EXISTS outworx_deliveries_fair ON outworx_deliveries (status, owner, next_attempt_at);
 
 CREATE TABLE IF NOT EXISTS outworx_attempts (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,

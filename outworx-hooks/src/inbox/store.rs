@@ -285,6 +285,9 @@ pub(crate) struct Enqueued {
 
 const MAX_LIST: u32 = 1000;
 
+/// The most bytes of bodies one purge batch deletes (a row's body may be megabytes).
+const PURGE_BYTES: u64 = 8 << 20;
+
 pub(crate) fn headers_json(h: &http::HeaderMap) -> String {
     let b64 = base64::engine::general_purpose::STANDARD;
     let list: Vec<(&str, String)> = h
@@ -578,24 +581,50 @@ outworx_hooks_queue::dialects! {
     }
 
     /// Deletes one batch of finished rows: done ones last changed before the done cut-off,
-    /// then (in what is left of `batch`) dead ones before the dead cut-off, each walked by the
-    /// `(status, updated_at)` index, oldest first.
+    /// then (in what is left of the batch) dead ones before the dead cut-off, oldest first,
+    /// at most `batch` rows and [`PURGE_BYTES`] of bodies (at least one row). The `DELETE`
+    /// checks each row's status and time again, so a row replayed meanwhile stays.
     pub(crate) async fn purge(
         c: &mut Conn,
         cut: outworx_hooks_queue::Cutoffs,
         batch: u32,
     ) -> Result<outworx_hooks_queue::Purged, InboxError> {
-        let mut left = i64::from(batch);
+        let (mut left, mut bytes) = (i64::from(batch), 0u64);
+        let (mut rows, mut more) = (0u64, false);
         for (status, before) in [("done", cut.done_before), ("dead", cut.dead_before)] {
             let Some(before) = before else { continue };
-            if left == 0 {
+            if left == 0 || bytes >= PURGE_BYTES {
+                more = true;
                 break;
             }
-            let done = purge_query("", status, before, left).build().execute(&mut *c).await?;
-            left -= i64::try_from(done.rows_affected()).unwrap_or(left);
+            let found = purge_query("", status, before, left).build().fetch_all(&mut *c).await?;
+            let mut ids = Vec::with_capacity(found.len());
+            for r in &found {
+                let size: Option<i64> = r.try_get("bytes")?;
+                if !ids.is_empty() && bytes >= PURGE_BYTES {
+                    more = true;
+                    break;
+                }
+                bytes += u64::try_from(size.unwrap_or(0)).unwrap_or(0);
+                ids.push(r.try_get::<i64, _>("id")?);
+            }
+            if i64::try_from(found.len()).unwrap_or(i64::MAX) == left {
+                more = true;
+            }
+            left -= i64::try_from(ids.len()).unwrap_or(left);
+            if ids.is_empty() {
+                continue;
+            }
+            let mut q = sqlx::QueryBuilder::<Db>::new("DELETE FROM outworx_inbox WHERE status = ");
+            q.push_bind(status).push(" AND updated_at < ").push_bind(before).push(" AND id IN (");
+            let mut list = q.separated(", ");
+            for id in &ids {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            rows += q.build().execute(&mut *c).await?.rows_affected();
         }
-        let rows = u64::try_from(i64::from(batch) - left).unwrap_or(0);
-        Ok(outworx_hooks_queue::Purged { rows, more: left == 0 })
+        Ok(outworx_hooks_queue::Purged { rows, more })
     }
 
     /// Pending and processing deliveries per route, and the oldest pending one's
@@ -643,8 +672,9 @@ outworx_hooks_queue::dialects! {
         q
     }
 
-    /// One batch of a status's rows last changed before `before`, oldest first, by the
-    /// `(status, updated_at)` index.
+    /// A status's rows last changed before `before`, oldest first, by the
+    /// `(status, updated_at)` index, with their bodies' sizes (read from the row's header,
+    /// not the body).
     pub(crate) fn purge_query<'a>(
         prefix: &str,
         status: &'a str,
@@ -652,20 +682,15 @@ outworx_hooks_queue::dialects! {
         batch: i64,
     ) -> sqlx::QueryBuilder<'a, Db> {
         let mut q = sqlx::QueryBuilder::new(prefix);
-        q.push("DELETE FROM outworx_inbox WHERE id IN (SELECT id FROM outworx_inbox WHERE status = ")
+        q.push("SELECT id, CAST(LENGTH(body) AS BIGINT) AS bytes FROM outworx_inbox WHERE status = ")
             .push_bind(status)
             .push(" AND updated_at < ")
             .push_bind(before)
             .push(" ORDER BY updated_at LIMIT ")
-            .push_bind(batch)
-            .push(")");
+            .push_bind(batch);
         q
     }
 
-    /// Counts per status, each read from the `(status, ..)` index and capped at `cap`
-    /// rows (a count at the cap means "at least"); the retries among the pending ones and
-    /// the oldest pending arrival from the `(status, attempts, received_at)` index: no
-    /// row is read, however large its body, and a huge history costs the cap.
     pub(crate) async fn summary(c: &mut Conn, cap: i64) -> Result<InboxSummary, InboxError> {
         let n = |v: i64| u64::try_from(v).unwrap_or(0);
         let mut counts = [0u64; 5];

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use outworx_hooks_queue::{
-    BoxFuture, Claim, Purged, Retention, RetrySchedule, Runner, RunnerOptions, WorkerHandle,
+    BoxFuture, Busy, Claim, Purged, Retention, RetrySchedule, Runner, RunnerOptions, WorkerHandle,
     on_pool, storable,
 };
 use tower::ServiceExt as _;
@@ -156,7 +156,7 @@ impl outworx_hooks_queue::Queue for Inbound {
         &'a self,
         token: &'a str,
         limit: u32,
-        _busy: &'a [String],
+        _busy: &'a Busy,
     ) -> BoxFuture<'a, Result<Vec<Claimed>, InboxError>> {
         Box::pin(async move {
             let now = self.inbox.now();

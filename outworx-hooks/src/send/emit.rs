@@ -313,6 +313,15 @@ fn message(
 }
 
 fn refuse(event_type: &str, e: &SendError) -> Response {
+    if let SendError::RateLimited { retry_after, .. } = e {
+        let body = serde_json::json!({"error": e.to_string(), "event_type": event_type});
+        let mut r = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+        r.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from(retry_after.as_secs().max(1)),
+        );
+        return r;
+    }
     let outage = matches!(
         e,
         SendError::Store(_) | SendError::Timeout(_) | SendError::Uncertain

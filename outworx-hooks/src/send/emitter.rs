@@ -72,12 +72,20 @@ pub struct EmitterBuilder {
     on_dead: Option<DeadHook>,
     on_disabled: Option<DisabledHook>,
     worker: Option<WorkerOptions>,
+    quotas: super::Quotas,
 }
 
 impl EmitterBuilder {
     /// Which targets may be reached (default: public `https` only).
     pub fn policy(mut self, policy: TargetPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// What each owner may do per second or minute (default: 10 test calls a minute, sends
+    /// not limited); see [`Quotas`](super::Quotas).
+    pub fn quotas(mut self, quotas: super::Quotas) -> Self {
+        self.quotas = quotas;
         self
     }
 
@@ -165,6 +173,8 @@ impl EmitterBuilder {
                 wake: Notify::new(),
                 on_dead: self.on_dead,
                 on_disabled: self.on_disabled,
+                messages_quota: self.quotas.messages.map(super::quota::Buckets::new),
+                tests_quota: self.quotas.test_calls.map(super::quota::Buckets::new),
             }),
             worker: Arc::new(OnceLock::new()),
         };
@@ -192,6 +202,7 @@ impl Emitter {
             on_dead: None,
             on_disabled: None,
             worker: Some(WorkerOptions::default()),
+            quotas: super::Quotas::default(),
         }
     }
 
@@ -261,6 +272,7 @@ impl Emitter {
     /// transaction holding it committed, with its own result.
     pub async fn send_message(&self, message: NewMessage) -> Result<Sent, SendError> {
         message.validate(self.shared.max_payload)?;
+        self.shared.admit_message(&message.owner)?;
         let id = ids::new_id("msg_", self.now())?;
         let pending = Pending {
             message,
@@ -317,6 +329,7 @@ impl Emitter {
         message: NewMessage,
     ) -> Result<Sent, SendError> {
         message.validate(self.shared.max_payload)?;
+        self.shared.admit_message(&message.owner)?;
         let now = self.now();
         let id = ids::new_id("msg_", now)?;
         let sent = tx.insert_message(&message, &id, now).await?;
@@ -530,6 +543,7 @@ impl Emitter {
     /// Sends a `webhook.test` message to one endpoint only.
     pub async fn send_test(&self, scope: Scope<'_>, id: &str) -> Result<Sent, SendError> {
         let ep = self.endpoint(scope, id).await?.ok_or(SendError::NotFound)?;
+        self.shared.admit_test(&ep.owner)?;
         let mut message = NewMessage::new(
             "webhook.test",
             &serde_json::json!({"endpoint_id": ep.id, "test": true}),
@@ -616,6 +630,7 @@ impl Emitter {
     /// emitter.send("order.created", &serde_json::json!({"id": 1})).await?; // to nobody
     /// let month = Retention::older_than(Duration::from_secs(30 * 86_400));
     /// assert_eq!(emitter.purge(&month).await?, 0, "sent just now: kept");
+    /// tokio::time::sleep(Duration::from_millis(5)).await;
     /// assert_eq!(emitter.purge(&Retention::older_than(Duration::ZERO)).await?, 1);
     /// # Ok::<(), outworx_hooks::send::SendError>(())
     /// # }).unwrap();

@@ -43,6 +43,14 @@ pub enum SendError {
     /// operator disabled.
     #[error("{0}")]
     Forbidden(String),
+    /// The owner is over a quota ([`Quotas`](super::Quotas)): try again after `retry_after`.
+    #[error("rate limited: {what}; retry in {} s", .retry_after.as_secs().max(1))]
+    RateLimited {
+        /// Which quota (`messages`, `test calls`).
+        what: &'static str,
+        /// How long until the quota allows it.
+        retry_after: std::time::Duration,
+    },
     /// The system gave no randomness for an id or a secret.
     #[error("the system has no randomness to give for an id or a secret")]
     Randomness,
@@ -70,6 +78,7 @@ impl SendError {
                 | SendError::Target(_)
                 | SendError::NotFound
                 | SendError::Forbidden(_)
+                | SendError::RateLimited { .. }
         )
     }
 }

@@ -56,6 +56,14 @@ impl IntoResponse for ApiError {
         match self.0 {
             SendError::NotFound => problem(StatusCode::NOT_FOUND, "not found"),
             SendError::Forbidden(why) => problem(StatusCode::FORBIDDEN, why),
+            e @ SendError::RateLimited { retry_after, .. } => {
+                let mut r = problem(StatusCode::TOO_MANY_REQUESTS, e.to_string());
+                r.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from(retry_after.as_secs().max(1)),
+                );
+                r
+            }
             e if e.is_client_error() => problem(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
             e => {
                 tracing::error!(error = %e, "endpoint management failed");

@@ -8,6 +8,7 @@ mod ids;
 pub mod limits;
 mod manage;
 mod model;
+mod quota;
 mod shared;
 pub(crate) mod store;
 mod target;
@@ -22,6 +23,7 @@ pub use model::{
     Attempt, Auth, CreatedEndpoint, Delivery, DeliveryStatus, Endpoint, EndpointHealth,
     EndpointUpdate, Format, NewEndpoint, NewMessage, Sent,
 };
+pub use quota::{Quotas, Rate};
 pub use shared::{DeadLetter, DisabledEndpoint};
 pub use store::{DeliveryFilter, Outbox, Scope};
 pub use target::{ALLOW_TARGETS_ENV, TargetPolicy};

@@ -65,11 +65,38 @@ pub(crate) struct Shared {
     pub(crate) gate: Arc<outworx_hooks_queue::WriteGate>,
     /// Concurrent sends (outside a caller's transaction), committed together.
     pub(crate) sends: outworx_hooks_queue::GroupCommit<super::store::messages::Sends>,
+    /// Each owner's messages and test calls, when limited ([`super::Quotas`]).
+    pub(crate) messages_quota: Option<super::quota::Buckets>,
+    pub(crate) tests_quota: Option<super::quota::Buckets>,
 }
 
 impl Shared {
     /// Now, on the emitter's clock.
     pub(crate) fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// Counts one message of `owner` against its quota.
+    pub(crate) fn admit_message(&self, owner: &str) -> Result<(), super::SendError> {
+        self.take(&self.messages_quota, "messages", owner)
+    }
+
+    /// Counts one test call of `owner` against its quota.
+    pub(crate) fn admit_test(&self, owner: &str) -> Result<(), super::SendError> {
+        self.take(&self.tests_quota, "test calls", owner)
+    }
+
+    fn take(
+        &self,
+        quota: &Option<super::quota::Buckets>,
+        what: &'static str,
+        owner: &str,
+    ) -> Result<(), super::SendError> {
+        match quota {
+            Some(b) => b
+                .take(owner, 1, self.now())
+                .map_err(|retry_after| super::SendError::RateLimited { what, retry_after }),
+            None => Ok(()),
+        }
     }
 }

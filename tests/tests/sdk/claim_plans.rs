@@ -26,6 +26,13 @@ fn claim(busy: &[String]) -> Claim<'_> {
     Claim::new("plan", 64, 1_000, std::time::Duration::from_secs(60)).excluding("endpoint_id", busy)
 }
 
+/// The owners a fair claim shares between.
+const OWNERS: &[&str] = &["o1", "o2", "o3"];
+
+fn owners() -> Vec<String> {
+    OWNERS.iter().map(|o| (*o).to_owned()).collect()
+}
+
 /// The claims to check: none left out; and on the outbox, whose worker leaves out the
 /// endpoints at their cap, some left out.
 fn busy_lists(table: QueueTable, busy: &[String]) -> Vec<&[String]> {
@@ -66,7 +73,7 @@ async fn backlog_sqlite(pool: &sqlx::SqlitePool, table: &str) {
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
              INSERT INTO outworx_deliveries (message_id, endpoint_id, owner, status, attempts, \
              next_attempt_at, created_at, updated_at) \
-             SELECT 'm' || i, 'ep_' || (i % 50), '', \
+             SELECT 'm' || i, 'ep_' || (i % 50), 'o' || (i % 7), \
              CASE WHEN i % 10 = 0 THEN 'delivered' ELSE 'pending' END, 0, i, 0, 0 FROM n"
         }
     };
@@ -94,7 +101,62 @@ async fn a_claim_reads_an_index_range_on_sqlite() {
                 .unwrap();
             assert_ranges_only(table.name, &plan);
         }
+        if table.name == "outworx_deliveries" {
+            use outworx_hooks_queue::sql::sqlite as q;
+            let owners = owners();
+            let fair = claim(&busy).fair("owner", &owners);
+            let plan = q::claim_plan(&mut c, table, fair).await.unwrap();
+            assert_fair_ranges(&plan);
+            let mut groups = q::groups_query(q::EXPLAIN, table, "owner", Some("o1"), 32);
+            let plan = q::explain(&mut c, &mut groups).await.unwrap();
+            assert_seeks_only(&plan);
+            let found = q::groups_pending(&mut c, table, "owner", Some("o1"), 32)
+                .await
+                .unwrap();
+            assert_eq!(
+                found,
+                ["o2", "o3", "o4", "o5", "o6"],
+                "the owners with deliveries waiting, after o1"
+            );
+        }
     }
+}
+
+/// A fair claim reads each owner's due range of the `(status, owner, next_attempt_at)`
+/// index, and the expired leases by the due index; it never scans or sorts.
+fn assert_fair_ranges(plan: &[String]) {
+    let text = plan.join("\n");
+    assert!(
+        plan.iter().all(|l| {
+            let l = l.trim_start_matches([' ', '-', '>']);
+            !l.starts_with("SCAN outworx_deliveries")
+                && !l.starts_with("Seq Scan")
+                && !l.contains("TEMP B-TREE")
+        }),
+        "the fair claim scans:\n{text}"
+    );
+    assert!(
+        text.contains("outworx_deliveries_fair"),
+        "the fair claim does not read the owners' index:\n{text}"
+    );
+}
+
+/// The owners are found by seeks of the index, one per owner, never a scan of the pending rows.
+fn assert_seeks_only(plan: &[String]) {
+    let text = plan.join("\n");
+    assert!(
+        plan.iter().all(|l| {
+            let l = l.trim_start_matches([' ', '-', '>']);
+            !l.starts_with("SCAN outworx_deliveries")
+                && !l.starts_with("Seq Scan")
+                && !l.contains("TEMP B-TREE")
+        }),
+        "finding the owners scans:\n{text}"
+    );
+    assert!(
+        text.contains("outworx_deliveries_fair"),
+        "finding the owners does not seek the index:\n{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +180,7 @@ async fn a_claim_reads_an_index_range_and_durability_applies_on_postgres() {
     sqlx::query(
         "INSERT INTO outworx_deliveries (message_id, endpoint_id, owner, status, attempts, \
          next_attempt_at, created_at, updated_at) \
-         SELECT 'm' || i, 'ep_' || (i % 50), '', \
+         SELECT 'm' || i, 'ep_' || (i % 50), 'o' || (i % 7), \
          CASE WHEN i % 10 = 0 THEN 'delivered' ELSE 'pending' END, 0, i, 0, 0 \
          FROM generate_series(1, $1) AS i",
     )
@@ -156,4 +218,16 @@ async fn a_claim_reads_an_index_range_and_durability_applies_on_postgres() {
             assert_ranges_only(table.name, &plan);
         }
     }
+    use outworx_hooks_queue::sql::postgres as q;
+    let owners = owners();
+    let plan = q::claim_plan(&mut c, OUTBOX, claim(&busy).fair("owner", &owners))
+        .await
+        .unwrap();
+    assert_fair_ranges(&plan);
+    let mut groups = q::groups_query(q::EXPLAIN, OUTBOX, "owner", Some("o1"), 32);
+    assert_seeks_only(&q::explain(&mut c, &mut groups).await.unwrap());
+    let found = q::groups_pending(&mut c, OUTBOX, "owner", Some("o1"), 32)
+        .await
+        .unwrap();
+    assert_eq!(found, ["o2", "o3", "o4", "o5", "o6"]);
 }

@@ -429,7 +429,7 @@ async fn instances_with_their_own_inboxes_share_a_store_and_run_a_retry_once() {
     let lock = sqlx::SqlitePool::connect(&format!("sqlite://{}", path("a.db")))
         .await
         .unwrap();
-    let mut held = lock.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let held = lock.begin_with("BEGIN IMMEDIATE").await.unwrap();
     let pending = tokio::spawn({
         let (http, url) = (http.clone(), url_a.clone());
         async move { post(&http, &url, 2).await }

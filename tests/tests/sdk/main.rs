@@ -7,6 +7,7 @@ mod architecture;
 mod catalog;
 mod claim_plans;
 mod delivery_log;
+mod fairness;
 mod fuzz_signatures;
 mod inbox;
 mod inbox_processes;

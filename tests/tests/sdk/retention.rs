@@ -54,8 +54,10 @@ async fn attempts(emitter: &Emitter, owner: &str) -> usize {
     let Some(endpoint) = emitter.endpoints(Scope::Owner(owner)).await.unwrap().pop() else {
         return 0;
     };
+    // Every attempt of the endpoint, whatever remains of its delivery: an attempt left
+    // behind by the purge counts.
     emitter
-        .attempts(Scope::Owner(owner), Some(&endpoint.id), None, 100)
+        .attempts(Scope::All, Some(&endpoint.id), None, 100)
         .await
         .unwrap()
         .len()
@@ -289,4 +291,68 @@ async fn under_a_steady_load_the_outbox_stops_growing() {
         "the outbox grew from {first} to {last} bytes under a steady load: {sizes:?}"
     );
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// A message expunged while its attempt is in flight: that attempt ends as it ends (a 500
+/// here, so a retry is scheduled), and the retry sends nothing: the worker finds the content
+/// gone and ends the delivery dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_in_flight_at_the_expunge_is_not_retried() {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let emitter = Emitter::builder(Outbox::memory().await.unwrap())
+        .policy(loopback())
+        .clock(clock.clone())
+        .worker(None)
+        .build();
+    // A receiver that answers 500 once the test lets it.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let seen = Arc::new(Mutex::new(0usize));
+    async fn held(
+        State((gate, seen)): State<(Arc<tokio::sync::Semaphore>, Arc<Mutex<usize>>)>,
+    ) -> StatusCode {
+        *seen.lock().unwrap() += 1;
+        let _ = gate.acquire().await;
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+    let app = Router::new()
+        .route("/hook", post(held))
+        .with_state((Arc::clone(&gate), Arc::clone(&seen)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    emitter
+        .create_endpoint(NewEndpoint::new(format!("http://{addr}/hook")))
+        .await
+        .unwrap();
+    let sent = emitter
+        .send("person.updated", &json!({"name": "Ada"}))
+        .await
+        .unwrap();
+    let worker = emitter.worker(WorkerOptions::default().retention(None));
+    let attempt = tokio::spawn(async move { worker.run_once(10).await.unwrap() });
+    while *seen.lock().unwrap() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(emitter.expunge(Scope::All, &sent.message_id).await.unwrap());
+    gate.add_permits(1);
+    assert_eq!(attempt.await.unwrap(), 1);
+    let d = emitter
+        .deliveries(Scope::All, &DeliveryFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        d[0].status,
+        DeliveryStatus::Pending,
+        "the in-flight attempt's 500 schedules a retry"
+    );
+    clock.set(d[0].next_attempt_at);
+    let worker = emitter.worker(WorkerOptions::default().retention(None));
+    assert_eq!(worker.run_once(10).await.unwrap(), 1);
+    let d = emitter
+        .deliveries(Scope::All, &DeliveryFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(d[0].status, DeliveryStatus::Dead);
+    assert_eq!(d[0].last_error.as_deref(), Some("its content was expunged"));
+    assert_eq!(*seen.lock().unwrap(), 1, "the retry sent nothing");
 }

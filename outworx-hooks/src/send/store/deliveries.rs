@@ -87,6 +87,28 @@ outworx_hooks_queue::dialects! {
     use super::*;
 
 
+    /// Up to `max` owners with deliveries waiting, after `after` (wrapping around to the
+    /// first): one index seek each.
+    pub(crate) async fn owners_waiting(
+        c: &mut Conn,
+        after: Option<&str>,
+        max: u32,
+    ) -> Result<Vec<String>, SendError> {
+        let mut owners = queue_sql::groups_pending(c, TABLE, "owner", after, max).await?;
+        let short = u32::try_from(owners.len()).unwrap_or(u32::MAX) < max;
+        if let Some(after) = after.filter(|_| short) {
+            // Past the last one: on from the first, up to where this walk began.
+            let room = max - u32::try_from(owners.len()).unwrap_or(max);
+            for o in queue_sql::groups_pending(c, TABLE, "owner", None, room).await? {
+                if o.as_str() > after || owners.contains(&o) {
+                    break;
+                }
+                owners.push(o);
+            }
+        }
+        Ok(owners)
+    }
+
     /// Leases the due deliveries `claim` asks for (pending and due, or leased past their
     /// lease: the reaper is this same query), counting the attempt they start, and reads
     /// each with its message and endpoint.

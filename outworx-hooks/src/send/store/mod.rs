@@ -114,6 +114,7 @@ pub(crate) fn push_delivery_filter<'a, DB>(
     if let Scope::Owner(owner) = scope {
         q.push(" AND d.owner = ").push_bind(owner);
     }
+    push_owned(q, scope, f.endpoint_id.as_deref(), f.message_id.as_deref());
     if let Some(status) = f.status {
         q.push(" AND d.status = ").push_bind(status.as_str());
     }
@@ -128,6 +129,33 @@ pub(crate) fn push_delivery_filter<'a, DB>(
     }
     if let Some(t) = f.until {
         q.push(" AND d.updated_at < ").push_bind(t);
+    }
+}
+
+/// For a tenant naming an endpoint or a message, a condition that it is its own: a key
+/// lookup the database makes once, before reading any row (a constant condition), so a
+/// tenant naming another's endpoint never walks that endpoint's rows to find none of its own.
+pub(crate) fn push_owned<'a, DB>(
+    q: &mut sqlx::QueryBuilder<'a, DB>,
+    scope: Scope<'a>,
+    endpoint_id: Option<&'a str>,
+    message_id: Option<&'a str>,
+) where
+    DB: sqlx::Database,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let Scope::Owner(owner) = scope else { return };
+    for (table, id) in [
+        ("outworx_endpoints", endpoint_id),
+        ("outworx_messages", message_id),
+    ] {
+        if let Some(id) = id {
+            q.push(format!(" AND EXISTS (SELECT 1 FROM {table} WHERE id = "))
+                .push_bind(id)
+                .push(" AND owner = ")
+                .push_bind(owner)
+                .push(")");
+        }
     }
 }
 

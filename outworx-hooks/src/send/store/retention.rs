@@ -12,6 +12,9 @@ use crate::send::SendError;
 /// passed over once per purge instead of read again by every batch.
 pub(crate) type Cursor = Option<(i64, String)>;
 
+/// Messages a purge batch takes at a time, before it checks its budget of rows.
+const CHUNK: usize = 16;
+
 /// The error an expunged message's waiting deliveries end with.
 pub(crate) const EXPUNGED: &str = "its content was expunged";
 
@@ -22,7 +25,8 @@ outworx_hooks_queue::dialects! {
     use super::*;
 
     /// The next `batch` messages sent before `before`, after `after` (`(created_at, id)`),
-    /// oldest first: a range of the `(created_at, id)` index.
+    /// oldest first: a range of the `(created_at, id)` index that starts at `after` (a row
+    /// value comparison, which both databases read as the range's start).
     pub(crate) fn candidates_query<'a>(
         prefix: &str,
         before: i64,
@@ -30,15 +34,13 @@ outworx_hooks_queue::dialects! {
         batch: u32,
     ) -> sqlx::QueryBuilder<'a, Db> {
         let mut q = sqlx::QueryBuilder::new(prefix);
-        q.push("SELECT id, created_at FROM outworx_messages WHERE created_at < ")
-            .push_bind(before)
-            .push(" AND (created_at > ")
+        q.push("SELECT id, created_at FROM outworx_messages WHERE (created_at, id) > (")
             .push_bind(after.0)
-            .push(" OR (created_at = ")
-            .push_bind(after.0)
-            .push(" AND id > ")
+            .push(", ")
             .push_bind(after.1)
-            .push(")) ORDER BY created_at, id LIMIT ")
+            .push(") AND created_at < ")
+            .push_bind(before)
+            .push(" ORDER BY created_at, id LIMIT ")
             .push_bind(i64::from(batch));
         q
     }
@@ -64,12 +66,15 @@ outworx_hooks_queue::dialects! {
         q
     }
 
-    /// Deletes one batch: of the next `batch` messages (oldest first, after `cursor`) sent
-    /// before the later cut-off, their deliveries that finished before their status's
-    /// cut-off (delivered, dead) with those deliveries' attempts, then those of the messages
-    /// that have no delivery left. A delivery replayed meanwhile is not finished, so it and
-    /// its message stay (each `DELETE` checks the status again, on PostgreSQL after waiting
-    /// for the row). `rows` counts the messages deleted.
+    /// Deletes one batch: of the next messages (oldest first, after `cursor`) sent before
+    /// the later cut-off, their deliveries that finished before their status's cut-off
+    /// (delivered, dead) with those deliveries' attempts, then those of the messages that
+    /// have no delivery left. Messages are taken [`CHUNK`] at a time until `batch` rows
+    /// (messages, deliveries and attempts) are deleted or `batch` messages looked at: a
+    /// message with many deliveries and attempts ends its batch early. A delivery replayed
+    /// meanwhile is not finished, so it and its message stay (each `DELETE` checks the
+    /// status again, on PostgreSQL after waiting for the row). `rows` counts the messages
+    /// deleted.
     pub(crate) async fn purge(
         c: &mut Conn,
         cut: Cutoffs,
@@ -84,39 +89,33 @@ outworx_hooks_queue::dialects! {
             .build()
             .fetch_all(&mut *c)
             .await?;
-        let more = rows.len() == usize::try_from(batch).unwrap_or(usize::MAX);
-        let mut ids: Vec<String> = Vec::with_capacity(rows.len());
+        let full = rows.len() == usize::try_from(batch).unwrap_or(usize::MAX);
+        let mut candidates: Vec<(i64, String)> = Vec::with_capacity(rows.len());
         for r in &rows {
-            let id: String = r.try_get("id")?;
-            *cursor = Some((r.try_get("created_at")?, id.clone()));
-            ids.push(id);
+            candidates.push((r.try_get("created_at")?, r.try_get("id")?));
         }
-        if !more {
-            // The walk is through: the next purge starts from the oldest again.
-            *cursor = None;
-        }
-        if ids.is_empty() {
-            return Ok(Purged { rows: 0, more });
-        }
-        let mut deleted = 0;
-        for chunk in ids.chunks(500) {
-            let gone: Vec<i64> = finished_deliveries_query("", cut, chunk)
+        let (mut deleted, mut spent) = (0u64, 0u64);
+        let mut looked = 0;
+        for chunk in candidates.chunks(CHUNK) {
+            let ids: Vec<String> = chunk.iter().map(|(_, id)| id.clone()).collect();
+            let gone: Vec<i64> = finished_deliveries_query("", cut, &ids)
                 .build()
                 .fetch_all(&mut *c)
                 .await?
                 .iter()
                 .map(|r| r.try_get::<i64, _>("id"))
                 .collect::<Result<_, _>>()?;
-            for part in gone.chunks(500) {
+            spent += u64::try_from(gone.len()).unwrap_or(u64::MAX);
+            if !gone.is_empty() {
                 let mut q = sqlx::QueryBuilder::<Db>::new(
                     "DELETE FROM outworx_attempts WHERE delivery_id IN (",
                 );
                 let mut list = q.separated(", ");
-                for id in part {
+                for id in &gone {
                     list.push_bind(*id);
                 }
                 q.push(")");
-                q.build().execute(&mut *c).await?;
+                spent += q.build().execute(&mut *c).await?.rows_affected();
             }
             // A message sent to nobody follows the delivered ones' retention (the dead
             // ones' when delivered ones are kept forever).
@@ -125,11 +124,25 @@ outworx_hooks_queue::dialects! {
                 .push(" AND NOT EXISTS (SELECT 1 FROM outworx_deliveries d \
                        WHERE d.message_id = outworx_messages.id) AND id IN (");
             let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(id);
+            for id in &ids {
+                list.push_bind(id.as_str());
             }
             q.push(")");
-            deleted += q.build().execute(&mut *c).await?.rows_affected();
+            let n = q.build().execute(&mut *c).await?.rows_affected();
+            deleted += n;
+            spent += n;
+            looked += chunk.len();
+            if let Some(last) = chunk.last() {
+                *cursor = Some(last.clone());
+            }
+            if spent >= u64::from(batch) {
+                break;
+            }
+        }
+        let more = full || looked < candidates.len();
+        if !more {
+            // The walk is through: the next purge starts from the oldest again.
+            *cursor = None;
         }
         Ok(Purged { rows: deleted, more })
     }

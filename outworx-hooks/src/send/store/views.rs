@@ -1,7 +1,7 @@
 //! What operators and tenants read: deliveries, attempts, each endpoint's health, and counts
 //! (capped, or whole). Nothing here writes.
 
-use super::{DeliveryFilter, Scope, push_delivery_filter, u16_opt, u32_of};
+use super::{DeliveryFilter, Scope, push_delivery_filter, push_owned, u16_opt, u32_of};
 use crate::send::SendError;
 use crate::send::limits::MAX_LIST;
 use crate::send::model::{Attempt, Delivery, DeliveryStatus, EndpointHealth};
@@ -84,6 +84,7 @@ outworx_hooks_queue::dialects! {
                 .push_bind(owner);
         }
         q.push(" WHERE a.id < ").push_bind(i64::MAX);
+        push_owned(&mut q, scope, endpoint_id, message_id);
         if let Some(id) = endpoint_id {
             q.push(" AND a.endpoint_id = ").push_bind(id);
         }
@@ -200,8 +201,8 @@ outworx_hooks_queue::dialects! {
             .map_err(SendError::from)
     }
 
-    /// One status's deliveries `scope` may see, counted by the `(status, ..)` or
-    /// `(owner, status)` index up to `cap`.
+    /// One status's deliveries `scope` may see, counted up to `cap` by the `(status, id)`
+    /// index, or for a tenant the `(status, owner, next_attempt_at)` one.
     pub(crate) fn capped_count_query<'a>(
         prefix: &str,
         scope: Scope<'a>,

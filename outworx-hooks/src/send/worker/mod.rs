@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use outworx_hooks_queue::{
-    BoxFuture, Claim, Purged, Retention, Runner, RunnerOptions, WorkerHandle, on_pool, storable,
+    BoxFuture, Busy, Claim, Purged, Retention, Runner, RunnerOptions, WorkerHandle, on_pool,
+    storable,
 };
 
 use super::SendError;
@@ -31,6 +32,11 @@ pub struct WorkerOptions {
     pub concurrency: usize,
     /// Attempts in flight to one endpoint at once, per worker (default 8).
     pub per_endpoint: usize,
+    /// Attempts in flight for one owner (tenant) at once, per worker, while other owners
+    /// have deliveries due (default 16): one tenant's slow endpoints or backlog hold at
+    /// most this many of the worker's places. Alone, an owner may use all but this many,
+    /// which stay free for the next owner's deliveries (48 of 64 at the defaults).
+    pub per_owner: usize,
     /// Deliveries leased per claim (default 64).
     pub batch: u32,
     /// How often an idle worker looks for due deliveries (default 250 ms); a send in this
@@ -56,6 +62,7 @@ impl Default for WorkerOptions {
         WorkerOptions {
             concurrency: 64,
             per_endpoint: 8,
+            per_owner: 16,
             batch: 64,
             poll: Duration::from_millis(250),
             timeout: Duration::from_secs(15),
@@ -76,6 +83,12 @@ impl WorkerOptions {
     /// Sets the per-endpoint cap.
     pub fn per_endpoint(mut self, n: usize) -> Self {
         self.per_endpoint = n.max(1);
+        self
+    }
+
+    /// Sets the per-owner cap (while other owners wait).
+    pub fn per_owner(mut self, n: usize) -> Self {
+        self.per_owner = n.max(1);
         self
     }
 
@@ -137,6 +150,7 @@ impl Worker {
         let runner = RunnerOptions::new("outbox worker", "wk_")
             .concurrency(options.concurrency)
             .per_key(Some(options.per_endpoint))
+            .per_group(Some(options.per_owner))
             .batch(options.batch)
             .poll(options.poll)
             .sample_every(crate::metrics::ENABLED.then_some(Duration::from_secs(5)))
@@ -151,6 +165,7 @@ impl Worker {
             options,
             client,
             cursor: Mutex::new(None),
+            turn: Mutex::new(None),
         };
         Worker {
             runner: Runner::new(Arc::new(queue), runner),
@@ -185,7 +200,15 @@ impl outworx_hooks_queue::Job for Job {
     fn key(&self) -> Option<&str> {
         Some(&self.endpoint_id)
     }
+
+    /// An owner's deliveries share the per-owner cap.
+    fn group(&self) -> Option<&str> {
+        Some(&self.owner)
+    }
 }
+
+/// Owners looked at per claim: each costs one index seek, whatever its backlog.
+const OWNERS_PER_CLAIM: u32 = 32;
 
 /// The outbox as the engine's queue.
 struct Outbound {
@@ -194,6 +217,8 @@ struct Outbound {
     client: attempt::Client,
     /// Where the purge's walk over the messages stopped.
     cursor: Mutex<crate::send::store::retention::Cursor>,
+    /// The last owner the claims served: the next claim starts after it (round robin).
+    turn: Mutex<Option<String>>,
 }
 
 impl outworx_hooks_queue::Queue for Outbound {
@@ -205,16 +230,13 @@ impl outworx_hooks_queue::Queue for Outbound {
         &'a self,
         token: &'a str,
         limit: u32,
-        busy: &'a [String],
+        busy: &'a Busy,
     ) -> BoxFuture<'a, Result<Vec<Job>, SendError>> {
         Box::pin(async move {
             let now = self.shared.now();
-            // Endpoints this worker is at its cap for are left for later, so one endpoint's
-            // backlog does not fill every claim.
-            let claim =
-                Claim::new(token, limit, now, self.options.lease).excluding("endpoint_id", busy);
             let max = self.shared.schedule.attempts();
-            Ok(on_pool!(
+            let after = self.turn.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let (jobs, last) = on_pool!(
                 &self.shared.outbox.pool,
                 tx,
                 crate::send::store::deliveries,
@@ -227,9 +249,32 @@ impl outworx_hooks_queue::Queue for Outbound {
                         );
                         crate::metrics::outbound_dead(buried);
                     }
-                    db::claim(c, claim).await?
+                    // Round robin over the owners with deliveries waiting, from the one after
+                    // the last served, each given a share of the claim: one owner's backlog
+                    // does not fill every claim. An owner at its cap sits out while others
+                    // wait.
+                    let owners: Vec<String> =
+                        db::owners_waiting(c, after.as_deref(), OWNERS_PER_CLAIM)
+                            .await?
+                            .into_iter()
+                            .filter(|o| !busy.full_groups.contains(o))
+                            .collect();
+                    let free: Vec<String> = owners
+                        .iter()
+                        .filter(|o| !busy.groups.contains(o))
+                        .cloned()
+                        .collect();
+                    let owners = if free.is_empty() { owners } else { free };
+                    // Endpoints this worker is at its cap for are left for later, so one
+                    // endpoint's backlog does not fill every claim.
+                    let claim = Claim::new(token, limit, now, self.options.lease)
+                        .excluding("endpoint_id", &busy.keys)
+                        .fair("owner", &owners);
+                    (db::claim(c, claim).await?, owners.last().cloned())
                 }
-            ))
+            );
+            *self.turn.lock().unwrap_or_else(|p| p.into_inner()) = last;
+            Ok(jobs)
         })
     }
 
