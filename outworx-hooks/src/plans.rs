@@ -7,6 +7,8 @@
 //! arguments: ids that exist in the seeded tables are not needed, a plan does not depend on
 //! them.
 
+use std::time::Duration;
+
 /// One listed query and its plan.
 #[derive(Debug, Clone)]
 pub struct Planned {
@@ -18,6 +20,9 @@ pub struct Planned {
     /// has at most 100 deliveries`; `an ordered walk that stops at the limit`); `None`: the
     /// plan may do neither.
     pub bounded: Option<&'static str>,
+    /// A column the plan must read by (its index condition names it), where a wrong index
+    /// would still be a range: the purge's deletes by key, not by status.
+    pub reads_by: Option<&'static str>,
 }
 
 /// The names a query gives the tables: their own, and the aliases the listed queries use.
@@ -71,28 +76,90 @@ impl Planned {
                 out.push(format!("sorts what it read: {l}"));
             }
         }
+        if let Some(column) = self.reads_by {
+            let by = self.plan.iter().any(|l| {
+                let l = l.trim_start_matches([' ', '-', '>']).trim();
+                (l.starts_with("SEARCH") && l.contains(&format!("({column}")))
+                    || (l.starts_with("Index Cond:") && l.contains(column))
+            });
+            if !by {
+                out.push(format!("does not read by {column}"));
+            }
+        }
         out
     }
 }
 
+/// A listed read, timed warm: its name, the median and the most of its runs.
+pub type Timed = (&'static str, Duration, Duration);
+
 macro_rules! listed {
-    ($d:ident, $conn:ty) => {
+    ($d:ident, $core:ident, $timed:ident, $conn:ty) => {
         /// Plans every listed query on this driver's connection.
         pub async fn $d(c: &mut $conn) -> Result<Vec<Planned>, sqlx::Error> {
-            use outworx_hooks_queue::sql::$d::{EXPLAIN, explain};
+            $core(c, None)
+                .await
+                .map(|all| all.into_iter().map(|(p, _)| p).collect())
+        }
+
+        /// Runs every listed read (not the writes) once, then `runs` times, on this
+        /// driver's connection: for the scale benchmark.
+        pub async fn $timed(c: &mut $conn, runs: u32) -> Result<Vec<Timed>, sqlx::Error> {
+            Ok($core(c, Some(runs.max(1)))
+                .await?
+                .into_iter()
+                .filter_map(|(p, t)| t.map(|(median, most)| (p.name, median, most)))
+                .collect())
+        }
+
+        async fn $core(
+            c: &mut $conn,
+            timed: Option<u32>,
+        ) -> Result<Vec<(Planned, Option<(Duration, Duration)>)>, sqlx::Error> {
+            use outworx_hooks_queue::sql::$d::explain;
+            // Planned, or run as it is when timed.
+            let p: &str = match timed {
+                Some(_) => "",
+                None => outworx_hooks_queue::sql::$d::EXPLAIN,
+            };
             let mut out = Vec::new();
             #[allow(unused_macros)]
             macro_rules! plan {
                 ($name:expr, $q:expr) => {
                     plan!($name, None, $q)
                 };
-                ($name:expr, $bound:expr, $q:expr) => {{
+                ($name:expr, $bound:expr, $q:expr) => {
+                    plan!($name, $bound, None, $q)
+                };
+                ($name:expr, $bound:expr, $by:expr, $q:expr) => {{
                     let mut q = $q;
-                    out.push(Planned {
+                    let planned = |plan| Planned {
                         name: $name,
-                        plan: explain(c, &mut q).await?,
+                        plan,
                         bounded: $bound,
-                    });
+                        reads_by: $by,
+                    };
+                    match timed {
+                        None => out.push((planned(explain(c, &mut q).await?), None)),
+                        // The writes change the data: timed apart (`sqlite_writes`).
+                        Some(_)
+                            if !q.sql().starts_with("SELECT") && !q.sql().starts_with("WITH") => {}
+                        Some(runs) => {
+                            use futures_util::TryStreamExt as _;
+                            let once = q.build();
+                            let _ = once.fetch(&mut *c).try_collect::<Vec<_>>().await?;
+                            let mut times = Vec::with_capacity(runs as usize);
+                            for _ in 0..runs {
+                                let mut q = $q;
+                                let started = std::time::Instant::now();
+                                let _ = q.build().fetch(&mut *c).try_collect::<Vec<_>>().await?;
+                                times.push(started.elapsed());
+                            }
+                            times.sort();
+                            let (median, most) = (times[times.len() / 2], times[times.len() - 1]);
+                            out.push((planned(Vec::new()), Some((median, most))));
+                        }
+                    }
                 }};
             }
             #[cfg(feature = "send")]
@@ -105,7 +172,7 @@ macro_rules! listed {
                 };
                 use outworx_hooks_queue::Cutoffs;
 
-                let tenant = Scope::Owner("acme");
+                let tenant = Scope::Owner("t1");
                 let none = DeliveryFilter::default();
                 let dead = DeliveryFilter::default().status(DeliveryStatus::Dead);
                 let endpoint = DeliveryFilter::default().endpoint("ep_1");
@@ -152,11 +219,7 @@ macro_rules! listed {
                         None,
                     ),
                 ] {
-                    plan!(
-                        name,
-                        bound,
-                        views::deliveries_query(EXPLAIN, scope, f, i64::MAX)
-                    );
+                    plan!(name, bound, views::deliveries_query(p, scope, f, i64::MAX));
                 }
                 for (name, scope, f) in [
                     ("outbox: replay a message", tenant, &message),
@@ -168,49 +231,49 @@ macro_rules! listed {
                         &window,
                     ),
                 ] {
-                    plan!(name, deliveries::replay_query(EXPLAIN, scope, f, 1));
+                    plan!(name, deliveries::replay_query(p, scope, f, 1));
                 }
                 plan!(
                     "outbox: attempts of an endpoint",
-                    views::attempts_query(EXPLAIN, tenant, Some("ep_1"), None, 100)
+                    views::attempts_query(p, tenant, Some("ep_1"), None, 100)
                 );
                 plan!(
                     "outbox: attempts of a message",
-                    views::attempts_query(EXPLAIN, tenant, None, Some("msg_1"), 100)
+                    views::attempts_query(p, tenant, None, Some("msg_1"), 100)
                 );
                 plan!(
                     "outbox: attempts, every tenant's",
-                    views::attempts_query(EXPLAIN, Scope::All, None, None, 100)
+                    views::attempts_query(p, Scope::All, None, None, 100)
                 );
                 let walk =
                     Some("an ordered walk of the (created_at, id) index that stops at the limit");
                 plan!(
                     "outbox: endpoints, every tenant's",
                     walk,
-                    endpoints::endpoints_query(EXPLAIN, Scope::All)
+                    endpoints::endpoints_query(p, Scope::All)
                 );
                 plan!(
                     "outbox: endpoints of a tenant",
-                    endpoints::endpoints_query(EXPLAIN, tenant)
+                    endpoints::endpoints_query(p, tenant)
                 );
                 plan!(
                     "outbox: endpoint health, every tenant's",
                     walk,
-                    views::endpoint_health_query(EXPLAIN, Scope::All, 100, 200, 10_000)
+                    views::endpoint_health_query(p, Scope::All, 100, 200, 10_000)
                 );
                 plan!(
                     "outbox: endpoint health of a tenant",
-                    views::endpoint_health_query(EXPLAIN, tenant, 100, 200, 10_000)
+                    views::endpoint_health_query(p, tenant, 100, 200, 10_000)
                 );
                 for scope in [Scope::All, tenant] {
                     plan!(
                         "outbox: deliveries of a status, counted to a cap",
-                        views::capped_count_query(EXPLAIN, scope, DeliveryStatus::Dead, 10_000)
+                        views::capped_count_query(p, scope, DeliveryStatus::Dead, 10_000)
                     );
                 }
                 plan!(
                     "outbox: purge, the next messages",
-                    retention::candidates_query(EXPLAIN, 1_000, (0, "msg_0"), 500)
+                    retention::candidates_query(p, 1_000, (0, "msg_0"), 500)
                 );
                 let cut = Cutoffs {
                     done_before: Some(1_000),
@@ -219,11 +282,13 @@ macro_rules! listed {
                 let ids = vec!["msg_1".to_owned(), "msg_2".to_owned()];
                 plan!(
                     "outbox: purge, their finished deliveries",
-                    retention::finished_deliveries_query(EXPLAIN, cut, &ids)
+                    None,
+                    Some("message_id"),
+                    retention::finished_deliveries_query(p, cut, &ids)
                 );
                 plan!(
                     "outbox: expunge, a message's answers",
-                    retention::expunge_answers_query(EXPLAIN, "msg_1")
+                    retention::expunge_answers_query(p, "msg_1")
                 );
             }
             #[cfg(feature = "inbox")]
@@ -234,7 +299,7 @@ macro_rules! listed {
                 let none = DeliveryFilter::default();
                 let one = DeliveryFilter::default().id(7);
                 let dead = DeliveryFilter::default().status(DeliveryStatus::Dead);
-                let route = DeliveryFilter::default().route("POST /hooks/stripe");
+                let route = DeliveryFilter::default().route("r1");
                 let retrying = DeliveryFilter {
                     retrying: true,
                     ..DeliveryFilter::default().status(DeliveryStatus::Pending)
@@ -251,25 +316,25 @@ macro_rules! listed {
                     ("inbox: deliveries waiting for a retry", &retrying),
                     ("inbox: dead deliveries in a window", &window),
                 ] {
-                    plan!(name, inbox::list_query(EXPLAIN, f, i64::MAX));
+                    plan!(name, inbox::list_query(p, f, i64::MAX));
                 }
                 for (name, f) in [
                     ("inbox: replay one delivery", &one),
                     ("inbox: replay the dead deliveries", &dead),
                     ("inbox: replay a route's deliveries", &route),
                 ] {
-                    plan!(name, inbox::replay_query(EXPLAIN, f, 1));
+                    plan!(name, inbox::replay_query(p, f, 1));
                 }
                 for (status, retrying) in [("pending", false), ("pending", true), ("done", false)] {
                     plan!(
                         "inbox: deliveries of a status, counted to a cap",
-                        inbox::summary_count_query(EXPLAIN, status, retrying, 10_000)
+                        inbox::summary_count_query(p, status, retrying, 10_000)
                     );
                 }
                 for status in ["done", "dead"] {
                     plan!(
                         "inbox: purge, one batch",
-                        inbox::purge_query(EXPLAIN, status, 1_000, 500)
+                        inbox::purge_query(p, status, 1_000, 500)
                     );
                 }
             }
@@ -278,8 +343,102 @@ macro_rules! listed {
     };
 }
 
-listed!(sqlite, sqlx::SqliteConnection);
-listed!(postgres, sqlx::PgConnection);
+listed!(sqlite, sqlite_listed, sqlite_timed, sqlx::SqliteConnection);
+listed!(
+    postgres,
+    postgres_listed,
+    postgres_timed,
+    sqlx::PgConnection
+);
+
+/// The writes the scale benchmark times: claims of 64 (as a worker claims: fair by owner; each
+/// rolled back), and purge batches of the outbox and the inbox (each committed, as the
+/// purge commits them), each from `BEGIN` to the end of its transaction: how long it holds
+/// the write lock.
+#[cfg(all(feature = "send", feature = "inbox"))]
+pub type Writes = (Vec<Duration>, Vec<Duration>, Vec<Duration>);
+
+#[cfg(all(feature = "send", feature = "inbox"))]
+macro_rules! writes {
+    ($d:ident, $outbox:expr, $inbox:expr, $begin:ident, $runs:expr) => {{
+        use crate::send::store::deliveries::$d as deliveries;
+        use crate::send::store::retention::$d as retention;
+        let runs = $runs;
+        let keep = outworx_hooks_queue::Retention::older_than(Duration::from_secs(1));
+        let (cut, batch) = (
+            keep.cutoffs(outworx_hooks_queue::now_ms()),
+            keep.batch_size(),
+        );
+        let (mut claims, mut outbox_batches, mut inbox_batches) =
+            (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..runs {
+            let started = std::time::Instant::now();
+            let mut tx = $begin(&$outbox).await?;
+            let token = format!("bench:{i}");
+            let owners = deliveries::owners_waiting(&mut tx, None, 32)
+                .await
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            let claim = outworx_hooks_queue::Claim::new(
+                &token,
+                64,
+                outworx_hooks_queue::now_ms(),
+                Duration::from_secs(60),
+            )
+            .fair("owner", &owners);
+            deliveries::claim(&mut tx, claim)
+                .await
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            tx.rollback().await?;
+            claims.push(started.elapsed());
+        }
+        let mut cursor = None;
+        for _ in 0..runs {
+            let started = std::time::Instant::now();
+            let mut tx = $begin(&$outbox).await?;
+            retention::purge(&mut tx, cut, batch, &mut cursor)
+                .await
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            tx.commit().await?;
+            outbox_batches.push(started.elapsed());
+        }
+        for _ in 0..runs {
+            let started = std::time::Instant::now();
+            let mut tx = $begin(&$inbox).await?;
+            crate::inbox::store::$d::purge(&mut tx, cut, batch)
+                .await
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            tx.commit().await?;
+            inbox_batches.push(started.elapsed());
+        }
+        Ok((claims, outbox_batches, inbox_batches))
+    }};
+}
+
+/// [`Writes`] on the SQLite files of an outbox and an inbox (write-locked from `BEGIN
+/// IMMEDIATE`, as the queues' own transactions are).
+#[cfg(all(feature = "send", feature = "inbox"))]
+pub async fn sqlite_writes(outbox: &str, inbox: &str, runs: u32) -> Result<Writes, sqlx::Error> {
+    async fn begin(
+        pool: &sqlx::SqlitePool,
+    ) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, sqlx::Error> {
+        pool.begin_with("BEGIN IMMEDIATE").await
+    }
+    let outbox = sqlx::SqlitePool::connect(&format!("sqlite://{outbox}")).await?;
+    let inbox = sqlx::SqlitePool::connect(&format!("sqlite://{inbox}")).await?;
+    writes!(sqlite, outbox, inbox, begin, runs)
+}
+
+/// [`Writes`] on one PostgreSQL database holding an outbox and an inbox.
+#[cfg(all(feature = "send", feature = "inbox"))]
+pub async fn postgres_writes(url: &str, runs: u32) -> Result<Writes, sqlx::Error> {
+    async fn begin(
+        pool: &sqlx::PgPool,
+    ) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
+        pool.begin().await
+    }
+    let pool = sqlx::PgPool::connect(url).await?;
+    writes!(postgres, pool, pool, begin, runs)
+}
 
 #[cfg(test)]
 mod tests {
@@ -290,6 +449,7 @@ mod tests {
             name: "t",
             plan: plan.iter().map(|l| (*l).to_owned()).collect(),
             bounded,
+            reads_by: None,
         }
     }
 
@@ -363,5 +523,22 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(planned(&["SCAN e"], Some("walk")).problems().len(), 1);
+        // A range of the wrong index, where the key was meant.
+        let by_status = Planned {
+            reads_by: Some("message_id"),
+            ..planned(
+                &["SEARCH outworx_deliveries USING INDEX s (status=?)"],
+                None,
+            )
+        };
+        assert_eq!(by_status.problems().len(), 1);
+        let by_key = Planned {
+            reads_by: Some("message_id"),
+            ..planned(
+                &["SEARCH outworx_deliveries USING INDEX k (message_id=?)"],
+                None,
+            )
+        };
+        assert!(by_key.problems().is_empty());
     }
 }

@@ -142,24 +142,21 @@ outworx_hooks_queue::dialects! {
     ) -> sqlx::QueryBuilder<'a, Db> {
         let mut q = sqlx::QueryBuilder::new(prefix);
         let recent = i64::from(recent.clamp(1, MAX_LIST));
+        // Per endpoint: its last `recent` attempts counted in one pass (total and 2xx,
+        // answered as `total:succeeded`), its last attempt joined by its key, and its waiting
+        // and dead deliveries counted to `cap`: each a range of one index.
         q.push(format!("SELECT e.id, \
-         (SELECT COUNT(*) FROM (SELECT a.status_code FROM outworx_attempts a \
+         (SELECT COUNT(*) || ':' || COALESCE(SUM(CASE WHEN r.status_code BETWEEN 200 AND 299 \
+          THEN 1 ELSE 0 END), 0) FROM (SELECT a.status_code FROM outworx_attempts a \
           WHERE a.endpoint_id = e.id ORDER BY a.id DESC LIMIT {recent}) r) AS recent, \
-         (SELECT COUNT(*) FROM (SELECT a.status_code FROM outworx_attempts a \
-          WHERE a.endpoint_id = e.id ORDER BY a.id DESC LIMIT {recent}) r \
-          WHERE r.status_code BETWEEN 200 AND 299) AS succeeded, \
-         (SELECT a.status_code FROM outworx_attempts a WHERE a.endpoint_id = e.id \
-          ORDER BY a.id DESC LIMIT 1) AS last_status, \
-         (SELECT a.error FROM outworx_attempts a WHERE a.endpoint_id = e.id \
-          ORDER BY a.id DESC LIMIT 1) AS last_error, \
-         (SELECT a.at FROM outworx_attempts a WHERE a.endpoint_id = e.id \
-          ORDER BY a.id DESC LIMIT 1) AS last_at, \
+         la.status_code AS last_status, la.error AS last_error, la.at AS last_at, \
          (SELECT COUNT(*) FROM (SELECT 1 FROM outworx_deliveries d \
           WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'sending') \
           LIMIT {cap}) w) AS waiting, \
          (SELECT COUNT(*) FROM (SELECT 1 FROM outworx_deliveries d \
           WHERE d.endpoint_id = e.id AND d.status = 'dead' LIMIT {cap}) x) AS dead \
-         FROM outworx_endpoints e"));
+         FROM outworx_endpoints e LEFT JOIN outworx_attempts la ON la.id = \
+         (SELECT MAX(a.id) FROM outworx_attempts a WHERE a.endpoint_id = e.id)"));
         if let Scope::Owner(owner) = scope {
             q.push(" WHERE e.owner = ").push_bind(owner);
         }
@@ -185,11 +182,13 @@ outworx_hooks_queue::dialects! {
         };
         rows.iter()
             .map(|r| {
+                let recent: String = r.try_get("recent")?;
+                let (total, ok) = recent.split_once(':').unwrap_or(("0", "0"));
+                let number = |v: &str| v.parse::<u32>().unwrap_or(0);
                 Ok(EndpointHealth {
                     endpoint_id: r.try_get("id")?,
-                    recent_attempts: u32::try_from(count(r, "recent")?).unwrap_or(u32::MAX),
-                    recent_succeeded: u32::try_from(count(r, "succeeded")?)
-                        .unwrap_or(u32::MAX),
+                    recent_attempts: number(total),
+                    recent_succeeded: number(ok),
                     last_status: u16_opt(r.try_get("last_status")?),
                     last_error: r.try_get("last_error")?,
                     last_attempt_at: r.try_get("last_at")?,
