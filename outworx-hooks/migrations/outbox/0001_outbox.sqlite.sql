@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS outworx_deliveries (
     updated_at      INTEGER NOT NULL,
     UNIQUE (message_id, endpoint_id)
 );
+-- Claims: the expired leases (and, in a claim that is not fair, the due rows).
 CREATE INDEX IF NOT EXISTS outworx_deliveries_due ON outworx_deliveries (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS outworx_deliveries_lease ON outworx_deliveries (lease_token) WHERE lease_token IS NOT NULL;
 -- A message's deliveries are read by the UNIQUE (message_id, endpoint_id) index.
@@ -60,6 +61,7 @@ CREATE INDEX IF NOT EXISTS outworx_deliveries_endpoint ON outworx_deliveries (en
 -- Lists, newest first: one endpoint's, one owner's, one status's.
 CREATE INDEX IF NOT EXISTS outworx_deliveries_endpoint_id ON outworx_deliveries (endpoint_id, id);
 CREATE INDEX IF NOT EXISTS outworx_deliveries_owner ON outworx_deliveries (owner, id);
+CREATE INDEX IF NOT EXISTS outworx_deliveries_owner_status ON outworx_deliveries (owner, status, id);
 CREATE INDEX IF NOT EXISTS outworx_deliveries_status ON outworx_deliveries (status, id);
 -- Fair claims: the owners with deliveries waiting (one seek each), and each owner's due ones;
 -- also a tenant's deliveries of one status, counted.

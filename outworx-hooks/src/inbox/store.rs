@@ -503,7 +503,14 @@ outworx_hooks_queue::dialects! {
         );
         q.push_bind(before);
         push_filter(&mut q, f);
-        q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        // In a window of one status, the latest changed first: the `(status, updated_at)`
+        // range, which the list stops reading at its limit.
+        let order = if f.status.is_some() && (f.since.is_some() || f.until.is_some()) {
+            " ORDER BY updated_at DESC, id DESC LIMIT "
+        } else {
+            " ORDER BY id DESC LIMIT "
+        };
+        q.push(order).push_bind(limit);
         q
     }
 
@@ -580,6 +587,29 @@ outworx_hooks_queue::dialects! {
         Ok(done.rows_affected())
     }
 
+    /// Deletes the rows `ids` that are still `status` and last changed before `before`:
+    /// by their keys (the status test is one `CASE`, which no index serves; a range of the
+    /// `(status, updated_at)` index would read every old row).
+    pub(crate) fn purge_delete_query<'a>(
+        prefix: &str,
+        ids: &'a [i64],
+        status: &'a str,
+        before: i64,
+    ) -> sqlx::QueryBuilder<'a, Db> {
+        let mut q = sqlx::QueryBuilder::new(prefix);
+        q.push("DELETE FROM outworx_inbox WHERE id IN (");
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        q.push(") AND (CASE status WHEN ")
+            .push_bind(status)
+            .push(" THEN updated_at < ")
+            .push_bind(before)
+            .push(" ELSE 1 = 0 END)");
+        q
+    }
+
     /// Deletes one batch of finished rows: done ones last changed before the done cut-off,
     /// then (in what is left of the batch) dead ones before the dead cut-off, oldest first,
     /// at most `batch` rows and [`PURGE_BYTES`] of bodies (at least one row). The `DELETE`
@@ -615,14 +645,11 @@ outworx_hooks_queue::dialects! {
             if ids.is_empty() {
                 continue;
             }
-            let mut q = sqlx::QueryBuilder::<Db>::new("DELETE FROM outworx_inbox WHERE status = ");
-            q.push_bind(status).push(" AND updated_at < ").push_bind(before).push(" AND id IN (");
-            let mut list = q.separated(", ");
-            for id in &ids {
-                list.push_bind(*id);
-            }
-            q.push(")");
-            rows += q.build().execute(&mut *c).await?.rows_affected();
+            rows += purge_delete_query("", &ids, status, before)
+                .build()
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
         }
         Ok(outworx_hooks_queue::Purged { rows, more })
     }

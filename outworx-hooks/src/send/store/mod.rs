@@ -111,7 +111,12 @@ pub(crate) fn push_delivery_filter<'a, DB>(
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
-    if let Scope::Owner(owner) = scope {
+    // A tenant naming its endpoint or message is checked to own it (once, before any row):
+    // their deliveries are all its own, and read by their index, not by the owner's.
+    if let Scope::Owner(owner) = scope
+        && f.endpoint_id.is_none()
+        && f.message_id.is_none()
+    {
         q.push(" AND d.owner = ").push_bind(owner);
     }
     push_owned(q, scope, f.endpoint_id.as_deref(), f.message_id.as_deref());

@@ -13,9 +13,10 @@ outworx_hooks_queue::dialects! {
     use super::*;
 
 
-    /// Deliveries `scope` may see matching `f`, newest first: below `before` (an id;
-    /// `i64::MAX` for the newest), so even the unfiltered list is a range read of the
-    /// primary key, and a page's next page starts below its last id.
+    /// Deliveries `scope` may see matching `f`, newest first (in a time window, the latest
+    /// changed first; one message's, by endpoint): below `before` (an id; `i64::MAX` for the
+    /// newest), so even the unfiltered list is a range read of the primary key, and a page's
+    /// next page starts below its last id.
     pub(crate) fn deliveries_query<'a>(
         prefix: &str,
         scope: Scope<'a>,
@@ -34,7 +35,18 @@ outworx_hooks_queue::dialects! {
         );
         q.push_bind(before);
         push_delivery_filter(&mut q, scope, f);
-        q.push(" ORDER BY d.id DESC LIMIT ").push_bind(limit);
+        // The order an index of the filter gives, so the list stops at its limit: one
+        // message's deliveries by endpoint (its at most 100 rows, from the key); in a time
+        // window, the latest changed first (the `(endpoint_id, status, updated_at)` range);
+        // else the newest first.
+        let order = if f.message_id.is_some() {
+            " ORDER BY d.endpoint_id LIMIT "
+        } else if f.since.is_some() || f.until.is_some() {
+            " ORDER BY d.updated_at DESC, d.id DESC LIMIT "
+        } else {
+            " ORDER BY d.id DESC LIMIT "
+        };
+        q.push(order).push_bind(limit);
         q
     }
 
