@@ -8,7 +8,7 @@ use std::time::Duration;
 /// How long a queue keeps its finished jobs, and how its purge runs.
 ///
 /// The defaults keep what succeeded (delivered, done) 30 days and what died 90 days, and
-/// delete at most 250 rows per transaction, once a minute.
+/// delete at most 100 rows per transaction, once a minute.
 ///
 /// ```
 /// use std::time::Duration;
@@ -39,7 +39,7 @@ impl Default for Retention {
         Retention {
             done: Some(Duration::from_secs(30 * 86_400)),
             dead: Some(Duration::from_secs(90 * 86_400)),
-            batch: 250,
+            batch: 100,
             every: Duration::from_secs(60),
             pause: Duration::from_millis(20),
         }

@@ -80,6 +80,9 @@ CREATE TABLE IF NOT EXISTS outworx_attempts (
     response        TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outworx_attempts_delivery ON outworx_attempts (delivery_id);
-CREATE INDEX IF NOT EXISTS outworx_attempts_endpoint ON outworx_attempts (endpoint_id, id);
+-- An endpoint's attempts newest first, with their status: the health overview's recent
+-- success rate is read from the index alone.
+DROP INDEX IF EXISTS outworx_attempts_endpoint;
+CREATE INDEX IF NOT EXISTS outworx_attempts_endpoint_status ON outworx_attempts (endpoint_id, id, status_code);
 -- A message's attempts (its detail, and expunge).
 CREATE INDEX IF NOT EXISTS outworx_attempts_message ON outworx_attempts (message_id, id);
