@@ -56,6 +56,19 @@ pub struct Busy {
     pub groups: Vec<String>,
     /// Groups at the most one group may run.
     pub full_groups: Vec<String>,
+    /// For each group in `groups`, the places it has left before it is full: a claim for
+    /// busy groups alone takes no more (the rest would be given back at once).
+    pub room: Vec<(String, usize)>,
+}
+
+impl Busy {
+    /// The places `group` has left before it is full (`usize::MAX` when it is not busy).
+    pub fn room_for(&self, group: &str) -> usize {
+        self.room
+            .iter()
+            .find(|(g, _)| g == group)
+            .map_or(usize::MAX, |(_, n)| *n)
+    }
 }
 
 /// What a queue is to its [`Runner`]: how its jobs are claimed, run and settled.
@@ -664,10 +677,22 @@ impl<Q: Queue> Inner<Q> {
                 .map(|(k, _)| k.clone())
                 .collect()
         };
+        let groups = full(&running.groups, o.per_group);
+        let limit = o.group_limit().unwrap_or(usize::MAX);
+        let room = groups
+            .iter()
+            .map(|g| {
+                (
+                    g.clone(),
+                    limit.saturating_sub(running.groups.get(g).copied().unwrap_or(0)),
+                )
+            })
+            .collect();
         Busy {
             keys: full(&running.keys, o.per_key),
-            groups: full(&running.groups, o.per_group),
             full_groups: full(&running.groups, o.group_limit()),
+            groups,
+            room,
         }
     }
 

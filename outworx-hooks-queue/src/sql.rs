@@ -202,17 +202,20 @@ crate::dialects! {
         q
     }
 
-    /// Up to `max` groups (values of `column`) that have pending rows, in the column's
-    /// order, after `after` (from the first with `None`): a loose scan of the
-    /// `(status, column, ..)` index, one seek per group, whatever each one's backlog.
+    /// The groups (values of `column`) with rows due at `now`, in the column's order, among
+    /// the next `max` that have pending rows after `after` (from the first with `None`): a
+    /// loose scan of the `(status, column, next_attempt_at)` index, a seek or two per group,
+    /// whatever each one's backlog. A group whose rows all wait for a later retry is passed
+    /// over.
     pub async fn groups_pending(
         c: &mut Conn,
         table: QueueTable,
         column: &'static str,
         after: Option<&str>,
         max: u32,
+        now: i64,
     ) -> Result<Vec<String>, sqlx::Error> {
-        groups_query("", table, column, after, max)
+        groups_query("", table, column, after, max, now)
             .build()
             .fetch_all(&mut *c)
             .await?
@@ -229,6 +232,7 @@ crate::dialects! {
         column: &'static str,
         after: Option<&'a str>,
         max: u32,
+        now: i64,
     ) -> sqlx::QueryBuilder<'a, Db> {
         let t = table.name;
         let mut q = sqlx::QueryBuilder::<Db>::new(format!(
@@ -244,7 +248,12 @@ crate::dialects! {
              FROM g WHERE g.v IS NOT NULL AND n < "
         ))
         .push_bind(i64::from(max.max(1)))
-        .push(") SELECT v FROM g WHERE v IS NOT NULL");
+        .push(format!(
+            ") SELECT v FROM g WHERE v IS NOT NULL AND EXISTS (SELECT 1 FROM {t} \
+             WHERE status = 'pending' AND {column} = g.v AND next_attempt_at <= "
+        ))
+        .push_bind(now)
+        .push(")");
         q
     }
 

@@ -442,9 +442,10 @@ macro_rules! writes {
             let started = std::time::Instant::now();
             let mut tx = $begin(&$outbox).await?;
             let token = format!("bench:{i}");
-            let owners = deliveries::owners_waiting(&mut tx, None, 32)
-                .await
-                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            let owners =
+                deliveries::owners_waiting(&mut tx, None, 32, outworx_hooks_queue::now_ms())
+                    .await
+                    .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
             let claim = outworx_hooks_queue::Claim::new(
                 &token,
                 64,

@@ -262,11 +262,14 @@ where
         Ok(None) => return Response::from_parts(parts, Body::from(bytes)),
         Err(e) => return refuse(&spec.event_type, &e),
     };
+    // Counted against the owner's quota, never refused by it: the handler has run, and a
+    // 429 would have the client run it again for an event that was never sent.
+    let send = emitter.send_message_with(message, false);
     let committed = match emitter.shared.commit_timeout {
-        Some(t) => tokio::time::timeout(t, emitter.send_message(message))
+        Some(t) => tokio::time::timeout(t, send)
             .await
             .unwrap_or(Err(SendError::Timeout(t))),
-        None => emitter.send_message(message).await,
+        None => send.await,
     };
     match committed {
         Ok(_) => Response::from_parts(parts, Body::from(bytes)),

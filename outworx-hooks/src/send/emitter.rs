@@ -271,8 +271,21 @@ impl Emitter {
     /// Concurrent sends share a transaction (group commit): each is answered once the
     /// transaction holding it committed, with its own result.
     pub async fn send_message(&self, message: NewMessage) -> Result<Sent, SendError> {
+        self.send_message_with(message, true).await
+    }
+
+    /// [`Emitter::send_message`]; with `refuse` false, a message over its owner's quota is
+    /// counted and sent (`#[emit]`, whose handler has already run).
+    pub(crate) async fn send_message_with(
+        &self,
+        message: NewMessage,
+        refuse: bool,
+    ) -> Result<Sent, SendError> {
         message.validate(self.shared.max_payload)?;
-        self.shared.admit_message(&message.owner)?;
+        let admitted = self.shared.admit_message(&message.owner);
+        if refuse {
+            admitted?;
+        }
         let id = ids::new_id("msg_", self.now())?;
         let pending = Pending {
             message,

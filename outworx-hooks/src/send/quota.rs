@@ -48,7 +48,8 @@ impl Rate {
 /// What each owner (tenant) may do, enforced by an [`Emitter`](super::Emitter) in its process
 /// (each instance enforces its own: N instances allow up to N times the rate). A refusal is
 /// [`SendError::RateLimited`](super::SendError::RateLimited), answered 429 with
-/// `Retry-After` by the management router and by `#[emit]`. The endpoints an owner may have
+/// `Retry-After` by the management router. `#[emit]` counts its messages but never refuses
+/// one: its handler has run by then, and a 429 would have the client run it again. The endpoints an owner may have
 /// are capped in the database instead ([`limits::MAX_ENDPOINTS_PER_OWNER`](super::limits::MAX_ENDPOINTS_PER_OWNER)).
 ///
 /// ```
@@ -124,23 +125,23 @@ impl Buckets {
     /// enough (`n` is at most the burst: a larger request waits for a full bucket).
     pub(crate) fn take(&self, owner: &str, n: u32, now: i64) -> Result<(), Duration> {
         let rate = self.rate;
-        let burst = f64::from(rate.burst);
-        let want = f64::from(n.clamp(1, rate.burst));
+        let burst = f64::from(rate.burst.max(1));
+        let want = f64::from(n.clamp(1, rate.burst.max(1)));
         let refill = |b: Bucket| -> f64 {
             let secs = (now.saturating_sub(b.at)).max(0) as f64 / 1000.0;
             (b.tokens + secs * rate.per_second).min(burst)
         };
         let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
         if !owners.contains_key(owner) && owners.len() >= MAX_OWNERS {
+            // Full buckets first (they hold nothing); then the least recently used eighth,
+            // so that this pass, linear in the map, comes once per thousands of new owners.
             owners.retain(|_, b| refill(*b) < burst);
             if owners.len() >= MAX_OWNERS {
-                let oldest = owners
-                    .iter()
-                    .min_by_key(|(_, b)| b.at)
-                    .map(|(k, _)| k.clone());
-                if let Some(k) = oldest {
-                    owners.remove(&k);
-                }
+                let mut times: Vec<i64> = owners.values().map(|b| b.at).collect();
+                let nth = times.len() / 8;
+                let (_, cut, _) = times.select_nth_unstable(nth);
+                let cut = *cut;
+                owners.retain(|_, b| b.at > cut);
             }
         }
         let bucket = owners.entry(owner.to_owned()).or_insert(Bucket {
@@ -157,7 +158,10 @@ impl Buckets {
         }
         *bucket = Bucket { tokens, at: now };
         let secs = (want - tokens) / rate.per_second.max(f64::MIN_POSITIVE);
-        Err(Duration::from_secs_f64(secs.min(86_400.0)).max(Duration::from_millis(1)))
+        // In whole seconds, rounded up: a client that waits what `Retry-After` says is let in.
+        Err(Duration::from_secs(
+            secs.min(86_400.0).ceil().max(1.0) as u64
+        ))
     }
 }
 

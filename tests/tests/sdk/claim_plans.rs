@@ -107,10 +107,10 @@ async fn a_claim_reads_an_index_range_on_sqlite() {
             let fair = claim(&busy).fair("owner", &owners);
             let plan = q::claim_plan(&mut c, table, fair).await.unwrap();
             assert_fair_ranges(&plan);
-            let mut groups = q::groups_query(q::EXPLAIN, table, "owner", Some("o1"), 32);
+            let mut groups = q::groups_query(q::EXPLAIN, table, "owner", Some("o1"), 32, 1_000);
             let plan = q::explain(&mut c, &mut groups).await.unwrap();
             assert_seeks_only(&plan);
-            let found = q::groups_pending(&mut c, table, "owner", Some("o1"), 32)
+            let found = q::groups_pending(&mut c, table, "owner", Some("o1"), 32, 1_000)
                 .await
                 .unwrap();
             assert_eq!(
@@ -224,9 +224,9 @@ async fn a_claim_reads_an_index_range_and_durability_applies_on_postgres() {
         .await
         .unwrap();
     assert_fair_ranges(&plan);
-    let mut groups = q::groups_query(q::EXPLAIN, OUTBOX, "owner", Some("o1"), 32);
+    let mut groups = q::groups_query(q::EXPLAIN, OUTBOX, "owner", Some("o1"), 32, 1_000);
     assert_seeks_only(&q::explain(&mut c, &mut groups).await.unwrap());
-    let found = q::groups_pending(&mut c, OUTBOX, "owner", Some("o1"), 32)
+    let found = q::groups_pending(&mut c, OUTBOX, "owner", Some("o1"), 32, 1_000)
         .await
         .unwrap();
     assert_eq!(found, ["o2", "o3", "o4", "o5", "o6"]);

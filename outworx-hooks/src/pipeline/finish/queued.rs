@@ -229,27 +229,34 @@ mod on {
                 return v.without_handler(resp, Note::flag(event_type, flag, value));
             }
         };
-        let committed = tokio::time::timeout(crate::inbox::COMMIT_TIMEOUT, inbox.enqueue(entry))
-            .await
-            .unwrap_or(Err(crate::inbox::InboxError::Timeout(
-                crate::inbox::COMMIT_TIMEOUT,
-            )));
-        // What a retry is answered with, on any instance: the same row, as a duplicate.
-        let replay = committed
-            .as_ref()
-            .ok()
-            .map(|done| crate::store::CachedResponse {
-                status: 200,
-                content_type: Some("application/json".to_owned()),
-                body: Some(
-                    format!(r#"{{"queued":true,"id":{},"duplicate":true}}"#, done.id).into(),
-                ),
+        let committed = if lease.keys.is_empty() {
+            tokio::time::timeout(crate::inbox::COMMIT_TIMEOUT, inbox.enqueue(entry))
+                .await
+                .unwrap_or(Err(crate::inbox::InboxError::Timeout(
+                    crate::inbox::COMMIT_TIMEOUT,
+                )))
+        } else {
+            // The commit and the key's settlement run in a task of their own: a commit that
+            // lands after the provider was answered 503 (the timeout), or after it hung up,
+            // still completes the key, and one that fails releases it. Never released while
+            // the row may yet commit.
+            let store = std::sync::Arc::clone(&v.rt.store);
+            let handler = v.route.handler;
+            let task = tokio::spawn(async move {
+                let committed = inbox.enqueue(entry).await;
+                settle(&lease, &*store, committed.as_ref().ok(), ttl, handler).await;
+                committed
             });
-        if let Err(e) = lease.settle(&*v.rt.store, replay, ttl).await
-            && let Some(held) = SETTLE_FAILED.allow()
-        {
-            tracing::warn!(handler = v.route.handler, held, "{e}");
-        }
+            match tokio::time::timeout(crate::inbox::COMMIT_TIMEOUT, task).await {
+                Ok(Ok(committed)) => committed,
+                Ok(Err(_)) => Err(crate::inbox::InboxError::Invalid(
+                    "the commit's task ended without an answer".into(),
+                )),
+                Err(_) => Err(crate::inbox::InboxError::Timeout(
+                    crate::inbox::COMMIT_TIMEOUT,
+                )),
+            }
+        };
         match committed {
             Ok(done) => {
                 let body = format!(
@@ -277,6 +284,27 @@ mod on {
                     .into_response();
                 v.without_handler(resp, Note::not_queued(event_type, e.to_string()))
             }
+        }
+    }
+
+    /// Completes a queued delivery's keys with what a retry is answered (the same row, as a
+    /// duplicate), or releases them when it was not committed.
+    async fn settle(
+        lease: &crate::pipeline::finish::admit::Lease,
+        store: &dyn crate::store::Store,
+        committed: Option<&crate::inbox::store::Enqueued>,
+        ttl: Duration,
+        handler: &'static str,
+    ) {
+        let replay = committed.map(|done| crate::store::CachedResponse {
+            status: 200,
+            content_type: Some("application/json".to_owned()),
+            body: Some(format!(r#"{{"queued":true,"id":{},"duplicate":true}}"#, done.id).into()),
+        });
+        if let Err(e) = lease.settle(store, replay, ttl).await
+            && let Some(held) = SETTLE_FAILED.allow()
+        {
+            tracing::warn!(handler, held, "{e}");
         }
     }
 

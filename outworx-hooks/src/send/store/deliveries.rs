@@ -87,23 +87,30 @@ outworx_hooks_queue::dialects! {
     use super::*;
 
 
-    /// Up to `max` owners with deliveries waiting, after `after` (wrapping around to the
-    /// first): one index seek each.
+    /// The owners with deliveries due at `now`, among the next `max` with deliveries
+    /// waiting after `after` (wrapping around to the first): a seek or two each.
     pub(crate) async fn owners_waiting(
         c: &mut Conn,
         after: Option<&str>,
         max: u32,
+        now: i64,
     ) -> Result<Vec<String>, SendError> {
-        let mut owners = queue_sql::groups_pending(c, TABLE, "owner", after, max).await?;
+        let mut owners = queue_sql::groups_pending(c, TABLE, "owner", after, max, now).await?;
         let short = u32::try_from(owners.len()).unwrap_or(u32::MAX) < max;
         if let Some(after) = after.filter(|_| short) {
-            // Past the last one: on from the first, up to where this walk began.
+            // Past the last one: on from the first, up to where this walk began (in the
+            // database's order, which its collation decides).
             let room = max - u32::try_from(owners.len()).unwrap_or(max);
-            for o in queue_sql::groups_pending(c, TABLE, "owner", None, room).await? {
-                if o.as_str() > after || owners.contains(&o) {
+            // The owner the walk began after is the last one (it may be the only one).
+            for o in queue_sql::groups_pending(c, TABLE, "owner", None, room, now).await? {
+                if owners.contains(&o) {
                     break;
                 }
+                let last = o == after;
                 owners.push(o);
+                if last {
+                    break;
+                }
             }
         }
         Ok(owners)

@@ -15,8 +15,7 @@ outworx_hooks_queue::dialects! {
 
     /// Deliveries `scope` may see matching `f`, newest first (in a time window, the latest
     /// changed first; one message's, by endpoint): below `before` (an id; `i64::MAX` for the
-    /// newest), so even the unfiltered list is a range read of the primary key, and a page's
-    /// next page starts below its last id.
+    /// newest), so even the unfiltered list is a range read of the primary key.
     pub(crate) fn deliveries_query<'a>(
         prefix: &str,
         scope: Scope<'a>,

@@ -254,7 +254,7 @@ impl outworx_hooks_queue::Queue for Outbound {
                     // does not fill every claim. An owner at its cap sits out while others
                     // wait.
                     let owners: Vec<String> =
-                        db::owners_waiting(c, after.as_deref(), OWNERS_PER_CLAIM)
+                        db::owners_waiting(c, after.as_deref(), OWNERS_PER_CLAIM, now)
                             .await?
                             .into_iter()
                             .filter(|o| !busy.full_groups.contains(o))
@@ -264,7 +264,19 @@ impl outworx_hooks_queue::Queue for Outbound {
                         .filter(|o| !busy.groups.contains(o))
                         .cloned()
                         .collect();
-                    let owners = if free.is_empty() { owners } else { free };
+                    // Busy owners alone: no more than the places they have left.
+                    let (owners, limit) = if free.is_empty() {
+                        let room: usize = owners
+                            .iter()
+                            .map(|o| busy.room_for(o))
+                            .fold(0, usize::saturating_add);
+                        (
+                            owners,
+                            limit.min(u32::try_from(room).unwrap_or(u32::MAX)).max(1),
+                        )
+                    } else {
+                        (free, limit)
+                    };
                     // Endpoints this worker is at its cap for are left for later, so one
                     // endpoint's backlog does not fill every claim.
                     let claim = Claim::new(token, limit, now, self.options.lease)
