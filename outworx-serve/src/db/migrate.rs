@@ -27,6 +27,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/common/0004_inbox_link.sql"),
         include_str!("../../migrations/common/0004_inbox_link.sql"),
     ),
+    (
+        5,
+        include_str!("../../migrations/common/0005_event_lists.sql"),
+        include_str!("../../migrations/common/0005_event_lists.sql"),
+    ),
 ];
 
 impl Db {
