@@ -168,42 +168,70 @@ pub struct Bucket {
 /// At most this many buckets in one series.
 pub(crate) const MAX_BUCKETS: i64 = 1_000;
 
+/// A value bound to [`events_query`]'s text.
+pub(crate) enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
 /// The query of [`Db::events`], run or planned (`prefix`): only the filters given, each a
 /// plain comparison, newest first below `before_id`; read by the `(project, id)` index, or
 /// `(project, provider, id)` with a provider, which the list stops reading at its limit.
 /// The other filters (status, processing, verdict, time) are checked on the rows it walks.
+/// Numbered placeholders (`$1`): the `Any` driver's query builder writes `?`, which
+/// PostgreSQL does not read.
 pub(crate) fn events_query<'a>(
     prefix: &str,
     project: &'a str,
     filter: &'a EventFilter,
     since_ms: Option<i64>,
     until_ms: Option<i64>,
-) -> sqlx::QueryBuilder<'a, sqlx::Any> {
-    let mut q = sqlx::QueryBuilder::new(prefix);
-    q.push("SELECT id, received_at, event FROM events WHERE project = ")
-        .push_bind(project)
-        .push(" AND id < ")
-        .push_bind(filter.before_id.unwrap_or(i64::MAX));
+) -> (String, Vec<Arg<'a>>) {
+    let mut sql =
+        format!("{prefix}SELECT id, received_at, event FROM events WHERE project = $1 AND id < $2");
+    let mut args = vec![
+        Arg::Text(project),
+        Arg::Int(filter.before_id.unwrap_or(i64::MAX)),
+    ];
+    let mut push = |cond: &str, arg: Arg<'a>| {
+        args.push(arg);
+        sql.push_str(&format!(" AND {cond} ${}", args.len()));
+    };
     if let Some(p) = &filter.provider {
-        q.push(" AND provider = ").push_bind(p.as_str());
+        push("provider =", Arg::Text(p));
     }
     if let Some(s) = filter.status {
-        q.push(" AND status_code = ").push_bind(s);
+        push("status_code =", Arg::Int(s));
     }
     if let Some(p) = &filter.processing_status {
-        q.push(" AND processing_status = ").push_bind(p.as_str());
+        push("processing_status =", Arg::Text(p));
     }
     if let Some(t) = since_ms {
-        q.push(" AND occurred_at >= ").push_bind(t);
+        push("occurred_at >=", Arg::Int(t));
     }
     if let Some(t) = until_ms {
-        q.push(" AND occurred_at < ").push_bind(t);
+        push("occurred_at <", Arg::Int(t));
     }
     if let Some(v) = filter.signature_valid {
-        q.push(" AND signature_valid = ").push_bind(i64::from(v));
+        push("signature_valid =", Arg::Int(i64::from(v)));
     }
-    q.push(" ORDER BY id DESC LIMIT ")
-        .push_bind(filter.limit.unwrap_or(100).clamp(1, 1000));
+    args.push(Arg::Int(filter.limit.unwrap_or(100).clamp(1, 1000)));
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", args.len()));
+    (sql, args)
+}
+
+/// `sql` with `args` bound in order.
+pub(crate) fn bound<'q>(
+    sql: &'q str,
+    args: Vec<Arg<'q>>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut q = sqlx::query(sql);
+    for a in args {
+        q = match a {
+            Arg::Text(t) => q.bind(t),
+            Arg::Int(i) => q.bind(i),
+        };
+    }
     q
 }
 
@@ -326,8 +354,8 @@ impl Db {
         since_ms: Option<i64>,
         until_ms: Option<i64>,
     ) -> Result<Vec<StoredEvent>, DbError> {
-        let mut q = events_query("", project, filter, since_ms, until_ms);
-        within_budget(q.build().fetch(&self.reads)).await
+        let (sql, args) = events_query("", project, filter, since_ms, until_ms);
+        within_budget(bound(&sql, args).fetch(&self.reads)).await
     }
 
     /// The events of `project` reported for one inbox row (its receipt and each worker run):
@@ -634,9 +662,8 @@ mod tests {
         ];
         for (name, filter, window) in &filters {
             let (since, until) = window.map_or((None, None), |(a, b)| (Some(a), Some(b)));
-            let mut q = events_query("EXPLAIN QUERY PLAN ", "p", filter, since, until);
-            let plan: Vec<String> = q
-                .build()
+            let (sql, args) = events_query("EXPLAIN QUERY PLAN ", "p", filter, since, until);
+            let plan: Vec<String> = bound(&sql, args)
                 .fetch_all(&db.reads)
                 .await
                 .unwrap()
