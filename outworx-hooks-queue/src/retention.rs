@@ -94,6 +94,24 @@ impl Retention {
         self.batch.clamp(1, 10_000)
     }
 
+    /// Runs `batch` (one purge batch) until it says there is no more, with
+    /// [`Retention::pause`] between two; returns the rows deleted. What a runner's
+    /// [`purge`](crate::Runner::purge) and a queue's own one-off purge both do.
+    pub async fn purge_all<E, Fut>(&self, mut batch: impl FnMut() -> Fut) -> Result<u64, E>
+    where
+        Fut: std::future::Future<Output = Result<Purged, E>>,
+    {
+        let mut total = 0;
+        loop {
+            let done = batch().await?;
+            total += done.rows;
+            if !done.more {
+                return Ok(total);
+            }
+            tokio::time::sleep(self.pause).await;
+        }
+    }
+
     /// The times before which finished jobs are deleted, at `now_ms`.
     pub fn cutoffs(&self, now_ms: i64) -> Cutoffs {
         let before = |keep: Option<Duration>| {

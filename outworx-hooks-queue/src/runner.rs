@@ -419,15 +419,9 @@ impl<Q: Queue> Runner<Q> {
     /// with [`Retention::pause`] between batches; returns how many rows it deleted. The
     /// runner does this by itself every [`Retention::every`] when its options carry one.
     pub async fn purge(&self, retention: &Retention) -> Result<u64, Q::Error> {
-        let mut total = 0;
-        loop {
-            let done = self.inner.purge_batch(retention).await?;
-            total += done.rows;
-            if !done.more {
-                return Ok(total);
-            }
-            tokio::time::sleep(retention.pause).await;
-        }
+        retention
+            .purge_all(|| self.inner.purge_batch(retention))
+            .await
     }
 
     /// Runs until [`WorkerHandle::shutdown`].

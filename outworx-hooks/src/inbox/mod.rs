@@ -265,19 +265,14 @@ impl Inbox {
     /// many. A spawned worker purges by itself ([`WorkerOptions::retention`]).
     pub async fn purge(&self, older_than: Duration) -> Result<u64, InboxError> {
         let retention = crate::queue::Retention::older_than(older_than);
-        let mut total = 0;
-        loop {
-            let done = {
+        let keep = &retention;
+        retention
+            .purge_all(|| async move {
                 // After the receipts waiting for the writer, as the worker's writes.
                 let _turn = self.inner.gate.background().await;
-                self.purge_batch(&retention).await?
-            };
-            total += done.rows;
-            if !done.more {
-                return Ok(total);
-            }
-            tokio::time::sleep(retention.pause).await;
-        }
+                self.purge_batch(keep).await
+            })
+            .await
     }
 
     /// One batch of [`Inbox::purge`], by `retention`'s cut-offs.
