@@ -56,13 +56,19 @@ pub(super) struct SeriesQuery {
     bucket: Option<String>,
 }
 
+/// The most minutes, hours or days one series reads (1,000 buckets of 10 minutes; the
+/// dashboard's windows read at most 1,440).
+const MAX_SERIES_UNITS: i64 = 10_000;
+
 /// The longest window of one series: a year and a day.
 const MAX_SERIES_WINDOW_MS: i64 = 366 * 86_400_000;
 
 /// The project's events over time, in buckets: counts per outcome and p50/p95 latency, for
 /// the dashboard's charts. The window defaults to the last 24 hours (its start aligned to
 /// the bucket, so refreshes keep their edges), the bucket to a sixtieth of the window in
-/// whole seconds; at most 1,000 buckets and 366 days.
+/// whole seconds; at most 1,000 buckets and 366 days. The bucket is then rounded up to whole
+/// minutes, hours or days ([`Grid`](crate::db::Grid)), the window widened to that unit, and
+/// the answer says which grid it used.
 pub(super) async fn series(
     State(app): State<Arc<App>>,
     Project(project): Project,
@@ -88,6 +94,8 @@ pub(super) async fn series(
             }
         },
     };
+    // Buckets of whole minutes, hours or days: the units the counts are kept in.
+    let bucket_ms = crate::db::Grid::bucket(bucket_ms);
     // A default start is aligned down to the bucket: the same edges on every refresh.
     let since = since.unwrap_or_else(|| (until - span).div_euclid(bucket_ms) * bucket_ms);
     if (until - since + bucket_ms - 1) / bucket_ms > crate::db::MAX_BUCKETS {
@@ -95,11 +103,19 @@ pub(super) async fn series(
             "more than 1000 buckets: widen `bucket` or narrow the window",
         ));
     }
-    let buckets = app.db.series(&project, since, until, bucket_ms).await?;
+    // The window widened to its unit; what it reads follows its units, which stay bounded.
+    let grid = crate::db::Grid::new(since, until, bucket_ms);
+    if grid.units() > MAX_SERIES_UNITS {
+        return Err(ApiError::bad_request(
+            "the window holds more than 10000 minutes in buckets under an hour: make `bucket` \
+             a whole number of hours, or narrow the window",
+        ));
+    }
+    let buckets = app.db.series(&project, &grid).await?;
     Ok(Json(json!({
-        "since_ms": since,
-        "until_ms": until,
-        "bucket_ms": bucket_ms,
+        "since_ms": grid.since_ms,
+        "until_ms": grid.until_ms,
+        "bucket_ms": grid.bucket_ms,
         "buckets": buckets,
     }))
     .into_response())

@@ -6,15 +6,17 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::rollups::{self, Counted, Grid, Tally};
 use super::{Db, DbError, now_ms};
 
 /// Most bytes of stored events one `/api/events` answer carries; it stops early and its
 /// `next_before_id` continues from there.
 pub const MAX_EVENTS_BYTES: usize = 8 << 20;
 
-/// Old events are deleted this many at a time, so a large backlog never holds the database
-/// (SQLite has one writer) for long.
-const PRUNE_BATCH: i64 = 5_000;
+/// Old events are deleted this many at a time, with what they take from the rollups, so a
+/// large backlog never holds the database (SQLite has one writer) for long: 13 ms a batch at
+/// 1M events (`cargo bench -p outworx-hooks-bench --bench dashboard`).
+const PRUNE_BATCH: i64 = 500;
 
 /// An event ready to store: its indexed columns and its JSON text exactly as received.
 #[derive(Debug, Clone)]
@@ -236,36 +238,32 @@ pub(crate) fn bound<'q>(
 }
 
 impl Db {
-    /// `project`'s events in `[since_ms, until_ms)`, in buckets of `bucket_ms` from `since_ms`:
-    /// counts per outcome and latency percentiles, computed in SQL (the same statements on
-    /// SQLite and PostgreSQL). Every bucket of the window is returned, empty ones included.
-    pub async fn series(
-        &self,
-        project: &str,
-        since_ms: i64,
-        until_ms: i64,
-        bucket_ms: i64,
-    ) -> Result<Vec<Bucket>, DbError> {
-        let bucket_ms = bucket_ms.max(1);
-        let n = ((until_ms - since_ms).max(0) + bucket_ms - 1) / bucket_ms;
-        let mut out: Vec<Bucket> = (0..n.min(MAX_BUCKETS))
+    /// `project`'s events over `grid`: counts per outcome and latency percentiles per
+    /// bucket, read from the rollups (a few rows per unit of the grid, however many events
+    /// it holds). Every bucket of the grid is returned, empty ones included. The percentiles
+    /// are by nearest rank over the latency bins: exact below 64 ms, at most 1/16 above.
+    pub async fn series(&self, project: &str, grid: &Grid) -> Result<Vec<Bucket>, DbError> {
+        // One snapshot for both reads (a prune or an ingest between them changes neither).
+        let mut tx = self.read_snapshot().await?;
+        // The window widened to its unit adds at most two buckets to the ones asked for.
+        let mut out: Vec<Bucket> = (0..grid.len().min(MAX_BUCKETS + 2))
             .map(|i| Bucket {
-                start_ms: since_ms + i * bucket_ms,
+                start_ms: grid.since_ms + i * grid.bucket_ms,
                 ..Bucket::default()
             })
             .collect();
-        let counts = sqlx::query(
-            "SELECT (occurred_at - $2) / $4, COALESCE(outcome, 'unknown'), COUNT(*) \
-             FROM events WHERE project = $1 AND occurred_at >= $2 AND occurred_at < $3 \
-             GROUP BY (occurred_at - $2) / $4, COALESCE(outcome, 'unknown')",
-        )
-        .bind(project)
-        .bind(since_ms)
-        .bind(until_ms)
-        .bind(bucket_ms)
-        .fetch_all(&self.reads)
-        .await?;
-        for row in &counts {
+        let grid_query = |sql| {
+            sqlx::query(sql)
+                .bind(project)
+                .bind(grid.since_ms)
+                .bind(grid.until_ms)
+                .bind(grid.bucket_ms)
+                .bind(grid.span_ms)
+        };
+        for row in &grid_query(rollups::SERIES_COUNTS)
+            .fetch_all(&mut *tx)
+            .await?
+        {
             let i: i64 = row.try_get(0)?;
             let outcome: String = row.try_get(1)?;
             let count: i64 = row.try_get(2)?;
@@ -273,30 +271,38 @@ impl Db {
                 *b.counts.entry(outcome).or_default() += count;
             }
         }
-        // Nearest-rank percentiles: the row at rank ceil(p * n) of each bucket, by latency.
-        let percentiles = sqlx::query(
-            "SELECT i, MIN(CASE WHEN r * 100 >= n * 50 THEN duration_ms END), \
-             MIN(CASE WHEN r * 100 >= n * 95 THEN duration_ms END) FROM ( \
-             SELECT (occurred_at - $2) / $4 AS i, duration_ms, \
-             ROW_NUMBER() OVER (PARTITION BY (occurred_at - $2) / $4 ORDER BY duration_ms) AS r, \
-             COUNT(*) OVER (PARTITION BY (occurred_at - $2) / $4) AS n \
-             FROM events WHERE project = $1 AND occurred_at >= $2 AND occurred_at < $3 \
-             AND duration_ms IS NOT NULL) ranked GROUP BY i",
-        )
-        .bind(project)
-        .bind(since_ms)
-        .bind(until_ms)
-        .bind(bucket_ms)
-        .fetch_all(&self.reads)
-        .await?;
-        for row in &percentiles {
-            let i: i64 = row.try_get(0)?;
-            if let Some(b) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
-                b.p50_ms = row.try_get(1)?;
-                b.p95_ms = row.try_get(2)?;
-            }
+        let mut bins: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+        for row in &grid_query(rollups::SERIES_LATENCY)
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            *bins.entry((row.try_get(0)?, row.try_get(1)?)).or_default() +=
+                row.try_get::<i64, _>(2)?;
         }
+        for (i, b) in out.iter_mut().enumerate() {
+            let i = i64::try_from(i).unwrap_or(i64::MAX);
+            let of: Vec<(i64, i64)> = bins
+                .range((i, i64::MIN)..=(i, i64::MAX))
+                .map(|(&(_, bin), &n)| (bin, n))
+                .collect();
+            b.p50_ms = rollups::percentile(&of, 50);
+            b.p95_ms = rollups::percentile(&of, 95);
+        }
+        tx.rollback().await?;
         Ok(out)
+    }
+
+    /// A read-only transaction whose statements all see one snapshot: SQLite's in WAL mode
+    /// from its first read; PostgreSQL's at `REPEATABLE READ` (its default, `READ
+    /// COMMITTED`, takes a new snapshot per statement).
+    async fn read_snapshot(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, DbError> {
+        let mut tx = self.reads.begin().await?;
+        if self.backend == super::Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
     }
 
     /// Stores validated events of one batch in one transaction.
@@ -320,6 +326,7 @@ impl Db {
     ) -> Result<(), DbError> {
         let received_at = now_ms();
         let mut tx = self.pool.begin().await?;
+        let mut tally = Tally::default();
         for r in rows {
             sqlx::query(
                 "INSERT INTO events (project, received_at, occurred_at, provider, status_code, \
@@ -340,7 +347,22 @@ impl Db {
             .bind(r.inbox_id)
             .execute(&mut *tx)
             .await?;
+            tally.add(
+                &Counted {
+                    project,
+                    occurred_at: r.occurred_at,
+                    provider: &r.provider,
+                    status_code: r.status_code,
+                    processing_status: r.processing_status.as_deref(),
+                    signature_valid: r.signature_valid,
+                    outcome: Some(r.outcome),
+                    duration_ms: r.duration_ms,
+                },
+                1,
+            );
         }
+        // The rollups count what this transaction stores, or nothing if it fails.
+        tally.apply(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -377,51 +399,42 @@ impl Db {
         Ok(out)
     }
 
-    /// Counts of `project`'s events whose `timestamp` is in `[since_ms, until_ms)`.
+    /// Counts of `project`'s events whose `timestamp` is in `[since_ms, until_ms)`, exactly:
+    /// whole days, hours and minutes from the rollups, and the partial minutes at either end
+    /// from the events (at most 7 index ranges, whatever the window holds).
     pub async fn stats(
         &self,
         project: &str,
         since_ms: Option<i64>,
         until_ms: Option<i64>,
     ) -> Result<Stats, DbError> {
-        // One grouped scan; the few groups are folded here.
-        let rows = sqlx::query(
-            "SELECT provider, status_code / 100, processing_status, signature_valid, COUNT(*) \
-             FROM events WHERE project = $1 \
-             AND ($2 IS NULL OR occurred_at >= $2) \
-             AND ($3 IS NULL OR occurred_at < $3) \
-             GROUP BY provider, status_code / 100, processing_status, signature_valid",
-        )
-        .bind(project)
-        .bind(since_ms)
-        .bind(until_ms)
-        .fetch_all(&self.reads)
-        .await?;
         let mut stats = Stats::default();
-        for row in &rows {
-            let provider: String = row.try_get(0)?;
-            let class: i64 = row.try_get(1)?;
-            let processing: Option<String> = row.try_get(2)?;
-            let signature_valid: Option<i64> = row.try_get(3)?;
-            let n: i64 = row.try_get(4)?;
-            stats.total += n;
-            *stats.by_provider.entry(provider).or_default() += n;
-            *stats
-                .by_status_class
-                .entry(format!("{class}xx"))
-                .or_default() += n;
-            if let Some(p) = processing {
-                *stats.by_processing_status.entry(p).or_default() += n;
-            }
-            if signature_valid == Some(0) {
-                stats.signature_invalid += n;
+        let (from, to) = (since_ms.unwrap_or(i64::MIN), until_ms.unwrap_or(i64::MAX));
+        // One snapshot for every piece: a prune or an ingest meanwhile changes none of them.
+        let mut tx = self.read_snapshot().await?;
+        for piece in rollups::cover(from, to) {
+            let query = if piece.span == 0 {
+                sqlx::query(rollups::STATS_EVENTS)
+                    .bind(project)
+                    .bind(piece.from)
+                    .bind(piece.to)
+            } else {
+                sqlx::query(rollups::STATS_COUNTS)
+                    .bind(project)
+                    .bind(piece.span)
+                    .bind(piece.from)
+                    .bind(piece.to)
+            };
+            for row in &query.fetch_all(&mut *tx).await? {
+                rollups::fold(&mut stats, row)?;
             }
         }
+        tx.rollback().await?;
         Ok(stats)
     }
 
-    /// Deletes the events received before `before_ms` (milliseconds since 1970), in batches;
-    /// returns how many.
+    /// Deletes the events received before `before_ms` (milliseconds since 1970), in batches,
+    /// each taking its events out of the rollups in its own transaction; returns how many.
     pub async fn prune_events(&self, before_ms: i64) -> Result<u64, DbError> {
         self.prune_events_by(before_ms, PRUNE_BATCH).await
     }
@@ -429,15 +442,41 @@ impl Db {
     async fn prune_events_by(&self, before_ms: i64, batch: i64) -> Result<u64, DbError> {
         let mut total = 0;
         loop {
-            let n = sqlx::query(
+            // A batch and what it takes from the rollups, in one transaction.
+            let mut tx = self.pool.begin().await?;
+            let gone = sqlx::query(
                 "DELETE FROM events WHERE id IN \
-                 (SELECT id FROM events WHERE received_at < $1 LIMIT $2)",
+                 (SELECT id FROM events WHERE received_at < $1 LIMIT $2) \
+                 RETURNING project, occurred_at, provider, status_code, processing_status, \
+                 signature_valid, outcome, duration_ms",
             )
             .bind(before_ms)
             .bind(batch)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut tally = Tally::default();
+            for row in &gone {
+                let project: String = row.try_get(0)?;
+                let provider: String = row.try_get(2)?;
+                let processing: Option<String> = row.try_get(4)?;
+                let outcome: Option<String> = row.try_get(6)?;
+                tally.add(
+                    &Counted {
+                        project: &project,
+                        occurred_at: row.try_get(1)?,
+                        provider: &provider,
+                        status_code: row.try_get(3)?,
+                        processing_status: processing.as_deref(),
+                        signature_valid: row.try_get(5)?,
+                        outcome: outcome.as_deref(),
+                        duration_ms: row.try_get(7)?,
+                    },
+                    -1,
+                );
+            }
+            tally.apply(&mut tx).await?;
+            tx.commit().await?;
+            let n = u64::try_from(gone.len()).unwrap_or(u64::MAX);
             total += n;
             if n < u64::try_from(batch).unwrap_or(u64::MAX) {
                 return Ok(total);
@@ -530,10 +569,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_series_counts_outcomes_and_latency_per_bucket_in_sql() {
+    async fn the_series_counts_outcomes_and_latency_per_bucket() {
         use serde_json::json;
         let (db, dir) = temp_db("series").await;
-        let t0 = 1_700_000_000_000i64;
+        // On a minute's edge.
+        let t0 = 1_700_000_040_000i64;
         let mut events = vec![
             (
                 t0 + 1_000,
@@ -583,7 +623,10 @@ mod tests {
         .await
         .unwrap();
 
-        let s = db.series("p", t0, t0 + 240_000, 60_000).await.unwrap();
+        let s = db
+            .series("p", &Grid::new(t0, t0 + 240_000, 60_000))
+            .await
+            .unwrap();
         let counts = |i: usize| -> Vec<(&str, i64)> {
             s[i].counts.iter().map(|(k, v)| (k.as_str(), *v)).collect()
         };
@@ -682,6 +725,321 @@ mod tests {
             assert!(!got.is_empty(), "{name}");
             assert!(got.windows(2).all(|w| w[0].id > w[1].id), "{name}");
         }
+        // The summary and the series: ranges of the rollups' keys (built here by the
+        // migration's backfill, as for an upgraded database) and of the events' time index.
+        for statement in rollups::backfill_sql() {
+            sqlx::query(&statement).execute(&db.pool).await.unwrap();
+        }
+        let explain = |sql: &str, binds: &[i64]| {
+            let sql = format!("EXPLAIN QUERY PLAN {sql}");
+            let db = db.clone();
+            let binds = binds.to_vec();
+            async move {
+                let mut q = sqlx::query(&sql).bind("p");
+                for b in binds {
+                    q = q.bind(b);
+                }
+                q.fetch_all(&db.reads)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.try_get::<String, _>(3).unwrap())
+                    .collect::<Vec<String>>()
+            }
+        };
+        let rollup_reads = [
+            (
+                "the summary's whole units",
+                rollups::STATS_COUNTS,
+                vec![rollups::MINUTE, 0, 99_000],
+            ),
+            (
+                "the summary's partial minutes",
+                rollups::STATS_EVENTS,
+                vec![1_000, 59_000],
+            ),
+            (
+                "the series' counts",
+                rollups::SERIES_COUNTS,
+                vec![0, 99_000, 60_000, 60_000],
+            ),
+            (
+                "the series' latencies",
+                rollups::SERIES_LATENCY,
+                vec![0, 99_000, 60_000, 60_000],
+            ),
+        ];
+        for (name, sql, binds) in rollup_reads {
+            let plan = explain(sql, &binds).await;
+            let planned = outworx_hooks::plans::Planned {
+                name,
+                plan: plan.clone(),
+                // A GROUP BY sorts the rows of the range it read, which the range bounds.
+                bounded: Some("the range of one window"),
+                reads_by: Some("project"),
+            };
+            assert!(planned.problems().is_empty(), "{name}: {plan:?}");
+            let ranged = plan.iter().any(|l| {
+                l.starts_with("SEARCH")
+                    && (l.contains("start_ms>? AND start_ms<?")
+                        || l.contains("occurred_at>? AND occurred_at<?"))
+            });
+            assert!(ranged, "{name} reads a range of its key: {plan:?}");
+        }
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// A small deterministic generator for the rollup tests (xorshift).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self, below: i64) -> i64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            i64::try_from(self.0 % u64::try_from(below).unwrap()).unwrap()
+        }
+    }
+
+    /// Random events over three days around `t0`, some before 1970, with every kind of
+    /// column the rollups key on.
+    fn random_events(rng: &mut Rng, t0: i64, n: usize) -> Vec<(i64, serde_json::Value)> {
+        use serde_json::json;
+        (0..n)
+            .map(|_| {
+                let provider = ["stripe", "github", "shopify"][rng.next(3) as usize];
+                let status = [200, 202, 401, 500, 503][rng.next(5) as usize];
+                let mut e = json!({"provider": provider, "status_code": status});
+                match rng.next(5) {
+                    0 => e["processing_status"] = json!("completed"),
+                    1 => e["processing_status"] = json!("failed"),
+                    2 => e["processing_status"] = json!("silent_drop"),
+                    _ => {}
+                }
+                match rng.next(3) {
+                    0 => e["signature_valid"] = json!(false),
+                    1 => e["signature_valid"] = json!(true),
+                    _ => {}
+                }
+                if rng.next(4) > 0 {
+                    // Mostly small, some far into the binned range.
+                    e["duration_ms"] = json!(match rng.next(4) {
+                        0 => rng.next(5_000_000),
+                        _ => rng.next(200),
+                    });
+                }
+                if rng.next(10) == 0 {
+                    e["metadata"] = json!({"duplicate": true});
+                }
+                (t0 + rng.next(3 * rollups::DAY) - rollups::HOUR, e)
+            })
+            .collect()
+    }
+
+    /// The summary and the series, read from the rollups (and the partial minutes from the
+    /// events), equal a count of the events themselves, for windows on and off the units'
+    /// edges, after stores and after prunes; and prunes leave no rows at zero behind.
+    #[tokio::test]
+    async fn the_rollups_count_exactly_what_the_events_hold() {
+        let (db, dir) = temp_db("rollups").await;
+        rollups_agree_with_the_events(&db).await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// The same on PostgreSQL, whose pool of 8 runs the prune and the ingests at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_rollups_count_exactly_what_the_events_hold_on_postgres() {
+        let pg = outworx_test_support::postgres::Postgres::start();
+        let mut db = None;
+        for _ in 0..100 {
+            match Db::open(&pg.url()).await {
+                Ok(d) => {
+                    db = Some(d);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        let db = db.expect("PostgreSQL did not start");
+        assert_eq!(db.backend(), crate::db::Backend::Postgres);
+        rollups_agree_with_the_events(&db).await;
+    }
+
+    async fn rollups_agree_with_the_events(db: &Db) {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let t0 = 1_000 * rollups::DAY + 12_345; // off every edge
+        let old = random_events(&mut rng, t0, 600);
+        for chunk in old.chunks(150) {
+            db.insert_events("p", chunk).await.unwrap();
+        }
+        db.insert_events("q", &random_events(&mut rng, t0, 200))
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        let cutoff = now_ms();
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        let kept = random_events(&mut rng, t0, 700);
+        // The first 600 of `p` and all of `q` go, in batches of 64, while the rest are
+        // stored, in batches on connections of their own (on PostgreSQL).
+        let ingest = futures_util::future::try_join_all(
+            kept.chunks(99).map(|chunk| db.insert_events("p", chunk)),
+        );
+        let (pruned, _) = tokio::join!(db.prune_events_by(cutoff, 64), ingest);
+        assert_eq!(pruned.unwrap(), 800);
+        let zeros: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM event_counts WHERE n <= 0) + \
+             (SELECT COUNT(*) FROM event_latency WHERE n <= 0) + \
+             (SELECT COUNT(*) FROM event_counts WHERE project = 'q') + \
+             (SELECT COUNT(*) FROM event_latency WHERE project = 'q')",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(zeros, 0, "rows at zero, or a pruned project's rows, remain");
+
+        let expect = |from: i64, to: i64| {
+            let mut want = Stats::default();
+            for (at, e) in &kept {
+                if (from..to).contains(at) {
+                    let row = EventRow::new(*at, e, String::new());
+                    want.total += 1;
+                    *want.by_provider.entry(row.provider).or_default() += 1;
+                    *want
+                        .by_status_class
+                        .entry(format!("{}xx", row.status_code / 100))
+                        .or_default() += 1;
+                    if let Some(p) = row.processing_status {
+                        *want.by_processing_status.entry(p).or_default() += 1;
+                    }
+                    want.signature_invalid += i64::from(row.signature_valid == Some(0));
+                }
+            }
+            want
+        };
+        let mut windows = vec![
+            (i64::MIN, i64::MAX),
+            (t0, t0 + rollups::DAY),
+            (rollups::unit_start(t0, rollups::DAY), i64::MAX),
+            (i64::MIN, t0 + 7 * rollups::HOUR + 59_999),
+        ];
+        for _ in 0..40 {
+            let a = t0 - rollups::HOUR + rng.next(3 * rollups::DAY);
+            let longest = if rng.next(2) == 0 {
+                90_000
+            } else {
+                rollups::DAY
+            };
+            let b = a + rng.next(longest);
+            windows.push((a, b));
+        }
+        for (from, to) in windows {
+            let open = |v: i64, end: i64| (v != end).then_some(v);
+            let got = db
+                .stats("p", open(from, i64::MIN), open(to, i64::MAX))
+                .await
+                .unwrap();
+            assert_eq!(got, expect(from, to), "[{from}, {to})");
+        }
+
+        for bucket in [
+            1_000,
+            rollups::MINUTE * 7,
+            rollups::HOUR,
+            5 * rollups::HOUR,
+            rollups::DAY,
+        ] {
+            let since = t0 + rng.next(rollups::DAY);
+            let grid = Grid::new(since, since + 400 * bucket.max(rollups::MINUTE), bucket);
+            let got = db.series("p", &grid).await.unwrap();
+            assert_eq!(
+                i64::try_from(got.len()).unwrap(),
+                grid.len().min(MAX_BUCKETS)
+            );
+            for (i, b) in got.iter().enumerate() {
+                let end = (b.start_ms + grid.bucket_ms).min(grid.until_ms);
+                let inside: Vec<_> = kept
+                    .iter()
+                    .filter(|(at, _)| (b.start_ms..end).contains(at))
+                    .map(|(at, e)| EventRow::new(*at, e, String::new()))
+                    .collect();
+                let mut counts = BTreeMap::new();
+                for row in &inside {
+                    *counts.entry(row.outcome.to_owned()).or_default() += 1;
+                }
+                assert_eq!(b.counts, counts, "bucket {i} of {grid:?}");
+                let mut bins: Vec<i64> = inside
+                    .iter()
+                    .filter_map(|r| r.duration_ms.map(rollups::latency_bin))
+                    .collect();
+                bins.sort_unstable();
+                let rank = |p: usize| {
+                    (!bins.is_empty()).then(|| bins[(bins.len() * p).div_ceil(100).max(1) - 1])
+                };
+                assert_eq!((b.p50_ms, b.p95_ms), (rank(50), rank(95)), "bucket {i}");
+            }
+        }
+
+        // Everything pruned: nothing left in the rollups either.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        db.prune_events(now_ms()).await.unwrap();
+        let left: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM event_counts) + (SELECT COUNT(*) FROM event_latency)",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(left, 0);
+    }
+
+    /// The migration's backfill (in SQL) builds exactly the rows the stores build (in Rust):
+    /// the same units before and after 1970 and the same latency bins, far ones included.
+    #[tokio::test]
+    async fn the_backfill_builds_the_rollups_the_stores_build() {
+        let (db, dir) = temp_db("backfill").await;
+        let mut rng = Rng(42);
+        let mut events = random_events(&mut rng, -rollups::HOUR, 300);
+        events.extend(random_events(&mut rng, 1_000 * rollups::DAY, 300));
+        for (i, d) in [64, 127, 128, 1_000, 123_456_789, 1 << 40, i64::MAX / 3]
+            .into_iter()
+            .enumerate()
+        {
+            events[i].1["duration_ms"] = serde_json::json!(d);
+        }
+        db.insert_events("p", &events).await.unwrap();
+        db.insert_events("q", &events[..50]).await.unwrap();
+        let snapshot = || async {
+            let counts: Vec<(String, i64, i64, String, i64, String, i64, String, i64)> =
+                sqlx::query_as(
+                    "SELECT project, span_ms, start_ms, provider, status_class, \
+                     processing_status, signature_valid, outcome, n FROM event_counts \
+                     ORDER BY project, span_ms, start_ms, provider, status_class, \
+                     processing_status, signature_valid, outcome",
+                )
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+            let latency: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+                "SELECT project, span_ms, start_ms, le_ms, n FROM event_latency \
+                 ORDER BY project, span_ms, start_ms, le_ms",
+            )
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+            (counts, latency)
+        };
+        let live = snapshot().await;
+        assert!(live.0.len() > 100 && live.1.len() > 100);
+        sqlx::query("DELETE FROM event_counts")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM event_latency")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        for statement in rollups::backfill_sql() {
+            sqlx::query(&statement).execute(&db.pool).await.unwrap();
+        }
+        assert_eq!(snapshot().await, live);
         std::fs::remove_dir_all(dir).ok();
     }
 

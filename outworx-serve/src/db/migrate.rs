@@ -32,7 +32,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/common/0005_event_lists.sql"),
         include_str!("../../migrations/common/0005_event_lists.sql"),
     ),
+    (
+        6,
+        include_str!("../../migrations/sqlite/0006_event_rollups.sql"),
+        include_str!("../../migrations/postgres/0006_event_rollups.sql"),
+    ),
 ];
+
+/// The migration that adds the rollups, which then counts the events already stored.
+const ROLLUPS: i64 = 6;
 
 impl Db {
     pub(super) async fn migrate(&self) -> Result<(), DbError> {
@@ -58,6 +66,18 @@ impl Db {
             let mut tx = self.pool.begin().await?;
             for statement in statements(sql) {
                 sqlx::query(&statement).execute(&mut *tx).await?;
+            }
+            if *version == ROLLUPS {
+                // Every statement of the backfill counts the same events: on PostgreSQL no
+                // write lands between them (SQLite's one writer is this transaction).
+                if self.backend == Backend::Postgres {
+                    sqlx::query("LOCK TABLE events IN SHARE MODE")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for statement in super::rollups::backfill_sql() {
+                    sqlx::query(&statement).execute(&mut *tx).await?;
+                }
             }
             sqlx::query("INSERT INTO outworx_migrations (version) VALUES ($1)")
                 .bind(*version)

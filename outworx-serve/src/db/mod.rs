@@ -4,10 +4,12 @@
 // The items and the methods of `Db` live by concern, in private modules (re-exported here):
 // - `migrate`: the embedded migrations, applied by `Db::open`;
 // - `events`: storing, querying, counting and pruning events;
+// - `rollups`: the per-minute, hour and day counts the summary and the series read;
 // - `idempotency`: reserving, completing, releasing and expiring idempotency keys.
 mod events;
 mod idempotency;
 mod migrate;
+mod rollups;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,6 +20,7 @@ pub(crate) use events::EventRow;
 pub(crate) use events::MAX_BUCKETS;
 pub use events::{Bucket, EventFilter, MAX_EVENTS_BYTES, Stats, StoredEvent};
 pub use idempotency::{Check, STALE_RESERVATION_MS};
+pub use rollups::Grid;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
