@@ -11,8 +11,8 @@
 //! - `GET /api/events?provider=&status=&processing_status=&signature_valid=&since=&until=&limit=&before_id=`:
 //!   the stored events, newest first; `GET /api/stats?since=&until=`: their counts;
 //!   `GET /api/stats/series?since=&until=&bucket=`: counts per outcome and p50/p95 latency
-//!   per time bucket of whole minutes, hours or days, for charts; both read per-minute, hour
-//!   and day counts kept at ingest (the summary reads only a window's partial minutes from
+//!   per time bucket of whole minutes, ten minutes, hours or days, for charts; both read
+//!   per-minute, ten-minute, hour and day counts kept at ingest (the summary reads only a window's partial minutes from
 //!   its events);
 //! - with an application's outbox and inbox attached ([`Attached`], `--outbox-db`,
 //!   `--inbox-db`): `GET /api/outbound` (endpoints with their health),

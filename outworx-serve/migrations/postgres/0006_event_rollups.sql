@@ -1,4 +1,4 @@
--- Rollups of the events: counts per minute, hour and UTC day (`span_ms`), and a histogram of
+-- Rollups of the events: counts per minute, ten minutes, hour and UTC day (`span_ms`), and a histogram of
 -- latencies, kept in the transaction that stores or prunes the events. The dashboard's
 -- summary and chart read these instead of counting a window's events. Keyed by what the
 -- summary groups by, with '' for an unmarked processing status and -1 for no verdict, so the

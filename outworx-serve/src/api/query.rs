@@ -56,9 +56,9 @@ pub(super) struct SeriesQuery {
     bucket: Option<String>,
 }
 
-/// The most minutes, hours or days one series reads (1,000 buckets of 10 minutes; the
-/// dashboard's windows read at most 1,440).
-const MAX_SERIES_UNITS: i64 = 10_000;
+/// The most units (minutes, ten minutes, hours or days) one series reads: its cost, whatever
+/// the window holds. The dashboard's windows read at most 365.
+const MAX_SERIES_UNITS: i64 = 2_000;
 
 /// The longest window of one series: a year and a day.
 const MAX_SERIES_WINDOW_MS: i64 = 366 * 86_400_000;
@@ -67,7 +67,8 @@ const MAX_SERIES_WINDOW_MS: i64 = 366 * 86_400_000;
 /// the dashboard's charts. The window defaults to the last 24 hours (its start aligned to
 /// the bucket, so refreshes keep their edges), the bucket to a sixtieth of the window in
 /// whole seconds; at most 1,000 buckets and 366 days. The bucket is then rounded up to whole
-/// minutes, hours or days ([`Grid`](crate::db::Grid)), the window widened to that unit, and
+/// minutes, ten minutes, hours or days ([`Grid`](crate::db::Grid)), the window widened to that
+/// unit, and
 /// the answer says which grid it used.
 pub(super) async fn series(
     State(app): State<Arc<App>>,
@@ -94,7 +95,7 @@ pub(super) async fn series(
             }
         },
     };
-    // Buckets of whole minutes, hours or days: the units the counts are kept in.
+    // Buckets of whole minutes, ten minutes, hours or days: the units the counts are kept in.
     let bucket_ms = crate::db::Grid::bucket(bucket_ms);
     // A default start is aligned down to the bucket: the same edges on every refresh.
     let since = since.unwrap_or_else(|| (until - span).div_euclid(bucket_ms) * bucket_ms);
@@ -107,8 +108,8 @@ pub(super) async fn series(
     let grid = crate::db::Grid::new(since, until, bucket_ms);
     if grid.units() > MAX_SERIES_UNITS {
         return Err(ApiError::bad_request(
-            "the window holds more than 10000 minutes in buckets under an hour: make `bucket` \
-             a whole number of hours, or narrow the window",
+            "the window holds more than 2000 of its buckets' units (minutes under 10 minutes, \
+             ten minutes under an hour): widen `bucket`, or narrow the window",
         ));
     }
     let buckets = app.db.series(&project, &grid).await?;

@@ -170,6 +170,10 @@ pub struct Bucket {
 /// At most this many buckets in one series.
 pub(crate) const MAX_BUCKETS: i64 = 1_000;
 
+/// The query of [`Db::events_of_inbox`]: by the partial `(project, inbox_id)` index.
+pub(crate) const EVENTS_OF_INBOX: &str = "SELECT id, received_at, event FROM events \
+     WHERE project = $1 AND inbox_id = $2 ORDER BY id DESC LIMIT 200";
+
 /// A value bound to [`events_query`]'s text.
 pub(crate) enum Arg<'a> {
     Text(&'a str),
@@ -327,39 +331,45 @@ impl Db {
         let received_at = now_ms();
         let mut tx = self.pool.begin().await?;
         let mut tally = Tally::default();
-        for r in rows {
-            sqlx::query(
+        // Many rows a statement (one round trip to SQLite's thread or PostgreSQL each), their
+        // ids given in the order of the batch.
+        for chunk in rows.chunks(rollups::ROWS_PER_STATEMENT) {
+            let sql = format!(
                 "INSERT INTO events (project, received_at, occurred_at, provider, status_code, \
                  processing_status, signature_valid, event_type, event, duration_ms, outcome, \
-                 inbox_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(project)
-            .bind(received_at)
-            .bind(r.occurred_at)
-            .bind(r.provider.as_str())
-            .bind(r.status_code)
-            .bind(r.processing_status.as_deref())
-            .bind(r.signature_valid)
-            .bind(r.event_type.as_deref())
-            .bind(r.text.as_str())
-            .bind(r.duration_ms)
-            .bind(r.outcome)
-            .bind(r.inbox_id)
-            .execute(&mut *tx)
-            .await?;
-            tally.add(
-                &Counted {
-                    project,
-                    occurred_at: r.occurred_at,
-                    provider: &r.provider,
-                    status_code: r.status_code,
-                    processing_status: r.processing_status.as_deref(),
-                    signature_valid: r.signature_valid,
-                    outcome: Some(r.outcome),
-                    duration_ms: r.duration_ms,
-                },
-                1,
+                 inbox_id) VALUES {}",
+                rollups::values_sql(12, chunk.len())
             );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(project)
+                    .bind(received_at)
+                    .bind(r.occurred_at)
+                    .bind(r.provider.as_str())
+                    .bind(r.status_code)
+                    .bind(r.processing_status.as_deref())
+                    .bind(r.signature_valid)
+                    .bind(r.event_type.as_deref())
+                    .bind(r.text.as_str())
+                    .bind(r.duration_ms)
+                    .bind(r.outcome)
+                    .bind(r.inbox_id);
+                tally.add(
+                    &Counted {
+                        project,
+                        occurred_at: r.occurred_at,
+                        provider: &r.provider,
+                        status_code: r.status_code,
+                        processing_status: r.processing_status.as_deref(),
+                        signature_valid: r.signature_valid,
+                        outcome: Some(r.outcome),
+                        duration_ms: r.duration_ms,
+                    },
+                    1,
+                );
+            }
+            q.execute(&mut *tx).await?;
         }
         // The rollups count what this transaction stores, or nothing if it fails.
         tally.apply(&mut tx).await?;
@@ -388,20 +398,15 @@ impl Db {
         project: &str,
         inbox_id: i64,
     ) -> Result<Vec<StoredEvent>, DbError> {
-        let query = sqlx::query(
-            "SELECT id, received_at, event FROM events WHERE project = $1 AND inbox_id = $2 \
-             ORDER BY id DESC LIMIT 200",
-        )
-        .bind(project)
-        .bind(inbox_id);
+        let query = sqlx::query(EVENTS_OF_INBOX).bind(project).bind(inbox_id);
         let mut out = within_budget(query.fetch(&self.reads)).await?;
         out.reverse();
         Ok(out)
     }
 
     /// Counts of `project`'s events whose `timestamp` is in `[since_ms, until_ms)`, exactly:
-    /// whole days, hours and minutes from the rollups, and the partial minutes at either end
-    /// from the events (at most 7 index ranges, whatever the window holds).
+    /// whole days, hours, ten minutes and minutes from the rollups, and the partial minutes at either end
+    /// from the events (at most 9 index ranges, whatever the window holds).
     pub async fn stats(
         &self,
         project: &str,
@@ -659,23 +664,57 @@ mod tests {
     }
 
     /// The event list reads a range of an index in its own order, never sorting a project's
-    /// history, at 100,000 events of two projects on SQLite (the plans as opened, never
-    /// analyzed); the same checker as the outbox's and inbox's listed queries.
+    /// history, and the summary and the series read ranges of their keys, at 100,000 events
+    /// of two projects on SQLite (the plans as opened, never analyzed); the same checker as
+    /// the outbox's and inbox's listed queries. On PostgreSQL in the test below.
     #[tokio::test]
     async fn the_event_list_reads_index_ranges() {
         let (db, dir) = temp_db("event-plans").await;
+        serve_queries_read_index_ranges(&db).await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// Every query of the dashboard and the query API, planned over 100,000 events of two
+    /// projects: this list is the one place they are checked, on either backend.
+    /// Whether a plan reads an index range that starts with the project: SQLite's
+    /// `SEARCH .. (project=? ..)`, PostgreSQL's `Index Cond: ((project = ..) ..)`. A walk of
+    /// every project's rows that filters them (an id order read whole) is not.
+    fn by_project(plan: &[String]) -> bool {
+        plan.iter().any(|l| {
+            (l.starts_with("SEARCH") && l.contains("(project=?"))
+                || (l.contains("Index Cond: ((project = ") || l.contains("Cond: ((project = "))
+        })
+    }
+
+    async fn serve_queries_read_index_ranges(db: &Db) {
+        let postgres = db.backend == crate::db::Backend::Postgres;
+        let (prefix, column) = if postgres {
+            ("EXPLAIN ", 0)
+        } else {
+            ("EXPLAIN QUERY PLAN ", 3)
+        };
+        // One event each 15 s: 17 days, 25,000 minutes of rollups; `p` holds one in 20, so
+        // a plan that walks every project's events and filters is costly on PostgreSQL too.
         sqlx::query(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) \
              INSERT INTO events (project, received_at, occurred_at, provider, status_code, \
              processing_status, signature_valid, event_type, event, duration_ms, outcome) \
-             SELECT CASE WHEN i % 2 = 0 THEN 'p' ELSE 'q' END, i, i, \
-             CASE i % 5 WHEN 0 THEN 'stripe' WHEN 1 THEN 'github' ELSE 'shopify' END, \
-             CASE WHEN i % 10 = 0 THEN 500 ELSE 200 END, 'completed', 1, 'a.b', '{}', 3, \
+             SELECT CASE WHEN i % 20 = 0 THEN 'p' ELSE 'q' END, i, i * 15000, \
+             CASE (i / 20) % 5 WHEN 0 THEN 'stripe' WHEN 1 THEN 'github' ELSE 'shopify' END, \
+             CASE WHEN (i / 20) % 10 = 0 THEN 500 ELSE 200 END, 'completed', 1, 'a.b', '{}', 3, \
              'completed' FROM n",
         )
         .execute(&db.pool)
         .await
         .unwrap();
+        // The summary's and the series' rollups, built by the migration's backfill (as for an
+        // upgraded database); PostgreSQL plans by statistics, as autovacuum would leave them.
+        for statement in rollups::backfill_sql() {
+            sqlx::query(&statement).execute(&db.pool).await.unwrap();
+        }
+        if postgres {
+            sqlx::query("ANALYZE").execute(&db.pool).await.unwrap();
+        }
         let filters = [
             ("every event of a project", EventFilter::default(), None),
             (
@@ -700,38 +739,46 @@ mod tests {
                     status: Some(500),
                     ..EventFilter::default()
                 },
-                Some((1_000, 90_000)),
+                Some((1_000, 90_000_000)),
             ),
         ];
         for (name, filter, window) in &filters {
             let (since, until) = window.map_or((None, None), |(a, b)| (Some(a), Some(b)));
-            let (sql, args) = events_query("EXPLAIN QUERY PLAN ", "p", filter, since, until);
+            let (sql, args) = events_query(prefix, "p", filter, since, until);
             let plan: Vec<String> = bound(&sql, args)
                 .fetch_all(&db.reads)
                 .await
                 .unwrap()
                 .iter()
-                .map(|r| r.try_get::<String, _>(3).unwrap())
+                .map(|r| r.try_get::<String, _>(column).unwrap())
                 .collect();
             let planned = outworx_hooks::plans::Planned {
                 name,
                 plan,
-                bounded: None,
+                // PostgreSQL may read a window's range by time and sort it, when it
+                // costs that below walking the ids.
+                bounded: (postgres && window.is_some()).then_some("the window's range"),
                 reads_by: Some("project"),
             };
             assert!(planned.problems().is_empty(), "{name}: {:?}", planned.plan);
+            // SQLite picks its index by rule: it must be the project's. PostgreSQL picks by
+            // cost, and may walk the ids when the project holds many of them: a walk that
+            // stops at the list's limit.
+            let read = if postgres {
+                planned.plan.first().is_some_and(|l| l.starts_with("Limit"))
+            } else {
+                by_project(&planned.plan)
+            };
+            assert!(read, "{name}: {:?}", planned.plan);
             // And it answers: newest first, the filter applied.
             let got = db.events("p", filter, since, until).await.unwrap();
             assert!(!got.is_empty(), "{name}");
             assert!(got.windows(2).all(|w| w[0].id > w[1].id), "{name}");
         }
-        // The summary and the series: ranges of the rollups' keys (built here by the
-        // migration's backfill, as for an upgraded database) and of the events' time index.
-        for statement in rollups::backfill_sql() {
-            sqlx::query(&statement).execute(&db.pool).await.unwrap();
-        }
+        // The summary and the series: ranges of the rollups' keys and of the events' time
+        // index.
         let explain = |sql: &str, binds: &[i64]| {
-            let sql = format!("EXPLAIN QUERY PLAN {sql}");
+            let sql = format!("{prefix}{sql}");
             let db = db.clone();
             let binds = binds.to_vec();
             async move {
@@ -743,15 +790,29 @@ mod tests {
                     .await
                     .unwrap()
                     .iter()
-                    .map(|r| r.try_get::<String, _>(3).unwrap())
+                    .map(|r| r.try_get::<String, _>(column).unwrap())
                     .collect::<Vec<String>>()
             }
         };
+        let plan = explain(EVENTS_OF_INBOX, &[7]).await;
+        let planned = outworx_hooks::plans::Planned {
+            name: "one inbox row's events",
+            plan: plan.clone(),
+            // The events of one inbox row (its receipt and its runs), sorted by id.
+            bounded: Some("one inbox row's events"),
+            reads_by: Some("project"),
+        };
+        assert!(planned.problems().is_empty(), "{plan:?}");
+        assert!(by_project(&plan), "{plan:?}");
+        assert!(
+            plan.iter().any(|l| l.contains("events_by_inbox")),
+            "{plan:?}"
+        );
         let rollup_reads = [
             (
                 "the summary's whole units",
                 rollups::STATS_COUNTS,
-                vec![rollups::MINUTE, 0, 99_000],
+                vec![rollups::MINUTE, 0, 3_600_000],
             ),
             (
                 "the summary's partial minutes",
@@ -761,12 +822,12 @@ mod tests {
             (
                 "the series' counts",
                 rollups::SERIES_COUNTS,
-                vec![0, 99_000, 60_000, 60_000],
+                vec![0, 3_600_000, 600_000, rollups::MINUTE],
             ),
             (
                 "the series' latencies",
                 rollups::SERIES_LATENCY,
-                vec![0, 99_000, 60_000, 60_000],
+                vec![0, 3_600_000, 600_000, rollups::MINUTE],
             ),
         ];
         for (name, sql, binds) in rollup_reads {
@@ -779,14 +840,16 @@ mod tests {
                 reads_by: Some("project"),
             };
             assert!(planned.problems().is_empty(), "{name}: {plan:?}");
+            assert!(by_project(&plan), "{name}: {plan:?}");
             let ranged = plan.iter().any(|l| {
-                l.starts_with("SEARCH")
+                (l.starts_with("SEARCH")
                     && (l.contains("start_ms>? AND start_ms<?")
-                        || l.contains("occurred_at>? AND occurred_at<?"))
+                        || l.contains("occurred_at>? AND occurred_at<?")))
+                    || (l.contains("Cond:")
+                        && (l.contains("(start_ms >= ") || l.contains("(occurred_at >= ")))
             });
             assert!(ranged, "{name} reads a range of its key: {plan:?}");
         }
-        std::fs::remove_dir_all(dir).ok();
     }
 
     /// A small deterministic generator for the rollup tests (xorshift).
@@ -845,7 +908,8 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
-    /// The same on PostgreSQL, whose pool of 8 runs the prune and the ingests at once.
+    /// The same on PostgreSQL, whose pool of 8 runs the prune and the ingests at once; then
+    /// the plans of every query of the dashboard there.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_rollups_count_exactly_what_the_events_hold_on_postgres() {
         let pg = outworx_test_support::postgres::Postgres::start();
@@ -862,6 +926,7 @@ mod tests {
         let db = db.expect("PostgreSQL did not start");
         assert_eq!(db.backend(), crate::db::Backend::Postgres);
         rollups_agree_with_the_events(&db).await;
+        serve_queries_read_index_ranges(&db).await;
     }
 
     async fn rollups_agree_with_the_events(db: &Db) {
@@ -990,6 +1055,9 @@ mod tests {
         assert_eq!(left, 0);
     }
 
+    /// A row of `event_counts`, as the backfill test reads it.
+    type CountRow = (String, i64, i64, String, i64, String, i64, String, i64);
+
     /// The migration's backfill (in SQL) builds exactly the rows the stores build (in Rust):
     /// the same units before and after 1970 and the same latency bins, far ones included.
     #[tokio::test]
@@ -1007,16 +1075,15 @@ mod tests {
         db.insert_events("p", &events).await.unwrap();
         db.insert_events("q", &events[..50]).await.unwrap();
         let snapshot = || async {
-            let counts: Vec<(String, i64, i64, String, i64, String, i64, String, i64)> =
-                sqlx::query_as(
-                    "SELECT project, span_ms, start_ms, provider, status_class, \
+            let counts: Vec<CountRow> = sqlx::query_as(
+                "SELECT project, span_ms, start_ms, provider, status_class, \
                      processing_status, signature_valid, outcome, n FROM event_counts \
                      ORDER BY project, span_ms, start_ms, provider, status_class, \
                      processing_status, signature_valid, outcome",
-                )
-                .fetch_all(&db.pool)
-                .await
-                .unwrap();
+            )
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
             let latency: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
                 "SELECT project, span_ms, start_ms, le_ms, n FROM event_latency \
                  ORDER BY project, span_ms, start_ms, le_ms",

@@ -1,4 +1,5 @@
-//! Rollups: each project's events counted per minute, per hour and per UTC day, with a
+//! Rollups: each project's events counted per minute, per ten minutes, per hour and per UTC
+//! day, with a
 //! histogram of their latencies, kept in the transaction that stores or prunes the events
 //! they count. The dashboard's summary and chart read a few rows per unit of time from them,
 //! so their cost follows the window's length, never the number of events in it.
@@ -17,15 +18,17 @@ use sqlx::Row;
 
 use super::DbError;
 
-/// A minute, an hour and a day in milliseconds: the units of the rollups.
+/// A minute, ten minutes, an hour and a day in milliseconds: the units of the rollups.
 pub(crate) const MINUTE: i64 = 60_000;
+pub(crate) const TEN_MINUTES: i64 = 600_000;
 pub(crate) const HOUR: i64 = 3_600_000;
 pub(crate) const DAY: i64 = 86_400_000;
 /// Coarsest first: how a window is cut into pieces.
-const SPANS: [i64; 3] = [DAY, HOUR, MINUTE];
+const SPANS: [i64; 4] = [DAY, HOUR, TEN_MINUTES, MINUTE];
 
-/// Rows per multi-row upsert: 9 values each, well below SQLite's limit of bound values.
-const ROWS_PER_STATEMENT: usize = 100;
+/// Rows per multi-row statement: at most 12 values each, well below SQLite's limit of bound
+/// values (32,766) and PostgreSQL's (65,535).
+pub(crate) const ROWS_PER_STATEMENT: usize = 100;
 
 /// The latency bin of `ms`: the largest latency it holds. Exact below 64 ms, then 16 bins per
 /// doubling, so a percentile read from the bins is at most 1/16 (6.25%) above the true one.
@@ -83,8 +86,8 @@ pub(crate) struct Piece {
     pub(crate) to: i64,
 }
 
-/// `[from, to)` cut into whole days, then whole hours and minutes at its ends, then the
-/// partial minutes at its very ends: at most 7 pieces, each a range of an index.
+/// `[from, to)` cut into whole days, then whole hours, ten minutes and minutes at its ends,
+/// then the partial minutes at its very ends: at most 9 pieces, each a range of an index.
 pub(crate) fn cover(from: i64, to: i64) -> Vec<Piece> {
     let mut out = Vec::new();
     split(from, to, 0, &mut out);
@@ -122,8 +125,8 @@ fn split(from: i64, to: i64, level: usize, out: &mut Vec<Piece>) {
 }
 
 /// The buckets of a series, on the rollups' units: a bucket of a day or more is whole days
-/// (UTC), of an hour or more whole hours, otherwise whole minutes; the window starts and ends
-/// on that unit.
+/// (UTC), of an hour or more whole hours, of ten minutes or more whole ten minutes, otherwise
+/// whole minutes; the window starts and ends on that unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grid {
     /// The first bucket's start, milliseconds since 1970.
@@ -141,12 +144,13 @@ pub struct Grid {
 const FURTHEST: i64 = 1 << 50;
 
 impl Grid {
-    /// The bucket `bucket_ms` rounds up to, and the unit it is made of: whole minutes; from an
-    /// hour, whole hours; from a day, whole days.
+    /// The bucket `bucket_ms` rounds up to, and the unit it is made of: whole minutes; from
+    /// ten minutes, whole ten minutes; from an hour, whole hours; from a day, whole days.
     ///
     /// ```
     /// use outworx_serve::db::Grid;
     /// assert_eq!(Grid::bucket(90_000), 120_000);
+    /// assert_eq!(Grid::bucket(1_440_000), 1_800_000);
     /// assert_eq!(Grid::bucket(3_599_000), 3_600_000);
     /// assert_eq!(Grid::bucket(5_400_000), 7_200_000);
     /// ```
@@ -157,7 +161,7 @@ impl Grid {
     fn bucket_and_unit(bucket_ms: i64) -> (i64, i64) {
         let mut bucket = unit_ceil(bucket_ms.clamp(1, FURTHEST), MINUTE);
         let mut unit = MINUTE;
-        for span in [HOUR, DAY] {
+        for span in [TEN_MINUTES, HOUR, DAY] {
             if bucket >= span {
                 bucket = unit_ceil(bucket, span);
                 unit = span;
@@ -196,7 +200,8 @@ impl Grid {
         self.len() == 0
     }
 
-    /// How many units (minutes, hours or days) the grid reads: what its cost follows.
+    /// How many units (minutes, ten minutes, hours or days) the grid reads: what its cost
+    /// follows.
     pub fn units(&self) -> i64 {
         (self.until_ms - self.since_ms) / self.span_ms
     }
@@ -359,10 +364,18 @@ impl Tally {
 /// `INSERT INTO {into} VALUES (..), .. ON CONFLICT ({key}) DO UPDATE SET n = n + new n`,
 /// with numbered placeholders (the `Any` driver passes them through to both backends).
 fn upsert_sql(into: &str, columns: usize, rows: usize, key: &str, table: &str) -> String {
-    let mut sql = format!("INSERT INTO {into} VALUES ");
+    format!(
+        "INSERT INTO {into} VALUES {} ON CONFLICT ({key}) DO UPDATE SET n = {table}.n + excluded.n",
+        values_sql(columns, rows)
+    )
+}
+
+/// `($1, .., $columns), ($columns + 1, ..), ..`: `rows` rows of numbered placeholders.
+pub(crate) fn values_sql(columns: usize, rows: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
     for r in 0..rows {
         if r > 0 {
-            sql.push(',');
+            sql.push_str(", ");
         }
         sql.push('(');
         for c in 0..columns {
@@ -373,9 +386,6 @@ fn upsert_sql(into: &str, columns: usize, rows: usize, key: &str, table: &str) -
         }
         sql.push(')');
     }
-    sql.push_str(&format!(
-        " ON CONFLICT ({key}) DO UPDATE SET n = {table}.n + excluded.n"
-    ));
     sql
 }
 
@@ -486,7 +496,8 @@ mod tests {
             cover(from, to),
             [
                 p(0, from, DAY + MINUTE),
-                p(MINUTE, DAY + MINUTE, DAY + HOUR),
+                p(MINUTE, DAY + MINUTE, DAY + TEN_MINUTES),
+                p(TEN_MINUTES, DAY + TEN_MINUTES, DAY + HOUR),
                 p(HOUR, DAY + HOUR, 2 * DAY),
                 p(DAY, 2 * DAY, 3 * DAY),
                 p(HOUR, 3 * DAY, 3 * DAY + HOUR),
@@ -513,7 +524,7 @@ mod tests {
             assert_eq!(pieces.first().map(|p| p.from), Some(from));
             assert_eq!(pieces.last().map(|p| p.to), Some(to));
             assert!(pieces.windows(2).all(|w| w[0].to == w[1].from));
-            assert!(pieces.len() <= 7);
+            assert!(pieces.len() <= 9);
         }
     }
 
@@ -532,14 +543,24 @@ mod tests {
         assert_eq!((g.bucket_ms, g.span_ms, g.units()), (HOUR, HOUR, 24));
         let g = Grid::new(0, 2 * DAY, DAY - 1_000);
         assert_eq!((g.bucket_ms, g.span_ms, g.units()), (DAY, DAY, 2));
-        assert_eq!(Grid::new(0, DAY, 59 * MINUTE).units(), 1_440);
+        assert_eq!(
+            Grid::new(0, DAY, 59 * MINUTE).units(),
+            24,
+            "59 minutes: an hour"
+        );
+        let g = Grid::new(0, DAY, 24 * MINUTE);
+        assert_eq!(
+            (g.bucket_ms, g.span_ms, g.units()),
+            (30 * MINUTE, TEN_MINUTES, 144)
+        );
+        assert_eq!(Grid::new(0, DAY, 9 * MINUTE).units(), 1_440);
         let g = Grid::new(5, 366 * DAY, 6 * DAY + 1);
         assert_eq!((g.since_ms, g.bucket_ms, g.len()), (0, 7 * DAY, 53));
         assert!(Grid::new(MINUTE, MINUTE, MINUTE).is_empty());
         assert_eq!(Grid::new(10, 10, MINUTE).len(), 1, "widened to its minute");
         // Hostile values neither overflow nor divide by zero.
         let g = Grid::new(i64::MIN, i64::MAX, 0);
-        assert!(g.len() > 0 && g.bucket_ms == MINUTE && g.since_ms > -FURTHEST - MINUTE);
+        assert!(!g.is_empty() && g.bucket_ms == MINUTE && g.since_ms > -FURTHEST - MINUTE);
         let g = Grid::new(i64::MAX, i64::MIN, i64::MAX);
         assert!(g.is_empty() && g.bucket_ms % DAY == 0);
     }
