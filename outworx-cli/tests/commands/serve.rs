@@ -282,7 +282,8 @@ async fn scenario(db: &str) {
         day["buckets"],
         json!([{"start_ms": 1_795_392_000_000i64, "counts": {"failed": 1}, "p50_ms": 1, "p95_ms": 1}])
     );
-    // Buckets of whole minutes, hours or days: just under an hour is answered by the hour,
+    // Buckets of whole minutes, ten minutes, hours or days: just under an hour is answered by
+    // the hour,
     // the window widened to whole hours.
     let hourly = get_json(
         &http,
@@ -297,7 +298,8 @@ async fn scenario(db: &str) {
         "bucket=1&since=2026-01-01T00:00:00Z&until=2026-01-02T00:00:00Z",
         "since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",
         "since=2020-01-01T00:00:00Z&until=2026-01-01T00:00:00Z&bucket=31536000",
-        // 864 buckets of 50 minutes: 43,200 minutes to read, past the 10,000 a series may.
+        // 864 buckets of 50 minutes: 4,320 ten-minute units to read, past the 2,000 a series
+        // may.
         "since=2026-01-01T00:00:00Z&until=2026-01-31T00:00:00Z&bucket=3000",
         "bucket=x",
         "bogus=1",

@@ -57,7 +57,8 @@ pub(super) struct SeriesQuery {
 }
 
 /// The most units (minutes, ten minutes, hours or days) one series reads: its cost, whatever
-/// the window holds. The dashboard's windows read at most 365.
+/// the window holds. The dashboard's windows read at most 366 (a year of days); hour buckets
+/// reach it at about 83 days.
 const MAX_SERIES_UNITS: i64 = 2_000;
 
 /// The longest window of one series: a year and a day.
@@ -108,8 +109,9 @@ pub(super) async fn series(
     let grid = crate::db::Grid::new(since, until, bucket_ms);
     if grid.units() > MAX_SERIES_UNITS {
         return Err(ApiError::bad_request(
-            "the window holds more than 2000 of its buckets' units (minutes under 10 minutes, \
-             ten minutes under an hour): widen `bucket`, or narrow the window",
+            "the window holds more than 2000 of its buckets' units (minutes for buckets under \
+             10 minutes, ten minutes under an hour, hours under a day): widen `bucket` (a day's \
+             buckets read days), or narrow the window",
         ));
     }
     let buckets = app.db.series(&project, &grid).await?;
