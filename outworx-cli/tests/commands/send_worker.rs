@@ -526,8 +526,9 @@ async fn the_cli_manages_endpoints_and_messages() {
     let w = worker(&db, &["--metrics-addr", &metrics_addr]);
     assert!(wait_until(Duration::from_secs(30), || rx.total() == 1).await);
     // The worker's metrics: its attempt, by the endpoint's host and status class.
+    // Up to 30 s, as the waits around it: a loaded CI host once took more than 5.
     let mut text = String::new();
-    for _ in 0..50 {
+    for _ in 0..300 {
         if let Ok(r) = reqwest::get(format!("http://{metrics_addr}/metrics")).await {
             text = r.text().await.unwrap_or_default();
             if text.contains("webhook_outbound_attempts_total") {

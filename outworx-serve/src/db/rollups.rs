@@ -1,7 +1,6 @@
 //! Rollups: each project's events counted per minute, per ten minutes, per hour and per UTC
-//! day, with a
-//! histogram of their latencies, kept in the transaction that stores or prunes the events
-//! they count. The dashboard's summary and chart read a few rows per unit of time from them,
+//! day, with a histogram of their latencies, kept in the transaction that stores or prunes
+//! the events they count. The dashboard's summary and chart read a few rows per unit of time from them,
 //! so their cost follows the window's length, never the number of events in it.
 //!
 //! - `event_counts`: one row per unit, provider, status class, processing status, signature
