@@ -12,8 +12,8 @@
 //!   the stored events, newest first; `GET /api/stats?since=&until=`: their counts;
 //!   `GET /api/stats/series?since=&until=&bucket=`: counts per outcome and p50/p95 latency
 //!   per time bucket of whole minutes, ten minutes, hours or days, for charts; both read
-//!   per-minute, ten-minute, hour and day counts kept at ingest (the summary reads only a window's partial minutes from
-//!   its events);
+//!   per-minute, ten-minute, hour and day counts kept at ingest (the summary reads only a
+//!   window's partial minutes from its events);
 //! - with an application's outbox and inbox attached ([`Attached`], `--outbox-db`,
 //!   `--inbox-db`): `GET /api/outbound` (endpoints with their health),
 //!   `GET /api/outbound/messages`, `GET /api/outbound/messages/{id}` (with its attempts),

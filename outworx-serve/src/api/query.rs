@@ -69,8 +69,7 @@ const MAX_SERIES_WINDOW_MS: i64 = 366 * 86_400_000;
 /// the bucket, so refreshes keep their edges), the bucket to a sixtieth of the window in
 /// whole seconds; at most 1,000 buckets and 366 days. The bucket is then rounded up to whole
 /// minutes, ten minutes, hours or days ([`Grid`](crate::db::Grid)), the window widened to that
-/// unit, and
-/// the answer says which grid it used.
+/// unit, and the answer says which grid it used.
 pub(super) async fn series(
     State(app): State<Arc<App>>,
     Project(project): Project,

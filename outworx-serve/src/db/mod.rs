@@ -4,7 +4,8 @@
 // The items and the methods of `Db` live by concern, in private modules (re-exported here):
 // - `migrate`: the embedded migrations, applied by `Db::open`;
 // - `events`: storing, querying, counting and pruning events;
-// - `rollups`: the per-minute, ten-minute, hour and day counts the summary and the series read;
+// - `rollups`: the per-minute, ten-minute, hour and day counts the summary and the series
+//   read;
 // - `idempotency`: reserving, completing, releasing and expiring idempotency keys.
 mod events;
 mod idempotency;
