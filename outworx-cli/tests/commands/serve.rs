@@ -594,3 +594,164 @@ async fn serve_keeps_serving_when_its_output_pipe_is_closed() {
     assert_eq!(again.ok(), Some(200), "the server stopped after printing");
     drop(server);
 }
+
+/// The dashboard's counts are kept in the ingest's own transaction: `outworx serve` SIGKILLed
+/// twice while four clients post batches leaves counts that equal the events it kept, counted
+/// one by one through the query API after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counts_survive_a_kill_mid_ingest() {
+    let dir = outworx_test_support::net::temp_dir("serve-kill-counts");
+    let db = dir.join("serve.db");
+    let start = |port: u16| {
+        Kill(
+            Command::new(env!("CARGO_BIN_EXE_outworx"))
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
+                .arg(&db)
+                .env("OUTWORX_SERVE_API_KEYS", KEY)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let http = reqwest::Client::new();
+    let up = |port: u16| {
+        let http = http.clone();
+        async move {
+            for _ in 0..200 {
+                if http
+                    .get(format!("http://127.0.0.1:{port}/healthz"))
+                    .send()
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("outworx serve did not start");
+        }
+    };
+    let mut posted = 0u64;
+    for round in 0..2u64 {
+        let port = outworx_test_support::net::free_port();
+        let server = start(port);
+        up(port).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients: Vec<_> = (0..4u64)
+            .map(|c| {
+                let (http, stop) = (http.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut sent = 0u64;
+                    let mut i = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let events: Vec<Value> = (0..50)
+                            .map(|k| {
+                                let n = (round * 4 + c) * 1_000_000 + i * 50 + k;
+                                let provider = ["stripe", "github", "shopify"][(n % 3) as usize];
+                                json!({
+                                    "provider": provider,
+                                    "status_code": if n.is_multiple_of(7) { 500 } else { 200 },
+                                    "success": !n.is_multiple_of(7),
+                                    "duration_ms": n % 3_000,
+                                    "payload_size": 2,
+                                    // Spread over 5 hours, on and off every unit's edge.
+                                    "timestamp": time::OffsetDateTime::from_unix_timestamp(
+                                        1_795_392_000 + (n * 7_919 % 18_000) as i64,
+                                    )
+                                    .unwrap()
+                                    .format(&time::format_description::well_known::Rfc3339)
+                                    .unwrap(),
+                                })
+                            })
+                            .collect();
+                        i += 1;
+                        let r = http
+                            .post(format!("http://127.0.0.1:{port}/api/ingest"))
+                            .bearer_auth(KEY)
+                            .json(&json!({ "events": events }))
+                            .send()
+                            .await;
+                        match r {
+                            Ok(r) if r.status().is_success() => sent += 50,
+                            Ok(r) => panic!("ingest answered {}", r.status()),
+                            Err(_) => break, // the server is gone
+                        }
+                    }
+                    sent
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        drop(server); // SIGKILL, with batches in flight
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for c in clients {
+            posted += c.await.unwrap();
+        }
+    }
+    assert!(
+        posted > 1_000,
+        "too few batches were acknowledged: {posted}"
+    );
+
+    // After a restart: the summary equals the events counted one by one.
+    let port = outworx_test_support::net::free_port();
+    let _server = start(port);
+    up(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let (mut total, mut by_provider, mut failed) = (0i64, std::collections::BTreeMap::new(), 0i64);
+    // The window below: 2026-11-23T00:00:30Z to 04:59:30Z.
+    let (from, to) = (1_795_392_030i64, 1_795_392_000i64 + 5 * 3_600 - 30);
+    let mut in_window = 0i64;
+    let mut before = String::new();
+    loop {
+        let page = get_json(&http, format!("{base}/api/events?limit=1000{before}")).await;
+        let events = page["events"].as_array().unwrap();
+        for e in events {
+            total += 1;
+            *by_provider
+                .entry(e["event"]["provider"].as_str().unwrap().to_owned())
+                .or_insert(0i64) += 1;
+            failed += i64::from(e["event"]["status_code"] == 500);
+            let at = time::OffsetDateTime::parse(
+                e["event"]["timestamp"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap()
+            .unix_timestamp();
+            in_window += i64::from((from..to).contains(&at));
+        }
+        if events.len() < 1000 {
+            break;
+        }
+        before = format!("&before_id={}", page["next_before_id"]);
+    }
+    // Every acknowledged batch is kept (a batch in flight at the kill may be too).
+    assert!(
+        total >= i64::try_from(posted).unwrap(),
+        "{total} < {posted}"
+    );
+    let stats = get_json(&http, format!("{base}/api/stats")).await;
+    assert_eq!(stats["total"], total, "{stats}");
+    assert_eq!(stats["by_status_class"]["5xx"], failed, "{stats}");
+    assert_eq!(stats["by_provider"], json!(by_provider), "{stats}");
+    // A window off the minutes' edges, and the chart over the whole day: the same events.
+    let window = get_json(
+        &http,
+        format!("{base}/api/stats?since=2026-11-23T00:00:30Z&until=2026-11-23T04:59:30Z"),
+    )
+    .await;
+    let series = get_json(
+        &http,
+        format!("{base}/api/stats/series?since=2026-11-23T00:00:00Z&until=2026-11-24T00:00:00Z&bucket=3600"),
+    )
+    .await;
+    assert_eq!(
+        outcomes_of(&series).values().sum::<i64>(),
+        total,
+        "{series}"
+    );
+    assert_eq!(window["total"], in_window, "{window}");
+    assert!(in_window > 0 && in_window < total);
+    std::fs::remove_dir_all(dir).ok();
+}
