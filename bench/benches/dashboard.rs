@@ -17,21 +17,12 @@ use std::time::{Duration, Instant};
 use outworx_hooks::send::sqlx;
 use outworx_serve::db::{Db, EventFilter, Grid, now_ms};
 use outworx_test_support::postgres::Postgres;
+use sizes::ms;
+
+mod sizes;
 
 const DAY: i64 = 86_400_000;
 const BATCH: u64 = 1_000;
-
-fn arg(args: &[String], name: &str, default: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_owned())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 /// The median and the most of `runs` runs of `f`, after one to warm up.
 async fn timed<F, Fut>(runs: usize, mut f: F) -> (Duration, Duration)
@@ -78,14 +69,8 @@ fn event(i: u64, n: u64, now: i64) -> (i64, serde_json::Value) {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let sizes: Vec<u64> = arg(&args, "--sizes", "100000,1000000")
-        .split(',')
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    let stores: Vec<String> = arg(&args, "--stores", "sqlite,postgres")
-        .split(',')
-        .map(str::to_owned)
-        .collect();
+    let sizes = sizes::sizes(&args);
+    let stores = sizes::stores(&args);
     println!("dashboard: sizes {sizes:?}");
     for store in &stores {
         for &n in &sizes {

@@ -21,6 +21,9 @@ use outworx_hooks::send::{Emitter, NewMessage, Outbox, sqlx};
 use outworx_hooks::testing::Signer;
 use outworx_hooks::webhook;
 use outworx_test_support::postgres::Postgres;
+use sizes::{arg, ms};
+
+mod sizes;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// Rows seeded per statement (one transaction each).
@@ -35,14 +38,6 @@ const CHUNK: u64 = 500_000;
 async fn queued(body: String) -> &'static str {
     let _ = body;
     "ok"
-}
-
-fn arg(args: &[String], name: &str, default: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_owned())
 }
 
 /// The seed's statements over the numbers `$a..$b` (`n(i)`), per table, in the order
@@ -123,10 +118,6 @@ const ENDPOINTS: &str = "INSERT INTO outworx_endpoints (id, owner, url, events, 
      'https://receiver.example/hooks', '[]', '{}', 'standard', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', \
      '{}', 1, i, i FROM n";
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -135,13 +126,10 @@ fn median(mut v: Vec<Duration>) -> Duration {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let sizes: Vec<u64> = arg(&args, "--sizes", "100000,1000000")
-        .split(',')
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    let stores: Vec<Store> = arg(&args, "--stores", "sqlite,postgres")
-        .split(',')
-        .filter_map(|s| match s {
+    let sizes = sizes::sizes(&args);
+    let stores: Vec<Store> = sizes::stores(&args)
+        .iter()
+        .filter_map(|s| match s.as_str() {
             "sqlite" => Some(Store::Sqlite),
             "postgres" => Some(Store::Postgres),
             _ => None,
