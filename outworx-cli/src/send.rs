@@ -203,7 +203,7 @@ fn kept(text: &str) -> Result<Option<Duration>, String> {
 }
 
 /// The policy from `OUTWORX_ALLOW_TARGETS`, plus `--allow-target` CIDRs (or addresses).
-fn policy(allow: &[String]) -> Result<TargetPolicy, String> {
+pub(crate) fn policy(allow: &[String]) -> Result<TargetPolicy, String> {
     let mut p = TargetPolicy::from_env().map_err(|e| e.to_string())?;
     for a in allow {
         p = p

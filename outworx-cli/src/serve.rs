@@ -45,11 +45,26 @@ pub(crate) struct ServeArgs {
     /// MiB one tunnel may hold.
     #[arg(long, default_value_t = 16)]
     tunnel_session_budget_mib: usize,
-    /// An application's own outbox (the database its `Emitter` sends from: a SQLite path or
-    /// URL, or `postgres://`): the dashboard shows its endpoints, messages and attempts, and
-    /// replays, disables and rotates. This server never sends; the application's workers do.
+    /// An outbox (the database an `Emitter` sends from: a SQLite path or URL, or
+    /// `postgres://`). The Svix v1 API (`/api/v1`) sends through it, each key's project a
+    /// namespace of its own; the dashboard shows its endpoints, messages and attempts, and
+    /// replays, disables and rotates. Without --deliver, this server never sends: workers
+    /// (`outworx worker`, an application's) do.
     #[arg(long, env = "OUTWORX_SERVE_OUTBOX_DB", hide_env_values = true)]
     outbox_db: Option<String>,
+    /// Deliver the outbox's messages from this process too (a delivery worker at
+    /// `outworx worker`'s defaults). More `outworx worker --db` processes may run beside it.
+    #[arg(long, requires = "outbox_db")]
+    deliver: bool,
+    /// With --deliver: allow a target the default policy refuses (a CIDR, e.g.
+    /// `127.0.0.0/8`); repeatable. `OUTWORX_ALLOW_TARGETS` (comma-separated) adds to it.
+    /// Endpoints created through the API are checked against it too.
+    #[arg(long = "allow-target")]
+    allow: Vec<String>,
+    /// Sign the Svix API's endpoints with Svix's header names (`svix-id`, `svix-timestamp`,
+    /// `svix-signature`) instead of Standard Webhooks' (`webhook-*`).
+    #[arg(long, requires = "outbox_db")]
+    svix_header_names: bool,
     /// An application's own inbox (its `queue` routes' database): the dashboard shows its
     /// pending, retrying and dead deliveries, and replays them.
     #[arg(long, env = "OUTWORX_SERVE_INBOX_DB", hide_env_values = true)]
@@ -102,7 +117,45 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
     if args.attach_project.is_some() && args.outbox_db.is_none() && args.inbox_db.is_none() {
         return Err("--attach-project names who sees --outbox-db and --inbox-db; give one".into());
     }
-    if args.outbox_db.is_some() || args.inbox_db.is_some() {
+    // Several keys, an outbox, no inbox and no project named: the Svix API serves every
+    // project, and no dashboard shows the outbox (its operator view sees every owner in it).
+    let shared_outbox = args.attach_project.is_none()
+        && args.inbox_db.is_none()
+        && config.api_keys.len() > 1
+        && args.outbox_db.is_some();
+    let policy = crate::send::policy(&args.allow)?;
+    if let Some(url) = &args.outbox_db {
+        if let Some(path) = sqlite_path(url)
+            && !std::path::Path::new(path).exists()
+            && !args.deliver
+        {
+            return Err(format!(
+                "no database at {path} (pass --deliver to send from a new outbox here)"
+            ));
+        }
+        let outbox = outworx_hooks::send::Outbox::open(url)
+            .await
+            .map_err(|e| format!("the outbox: {e}"))?;
+        let emitter = outworx_hooks::send::Emitter::builder(outbox)
+            .policy(policy)
+            .max_payload(outworx_hooks::send::svix::MAX_PAYLOAD)
+            .worker(
+                args.deliver
+                    .then(outworx_hooks::send::WorkerOptions::default),
+            )
+            .build();
+        let mut svix = outworx_serve::Svix::new(emitter).svix_header_names(args.svix_header_names);
+        if !shared_outbox {
+            let project = match (&args.attach_project, config.api_keys.as_slice()) {
+                (Some(p), _) => p.clone(),
+                (None, [only]) => outworx_serve::project_id(only),
+                _ => String::new(),
+            };
+            svix = svix.only(project);
+        }
+        config.svix = Some(svix);
+    }
+    if (args.outbox_db.is_some() && !shared_outbox) || args.inbox_db.is_some() {
         let project = match (args.attach_project, config.api_keys.as_slice()) {
             (Some(p), _) => p,
             (None, [only]) => outworx_serve::project_id(only),
@@ -119,7 +172,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
             .check_project(&project)
             .map_err(|e| format!("--attach-project: {e}"))?;
         // A mistyped path would open a new, empty database: say so instead.
-        for url in [&args.outbox_db, &args.inbox_db].into_iter().flatten() {
+        for url in [&args.inbox_db].into_iter().flatten() {
             if let Some(path) = sqlite_path(url)
                 && !std::path::Path::new(path).exists()
             {
@@ -129,8 +182,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
         let mut attached = outworx_serve::Attached::new(project).rotation_grace(
             std::time::Duration::from_secs(args.rotation_grace_hours.saturating_mul(3600)),
         );
-        if let Some(url) = &args.outbox_db {
-            attached = attached.outbox_db(url).await.map_err(|e| e.to_string())?;
+        if let Some(svix) = &config.svix {
+            // The same outbox (one pool), seen through an emitter without a worker.
+            attached = attached.outbox(svix.emitter().outbox().clone());
         }
         if let Some(url) = &args.inbox_db {
             attached = attached.inbox_db(url).await.map_err(|e| e.to_string())?;

@@ -20,6 +20,7 @@
 //!   `POST /api/outbound/messages/{id}/replay`, `POST /api/outbound/endpoints/{id}/replay`,
 //!   `/disable`, `/enable`, `/rotate`; `GET /api/inbox`, `GET /api/inbox/{id}`,
 //!   `POST /api/inbox/{id}/replay`, `POST /api/inbox/replay?route=&since=`;
+//! - with [`Svix`] (`--outbox-db`): the Svix v1 API under `/api/v1/` (`docs/svix.md`);
 //! - `GET /dashboard/`: a page over all of it (the API key is typed into it).
 //!
 //! Every `/api` call needs `Authorization: Bearer <api key>` with a configured key (401
@@ -85,6 +86,59 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// An application's own outbox and inbox, shown to one project (default: none).
     pub attached: Option<Attached>,
+    /// The Svix-compatible API (`/api/v1`) over an outbox (default: none).
+    pub svix: Option<Svix>,
+}
+
+/// The Svix v1 API (`/api/v1/...`) over an outbox, on this server: every Svix client sends
+/// through it with a serve API key as its bearer token. Each key's project is a namespace:
+/// its applications, endpoints, messages and event types are its own, and another project's
+/// key gets 404 on every one of them, as a missing one.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use outworx_hooks::send::{Emitter, Outbox};
+/// use outworx_serve::{ServeConfig, Svix};
+/// let mut config = ServeConfig::new(vec!["ohk_0123456789abcdef0123456789abcdef".into()]);
+/// // With a worker: this process delivers what the API sends.
+/// let emitter = Emitter::builder(Outbox::open("outbox.db").await?).build();
+/// config.svix = Some(Svix::new(emitter));
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Svix {
+    pub(crate) emitter: outworx_hooks::send::Emitter,
+    pub(crate) only: Option<String>,
+    pub(crate) svix_header_names: bool,
+}
+
+impl Svix {
+    /// The API over `emitter`'s outbox, for every configured key's project.
+    pub fn new(emitter: outworx_hooks::send::Emitter) -> Self {
+        Svix {
+            emitter,
+            only: None,
+            svix_header_names: false,
+        }
+    }
+
+    /// Only this project's key may use it (others get 401): for an outbox an operator's
+    /// dashboard also shows ([`Attached`]), which sees every owner in it.
+    pub fn only(mut self, project: impl Into<String>) -> Self {
+        self.only = Some(project.into());
+        self
+    }
+
+    /// The emitter it sends with.
+    pub fn emitter(&self) -> &outworx_hooks::send::Emitter {
+        &self.emitter
+    }
+
+    /// Sends with Svix's header names (`svix-id`, ...) instead of `webhook-*`.
+    pub fn svix_header_names(mut self, on: bool) -> Self {
+        self.svix_header_names = on;
+        self
+    }
 }
 
 /// An application's own outbox (sending) and inbox (queue-first receiving), attached to one
@@ -208,6 +262,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("tunnel", &self.tunnel)
             .field("max_connections", &self.max_connections)
             .field("attached", &self.attached)
+            .field("svix", &self.svix.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -230,6 +285,7 @@ impl ServeConfig {
             request_timeout: Duration::from_secs(60),
             max_connections: 1024,
             attached: None,
+            svix: None,
         }
     }
 
@@ -251,6 +307,9 @@ impl ServeConfig {
         }
         if let Some(a) = &self.attached {
             self.check_project(&a.project)?;
+        }
+        if let Some(p) = self.svix.as_ref().and_then(|s| s.only.as_deref()) {
+            self.check_project(p)?;
         }
         let public = self.public_url.as_deref().map(authority).transpose()?;
         if let Some(tunnel) = self.tunnel_url.as_deref() {

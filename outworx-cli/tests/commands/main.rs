@@ -15,4 +15,6 @@ mod send_worker;
 #[cfg(feature = "serve")]
 mod serve;
 #[cfg(feature = "serve")]
+mod svix_api;
+#[cfg(feature = "serve")]
 mod tunnel_budget;

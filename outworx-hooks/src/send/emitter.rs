@@ -356,6 +356,12 @@ impl Emitter {
         self.shared.policy.check_new_url(&new.url)?;
         validate_endpoint_fields(&new.events, &new.auth, &new.metadata)?;
         validate_text("owner", &new.owner, true)?;
+        super::model::validate_endpoint_extras(
+            new.uid.as_deref(),
+            &new.description,
+            new.channels.as_deref(),
+            &new.headers,
+        )?;
         let secret = match new.secret {
             Some(s) => check_secret(&s, new.format)?,
             None => ids::new_hmac_secret()?,
@@ -369,11 +375,16 @@ impl Emitter {
             auth: new.auth.kind().to_owned(),
             format: new.format,
             metadata: new.metadata,
-            enabled: true,
-            disabled_reason: None,
+            enabled: !new.disabled,
+            disabled_reason: new.disabled.then(|| "disabled by its owner".to_owned()),
             failing_since: None,
             public_key: crate::security::scheme::standard_public_key(&secret),
             created_at: now,
+            updated_at: now,
+            uid: new.uid,
+            description: new.description,
+            channels: new.channels,
+            rate_limit: new.rate_limit,
         };
         // Counted, not listed, and in the insert's transaction: the cap holds under
         // concurrent creates (it did not: 300 at once all succeeded).
@@ -386,6 +397,7 @@ impl Emitter {
                 &endpoint,
                 &new.auth,
                 &secret,
+                &new.headers,
                 now,
                 MAX_ENDPOINTS_PER_OWNER as u64
             )
@@ -531,13 +543,55 @@ impl Emitter {
         let row = row.ok_or(SendError::NotFound)?;
         // The same kind of key as before: Ed25519 stays Ed25519; fastapihooks and HMAC get a
         // new random secret.
-        let secret = if row.endpoint.format == Format::Standard && row.secret.starts_with("whsk_") {
+        let secret = if row.endpoint.format.is_standard() && row.secret.starts_with("whsk_") {
             ids::new_ed25519_key()?
         } else {
             ids::new_hmac_secret()?
         };
         let now = self.now();
         let grace = i64::try_from(self.shared.rotation_grace.as_millis()).unwrap_or(i64::MAX);
+        let done = on_pool!(
+            &self.shared.outbox.pool,
+            conn,
+            crate::send::store::endpoints,
+            |c, db| db::rotate(c, scope, id, &secret, now.saturating_add(grace), now).await?
+        );
+        if !done {
+            return Err(SendError::NotFound);
+        }
+        let mut endpoint = row.endpoint;
+        endpoint.public_key = crate::security::scheme::standard_public_key(&secret);
+        let secret = endpoint.public_key.clone().unwrap_or(secret);
+        Ok(CreatedEndpoint { endpoint, secret })
+    }
+
+    /// [`Emitter::rotate_secret`] to `secret` (checked as a new endpoint's; generated when
+    /// `None`), the old one signing beside it for `grace` instead of the emitter's rotation
+    /// grace. The outbox keeps one previous secret: a rotation within the grace of the one
+    /// before ends that one's grace.
+    pub async fn rotate_secret_to(
+        &self,
+        scope: Scope<'_>,
+        id: &str,
+        secret: Option<String>,
+        grace: Duration,
+    ) -> Result<CreatedEndpoint, SendError> {
+        let row = on_pool!(
+            &self.shared.outbox.pool,
+            conn,
+            crate::send::store::endpoints,
+            |c, db| db::endpoint(c, scope, id).await?
+        );
+        let row = row.ok_or(SendError::NotFound)?;
+        let secret = match secret {
+            Some(s) => check_secret(&s, row.endpoint.format)?,
+            None if row.endpoint.format.is_standard() && row.secret.starts_with("whsk_") => {
+                ids::new_ed25519_key()?
+            }
+            None => ids::new_hmac_secret()?,
+        };
+        let now = self.now();
+        let grace = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
         let done = on_pool!(
             &self.shared.outbox.pool,
             conn,
@@ -744,7 +798,7 @@ fn check_secret(s: &str, format: Format) -> Result<String, SendError> {
     if s.len() < 8 || s.len() > 256 || s.chars().any(char::is_control) {
         return Err(bad("it is 8 to 256 bytes with no control characters"));
     }
-    if format == Format::Standard {
+    if format.is_standard() {
         let probe = crate::security::scheme::standard_signature(
             crate::Provider::Standard,
             s,

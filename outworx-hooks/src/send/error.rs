@@ -39,6 +39,9 @@ pub enum SendError {
     /// No such endpoint or message for this owner.
     #[error("not found")]
     NotFound,
+    /// A uid or an event id is already taken by another of the owner's items.
+    #[error("a conflict has occurred: that uid is taken")]
+    Conflict,
     /// The caller may not do this to an existing item: a tenant enabling an endpoint an
     /// operator disabled.
     #[error("{0}")]
@@ -77,6 +80,7 @@ impl SendError {
                 | SendError::TooLarge { .. }
                 | SendError::Target(_)
                 | SendError::NotFound
+                | SendError::Conflict
                 | SendError::Forbidden(_)
                 | SendError::RateLimited { .. }
         )

@@ -26,9 +26,170 @@ pub(crate) fn validate_pattern(p: &str) -> Result<(), SendError> {
     ))
 }
 
+/// Whether an endpoint taking `endpoint` channels (`None`: every message) takes a message
+/// sent on `message` (`None`: on none): as Svix, a message on no channel never reaches an
+/// endpoint that names channels.
+pub(crate) fn channels_match(endpoint: Option<&[String]>, message: Option<&[String]>) -> bool {
+    match endpoint {
+        None => true,
+        Some(wanted) => message.is_some_and(|m| m.iter().any(|c| wanted.contains(c))),
+    }
+}
+
+/// Channels are 1 to `most` names of 1 to 128 bytes of `[A-Za-z0-9-_.]` (Svix's rule).
+pub(crate) fn validate_channels(
+    field: &'static str,
+    channels: Option<&[String]>,
+    most: usize,
+) -> Result<(), SendError> {
+    let Some(channels) = channels else {
+        return Ok(());
+    };
+    if channels.is_empty() || channels.len() > most {
+        return Err(SendError::invalid(
+            field,
+            format!("at least 1 and at most {most} channels, or none at all"),
+        ));
+    }
+    for c in channels {
+        if !is_name(c, 128) {
+            return Err(SendError::invalid(
+                field,
+                "a channel is 1 to 128 bytes of letters, digits and `- _ .`",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// 1 to `max` bytes of `[A-Za-z0-9-_.]`: Svix's uids, event type names and channels.
+pub(crate) fn is_name(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Header names an endpoint may not set (as Svix): the transport's own, and the signature's.
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "user-agent",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "age",
+    "cache-control",
+    "clear-site-data",
+    "expires",
+    "pragma",
+    "warning",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "content-language",
+    "content-location",
+    "host",
+    "connection",
+    "traceparent",
+    "tracestate",
+];
+const FORBIDDEN_PREFIXES: &[&str] = &[
+    "x-amz-",
+    "x-amzn-",
+    "x-google",
+    "x-goog-",
+    "x-gfe",
+    "x-azure-",
+    "x-fd-",
+    "x-svix-",
+    "svix-",
+    "webhook-",
+    "x-fastapihooks-",
+];
+
+/// Checks an endpoint's custom headers: valid names and values, none of the forbidden ones,
+/// bounded in number and bytes.
+pub(crate) fn validate_headers(
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<(), SendError> {
+    use super::limits::{MAX_HEADER_VALUE, MAX_HEADERS, MAX_HEADERS_BYTES};
+    if headers.len() > MAX_HEADERS {
+        return Err(SendError::invalid(
+            "headers",
+            format!("at most {MAX_HEADERS} headers"),
+        ));
+    }
+    let mut bytes = 0usize;
+    for (name, value) in headers {
+        bytes += name.len() + value.len();
+        let lower = name.to_ascii_lowercase();
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(SendError::invalid(
+                "headers",
+                format!("`{}` is not a header name", name.escape_debug()),
+            ));
+        }
+        if FORBIDDEN_HEADERS.contains(&lower.as_str())
+            || FORBIDDEN_PREFIXES.iter().any(|p| lower.starts_with(p))
+        {
+            return Err(SendError::invalid(
+                "headers",
+                format!("`{lower}` may not be set: it is the transport's or the signature's"),
+            ));
+        }
+        if value.len() > MAX_HEADER_VALUE || http::HeaderValue::from_str(value).is_err() {
+            return Err(SendError::invalid(
+                "headers",
+                format!("the value of `{lower}` is not a header value of at most 4 KiB"),
+            ));
+        }
+    }
+    if bytes > MAX_HEADERS_BYTES {
+        return Err(SendError::invalid("headers", "at most 16 KiB of headers"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channels_match_as_svix_does() {
+        let ch = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(channels_match(None, None));
+        assert!(channels_match(None, Some(&ch(&["a"]))));
+        assert!(!channels_match(Some(&ch(&["a"])), None));
+        assert!(channels_match(
+            Some(&ch(&["a", "b"])),
+            Some(&ch(&["c", "b"]))
+        ));
+        assert!(!channels_match(Some(&ch(&["a"])), Some(&ch(&["b"]))));
+        assert!(validate_channels("channels", Some(&[]), 5).is_err());
+        assert!(validate_channels("channels", Some(&ch(&["a"; 6])), 5).is_err());
+        assert!(validate_channels("channels", Some(&ch(&["a b"])), 5).is_err());
+        assert!(validate_channels("channels", Some(&ch(&["project_1.x-y"])), 5).is_ok());
+    }
+
+    #[test]
+    fn headers_refuse_the_signatures_and_the_transports() {
+        let one = |n: &str, v: &str| [(n.to_owned(), v.to_owned())].into_iter().collect();
+        assert!(validate_headers(&one("x-tenant", "acme")).is_ok());
+        for bad in [
+            "Content-Type",
+            "webhook-signature",
+            "svix-id",
+            "X-Amz-Date",
+            "bad name",
+        ] {
+            assert!(validate_headers(&one(bad, "v")).is_err(), "{bad}");
+        }
+        assert!(validate_headers(&one("x-a", "line\nbreak")).is_err());
+        assert!(validate_headers(&one("x-a", &"v".repeat(4097))).is_err());
+    }
 
     #[test]
     fn patterns_match_as_documented() {

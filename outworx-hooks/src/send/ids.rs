@@ -25,6 +25,23 @@ pub(crate) fn new_id(prefix: &str, now_ms: i64) -> Result<String, SendError> {
     Ok(out)
 }
 
+/// The first (`last` false) or last id `prefix` can have at `ms`: a bound for the ids made in
+/// a time window (`id >= first(t)` is made at or after `t`).
+pub(crate) fn id_bound(prefix: &str, ms: i64, last: bool) -> String {
+    let ms = u128::from(u64::try_from(ms).unwrap_or(0) & 0xFFFF_FFFF_FFFF);
+    let mut n = ms << 80;
+    if last {
+        n |= (1u128 << 80) - 1;
+    }
+    let mut out = String::with_capacity(prefix.len() + 26);
+    out.push_str(prefix);
+    for i in (0..26).rev() {
+        let index = usize::try_from((n >> (5 * i)) & 31).unwrap_or(0);
+        out.push(char::from(CROCKFORD[index]));
+    }
+    out
+}
+
 /// A new `whsec_` secret: 32 random bytes, base64.
 pub(crate) fn new_hmac_secret() -> Result<String, SendError> {
     Ok(format!("whsec_{}", random_b64()?))
@@ -54,6 +71,15 @@ mod tests {
         assert_ne!(b, c);
         assert_eq!(a.len(), 4 + 26);
         assert!(a[4..].bytes().all(|x| CROCKFORD.contains(&x)));
+    }
+
+    #[test]
+    fn bounds_hold_every_id_of_their_millisecond() {
+        for _ in 0..100 {
+            let id = new_id("msg_", 5_000).unwrap();
+            assert!(id_bound("msg_", 5_000, false) <= id && id <= id_bound("msg_", 5_000, true));
+            assert!(id_bound("msg_", 4_999, true) < id && id < id_bound("msg_", 5_001, false));
+        }
     }
 
     #[test]

@@ -24,3 +24,15 @@ pub const MAX_LIST: u32 = 1000;
 /// The largest request body `#[emit(.., include_request)]` keeps aside (2 MiB, axum's own
 /// default).
 pub const MAX_KEPT_REQUEST: usize = 2 * 1024 * 1024;
+/// Most channels an endpoint takes (as Svix).
+pub const MAX_ENDPOINT_CHANNELS: usize = 10;
+/// Most channels a message is sent on (as Svix).
+pub const MAX_MESSAGE_CHANNELS: usize = 5;
+/// Most custom headers on one endpoint.
+pub const MAX_HEADERS: usize = 32;
+/// Longest custom header value, in bytes (as Svix).
+pub const MAX_HEADER_VALUE: usize = 4096;
+/// Most bytes of an endpoint's custom headers, names and values together.
+pub const MAX_HEADERS_BYTES: usize = 16 * 1024;
+/// Longest endpoint or event type description, in bytes.
+pub const MAX_DESCRIPTION_LEN: usize = 1024;

@@ -56,6 +56,7 @@ impl IntoResponse for ApiError {
         match self.0 {
             SendError::NotFound => problem(StatusCode::NOT_FOUND, "not found"),
             SendError::Forbidden(why) => problem(StatusCode::FORBIDDEN, why),
+            e @ SendError::Conflict => problem(StatusCode::CONFLICT, e.to_string()),
             e @ SendError::RateLimited { retry_after, .. } => {
                 let mut r = problem(StatusCode::TOO_MANY_REQUESTS, e.to_string());
                 r.headers_mut().insert(

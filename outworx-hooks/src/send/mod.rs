@@ -11,6 +11,7 @@ mod model;
 mod quota;
 mod shared;
 pub(crate) mod store;
+pub mod svix;
 mod target;
 mod worker;
 

@@ -23,6 +23,15 @@ pub enum Format {
     /// `X-Fastapihooks-Signature: sha256=<hex HMAC-SHA256 of the body, keyed by the secret's
     /// bytes>`. For receivers written for it; it carries no timestamp, so it can be replayed.
     Fastapihooks,
+    /// As Svix sends: the payload itself is the body, byte for byte, signed as Standard
+    /// Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`), so Svix's own
+    /// `Webhook.verify` and every Standard Webhooks library accept it. The Svix-compatible
+    /// API ([`super::svix`]) creates its endpoints in this format.
+    Svix,
+    /// [`Format::Svix`] with Svix's header names (`svix-id`, `svix-timestamp`,
+    /// `svix-signature`), for receivers that read only those.
+    #[serde(rename = "svix-headers")]
+    SvixHeaders,
 }
 
 impl Format {
@@ -31,7 +40,14 @@ impl Format {
         match self {
             Format::Standard => "standard",
             Format::Fastapihooks => "fastapihooks",
+            Format::Svix => "svix",
+            Format::SvixHeaders => "svix-headers",
         }
+    }
+
+    /// Whether it is signed as Standard Webhooks (`whsec_` or `whsk_` secrets).
+    pub fn is_standard(self) -> bool {
+        !matches!(self, Format::Fastapihooks)
     }
 }
 
@@ -41,9 +57,11 @@ impl FromStr for Format {
         match s {
             "standard" => Ok(Format::Standard),
             "fastapihooks" => Ok(Format::Fastapihooks),
+            "svix" => Ok(Format::Svix),
+            "svix-headers" => Ok(Format::SvixHeaders),
             _ => Err(SendError::invalid(
                 "format",
-                "expected `standard` or `fastapihooks`",
+                "expected `standard`, `fastapihooks`, `svix` or `svix-headers`",
             )),
         }
     }
@@ -246,6 +264,25 @@ pub struct NewEndpoint {
     /// The tenant the endpoint belongs to (the management router sets it from the request).
     #[serde(default)]
     pub owner: String,
+    /// A name of the caller's choosing, unique for its owner (the Svix API's `uid`).
+    #[serde(default)]
+    pub uid: Option<String>,
+    /// Free text for people.
+    #[serde(default)]
+    pub description: String,
+    /// Only messages sent on one of these channels (at most 10); `None`: every message.
+    #[serde(default)]
+    pub channels: Option<Vec<String>>,
+    /// Headers added to every request (they never replace the signature's or the
+    /// authentication's). Their values are never in `Debug` or a log.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Messages per second the receiver asked for (stored and answered; not yet enforced).
+    #[serde(default)]
+    pub rate_limit: Option<u16>,
+    /// Created disabled: nothing is queued for it until it is enabled.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 impl fmt::Debug for NewEndpoint {
@@ -258,7 +295,11 @@ impl fmt::Debug for NewEndpoint {
             .field("secret", &self.secret.as_ref().map(|_| "[REDACTED]"))
             .field("metadata", &self.metadata)
             .field("owner", &self.owner)
-            .finish()
+            .field("uid", &self.uid)
+            .field("channels", &self.channels)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("rate_limit", &self.rate_limit)
+            .finish_non_exhaustive()
     }
 }
 
@@ -304,6 +345,20 @@ impl NewEndpoint {
     /// Sets one metadata value.
     pub fn metadata(mut self, key: impl Into<String>, value: serde_json::Value) -> Self {
         self.metadata.insert(key.into(), value);
+        self
+    }
+
+    /// Takes only messages sent on this channel (or another one given).
+    pub fn channel(mut self, channel: impl Into<String>) -> Self {
+        self.channels
+            .get_or_insert_with(Vec::new)
+            .push(channel.into());
+        self
+    }
+
+    /// Adds a header to every request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
         self
     }
 }
@@ -355,12 +410,28 @@ pub struct Endpoint {
     pub public_key: Option<String>,
     /// Created, in ms since 1970.
     pub created_at: i64,
+    /// Last changed, in ms since 1970.
+    pub updated_at: i64,
+    /// The owner's name for it, unique for the owner.
+    pub uid: Option<String>,
+    /// Free text for people.
+    pub description: String,
+    /// The channels it takes; `None`: every message.
+    pub channels: Option<Vec<String>>,
+    /// Messages per second its receiver asked for (stored, not yet enforced).
+    pub rate_limit: Option<u16>,
 }
 
 impl Endpoint {
     /// Whether the endpoint takes events of this type.
     pub fn wants(&self, event_type: &str) -> bool {
         super::filter::matches_any(&self.events, event_type)
+    }
+
+    /// Whether the endpoint takes a message sent on these channels: it takes every message
+    /// when it names no channel, and otherwise only one sent on a channel it names.
+    pub fn takes_channels(&self, message: Option<&[String]>) -> bool {
+        super::filter::channels_match(self.channels.as_deref(), message)
     }
 }
 
@@ -535,6 +606,9 @@ pub struct NewMessage {
     pub(crate) owner: String,
     /// Only to this endpoint (a test message), instead of every subscriber.
     pub(crate) only_endpoint: Option<String>,
+    /// The channels it is sent on: only endpoints taking one of them, or taking every
+    /// channel, receive it.
+    pub(crate) channels: Option<Vec<String>>,
 }
 
 impl fmt::Debug for NewMessage {
@@ -544,6 +618,7 @@ impl fmt::Debug for NewMessage {
             .field("payload_bytes", &self.payload.len())
             .field("idempotency_key", &self.idempotency_key)
             .field("owner", &self.owner)
+            .field("channels", &self.channels)
             .finish()
     }
 }
@@ -568,7 +643,17 @@ impl NewMessage {
             idempotency_key: None,
             owner: String::new(),
             only_endpoint: None,
+            channels: None,
         }
+    }
+
+    /// Sends it on this channel too (at most 5): an endpoint that names channels receives it
+    /// only when it names one of its channels.
+    pub fn channel(mut self, channel: impl Into<String>) -> Self {
+        self.channels
+            .get_or_insert_with(Vec::new)
+            .push(channel.into());
+        self
     }
 
     /// A repeated send with the same key (and owner) is the same message: its first id is
@@ -610,7 +695,11 @@ impl NewMessage {
         if let Some(k) = &self.idempotency_key {
             validate_text("idempotency_key", k, false)?;
         }
-        Ok(())
+        super::filter::validate_channels(
+            "channels",
+            self.channels.as_deref(),
+            super::limits::MAX_MESSAGE_CHANNELS,
+        )
     }
 }
 
@@ -645,6 +734,46 @@ pub(crate) fn validate_text(field: &'static str, v: &str, empty_ok: bool) -> Res
         return Err(SendError::invalid(
             field,
             "it is at most 256 bytes with no control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an endpoint's uid, description, channels and custom headers.
+pub(crate) fn validate_endpoint_extras(
+    uid: Option<&str>,
+    description: &str,
+    channels: Option<&[String]>,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<(), SendError> {
+    if let Some(uid) = uid {
+        validate_uid("uid", uid, "ep_")?;
+    }
+    if description.len() > super::limits::MAX_DESCRIPTION_LEN
+        || description.chars().any(|c| c < '\u{9}')
+    {
+        return Err(SendError::invalid(
+            "description",
+            "it is at most 1 KiB with no control characters 0x00-0x08",
+        ));
+    }
+    super::filter::validate_channels("channels", channels, super::limits::MAX_ENDPOINT_CHANNELS)?;
+    super::filter::validate_headers(headers)
+}
+
+/// A uid (Svix's rule): 1 to 256 bytes of `[A-Za-z0-9-_.]`, not starting with its kind's id
+/// prefix (so an id and a uid never collide).
+pub(crate) fn validate_uid(field: &'static str, uid: &str, prefix: &str) -> Result<(), SendError> {
+    if !super::filter::is_name(uid, MAX_TEXT_LEN) {
+        return Err(SendError::invalid(
+            field,
+            "it is 1 to 256 bytes of letters, digits and `- _ .`",
+        ));
+    }
+    if uid.starts_with(prefix) {
+        return Err(SendError::invalid(
+            field,
+            format!("it may not start with `{prefix}`, the prefix of ids"),
         ));
     }
     Ok(())

@@ -93,12 +93,38 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         // Prometheus: the ingest, idempotency and tunnel counters (no project data).
         .merge(outworx_hooks::metrics::router().with_state(()))
         .merge(crate::dashboard::routes())
+        .merge(svix(&app))
         // The ingress reads its own body, against the relay's budgets.
         .route("/t/{slug}", any(ingress))
         .route("/t/{slug}/{*rest}", any(ingress))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(app.clone(), origins))
         .with_state(app)
+}
+
+/// The Svix v1 API over the configured outbox, with the serve API keys as its tokens: each
+/// key's project is its namespace. Nothing when none is configured.
+fn svix(app: &Arc<App>) -> Router<Arc<App>> {
+    let Some(svix) = &app.config.svix else {
+        return Router::new();
+    };
+    let keys = app.config.api_keys.clone();
+    let only = svix.only.clone();
+    let api = outworx_hooks::send::svix::SvixApi::new(svix.emitter.clone())
+        .svix_header_names(svix.svix_header_names)
+        .authorize(move |given| {
+            let known = keys.iter().fold(false, |hit, k| {
+                hit | bool::from(subtle::ConstantTimeEq::ct_eq(
+                    k.as_bytes(),
+                    given.as_bytes(),
+                ))
+            });
+            let project = known.then(|| project_id(given))?;
+            only.as_ref()
+                .is_none_or(|o| *o == project)
+                .then_some(project)
+        });
+    api.router()
 }
 
 /// Keeps the tunnel ingress and the dashboard on separate origins when `tunnel_url` is set:

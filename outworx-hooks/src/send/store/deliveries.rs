@@ -26,6 +26,8 @@ pub(crate) struct Target {
     pub(crate) previous_until: Option<i64>,
     pub(crate) enabled: bool,
     pub(crate) disabled_reason: Option<String>,
+    /// Custom headers added to each request (JSON object, as stored).
+    pub(crate) headers: super::endpoints::Headers,
 }
 
 /// One claimed delivery with its message and endpoint.
@@ -129,7 +131,7 @@ outworx_hooks_queue::dialects! {
             "SELECT d.id AS delivery_id, d.attempts, d.message_id, d.endpoint_id, d.owner, \
              m.event_type, m.payload, m.created_at AS message_created_at, \
              m.traceparent, m.expunged_at, e.id AS ep_id, e.url, e.auth, e.format, e.secret, e.previous_secret, \
-             e.previous_until, e.enabled, e.disabled_reason \
+             e.previous_until, e.enabled, e.disabled_reason, e.headers \
              FROM outworx_deliveries d \
              JOIN outworx_messages m ON m.id = d.message_id \
              LEFT JOIN outworx_endpoints e ON e.id = d.endpoint_id \
@@ -154,6 +156,10 @@ outworx_hooks_queue::dialects! {
                         secret: r.try_get("secret")?,
                         previous_secret: r.try_get("previous_secret")?,
                         previous_until: r.try_get("previous_until")?,
+                        headers: r
+                            .try_get::<Option<String>, _>("headers")?
+                            .and_then(|h| serde_json::from_str(&h).ok())
+                            .unwrap_or_default(),
                         enabled: enabled != 0,
                         disabled_reason: r.try_get("disabled_reason")?,
                     })

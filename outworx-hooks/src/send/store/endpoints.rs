@@ -13,6 +13,18 @@ pub(crate) struct EndpointRow {
     pub(crate) secret: String,
 }
 
+/// An endpoint's custom headers.
+pub(crate) type Headers = std::collections::BTreeMap<String, String>;
+
+/// A unique index refusing a row (an endpoint's uid taken by another of its owner's) is the
+/// caller's conflict, not the store's failure.
+pub(crate) fn uid_conflict(e: sqlx::Error) -> SendError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => SendError::Conflict,
+        _ => SendError::from(e),
+    }
+}
+
 /// The kind of a stored auth (`none` if unreadable); its values stay in the database.
 fn auth_kind(stored: &str) -> String {
     serde_json::from_str::<Auth>(stored)
@@ -28,7 +40,8 @@ outworx_hooks_queue::dialects! {
 
 
     const ENDPOINT_COLUMNS: &str = "id, owner, url, events, auth, format, secret, metadata, \
-         enabled, disabled_reason, failing_since, created_at";
+         enabled, disabled_reason, failing_since, created_at, updated_at, uid, description, \
+         channels, rate_limit";
 
     fn endpoint_row(
         r: &<<Conn as sqlx::Connection>::Database as sqlx::Database>::Row,
@@ -49,6 +62,15 @@ outworx_hooks_queue::dialects! {
             failing_since: r.try_get("failing_since")?,
             public_key: crate::security::scheme::standard_public_key(&secret),
             created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+            uid: r.try_get("uid")?,
+            description: r.try_get::<Option<String>, _>("description")?.unwrap_or_default(),
+            channels: r
+                .try_get::<Option<String>, _>("channels")?
+                .and_then(|c| serde_json::from_str(&c).ok()),
+            rate_limit: r
+                .try_get::<Option<i64>, _>("rate_limit")?
+                .and_then(|n| u16::try_from(n).ok()),
         };
         Ok(EndpointRow { endpoint, secret })
     }
@@ -58,12 +80,14 @@ outworx_hooks_queue::dialects! {
         e: &Endpoint,
         auth: &Auth,
         secret: &str,
+        headers: &Headers,
         now: i64,
     ) -> Result<(), SendError> {
         sqlx::query(
             "INSERT INTO outworx_endpoints (id, owner, url, events, auth, format, secret, \
-             metadata, enabled, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+             metadata, enabled, created_at, updated_at, uid, description, channels, headers, \
+             rate_limit) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&e.id)
         .bind(&e.owner)
@@ -75,9 +99,113 @@ outworx_hooks_queue::dialects! {
         .bind(serde_json::to_string(&e.metadata)?)
         .bind(bool_i(e.enabled))
         .bind(now)
+        .bind(&e.uid)
+        .bind(&e.description)
+        .bind(e.channels.as_ref().map(serde_json::to_string).transpose()?)
+        .bind(serde_json::to_string(headers)?)
+        .bind(e.rate_limit.map(i64::from))
         .execute(&mut *c)
-        .await?;
+        .await
+        .map_err(uid_conflict)?;
         Ok(())
+    }
+
+    /// An endpoint's custom headers (names and values).
+    pub(crate) async fn headers(
+        c: &mut Conn,
+        owner: &str,
+        id: &str,
+    ) -> Result<Option<Headers>, SendError> {
+        let row = sqlx::query("SELECT headers FROM outworx_endpoints WHERE id = $1 AND owner = $2")
+            .bind(id)
+            .bind(owner)
+            .fetch_optional(&mut *c)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<Option<String>, _>("headers"))
+            .transpose()?
+            .map(|h| h.and_then(|h| serde_json::from_str(&h).ok()).unwrap_or_default()))
+    }
+
+    /// Replaces every field an owner may change (a Svix PUT or PATCH, merged by the caller),
+    /// and the headers when given. `false` when the owner has no such endpoint.
+    pub(crate) async fn replace_endpoint(
+        c: &mut Conn,
+        e: &Endpoint,
+        headers: Option<&Headers>,
+        now: i64,
+    ) -> Result<bool, SendError> {
+        let headers = headers.map(serde_json::to_string).transpose()?;
+        let done = sqlx::query(
+            "UPDATE outworx_endpoints SET url = $1, events = $2, metadata = $3, uid = $4, \
+             description = $5, channels = $6, rate_limit = $7, headers = COALESCE($8, headers), \
+             enabled = $9, \
+             disabled_reason = CASE WHEN $9 = 1 THEN NULL WHEN enabled = 0 THEN disabled_reason \
+               ELSE 'disabled by its owner' END, \
+             failing_since = CASE WHEN $9 = 1 THEN NULL ELSE failing_since END, \
+             updated_at = $10 WHERE id = $11 AND owner = $12",
+        )
+        .bind(&e.url)
+        .bind(serde_json::to_string(&e.events)?)
+        .bind(serde_json::to_string(&e.metadata)?)
+        .bind(&e.uid)
+        .bind(&e.description)
+        .bind(e.channels.as_ref().map(serde_json::to_string).transpose()?)
+        .bind(e.rate_limit.map(i64::from))
+        .bind(headers)
+        .bind(bool_i(e.enabled))
+        .bind(now)
+        .bind(&e.id)
+        .bind(&e.owner)
+        .execute(&mut *c)
+        .await
+        .map_err(uid_conflict)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// An owner's endpoint by id or uid.
+    pub(crate) async fn endpoint_by_id_or_uid(
+        c: &mut Conn,
+        owner: &str,
+        id_or_uid: &str,
+    ) -> Result<Option<EndpointRow>, SendError> {
+        let column = if id_or_uid.starts_with("ep_") { "id" } else { "uid" };
+        let sql = format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM outworx_endpoints WHERE owner = $1 AND {column} = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(owner)
+            .bind(id_or_uid)
+            .fetch_optional(&mut *c)
+            .await?;
+        Ok(row.as_ref().map(endpoint_row).transpose()?)
+    }
+
+    /// A page of an owner's endpoints by id, from the `(owner, id)` index: `limit + 1` rows
+    /// after (or, `back`, before) `from`, newest first unless `ascending`.
+    pub(crate) async fn endpoint_page(
+        c: &mut Conn,
+        owner: &str,
+        from: Option<&str>,
+        back: bool,
+        ascending: bool,
+        limit: u32,
+    ) -> Result<Vec<Endpoint>, SendError> {
+        // Reading forward in the list's order, or backward from a previous page's start.
+        let up = ascending != back;
+        let mut q = sqlx::QueryBuilder::<Db>::new(format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM outworx_endpoints WHERE owner = "
+        ));
+        q.push_bind(owner);
+        if let Some(from) = from {
+            q.push(if up { " AND id > " } else { " AND id < " }).push_bind(from);
+        }
+        q.push(if up { " ORDER BY id ASC" } else { " ORDER BY id DESC" });
+        q.push(" LIMIT ").push_bind(i64::from(limit) + 1);
+        let rows = q.build().fetch_all(&mut *c).await?;
+        rows.iter()
+            .map(|r| endpoint_row(r).map(|e| e.endpoint).map_err(SendError::from))
+            .collect()
     }
 
     pub(crate) async fn endpoint(
@@ -130,6 +258,7 @@ outworx_hooks_queue::dialects! {
         e: &Endpoint,
         auth: &Auth,
         secret: &str,
+        headers: &Headers,
         now: i64,
         cap: u64,
     ) -> Result<bool, SendError> {
@@ -147,7 +276,7 @@ outworx_hooks_queue::dialects! {
         if count_endpoints(c, &e.owner).await? >= cap {
             return Ok(false);
         }
-        insert_endpoint(c, e, auth, secret, now).await?;
+        insert_endpoint(c, e, auth, secret, headers, now).await?;
         Ok(true)
     }
 

@@ -18,8 +18,22 @@ pub(crate) struct Pending {
     pub(crate) traceparent: Option<String>,
 }
 
-/// A tenant's enabled endpoints (id, event filters), read once per transaction.
-type Subscribers = HashMap<String, Vec<(String, Vec<String>)>>;
+/// One enabled endpoint of a tenant: its id, event filters and channels.
+type Subscriber = (String, Vec<String>, Option<Vec<String>>);
+/// A tenant's enabled endpoints, read once per transaction.
+type Subscribers = HashMap<String, Vec<Subscriber>>;
+
+/// Whether `m` goes to the endpoint `(ep, events, channels)`: the one it names, or one
+/// taking its event type and one of its channels.
+fn takes(m: &NewMessage, (ep, events, channels): &Subscriber) -> bool {
+    match &m.only_endpoint {
+        Some(only) => only == ep,
+        None => {
+            crate::send::filter::matches_any(events, &m.event_type)
+                && crate::send::filter::channels_match(channels.as_deref(), m.channels.as_deref())
+        }
+    }
+}
 
 /// The outbox's group commit: concurrent sends (not the ones in the caller's own
 /// transaction) join one transaction.
@@ -98,7 +112,7 @@ outworx_hooks_queue::dialects! {
         }
         let done = sqlx::query(
             "INSERT INTO outworx_messages (id, owner, event_type, payload, idempotency_key, created_at, \
-             traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+             traceparent, channels) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
         )
         .bind(id)
         .bind(&m.owner)
@@ -107,6 +121,7 @@ outworx_hooks_queue::dialects! {
         .bind(&m.idempotency_key)
         .bind(now)
         .bind(traceparent)
+        .bind(m.channels.as_ref().map(serde_json::to_string).transpose()?)
         .execute(&mut *c)
         .await?;
         if done.rows_affected() == 0 {
@@ -124,15 +139,13 @@ outworx_hooks_queue::dialects! {
             let list = subscribers_of(c, &m.owner).await?;
             subscribers.insert(m.owner.clone(), list);
         }
-        let mut targets: Vec<&str> = Vec::new();
-        for (ep, events) in subscribers.get(&m.owner).map_or(&[][..], Vec::as_slice) {
-            if let Some(only) = &m.only_endpoint && only != ep {
-                continue;
-            }
-            if m.only_endpoint.is_some() || crate::send::filter::matches_any(events, &m.event_type) {
-                targets.push(ep);
-            }
-        }
+        let targets: Vec<&str> = subscribers
+            .get(&m.owner)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter(|s| takes(m, s))
+            .map(|s| s.0.as_str())
+            .collect();
         let rows: Vec<(&str, &str, &str)> =
             targets.iter().map(|ep| (id, *ep, m.owner.as_str())).collect();
         insert_deliveries(c, &rows, now).await?;
@@ -175,9 +188,21 @@ outworx_hooks_queue::dialects! {
         });
         let mut q = sqlx::QueryBuilder::<Db>::new(
             "INSERT INTO outworx_messages (id, owner, event_type, payload, idempotency_key, \
-             created_at, traceparent) ",
+             created_at, traceparent, channels) ",
         );
-        q.push_values(&fresh, |mut row, i| {
+        let channels: Vec<Option<String>> = fresh
+            .iter()
+            .map(|i| {
+                items[*i]
+                    .message
+                    .channels
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()
+            .map_err(SendError::from)?;
+        q.push_values(fresh.iter().zip(&channels), |mut row, (i, channels)| {
             let p = &items[*i];
             row.push_bind(&p.id)
                 .push_bind(&p.message.owner)
@@ -185,7 +210,8 @@ outworx_hooks_queue::dialects! {
                 .push_bind(&p.message.payload)
                 .push_bind(&p.message.idempotency_key)
                 .push_bind(now)
-                .push_bind(&p.traceparent);
+                .push_bind(&p.traceparent)
+                .push_bind(channels);
         });
         q.push(" ON CONFLICT DO NOTHING RETURNING id");
         let inserted: std::collections::HashSet<String> = q
@@ -218,13 +244,10 @@ outworx_hooks_queue::dialects! {
                 subscribers.insert(m.owner.clone(), list);
             }
             let mut n = 0;
-            for (ep, events) in subscribers.get(&m.owner).map_or(&[][..], Vec::as_slice) {
-                if let Some(only) = &m.only_endpoint && only != ep {
-                    continue;
-                }
-                if m.only_endpoint.is_some() || crate::send::filter::matches_any(events, &m.event_type) {
+            for s in subscribers.get(&m.owner).map_or(&[][..], Vec::as_slice) {
+                if takes(m, s) {
                     n += 1;
-                    deliveries.push((p.id.as_str(), ep.clone(), m.owner.as_str()));
+                    deliveries.push((p.id.as_str(), s.0.clone(), m.owner.as_str()));
                 }
             }
             sent[i] = Some(Sent { message_id: p.id.clone(), deliveries: n, duplicate: false });
@@ -279,10 +302,10 @@ outworx_hooks_queue::dialects! {
         Ok(())
     }
 
-    /// A tenant's enabled endpoints, with their event filters.
-    async fn subscribers_of(c: &mut Conn, owner: &str) -> Result<Vec<(String, Vec<String>)>, SendError> {
+    /// A tenant's enabled endpoints, with their event filters and channels.
+    async fn subscribers_of(c: &mut Conn, owner: &str) -> Result<Vec<Subscriber>, SendError> {
         let rows = sqlx::query(
-            "SELECT id, events FROM outworx_endpoints WHERE owner = $1 AND enabled = 1 \
+            "SELECT id, events, channels FROM outworx_endpoints WHERE owner = $1 AND enabled = 1 \
              ORDER BY id LIMIT $2",
         )
         .bind(owner)
@@ -292,7 +315,12 @@ outworx_hooks_queue::dialects! {
         let mut list = Vec::with_capacity(rows.len());
         for r in &rows {
             let events: String = r.try_get("events")?;
-            list.push((r.try_get("id")?, serde_json::from_str(&events).unwrap_or_default()));
+            let channels: Option<String> = r.try_get("channels")?;
+            list.push((
+                r.try_get("id")?,
+                serde_json::from_str(&events).unwrap_or_default(),
+                channels.and_then(|c| serde_json::from_str(&c).ok()),
+            ));
         }
         Ok(list)
     }

@@ -19,12 +19,23 @@ use super::model::DeliveryStatus;
 
 const SQLITE_SCHEMA: &str = include_str!("../../../migrations/outbox/0001_outbox.sqlite.sql");
 const POSTGRES_SCHEMA: &str = include_str!("../../../migrations/outbox/0001_outbox.postgres.sql");
+/// Applications, event types, and the indexes of the added columns (after them).
+const SQLITE_APPS: &str = include_str!("../../../migrations/outbox/0002_apps.sqlite.sql");
+const POSTGRES_APPS: &str = include_str!("../../../migrations/outbox/0002_apps.postgres.sql");
 /// Columns added after the first schema: `traceparent`, the W3C trace context a message was
 /// emitted in (feature `otel`; `NULL` without it); `expunged_at`, when a message's content
-/// was deleted on request.
+/// was deleted on request; an endpoint's `uid`, `description`, `channels` (JSON array, `NULL`
+/// for every channel), custom `headers` (JSON object) and `rate_limit`; a message's
+/// `channels` (JSON array or `NULL`).
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("outworx_messages", "traceparent", "TEXT"),
     ("outworx_messages", "expunged_at", "BIGINT"),
+    ("outworx_endpoints", "uid", "TEXT"),
+    ("outworx_endpoints", "description", "TEXT"),
+    ("outworx_endpoints", "channels", "TEXT"),
+    ("outworx_endpoints", "headers", "TEXT"),
+    ("outworx_endpoints", "rate_limit", "BIGINT"),
+    ("outworx_messages", "channels", "TEXT"),
 ];
 
 /// Which rows a call may see: one tenant's, or (for operators and the CLI) everyone's.
@@ -235,6 +246,7 @@ impl Outbox {
     async fn migrated(pool: Pool) -> Result<Outbox, SendError> {
         pool.migrate(SQLITE_SCHEMA, POSTGRES_SCHEMA, ADDED_COLUMNS)
             .await?;
+        pool.migrate(SQLITE_APPS, POSTGRES_APPS, &[]).await?;
         Ok(Outbox { pool })
     }
 

@@ -188,8 +188,13 @@ pub(crate) fn build_request(
         secrets.push(prev);
     }
     let body = match target.format {
-        Format::Standard => {
-            let body = standard_body(&job.event_type, job.message_created_at, &job.payload);
+        Format::Standard | Format::Svix | Format::SvixHeaders => {
+            let body = if target.format == Format::Standard {
+                standard_body(&job.event_type, job.message_created_at, &job.payload)
+            } else {
+                // As Svix: the payload is the body, byte for byte.
+                job.payload.clone()
+            };
             let ts = (now_ms / 1000).to_string();
             let mut sig = String::new();
             for secret in secrets {
@@ -206,9 +211,14 @@ pub(crate) fn build_request(
                 }
                 sig.push_str(&one);
             }
-            headers.insert("webhook-id", header(&job.message_id)?);
-            headers.insert("webhook-timestamp", header(&ts)?);
-            headers.insert("webhook-signature", header(&sig)?);
+            let [id, timestamp, signature] = if target.format == Format::SvixHeaders {
+                ["svix-id", "svix-timestamp", "svix-signature"]
+            } else {
+                ["webhook-id", "webhook-timestamp", "webhook-signature"]
+            };
+            headers.insert(id, header(&job.message_id)?);
+            headers.insert(timestamp, header(&ts)?);
+            headers.insert(signature, header(&sig)?);
             body
         }
         Format::Fastapihooks => {
@@ -226,6 +236,20 @@ pub(crate) fn build_request(
     };
     if let Some((name, value)) = target.auth.header() {
         headers.insert(name, value);
+    }
+    // The endpoint's own headers never replace the signature's, the format's or the
+    // authentication's (checked when stored, and again here).
+    for (name, value) in &target.headers {
+        let (Ok(name), Ok(mut value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(value),
+        ) else {
+            continue;
+        };
+        value.set_sensitive(true);
+        if let http::header::Entry::Vacant(v) = headers.entry(name) {
+            v.insert(value);
+        }
     }
     Ok((Bytes::from(body), headers))
 }
@@ -291,6 +315,12 @@ mod tests {
             previous_until: Some(2_000_000),
             enabled: true,
             disabled_reason: None,
+            headers: [
+                ("x-tenant".to_owned(), "acme".to_owned()),
+                ("authorization".to_owned(), "Bearer not-this".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
         };
         let job = Job {
             delivery_id: 1,
@@ -343,6 +373,36 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn svix_messages_are_the_payload_itself_under_either_header_family() {
+        for (format, prefix) in [(Format::Svix, "webhook-"), (Format::SvixHeaders, "svix-")] {
+            let (job, target) = job(format);
+            let (body, headers) = build_request(&job, &target, 1_000_000).unwrap();
+            assert_eq!(&body[..], br#"{"id":1}"#, "byte for byte");
+            assert_eq!(headers[format!("{prefix}id").as_str()], "msg_1");
+            // The endpoint's own header is added; the authentication's is not replaced.
+            assert_eq!(headers["x-tenant"], "acme");
+            assert_eq!(headers["authorization"], "Bearer tok");
+            // Svix's verifier maps `svix-*` to `webhook-*`: the same signature.
+            let mut standard = http::HeaderMap::new();
+            for name in ["id", "timestamp", "signature"] {
+                standard.insert(
+                    http::HeaderName::from_bytes(format!("webhook-{name}").as_bytes()).unwrap(),
+                    headers[format!("{prefix}{name}").as_str()].clone(),
+                );
+            }
+            let r = crate::security::verify_at(
+                "standard",
+                &standard,
+                &body,
+                &[target.secret.as_str()],
+                std::time::Duration::from_secs(300),
+                1_000,
+            );
+            assert!(r.valid, "{format:?}: {r:?}");
+        }
     }
 
     #[test]

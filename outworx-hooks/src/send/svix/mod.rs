@@ -1,0 +1,529 @@
+//! The Svix v1 API over the outbox: every client Svix publishes (Python, JavaScript, Go,
+//! Java, the Terraform provider, `svix-react`) can send through an [`Emitter`].
+//!
+//! [`SvixApi::router`] answers the routes of Svix's open-source server under `/api/v1`,
+//! with its request and response shapes, status codes, errors (`{"code", "detail"}`, and
+//! 422 `{"detail": [{"loc", "msg", "type"}]}`), cursor pagination (`iterator`,
+//! `prevIterator`, `done`) and `idempotency-key` header, and CORS for browsers. An application (`app_...`) is an
+//! owner of endpoints and messages, in the namespace its bearer token maps to: two
+//! namespaces may each have an application `acme`, and never see each other's.
+//! `docs/svix.md` lists every route and what differs from Svix.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use outworx_hooks::send::{Emitter, Outbox, svix::SvixApi};
+//!
+//! let emitter = Emitter::builder(Outbox::memory().await?).build();
+//! let app: axum::Router = SvixApi::new(emitter)
+//!     .token("sk_test_0123456789", "acme-corp") // the bearer token, and its namespace
+//!     .router();
+//! # Ok::<(), outworx_hooks::send::SendError>(())
+//! # }).unwrap();
+//! ```
+
+mod handlers;
+pub(crate) mod store;
+mod wire;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use subtle::ConstantTimeEq as _;
+
+use super::{Emitter, Format, SendError};
+
+/// The largest payload Svix accepts (1 MiB): give the API's [`Emitter`] this
+/// [`max_payload`](crate::send::EmitterBuilder::max_payload) to accept what Svix does.
+pub const MAX_PAYLOAD: usize = 1024 * 1024;
+/// The largest request body: a [`MAX_PAYLOAD`] payload and its envelope.
+pub const MAX_BODY: usize = MAX_PAYLOAD + 64 * 1024;
+/// How long a 2xx answer to a POST with an `idempotency-key` is replayed (as Svix: 12 h).
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Most answers the idempotency cache keeps, and their most bytes in all.
+const IDEMPOTENCY_ENTRIES: usize = 10_000;
+const IDEMPOTENCY_BYTES: usize = 32 << 20;
+/// How long a request waits for the same key's request in flight before it is refused.
+const IDEMPOTENCY_WAIT: Duration = Duration::from_secs(5);
+
+/// Maps a bearer token to its namespace, or refuses it.
+type Authorize = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// The Svix-compatible API over an [`Emitter`]: build it, then mount [`SvixApi::router`].
+#[derive(Clone)]
+pub struct SvixApi {
+    emitter: Emitter,
+    authorize: Arc<Authorize>,
+    format: Format,
+}
+
+impl fmt::Debug for SvixApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SvixApi")
+            .field("emitter", &self.emitter)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SvixApi {
+    /// The API over `emitter`, refusing every token until [`SvixApi::token`] or
+    /// [`SvixApi::authorize`] accepts some. Its endpoints are sent [`Format::Svix`] (the
+    /// payload as the body, `webhook-*` headers).
+    pub fn new(emitter: Emitter) -> Self {
+        SvixApi {
+            emitter,
+            authorize: Arc::new(|_| None),
+            format: Format::Svix,
+        }
+    }
+
+    /// Accepts `token` (compared in constant time) for `namespace`, beside the tokens
+    /// accepted before.
+    pub fn token(self, token: impl Into<String>, namespace: impl Into<String>) -> Self {
+        let (token, namespace) = (token.into(), namespace.into());
+        let before = Arc::clone(&self.authorize);
+        self.authorize(move |given| {
+            if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+                Some(namespace.clone())
+            } else {
+                before(given)
+            }
+        })
+    }
+
+    /// Maps each bearer token to its namespace (`None` refuses it with 401): for tokens
+    /// kept elsewhere, such as `outworx serve`'s API keys.
+    pub fn authorize(
+        mut self,
+        authorize: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.authorize = Arc::new(authorize);
+        self
+    }
+
+    /// Sends the endpoints this API creates with Svix's header names (`svix-id`,
+    /// `svix-timestamp`, `svix-signature`: [`Format::SvixHeaders`]) instead of Standard
+    /// Webhooks' (`webhook-*`), for receivers that read only those. Svix's own
+    /// `Webhook.verify` accepts either.
+    pub fn svix_header_names(mut self, on: bool) -> Self {
+        self.format = if on {
+            Format::SvixHeaders
+        } else {
+            Format::Svix
+        };
+        self
+    }
+
+    /// The routes, under `/api/v1`, for a router of any state: merge it at the root
+    /// (`Router::merge`).
+    pub fn router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
+        let api = Arc::new(Api {
+            emitter: self.emitter,
+            authorize: self.authorize,
+            format: self.format,
+            idempotency: Mutex::new(Idempotency::default()),
+        });
+        let api_routes = handlers::routes()
+            .fallback(|| async { SvixError::not_found() })
+            .method_not_allowed_fallback(|| async {
+                SvixError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "Method not allowed",
+                )
+            })
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&api),
+                idempotent,
+            ))
+            .layer(axum::middleware::from_fn(cors))
+            .layer(axum::extract::DefaultBodyLimit::disable())
+            .with_state(api);
+        Router::new().nest("/api/v1", api_routes)
+    }
+}
+
+/// What every handler shares.
+pub(crate) struct Api {
+    pub(crate) emitter: Emitter,
+    authorize: Arc<Authorize>,
+    pub(crate) format: Format,
+    idempotency: Mutex<Idempotency>,
+}
+
+pub(crate) type Shared = State<Arc<Api>>;
+
+/// The namespace of the request's bearer token; 401 before anything else runs without one.
+pub(crate) struct Namespace(pub(crate) String);
+
+impl FromRequestParts<Arc<Api>> for Namespace {
+    type Rejection = SvixError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, SvixError> {
+        bearer(&parts.headers)
+            .and_then(|token| (api.authorize)(token))
+            .map(Namespace)
+            .ok_or_else(|| {
+                SvixError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication_failed",
+                    "Invalid token",
+                )
+            })
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// An answer in Svix's error shapes.
+#[derive(Debug)]
+pub(crate) enum SvixError {
+    /// `{"code", "detail"}` with its status.
+    Http {
+        status: StatusCode,
+        code: &'static str,
+        detail: String,
+    },
+    /// 422 `{"detail": [{"loc", "msg", "type"}]}`.
+    Validation {
+        loc: Vec<String>,
+        msg: String,
+        kind: &'static str,
+    },
+}
+
+impl SvixError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        SvixError::Http {
+            status,
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn not_found() -> Self {
+        SvixError::new(StatusCode::NOT_FOUND, "not_found", "Entity not found")
+    }
+
+    pub(crate) fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        SvixError::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    pub(crate) fn conflict() -> Self {
+        SvixError::new(StatusCode::CONFLICT, "conflict", "A conflict has occurred")
+    }
+
+    /// A 422 on `loc` (`["body", "url"]`), of Svix's type `value_error`.
+    pub(crate) fn invalid(loc: &[&str], msg: impl Into<String>) -> Self {
+        SvixError::Validation {
+            loc: loc.iter().map(|s| (*s).to_owned()).collect(),
+            msg: msg.into(),
+            kind: "value_error",
+        }
+    }
+}
+
+impl From<SendError> for SvixError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Invalid { field, reason } => SvixError::Validation {
+                loc: vec!["body".into(), wire::camel(field)],
+                msg: reason,
+                kind: "value_error",
+            },
+            e @ SendError::Target(_) => SvixError::Validation {
+                loc: vec!["body".into(), "url".into()],
+                msg: e.to_string(),
+                kind: "value_error",
+            },
+            SendError::TooLarge { .. } => SvixError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Request payload is too large.",
+            ),
+            SendError::NotFound => SvixError::not_found(),
+            SendError::Conflict => SvixError::conflict(),
+            SendError::Forbidden(why) => {
+                SvixError::new(StatusCode::FORBIDDEN, "insufficient access", why)
+            }
+            e @ SendError::RateLimited { .. } => {
+                SvixError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
+            }
+            e => {
+                // The outbox's failure: logged (never a secret: SendError carries none), and
+                // a 5xx every Svix client retries.
+                tracing::error!(error = %e, "the Svix API's outbox failed");
+                SvixError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "Internal Server Error",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for SvixError {
+    fn into_response(self) -> Response {
+        match self {
+            SvixError::Http {
+                status,
+                code,
+                detail,
+            } => (
+                status,
+                axum::Json(json!({ "code": code, "detail": detail })),
+            )
+                .into_response(),
+            SvixError::Validation { loc, msg, kind } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(json!({ "detail": [{ "loc": loc, "msg": msg, "type": kind }] })),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// Reads a JSON body of at most [`MAX_BODY`] bytes (413 past it, in Svix's shape), whatever
+/// its content type, as Svix does; unknown fields are ignored.
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, SvixError> {
+    let bytes = http_body_util::Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| {
+            SvixError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Request payload is too large.",
+            )
+        })?
+        .to_bytes();
+    parse_json(&bytes)
+}
+
+/// Parses a JSON body: a 422 of type `value_error.jsondecode` naming where it failed.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, SvixError> {
+    serde_json::from_slice(bytes).map_err(|e| SvixError::Validation {
+        loc: vec!["body".into()],
+        msg: e.to_string(),
+        kind: "value_error.jsondecode",
+    })
+}
+
+/// A JSON answer with its status.
+pub(crate) fn answer(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+/// CORS as Svix answers it: any origin, any method, the headers the browser asks for
+/// (`svix-react` calls this API from the subscriber's browser, with a bearer token and no
+/// cookie, so no origin gains anything a token does not already give).
+async fn cors(req: Request, next: Next) -> Response {
+    if req.headers().get(header::ORIGIN).is_none() {
+        return next.run(req).await;
+    }
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let asked = req
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned();
+    let mut res = if preflight {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(req).await
+    };
+    let h = res.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    if preflight {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE"),
+        );
+        if let Some(asked) = asked {
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked);
+        }
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+    }
+    res
+}
+
+/// The answers to POSTs with an `idempotency-key`, by (token, key, URI): a repeat gets the
+/// first 2xx answer; one arriving while the first runs waits for it (up to 5 s, then 409).
+/// Only 2xx answers are kept (as Svix), for [`IDEMPOTENCY_TTL`], bounded in count and bytes.
+#[derive(Default)]
+struct Idempotency {
+    entries: hashlink::LinkedHashMap<[u8; 32], Entry>,
+    bytes: usize,
+}
+
+enum Entry {
+    Running(Arc<tokio::sync::Notify>),
+    Done {
+        at: Instant,
+        status: StatusCode,
+        body: bytes::Bytes,
+    },
+}
+
+impl Idempotency {
+    fn evict(&mut self, now: Instant) {
+        while self.entries.len() > IDEMPOTENCY_ENTRIES || self.bytes > IDEMPOTENCY_BYTES {
+            let Some((_, e)) = self.entries.pop_front() else {
+                break;
+            };
+            if let Entry::Done { body, .. } = e {
+                self.bytes -= body.len();
+            }
+        }
+        while let Some((_, Entry::Done { at, .. })) = self.entries.front() {
+            if now.duration_since(*at) < IDEMPOTENCY_TTL {
+                break;
+            }
+            if let Some((_, Entry::Done { body, .. })) = self.entries.pop_front() {
+                self.bytes -= body.len();
+            }
+        }
+    }
+}
+
+async fn idempotent(State(api): Shared, req: Request, next: Next) -> Response {
+    let key = (req.method() == Method::POST)
+        .then(|| {
+            let token = req.headers().get(header::AUTHORIZATION)?;
+            let key = req.headers().get("idempotency-key")?;
+            let mut h = sha2::Sha256::new();
+            for part in [
+                token.as_bytes(),
+                key.as_bytes(),
+                req.uri().to_string().as_bytes(),
+            ] {
+                h.update((part.len() as u64).to_be_bytes());
+                h.update(part);
+            }
+            Some(<[u8; 32]>::from(h.finalize()))
+        })
+        .flatten();
+    let Some(key) = key else {
+        return next.run(req).await;
+    };
+    let deadline = Instant::now() + IDEMPOTENCY_WAIT;
+    loop {
+        let wait = {
+            let Ok(mut cache) = api.idempotency.lock() else {
+                return SvixError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "Internal Server Error",
+                )
+                .into_response();
+            };
+            cache.evict(Instant::now());
+            match cache.entries.get(&key) {
+                Some(Entry::Done { status, body, .. }) => {
+                    let mut r = (*status, body.clone()).into_response();
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    return r;
+                }
+                Some(Entry::Running(n)) => Arc::clone(n),
+                None => {
+                    cache
+                        .entries
+                        .insert(key, Entry::Running(Arc::new(tokio::sync::Notify::new())));
+                    break;
+                }
+            }
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return SvixError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "A request with this idempotency-key is still running",
+            )
+            .into_response();
+        }
+        let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), wait.notified()).await;
+    }
+    // This request runs; whatever happens, the key is released or filled.
+    let response = next.run(req).await;
+    let (parts, body) = response.into_parts();
+    let status = parts.status;
+    let (kept, response) = if status.is_success() {
+        match http_body_util::Limited::new(body, 4 << 20).collect().await {
+            Ok(b) => {
+                let b = b.to_bytes();
+                (Some(b.clone()), Response::from_parts(parts, Body::from(b)))
+            }
+            Err(_) => (
+                None,
+                SvixError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "Internal Server Error",
+                )
+                .into_response(),
+            ),
+        }
+    } else {
+        (None, Response::from_parts(parts, body))
+    };
+    if let Ok(mut cache) = api.idempotency.lock() {
+        let running = cache.entries.remove(&key);
+        if let Some(b) = &kept {
+            cache.bytes += b.len();
+            cache.entries.insert(
+                key,
+                Entry::Done {
+                    at: Instant::now(),
+                    status,
+                    body: b.clone(),
+                },
+            );
+            cache.evict(Instant::now());
+        }
+        if let Some(Entry::Running(n)) = running {
+            n.notify_waiters();
+        }
+    }
+    response
+}
+
+/// The query string as a map (the last value of a repeated name wins; unknown names are
+/// ignored, as Svix does). A `+` stays a `+` (a time's offset sent unencoded).
+pub(crate) fn query(parts_query: Option<&str>) -> HashMap<String, String> {
+    let q = parts_query.unwrap_or("").replace('+', "%2B");
+    form_urlencoded::parse(q.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
