@@ -124,6 +124,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
         && config.api_keys.len() > 1
         && args.outbox_db.is_some();
     let policy = crate::send::policy(&args.allow)?;
+    // Checked before anything is opened: opening runs the SDK's (idempotent) migrations.
+    if let Some(p) = &args.attach_project {
+        config
+            .check_project(p)
+            .map_err(|e| format!("--attach-project: {e}"))?;
+    }
     if let Some(url) = &args.outbox_db {
         if let Some(path) = sqlite_path(url)
             && !std::path::Path::new(path).exists()

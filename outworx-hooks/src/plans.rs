@@ -350,6 +350,109 @@ macro_rules! listed {
                     "outbox: expunge, a message's answers",
                     retention::expunge_answers_query(p, "msg_1")
                 );
+
+                // The Svix-compatible API's pages (`send::svix`): each a range of one index,
+                // in its order, stopping at the page's size (or a filtered page's scan).
+                use crate::send::svix::store::{Page, $d as svix};
+                let pages = [
+                    Page {
+                        from: None,
+                        back: false,
+                        ascending: false,
+                        rows: 51,
+                    },
+                    Page {
+                        from: Some("x_1"),
+                        back: false,
+                        ascending: false,
+                        rows: 51,
+                    },
+                    Page {
+                        from: Some("x_1"),
+                        back: true,
+                        ascending: false,
+                        rows: 51,
+                    },
+                    Page {
+                        from: Some("x_1"),
+                        back: false,
+                        ascending: true,
+                        rows: 51,
+                    },
+                ];
+                for page in pages {
+                    plan!("svix: applications", svix::app_page_query(p, "ns1", page));
+                    plan!(
+                        "svix: event types",
+                        svix::event_type_page_query(p, "ns1", false, page)
+                    );
+                    plan!(
+                        "svix: endpoints of an application",
+                        endpoints::endpoint_page_query(
+                            p,
+                            "app_1",
+                            page.from,
+                            page.back,
+                            page.ascending,
+                            50
+                        )
+                    );
+                    plan!(
+                        "svix: messages of an application",
+                        None,
+                        Some("owner"),
+                        svix::message_page_query(p, "app_1", None, None, false, page)
+                    );
+                }
+                plan!(
+                    "svix: messages of an application in a window",
+                    None,
+                    Some("owner"),
+                    svix::message_page_query(
+                        p,
+                        "app_1",
+                        Some("msg_0"),
+                        Some("msg_9"),
+                        true,
+                        pages[1]
+                    )
+                );
+                for (from, back) in [(None, false), (Some(7), false), (Some(7), true)] {
+                    plan!(
+                        "svix: attempts of an endpoint",
+                        svix::attempt_page_query(p, Some("ep_1"), None, from, back, 51)
+                    );
+                    plan!(
+                        "svix: attempts of a message",
+                        None,
+                        Some("message_id"),
+                        svix::attempt_page_query(p, None, Some("msg_1"), from, back, 51)
+                    );
+                    plan!(
+                        "svix: deliveries of an endpoint (its messages)",
+                        None,
+                        Some("endpoint_id"),
+                        svix::endpoint_deliveries_query(p, "ep_1", from, back, 51)
+                    );
+                }
+                plan!(
+                    "svix: attempts of a message to an endpoint",
+                    per_message,
+                    Some("message_id"),
+                    svix::attempt_page_query(p, Some("ep_1"), Some("msg_1"), None, false, 51)
+                );
+                plan!(
+                    "svix: deliveries of a message (its destinations)",
+                    None,
+                    Some("message_id"),
+                    svix::message_deliveries_query(p, "msg_1", Some("ep_1"), 51)
+                );
+                plan!(
+                    "svix: an endpoint's stats, one status",
+                    None,
+                    Some("endpoint_id"),
+                    svix::endpoint_stat_query(p, "ep_1", "dead", 1, 2, 1_000_000)
+                );
             }
             #[cfg(feature = "inbox")]
             {

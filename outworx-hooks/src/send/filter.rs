@@ -123,9 +123,16 @@ pub(crate) fn validate_headers(
         ));
     }
     let mut bytes = 0usize;
+    let mut seen = std::collections::HashSet::new();
     for (name, value) in headers {
         bytes += name.len() + value.len();
         let lower = name.to_ascii_lowercase();
+        if !seen.insert(lower.clone()) {
+            return Err(SendError::invalid(
+                "headers",
+                format!("`{lower}` is given twice (header names ignore case)"),
+            ));
+        }
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(SendError::invalid(
                 "headers",
@@ -188,6 +195,11 @@ mod tests {
             assert!(validate_headers(&one(bad, "v")).is_err(), "{bad}");
         }
         assert!(validate_headers(&one("x-a", "line\nbreak")).is_err());
+        let twice = [
+            ("X-A".to_owned(), "1".to_owned()),
+            ("x-a".to_owned(), "2".to_owned()),
+        ];
+        assert!(validate_headers(&twice.into_iter().collect()).is_err());
         assert!(validate_headers(&one("x-a", &"v".repeat(4097))).is_err());
     }
 

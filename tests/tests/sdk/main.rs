@@ -19,3 +19,4 @@ mod retention;
 mod secrets_in_debug;
 mod security;
 mod send;
+mod svix_api;

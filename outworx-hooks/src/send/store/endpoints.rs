@@ -16,6 +16,21 @@ pub(crate) struct EndpointRow {
 /// An endpoint's custom headers.
 pub(crate) type Headers = std::collections::BTreeMap<String, String>;
 
+/// The fields of an endpoint a change writes (`None`: kept as they are; for the nullable
+/// ones, `Some(None)` clears). No `Debug`: the headers may hold credentials.
+#[derive(Default)]
+pub(crate) struct EndpointChange {
+    pub(crate) url: Option<String>,
+    pub(crate) events: Option<Vec<String>>,
+    pub(crate) metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    pub(crate) uid: Option<Option<String>>,
+    pub(crate) description: Option<String>,
+    pub(crate) channels: Option<Option<Vec<String>>>,
+    pub(crate) rate_limit: Option<Option<u16>>,
+    pub(crate) headers: Option<Headers>,
+    pub(crate) enabled: Option<bool>,
+}
+
 /// A unique index refusing a row (an endpoint's uid taken by another of its owner's) is the
 /// caller's conflict, not the store's failure.
 pub(crate) fn uid_conflict(e: sqlx::Error) -> SendError {
@@ -127,36 +142,55 @@ outworx_hooks_queue::dialects! {
             .map(|h| h.and_then(|h| serde_json::from_str(&h).ok()).unwrap_or_default()))
     }
 
-    /// Replaces every field an owner may change (a Svix PUT or PATCH, merged by the caller),
-    /// and the headers when given. `false` when the owner has no such endpoint.
-    pub(crate) async fn replace_endpoint(
+    /// Writes the fields `ch` gives (a Svix PUT or PATCH, or a headers change), each on its
+    /// own, so concurrent changes of other fields, and the worker's disabling, are kept.
+    /// `enabled` changes only when given, and an endpoint an operator disabled is not enabled
+    /// by its owner (nothing is written). `Ok(false)`: no such endpoint, or refused.
+    pub(crate) async fn change_endpoint(
         c: &mut Conn,
-        e: &Endpoint,
-        headers: Option<&Headers>,
+        owner: &str,
+        id: &str,
+        ch: &EndpointChange,
         now: i64,
     ) -> Result<bool, SendError> {
-        let headers = headers.map(serde_json::to_string).transpose()?;
+        let json = |v: Option<String>| v;
         let done = sqlx::query(
-            "UPDATE outworx_endpoints SET url = $1, events = $2, metadata = $3, uid = $4, \
-             description = $5, channels = $6, rate_limit = $7, headers = COALESCE($8, headers), \
-             enabled = $9, \
-             disabled_reason = CASE WHEN $9 = 1 THEN NULL WHEN enabled = 0 THEN disabled_reason \
-               ELSE 'disabled by its owner' END, \
-             failing_since = CASE WHEN $9 = 1 THEN NULL ELSE failing_since END, \
-             updated_at = $10 WHERE id = $11 AND owner = $12",
+            "UPDATE outworx_endpoints SET url = COALESCE($1, url), events = COALESCE($2, events), \
+             metadata = COALESCE($3, metadata), \
+             uid = CASE WHEN $4 = 1 THEN $5 ELSE uid END, \
+             description = COALESCE($6, description), \
+             channels = CASE WHEN $7 = 1 THEN $8 ELSE channels END, \
+             rate_limit = CASE WHEN $9 = 1 THEN $10 ELSE rate_limit END, \
+             headers = COALESCE($11, headers), \
+             enabled = COALESCE($12, enabled), \
+             disabled_reason = CASE WHEN $12 IS NULL THEN disabled_reason WHEN $12 = 1 THEN NULL \
+               WHEN enabled = 0 THEN disabled_reason ELSE 'disabled by its owner' END, \
+             failing_since = CASE WHEN $12 = 1 THEN NULL ELSE failing_since END, \
+             updated_at = $13 WHERE id = $14 AND owner = $15 \
+             AND ($12 IS NULL OR $12 = 0 OR enabled = 1 OR disabled_reason IS NULL \
+               OR disabled_reason <> 'disabled by an operator')",
         )
-        .bind(&e.url)
-        .bind(serde_json::to_string(&e.events)?)
-        .bind(serde_json::to_string(&e.metadata)?)
-        .bind(&e.uid)
-        .bind(&e.description)
-        .bind(e.channels.as_ref().map(serde_json::to_string).transpose()?)
-        .bind(e.rate_limit.map(i64::from))
-        .bind(headers)
-        .bind(bool_i(e.enabled))
+        .bind(ch.url.as_deref())
+        .bind(json(ch.events.as_ref().map(serde_json::to_string).transpose()?))
+        .bind(json(ch.metadata.as_ref().map(serde_json::to_string).transpose()?))
+        .bind(i64::from(ch.uid.is_some()))
+        .bind(ch.uid.clone().flatten())
+        .bind(ch.description.as_deref())
+        .bind(i64::from(ch.channels.is_some()))
+        .bind(
+            ch.channels
+                .as_ref()
+                .and_then(Option::as_ref)
+                .map(serde_json::to_string)
+                .transpose()?,
+        )
+        .bind(i64::from(ch.rate_limit.is_some()))
+        .bind(ch.rate_limit.flatten().map(i64::from))
+        .bind(json(ch.headers.as_ref().map(serde_json::to_string).transpose()?))
+        .bind(ch.enabled.map(bool_i))
         .bind(now)
-        .bind(&e.id)
-        .bind(&e.owner)
+        .bind(id)
+        .bind(owner)
         .execute(&mut *c)
         .await
         .map_err(uid_conflict)?;
@@ -183,6 +217,28 @@ outworx_hooks_queue::dialects! {
 
     /// A page of an owner's endpoints by id, from the `(owner, id)` index: `limit + 1` rows
     /// after (or, `back`, before) `from`, newest first unless `ascending`.
+    pub(crate) fn endpoint_page_query<'a>(
+        prefix: &str,
+        owner: &'a str,
+        from: Option<&'a str>,
+        back: bool,
+        ascending: bool,
+        limit: u32,
+    ) -> sqlx::QueryBuilder<'a, Db> {
+        // Reading forward in the list's order, or backward from a previous page's start.
+        let up = ascending != back;
+        let mut q = sqlx::QueryBuilder::<Db>::new(format!(
+            "{prefix}SELECT {ENDPOINT_COLUMNS} FROM outworx_endpoints WHERE owner = "
+        ));
+        q.push_bind(owner);
+        if let Some(from) = from {
+            q.push(if up { " AND id > " } else { " AND id < " }).push_bind(from);
+        }
+        q.push(if up { " ORDER BY id ASC" } else { " ORDER BY id DESC" });
+        q.push(" LIMIT ").push_bind(i64::from(limit) + 1);
+        q
+    }
+
     pub(crate) async fn endpoint_page(
         c: &mut Conn,
         owner: &str,
@@ -191,18 +247,10 @@ outworx_hooks_queue::dialects! {
         ascending: bool,
         limit: u32,
     ) -> Result<Vec<Endpoint>, SendError> {
-        // Reading forward in the list's order, or backward from a previous page's start.
-        let up = ascending != back;
-        let mut q = sqlx::QueryBuilder::<Db>::new(format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM outworx_endpoints WHERE owner = "
-        ));
-        q.push_bind(owner);
-        if let Some(from) = from {
-            q.push(if up { " AND id > " } else { " AND id < " }).push_bind(from);
-        }
-        q.push(if up { " ORDER BY id ASC" } else { " ORDER BY id DESC" });
-        q.push(" LIMIT ").push_bind(i64::from(limit) + 1);
-        let rows = q.build().fetch_all(&mut *c).await?;
+        let rows = endpoint_page_query("", owner, from, back, ascending, limit)
+            .build()
+            .fetch_all(&mut *c)
+            .await?;
         rows.iter()
             .map(|r| endpoint_row(r).map(|e| e.endpoint).map_err(SendError::from))
             .collect()

@@ -16,11 +16,11 @@ use outworx_hooks_queue::on_pool;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::store::{AppRow, EventTypeRow, MessageRow, Page, SCAN};
+use super::store::{self, AppRow, EventTypeRow, MessageRow, Page, SCAN};
 use super::wire::{self, Metadata};
 use super::{Api, Namespace, Shared, SvixError, answer, query, read_json};
 use crate::send::model::NewMessage;
-use crate::send::store::endpoints::Headers;
+use crate::send::store::endpoints::{EndpointChange, Headers};
 use crate::send::{DeliveryFilter, DeliveryStatus, Endpoint, NewEndpoint, Scope, SendError, ids};
 
 impl From<sqlx::Error> for SvixError {
@@ -185,14 +185,16 @@ struct NamePath {
     name: String,
 }
 
-/// The query string of a request.
-struct Q(HashMap<String, String>);
+/// The query string of a request: the last value of each name, and every pair (for the
+/// names that repeat).
+struct Q(HashMap<String, String>, Vec<(String, String)>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Q {
     type Rejection = SvixError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, SvixError> {
-        Ok(Q(query(parts.uri.query())))
+        let pairs = query(parts.uri.query());
+        Ok(Q(pairs.iter().cloned().collect(), pairs))
     }
 }
 
@@ -220,15 +222,22 @@ impl Q {
             .transpose()
     }
 
-    /// `event_types=a,b` (also `event_types[]=a`), as Svix reads it.
-    fn event_types(&self) -> Option<Vec<String>> {
-        let mut out: Vec<String> = Vec::new();
-        for (k, v) in &self.0 {
+    /// `event_types=a,b` (also `event_types[]=a&event_types[]=b`), as Svix reads it: at
+    /// most 64 names.
+    fn event_types(&self) -> Result<Option<std::collections::HashSet<String>>, SvixError> {
+        let mut out = std::collections::HashSet::new();
+        for (k, v) in &self.1 {
             if k == "event_types" || k.starts_with("event_types[") {
                 out.extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
             }
+            if out.len() > crate::send::limits::MAX_PATTERNS {
+                return Err(SvixError::invalid(
+                    &["query", "event_types"],
+                    format!("at most {} event types", crate::send::limits::MAX_PATTERNS),
+                ));
+            }
         }
-        (!out.is_empty()).then_some(out)
+        Ok((!out.is_empty()).then_some(out))
     }
 
     /// The page asked for: `limit` (default 50, at most 250), `iterator` (`-` before it:
@@ -323,15 +332,112 @@ impl ListParams {
 
 /// Svix's `ListResponse`: `iterator` always there (the last item's, or `null`),
 /// `prevIterator` (`-` and the first item's) only with data.
-fn list(data: Vec<Value>, first: Option<String>, last: Option<String>, done: bool) -> Value {
-    let mut out = serde_json::Map::new();
-    out.insert("data".into(), Value::Array(data));
-    out.insert("iterator".into(), json!(last));
-    if let Some(first) = first {
-        out.insert("prevIterator".into(), json!(format!("-{first}")));
+#[derive(serde::Serialize)]
+struct ListOut<T> {
+    data: Vec<T>,
+    iterator: Option<String>,
+    #[serde(rename = "prevIterator", skip_serializing_if = "Option::is_none")]
+    prev_iterator: Option<String>,
+    done: bool,
+}
+
+fn list<T>(data: Vec<T>, first: Option<String>, last: Option<String>, done: bool) -> ListOut<T> {
+    ListOut {
+        data,
+        iterator: last,
+        prev_iterator: first.map(|f| format!("-{f}")),
+        done,
     }
-    out.insert("done".into(), json!(done));
-    Value::Object(out)
+}
+
+/// A page cut from rows read from the cursor in one direction (`limit + 1` of them, or a
+/// filtered page's scan), some filtered out: the rows in the list's order, whether it is the
+/// last page, and where the next page (`last`) and the one before (`first`) start.
+struct Cut<T> {
+    rows: Vec<T>,
+    done: bool,
+    first: Option<String>,
+    last: Option<String>,
+}
+
+fn cut<T>(
+    lp: &ListParams,
+    scanned: Vec<T>,
+    read: i64,
+    keep: impl Fn(&T) -> bool,
+    id: impl Fn(&T) -> String,
+) -> Cut<T> {
+    let exhausted = i64::try_from(scanned.len()).unwrap_or(i64::MAX) < read;
+    // The furthest row read from the cursor: where a page the scan ran out on goes on from.
+    let furthest = scanned.last().map(&id);
+    let picked: Vec<T> = scanned.into_iter().filter(|r| keep(r)).collect();
+    let (rows, fits) = lp.finish(picked);
+    let full = !fits;
+    let done = fits && exhausted;
+    // The far end of the page from the cursor: its last row read when it is full, else
+    // the last row the scan read.
+    let far = if full {
+        if lp.back { rows.first() } else { rows.last() }.map(&id)
+    } else {
+        furthest
+    };
+    let (first, last) = if lp.back {
+        (far, rows.last().map(&id))
+    } else {
+        (rows.first().map(&id), far)
+    };
+    Cut {
+        rows,
+        done,
+        first,
+        last,
+    }
+}
+
+impl<T> Cut<T> {
+    /// Keeps the `n` rows nearest the cursor (a page over its byte budget); the others come
+    /// on the next page.
+    fn keep_nearest(&mut self, n: usize, back: bool, id: impl Fn(&T) -> String) {
+        if n >= self.rows.len() {
+            return;
+        }
+        if back {
+            self.rows.drain(..self.rows.len() - n);
+            self.first = self.rows.first().map(&id);
+        } else {
+            self.rows.truncate(n);
+            self.last = self.rows.last().map(&id);
+        }
+        self.done = false;
+    }
+}
+
+/// Most payload bytes one page of messages answers: past it the page ends early
+/// (`done: false`), so a page of 250 messages of 1 MiB never loads 250 MiB.
+const PAGE_CONTENT_BYTES: usize = 8 << 20;
+
+/// Reads the payloads of `rows` (an application's messages, in the page's order) nearest
+/// the cursor first, up to [`PAGE_CONTENT_BYTES`] (at least one): how many rows got theirs.
+async fn fill_payloads(
+    api: &Api,
+    owner: &str,
+    rows: &mut [MessageRow],
+    back: bool,
+) -> Result<usize, SvixError> {
+    let mut bytes = 0usize;
+    let n = rows.len();
+    for k in 0..n {
+        let i = if back { n - 1 - k } else { k };
+        if k > 0 && bytes >= PAGE_CONTENT_BYTES {
+            return Ok(k);
+        }
+        let id = rows[i].id.clone();
+        let m = db!(api, |c, db| db::message(c, owner, &id, true).await?);
+        let payload = m.and_then(|m| m.payload).unwrap_or_else(|| "{}".to_owned());
+        bytes += payload.len();
+        rows[i].payload = Some(payload);
+    }
+    Ok(n)
 }
 
 async fn app_of(api: &Api, ns: &str, id: &str) -> Result<AppRow, SvixError> {
@@ -474,7 +580,9 @@ async fn put_app(
             app.name = a.name;
             app.metadata = a.metadata.unwrap_or_default();
             app.updated_at = now(&api);
-            db!(api, |c, db| db::update_app(c, &app).await?);
+            if !db!(api, |c, db| db::update_app(c, &app).await?) {
+                return Err(SvixError::not_found());
+            }
             Ok(answer(StatusCode::OK, wire::app_out(&app)))
         }
         None => {
@@ -514,7 +622,9 @@ async fn patch_app(
     }
     .check()?;
     app.updated_at = now(&api);
-    db!(api, |c, db| db::update_app(c, &app).await?);
+    if !db!(api, |c, db| db::update_app(c, &app).await?) {
+        return Err(SvixError::not_found());
+    }
     Ok(answer(StatusCode::OK, wire::app_out(&app)))
 }
 
@@ -626,7 +736,7 @@ async fn new_endpoint(
     new.rate_limit = rate_limit;
     new.metadata = wire::metadata_json(metadata);
     new.secret = e.secret;
-    new.disabled = e.disabled;
+    new.disabled = e.disabled.unwrap_or(false);
     Ok(api.emitter.create_endpoint(new).await?.endpoint)
 }
 
@@ -640,44 +750,61 @@ async fn get_endpoint(
     Ok(answer(StatusCode::OK, wire::endpoint_out(&ep)))
 }
 
-/// Writes an endpoint's changed fields (already merged into `ep`), checked as a create is.
-async fn save_endpoint(
+/// Checks the fields a change gives, as a create checks them, then writes only those.
+async fn change_endpoint(
     api: &Api,
     ns: &str,
+    app: &AppRow,
     ep: &Endpoint,
-    headers: Option<&Headers>,
-) -> Result<(), SvixError> {
-    let metadata: Metadata = ep
-        .metadata
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-            )
-        })
-        .collect();
-    let types = (!ep.events.is_empty()).then_some(ep.events.as_slice());
-    wire::check_endpoint(&ep.url, ep.uid.as_deref(), ep.rate_limit, types, &metadata)?;
-    check_types_exist(api, ns, types).await?;
-    api.emitter.shared.policy.check_new_url(&ep.url)?;
+    ch: EndpointChange,
+) -> Result<Endpoint, SvixError> {
+    if let Some(url) = &ch.url {
+        wire::check_endpoint(url, None, None, None, &Metadata::new())?;
+        api.emitter.shared.policy.check_new_url(url)?;
+    }
+    if let Some(Some(uid)) = &ch.uid {
+        wire::check_uid(uid, "ep_")?;
+    }
+    if let Some(Some(0)) = ch.rate_limit {
+        return Err(SvixError::invalid(
+            &["body", "rateLimit"],
+            "rate limits are at least 1",
+        ));
+    }
+    if let Some(events) = &ch.events {
+        let types = (!events.is_empty()).then_some(events.as_slice());
+        check_types_exist(api, ns, types).await?;
+    }
+    if let Some(m) = &ch.metadata
+        && crate::wire::json_size(m) > crate::send::limits::MAX_METADATA_BYTES
+    {
+        return Err(SvixError::invalid(
+            &["body", "metadata"],
+            "metadata must be less than or equal to 4096 bytes",
+        ));
+    }
     crate::send::model::validate_endpoint_extras(
-        ep.uid.as_deref(),
-        &ep.description,
-        ep.channels.as_deref(),
-        headers.unwrap_or(&Headers::new()),
+        None,
+        ch.description.as_deref().unwrap_or(""),
+        ch.channels.as_ref().and_then(Option::as_deref),
+        ch.headers.as_ref().unwrap_or(&Headers::new()),
     )?;
     let now = now(api);
-    let saved = on_pool!(
+    let changed = on_pool!(
         &api.emitter.shared.outbox.pool,
         tx,
         crate::send::store::endpoints,
-        |c, db| db::replace_endpoint(c, ep, headers, now).await?
+        |c, db| db::change_endpoint(c, &app.id, &ep.id, &ch, now).await?
     );
-    if !saved {
-        return Err(SvixError::not_found());
+    if !changed {
+        // It exists (just read): the owner tried to enable what an operator disabled.
+        return Err(SvixError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient access",
+            "an operator disabled this endpoint: only an operator enables it",
+        ));
     }
-    Ok(())
+    endpoint_of(api, app, &ep.id).await
 }
 
 async fn put_endpoint(
@@ -688,23 +815,37 @@ async fn put_endpoint(
 ) -> Result<Response, SvixError> {
     let app = app_of(&api, &ns, &p.app).await?;
     let e: wire::EndpointIn = read_json(body).await?;
-    let Ok(mut ep) = endpoint_of(&api, &app, &p.ep).await else {
-        // Svix's PUT creates a missing endpoint (with a new secret).
-        let mut e = e;
-        e.secret = None;
-        let created = new_endpoint(&api, &ns, &app, e).await?;
-        return Ok(answer(StatusCode::CREATED, wire::endpoint_out(&created)));
+    let ep = match endpoint_of(&api, &app, &p.ep).await {
+        Ok(ep) => ep,
+        Err(SvixError::Http { status, .. }) if status == StatusCode::NOT_FOUND => {
+            // Svix's PUT creates a missing endpoint (with a new secret).
+            let mut e = e;
+            e.secret = None;
+            let created = new_endpoint(&api, &ns, &app, e).await?;
+            return Ok(answer(StatusCode::CREATED, wire::endpoint_out(&created)));
+        }
+        Err(e) => return Err(e),
     };
-    ep.rate_limit = e.rate();
-    ep.url = e.url;
-    ep.description = e.description;
-    ep.uid = e.uid;
-    ep.enabled = !e.disabled;
-    ep.events = e.event_types.unwrap_or_default();
-    ep.channels = e.channels;
-    ep.metadata = wire::metadata_json(e.metadata.unwrap_or_default());
-    save_endpoint(&api, &ns, &ep, e.headers.as_ref()).await?;
-    let ep = endpoint_of(&api, &app, &ep.id).await?;
+    let metadata = e.metadata.clone().unwrap_or_default();
+    wire::check_endpoint(
+        &e.url,
+        e.uid.as_deref(),
+        e.rate(),
+        e.event_types.as_deref(),
+        &metadata,
+    )?;
+    let ch = EndpointChange {
+        rate_limit: Some(e.rate()),
+        url: Some(e.url),
+        description: Some(e.description),
+        uid: Some(e.uid),
+        enabled: e.disabled.map(|d| !d),
+        events: Some(e.event_types.unwrap_or_default()),
+        channels: Some(e.channels),
+        metadata: Some(wire::metadata_json(metadata)),
+        headers: e.headers,
+    };
+    let ep = change_endpoint(&api, &ns, &app, &ep, ch).await?;
     Ok(answer(StatusCode::OK, wire::endpoint_out(&ep)))
 }
 
@@ -715,40 +856,30 @@ async fn patch_endpoint(
     body: Body,
 ) -> Result<Response, SvixError> {
     let app = app_of(&api, &ns, &p.app).await?;
-    let mut ep = endpoint_of(&api, &app, &p.ep).await?;
+    let ep = endpoint_of(&api, &app, &p.ep).await?;
     let patch: wire::EndpointPatch = read_json(body).await?;
-    if let Some(url) = patch.url {
-        ep.url = url;
-    }
-    if let Some(d) = patch.description {
-        ep.description = d;
-    }
-    if let Some(uid) = patch.uid {
-        ep.uid = uid;
-    }
-    if let Some(rate) = patch.throttle_rate.or(patch.rate_limit) {
-        ep.rate_limit = rate;
-    }
-    if let Some(disabled) = patch.disabled {
-        ep.enabled = !disabled;
-    }
-    if let Some(types) = patch.event_types {
-        if types.as_ref().is_some_and(Vec::is_empty) {
+    let events = match patch.event_types {
+        Some(Some(types)) if types.is_empty() => {
             return Err(SvixError::invalid(
                 &["body", "eventTypes"],
                 "eventTypes can't be empty, it must have at least one item.",
             ));
         }
-        ep.events = types.unwrap_or_default();
-    }
-    if let Some(channels) = patch.channels {
-        ep.channels = channels;
-    }
-    if let Some(m) = patch.metadata {
-        ep.metadata = wire::metadata_json(m);
-    }
-    save_endpoint(&api, &ns, &ep, None).await?;
-    let ep = endpoint_of(&api, &app, &ep.id).await?;
+        Some(types) => Some(types.unwrap_or_default()),
+        None => None,
+    };
+    let ch = EndpointChange {
+        url: patch.url,
+        description: patch.description,
+        uid: patch.uid,
+        rate_limit: patch.throttle_rate.or(patch.rate_limit),
+        enabled: patch.disabled.map(|d| !d),
+        events,
+        channels: patch.channels,
+        metadata: patch.metadata.map(wire::metadata_json),
+        headers: None,
+    };
+    let ep = change_endpoint(&api, &ns, &app, &ep, ch).await?;
     Ok(answer(StatusCode::OK, wire::endpoint_out(&ep)))
 }
 
@@ -1026,23 +1157,18 @@ struct HeadersPatchIn {
 
 async fn write_headers(
     api: &Api,
+    ns: &str,
     app: &AppRow,
     ep_id: &str,
-    headers: &Headers,
+    headers: Headers,
 ) -> Result<(), SvixError> {
-    crate::send::filter::validate_headers(headers)?;
-    let mut ep = endpoint_of(api, app, ep_id).await?;
-    ep.updated_at = now(api);
-    let now = now(api);
-    let saved = on_pool!(
-        &api.emitter.shared.outbox.pool,
-        tx,
-        crate::send::store::endpoints,
-        |c, db| db::replace_endpoint(c, &ep, Some(headers), now).await?
-    );
-    if !saved {
-        return Err(SvixError::not_found());
-    }
+    crate::send::filter::validate_headers(&headers)?;
+    let ep = endpoint_of(api, app, ep_id).await?;
+    let ch = EndpointChange {
+        headers: Some(headers),
+        ..EndpointChange::default()
+    };
+    change_endpoint(api, ns, app, &ep, ch).await?;
     Ok(())
 }
 
@@ -1055,7 +1181,7 @@ async fn put_headers(
     let app = app_of(&api, &ns, &p.app).await?;
     let (id, _) = headers_of(&api, &app, &p.ep).await?;
     let h: HeadersIn = read_json(body).await?;
-    write_headers(&api, &app, &id, &h.headers).await?;
+    write_headers(&api, &ns, &app, &id, h.headers).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1075,7 +1201,7 @@ async fn patch_headers(
             headers.insert(name, v);
         }
     }
-    write_headers(&api, &app, &id, &headers).await?;
+    write_headers(&api, &ns, &app, &id, headers).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1105,40 +1231,55 @@ async fn endpoint_messages(
         c, &ep.id, from, lp.back, rows
     )
     .await?);
-    let exhausted = i64::try_from(scanned.len()).unwrap_or(i64::MAX) < rows;
-    let last_scanned = scanned.last().map(|d| d.id);
-    let mut picked: Vec<_> = scanned
-        .into_iter()
-        .filter(|d| status.is_none_or(|s| i64::from(wire::delivery_status(d).0) == s))
+    let keep =
+        |d: &store::DeliveryRow| status.is_none_or(|s| i64::from(wire::delivery_status(d).0) == s);
+    let msgep = |d: &store::DeliveryRow| format!("msgep_{}", d.id);
+    let mut cut = cut(&lp, scanned, rows, keep, msgep);
+    // Each page's messages by key, nearest the cursor first, within the content budget.
+    let n = cut.rows.len();
+    let mut messages: Vec<Option<MessageRow>> = (0..n).map(|_| None).collect();
+    let mut bytes = 0usize;
+    let mut filled = n;
+    for k in 0..n {
+        let i = if lp.back { n - 1 - k } else { k };
+        if k > 0 && bytes >= PAGE_CONTENT_BYTES {
+            filled = k;
+            break;
+        }
+        let id = cut.rows[i].message_id.clone();
+        let m = db!(api, |c, db| db::message(c, &app.id, &id, with_content)
+            .await?);
+        bytes += m
+            .as_ref()
+            .and_then(|m| m.payload.as_ref())
+            .map_or(0, String::len);
+        messages[i] = m;
+    }
+    if filled < n {
+        if lp.back {
+            messages.drain(..n - filled);
+        } else {
+            messages.truncate(filled);
+        }
+        cut.keep_nearest(filled, lp.back, msgep);
+    }
+    let data: Vec<_> = cut
+        .rows
+        .iter()
+        .zip(messages)
+        .filter_map(|(d, m)| {
+            let (code, text) = wire::delivery_status(d);
+            let mut out = wire::message_out(&m?, with_content);
+            out.status = Some(code);
+            out.status_text = Some(text);
+            out.next_attempt = Some(wire::next_attempt(d));
+            Some(out)
+        })
         .collect();
-    let (page, mut done) = lp.finish(std::mem::take(&mut picked));
-    if !exhausted && done {
-        done = false;
-    }
-    let mut data = Vec::with_capacity(page.len());
-    for d in &page {
-        let m = db!(api, |c, db| db::message(
-            c,
-            &app.id,
-            &d.message_id,
-            with_content
-        )
-        .await?);
-        let Some(m) = m else { continue };
-        let mut out = wire::message_out(&m, with_content);
-        let (code, text) = wire::delivery_status(d);
-        out["status"] = json!(code);
-        out["statusText"] = json!(text);
-        out["nextAttempt"] = json!(wire::next_attempt(d));
-        data.push(out);
-    }
-    let first = page.first().map(|d| format!("msgep_{}", d.id));
-    let last = if done || page.len() as i64 >= lp.limit {
-        page.last().map(|d| format!("msgep_{}", d.id))
-    } else {
-        last_scanned.map(|id| format!("msgep_{id}"))
-    };
-    Ok(answer(StatusCode::OK, list(data, first, last, done)))
+    Ok(answer(
+        StatusCode::OK,
+        list(data, cut.first, cut.last, cut.done),
+    ))
 }
 
 // ---- event types ----
@@ -1389,13 +1530,12 @@ async fn list_messages(
     let app = app_of(&api, &ns, &p.app).await?;
     let lp = q.page()?;
     let with_content = q.flag("with_content", true)?;
-    let types = q.event_types();
+    let types = q.event_types()?;
     let channel = q.0.get("channel").cloned();
     let after = q.time("after")?.map(|t| ids::id_bound("msg_", t, true));
     let before = q.time("before")?.map(|t| ids::id_bound("msg_", t, false));
-    let filtered = types.is_some() || channel.is_some();
     let mut page = lp.page(false);
-    if filtered {
+    if types.is_some() || channel.is_some() {
         page.rows = SCAN;
     }
     let scanned = db!(api, |c, db| db::message_page(
@@ -1407,40 +1547,26 @@ async fn list_messages(
         page
     )
     .await?);
-    let exhausted = i64::try_from(scanned.len()).unwrap_or(i64::MAX) < page.rows;
-    let last_scanned = scanned.last().map(|m| m.id.clone());
-    let picked: Vec<MessageRow> = scanned
-        .into_iter()
-        .filter(|m| types.as_ref().is_none_or(|t| t.contains(&m.event_type)))
-        .filter(|m| {
-            channel
+    let keep = |m: &MessageRow| {
+        types.as_ref().is_none_or(|t| t.contains(&m.event_type))
+            && channel
                 .as_ref()
                 .is_none_or(|c| m.channels.as_ref().is_some_and(|mc| mc.contains(c)))
-        })
-        .collect();
-    let (mut rows, mut done) = lp.finish(picked);
-    let full = i64::try_from(rows.len()).unwrap_or(0) >= lp.limit;
-    if filtered && !exhausted && done {
-        done = false;
-    }
-    if with_content {
-        let ids: Vec<&str> = rows.iter().map(|m| m.id.as_str()).collect();
-        let mut payloads = db!(api, |c, db| db::payloads(c, &app.id, &ids).await?);
-        for m in &mut rows {
-            m.payload = payloads.remove(&m.id);
-        }
-    }
-    let first = rows.first().map(|m| m.id.clone());
-    let last = if filtered && !full && !done {
-        last_scanned
-    } else {
-        rows.last().map(|m| m.id.clone())
     };
-    let data = rows
+    let mut cut = cut(&lp, scanned, page.rows, keep, |m| m.id.clone());
+    if with_content {
+        let filled = fill_payloads(&api, &app.id, &mut cut.rows, lp.back).await?;
+        cut.keep_nearest(filled, lp.back, |m| m.id.clone());
+    }
+    let data: Vec<_> = cut
+        .rows
         .iter()
         .map(|m| wire::message_out(m, with_content))
         .collect();
-    Ok(answer(StatusCode::OK, list(data, first, last, done)))
+    Ok(answer(
+        StatusCode::OK,
+        list(data, cut.first, cut.last, cut.done),
+    ))
 }
 
 async fn get_message(
@@ -1562,41 +1688,30 @@ async fn attempts(
         rows
     )
     .await?);
-    let exhausted = i64::try_from(scanned.len()).unwrap_or(i64::MAX) < rows;
-    let last_scanned = scanned.last().map(|a| a.id);
-    let picked: Vec<_> = scanned
-        .into_iter()
-        .filter(|a| {
-            let code = a.status_code.unwrap_or(0);
-            let ok = (200..300).contains(&code);
-            status.is_none_or(|s| s == if ok { 0 } else { 2 })
-                && class.is_none_or(|c| {
-                    if c == 0 {
-                        code < 100
-                    } else {
-                        code / 100 * 100 == c
-                    }
-                })
-                && after.is_none_or(|t| a.at > t)
-                && before.is_none_or(|t| a.at < t)
-        })
-        .collect();
-    let (page, mut done) = lp.finish(picked);
-    let full = i64::try_from(page.len()).unwrap_or(0) >= lp.limit;
-    if filtered && !exhausted && done {
-        done = false;
-    }
-    let first = page.first().map(|a| wire::attempt_id(a.id));
-    let last = if filtered && !full && !done {
-        last_scanned.map(wire::attempt_id)
-    } else {
-        page.last().map(|a| wire::attempt_id(a.id))
+    let keep = |a: &store::AttemptRow| {
+        let code = a.status_code.unwrap_or(0);
+        let ok = (200..300).contains(&code);
+        status.is_none_or(|s| s == if ok { 0 } else { 2 })
+            && class.is_none_or(|c| {
+                if c == 0 {
+                    code < 100
+                } else {
+                    code / 100 * 100 == c
+                }
+            })
+            && after.is_none_or(|t| a.at > t)
+            && before.is_none_or(|t| a.at < t)
     };
-    let data = page
+    let cut = cut(&lp, scanned, rows, keep, |a| wire::attempt_id(a.id));
+    let data: Vec<_> = cut
+        .rows
         .iter()
         .map(|a| wire::attempt_out(a, with_content))
         .collect();
-    Ok(answer(StatusCode::OK, list(data, first, last, done)))
+    Ok(answer(
+        StatusCode::OK,
+        list(data, cut.first, cut.last, cut.done),
+    ))
 }
 
 async fn attempts_of_endpoint(

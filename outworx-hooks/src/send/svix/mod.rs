@@ -22,12 +22,12 @@
 //! ```
 
 mod handlers;
+mod idempotency;
 pub(crate) mod store;
 mod wire;
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -38,7 +38,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::Digest as _;
 use subtle::ConstantTimeEq as _;
 
@@ -50,10 +50,7 @@ pub const MAX_PAYLOAD: usize = 1024 * 1024;
 /// The largest request body: a [`MAX_PAYLOAD`] payload and its envelope.
 pub const MAX_BODY: usize = MAX_PAYLOAD + 64 * 1024;
 /// How long a 2xx answer to a POST with an `idempotency-key` is replayed (as Svix: 12 h).
-pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(12 * 3600);
-/// Most answers the idempotency cache keeps, and their most bytes in all.
-const IDEMPOTENCY_ENTRIES: usize = 10_000;
-const IDEMPOTENCY_BYTES: usize = 32 << 20;
+pub const IDEMPOTENCY_TTL: Duration = idempotency::TTL;
 /// How long a request waits for the same key's request in flight before it is refused.
 const IDEMPOTENCY_WAIT: Duration = Duration::from_secs(5);
 
@@ -133,7 +130,7 @@ impl SvixApi {
             emitter: self.emitter,
             authorize: self.authorize,
             format: self.format,
-            idempotency: Mutex::new(Idempotency::default()),
+            idempotency: Arc::new(idempotency::Idempotency::default()),
         });
         let api_routes = handlers::routes()
             .fallback(|| async { SvixError::not_found() })
@@ -160,7 +157,7 @@ pub(crate) struct Api {
     pub(crate) emitter: Emitter,
     authorize: Arc<Authorize>,
     pub(crate) format: Format,
-    idempotency: Mutex<Idempotency>,
+    idempotency: Arc<idempotency::Idempotency>,
 }
 
 pub(crate) type Shared = State<Arc<Api>>;
@@ -330,7 +327,7 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result
 }
 
 /// A JSON answer with its status.
-pub(crate) fn answer(status: StatusCode, body: Value) -> Response {
+pub(crate) fn answer(status: StatusCode, body: impl serde::Serialize) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
@@ -375,49 +372,13 @@ async fn cors(req: Request, next: Next) -> Response {
     res
 }
 
-/// The answers to POSTs with an `idempotency-key`, by (token, key, URI): a repeat gets the
-/// first 2xx answer; one arriving while the first runs waits for it (up to 5 s, then 409).
-/// Only 2xx answers are kept (as Svix), for [`IDEMPOTENCY_TTL`], bounded in count and bytes.
-#[derive(Default)]
-struct Idempotency {
-    entries: hashlink::LinkedHashMap<[u8; 32], Entry>,
-    bytes: usize,
-}
-
-enum Entry {
-    Running(Arc<tokio::sync::Notify>),
-    Done {
-        at: Instant,
-        status: StatusCode,
-        body: bytes::Bytes,
-    },
-}
-
-impl Idempotency {
-    fn evict(&mut self, now: Instant) {
-        while self.entries.len() > IDEMPOTENCY_ENTRIES || self.bytes > IDEMPOTENCY_BYTES {
-            let Some((_, e)) = self.entries.pop_front() else {
-                break;
-            };
-            if let Entry::Done { body, .. } = e {
-                self.bytes -= body.len();
-            }
-        }
-        while let Some((_, Entry::Done { at, .. })) = self.entries.front() {
-            if now.duration_since(*at) < IDEMPOTENCY_TTL {
-                break;
-            }
-            if let Some((_, Entry::Done { body, .. })) = self.entries.pop_front() {
-                self.bytes -= body.len();
-            }
-        }
-    }
-}
-
+/// Replays the first 2xx answer to a POST with an `idempotency-key`, per token, key and URL
+/// ([`idempotency`]); a request without a key, or without a known token, passes through.
 async fn idempotent(State(api): Shared, req: Request, next: Next) -> Response {
-    let key = (req.method() == Method::POST)
+    let found = (req.method() == Method::POST)
         .then(|| {
             let token = req.headers().get(header::AUTHORIZATION)?;
+            let namespace = bearer(req.headers()).and_then(|t| (api.authorize)(t))?;
             let key = req.headers().get("idempotency-key")?;
             let mut h = sha2::Sha256::new();
             for part in [
@@ -428,100 +389,71 @@ async fn idempotent(State(api): Shared, req: Request, next: Next) -> Response {
                 h.update((part.len() as u64).to_be_bytes());
                 h.update(part);
             }
-            Some(<[u8; 32]>::from(h.finalize()))
+            Some((namespace, <[u8; 32]>::from(h.finalize())))
         })
         .flatten();
-    let Some(key) = key else {
+    let Some((namespace, key)) = found else {
         return next.run(req).await;
     };
     let deadline = Instant::now() + IDEMPOTENCY_WAIT;
-    loop {
-        let wait = {
-            let Ok(mut cache) = api.idempotency.lock() else {
-                return SvixError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "Internal Server Error",
-                )
-                .into_response();
-            };
-            cache.evict(Instant::now());
-            match cache.entries.get(&key) {
-                Some(Entry::Done { status, body, .. }) => {
-                    let mut r = (*status, body.clone()).into_response();
-                    r.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    );
-                    return r;
-                }
-                Some(Entry::Running(n)) => Arc::clone(n),
-                None => {
-                    cache
-                        .entries
-                        .insert(key, Entry::Running(Arc::new(tokio::sync::Notify::new())));
-                    break;
-                }
+    let guard = loop {
+        match api.idempotency.begin(&namespace, key) {
+            idempotency::Begin::Replay(status, body) => {
+                let mut r = (status, body).into_response();
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                return r;
             }
-        };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return SvixError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "A request with this idempotency-key is still running",
-            )
-            .into_response();
+            idempotency::Begin::Run(guard) => break guard,
+            idempotency::Begin::Wait(done) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return SvixError::new(
+                        StatusCode::CONFLICT,
+                        "conflict",
+                        "A request with this idempotency-key is still running",
+                    )
+                    .into_response();
+                }
+                let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), done.notified())
+                    .await;
+            }
         }
-        let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), wait.notified()).await;
-    }
-    // This request runs; whatever happens, the key is released or filled.
+    };
+    // The guard releases the key if this request is dropped before it answers.
     let response = next.run(req).await;
     let (parts, body) = response.into_parts();
     let status = parts.status;
-    let (kept, response) = if status.is_success() {
-        match http_body_util::Limited::new(body, 4 << 20).collect().await {
-            Ok(b) => {
-                let b = b.to_bytes();
-                (Some(b.clone()), Response::from_parts(parts, Body::from(b)))
-            }
-            Err(_) => (
-                None,
-                SvixError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "Internal Server Error",
-                )
-                .into_response(),
-            ),
+    if !status.is_success() {
+        guard.finish(None);
+        return Response::from_parts(parts, body);
+    }
+    match http_body_util::Limited::new(body, idempotency::MAX_ANSWER)
+        .collect()
+        .await
+    {
+        Ok(b) => {
+            let b = b.to_bytes();
+            guard.finish(Some((status, b.clone())));
+            Response::from_parts(parts, Body::from(b))
         }
-    } else {
-        (None, Response::from_parts(parts, body))
-    };
-    if let Ok(mut cache) = api.idempotency.lock() {
-        let running = cache.entries.remove(&key);
-        if let Some(b) = &kept {
-            cache.bytes += b.len();
-            cache.entries.insert(
-                key,
-                Entry::Done {
-                    at: Instant::now(),
-                    status,
-                    body: b.clone(),
-                },
-            );
-            cache.evict(Instant::now());
-        }
-        if let Some(Entry::Running(n)) = running {
-            n.notify_waiters();
+        Err(_) => {
+            guard.finish(None);
+            SvixError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "Internal Server Error",
+            )
+            .into_response()
         }
     }
-    response
 }
 
-/// The query string as a map (the last value of a repeated name wins; unknown names are
-/// ignored, as Svix does). A `+` stays a `+` (a time's offset sent unencoded).
-pub(crate) fn query(parts_query: Option<&str>) -> HashMap<String, String> {
+/// The query string's pairs, in order (unknown names are ignored by the handlers, as Svix
+/// does). A `+` stays a `+` (a time's offset sent unencoded).
+pub(crate) fn query(parts_query: Option<&str>) -> Vec<(String, String)> {
     let q = parts_query.unwrap_or("").replace('+', "%2B");
     form_urlencoded::parse(q.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))

@@ -203,14 +203,18 @@ outworx_hooks_queue::dialects! {
         Ok(true)
     }
 
-    /// A page of a namespace's applications by id.
-    pub(crate) async fn app_page(c: &mut Conn, namespace: &str, page: Page<'_>) -> Result<Vec<AppRow>, SendError> {
+    /// A page of a namespace's applications by id (`(namespace, id)`).
+    pub(crate) fn app_page_query<'a>(prefix: &str, namespace: &'a str, page: Page<'a>) -> sqlx::QueryBuilder<'a, Db> {
         let mut q = sqlx::QueryBuilder::<Db>::new(format!(
-            "SELECT {APP_COLUMNS} FROM outworx_apps WHERE namespace = "
+            "{prefix}SELECT {APP_COLUMNS} FROM outworx_apps WHERE namespace = "
         ));
         q.push_bind(namespace);
         push_page(&mut q, "id", page);
-        let rows = q.build().fetch_all(&mut *c).await?;
+        q
+    }
+
+    pub(crate) async fn app_page(c: &mut Conn, namespace: &str, page: Page<'_>) -> Result<Vec<AppRow>, SendError> {
+        let rows = app_page_query("", namespace, page).build().fetch_all(&mut *c).await?;
         Ok(rows.iter().map(app_row).collect::<Result<_, _>>()?)
     }
 
@@ -270,22 +274,35 @@ outworx_hooks_queue::dialects! {
         Ok(done.rows_affected() == 1)
     }
 
-    /// A page of a namespace's event types by name (archived ones only when asked).
-    pub(crate) async fn event_type_page(
-        c: &mut Conn,
-        namespace: &str,
+    /// A page of a namespace's event types by name (archived ones only when asked): the
+    /// primary key `(namespace, name)`.
+    pub(crate) fn event_type_page_query<'a>(
+        prefix: &str,
+        namespace: &'a str,
         include_archived: bool,
-        page: Page<'_>,
-    ) -> Result<Vec<EventTypeRow>, SendError> {
+        page: Page<'a>,
+    ) -> sqlx::QueryBuilder<'a, Db> {
         let mut q = sqlx::QueryBuilder::<Db>::new(format!(
-            "SELECT {EVENT_TYPE_COLUMNS} FROM outworx_event_types WHERE namespace = "
+            "{prefix}SELECT {EVENT_TYPE_COLUMNS} FROM outworx_event_types WHERE namespace = "
         ));
         q.push_bind(namespace);
         if !include_archived {
             q.push(" AND archived = 0");
         }
         push_page(&mut q, "name", page);
-        let rows = q.build().fetch_all(&mut *c).await?;
+        q
+    }
+
+    pub(crate) async fn event_type_page(
+        c: &mut Conn,
+        namespace: &str,
+        include_archived: bool,
+        page: Page<'_>,
+    ) -> Result<Vec<EventTypeRow>, SendError> {
+        let rows = event_type_page_query("", namespace, include_archived, page)
+            .build()
+            .fetch_all(&mut *c)
+            .await?;
         Ok(rows.iter().map(event_type_row).collect::<Result<_, _>>()?)
     }
 
@@ -340,17 +357,17 @@ outworx_hooks_queue::dialects! {
 
     /// An application's messages by id (newest first), from the `(owner, id)` index, between
     /// the id bounds `after` and `before` (exclusive).
-    pub(crate) async fn message_page(
-        c: &mut Conn,
-        owner: &str,
-        after: Option<&str>,
-        before: Option<&str>,
+    pub(crate) fn message_page_query<'a>(
+        prefix: &str,
+        owner: &'a str,
+        after: Option<&'a str>,
+        before: Option<&'a str>,
         with_payload: bool,
-        page: Page<'_>,
-    ) -> Result<Vec<MessageRow>, SendError> {
+        page: Page<'a>,
+    ) -> sqlx::QueryBuilder<'a, Db> {
         let payload = if with_payload { ", payload" } else { "" };
         let mut q = sqlx::QueryBuilder::<Db>::new(format!(
-            "SELECT id, idempotency_key, event_type, channels, created_at, expunged_at{payload} \
+            "{prefix}SELECT id, idempotency_key, event_type, channels, created_at, expunged_at{payload} \
              FROM outworx_messages WHERE owner = "
         ));
         q.push_bind(owner);
@@ -361,33 +378,22 @@ outworx_hooks_queue::dialects! {
             q.push(" AND id < ").push_bind(before);
         }
         push_page(&mut q, "id", page);
-        let rows = q.build().fetch_all(&mut *c).await?;
-        Ok(rows.iter().map(|r| message_row(r, with_payload)).collect::<Result<_, _>>()?)
+        q
     }
 
-    /// The payloads of these messages (an application's), for a page read without them.
-    pub(crate) async fn payloads(
+    pub(crate) async fn message_page(
         c: &mut Conn,
         owner: &str,
-        ids: &[&str],
-    ) -> Result<std::collections::HashMap<String, String>, SendError> {
-        let mut out = std::collections::HashMap::with_capacity(ids.len());
-        if ids.is_empty() {
-            return Ok(out);
-        }
-        let mut q = sqlx::QueryBuilder::<Db>::new(
-            "SELECT id, payload FROM outworx_messages WHERE owner = ",
-        );
-        q.push_bind(owner).push(" AND id IN (");
-        let mut list = q.separated(", ");
-        for id in ids {
-            list.push_bind(*id);
-        }
-        q.push(")");
-        for r in q.build().fetch_all(&mut *c).await? {
-            out.insert(r.try_get("id")?, r.try_get("payload")?);
-        }
-        Ok(out)
+        after: Option<&str>,
+        before: Option<&str>,
+        with_payload: bool,
+        page: Page<'_>,
+    ) -> Result<Vec<MessageRow>, SendError> {
+        let rows = message_page_query("", owner, after, before, with_payload, page)
+            .build()
+            .fetch_all(&mut *c)
+            .await?;
+        Ok(rows.iter().map(|r| message_row(r, with_payload)).collect::<Result<_, _>>()?)
     }
 
     fn attempt_row(r: &<<Conn as sqlx::Connection>::Database as sqlx::Database>::Row) -> Result<AttemptRow, sqlx::Error> {
@@ -410,15 +416,15 @@ outworx_hooks_queue::dialects! {
 
     /// Attempts of one endpoint or one message (the caller checked it is the application's),
     /// by id, newest first: the `(endpoint_id, id, ..)` or `(message_id, id)` index.
-    pub(crate) async fn attempt_page(
-        c: &mut Conn,
-        endpoint_id: Option<&str>,
-        message_id: Option<&str>,
+    pub(crate) fn attempt_page_query<'a>(
+        prefix: &str,
+        endpoint_id: Option<&'a str>,
+        message_id: Option<&'a str>,
         from: Option<i64>,
         back: bool,
         rows: i64,
-    ) -> Result<Vec<AttemptRow>, SendError> {
-        let mut q = sqlx::QueryBuilder::<Db>::new(ATTEMPT_SELECT);
+    ) -> sqlx::QueryBuilder<'a, Db> {
+        let mut q = sqlx::QueryBuilder::<Db>::new(format!("{prefix}{ATTEMPT_SELECT}"));
         match (message_id, endpoint_id) {
             (Some(m), e) => {
                 q.push("a.message_id = ").push_bind(m);
@@ -429,14 +435,31 @@ outworx_hooks_queue::dialects! {
             (None, Some(e)) => {
                 q.push("a.endpoint_id = ").push_bind(e);
             }
-            (None, None) => return Ok(Vec::new()),
+            // Never asked (the handlers name one); nothing matches.
+            (None, None) => {
+                q.push("1 = 0");
+            }
         }
         if let Some(from) = from {
             q.push(if back { " AND a.id > " } else { " AND a.id < " }).push_bind(from);
         }
         q.push(if back { " ORDER BY a.id ASC LIMIT " } else { " ORDER BY a.id DESC LIMIT " })
             .push_bind(rows);
-        let rows = q.build().fetch_all(&mut *c).await?;
+        q
+    }
+
+    pub(crate) async fn attempt_page(
+        c: &mut Conn,
+        endpoint_id: Option<&str>,
+        message_id: Option<&str>,
+        from: Option<i64>,
+        back: bool,
+        rows: i64,
+    ) -> Result<Vec<AttemptRow>, SendError> {
+        let rows = attempt_page_query("", endpoint_id, message_id, from, back, rows)
+            .build()
+            .fetch_all(&mut *c)
+            .await?;
         Ok(rows.iter().map(attempt_row).collect::<Result<_, _>>()?)
     }
 
@@ -448,9 +471,9 @@ outworx_hooks_queue::dialects! {
         Ok(row.as_ref().map(attempt_row).transpose()?)
     }
 
-    /// Blanks one attempt's recorded answer.
+    /// Replaces one attempt's recorded answer with `EXPUNGED` (as Svix).
     pub(crate) async fn expunge_attempt(c: &mut Conn, message_id: &str, id: i64) -> Result<bool, SendError> {
-        let done = sqlx::query("UPDATE outworx_attempts SET response = '' WHERE id = $1 AND message_id = $2")
+        let done = sqlx::query("UPDATE outworx_attempts SET response = 'EXPUNGED' WHERE id = $1 AND message_id = $2")
             .bind(id)
             .bind(message_id)
             .execute(&mut *c)
@@ -469,7 +492,27 @@ outworx_hooks_queue::dialects! {
         })
     }
 
+    const DELIVERY_SELECT: &str = "SELECT id, message_id, endpoint_id, status, attempts, \
+        next_attempt_at FROM outworx_deliveries WHERE ";
+
     /// One endpoint's deliveries by id, newest first (`(endpoint_id, id)`).
+    pub(crate) fn endpoint_deliveries_query<'a>(
+        prefix: &str,
+        endpoint_id: &'a str,
+        from: Option<i64>,
+        back: bool,
+        rows: i64,
+    ) -> sqlx::QueryBuilder<'a, Db> {
+        let mut q = sqlx::QueryBuilder::<Db>::new(format!("{prefix}{DELIVERY_SELECT}endpoint_id = "));
+        q.push_bind(endpoint_id);
+        if let Some(from) = from {
+            q.push(if back { " AND id > " } else { " AND id < " }).push_bind(from);
+        }
+        q.push(if back { " ORDER BY id ASC LIMIT " } else { " ORDER BY id DESC LIMIT " })
+            .push_bind(rows);
+        q
+    }
+
     pub(crate) async fn endpoint_deliveries(
         c: &mut Conn,
         endpoint_id: &str,
@@ -477,37 +520,39 @@ outworx_hooks_queue::dialects! {
         back: bool,
         rows: i64,
     ) -> Result<Vec<DeliveryRow>, SendError> {
-        let mut q = sqlx::QueryBuilder::<Db>::new(
-            "SELECT id, message_id, endpoint_id, status, attempts, next_attempt_at \
-             FROM outworx_deliveries WHERE endpoint_id = ",
-        );
-        q.push_bind(endpoint_id);
-        if let Some(from) = from {
-            q.push(if back { " AND id > " } else { " AND id < " }).push_bind(from);
-        }
-        q.push(if back { " ORDER BY id ASC LIMIT " } else { " ORDER BY id DESC LIMIT " })
-            .push_bind(rows);
-        let rows = q.build().fetch_all(&mut *c).await?;
+        let rows = endpoint_deliveries_query("", endpoint_id, from, back, rows)
+            .build()
+            .fetch_all(&mut *c)
+            .await?;
         Ok(rows.iter().map(delivery_row).collect::<Result<_, _>>()?)
     }
 
     /// One message's deliveries, by endpoint (the `(message_id, endpoint_id)` key).
+    pub(crate) fn message_deliveries_query<'a>(
+        prefix: &str,
+        message_id: &'a str,
+        from: Option<&'a str>,
+        rows: i64,
+    ) -> sqlx::QueryBuilder<'a, Db> {
+        let mut q = sqlx::QueryBuilder::<Db>::new(format!("{prefix}{DELIVERY_SELECT}message_id = "));
+        q.push_bind(message_id);
+        if let Some(from) = from {
+            q.push(" AND endpoint_id > ").push_bind(from);
+        }
+        q.push(" ORDER BY endpoint_id ASC LIMIT ").push_bind(rows);
+        q
+    }
+
     pub(crate) async fn message_deliveries(
         c: &mut Conn,
         message_id: &str,
         from: Option<&str>,
         rows: i64,
     ) -> Result<Vec<DeliveryRow>, SendError> {
-        let mut q = sqlx::QueryBuilder::<Db>::new(
-            "SELECT id, message_id, endpoint_id, status, attempts, next_attempt_at \
-             FROM outworx_deliveries WHERE message_id = ",
-        );
-        q.push_bind(message_id);
-        if let Some(from) = from {
-            q.push(" AND endpoint_id > ").push_bind(from);
-        }
-        q.push(" ORDER BY endpoint_id ASC LIMIT ").push_bind(rows);
-        let rows = q.build().fetch_all(&mut *c).await?;
+        let rows = message_deliveries_query("", message_id, from, rows)
+            .build()
+            .fetch_all(&mut *c)
+            .await?;
         Ok(rows.iter().map(delivery_row).collect::<Result<_, _>>()?)
     }
 
@@ -537,8 +582,34 @@ outworx_hooks_queue::dialects! {
         Ok(())
     }
 
-    /// An endpoint's deliveries per status changed in `[since, until)`, each counted up to
-    /// `cap` (read from the `(endpoint_id, status, updated_at)` index).
+    /// An endpoint's deliveries of one status changed in `[since, until)`, counted up to
+    /// `cap` (the `(endpoint_id, status, updated_at)` index).
+    pub(crate) fn endpoint_stat_query<'a>(
+        prefix: &str,
+        endpoint_id: &'a str,
+        status: &'a str,
+        since: i64,
+        until: i64,
+        cap: i64,
+    ) -> sqlx::QueryBuilder<'a, Db> {
+        let mut q = sqlx::QueryBuilder::<Db>::new(format!(
+            "{prefix}SELECT COUNT(*) AS n FROM (SELECT 1 FROM outworx_deliveries WHERE endpoint_id = "
+        ));
+        q.push_bind(endpoint_id)
+            .push(" AND status = ")
+            .push_bind(status)
+            .push(" AND updated_at >= ")
+            .push_bind(since)
+            .push(" AND updated_at < ")
+            .push_bind(until)
+            .push(" LIMIT ")
+            .push_bind(cap)
+            .push(") AS capped");
+        q
+    }
+
+    /// An endpoint's deliveries per status (delivered, pending, sending, dead) changed in
+    /// `[since, until)`, each counted up to `cap`.
     pub(crate) async fn endpoint_stats(
         c: &mut Conn,
         endpoint_id: &str,
@@ -548,17 +619,10 @@ outworx_hooks_queue::dialects! {
     ) -> Result<[i64; 4], SendError> {
         let mut out = [0i64; 4];
         for (i, status) in ["delivered", "pending", "sending", "dead"].iter().enumerate() {
-            let row = sqlx::query(
-                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM outworx_deliveries WHERE endpoint_id = $1 \
-                 AND status = $2 AND updated_at >= $3 AND updated_at < $4 LIMIT $5) AS capped",
-            )
-            .bind(endpoint_id)
-            .bind(*status)
-            .bind(since)
-            .bind(until)
-            .bind(cap)
-            .fetch_one(&mut *c)
-            .await?;
+            let row = endpoint_stat_query("", endpoint_id, status, since, until, cap)
+                .build()
+                .fetch_one(&mut *c)
+                .await?;
             out[i] = row.try_get("n")?;
         }
         Ok(out)

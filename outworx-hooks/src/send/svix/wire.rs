@@ -195,8 +195,9 @@ pub(crate) struct EndpointIn {
     pub(crate) uid: Option<String>,
     pub(crate) rate_limit: Option<u16>,
     pub(crate) throttle_rate: Option<u16>,
-    #[serde(default)]
-    pub(crate) disabled: bool,
+    /// `None` on a PUT leaves it as it is (an endpoint an operator or the worker disabled
+    /// stays disabled); a create takes it as `false`.
+    pub(crate) disabled: Option<bool>,
     #[serde(alias = "filterTypes")]
     pub(crate) event_types: Option<Vec<String>>,
     pub(crate) channels: Option<Vec<String>>,
@@ -400,27 +401,57 @@ pub(crate) struct MessageIn {
     pub(crate) application: Option<ApplicationIn>,
 }
 
+/// A message as answered (`MessageOut`, and `EndpointMessageOut` with its status). The
+/// payload is the stored JSON text, passed through as it is (never expanded into a tree).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MessageOut {
+    event_id: Option<String>,
+    event_type: String,
+    payload: Box<serde_json::value::RawValue>,
+    channels: Option<Vec<String>>,
+    id: String,
+    timestamp: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) status: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) status_text: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next_attempt: Option<Option<String>>,
+}
+
+fn raw(json: &str) -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string(json.to_owned()).unwrap_or_else(|_| raw_static("{}"))
+}
+
+fn raw_static(json: &'static str) -> Box<serde_json::value::RawValue> {
+    // Valid JSON by construction; `{}` if it ever were not.
+    serde_json::value::RawValue::from_string(json.to_owned()).unwrap_or_else(|_| {
+        serde_json::value::to_raw_value(&serde_json::Map::new()).unwrap_or_default()
+    })
+}
+
 /// A message's payload as answered: `{}` without content, `{"expired": true}` once
 /// expunged, the stored JSON otherwise.
-pub(crate) fn message_out(m: &MessageRow, with_content: bool) -> Value {
+pub(crate) fn message_out(m: &MessageRow, with_content: bool) -> MessageOut {
     let payload = if m.expunged {
-        json!({"expired": true})
+        raw_static(r#"{"expired":true}"#)
     } else if with_content {
-        m.payload
-            .as_deref()
-            .and_then(|p| serde_json::from_str(p).ok())
-            .unwrap_or_else(|| json!({}))
+        m.payload.as_deref().map_or_else(|| raw_static("{}"), raw)
     } else {
-        json!({})
+        raw_static("{}")
     };
-    json!({
-        "eventId": m.event_id,
-        "eventType": m.event_type,
-        "payload": payload,
-        "channels": m.channels,
-        "id": m.id,
-        "timestamp": time(m.created_at),
-    })
+    MessageOut {
+        event_id: m.event_id.clone(),
+        event_type: m.event_type.clone(),
+        payload,
+        channels: m.channels.clone(),
+        id: m.id.clone(),
+        timestamp: time(m.created_at),
+        status: None,
+        status_text: None,
+        next_attempt: None,
+    }
 }
 
 /// A delivery's status as Svix numbers it (`Success` 0, `Pending` 1, `Fail` 2, `Sending`
