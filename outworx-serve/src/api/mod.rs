@@ -110,8 +110,16 @@ fn svix(app: &Arc<App>) -> Router<Arc<App>> {
     };
     let keys = app.config.api_keys.clone();
     let only = svix.only.clone();
-    let api = outworx_hooks::send::svix::SvixApi::new(svix.emitter.clone())
+    // Each project's portal tokens are signed with a key derived from its API key: removing
+    // the key from the configuration revokes every token it issued.
+    let portal_keys: Vec<(String, [u8; 32])> = keys
+        .iter()
+        .map(|k| (project_id(k), portal_key(k)))
+        .filter(|(p, _)| only.as_ref().is_none_or(|o| o == p))
+        .collect();
+    let mut api = outworx_hooks::send::svix::SvixApi::new(svix.emitter.clone())
         .svix_header_names(svix.svix_header_names)
+        .portal_tokens(move |ns| portal_keys.iter().find(|(p, _)| p == ns).map(|(_, k)| *k))
         .authorize(move |given| {
             let known = keys.iter().fold(false, |hit, k| {
                 hit | bool::from(subtle::ConstantTimeEq::ct_eq(
@@ -124,7 +132,23 @@ fn svix(app: &Arc<App>) -> Router<Arc<App>> {
                 .is_none_or(|o| *o == project)
                 .then_some(project)
         });
+    if let Some(public) = &app.config.public_url {
+        api = api.portal_url(format!("{}/portal/", public.trim_end_matches('/')));
+    }
     api.router()
+}
+
+/// The key a project's portal tokens are signed with: an HMAC of a fixed label under its API
+/// key (a token reveals nothing of the key itself).
+fn portal_key(api_key: &str) -> [u8; 32] {
+    use hmac::Mac as _;
+    let mut m =
+        <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(api_key.as_bytes())
+            .unwrap_or_else(|_| {
+                <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new(&Default::default())
+            });
+    m.update(b"outworx portal tokens v1");
+    m.finalize().into_bytes().into()
 }
 
 /// Keeps the tunnel ingress and the dashboard on separate origins when `tunnel_url` is set:

@@ -677,3 +677,203 @@ async fn payloads_come_back_byte_for_byte_and_an_operators_disable_holds() {
         .await;
     assert_eq!((s, &out["disabled"]), (200, &json!(false)));
 }
+
+#[tokio::test]
+async fn an_app_token_opens_its_application_and_nothing_else() {
+    let clock = outworx_hooks::queue::ManualClock::new(1_800_000_000_000);
+    let emitter = Emitter::builder(Outbox::memory().await.unwrap())
+        .policy(TargetPolicy::default().allow("127.0.0.0/8".parse().unwrap()))
+        .clock(clock.clone())
+        .worker(None)
+        .build();
+    let app: axum::Router = SvixApi::new(emitter.clone())
+        .token(A, "tenant-a")
+        .token(B, "tenant-b")
+        .portal_tokens(|ns| (ns != "tenant-c").then_some([9u8; 32]))
+        .router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let api = Api {
+        base: format!("http://{addr}/api/v1"),
+        http: reqwest::Client::new(),
+        emitter,
+    };
+    api.post(
+        A,
+        "/event-type",
+        r#"{"name": "order.created", "description": "d"}"#,
+    )
+    .await;
+    let (_, acme) = api
+        .post(A, "/app", r#"{"name": "Acme", "uid": "acme"}"#)
+        .await;
+    let (_, other) = api
+        .post(A, "/app", r#"{"name": "Other", "uid": "other"}"#)
+        .await;
+    let (_, theirs) = api
+        .post(B, "/app", r#"{"name": "B's", "uid": "acme"}"#)
+        .await;
+    let (_, ep_other) = api
+        .post(
+            A,
+            "/app/other/endpoint",
+            r#"{"url": "http://127.0.0.1:9/o"}"#,
+        )
+        .await;
+    let (s, access) = api.post(A, "/auth/app-portal-access/acme", "{}").await;
+    assert_eq!(s, 200, "{access}");
+    let token = access["token"].as_str().unwrap().to_owned();
+    assert!(
+        access["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/portal/#token={token}"))
+    );
+    let acme_id = acme["id"].as_str().unwrap();
+
+    // Its own application, by uid and by id: read, and manage endpoints.
+    assert_eq!(api.get(&token, "/app/acme").await.0, 200);
+    assert_eq!(
+        api.get(&token, &format!("/app/{acme_id}/endpoint")).await.0,
+        200
+    );
+    let (s, ep) = api
+        .post(
+            &token,
+            "/app/acme/endpoint",
+            r#"{"url": "http://127.0.0.1:9/h", "eventTypes": ["order.created"]}"#,
+        )
+        .await;
+    assert_eq!(s, 201, "{ep}");
+    assert_eq!(
+        api.get(&token, "/event-type").await.0,
+        200,
+        "the picker reads event types"
+    );
+    // An event type behind a feature flag: only tokens with the flag see it.
+    api.post(
+        A,
+        "/event-type",
+        r#"{"name": "beta.thing", "description": "d", "featureFlag": "beta"}"#,
+    )
+    .await;
+    let names = |v: &Value| {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&api.get(&token, "/event-type").await.1),
+        ["order.created"]
+    );
+    assert_eq!(api.get(&token, "/event-type/beta.thing").await.0, 404);
+    let (_, flagged) = api
+        .post(
+            A,
+            "/auth/app-portal-access/acme",
+            r#"{"featureFlags": ["beta"]}"#,
+        )
+        .await;
+    let flagged = flagged["token"].as_str().unwrap();
+    assert_eq!(
+        names(&api.get(flagged, "/event-type").await.1),
+        ["beta.thing", "order.created"]
+    );
+    assert_eq!(
+        names(&api.get(A, "/event-type").await.1),
+        ["beta.thing", "order.created"]
+    );
+    // Anything namespace-wide: 403.
+    for (method, path, body) in [
+        (reqwest::Method::GET, "/app".to_owned(), None),
+        (
+            reqwest::Method::POST,
+            "/app".to_owned(),
+            Some(r#"{"name": "x"}"#),
+        ),
+        (reqwest::Method::DELETE, "/app/acme".to_owned(), None),
+        (reqwest::Method::PATCH, "/app/acme".to_owned(), Some("{}")),
+        (
+            reqwest::Method::POST,
+            "/app/acme/msg".to_owned(),
+            Some(r#"{"eventType": "a.b", "payload": {}}"#),
+        ),
+        (
+            reqwest::Method::POST,
+            "/event-type".to_owned(),
+            Some(r#"{"name": "x.y", "description": "d"}"#),
+        ),
+        (
+            reqwest::Method::POST,
+            "/auth/app-portal-access/acme".to_owned(),
+            Some("{}"),
+        ),
+    ] {
+        let (s, out) = api.call(&token, method.clone(), &path, body).await;
+        assert_eq!(
+            (s, out["code"].as_str()),
+            (403, Some("insufficient access")),
+            "{method} {path}"
+        );
+    }
+    // Another application (its own namespace's, or another's): exactly as a missing one.
+    let (_, missing) = api
+        .get(&token, "/app/app_00000000000000000000000000/endpoint")
+        .await;
+    for path in [
+        format!("/app/{}/endpoint", other["id"].as_str().unwrap()),
+        "/app/other/endpoint".to_owned(),
+        format!("/app/other/endpoint/{}", ep_other["id"].as_str().unwrap()),
+        format!("/app/{}/endpoint", theirs["id"].as_str().unwrap()),
+    ] {
+        let (s, out) = api.get(&token, &path).await;
+        assert_eq!((s, &out), (404, &missing), "{path}");
+    }
+
+    // Read-only: reads only.
+    let (_, ro) = api
+        .post(A, "/auth/app-portal-access/acme", r#"{"readOnly": true}"#)
+        .await;
+    let ro = ro["token"].as_str().unwrap();
+    assert_eq!(api.get(ro, "/app/acme/endpoint").await.0, 200);
+    let (s, _) = api
+        .post(
+            ro,
+            "/app/acme/endpoint",
+            r#"{"url": "http://127.0.0.1:9/x"}"#,
+        )
+        .await;
+    assert_eq!(s, 403);
+
+    // Forged, altered, expired: 401.
+    let mut forged = token.clone();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(api.get(&forged, "/app/acme/endpoint").await.0, 401);
+    clock.advance(std::time::Duration::from_secs(3600));
+    let (s, out) = api.get(&token, "/app/acme/endpoint").await;
+    assert_eq!(
+        (s, out["code"].as_str()),
+        (401, Some("authentication_failed")),
+        "expired after an hour"
+    );
+    // A fresh one works; deleting the application revokes it (404 from then on).
+    let (_, fresh) = api
+        .post(A, "/auth/app-portal-access/acme", r#"{"expiry": 600}"#)
+        .await;
+    let fresh = fresh["token"].as_str().unwrap();
+    assert_eq!(api.get(fresh, "/app/acme/endpoint").await.0, 200);
+    let (s, _) = api
+        .call(A, reqwest::Method::DELETE, "/app/acme", None)
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(api.get(fresh, "/app/acme/endpoint").await.0, 404);
+    assert_eq!(
+        api.get(fresh, &format!("/app/{acme_id}/endpoint")).await.0,
+        404
+    );
+}

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use outworx_hooks_queue::on_pool;
 use serde::Deserialize;
@@ -438,6 +438,12 @@ async fn fill_payloads(
         rows[i].payload = Some(payload);
     }
     Ok(n)
+}
+
+/// The id of a namespace's application named by id or uid, if there is one.
+pub(super) async fn app_id(api: &Api, ns: &str, id: &str) -> Result<Option<String>, SvixError> {
+    let app = db!(api, |c, db| db::app(c, ns, id).await?);
+    Ok(app.map(|a| a.id))
 }
 
 async fn app_of(api: &Api, ns: &str, id: &str) -> Result<AppRow, SvixError> {
@@ -1287,6 +1293,7 @@ async fn endpoint_messages(
 async fn list_event_types(
     State(api): Shared,
     Namespace(ns): Namespace,
+    scope: Option<axum::Extension<super::AppScope>>,
     q: Q,
 ) -> Result<Response, SvixError> {
     let lp = q.page()?;
@@ -1299,7 +1306,10 @@ async fn list_event_types(
         lp.page(true)
     )
     .await?);
-    let (rows, done) = lp.finish(rows);
+    let (mut rows, done) = lp.finish(rows);
+    if let Some(axum::Extension(scope)) = &scope {
+        rows.retain(|e| flag_visible(e, &scope.0));
+    }
     let first = rows.first().map(|e| e.name.clone());
     let last = rows.last().map(|e| e.name.clone());
     let data = rows
@@ -1307,6 +1317,14 @@ async fn list_event_types(
         .map(|e| wire::event_type_out(e, with_content))
         .collect();
     Ok(answer(StatusCode::OK, list(data, first, last, done)))
+}
+
+/// Whether an app-scoped token sees an event type: one without a feature flag, or with one
+/// of the token's.
+fn flag_visible(e: &EventTypeRow, claims: &super::portal::Claims) -> bool {
+    e.feature_flag
+        .as_ref()
+        .is_none_or(|f| claims.ff.contains(f))
 }
 
 fn event_type_row(
@@ -1360,10 +1378,16 @@ async fn create_event_type(
 async fn get_event_type(
     State(api): Shared,
     Namespace(ns): Namespace,
+    scope: Option<axum::Extension<super::AppScope>>,
     P(p): P<NamePath>,
 ) -> Result<Response, SvixError> {
     let e = db!(api, |c, db| db::event_type(c, &ns, &p.name).await?)
         .ok_or_else(SvixError::not_found)?;
+    if let Some(axum::Extension(scope)) = &scope
+        && !flag_visible(&e, &scope.0)
+    {
+        return Err(SvixError::not_found());
+    }
     Ok(answer(StatusCode::OK, wire::event_type_out(&e, true)))
 }
 
@@ -1457,40 +1481,8 @@ async fn create_message(
     }
     let app = match db!(api, |c, db| db::app(c, &ns, &p.app).await?) {
         Some(app) => app,
-        None => {
-            // Svix creates the application named in the body, when its uid is the path's.
-            let Some(a) = m.application else {
-                return Err(SvixError::new(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "Application not found",
-                ));
-            };
-            match a.uid.as_deref() {
-                None => {
-                    return Err(SvixError::Validation {
-                        loc: vec!["body".into(), "application".into(), "uid".into()],
-                        msg: "Application UID not set in body".into(),
-                        kind: "application_uid_missing",
-                    });
-                }
-                Some(uid) if uid != p.app => {
-                    return Err(SvixError::Validation {
-                        loc: vec!["body".into(), "application".into(), "uid".into()],
-                        msg: "Application UID in the path and body must match".into(),
-                        kind: "application_uid_mismatch",
-                    });
-                }
-                Some(_) => {}
-            }
-            let app = new_app(&api, &ns, a)?;
-            match db!(api, |c, db| db::insert_app(c, &app).await) {
-                Ok(()) => app,
-                // Created meanwhile by another request: that one.
-                Err(SendError::Conflict) => app_of(&api, &ns, &p.app).await?,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        // Svix creates the application named in the body, when its uid is the path's.
+        None => create_named_app(&api, &ns, &p.app, m.application).await?,
     };
     let mut message = NewMessage::json(m.event_type.clone(), raw).owner(app.id.clone());
     if let Some(uid) = &m.event_id {
@@ -1787,13 +1779,127 @@ async fn expunge_attempt(
 
 // ---- the portal ----
 
-/// Not yet: the subscriber portal, and the app-scoped tokens it is opened with, are the
-/// next part of this API (`docs/svix.md`). Answered as Svix answers a route it lacks.
-async fn portal_access(Namespace(_): Namespace) -> Response {
-    SvixError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "This API endpoint is not yet implemented.",
-    )
-    .into_response()
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct PortalAccessIn {
+    application: Option<wire::ApplicationIn>,
+    #[serde(default)]
+    feature_flags: Vec<String>,
+    #[serde(default)]
+    read_only: bool,
+    /// Seconds (Svix's 2.x clients send it).
+    expiry: Option<u64>,
+}
+
+/// An app-scoped token for one application's portal, and the page it opens:
+/// `{"url": "<portal>#token=..", "token"}`. The application is created from `application`
+/// when missing (its uid must be the path's), as Svix does.
+async fn portal_access(
+    State(api): Shared,
+    Namespace(ns): Namespace,
+    P(p): P<AppPath>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<Response, SvixError> {
+    let Some(key) = api.portal_key.as_ref().and_then(|k| k(&ns)) else {
+        return Err(SvixError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "This API endpoint is not yet implemented.",
+        ));
+    };
+    let bytes = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, 64 * 1024))
+        .await
+        .map_err(|_| SvixError::invalid(&["body"], "the body is over 64 KiB"))?
+        .to_bytes();
+    let r: PortalAccessIn = if bytes.iter().all(u8::is_ascii_whitespace) {
+        PortalAccessIn::default()
+    } else {
+        super::parse_json(&bytes)?
+    };
+    if r.feature_flags.len() > 16
+        || r.feature_flags
+            .iter()
+            .any(|f| !crate::send::filter::is_name(f, 256))
+    {
+        return Err(SvixError::invalid(
+            &["body", "featureFlags"],
+            "at most 16 feature flags of [a-zA-Z0-9-_.]",
+        ));
+    }
+    let app = match db!(api, |c, db| db::app(c, &ns, &p.app).await?) {
+        Some(app) => app,
+        None => create_named_app(&api, &ns, &p.app, r.application).await?,
+    };
+    let lifetime = r
+        .expiry
+        .unwrap_or(super::portal::DEFAULT_LIFETIME_SECS)
+        .clamp(
+            super::portal::MIN_LIFETIME_SECS,
+            super::portal::MAX_LIFETIME_SECS,
+        );
+    let claims = super::portal::Claims {
+        ns,
+        app: app.id,
+        exp: now(&api).saturating_add(i64::try_from(lifetime * 1000).unwrap_or(i64::MAX)),
+        ro: r.read_only,
+        ff: r.feature_flags,
+    };
+    let token = super::portal::mint(&key, &claims);
+    let base = match &api.portal_url {
+        Some(u) => u.clone(),
+        None => {
+            let host = headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
+                .unwrap_or("localhost");
+            format!("http://{host}/portal/")
+        }
+    };
+    Ok(answer(
+        StatusCode::OK,
+        json!({ "url": format!("{base}#token={token}"), "token": token }),
+    ))
+}
+
+/// The application `uid` a body names, created because it is missing: its uid must be the
+/// path's (Svix's rule for message create and portal access).
+async fn create_named_app(
+    api: &Api,
+    ns: &str,
+    path_uid: &str,
+    application: Option<wire::ApplicationIn>,
+) -> Result<AppRow, SvixError> {
+    let Some(a) = application else {
+        return Err(SvixError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Application not found",
+        ));
+    };
+    match a.uid.as_deref() {
+        None => {
+            return Err(SvixError::Validation {
+                loc: vec!["body".into(), "application".into(), "uid".into()],
+                msg: "Application UID not set in body".into(),
+                kind: "application_uid_missing",
+            });
+        }
+        Some(uid) if uid != path_uid => {
+            return Err(SvixError::Validation {
+                loc: vec!["body".into(), "application".into(), "uid".into()],
+                msg: "Application UID in the path and body must match".into(),
+                kind: "application_uid_mismatch",
+            });
+        }
+        Some(_) => {}
+    }
+    let app = new_app(api, ns, a)?;
+    match db!(api, |c, db| db::insert_app(c, &app).await) {
+        Ok(()) => Ok(app),
+        // Created meanwhile by another request: that one.
+        Err(SendError::Conflict) => app_of(api, ns, path_uid).await,
+        Err(e) => Err(e.into()),
+    }
 }

@@ -23,6 +23,7 @@
 
 mod handlers;
 mod idempotency;
+mod portal;
 pub(crate) mod store;
 mod wire;
 
@@ -56,6 +57,10 @@ const IDEMPOTENCY_WAIT: Duration = Duration::from_secs(5);
 
 /// Maps a bearer token to its namespace, or refuses it.
 type Authorize = dyn Fn(&str) -> Option<String> + Send + Sync;
+/// A namespace's key for its app-scoped (portal) tokens.
+type PortalKey = dyn Fn(&str) -> Option<[u8; 32]> + Send + Sync;
+
+pub use portal::DEFAULT_LIFETIME_SECS as PORTAL_TOKEN_LIFETIME_SECS;
 
 /// The Svix-compatible API over an [`Emitter`]: build it, then mount [`SvixApi::router`].
 #[derive(Clone)]
@@ -63,6 +68,8 @@ pub struct SvixApi {
     emitter: Emitter,
     authorize: Arc<Authorize>,
     format: Format,
+    portal_key: Option<Arc<PortalKey>>,
+    portal_url: Option<String>,
 }
 
 impl fmt::Debug for SvixApi {
@@ -83,7 +90,29 @@ impl SvixApi {
             emitter,
             authorize: Arc::new(|_| None),
             format: Format::Svix,
+            portal_key: None,
+            portal_url: None,
         }
+    }
+
+    /// Issues app-scoped tokens (`POST /auth/app-portal-access/{app}`, `{url, token}`) signed
+    /// with each namespace's `key` (`None`: the namespace issues none, and every token it
+    /// issued is refused from then on), and accepts them on the routes of their application:
+    /// what a subscriber portal (ours at `/portal/`, or `svix-react`) calls the API with.
+    /// Without it, that route answers 501.
+    pub fn portal_tokens(
+        mut self,
+        key: impl Fn(&str) -> Option<[u8; 32]> + Send + Sync + 'static,
+    ) -> Self {
+        self.portal_key = Some(Arc::new(key));
+        self
+    }
+
+    /// The portal page a token opens (`{url}#token=..`); by default `/portal/` on the host the
+    /// request came to.
+    pub fn portal_url(mut self, url: impl Into<String>) -> Self {
+        self.portal_url = Some(url.into());
+        self
     }
 
     /// Accepts `token` (compared in constant time) for `namespace`, beside the tokens
@@ -130,6 +159,8 @@ impl SvixApi {
             emitter: self.emitter,
             authorize: self.authorize,
             format: self.format,
+            portal_key: self.portal_key,
+            portal_url: self.portal_url,
             idempotency: Arc::new(idempotency::Idempotency::default()),
         });
         let api_routes = handlers::routes()
@@ -157,28 +188,104 @@ pub(crate) struct Api {
     pub(crate) emitter: Emitter,
     authorize: Arc<Authorize>,
     pub(crate) format: Format,
+    pub(crate) portal_key: Option<Arc<PortalKey>>,
+    pub(crate) portal_url: Option<String>,
     idempotency: Arc<idempotency::Idempotency>,
 }
 
 pub(crate) type Shared = State<Arc<Api>>;
 
 /// The namespace of the request's bearer token; 401 before anything else runs without one.
+/// An app-scoped (portal) token is let through only to its own application's routes (404
+/// for another's, as a missing one), never to a namespace-wide one (403), and, read-only, only
+/// to reads (403).
 pub(crate) struct Namespace(pub(crate) String);
 
 impl FromRequestParts<Arc<Api>> for Namespace {
     type Rejection = SvixError;
 
     async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, SvixError> {
-        bearer(&parts.headers)
-            .and_then(|token| (api.authorize)(token))
-            .map(Namespace)
-            .ok_or_else(|| {
-                SvixError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "authentication_failed",
-                    "Invalid token",
-                )
-            })
+        let unauthorized = || {
+            SvixError::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication_failed",
+                "Invalid token",
+            )
+        };
+        let token = bearer(&parts.headers).ok_or_else(unauthorized)?;
+        if !portal::is_portal_token(token) {
+            return (api.authorize)(token)
+                .map(Namespace)
+                .ok_or_else(unauthorized);
+        }
+        let key = api.portal_key.as_ref().ok_or_else(unauthorized)?;
+        let claims =
+            portal::verify(token, api.emitter.now(), |ns| key(ns)).ok_or_else(unauthorized)?;
+        app_scoped(parts, api, &claims).await?;
+        let ns = claims.ns.clone();
+        parts.extensions.insert(AppScope(Arc::new(claims)));
+        Ok(Namespace(ns))
+    }
+}
+
+/// The claims of the request's app-scoped token (absent for a namespace's own token).
+#[derive(Clone)]
+pub(crate) struct AppScope(pub(crate) Arc<portal::Claims>);
+
+/// Whether an app-scoped token may make this request (see [`Namespace`]).
+async fn app_scoped(
+    parts: &mut Parts,
+    api: &Api,
+    claims: &portal::Claims,
+) -> Result<(), SvixError> {
+    let denied = || {
+        SvixError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient access",
+            "Insufficient access for the given operation.",
+        )
+    };
+    let read = matches!(parts.method, Method::GET | Method::HEAD);
+    if claims.ro && !read {
+        return Err(denied());
+    }
+    let route = parts
+        .extensions
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    let route = route.strip_prefix("/api/v1").unwrap_or(&route);
+    let namespace_wide = match (route, &parts.method) {
+        ("/health" | "/health/ping", _) => return Ok(()),
+        // Event types: read by everyone (the portal's picker), written by the namespace.
+        ("/event-type" | "/event-type/{name}", m) if read && *m != Method::HEAD => {
+            return Ok(());
+        }
+        ("/event-type" | "/event-type/{name}", _) => true,
+        ("/app" | "/auth/app-portal-access/{app}", _) => true,
+        ("/app/{app}", m) => *m != Method::GET,
+        ("/app/{app}/msg", m) => *m != Method::GET,
+        (r, m) if r.ends_with("/content") => *m == Method::DELETE,
+        _ => false,
+    };
+    if namespace_wide {
+        return Err(denied());
+    }
+    let params = axum::extract::RawPathParams::from_request_parts(parts, &())
+        .await
+        .map_err(|_| SvixError::not_found())?;
+    let Some((_, app)) = params.iter().find(|(k, _)| *k == "app") else {
+        return Err(denied());
+    };
+    if app == claims.app {
+        return Ok(());
+    }
+    // A uid: its application must be the token's.
+    let found = handlers::app_id(api, &claims.ns, app).await?;
+    if found.as_deref() == Some(claims.app.as_str()) {
+        Ok(())
+    } else {
+        Err(SvixError::not_found())
     }
 }
 
