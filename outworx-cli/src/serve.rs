@@ -65,6 +65,10 @@ pub(crate) struct ServeArgs {
     /// `svix-signature`) instead of Standard Webhooks' (`webhook-*`).
     #[arg(long, requires = "outbox_db")]
     svix_header_names: bool,
+    /// An origin that may embed the subscriber portal (`/portal/`) in an iframe, e.g.
+    /// `https://app.example.com`; repeatable. None by default.
+    #[arg(long = "portal-frame-ancestor", requires = "outbox_db")]
+    portal_frame_ancestors: Vec<String>,
     /// An application's own inbox (its `queue` routes' database): the dashboard shows its
     /// pending, retrying and dead deliveries, and replays them.
     #[arg(long, env = "OUTWORX_SERVE_INBOX_DB", hide_env_values = true)]
@@ -150,7 +154,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
                     .then(outworx_hooks::send::WorkerOptions::default),
             )
             .build();
-        let mut svix = outworx_serve::Svix::new(emitter).svix_header_names(args.svix_header_names);
+        let mut svix = outworx_serve::Svix::new(emitter)
+            .svix_header_names(args.svix_header_names)
+            .portal_frame_ancestors(args.portal_frame_ancestors.clone());
         if !shared_outbox {
             let project = match (&args.attach_project, config.api_keys.as_slice()) {
                 (Some(p), _) => p.clone(),

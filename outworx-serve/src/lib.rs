@@ -110,6 +110,7 @@ pub struct Svix {
     pub(crate) emitter: outworx_hooks::send::Emitter,
     pub(crate) only: Option<String>,
     pub(crate) svix_header_names: bool,
+    pub(crate) frame_ancestors: Vec<String>,
 }
 
 impl Svix {
@@ -119,6 +120,7 @@ impl Svix {
             emitter,
             only: None,
             svix_header_names: false,
+            frame_ancestors: Vec::new(),
         }
     }
 
@@ -126,6 +128,13 @@ impl Svix {
     /// dashboard also shows ([`Attached`]), which sees every owner in it.
     pub fn only(mut self, project: impl Into<String>) -> Self {
         self.only = Some(project.into());
+        self
+    }
+
+    /// Origins that may embed the subscriber portal (`/portal/`) in an `<iframe>`
+    /// (`https://app.example.com`); none by default. Checked when the server starts.
+    pub fn portal_frame_ancestors(mut self, origins: Vec<String>) -> Self {
+        self.frame_ancestors = origins;
         self
     }
 
@@ -310,6 +319,11 @@ impl ServeConfig {
         }
         if let Some(p) = self.svix.as_ref().and_then(|s| s.only.as_deref()) {
             self.check_project(p)?;
+        }
+        if let Some(s) = &self.svix {
+            outworx_hooks::send::svix::SvixApi::new(s.emitter.clone())
+                .portal_frame_ancestors(s.frame_ancestors.iter().cloned())
+                .map_err(|e| ServeError::Url(e.to_string()))?;
         }
         let public = self.public_url.as_deref().map(authority).transpose()?;
         if let Some(tunnel) = self.tunnel_url.as_deref() {

@@ -147,6 +147,18 @@ impl Browser {
             .await;
     }
 
+    /// Switches into the `<iframe>` matching `css` (its document is then the one every
+    /// command reads).
+    pub async fn enter_frame(&self, css: &str) {
+        let id = self.find(css).await;
+        self.post("/frame", json!({"id": {ELEMENT: id}})).await;
+    }
+
+    /// Switches back to the top-level page.
+    pub async fn leave_frame(&self) {
+        self.post("/frame", json!({"id": null})).await;
+    }
+
     pub async fn js(&self, script: &str) -> Value {
         self.post("/execute/sync", json!({"script": script, "args": []}))
             .await

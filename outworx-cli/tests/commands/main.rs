@@ -8,6 +8,8 @@ mod faults;
 mod forward_relay;
 mod inbox_cli;
 #[cfg(feature = "serve")]
+mod portal;
+#[cfg(feature = "serve")]
 mod python_interop;
 #[cfg(feature = "serve")]
 mod redaction;

@@ -135,7 +135,11 @@ fn svix(app: &Arc<App>) -> Router<Arc<App>> {
     if let Some(public) = &app.config.public_url {
         api = api.portal_url(format!("{}/portal/", public.trim_end_matches('/')));
     }
-    api.router()
+    // Checked by `ServeConfig::check` at start; an origin refused here was refused there.
+    let framed = api
+        .clone()
+        .portal_frame_ancestors(svix.frame_ancestors.iter().cloned());
+    framed.unwrap_or(api).router()
 }
 
 /// The key a project's portal tokens are signed with: an HMAC of a fixed label under its API

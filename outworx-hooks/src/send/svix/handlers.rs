@@ -1029,6 +1029,9 @@ async fn send_example(
     let e: ExampleIn = read_json(body).await?;
     let payload = if e.event_type == "svix.ping" {
         json!({"success": true})
+    } else if e.event_type == "webhook.test" {
+        // The portal's test event (until event types carry examples of their own).
+        json!({"type": "webhook.test", "test": true, "endpoint_id": ep.id})
     } else {
         let t = db!(api, |c, db| db::event_type(c, &ns, &e.event_type).await?)
             .ok_or_else(SvixError::not_found)?;

@@ -23,6 +23,7 @@
 
 mod handlers;
 mod idempotency;
+mod page;
 mod portal;
 pub(crate) mod store;
 mod wire;
@@ -70,6 +71,7 @@ pub struct SvixApi {
     format: Format,
     portal_key: Option<Arc<PortalKey>>,
     portal_url: Option<String>,
+    frame_ancestors: Vec<String>,
 }
 
 impl fmt::Debug for SvixApi {
@@ -92,6 +94,7 @@ impl SvixApi {
             format: Format::Svix,
             portal_key: None,
             portal_url: None,
+            frame_ancestors: Vec::new(),
         }
     }
 
@@ -106,6 +109,35 @@ impl SvixApi {
     ) -> Self {
         self.portal_key = Some(Arc::new(key));
         self
+    }
+
+    /// Origins that may embed the portal page in an `<iframe>` (`https://app.example.com`);
+    /// none by default. An origin that is not `scheme://host[:port]` is refused.
+    pub fn portal_frame_ancestors(
+        mut self,
+        origins: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Self, SendError> {
+        for o in origins {
+            let o: String = o.into();
+            let ok = o.split_once("://").is_some_and(|(scheme, rest)| {
+                matches!(scheme, "http" | "https")
+                    && !rest.is_empty()
+                    && rest.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                    })
+            });
+            if !ok {
+                return Err(SendError::invalid(
+                    "frame_ancestors",
+                    format!(
+                        "`{}` is not an origin (scheme://host[:port])",
+                        o.escape_debug()
+                    ),
+                ));
+            }
+            self.frame_ancestors.push(o);
+        }
+        Ok(self)
     }
 
     /// The portal page a token opens (`{url}#token=..`); by default `/portal/` on the host the
@@ -179,8 +211,25 @@ impl SvixApi {
             .layer(axum::middleware::from_fn(cors))
             .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(api);
-        Router::new().nest("/api/v1", api_routes)
+        let csp = portal_csp(&self.frame_ancestors);
+        Router::new()
+            .nest("/api/v1", api_routes)
+            .merge(page::routes(csp))
     }
+}
+
+/// The portal page's policy: its own script, style and API, nothing else; framed only by the
+/// origins given.
+fn portal_csp(frame_ancestors: &[String]) -> String {
+    let ancestors = if frame_ancestors.is_empty() {
+        "'none'".to_owned()
+    } else {
+        frame_ancestors.join(" ")
+    };
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+         img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors {ancestors}"
+    )
 }
 
 /// What every handler shares.
