@@ -11,6 +11,7 @@
 
 mod forward;
 mod inbox;
+mod portal;
 mod send;
 #[cfg(feature = "serve")]
 mod serve;
@@ -52,6 +53,8 @@ enum Command {
     /// The queue-first receiving side's inbox: list, show, replay, purge.
     #[command(subcommand)]
     Inbox(inbox::InboxCommand),
+    /// Print a link to one application's subscriber portal on `outworx serve`.
+    PortalUrl(portal::PortalUrlArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Worker(args) => run(send::worker(args)),
         Command::Messages(cmd) => run(send::messages(cmd)),
         Command::Inbox(cmd) => run(inbox::run(cmd)),
+        Command::PortalUrl(args) => run(portal::run(args)),
     }
 }
 

@@ -19,4 +19,6 @@ mod serve;
 #[cfg(feature = "serve")]
 mod svix_api;
 #[cfg(feature = "serve")]
+mod svix_js;
+#[cfg(feature = "serve")]
 mod tunnel_budget;

@@ -187,6 +187,34 @@ async fn the_portal_works_in_an_iframe_of_another_origin() {
     })
     .await;
 
+    // `outworx portal-url` prints a link; another project's key gets a 404 for this one.
+    let cli = |key: &str, owner: &str| {
+        Command::new(env!("CARGO_BIN_EXE_outworx"))
+            .args(["portal-url", "--owner", owner, "--endpoint", &api.base])
+            .env("OUTWORX_API_KEY", key)
+            .output()
+            .unwrap()
+    };
+    let link = cli(KEY_A, "acme");
+    let printed = String::from_utf8_lossy(&link.stdout);
+    assert!(
+        link.status.success(),
+        "{}",
+        String::from_utf8_lossy(&link.stderr)
+    );
+    assert!(
+        printed
+            .trim()
+            .starts_with(&format!("http://localhost:{port}/portal/#token=opt_")),
+        "{printed}"
+    );
+    let refused = cli(KEY_B, "other");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("404"),
+        "{refused:?}"
+    );
+
     // A token that expires in a minute: the page asks its parent for a new one at once.
     let access = api
         .post(KEY_A, "/auth/app-portal-access/acme", json!({"expiry": 60}))

@@ -15,6 +15,7 @@ import threading
 import time
 
 from svix.api import (
+    AppPortalAccessIn,
     ApplicationIn,
     ApplicationPatch,
     EndpointHeadersIn,
@@ -228,6 +229,16 @@ for call in [
 assert b.endpoint.list("acme").data == []
 assert [x.id for x in b.application.list().data] == [app_b.id]
 check("another project's key: 404 everywhere")
+
+# The portal's app-scoped token: its own application only, and no namespace-wide call.
+access = a.authentication.app_portal_access("acme", AppPortalAccessIn(expiry=600))
+assert "/portal/#token=" in access.url and access.token.startswith("opt_"), access
+portal = Svix(access.token, SvixOptions(server_url=server))
+assert [e.id for e in portal.endpoint.list("acme").data] == [e.id for e in a.endpoint.list("acme").data]
+expect_error(403, lambda: portal.message.create("acme", MessageIn(event_type="order.paid", payload={})))
+expect_error(403, lambda: portal.application.list())
+expect_error(404, lambda: portal.endpoint.list("other-app-that-is-not-its-own"))
+check("app portal access: a token for one application")
 
 # Empty-body deletes (204): the client reads no body.
 a.endpoint.delete("acme", flaky.id)
