@@ -45,9 +45,30 @@ pub(crate) async fn run(args: PortalUrlArgs) -> Result<(), String> {
         body["expiry"] = e.into();
     }
     let mut url = reqwest::Url::parse(args.endpoint.trim_end_matches('/'))
-        .map_err(|e| format!("--endpoint {}: {e}", args.endpoint))?;
+        .map_err(|e| format!("--endpoint is not a URL: {e}"))?;
+    // Named in messages without any user or password it holds.
+    let shown = {
+        let mut u = url.clone();
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+        u.to_string()
+    };
+    let loopback = match url.host_str() {
+        Some("localhost") => true,
+        Some(h) => h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    };
+    if url.scheme() == "http" && !loopback {
+        eprintln!(
+            "warning: {shown} is plain http: the API key crosses the network unencrypted; use https"
+        );
+    }
     url.path_segments_mut()
-        .map_err(|()| format!("--endpoint {} cannot be a base URL", args.endpoint))?
+        .map_err(|()| format!("--endpoint {shown} cannot be a base URL"))?
         .pop_if_empty()
         .extend(["api", "v1", "auth", "app-portal-access", &args.owner]);
     let r = reqwest::Client::new()
@@ -56,19 +77,21 @@ pub(crate) async fn run(args: PortalUrlArgs) -> Result<(), String> {
         .json(&body)
         .send()
         .await
-        .map_err(|e| format!("cannot reach {}: {e}", args.endpoint))?;
+        .map_err(|e| format!("cannot reach {shown}: {}", e.without_url()))?;
     let status = r.status();
-    let answer: serde_json::Value = r
-        .json()
-        .await
-        .map_err(|e| format!("{} answered {status} without JSON: {e}", args.endpoint))?;
+    let answer: serde_json::Value = r.json().await.map_err(|e| {
+        format!(
+            "{shown} answered {status} without JSON: {}",
+            e.without_url()
+        )
+    })?;
     if !status.is_success() {
         let detail = answer["detail"]
             .as_str()
             .map(str::to_owned)
             .or_else(|| answer["detail"][0]["msg"].as_str().map(str::to_owned))
             .unwrap_or_else(|| answer.to_string());
-        return Err(format!("{} answered {status}: {detail}", args.endpoint));
+        return Err(format!("{shown} answered {status}: {detail}"));
     }
     let mut out = std::io::stdout();
     let printed = if args.json {

@@ -6,7 +6,8 @@
 // the page shows from the API is set as text, never as markup. When the token is about to
 // expire, the page asks the page embedding it (`window.parent`) for a new one with
 // `postMessage({type: "outworx-portal:token-expiring"})`; the parent answers with
-// `{type: "outworx-portal:token", token}`, fetched from its own backend.
+// `{type: "outworx-portal:token", token}`, fetched from its own backend. Signing out clears
+// this tab only: `expire-all` (the sender's backend) revokes the application's tokens.
 'use strict';
 
 const API = new URL('../api/v1/', location.href).href;
@@ -32,6 +33,12 @@ function decode(t) {
   }
 }
 
+// The page embedding this one, when the browser names it (Chromium, Safari): messages go
+// only to it, and only its messages are read.
+const parentOrigin = location.ancestorOrigins && location.ancestorOrigins.length
+  ? location.ancestorOrigins[0] : null;
+let lastAsk = 0;
+
 function useToken(t) {
   const c = typeof t === 'string' && t.startsWith('opt_') ? decode(t) : null;
   if (!c) return false;
@@ -39,21 +46,27 @@ function useToken(t) {
   claims = c;
   sessionStorage.setItem(KEY, t);
   clearTimeout(expiryTimer);
-  const left = c.exp - Date.now() - 60000;
-  expiryTimer = setTimeout(askForToken, Math.max(0, Math.min(left, 2147483000)));
+  // Ask for a new one a quarter of its life (at most a minute) before it ends, measured
+  // from now: a clock set wrong moves the time, not the margin.
+  const life = typeof c.iat === 'number' && c.exp > c.iat ? c.exp - c.iat : 3600000;
+  const margin = Math.min(60000, life / 4);
+  const left = Math.max(0, Math.min(c.exp - Date.now(), life) - margin);
+  expiryTimer = setTimeout(askForToken, Math.min(left, 2147483000));
   return true;
 }
 
 function askForToken() {
-  if (window.parent !== window && claims) {
-    window.parent.postMessage({ type: 'outworx-portal:token-expiring', exp: claims.exp }, '*');
-  }
+  // At most one request every 10 s, whatever asks (the timer, a 401 on each of many calls).
+  if (window.parent === window || !claims || Date.now() - lastAsk < 10000) return;
+  lastAsk = Date.now();
+  window.parent.postMessage({ type: 'outworx-portal:token-expiring', exp: claims.exp }, parentOrigin || '*');
 }
 
 window.addEventListener('message', (ev) => {
   // Only the page embedding this one (which `frame-ancestors` allows) hands tokens in; the
   // API checks every token anyway.
   if (ev.source !== window.parent || window.parent === window) return;
+  if (parentOrigin && ev.origin !== parentOrigin) return;
   const d = ev.data;
   if (d && d.type === 'outworx-portal:token') {
     const signedOut = token === null;
@@ -77,7 +90,7 @@ function signOut() {
   $('#signed-out').hidden = false;
   $('#title').textContent = 'Webhooks';
   say('');
-  if (window.parent !== window) window.parent.postMessage({ type: 'outworx-portal:signed-out' }, '*');
+  if (window.parent !== window) window.parent.postMessage({ type: 'outworx-portal:signed-out' }, parentOrigin || '*');
 }
 
 // ---- the API ----

@@ -10,7 +10,8 @@ CREATE TABLE IF NOT EXISTS outworx_apps (
     metadata        TEXT NOT NULL,           -- JSON object of strings
     rate_limit      BIGINT,
     created_at      BIGINT NOT NULL,
-    updated_at      BIGINT NOT NULL
+    updated_at      BIGINT NOT NULL,
+    tokens_after    BIGINT                    -- portal tokens issued until then are refused
 );
 CREATE UNIQUE INDEX IF NOT EXISTS outworx_apps_uid ON outworx_apps (namespace, uid) WHERE uid IS NOT NULL;
 -- Lists by id (ids sort by creation time).

@@ -861,19 +861,132 @@ async fn an_app_token_opens_its_application_and_nothing_else() {
         (401, Some("authentication_failed")),
         "expired after an hour"
     );
-    // A fresh one works; deleting the application revokes it (404 from then on).
+    // Lifetimes out of range and tokens too long to verify are refused when asked for.
+    for body in [
+        r#"{"expiry": 30}"#.to_owned(),
+        r#"{"expiry": 604801}"#.to_owned(),
+        format!(r#"{{"featureFlags": {}}}"#, json!(vec!["f".repeat(64); 17])),
+    ] {
+        let (s, out) = api.post(A, "/auth/app-portal-access/acme", &body).await;
+        assert_eq!(s, 422, "{body}: {out}");
+    }
+    // The most flags a token may carry still make a token that verifies.
+    let most = format!(r#"{{"featureFlags": {}}}"#, json!(vec!["f".repeat(64); 16]));
+    let (_, big) = api.post(A, "/auth/app-portal-access/acme", &most).await;
+    assert_eq!(
+        api.get(big["token"].as_str().unwrap(), "/app/acme").await.0,
+        200
+    );
+    // expire-all: every token issued until now is refused; a new one works.
     let (_, fresh) = api
         .post(A, "/auth/app-portal-access/acme", r#"{"expiry": 600}"#)
         .await;
-    let fresh = fresh["token"].as_str().unwrap();
-    assert_eq!(api.get(fresh, "/app/acme/endpoint").await.0, 200);
+    let fresh = fresh["token"].as_str().unwrap().to_owned();
+    assert_eq!(api.get(&fresh, "/app/acme/endpoint").await.0, 200);
+    clock.advance(std::time::Duration::from_millis(5));
+    let (s, _) = api.post(A, "/auth/app/acme/expire-all", "{}").await;
+    assert_eq!(s, 204);
+    assert_eq!(
+        api.get(&fresh, "/app/acme/endpoint").await.0,
+        401,
+        "expired by expire-all"
+    );
+    // A namespace-wide route refuses an app token before anything else.
+    assert_eq!(
+        api.post(&fresh, "/auth/app/acme/expire-all", "{}").await.0,
+        403
+    );
+    clock.advance(std::time::Duration::from_millis(5));
+    let (_, fresh) = api.post(A, "/auth/app-portal-access/acme", "{}").await;
+    let fresh = fresh["token"].as_str().unwrap().to_owned();
+    assert_eq!(api.get(&fresh, "/app/acme/endpoint").await.0, 200);
+    assert_eq!(
+        api.post(&fresh, "/auth/app/acme/expire-all", "{}").await.0,
+        403
+    );
+    // HEAD is a read.
+    let head = api
+        .http
+        .head(format!("{}/app/acme", api.base))
+        .bearer_auth(&fresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    // Deleting the application revokes its tokens.
     let (s, _) = api
         .call(A, reqwest::Method::DELETE, "/app/acme", None)
         .await;
     assert_eq!(s, 204);
-    assert_eq!(api.get(fresh, "/app/acme/endpoint").await.0, 404);
+    assert_eq!(api.get(&fresh, "/app/acme/endpoint").await.0, 401);
     assert_eq!(
-        api.get(fresh, &format!("/app/{acme_id}/endpoint")).await.0,
-        404
+        api.get(&fresh, &format!("/app/{acme_id}/endpoint")).await.0,
+        401
     );
+}
+
+#[tokio::test]
+async fn an_app_token_is_held_to_its_routes_under_any_mount_prefix() {
+    let emitter = Emitter::builder(Outbox::memory().await.unwrap())
+        .policy(TargetPolicy::default().allow("127.0.0.0/8".parse().unwrap()))
+        .worker(None)
+        .build();
+    let svix: axum::Router = SvixApi::new(emitter.clone())
+        .token(A, "tenant-a")
+        .portal_tokens(|_| Some([3u8; 32]))
+        .router();
+    // An application mounting the API (and its portal) under a prefix of its own.
+    let app = axum::Router::new().nest("/hooks", svix);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let api = Api {
+        base: format!("http://{addr}/hooks/api/v1"),
+        http: reqwest::Client::new(),
+        emitter,
+    };
+    api.post(A, "/app", r#"{"name": "Acme", "uid": "acme"}"#)
+        .await;
+    let (s, access) = api.post(A, "/auth/app-portal-access/acme", "{}").await;
+    assert_eq!(s, 200, "{access}");
+    let token = access["token"].as_str().unwrap();
+    assert_eq!(api.get(token, "/app/acme/endpoint").await.0, 200);
+    for (method, path, body) in [
+        (
+            reqwest::Method::POST,
+            "/app/acme/msg",
+            Some(r#"{"eventType": "a.b", "payload": {}}"#),
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/app/acme",
+            Some(r#"{"name": "mine now"}"#),
+        ),
+        (
+            reqwest::Method::POST,
+            "/auth/app-portal-access/acme",
+            Some("{}"),
+        ),
+        (reqwest::Method::GET, "/app", None),
+    ] {
+        let (s, out) = api.call(token, method.clone(), path, body).await;
+        assert_eq!(s, 403, "{method} {path}: {out}");
+    }
+    // The portal page is there too, with its policy.
+    let page = api
+        .http
+        .get(format!("http://{addr}/hooks/portal/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
 }

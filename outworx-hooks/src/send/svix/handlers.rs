@@ -54,12 +54,14 @@ macro_rules! tx {
 }
 
 pub(super) fn routes() -> Router<Arc<Api>> {
+    use super::Access::{App, AppRead, Namespace as Ns, Public, ReadAll};
     let r = Routes(Router::new());
-    r.at("/health", get(health))
-        .at("/health/ping", get(ping))
-        .at("/app", get(list_apps).post(create_app))
+    r.at("/health", Public, get(health))
+        .at("/health/ping", Public, get(ping))
+        .at("/app", Ns, get(list_apps).post(create_app))
         .at(
             "/app/{app}",
+            AppRead,
             get(get_app)
                 .put(put_app)
                 .patch(patch_app)
@@ -67,66 +69,115 @@ pub(super) fn routes() -> Router<Arc<Api>> {
         )
         .at(
             "/app/{app}/endpoint",
+            App,
             get(list_endpoints).post(create_endpoint),
         )
         .at(
             "/app/{app}/endpoint/{ep}",
+            App,
             get(get_endpoint)
                 .put(put_endpoint)
                 .patch(patch_endpoint)
                 .delete(delete_endpoint),
         )
-        .at("/app/{app}/endpoint/{ep}/secret", get(get_secret))
+        .at("/app/{app}/endpoint/{ep}/secret", App, get(get_secret))
         .at(
             "/app/{app}/endpoint/{ep}/secret/rotate",
+            App,
             post(rotate_secret),
         )
-        .at("/app/{app}/endpoint/{ep}/stats", get(endpoint_stats))
-        .at("/app/{app}/endpoint/{ep}/send-example", post(send_example))
-        .at("/app/{app}/endpoint/{ep}/recover", post(recover))
+        .at("/app/{app}/endpoint/{ep}/stats", App, get(endpoint_stats))
+        // The portal's test event (Svix keeps it to the namespace's token).
+        .at(
+            "/app/{app}/endpoint/{ep}/send-example",
+            App,
+            post(send_example),
+        )
+        .at("/app/{app}/endpoint/{ep}/recover", App, post(recover))
         .at(
             "/app/{app}/endpoint/{ep}/headers",
+            App,
             get(get_headers).put(put_headers).patch(patch_headers),
         )
-        .at("/app/{app}/endpoint/{ep}/msg", get(endpoint_messages))
-        .at("/event-type", get(list_event_types).post(create_event_type))
+        .at("/app/{app}/endpoint/{ep}/msg", App, get(endpoint_messages))
+        .at(
+            "/event-type",
+            ReadAll,
+            get(list_event_types).post(create_event_type),
+        )
         .at(
             "/event-type/{name}",
+            ReadAll,
             get(get_event_type)
                 .put(put_event_type)
                 .patch(patch_event_type)
                 .delete(delete_event_type),
         )
-        .at("/app/{app}/msg", get(list_messages).post(create_message))
-        .at("/app/{app}/msg/{msg}", get(get_message))
-        .at("/app/{app}/msg/{msg}/content", delete(expunge_message))
-        .at("/app/{app}/msg/{msg}/endpoint", get(message_destinations))
-        .at("/app/{app}/msg/{msg}/endpoint/{ep}/resend", post(resend))
+        .at(
+            "/app/{app}/msg",
+            AppRead,
+            get(list_messages).post(create_message),
+        )
+        .at("/app/{app}/msg/{msg}", App, get(get_message))
+        .at("/app/{app}/msg/{msg}/content", Ns, delete(expunge_message))
+        .at(
+            "/app/{app}/msg/{msg}/endpoint",
+            App,
+            get(message_destinations),
+        )
+        .at(
+            "/app/{app}/msg/{msg}/endpoint/{ep}/resend",
+            App,
+            post(resend),
+        )
         .at(
             "/app/{app}/msg/{msg}/endpoint/{ep}/attempt",
+            App,
             get(attempts_of_message_endpoint),
         )
-        .at("/app/{app}/msg/{msg}/attempt", get(attempts_of_message))
-        .at("/app/{app}/msg/{msg}/attempt/{attempt}", get(get_attempt))
+        .at(
+            "/app/{app}/msg/{msg}/attempt",
+            App,
+            get(attempts_of_message),
+        )
+        .at(
+            "/app/{app}/msg/{msg}/attempt/{attempt}",
+            App,
+            get(get_attempt),
+        )
         .at(
             "/app/{app}/msg/{msg}/attempt/{attempt}/content",
+            Ns,
             delete(expunge_attempt),
         )
         .at(
             "/app/{app}/attempt/endpoint/{ep}",
+            App,
             get(attempts_of_endpoint),
         )
-        .at("/app/{app}/attempt/msg/{msg}", get(attempts_of_message))
-        .at("/auth/app-portal-access/{app}", post(portal_access))
+        .at(
+            "/app/{app}/attempt/msg/{msg}",
+            App,
+            get(attempts_of_message),
+        )
+        .at("/auth/app-portal-access/{app}", Ns, post(portal_access))
+        .at("/auth/app/{app}/expire-all", Ns, post(expire_all))
         .0
 }
 
-/// Each route also answers with a trailing slash (Svix trims it; its clients never follow a
-/// redirect).
+/// Each route with who may call it ([`super::Access`], carried to the checks as a request
+/// extension, whatever prefix the router is mounted under), and also with a trailing slash
+/// (Svix trims it; its clients never follow a redirect).
 struct Routes(Router<Arc<Api>>);
 
 impl Routes {
-    fn at(self, path: &str, method: axum::routing::MethodRouter<Arc<Api>>) -> Self {
+    fn at(
+        self,
+        path: &str,
+        access: super::Access,
+        method: axum::routing::MethodRouter<Arc<Api>>,
+    ) -> Self {
+        let method = method.layer(axum::Extension(access));
         Routes(
             self.0
                 .route(path, method.clone())
@@ -440,10 +491,9 @@ async fn fill_payloads(
     Ok(n)
 }
 
-/// The id of a namespace's application named by id or uid, if there is one.
-pub(super) async fn app_id(api: &Api, ns: &str, id: &str) -> Result<Option<String>, SvixError> {
-    let app = db!(api, |c, db| db::app(c, ns, id).await?);
-    Ok(app.map(|a| a.id))
+/// A namespace's application named by id or uid, if there is one.
+pub(super) async fn app_row(api: &Api, ns: &str, id: &str) -> Result<Option<AppRow>, SvixError> {
+    Ok(db!(api, |c, db| db::app(c, ns, id).await?))
 }
 
 async fn app_of(api: &Api, ns: &str, id: &str) -> Result<AppRow, SvixError> {
@@ -470,6 +520,18 @@ async fn message_of(
     let row = db!(api, |c, db| db::message(c, &app.id, msg, with_payload)
         .await?);
     row.ok_or_else(SvixError::not_found)
+}
+
+/// A 200 holding a secret (a signing key, a token): never kept for an idempotent replay,
+/// never cached by anything between.
+fn secret_answer(body: Value) -> Response {
+    let mut r = answer(StatusCode::OK, body);
+    r.extensions_mut().insert(super::NoStore);
+    r.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    r
 }
 
 fn now(api: &Api) -> i64 {
@@ -534,6 +596,7 @@ fn new_app(api: &Api, ns: &str, a: wire::ApplicationIn) -> Result<AppRow, SvixEr
         metadata: a.metadata.unwrap_or_default(),
         created_at: now,
         updated_at: now,
+        tokens_after: None,
     })
 }
 
@@ -680,9 +743,21 @@ async fn list_endpoints(
     Ok(answer(StatusCode::OK, list(data, first, last, done)))
 }
 
+/// The claims of an app-scoped token, when the request has one.
+type TokenScope<'a> = Option<&'a super::portal::Claims>;
+
+fn scope_of(ext: &Option<axum::Extension<super::AppScope>>) -> TokenScope<'_> {
+    ext.as_ref().map(|axum::Extension(s)| &*s.0)
+}
+
 /// The event types named that are not live event types of the namespace: a 422 naming
 /// them, as Svix.
-async fn check_types_exist(api: &Api, ns: &str, types: Option<&[String]>) -> Result<(), SvixError> {
+async fn check_types_exist(
+    api: &Api,
+    ns: &str,
+    types: Option<&[String]>,
+    scope: TokenScope<'_>,
+) -> Result<(), SvixError> {
     let Some(types) = types else { return Ok(()) };
     if types.len() > crate::send::limits::MAX_PATTERNS {
         return Err(SvixError::invalid(
@@ -690,7 +765,15 @@ async fn check_types_exist(api: &Api, ns: &str, types: Option<&[String]>) -> Res
             format!("at most {} event types", crate::send::limits::MAX_PATTERNS),
         ));
     }
-    let missing = db!(api, |c, db| db::missing_event_types(c, ns, types).await?);
+    let mut missing = Vec::new();
+    for name in types {
+        let found = db!(api, |c, db| db::event_type(c, ns, name).await?);
+        // An event type behind a feature flag the token lacks is missing to it.
+        let live = found.is_some_and(|e| !e.archived && scope.is_none_or(|c| flag_visible(&e, c)));
+        if !live {
+            missing.push(name.clone());
+        }
+    }
     if missing.is_empty() {
         return Ok(());
     }
@@ -706,12 +789,13 @@ async fn check_types_exist(api: &Api, ns: &str, types: Option<&[String]>) -> Res
 async fn create_endpoint(
     State(api): Shared,
     Namespace(ns): Namespace,
+    scope: Option<axum::Extension<super::AppScope>>,
     P(p): P<AppPath>,
     body: Body,
 ) -> Result<Response, SvixError> {
     let app = app_of(&api, &ns, &p.app).await?;
     let e: wire::EndpointIn = read_json(body).await?;
-    let created = new_endpoint(&api, &ns, &app, e).await?;
+    let created = new_endpoint(&api, &ns, &app, e, scope_of(&scope)).await?;
     Ok(answer(StatusCode::CREATED, wire::endpoint_out(&created)))
 }
 
@@ -720,6 +804,7 @@ async fn new_endpoint(
     ns: &str,
     app: &AppRow,
     e: wire::EndpointIn,
+    scope: TokenScope<'_>,
 ) -> Result<Endpoint, SvixError> {
     let metadata = e.metadata.clone().unwrap_or_default();
     wire::check_endpoint(
@@ -729,7 +814,7 @@ async fn new_endpoint(
         e.event_types.as_deref(),
         &metadata,
     )?;
-    check_types_exist(api, ns, e.event_types.as_deref()).await?;
+    check_types_exist(api, ns, e.event_types.as_deref(), scope).await?;
     let rate_limit = e.rate();
     let mut new = NewEndpoint::new(e.url)
         .owner(app.id.clone())
@@ -763,6 +848,7 @@ async fn change_endpoint(
     app: &AppRow,
     ep: &Endpoint,
     ch: EndpointChange,
+    scope: TokenScope<'_>,
 ) -> Result<Endpoint, SvixError> {
     if let Some(url) = &ch.url {
         wire::check_endpoint(url, None, None, None, &Metadata::new())?;
@@ -779,7 +865,7 @@ async fn change_endpoint(
     }
     if let Some(events) = &ch.events {
         let types = (!events.is_empty()).then_some(events.as_slice());
-        check_types_exist(api, ns, types).await?;
+        check_types_exist(api, ns, types, scope).await?;
     }
     if let Some(m) = &ch.metadata
         && crate::wire::json_size(m) > crate::send::limits::MAX_METADATA_BYTES
@@ -816,6 +902,7 @@ async fn change_endpoint(
 async fn put_endpoint(
     State(api): Shared,
     Namespace(ns): Namespace,
+    scope: Option<axum::Extension<super::AppScope>>,
     P(p): P<EpPath>,
     body: Body,
 ) -> Result<Response, SvixError> {
@@ -827,7 +914,7 @@ async fn put_endpoint(
             // Svix's PUT creates a missing endpoint (with a new secret).
             let mut e = e;
             e.secret = None;
-            let created = new_endpoint(&api, &ns, &app, e).await?;
+            let created = new_endpoint(&api, &ns, &app, e, scope_of(&scope)).await?;
             return Ok(answer(StatusCode::CREATED, wire::endpoint_out(&created)));
         }
         Err(e) => return Err(e),
@@ -851,13 +938,14 @@ async fn put_endpoint(
         metadata: Some(wire::metadata_json(metadata)),
         headers: e.headers,
     };
-    let ep = change_endpoint(&api, &ns, &app, &ep, ch).await?;
+    let ep = change_endpoint(&api, &ns, &app, &ep, ch, scope_of(&scope)).await?;
     Ok(answer(StatusCode::OK, wire::endpoint_out(&ep)))
 }
 
 async fn patch_endpoint(
     State(api): Shared,
     Namespace(ns): Namespace,
+    scope: Option<axum::Extension<super::AppScope>>,
     P(p): P<EpPath>,
     body: Body,
 ) -> Result<Response, SvixError> {
@@ -885,7 +973,7 @@ async fn patch_endpoint(
         metadata: patch.metadata.map(wire::metadata_json),
         headers: None,
     };
-    let ep = change_endpoint(&api, &ns, &app, &ep, ch).await?;
+    let ep = change_endpoint(&api, &ns, &app, &ep, ch, scope_of(&scope)).await?;
     Ok(answer(StatusCode::OK, wire::endpoint_out(&ep)))
 }
 
@@ -922,7 +1010,7 @@ async fn get_secret(
     .ok_or_else(SvixError::not_found)?;
     // For Ed25519, the public key the receiver verifies with; the private key stays here.
     let key = row.endpoint.public_key.unwrap_or(row.secret);
-    Ok(answer(StatusCode::OK, json!({ "key": key })))
+    Ok(secret_answer(json!({ "key": key })))
 }
 
 #[derive(Deserialize, Default)]
@@ -968,7 +1056,7 @@ async fn rotate_secret(
     // Svix's open-source server answers 204; its 2.x clients read the new key from the
     // answer (`EndpointSecretOut`), and the older ones read nothing: a 200 with the key
     // serves both.
-    Ok(answer(StatusCode::OK, json!({ "key": rotated.secret })))
+    Ok(secret_answer(json!({ "key": rotated.secret })))
 }
 
 async fn endpoint_stats(
@@ -1021,6 +1109,7 @@ struct ExampleIn {
 async fn send_example(
     State(api): Shared,
     Namespace(ns): Namespace,
+    scope: Option<axum::Extension<super::AppScope>>,
     P(p): P<EpPath>,
     body: Body,
 ) -> Result<Response, SvixError> {
@@ -1034,6 +1123,7 @@ async fn send_example(
         json!({"type": "webhook.test", "test": true, "endpoint_id": ep.id})
     } else {
         let t = db!(api, |c, db| db::event_type(c, &ns, &e.event_type).await?)
+            .filter(|t| scope_of(&scope).is_none_or(|c| flag_visible(t, c)))
             .ok_or_else(SvixError::not_found)?;
         t.schemas
             .as_ref()
@@ -1177,7 +1267,8 @@ async fn write_headers(
         headers: Some(headers),
         ..EndpointChange::default()
     };
-    change_endpoint(api, ns, app, &ep, ch).await?;
+    // Headers only: no event type is named.
+    change_endpoint(api, ns, app, &ep, ch, None).await?;
     Ok(())
 }
 
@@ -1310,12 +1401,14 @@ async fn list_event_types(
     )
     .await?);
     let (mut rows, done) = lp.finish(rows);
-    if let Some(axum::Extension(scope)) = &scope {
-        rows.retain(|e| flag_visible(e, &scope.0));
-    }
+    // The page's ends are the rows read, before the token's hidden ones are taken out: a
+    // page of hidden event types still leads on.
     let first = rows.first().map(|e| e.name.clone());
     let last = rows.last().map(|e| e.name.clone());
-    let data = rows
+    if let Some(claims) = scope_of(&scope) {
+        rows.retain(|e| flag_visible(e, claims));
+    }
+    let data: Vec<_> = rows
         .iter()
         .map(|e| wire::event_type_out(e, with_content))
         .collect();
@@ -1823,47 +1916,78 @@ async fn portal_access(
     if r.feature_flags.len() > 16
         || r.feature_flags
             .iter()
-            .any(|f| !crate::send::filter::is_name(f, 256))
+            .any(|f| !crate::send::filter::is_name(f, 64))
     {
         return Err(SvixError::invalid(
             &["body", "featureFlags"],
-            "at most 16 feature flags of [a-zA-Z0-9-_.]",
+            "at most 16 feature flags, each 1 to 64 bytes of [a-zA-Z0-9-_.]",
         ));
     }
     let app = match db!(api, |c, db| db::app(c, &ns, &p.app).await?) {
         Some(app) => app,
         None => create_named_app(&api, &ns, &p.app, r.application).await?,
     };
-    let lifetime = r
-        .expiry
-        .unwrap_or(super::portal::DEFAULT_LIFETIME_SECS)
-        .clamp(
-            super::portal::MIN_LIFETIME_SECS,
-            super::portal::MAX_LIFETIME_SECS,
-        );
+    let lifetime = r.expiry.unwrap_or(super::portal::DEFAULT_LIFETIME_SECS);
+    if !(super::portal::MIN_LIFETIME_SECS..=super::portal::MAX_LIFETIME_SECS).contains(&lifetime) {
+        return Err(SvixError::invalid(
+            &["body", "expiry"],
+            "expiry is 60 to 604800 seconds",
+        ));
+    }
+    let now = now(&api);
     let claims = super::portal::Claims {
         ns,
         app: app.id,
-        exp: now(&api).saturating_add(i64::try_from(lifetime * 1000).unwrap_or(i64::MAX)),
+        iat: now,
+        exp: now.saturating_add(i64::try_from(lifetime * 1000).unwrap_or(i64::MAX)),
         ro: r.read_only,
         ff: r.feature_flags,
     };
     let token = super::portal::mint(&key, &claims);
+    if token.len() > super::portal::MAX_TOKEN_LEN {
+        return Err(SvixError::invalid(
+            &["body", "featureFlags"],
+            "the token would be too long: fewer feature flags",
+        ));
+    }
     let base = match &api.portal_url {
         Some(u) => u.clone(),
         None => {
+            // Only a plain `host[:port]` (a Host with `/`, `@`, `?` or `#` would make another
+            // URL); behind a TLS proxy, configure the portal's URL instead.
             let host = headers
                 .get(axum::http::header::HOST)
                 .and_then(|h| h.to_str().ok())
-                .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
+                .filter(|h| {
+                    !h.is_empty()
+                        && h.len() <= 255
+                        && h.bytes().all(|b| {
+                            b.is_ascii_alphanumeric()
+                                || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                        })
+                })
                 .unwrap_or("localhost");
             format!("http://{host}/portal/")
         }
     };
-    Ok(answer(
-        StatusCode::OK,
+    Ok(secret_answer(
         json!({ "url": format!("{base}#token={token}"), "token": token }),
     ))
+}
+
+/// Every token issued for the application until now stops working (Svix Cloud's
+/// `expire-all`; a body, such as its `sessionIds`, is ignored: all of them expire).
+async fn expire_all(
+    State(api): Shared,
+    Namespace(ns): Namespace,
+    P(p): P<AppPath>,
+) -> Result<StatusCode, SvixError> {
+    let app = app_of(&api, &ns, &p.app).await?;
+    let now = now(&api);
+    if !db!(api, |c, db| db::expire_tokens(c, &ns, &app.id, now).await?) {
+        return Err(SvixError::not_found());
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The application `uid` a body names, created because it is missing: its uid must be the

@@ -119,8 +119,14 @@ impl SvixApi {
     ) -> Result<Self, SendError> {
         for o in origins {
             let o: String = o.into();
+            // https, or http for this machine only (a local development page).
             let ok = o.split_once("://").is_some_and(|(scheme, rest)| {
-                matches!(scheme, "http" | "https")
+                let host = rest
+                    .rsplit_once(':')
+                    .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+                    .map_or(rest, |(h, _)| h);
+                let local = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
+                (scheme == "https" || (scheme == "http" && local))
                     && !rest.is_empty()
                     && rest.bytes().all(|b| {
                         b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
@@ -130,7 +136,7 @@ impl SvixApi {
                 return Err(SendError::invalid(
                     "frame_ancestors",
                     format!(
-                        "`{}` is not an origin (scheme://host[:port])",
+                        "`{}` is not an https origin (scheme://host[:port]; http only for localhost)",
                         o.escape_debug()
                     ),
                 ));
@@ -148,7 +154,8 @@ impl SvixApi {
     }
 
     /// Accepts `token` (compared in constant time) for `namespace`, beside the tokens
-    /// accepted before.
+    /// accepted before. Tokens starting with `opt_` are the portal's (app-scoped, see
+    /// [`SvixApi::portal_tokens`]): a namespace's own token may not start so.
     pub fn token(self, token: impl Into<String>, namespace: impl Into<String>) -> Self {
         let (token, namespace) = (token.into(), namespace.into());
         let before = Arc::clone(&self.authorize);
@@ -214,7 +221,7 @@ impl SvixApi {
         let csp = portal_csp(&self.frame_ancestors);
         Router::new()
             .nest("/api/v1", api_routes)
-            .merge(page::routes(csp))
+            .merge(page::routes(csp, self.frame_ancestors.is_empty()))
     }
 }
 
@@ -228,7 +235,7 @@ fn portal_csp(frame_ancestors: &[String]) -> String {
     };
     format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
-         img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors {ancestors}"
+         img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors {ancestors}"
     )
 }
 
@@ -281,7 +288,29 @@ impl FromRequestParts<Arc<Api>> for Namespace {
 #[derive(Clone)]
 pub(crate) struct AppScope(pub(crate) Arc<portal::Claims>);
 
-/// Whether an app-scoped token may make this request (see [`Namespace`]).
+/// Marks an answer that holds a secret: the idempotency cache does not keep it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NoStore;
+
+/// Who may call a route, declared where it is registered: an app-scoped token is let
+/// through only where its route says so, and nowhere a route says nothing (fail closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Any token, or none (health).
+    Public,
+    /// An app token for the application in the path: reads, and writes unless read-only.
+    App,
+    /// An app token for the application in the path: reads only (its writes are the
+    /// namespace's: application changes, message create).
+    AppRead,
+    /// An app token reads (event types, for the portal's picker); writes are the namespace's.
+    ReadAll,
+    /// The namespace's own tokens only.
+    Namespace,
+}
+
+/// Whether an app-scoped token may make this request (see [`Namespace`] and [`Access`]), and
+/// whether its application still takes it (not deleted, its tokens not expired since).
 async fn app_scoped(
     parts: &mut Parts,
     api: &Api,
@@ -295,47 +324,56 @@ async fn app_scoped(
         )
     };
     let read = matches!(parts.method, Method::GET | Method::HEAD);
-    if claims.ro && !read {
+    let access = parts
+        .extensions
+        .get::<Access>()
+        .copied()
+        .unwrap_or(Access::Namespace);
+    let allowed = match access {
+        Access::Public => return Ok(()),
+        Access::App => read || !claims.ro,
+        Access::AppRead | Access::ReadAll => read,
+        Access::Namespace => false,
+    };
+    if !allowed {
         return Err(denied());
     }
-    let route = parts
-        .extensions
-        .get::<axum::extract::MatchedPath>()
-        .map(|m| m.as_str().trim_end_matches('/').to_owned())
-        .unwrap_or_default();
-    let route = route.strip_prefix("/api/v1").unwrap_or(&route);
-    let namespace_wide = match (route, &parts.method) {
-        ("/health" | "/health/ping", _) => return Ok(()),
-        // Event types: read by everyone (the portal's picker), written by the namespace.
-        ("/event-type" | "/event-type/{name}", m) if read && *m != Method::HEAD => {
-            return Ok(());
-        }
-        ("/event-type" | "/event-type/{name}", _) => true,
-        ("/app" | "/auth/app-portal-access/{app}", _) => true,
-        ("/app/{app}", m) => *m != Method::GET,
-        ("/app/{app}/msg", m) => *m != Method::GET,
-        (r, m) if r.ends_with("/content") => *m == Method::DELETE,
-        _ => false,
-    };
-    if namespace_wide {
-        return Err(denied());
+    // Its application, still there and still taking tokens issued when this one was.
+    let app = handlers::app_row(api, &claims.ns, &claims.app)
+        .await?
+        .filter(|a| a.tokens_after.is_none_or(|t| claims.iat > t))
+        .ok_or_else(|| {
+            SvixError::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication_failed",
+                "Invalid token",
+            )
+        })?;
+    if access == Access::ReadAll {
+        return Ok(());
     }
     let params = axum::extract::RawPathParams::from_request_parts(parts, &())
         .await
         .map_err(|_| SvixError::not_found())?;
-    let Some((_, app)) = params.iter().find(|(k, _)| *k == "app") else {
+    let Some((_, named)) = params.iter().find(|(k, _)| *k == "app") else {
         return Err(denied());
     };
-    if app == claims.app {
-        return Ok(());
-    }
-    // A uid: its application must be the token's.
-    let found = handlers::app_id(api, &claims.ns, app).await?;
-    if found.as_deref() == Some(claims.app.as_str()) {
+    // By id, or by its uid; another application is a 404, as a missing one.
+    if named == app.id || app.uid.as_deref() == Some(named) {
         Ok(())
     } else {
         Err(SvixError::not_found())
     }
+}
+
+/// The namespace a token belongs to, without any route's checks (the idempotency cache's
+/// key): a namespace's own token, or a valid app-scoped one.
+fn namespace_of(api: &Api, token: &str) -> Option<String> {
+    if portal::is_portal_token(token) {
+        let key = api.portal_key.as_ref()?;
+        return portal::verify(token, api.emitter.now(), |ns| key(ns)).map(|c| c.ns);
+    }
+    (api.authorize)(token)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -534,7 +572,7 @@ async fn idempotent(State(api): Shared, req: Request, next: Next) -> Response {
     let found = (req.method() == Method::POST)
         .then(|| {
             let token = req.headers().get(header::AUTHORIZATION)?;
-            let namespace = bearer(req.headers()).and_then(|t| (api.authorize)(t))?;
+            let namespace = namespace_of(&api, bearer(req.headers())?)?;
             let key = req.headers().get("idempotency-key")?;
             let mut h = sha2::Sha256::new();
             for part in [
@@ -582,7 +620,7 @@ async fn idempotent(State(api): Shared, req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let (parts, body) = response.into_parts();
     let status = parts.status;
-    if !status.is_success() {
+    if !status.is_success() || parts.extensions.get::<NoStore>().is_some() {
         guard.finish(None);
         return Response::from_parts(parts, body);
     }

@@ -12,11 +12,11 @@ const SCRIPT: &str = include_str!("../../../portal/app.js");
 const STYLE: &str = include_str!("../../../portal/app.css");
 
 /// `/portal` leads to `/portal/`, which serves the page and its two assets.
-pub(super) fn routes<S: Clone + Send + Sync + 'static>(csp: String) -> Router<S> {
+pub(super) fn routes<S: Clone + Send + Sync + 'static>(csp: String, no_frames: bool) -> Router<S> {
     let csp = HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static("default-src 'none'"));
     let page = |content_type: &'static str, body: &'static str| {
         let csp = csp.clone();
-        get(move || async move { asset(content_type, body, csp) })
+        get(move || async move { asset(content_type, body, csp, no_frames) })
     };
     Router::new()
         .route("/portal", get(|| async { Redirect::to("portal/") }))
@@ -28,7 +28,12 @@ pub(super) fn routes<S: Clone + Send + Sync + 'static>(csp: String) -> Router<S>
         .route("/portal/app.css", page("text/css; charset=utf-8", STYLE))
 }
 
-fn asset(content_type: &'static str, body: &'static str, csp: HeaderValue) -> Response {
+fn asset(
+    content_type: &'static str,
+    body: &'static str,
+    csp: HeaderValue,
+    no_frames: bool,
+) -> Response {
     let mut r = (
         [
             (header::CONTENT_TYPE, content_type),
@@ -40,7 +45,17 @@ fn asset(content_type: &'static str, body: &'static str, csp: HeaderValue) -> Re
         body,
     )
         .into_response();
-    r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    // A window this page did not open gets no handle on it.
+    h.insert(
+        header::HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    if no_frames {
+        // For browsers without `frame-ancestors`.
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     r
 }
 

@@ -19,7 +19,7 @@ pub const DEFAULT_LIFETIME_SECS: u64 = 3600;
 pub(crate) const MIN_LIFETIME_SECS: u64 = 60;
 pub(crate) const MAX_LIFETIME_SECS: u64 = 7 * 86_400;
 /// Longer tokens are not read at all.
-const MAX_TOKEN_LEN: usize = 2048;
+pub(crate) const MAX_TOKEN_LEN: usize = 2048;
 const PREFIX: &str = "opt_";
 
 /// What a token grants.
@@ -29,6 +29,9 @@ pub(crate) struct Claims {
     pub(crate) ns: String,
     /// The application (`app_...`) it opens.
     pub(crate) app: String,
+    /// Issued, ms since 1970 (`expire-all` refuses those issued until then).
+    #[serde(default)]
+    pub(crate) iat: i64,
     /// Expiry, ms since 1970.
     pub(crate) exp: i64,
     /// Only reads (GET).
@@ -88,6 +91,7 @@ mod tests {
         Claims {
             ns: "ns1".into(),
             app: "app_1".into(),
+            iat: 500,
             exp: 2_000,
             ro: false,
             ff: vec!["beta".into()],

@@ -22,6 +22,8 @@ pub(crate) struct AppRow {
     pub(crate) rate_limit: Option<u16>,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
+    /// Portal tokens issued at or before this time (ms) are refused (`expire-all`).
+    pub(crate) tokens_after: Option<i64>,
 }
 
 /// An event type.
@@ -124,7 +126,7 @@ outworx_hooks_queue::dialects! {
     use super::*;
 
     const APP_COLUMNS: &str =
-        "id, namespace, uid, name, metadata, rate_limit, created_at, updated_at";
+        "id, namespace, uid, name, metadata, rate_limit, created_at, updated_at, tokens_after";
 
     fn app_row(r: &<<Conn as sqlx::Connection>::Database as sqlx::Database>::Row) -> Result<AppRow, sqlx::Error> {
         let metadata: String = r.try_get("metadata")?;
@@ -137,7 +139,19 @@ outworx_hooks_queue::dialects! {
             rate_limit: r.try_get::<Option<i64>, _>("rate_limit")?.and_then(|n| u16::try_from(n).ok()),
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
+            tokens_after: r.try_get("tokens_after")?,
         })
+    }
+
+    /// Refuses every portal token of an application issued until `now`.
+    pub(crate) async fn expire_tokens(c: &mut Conn, namespace: &str, id: &str, now: i64) -> Result<bool, SendError> {
+        let done = sqlx::query("UPDATE outworx_apps SET tokens_after = $1 WHERE id = $2 AND namespace = $3")
+            .bind(now)
+            .bind(id)
+            .bind(namespace)
+            .execute(&mut *c)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// A namespace's application by id (`app_...`) or uid.
@@ -304,22 +318,6 @@ outworx_hooks_queue::dialects! {
             .fetch_all(&mut *c)
             .await?;
         Ok(rows.iter().map(event_type_row).collect::<Result<_, _>>()?)
-    }
-
-    /// Which of `names` are not live (missing or archived) event types of the namespace.
-    pub(crate) async fn missing_event_types(
-        c: &mut Conn,
-        namespace: &str,
-        names: &[String],
-    ) -> Result<Vec<String>, SendError> {
-        let mut missing = Vec::new();
-        for name in names {
-            match event_type(c, namespace, name).await? {
-                Some(e) if !e.archived => {}
-                _ => missing.push(name.clone()),
-            }
-        }
-        Ok(missing)
     }
 
     fn message_row(
