@@ -352,7 +352,8 @@ macro_rules! listed {
                 );
 
                 // The Svix-compatible API's pages (`send::svix`): each a range of one index,
-                // in its order, stopping at the page's size (or a filtered page's scan).
+                // in its order, stopping at the page's size (or a filtered page's scan). An
+                // application is an owner: `t1` is one the scale benchmark seeds.
                 use crate::send::svix::store::{Page, $d as svix};
                 let pages = [
                     Page {
@@ -390,7 +391,7 @@ macro_rules! listed {
                         "svix: endpoints of an application",
                         endpoints::endpoint_page_query(
                             p,
-                            "app_1",
+                            "t1",
                             page.from,
                             page.back,
                             page.ascending,
@@ -401,21 +402,14 @@ macro_rules! listed {
                         "svix: messages of an application",
                         None,
                         Some("owner"),
-                        svix::message_page_query(p, "app_1", None, None, false, page)
+                        svix::message_page_query(p, "t1", None, None, false, page)
                     );
                 }
                 plan!(
                     "svix: messages of an application in a window",
                     None,
                     Some("owner"),
-                    svix::message_page_query(
-                        p,
-                        "app_1",
-                        Some("msg_0"),
-                        Some("msg_9"),
-                        true,
-                        pages[1]
-                    )
+                    svix::message_page_query(p, "t1", Some("msg_0"), Some("msg_9"), true, pages[1])
                 );
                 for (from, back) in [(None, false), (Some(7), false), (Some(7), true)] {
                     plan!(

@@ -75,3 +75,22 @@ async fn svix_python_client_sends_through_outworx_serve_on_sqlite() {
         .await
         .unwrap();
 }
+
+/// The same client run with the outbox on a real PostgreSQL server (the serve database stays
+/// SQLite): the Svix API's queries, its unique indexes and migration on the other backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn svix_python_client_sends_through_outworx_serve_on_postgres() {
+    let pg = outworx_test_support::postgres::Postgres::start();
+    let url = pg.url();
+    for _ in 0..100 {
+        if outworx_hooks::send::Outbox::open(&url).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dir = outworx_test_support::net::temp_dir("svix-python-pg");
+    let (_server, base) = start(&dir, &url).await;
+    tokio::task::spawn_blocking(move || run_python_client(&base))
+        .await
+        .unwrap();
+}

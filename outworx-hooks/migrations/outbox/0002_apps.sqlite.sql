@@ -11,7 +11,8 @@ CREATE TABLE IF NOT EXISTS outworx_apps (
     rate_limit      INTEGER,
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL,
-    tokens_after    INTEGER                    -- portal tokens issued until then are refused
+    tokens_after    INTEGER,                   -- portal tokens issued until then are refused
+    signature_headers TEXT                   -- 'svix' or 'webhook' header names; NULL: the default
 );
 CREATE UNIQUE INDEX IF NOT EXISTS outworx_apps_uid ON outworx_apps (namespace, uid) WHERE uid IS NOT NULL;
 -- Lists by id (ids sort by creation time).

@@ -990,3 +990,74 @@ async fn an_app_token_is_held_to_its_routes_under_any_mount_prefix() {
     );
     assert_eq!(page.headers()["x-frame-options"], "DENY");
 }
+
+#[tokio::test]
+async fn an_application_chooses_svix_or_webhook_header_names() {
+    use outworx_hooks::send::Format;
+    let api = Api::start().await;
+    let (s, app) = api
+        .post(
+            A,
+            "/app",
+            r#"{"name": "Acme", "uid": "acme", "signatureHeaders": "svix"}"#,
+        )
+        .await;
+    assert_eq!((s, &app["signatureHeaders"]), (201, &json!("svix")));
+    let (_, ep) = api
+        .post(
+            A,
+            "/app/acme/endpoint",
+            r#"{"url": "http://127.0.0.1:9/h"}"#,
+        )
+        .await;
+    let format = |id: String| {
+        let emitter = api.emitter.clone();
+        async move {
+            emitter
+                .endpoint(Scope::All, &id)
+                .await
+                .unwrap()
+                .unwrap()
+                .format
+        }
+    };
+    let id = ep["id"].as_str().unwrap().to_owned();
+    assert_eq!(format(id.clone()).await, Format::SvixHeaders);
+    let (s, _) = api
+        .call(
+            A,
+            reqwest::Method::PATCH,
+            "/app/acme",
+            Some(r#"{"signatureHeaders": "webhook"}"#),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        format(id.clone()).await,
+        Format::Svix,
+        "its endpoints follow"
+    );
+    let (s, _) = api
+        .call(
+            A,
+            reqwest::Method::PATCH,
+            "/app/acme",
+            Some(r#"{"signatureHeaders": "x-hooks"}"#),
+        )
+        .await;
+    assert_eq!(s, 422);
+    // Without the setting: the API's default (Standard Webhooks' names).
+    api.post(A, "/app", r#"{"name": "Plain", "uid": "plain"}"#)
+        .await;
+    let (_, ep) = api
+        .post(
+            A,
+            "/app/plain/endpoint",
+            r#"{"url": "http://127.0.0.1:9/p"}"#,
+        )
+        .await;
+    assert_eq!(
+        format(ep["id"].as_str().unwrap().to_owned()).await,
+        Format::Svix
+    );
+}

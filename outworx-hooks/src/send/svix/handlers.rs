@@ -597,6 +597,7 @@ fn new_app(api: &Api, ns: &str, a: wire::ApplicationIn) -> Result<AppRow, SvixEr
         created_at: now,
         updated_at: now,
         tokens_after: None,
+        signature_headers: a.signature_headers,
     })
 }
 
@@ -648,8 +649,11 @@ async fn put_app(
             app.uid = a.uid;
             app.name = a.name;
             app.metadata = a.metadata.unwrap_or_default();
+            if a.signature_headers.is_some() {
+                app.signature_headers = a.signature_headers;
+            }
             app.updated_at = now(&api);
-            if !db!(api, |c, db| db::update_app(c, &app).await?) {
+            if !tx!(api, |c, db| db::update_app(c, &app).await?) {
                 return Err(SvixError::not_found());
             }
             Ok(answer(StatusCode::OK, wire::app_out(&app)))
@@ -682,16 +686,20 @@ async fn patch_app(
     if let Some(m) = patch.metadata {
         app.metadata = m;
     }
+    if patch.signature_headers.is_some() {
+        app.signature_headers = patch.signature_headers;
+    }
     wire::ApplicationIn {
         name: app.name.clone(),
         uid: app.uid.clone(),
         rate_limit: app.rate_limit,
         throttle_rate: None,
         metadata: Some(app.metadata.clone()),
+        signature_headers: app.signature_headers.clone(),
     }
     .check()?;
     app.updated_at = now(&api);
-    if !db!(api, |c, db| db::update_app(c, &app).await?) {
+    if !tx!(api, |c, db| db::update_app(c, &app).await?) {
         return Err(SvixError::not_found());
     }
     Ok(answer(StatusCode::OK, wire::app_out(&app)))
@@ -816,9 +824,12 @@ async fn new_endpoint(
     )?;
     check_types_exist(api, ns, e.event_types.as_deref(), scope).await?;
     let rate_limit = e.rate();
-    let mut new = NewEndpoint::new(e.url)
-        .owner(app.id.clone())
-        .format(api.format);
+    let format = match app.signature_headers.as_deref() {
+        Some("svix") => crate::send::Format::SvixHeaders,
+        Some(_) => crate::send::Format::Svix,
+        None => api.format,
+    };
+    let mut new = NewEndpoint::new(e.url).owner(app.id.clone()).format(format);
     new.events = e.event_types.unwrap_or_default();
     new.uid = e.uid;
     new.description = e.description;

@@ -24,6 +24,9 @@ pub(crate) struct AppRow {
     pub(crate) updated_at: i64,
     /// Portal tokens issued at or before this time (ms) are refused (`expire-all`).
     pub(crate) tokens_after: Option<i64>,
+    /// The header names its endpoints are signed under (`svix` or `webhook`); `None`: the
+    /// API's default.
+    pub(crate) signature_headers: Option<String>,
 }
 
 /// An event type.
@@ -126,7 +129,8 @@ outworx_hooks_queue::dialects! {
     use super::*;
 
     const APP_COLUMNS: &str =
-        "id, namespace, uid, name, metadata, rate_limit, created_at, updated_at, tokens_after";
+        "id, namespace, uid, name, metadata, rate_limit, created_at, updated_at, tokens_after, \
+         signature_headers";
 
     fn app_row(r: &<<Conn as sqlx::Connection>::Database as sqlx::Database>::Row) -> Result<AppRow, sqlx::Error> {
         let metadata: String = r.try_get("metadata")?;
@@ -140,6 +144,7 @@ outworx_hooks_queue::dialects! {
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
             tokens_after: r.try_get("tokens_after")?,
+            signature_headers: r.try_get("signature_headers")?,
         })
     }
 
@@ -165,7 +170,7 @@ outworx_hooks_queue::dialects! {
     pub(crate) async fn insert_app(c: &mut Conn, a: &AppRow) -> Result<(), SendError> {
         sqlx::query(
             "INSERT INTO outworx_apps (id, namespace, uid, name, metadata, rate_limit, created_at, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             updated_at, signature_headers) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&a.id)
         .bind(&a.namespace)
@@ -175,28 +180,46 @@ outworx_hooks_queue::dialects! {
         .bind(a.rate_limit.map(i64::from))
         .bind(a.created_at)
         .bind(a.updated_at)
+        .bind(&a.signature_headers)
         .execute(&mut *c)
         .await
         .map_err(conflict)?;
         Ok(())
     }
 
+    /// Writes an application's fields; its endpoints made by this API take its signature
+    /// header names (in the same transaction, when the caller runs it in one).
     pub(crate) async fn update_app(c: &mut Conn, a: &AppRow) -> Result<bool, SendError> {
         let done = sqlx::query(
             "UPDATE outworx_apps SET uid = $1, name = $2, metadata = $3, rate_limit = $4, \
-             updated_at = $5 WHERE id = $6 AND namespace = $7",
+             updated_at = $5, signature_headers = $6 WHERE id = $7 AND namespace = $8",
         )
         .bind(&a.uid)
         .bind(&a.name)
         .bind(serde_json::to_string(&a.metadata)?)
         .bind(a.rate_limit.map(i64::from))
         .bind(a.updated_at)
+        .bind(&a.signature_headers)
         .bind(&a.id)
         .bind(&a.namespace)
         .execute(&mut *c)
         .await
         .map_err(conflict)?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(h) = &a.signature_headers {
+            let format = if h == "svix" { "svix-headers" } else { "svix" };
+            sqlx::query(
+                "UPDATE outworx_endpoints SET format = $1 WHERE owner = $2 \
+                 AND format IN ('svix', 'svix-headers')",
+            )
+            .bind(format)
+            .bind(&a.id)
+            .execute(&mut *c)
+            .await?;
+        }
+        Ok(true)
     }
 
     /// Deletes an application and its endpoints (their waiting deliveries end dead when a

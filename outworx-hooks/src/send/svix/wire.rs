@@ -132,6 +132,9 @@ pub(crate) struct ApplicationIn {
     pub(crate) throttle_rate: Option<u16>,
     #[serde(default)]
     pub(crate) metadata: Option<Metadata>,
+    /// Not Svix's: the header names this application's endpoints are signed under, `svix`
+    /// (`svix-id`, ...) or `webhook` (`webhook-id`, ...); absent: as they are (or the default).
+    pub(crate) signature_headers: Option<String>,
 }
 
 impl ApplicationIn {
@@ -147,6 +150,7 @@ impl ApplicationIn {
             check_uid(uid, "app_")?;
         }
         check_rate(self.rate())?;
+        check_signature_headers(self.signature_headers.as_deref())?;
         check_metadata(self.metadata.as_ref().unwrap_or(&Metadata::new()))
     }
 
@@ -159,6 +163,7 @@ impl ApplicationIn {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ApplicationPatch {
     pub(crate) name: Option<String>,
+    pub(crate) signature_headers: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub(crate) uid: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
@@ -166,6 +171,17 @@ pub(crate) struct ApplicationPatch {
     #[serde(default, deserialize_with = "nullable")]
     pub(crate) throttle_rate: Option<Option<u16>>,
     pub(crate) metadata: Option<Metadata>,
+}
+
+/// `svix` or `webhook`.
+pub(crate) fn check_signature_headers(h: Option<&str>) -> Result<(), SvixError> {
+    match h {
+        None | Some("svix" | "webhook") => Ok(()),
+        Some(_) => Err(SvixError::invalid(
+            &["body", "signatureHeaders"],
+            "signatureHeaders is `svix` (svix-id, ...) or `webhook` (webhook-id, ...)",
+        )),
+    }
 }
 
 pub(crate) fn app_out(a: &AppRow) -> Value {
@@ -182,6 +198,9 @@ pub(crate) fn app_out(a: &AppRow) -> Value {
     out.insert("createdAt".into(), json!(time(a.created_at)));
     out.insert("updatedAt".into(), json!(time(a.updated_at)));
     out.insert("metadata".into(), json!(a.metadata));
+    if let Some(h) = &a.signature_headers {
+        out.insert("signatureHeaders".into(), json!(h));
+    }
     Value::Object(out)
 }
 
