@@ -16,6 +16,10 @@ const KEY_B: &str = "ohk_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
 /// Starts `outworx serve` with the Svix API and a worker over `outbox`; its base URL.
 async fn start(dir: &Path, outbox: &str) -> (Kill, String) {
+    start_with_keys(dir, outbox, &format!("{KEY_A},{KEY_B}")).await
+}
+
+async fn start_with_keys(dir: &Path, outbox: &str, keys: &str) -> (Kill, String) {
     let port = outworx_test_support::net::free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_outworx"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db"])
@@ -27,7 +31,7 @@ async fn start(dir: &Path, outbox: &str) -> (Kill, String) {
             "--allow-target",
             "127.0.0.1/32",
         ])
-        .env("OUTWORX_SERVE_API_KEYS", format!("{KEY_A},{KEY_B}"))
+        .env("OUTWORX_SERVE_API_KEYS", keys)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -93,4 +97,52 @@ async fn svix_python_client_sends_through_outworx_serve_on_postgres() {
     tokio::task::spawn_blocking(move || run_python_client(&base))
         .await
         .unwrap();
+}
+
+/// A portal token dies with the API key it was signed under: the server restarted without
+/// that key refuses it (401), though its application and every row are still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_an_api_key_revokes_its_portal_tokens() {
+    let dir = outworx_test_support::net::temp_dir("svix-key-removed");
+    let outbox = dir.join("outbox.db");
+    let outbox = outbox.to_str().unwrap();
+    let http = reqwest::Client::new();
+    let (server, base) = start(&dir, outbox).await;
+    let created = http
+        .post(format!("{base}/api/v1/app"))
+        .bearer_auth(KEY_A)
+        .json(&serde_json::json!({"name": "Acme", "uid": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let access: serde_json::Value = http
+        .post(format!("{base}/api/v1/auth/app-portal-access/acme"))
+        .bearer_auth(KEY_A)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = access["token"].as_str().unwrap().to_owned();
+    let status = |base: String, token: String| {
+        let http = http.clone();
+        async move {
+            http.get(format!("{base}/api/v1/app/acme/endpoint"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status(base.clone(), token.clone()).await, 200);
+    drop(server);
+    // The same databases, without KEY_A.
+    let (_server, base) = start_with_keys(&dir, outbox, KEY_B).await;
+    assert_eq!(status(base.clone(), token).await, 401);
+    assert_eq!(status(base, KEY_A.to_owned()).await, 401);
 }
