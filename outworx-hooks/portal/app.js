@@ -57,7 +57,14 @@ function useToken(t) {
 
 function askForToken() {
   // At most one request every 10 s, whatever asks (the timer, a 401 on each of many calls).
-  if (window.parent === window || !claims || Date.now() - lastAsk < 10000) return;
+  if (window.parent === window || !claims) return;
+  const since = Date.now() - lastAsk;
+  if (since < 10000) {
+    // Asked a moment ago: ask again once the 10 s have passed (unless a token came).
+    clearTimeout(expiryTimer);
+    expiryTimer = setTimeout(askForToken, 10000 - since);
+    return;
+  }
   lastAsk = Date.now();
   window.parent.postMessage({ type: 'outworx-portal:token-expiring', exp: claims.exp }, parentOrigin || '*');
 }

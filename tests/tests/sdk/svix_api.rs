@@ -1061,3 +1061,55 @@ async fn an_application_chooses_svix_or_webhook_header_names() {
         Format::Svix
     );
 }
+
+/// An outbox whose applications table came from an earlier build (without the columns added
+/// since) is upgraded when opened, and the API works on it.
+#[tokio::test]
+async fn an_earlier_applications_table_is_upgraded() {
+    use outworx_hooks::send::sqlx;
+    let dir = outworx_test_support::net::temp_dir("svix-upgrade");
+    let path = dir.join("outbox.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE outworx_apps (id TEXT PRIMARY KEY, namespace TEXT NOT NULL, uid TEXT, \
+         name TEXT NOT NULL, metadata TEXT NOT NULL, rate_limit INTEGER, \
+         created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let emitter = Emitter::builder(Outbox::open(path.to_str().unwrap()).await.unwrap())
+        .worker(None)
+        .build();
+    let app: axum::Router = SvixApi::new(emitter.clone())
+        .token(A, "tenant-a")
+        .portal_tokens(|_| Some([1u8; 32]))
+        .router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let api = Api {
+        base: format!("http://{addr}/api/v1"),
+        http: reqwest::Client::new(),
+        emitter,
+    };
+    let (s, out) = api
+        .post(
+            A,
+            "/app",
+            r#"{"name": "Acme", "uid": "acme", "signatureHeaders": "svix"}"#,
+        )
+        .await;
+    assert_eq!(s, 201, "{out}");
+    // expire-all, then a token issued in the same millisecond still works.
+    assert_eq!(api.post(A, "/auth/app/acme/expire-all", "{}").await.0, 204);
+    let (_, access) = api.post(A, "/auth/app-portal-access/acme", "{}").await;
+    assert_eq!(
+        api.get(access["token"].as_str().unwrap(), "/app/acme")
+            .await
+            .0,
+        200
+    );
+}

@@ -246,7 +246,16 @@ impl Outbox {
     async fn migrated(pool: Pool) -> Result<Outbox, SendError> {
         pool.migrate(SQLITE_SCHEMA, POSTGRES_SCHEMA, ADDED_COLUMNS)
             .await?;
-        pool.migrate(SQLITE_APPS, POSTGRES_APPS, &[]).await?;
+        // Columns added to the applications after their first schema.
+        pool.migrate(
+            SQLITE_APPS,
+            POSTGRES_APPS,
+            &[
+                ("outworx_apps", "tokens_after", "BIGINT"),
+                ("outworx_apps", "signature_headers", "TEXT"),
+            ],
+        )
+        .await?;
         Ok(Outbox { pool })
     }
 

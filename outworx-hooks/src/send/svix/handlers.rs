@@ -1946,10 +1946,14 @@ async fn portal_access(
         ));
     }
     let now = now(&api);
+    // After an `expire-all` in this same millisecond, still a token that is valid.
+    let iat = app
+        .tokens_after
+        .map_or(now, |t| now.max(t.saturating_add(1)));
     let claims = super::portal::Claims {
         ns,
         app: app.id,
-        iat: now,
+        iat,
         exp: now.saturating_add(i64::try_from(lifetime * 1000).unwrap_or(i64::MAX)),
         ro: r.read_only,
         ff: r.feature_flags,

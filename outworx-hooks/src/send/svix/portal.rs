@@ -4,9 +4,9 @@
 //!
 //! A token is `opt_<claims>.<mac>`: the claims (namespace, application id, expiry, read-only)
 //! as base64url JSON, and an HMAC-SHA256 of them with the namespace's portal key. It names
-//! one application and nothing else; it expires (1 hour by default); it is refused once its
-//! namespace has no key any more (`outworx serve`: the API key it derives from is removed)
-//! and answers 404 once its application is deleted.
+//! one application and nothing else; it expires (1 hour by default); it is refused (401) once
+//! its namespace has no key any more (`outworx serve`: the API key it derives from is
+//! removed), once its application is deleted, and once `expire-all` ran after it was issued.
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac as _};
