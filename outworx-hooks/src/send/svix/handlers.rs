@@ -522,6 +522,21 @@ async fn message_of(
     row.ok_or_else(SvixError::not_found)
 }
 
+/// A small body that may be left empty (Svix's clients send none, or `{}`, for a rotation or
+/// a portal link): at most 64 KiB, its defaults when empty.
+async fn read_optional_json<T: serde::de::DeserializeOwned + Default>(
+    body: Body,
+) -> Result<T, SvixError> {
+    let bytes = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, 64 * 1024))
+        .await
+        .map_err(|_| SvixError::invalid(&["body"], "the body is over 64 KiB"))?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    super::parse_json(&bytes)
+}
+
 /// A 200 holding a secret (a signing key, a token): never kept for an idempotent replay,
 /// never cached by anything between.
 fn secret_answer(body: Value) -> Response {
@@ -1039,15 +1054,7 @@ async fn rotate_secret(
 ) -> Result<Response, SvixError> {
     let app = app_of(&api, &ns, &p.app).await?;
     let ep = endpoint_of(&api, &app, &p.ep).await?;
-    let bytes = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, 64 * 1024))
-        .await
-        .map_err(|_| SvixError::invalid(&["body"], "the body is over 64 KiB"))?
-        .to_bytes();
-    let r: RotateIn = if bytes.iter().all(u8::is_ascii_whitespace) {
-        RotateIn::default()
-    } else {
-        super::parse_json(&bytes)?
-    };
+    let r: RotateIn = read_optional_json(body).await?;
     let grace = r.grace_period_seconds.unwrap_or(86_400);
     if grace > 604_800 {
         return Err(SvixError::invalid(
@@ -1915,15 +1922,7 @@ async fn portal_access(
             "This API endpoint is not yet implemented.",
         ));
     };
-    let bytes = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, 64 * 1024))
-        .await
-        .map_err(|_| SvixError::invalid(&["body"], "the body is over 64 KiB"))?
-        .to_bytes();
-    let r: PortalAccessIn = if bytes.iter().all(u8::is_ascii_whitespace) {
-        PortalAccessIn::default()
-    } else {
-        super::parse_json(&bytes)?
-    };
+    let r: PortalAccessIn = read_optional_json(body).await?;
     if r.feature_flags.len() > 16
         || r.feature_flags
             .iter()
