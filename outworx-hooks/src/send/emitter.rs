@@ -534,35 +534,8 @@ impl Emitter {
         scope: Scope<'_>,
         id: &str,
     ) -> Result<CreatedEndpoint, SendError> {
-        let row = on_pool!(
-            &self.shared.outbox.pool,
-            conn,
-            crate::send::store::endpoints,
-            |c, db| db::endpoint(c, scope, id).await?
-        );
-        let row = row.ok_or(SendError::NotFound)?;
-        // The same kind of key as before: Ed25519 stays Ed25519; fastapihooks and HMAC get a
-        // new random secret.
-        let secret = if row.endpoint.format.is_standard() && row.secret.starts_with("whsk_") {
-            ids::new_ed25519_key()?
-        } else {
-            ids::new_hmac_secret()?
-        };
-        let now = self.now();
-        let grace = i64::try_from(self.shared.rotation_grace.as_millis()).unwrap_or(i64::MAX);
-        let done = on_pool!(
-            &self.shared.outbox.pool,
-            conn,
-            crate::send::store::endpoints,
-            |c, db| db::rotate(c, scope, id, &secret, now.saturating_add(grace), now).await?
-        );
-        if !done {
-            return Err(SendError::NotFound);
-        }
-        let mut endpoint = row.endpoint;
-        endpoint.public_key = crate::security::scheme::standard_public_key(&secret);
-        let secret = endpoint.public_key.clone().unwrap_or(secret);
-        Ok(CreatedEndpoint { endpoint, secret })
+        self.rotate_secret_to(scope, id, None, self.shared.rotation_grace)
+            .await
     }
 
     /// [`Emitter::rotate_secret`] to `secret` (checked as a new endpoint's; generated when
